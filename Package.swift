@@ -1,0 +1,54 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Damselfly: a Redis-compatible, shared-nothing, multi-threaded in-memory server.
+///
+/// Modules follow the layers of the server, each depending only on the layers below it:
+/// `CDamselfly` (C shim: liburing, xxhash, thread affinity, eventfd) →
+/// `DamselflyRESP` (wire protocol) and `DamselflyStorage` (keyspace tables) →
+/// `DamselflyRuntime` (threads, io_uring/epoll loops, cross-thread queues) →
+/// `DamselflyTransactions` (intent locks, transaction queues, hops) →
+/// `DamselflyCommands` (one command family per file) →
+/// `DamselflyServer` (connections, configuration, INFO) → the `damselfly` executable.
+let strictSettings: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "Damselfly",
+    products: [
+        .executable(name: "damselfly", targets: ["damselfly"]),
+        .library(name: "DamselflyRESP", targets: ["DamselflyRESP"]),
+    ],
+    targets: [
+        .target(
+            name: "CDamselfly",
+            linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("xxhash")]
+        ),
+        .target(name: "DamselflyRESP", swiftSettings: strictSettings),
+        .target(name: "DamselflyStorage", dependencies: ["CDamselfly"], swiftSettings: strictSettings),
+        .target(name: "DamselflyRuntime", dependencies: ["CDamselfly"], swiftSettings: strictSettings),
+        .target(
+            name: "DamselflyTransactions",
+            dependencies: ["DamselflyRuntime", "DamselflyStorage"],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "DamselflyCommands",
+            dependencies: ["DamselflyRESP", "DamselflyStorage", "DamselflyTransactions", "DamselflyRuntime"],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "DamselflyServer",
+            dependencies: ["DamselflyCommands", "DamselflyRESP", "DamselflyRuntime", "DamselflyTransactions", "DamselflyStorage", "CDamselfly"],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(name: "damselfly", dependencies: ["DamselflyServer"], swiftSettings: strictSettings),
+        .testTarget(name: "DamselflyRESPTests", dependencies: ["DamselflyRESP"]),
+        .testTarget(name: "DamselflyStorageTests", dependencies: ["DamselflyStorage"]),
+        .testTarget(name: "DamselflyRuntimeTests", dependencies: ["DamselflyRuntime"]),
+        .testTarget(name: "DamselflyCommandsTests", dependencies: ["DamselflyCommands", "DamselflyServer"]),
+        .testTarget(name: "DamselflyServerTests", dependencies: ["DamselflyServer"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
