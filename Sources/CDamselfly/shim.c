@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "CDamselfly.h"
+#include <liburing.h>
 #include <xxhash.h>
 #include <pthread.h>
 #include <sched.h>
@@ -101,6 +102,8 @@ int dfly_listen_tcp(const char *host, int port, int backlog) {
     return fd;
 }
 
+int dfly_accept(int listen_fd) { return accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC); }
+
 int dfly_socket_port(int fd) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
@@ -160,28 +163,114 @@ void dfly_cpu_usage(double *user, double *sys, int thread) {
     *sys = ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
-unsigned dfly_peek_cqes(struct io_uring *ring, struct io_uring_cqe **cqes, unsigned count) {
-    return io_uring_peek_batch_cqe(ring, cqes, count);
+struct dfly_ring {
+    struct io_uring ring;
+    struct io_uring_buf_ring *buffers;
+    unsigned buffer_count;
+    int bgid;
+};
+
+dfly_ring *dfly_ring_create(unsigned entries, unsigned flags, int *err) {
+    dfly_ring *r = calloc(1, sizeof(*r));
+    struct io_uring_params params;
+    memset(&params, 0, sizeof(params));
+    params.flags = flags;
+    int rc = io_uring_queue_init_params(entries, &r->ring, &params);
+    if (rc < 0) { free(r); *err = rc; return NULL; }
+    *err = 0;
+    return r;
 }
 
-struct io_uring_buf_ring *dfly_setup_buf_ring(struct io_uring *ring, unsigned entries, int bgid, int *err) {
-    size_t size = entries * sizeof(struct io_uring_buf);
-    void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (mem == MAP_FAILED) { *err = errno; return NULL; }
+void dfly_ring_destroy(dfly_ring *r) {
+    if (r->buffers) {
+        io_uring_unregister_buf_ring(&r->ring, r->bgid);
+        munmap(r->buffers, r->buffer_count * sizeof(struct io_uring_buf));
+    }
+    io_uring_queue_exit(&r->ring);
+    free(r);
+}
+
+int dfly_ring_setup_buffers(dfly_ring *r, void *memory, unsigned count, unsigned size, int bgid) {
+    size_t bytes = count * sizeof(struct io_uring_buf);
+    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED) return -errno;
     struct io_uring_buf_ring *br = (struct io_uring_buf_ring *)mem;
     io_uring_buf_ring_init(br);
     struct io_uring_buf_reg reg;
     memset(&reg, 0, sizeof(reg));
     reg.ring_addr = (unsigned long)br;
-    reg.ring_entries = entries;
+    reg.ring_entries = count;
     reg.bgid = (unsigned short)bgid;
-    int rc = io_uring_register_buf_ring(ring, &reg, 0);
-    if (rc != 0) { munmap(mem, size); *err = -rc; return NULL; }
-    *err = 0;
-    return br;
+    int rc = io_uring_register_buf_ring(&r->ring, &reg, 0);
+    if (rc != 0) { munmap(mem, bytes); return rc; }
+    r->buffers = br;
+    r->buffer_count = count;
+    r->bgid = bgid;
+    int mask = io_uring_buf_ring_mask(count);
+    for (unsigned i = 0; i < count; i++)
+        io_uring_buf_ring_add(br, (char *)memory + (size_t)i * size, size, (unsigned short)i, mask, (int)i);
+    io_uring_buf_ring_advance(br, (int)count);
+    return 0;
 }
 
-void dfly_free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br, unsigned entries, int bgid) {
-    io_uring_unregister_buf_ring(ring, bgid);
-    munmap(br, entries * sizeof(struct io_uring_buf));
+void dfly_ring_recycle_buffer(dfly_ring *r, void *addr, unsigned size, unsigned bid) {
+    io_uring_buf_ring_add(r->buffers, addr, size, (unsigned short)bid, io_uring_buf_ring_mask(r->buffer_count), 0);
+    io_uring_buf_ring_advance(r->buffers, 1);
+}
+
+static struct io_uring_sqe *next_sqe(dfly_ring *r) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+    if (!sqe) {
+        io_uring_submit(&r->ring);
+        sqe = io_uring_get_sqe(&r->ring);
+    }
+    return sqe;
+}
+
+void dfly_ring_prep_accept_multishot(dfly_ring *r, int fd, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+
+void dfly_ring_prep_recv_multishot(dfly_ring *r, int fd, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = (unsigned short)r->bgid;
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+
+void dfly_ring_prep_send(dfly_ring *r, int fd, const void *data, size_t length, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    io_uring_prep_send(sqe, fd, data, length, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+
+void dfly_ring_prep_read(dfly_ring *r, int fd, void *buffer, unsigned length, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    io_uring_prep_read(sqe, fd, buffer, length, 0);
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+
+int dfly_ring_submit(dfly_ring *r, int wait, uint64_t timeout_ns) {
+    if (!wait) return io_uring_submit_and_get_events(&r->ring);
+    struct __kernel_timespec ts;
+    ts.tv_sec = (long long)(timeout_ns / 1000000000ull);
+    ts.tv_nsec = (long long)(timeout_ns % 1000000000ull);
+    struct io_uring_cqe *cqe = NULL;
+    return io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts, NULL);
+}
+
+unsigned dfly_ring_reap(dfly_ring *r, dfly_cqe *out, unsigned max) {
+    struct io_uring_cqe *cqes[256];
+    if (max > 256) max = 256;
+    unsigned n = io_uring_peek_batch_cqe(&r->ring, cqes, max);
+    for (unsigned i = 0; i < n; i++) {
+        out[i].user_data = cqes[i]->user_data;
+        out[i].res = cqes[i]->res;
+        out[i].flags = cqes[i]->flags;
+    }
+    if (n) io_uring_cq_advance(&r->ring, n);
+    return n;
 }

@@ -5,10 +5,10 @@
 /// static inline helpers are importable as they are), XXH64, thread affinity
 /// and names, eventfd and a couple of socket and clock helpers.
 
-#include <liburing.h>
 #include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/epoll.h>
 
 /// XXH64 of a byte range with a seed (libxxhash).
 uint64_t dfly_xxh64(const void *data, size_t length, uint64_t seed);
@@ -34,6 +34,8 @@ int64_t dfly_wall_us(void);
 
 /// A listening TCP socket bound to host:port (IPv4 or IPv6 literal); returns fd or -errno.
 int dfly_listen_tcp(const char *host, int port, int backlog);
+/// accept4 with SOCK_CLOEXEC; returns fd or -1.
+int dfly_accept(int listen_fd);
 /// The port a socket is bound to.
 int dfly_socket_port(int fd);
 /// Sets TCP_NODELAY and O_NONBLOCK on an accepted socket.
@@ -48,10 +50,39 @@ uint64_t dfly_malloc_used(void);
 /// User and system CPU seconds of the process (and of the calling thread when `thread`).
 void dfly_cpu_usage(double *user, double *sys, int thread);
 
-/// Wraps io_uring_peek_batch_cqe for Swift.
-unsigned dfly_peek_cqes(struct io_uring *ring, struct io_uring_cqe **cqes, unsigned count);
-/// Allocates and registers a provided-buffer ring; returns the ring or NULL (errno in *err).
-struct io_uring_buf_ring *dfly_setup_buf_ring(struct io_uring *ring, unsigned entries, int bgid, int *err);
-void dfly_free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br, unsigned entries, int bgid);
+/// io_uring through an opaque handle: liburing's header is kept out of the
+/// Swift-facing module (its socket headers clash with Glibc's module map).
+typedef struct dfly_ring dfly_ring;
+
+enum {
+    DFLY_SETUP_SINGLE_ISSUER = 1u << 12,
+    DFLY_SETUP_DEFER_TASKRUN = 1u << 13,
+    DFLY_SETUP_COOP_TASKRUN = 1u << 8,
+    DFLY_CQE_F_BUFFER = 1u << 0,
+    DFLY_CQE_F_MORE = 1u << 1,
+    DFLY_CQE_BUFFER_SHIFT = 16,
+};
+
+typedef struct dfly_cqe {
+    uint64_t user_data;
+    int32_t res;
+    uint32_t flags;
+} dfly_cqe;
+
+/// Creates a ring with `flags`; NULL with -errno in *err on failure.
+dfly_ring *dfly_ring_create(unsigned entries, unsigned flags, int *err);
+void dfly_ring_destroy(dfly_ring *ring);
+/// Registers a provided-buffer ring of `count` buffers of `size` bytes at `memory` under group `bgid`; 0 or -errno.
+int dfly_ring_setup_buffers(dfly_ring *ring, void *memory, unsigned count, unsigned size, int bgid);
+/// Gives buffer `bid` back to the kernel.
+void dfly_ring_recycle_buffer(dfly_ring *ring, void *addr, unsigned size, unsigned bid);
+void dfly_ring_prep_accept_multishot(dfly_ring *ring, int fd, uint64_t user_data);
+void dfly_ring_prep_recv_multishot(dfly_ring *ring, int fd, uint64_t user_data);
+void dfly_ring_prep_send(dfly_ring *ring, int fd, const void *data, size_t length, uint64_t user_data);
+void dfly_ring_prep_read(dfly_ring *ring, int fd, void *buffer, unsigned length, uint64_t user_data);
+/// Submits; with `wait`, blocks for one completion or `timeout_ns`; without, only flushes deferred task work.
+int dfly_ring_submit(dfly_ring *ring, int wait, uint64_t timeout_ns);
+/// Copies up to `max` completions into `out` and marks them seen.
+unsigned dfly_ring_reap(dfly_ring *ring, dfly_cqe *out, unsigned max);
 
 #endif

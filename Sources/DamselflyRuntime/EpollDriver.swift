@@ -1,0 +1,192 @@
+import CDamselfly
+import Glibc
+
+/// The epoll fallback, for kernels or sandboxes without io_uring and for
+/// `--force_epoll`. Level-triggered readiness; reads go through one scratch
+/// buffer per loop; writes are attempted at once and finished on EPOLLOUT.
+@usableFromInline
+final class EpollDriver {
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    private var sockets = SocketTable()
+    private var listenFD: Int32 = -1
+    private var onAccept: ((Int32) -> Void)?
+    private let scratch = UnsafeMutableRawPointer.allocate(byteCount: 64 * 1024, alignment: 64)
+    private let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: 256)
+    private static let wakeToken: UInt64 = UInt64.max
+    private static let listenToken: UInt64 = UInt64.max - 1
+
+    init(wakeFD: Int32) {
+        epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
+        self.wakeFD = wakeFD
+        var ev = epoll_event()
+        ev.events = EPOLLIN.rawValue
+        ev.data.u64 = Self.wakeToken
+        epoll_ctl(epollFD, EPOLL_CTL_ADD, wakeFD, &ev)
+    }
+
+    func listen(fd: Int32, onAccept: @escaping (Int32) -> Void) {
+        listenFD = fd
+        self.onAccept = onAccept
+        let flags = fcntl(fd, F_GETFL, 0)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        var ev = epoll_event()
+        ev.events = EPOLLIN.rawValue
+        ev.data.u64 = Self.listenToken
+        epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev)
+    }
+
+    func stopListening() {
+        if listenFD >= 0 {
+            epoll_ctl(epollFD, EPOLL_CTL_DEL, listenFD, nil)
+            Glibc.shutdown(listenFD, Int32(SHUT_RDWR))
+            listenFD = -1
+            onAccept = nil
+        }
+    }
+
+    func register(fd: Int32, handler: SocketHandler) -> SocketID {
+        let flags = fcntl(fd, F_GETFL, 0)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        let id = sockets.add(fd: fd, handler: handler)
+        var ev = epoll_event()
+        ev.events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
+        ev.data.u64 = UInt64(UInt32(bitPattern: id.slot))
+        epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev)
+        return id
+    }
+
+    func write(socket: SocketID, bytes: inout [UInt8]) {
+        guard let state = sockets.lookup(socket), !state.closeRequested else {
+            bytes.removeAll(keepingCapacity: true)
+            return
+        }
+        if state.pending.isEmpty {
+            swap(&state.pending, &bytes)
+        } else {
+            state.pending.append(contentsOf: bytes)
+        }
+        bytes.removeAll(keepingCapacity: true)
+        if !state.sending { flush(state, slot: socket.slot) }
+    }
+
+    /// Writes what is pending; arms EPOLLOUT if the socket is full.
+    private func flush(_ state: SocketState, slot: Int32) {
+        while !state.pending.isEmpty {
+            let written = state.pending.withUnsafeBytes { raw in
+                Glibc.send(state.fd, raw.baseAddress! + state.inflightOffset, raw.count - state.inflightOffset, Int32(MSG_NOSIGNAL))
+            }
+            if written < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    if !state.sending {
+                        state.sending = true
+                        modify(state, slot: slot, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLOUT.rawValue)
+                    }
+                    return
+                }
+                if errno == EINTR { continue }
+                peerGone(state, slot: slot)
+                return
+            }
+            state.inflightOffset += written
+            if state.inflightOffset == state.pending.count {
+                state.pending.removeAll(keepingCapacity: true)
+                state.inflightOffset = 0
+            }
+        }
+        if state.sending {
+            state.sending = false
+            modify(state, slot: slot, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
+        }
+        if state.closeRequested { finishClose(state, slot: slot) }
+    }
+
+    private func modify(_ state: SocketState, slot: Int32, events: UInt32) {
+        var ev = epoll_event()
+        ev.events = events
+        ev.data.u64 = UInt64(UInt32(bitPattern: slot))
+        epoll_ctl(epollFD, EPOLL_CTL_MOD, state.fd, &ev)
+    }
+
+    func close(socket: SocketID) {
+        guard let state = sockets.lookup(socket) else { return }
+        state.closeRequested = true
+        state.handler = nil
+        if !state.sending { finishClose(state, slot: socket.slot) }
+    }
+
+    private func finishClose(_ state: SocketState, slot: Int32) {
+        guard !state.dead else { return }
+        state.dead = true
+        epoll_ctl(epollFD, EPOLL_CTL_DEL, state.fd, nil)
+        Glibc.close(state.fd)
+        sockets.release(slot: slot)
+    }
+
+    private func peerGone(_ state: SocketState, slot: Int32) {
+        let handler = state.handler
+        state.handler = nil
+        finishClose(state, slot: slot)
+        handler?.socketClosed()
+    }
+
+    func closeAll() {
+        for (i, state) in sockets.states.enumerated() where state.inUse && !state.dead {
+            peerGone(state, slot: Int32(i))
+        }
+        stopListening()
+    }
+
+    func poll(loop: EventLoop, block: Bool, timeoutNanos: UInt64) -> Int {
+        let timeout: Int32 = block ? Int32(min(timeoutNanos / 1_000_000 + 1, 1000)) : 0
+        let n = epoll_wait(epollFD, events, 256, timeout)
+        guard n > 0 else { return 0 }
+        for i in 0..<Int(n) {
+            let ev = events[i]
+            let token = ev.data.u64
+            if token == Self.wakeToken {
+                _ = dfly_eventfd_drain(wakeFD)
+                continue
+            }
+            if token == Self.listenToken {
+                acceptAll()
+                continue
+            }
+            let slot = Int32(truncatingIfNeeded: token)
+            guard Int(slot) < sockets.states.count else { continue }
+            let state = sockets.states[Int(slot)]
+            guard state.inUse, !state.dead else { continue }
+            if ev.events & EPOLLOUT.rawValue != 0 { flush(state, slot: slot) }
+            if ev.events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+                readAll(state, slot: slot)
+            }
+        }
+        return Int(n)
+    }
+
+    private func acceptAll() {
+        while listenFD >= 0 {
+            let fd = dfly_accept(listenFD)
+            if fd < 0 { return }
+            if let onAccept { onAccept(fd) } else { Glibc.close(fd) }
+        }
+    }
+
+    private func readAll(_ state: SocketState, slot: Int32) {
+        let generation = state.generation
+        for _ in 0..<16 {
+            let n = Glibc.recv(state.fd, scratch, 64 * 1024, 0)
+            if n > 0 {
+                state.handler?.socketReceived(UnsafeRawBufferPointer(start: scratch, count: n))
+                // The handler may have closed the socket.
+                if state.dead || state.generation != generation || !state.inUse { return }
+                if n < 64 * 1024 { return }
+                continue
+            }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
+            if n < 0 && errno == EINTR { continue }
+            peerGone(state, slot: slot)
+            return
+        }
+    }
+}

@@ -1,0 +1,42 @@
+/// What a loop calls back on for a connected socket. Implemented by the
+/// server's `Connection`; every call happens on the socket's own loop thread.
+public protocol SocketHandler: AnyObject {
+    /// Bytes arrived. The view is only valid during the call: copy what you keep.
+    func socketReceived(_ bytes: UnsafeRawBufferPointer)
+    /// The peer closed the connection or it failed. No more calls follow;
+    /// writes to the socket after this are ignored.
+    func socketClosed()
+}
+
+/// A handle to a socket registered with a loop: a slot plus a generation, so a
+/// stale handle (one whose socket was closed and slot reused) is recognised.
+public struct SocketID: Hashable, Sendable {
+    public let slot: Int32
+    public let generation: UInt32
+}
+
+/// Low-level per-socket state shared by both drivers.
+@usableFromInline
+final class SocketState {
+    var fd: Int32
+    var generation: UInt32
+    var handler: SocketHandler?
+    /// Bytes waiting to be sent.
+    var pending: [UInt8] = []
+    /// Bytes handed to the kernel (io_uring) and not yet acknowledged.
+    var inflight: [UInt8] = []
+    var inflightOffset = 0
+    var sending = false
+    /// The owner asked to close; close once everything is flushed.
+    var closeRequested = false
+    /// Receive is armed (io_uring multishot recv in flight).
+    var receiving = false
+    /// The fd has been shut down / handler told; waiting for CQEs to drain.
+    var dead = false
+    var inUse = false
+
+    init(fd: Int32, generation: UInt32) {
+        self.fd = fd
+        self.generation = generation
+    }
+}

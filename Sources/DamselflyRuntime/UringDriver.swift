@@ -1,0 +1,261 @@
+import CDamselfly
+import Glibc
+
+/// The io_uring driver: one ring per loop, created on the loop's own thread
+/// with SINGLE_ISSUER and DEFER_TASKRUN where the kernel has them.
+///
+/// Accepts are multishot, receives are multishot into a provided-buffer ring
+/// (the kernel picks a free buffer, we copy out and hand it straight back), and
+/// each connection has at most one send in flight carrying everything that was
+/// queued for it, so a pipelined batch leaves in one send.
+@usableFromInline
+final class UringDriver {
+    private enum Op: UInt64 {
+        case accept = 1, receive = 2, send = 3, wake = 4
+    }
+
+    private let ring: OpaquePointer
+    private let wakeFD: Int32
+    private var wakeBuffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    private let bufferCount: UInt32 = 256
+    private let bufferSize = 16 * 1024
+    private let bufferGroup: Int32 = 7
+    private var bufferMemory: UnsafeMutableRawPointer
+    private var sockets = SocketTable()
+    private var listenFD: Int32 = -1
+    private var onAccept: ((Int32) -> Void)?
+    private let completions = UnsafeMutablePointer<dfly_cqe>.allocate(capacity: 256)
+    /// Setup flags actually in force, for INFO/debugging.
+    let setupFlags: UInt32
+
+    private init(ring: OpaquePointer, flags: UInt32, wakeFD: Int32) {
+        self.ring = ring
+        self.setupFlags = flags
+        self.wakeFD = wakeFD
+        self.bufferMemory = UnsafeMutableRawPointer.allocate(byteCount: Int(bufferCount) * bufferSize, alignment: 4096)
+    }
+
+    /// Creates a ring on the calling thread, or nil where io_uring (or the
+    /// provided-buffer ring it needs) is unavailable.
+    static func make(wakeFD: Int32) -> UringDriver? {
+        let attempts: [UInt32] = [
+            UInt32(DFLY_SETUP_SINGLE_ISSUER) | UInt32(DFLY_SETUP_DEFER_TASKRUN),
+            UInt32(DFLY_SETUP_COOP_TASKRUN),
+            0,
+        ]
+        for flags in attempts {
+            var err: Int32 = 0
+            if let ring = dfly_ring_create(4096, flags, &err) {
+                let driver = UringDriver(ring: ring, flags: flags, wakeFD: wakeFD)
+                guard dfly_ring_setup_buffers(ring, driver.bufferMemory, driver.bufferCount, UInt32(driver.bufferSize), driver.bufferGroup) == 0 else {
+                    driver.shutdown()
+                    return nil
+                }
+                if wakeFD >= 0 { driver.armWake() }
+                return driver
+            }
+        }
+        return nil
+    }
+
+    func shutdown() {
+        dfly_ring_destroy(ring)
+        bufferMemory.deallocate()
+    }
+
+    // MARK: - Submission helpers
+
+    @inline(__always)
+    private static func userData(_ op: Op, slot: Int32) -> UInt64 {
+        (UInt64(UInt32(bitPattern: slot)) << 8) | op.rawValue
+    }
+
+    private func armWake() {
+        dfly_ring_prep_read(ring, wakeFD, wakeBuffer, 8, Self.userData(.wake, slot: 0))
+    }
+
+    private func armAccept() {
+        dfly_ring_prep_accept_multishot(ring, listenFD, Self.userData(.accept, slot: 0))
+    }
+
+    private func armReceive(_ state: SocketState, slot: Int32) {
+        dfly_ring_prep_recv_multishot(ring, state.fd, Self.userData(.receive, slot: slot))
+        state.receiving = true
+    }
+
+    private func submitSend(_ state: SocketState, slot: Int32) {
+        let remaining = state.inflight.count - state.inflightOffset
+        state.inflight.withUnsafeBytes { raw in
+            // The array is kept alive and unmutated in `state.inflight` until
+            // the completion arrives, so its storage stays where it is.
+            dfly_ring_prep_send(ring, state.fd, raw.baseAddress! + state.inflightOffset, remaining, Self.userData(.send, slot: slot))
+        }
+        state.sending = true
+    }
+
+    // MARK: - Driver API
+
+    func listen(fd: Int32, onAccept: @escaping (Int32) -> Void) {
+        listenFD = fd
+        self.onAccept = onAccept
+        armAccept()
+    }
+
+    func stopListening() {
+        if listenFD >= 0 {
+            Glibc.shutdown(listenFD, Int32(SHUT_RDWR))
+            listenFD = -1
+            onAccept = nil
+        }
+    }
+
+    func register(fd: Int32, handler: SocketHandler) -> SocketID {
+        let id = sockets.add(fd: fd, handler: handler)
+        armReceive(sockets.states[Int(id.slot)], slot: id.slot)
+        return id
+    }
+
+    func write(socket: SocketID, bytes: inout [UInt8]) {
+        guard let state = sockets.lookup(socket), !state.closeRequested else {
+            bytes.removeAll(keepingCapacity: true)
+            return
+        }
+        if state.pending.isEmpty {
+            swap(&state.pending, &bytes)
+        } else {
+            state.pending.append(contentsOf: bytes)
+        }
+        bytes.removeAll(keepingCapacity: true)
+        if !state.sending { startSend(state, slot: socket.slot) }
+    }
+
+    private func startSend(_ state: SocketState, slot: Int32) {
+        guard !state.pending.isEmpty else { return }
+        swap(&state.inflight, &state.pending)
+        state.pending.removeAll(keepingCapacity: true)
+        state.inflightOffset = 0
+        submitSend(state, slot: slot)
+    }
+
+    func close(socket: SocketID) {
+        guard let state = sockets.lookup(socket) else { return }
+        state.closeRequested = true
+        state.handler = nil
+        if !state.sending { finishClose(state, slot: socket.slot) }
+    }
+
+    /// Shuts the socket down; the fd itself is closed once the kernel has
+    /// returned the receive that may still be in flight.
+    private func finishClose(_ state: SocketState, slot: Int32) {
+        if !state.dead {
+            state.dead = true
+            Glibc.shutdown(state.fd, Int32(SHUT_RDWR))
+        }
+        if !state.receiving && !state.sending {
+            Glibc.close(state.fd)
+            sockets.release(slot: slot)
+        }
+    }
+
+    private func peerGone(_ state: SocketState, slot: Int32) {
+        let handler = state.handler
+        state.handler = nil
+        state.closeRequested = true
+        finishClose(state, slot: slot)
+        handler?.socketClosed()
+    }
+
+    func closeAll() {
+        for (i, state) in sockets.states.enumerated() where state.inUse && !state.dead {
+            peerGone(state, slot: Int32(i))
+        }
+        stopListening()
+    }
+
+    // MARK: - Completions
+
+    func poll(loop: EventLoop, block: Bool, timeoutNanos: UInt64) -> Int {
+        _ = dfly_ring_submit(ring, block ? 1 : 0, timeoutNanos)
+        var handled = 0
+        while true {
+            let n = Int(dfly_ring_reap(ring, completions, 256))
+            if n == 0 { break }
+            for i in 0..<n {
+                let c = completions[i]
+                handle(op: c.user_data & 0xff, slot: Int32(truncatingIfNeeded: c.user_data >> 8), res: c.res, flags: c.flags)
+            }
+            handled += n
+            if n < 256 { break }
+        }
+        return handled
+    }
+
+    private func handle(op: UInt64, slot: Int32, res: Int32, flags: UInt32) {
+        switch Op(rawValue: op) {
+        case .wake:
+            armWake()
+        case .accept:
+            if res >= 0 {
+                if let onAccept { onAccept(res) } else { Glibc.close(res) }
+            }
+            if flags & UInt32(DFLY_CQE_F_MORE) == 0, listenFD >= 0 { armAccept() }
+        case .receive:
+            handleReceive(slot: slot, res: res, flags: flags)
+        case .send:
+            handleSend(slot: slot, res: res)
+        case .none:
+            break
+        }
+    }
+
+    private func handleReceive(slot: Int32, res: Int32, flags: UInt32) {
+        let state = sockets.states[Int(slot)]
+        let more = flags & UInt32(DFLY_CQE_F_MORE) != 0
+        if !more { state.receiving = false }
+        if res > 0, flags & UInt32(DFLY_CQE_F_BUFFER) != 0 {
+            let bufferID = Int(flags >> UInt32(DFLY_CQE_BUFFER_SHIFT))
+            let base = bufferMemory + bufferID * bufferSize
+            if !state.dead, let handler = state.handler {
+                handler.socketReceived(UnsafeRawBufferPointer(start: base, count: Int(res)))
+            }
+            dfly_ring_recycle_buffer(ring, base, UInt32(bufferSize), UInt32(bufferID))
+            if !more && !state.dead { armReceive(state, slot: slot) }
+            if state.dead && !state.receiving { finishClose(state, slot: slot) }
+            return
+        }
+        if res == -ENOBUFS && !state.dead {
+            // Every provided buffer is in use for a moment; try again.
+            if !more { armReceive(state, slot: slot) }
+            return
+        }
+        // EOF or error.
+        if state.dead {
+            if !state.receiving { finishClose(state, slot: slot) }
+        } else {
+            peerGone(state, slot: slot)
+        }
+    }
+
+    private func handleSend(slot: Int32, res: Int32) {
+        let state = sockets.states[Int(slot)]
+        state.sending = false
+        if res < 0 {
+            if !state.dead { peerGone(state, slot: slot) } else { finishClose(state, slot: slot) }
+            return
+        }
+        state.inflightOffset += Int(res)
+        if state.inflightOffset < state.inflight.count, !state.dead {
+            submitSend(state, slot: slot)
+            return
+        }
+        state.inflight.removeAll(keepingCapacity: true)
+        state.inflightOffset = 0
+        if state.dead {
+            finishClose(state, slot: slot)
+        } else if !state.pending.isEmpty {
+            startSend(state, slot: slot)
+        } else if state.closeRequested {
+            finishClose(state, slot: slot)
+        }
+    }
+}
