@@ -1,0 +1,488 @@
+/// One database (SELECT n): a chained hash table owned by this project.
+///
+/// Only the owning shard thread touches it, so there is no locking. Layout:
+/// - `entries` is a slab (`ContiguousArray<Entry>`) with a free list, so an `EntryIndex` stays valid
+///   while the table grows or shrinks;
+/// - `buckets` holds the head of each intrusive chain (`Int32` links through `Entry.next`); the
+///   bucket count is a power of two, indexed by the low bits of the key hash;
+/// - the table doubles when the load factor exceeds 1 and shrinks when it falls below 1/8 (never
+///   under `minimumBuckets`); rehashing relinks chains, entries never move;
+/// - `ttlIndex` is a dense array of the entries that have a TTL (each entry remembers its position,
+///   so removal is O(1) by swapping with the last) which active expiry samples.
+///
+/// Memory accounting (`usedBytes`): the capacities of the three arrays times their element sizes
+/// (`MemoryLayout<Entry>.stride` per slab slot, 4 bytes per bucket and per TTL slot) plus the heap
+/// bytes of every key and value (32-byte array header + capacity; `.int` values count 0), the latter
+/// kept incrementally on every insert, set, modify and remove.
+public final class Database {
+    /// Smallest bucket array; the table never shrinks below it.
+    @usableFromInline static var minimumBuckets: Int { 4 }
+    /// Bytes per bucket head and per TTL index slot.
+    @usableFromInline static var linkBytes: Int { MemoryLayout<Int32>.stride }
+    /// Fixed bytes charged for the database object itself.
+    @usableFromInline static var objectOverhead: Int { 128 }
+
+    @usableFromInline var entries: ContiguousArray<Entry> = []
+    @usableFromInline var buckets: ContiguousArray<Int32>
+    @usableFromInline var mask: UInt64
+    @usableFromInline var freeHead: Int32 = -1
+    @usableFromInline var liveCount: Int = 0
+    @usableFromInline var ttlIndex: ContiguousArray<Int32> = []
+    /// Where active expiry resumes in `ttlIndex`, so successive rounds cover every TTL key.
+    @usableFromInline var ttlCursor: Int = 0
+    /// Sum of `expireAt` over `ttlIndex`, for an exact O(1) average TTL.
+    @usableFromInline var expireSum: Int128 = 0
+    /// Heap bytes of keys and values of live entries.
+    @usableFromInline var dataBytes: Int = 0
+    /// The latest time seen by `find`/`touch`, used as the access time of inserted keys.
+    @usableFromInline var clockMs: Int64 = 0
+    /// State of the SplitMix64 generator used by `randomEntry`.
+    @usableFromInline var randomState: UInt64
+
+    /// Keys removed by lazy or active expiry since creation (never reset by `removeAll`).
+    public private(set) var expiredKeys: Int = 0
+
+    public init() {
+        buckets = ContiguousArray(repeating: -1, count: Database.minimumBuckets)
+        mask = UInt64(Database.minimumBuckets - 1)
+        var generator = SystemRandomNumberGenerator()
+        randomState = generator.next()
+    }
+
+    /// Number of keys (including expired ones not yet removed, as Redis's dbsize).
+    @inlinable
+    public var count: Int { liveCount }
+
+    /// Number of keys with a TTL.
+    @inlinable
+    public var expiresCount: Int { ttlIndex.count }
+
+    /// Number of buckets (a power of two); exposed for tests and INFO-style diagnostics.
+    @inlinable
+    public var bucketCount: Int { buckets.count }
+
+    // MARK: Lookup
+
+    /// Finds a live key. An expired key is deleted on the spot (lazy expiry), counted in
+    /// `expiredKeys`, and nil is returned.
+    @inlinable
+    public func find(_ key: UnsafeRawBufferPointer, hash: UInt64, nowMs: Int64) -> EntryIndex? {
+        clockMs = nowMs
+        guard let index = lookup(key, hash: hash) else { return nil }
+        if entries[Int(index)].expireAt <= nowMs {
+            expire(at: index)
+            return nil
+        }
+        return index
+    }
+
+    /// Finds a key whether or not it has expired, without deleting anything (for callers that
+    /// must not mutate, e.g. read-only inspection).
+    @inlinable
+    public func lookup(_ key: UnsafeRawBufferPointer, hash: UInt64) -> EntryIndex? {
+        var index = buckets[Int(truncatingIfNeeded: hash & mask)]
+        while index >= 0 {
+            let i = Int(index)
+            if entries[i].hash == hash && ByteArray.equals(entries[i].key, key) {
+                return index
+            }
+            index = entries[i].next
+        }
+        return nil
+    }
+
+    /// Whether the entry's expiry time has passed.
+    @inlinable
+    public func isExpired(at index: EntryIndex, nowMs: Int64) -> Bool {
+        entries[Int(index)].expireAt <= nowMs
+    }
+
+    /// The key's bytes (a copy of the array reference, no byte copy).
+    @inlinable
+    public func key(at index: EntryIndex) -> [UInt8] {
+        entries[Int(index)].key
+    }
+
+    /// Calls `body` with the key bytes without retaining the array.
+    @inlinable
+    public func withKey<R>(at index: EntryIndex, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try entries[Int(index)].key.withUnsafeBytes(body)
+    }
+
+    /// The hash stored with the entry (the hash the key was inserted with).
+    @inlinable
+    public func hash(at index: EntryIndex) -> UInt64 {
+        entries[Int(index)].hash
+    }
+
+    // MARK: Values
+
+    @inlinable
+    public func value(at index: EntryIndex) -> StoredValue {
+        entries[Int(index)].value
+    }
+
+    /// Replaces the value, keeping memory accounting right.
+    @inlinable
+    public func setValue(_ value: StoredValue, at index: EntryIndex) {
+        let i = Int(index)
+        dataBytes += value.memoryUsage - entries[i].value.memoryUsage
+        entries[i].value = value
+    }
+
+    /// Mutates the value in place without copying it: the value is swapped out of the slab so an
+    /// array inside is uniquely referenced while `body` runs (APPEND and SETRANGE grow it in place),
+    /// then swapped back and its memory re-accounted. `body` must not access this entry's value
+    /// through the database (it reads as `.int(0)` meanwhile).
+    @inlinable
+    public func modifyValue<R>(at index: EntryIndex, _ body: (inout StoredValue) throws -> R) rethrows -> R {
+        let i = Int(index)
+        var value = StoredValue.int(0)
+        swap(&value, &entries[i].value)
+        let before = value.memoryUsage
+        defer {
+            dataBytes += value.memoryUsage - before
+            swap(&value, &entries[i].value)
+        }
+        return try body(&value)
+    }
+
+    // MARK: Expiry times
+
+    /// Absolute expiry in unix ms, nil when the key is persistent.
+    @inlinable
+    public func expireTime(at index: EntryIndex) -> Int64? {
+        let i = Int(index)
+        return entries[i].ttlSlot >= 0 ? entries[i].expireAt : nil
+    }
+
+    /// Sets (or with nil clears) the expiry, maintaining `expiresCount`, the TTL index used by active
+    /// expiry and the average-TTL sum.
+    public func setExpireTime(_ ms: Int64?, at index: EntryIndex) {
+        let i = Int(index)
+        if let ms {
+            if entries[i].ttlSlot >= 0 {
+                expireSum -= Int128(entries[i].expireAt)
+            } else {
+                entries[i].ttlSlot = Int32(truncatingIfNeeded: ttlIndex.count)
+                ttlIndex.append(index)
+            }
+            entries[i].expireAt = ms
+            expireSum += Int128(ms)
+        } else if entries[i].ttlSlot >= 0 {
+            removeFromTTLIndex(index)
+        }
+    }
+
+    /// Drops the entry from the TTL index by moving the last index entry into its place.
+    @usableFromInline
+    func removeFromTTLIndex(_ index: EntryIndex) {
+        let i = Int(index)
+        let slot = Int(entries[i].ttlSlot)
+        expireSum -= Int128(entries[i].expireAt)
+        let last = ttlIndex.removeLast()
+        if last != index {
+            ttlIndex[slot] = last
+            entries[Int(last)].ttlSlot = Int32(truncatingIfNeeded: slot)
+        }
+        entries[i].ttlSlot = Entry.noTTL
+        entries[i].expireAt = Entry.persistent
+    }
+
+    // MARK: Insert and remove
+
+    /// Inserts a key known to be absent and returns its index. The key bytes are copied once; the
+    /// access time is the latest time seen by `find`/`touch` unless `nowMs` is given.
+    @discardableResult
+    public func insert(_ key: UnsafeRawBufferPointer, hash: UInt64, value: StoredValue, expireAtMs: Int64?, nowMs: Int64? = nil) -> EntryIndex {
+        if let nowMs { clockMs = nowMs }
+        let keyBytes = ByteArray.copy(key)
+        let bucket = Int(truncatingIfNeeded: hash & mask)
+        let entry = Entry(key: keyBytes, value: value, hash: hash, next: buckets[bucket], accessSeconds: Database.seconds(clockMs))
+        let index: EntryIndex
+        if freeHead >= 0 {
+            index = freeHead
+            freeHead = entries[Int(index)].next
+            entries[Int(index)] = entry
+        } else {
+            precondition(entries.count < Int(Int32.max), "Database is full")
+            index = Int32(truncatingIfNeeded: entries.count)
+            entries.append(entry)
+        }
+        buckets[bucket] = index
+        liveCount += 1
+        dataBytes += ByteArray.heapBytes(keyBytes) + value.memoryUsage
+        if let expireAtMs {
+            setExpireTime(expireAtMs, at: index)
+        }
+        if liveCount > buckets.count {
+            rehash(bucketCount: buckets.count * 2)
+        }
+        return index
+    }
+
+    /// Removes the entry; its index becomes invalid (and may be reused by a later insert).
+    public func remove(at index: EntryIndex) {
+        let i = Int(index)
+        let bucket = Int(truncatingIfNeeded: entries[i].hash & mask)
+        var previous = buckets[bucket]
+        if previous == index {
+            buckets[bucket] = entries[i].next
+        } else {
+            while entries[Int(previous)].next != index {
+                previous = entries[Int(previous)].next
+            }
+            entries[Int(previous)].next = entries[i].next
+        }
+        if entries[i].ttlSlot >= 0 {
+            removeFromTTLIndex(index)
+        }
+        dataBytes -= ByteArray.heapBytes(entries[i].key) + entries[i].value.memoryUsage
+        entries[i].key = []
+        entries[i].value = .int(0)
+        entries[i].ttlSlot = Entry.freeSlot
+        entries[i].next = freeHead
+        freeHead = index
+        liveCount -= 1
+        if liveCount == 0 {
+            // Nothing is live, so no index can be held: reset the slab, releasing a large one.
+            entries.removeAll(keepingCapacity: entries.capacity <= 1024)
+            freeHead = -1
+        }
+        if buckets.count > Database.minimumBuckets && liveCount * 8 < buckets.count {
+            var target = Database.minimumBuckets
+            while target < liveCount * 2 { target <<= 1 }
+            rehash(bucketCount: target)
+        }
+    }
+
+    /// Removes a key if present. An expired key is removed too (counted as expired) but reported as
+    /// absent, as DEL does in Redis.
+    @discardableResult
+    public func remove(_ key: UnsafeRawBufferPointer, hash: UInt64, nowMs: Int64) -> Bool {
+        guard let index = find(key, hash: hash, nowMs: nowMs) else { return false }
+        remove(at: index)
+        return true
+    }
+
+    /// Deletes an expired entry and counts it (lazy and active expiry).
+    @usableFromInline
+    func expire(at index: EntryIndex) {
+        remove(at: index)
+        expiredKeys += 1
+    }
+
+    /// FLUSHDB: drops every key and returns to the minimum table; `expiredKeys` is kept.
+    public func removeAll() {
+        entries = []
+        buckets = ContiguousArray(repeating: -1, count: Database.minimumBuckets)
+        mask = UInt64(Database.minimumBuckets - 1)
+        freeHead = -1
+        liveCount = 0
+        ttlIndex = []
+        ttlCursor = 0
+        expireSum = 0
+        dataBytes = 0
+    }
+
+    /// Rebuilds the bucket array at a new power-of-two size by relinking every live entry; walking
+    /// the slab in order is cache friendly and never moves an entry.
+    @usableFromInline
+    func rehash(bucketCount: Int) {
+        var newBuckets = ContiguousArray<Int32>(repeating: -1, count: bucketCount)
+        let newMask = UInt64(bucketCount - 1)
+        entries.withUnsafeMutableBufferPointer { slab in
+            newBuckets.withUnsafeMutableBufferPointer { heads in
+                for i in 0..<slab.count where !slab[i].isFree {
+                    let bucket = Int(truncatingIfNeeded: slab[i].hash & newMask)
+                    slab[i].next = heads[bucket]
+                    heads[bucket] = Int32(truncatingIfNeeded: i)
+                }
+            }
+        }
+        buckets = newBuckets
+        mask = newMask
+    }
+
+    // MARK: Iteration
+
+    /// SCAN with Redis's reverse-binary cursor over bucket indexes.
+    ///
+    /// Incrementing the cursor in bit-reversed order means the buckets already visited at one size
+    /// map to buckets already visited at any other power-of-two size, so every key present for the
+    /// whole scan is returned even if the table grows or shrinks between calls (duplicates are
+    /// possible after a shrink). Each visited bucket is visited whole; at least `count` buckets are
+    /// visited, and more while nothing was found, up to `10 * count`. Expired keys are skipped, not
+    /// deleted. Returns the next cursor, 0 when the scan is complete. `visit` must not mutate the table.
+    public func scan(cursor: UInt64, count: Int, nowMs: Int64, _ visit: (EntryIndex) -> Void) -> UInt64 {
+        if liveCount == 0 { return 0 }
+        let minimumVisits = max(1, count)
+        let maximumVisits = minimumVisits > Int.max / 10 ? Int.max : minimumVisits * 10
+        let m = mask
+        var v = cursor
+        var visited = 0
+        var found = 0
+        repeat {
+            var index = buckets[Int(truncatingIfNeeded: v & m)]
+            while index >= 0 {
+                let i = Int(index)
+                if entries[i].expireAt > nowMs {
+                    visit(index)
+                    found += 1
+                }
+                index = entries[i].next
+            }
+            visited += 1
+            v |= ~m
+            v = Database.reverseBits(Database.reverseBits(v) &+ 1)
+        } while v != 0 && (visited < minimumVisits || (found == 0 && visited < maximumVisits))
+        return v
+    }
+
+    @inlinable
+    static func reverseBits(_ value: UInt64) -> UInt64 {
+        var v = value
+        v = ((v >> 1) & 0x5555_5555_5555_5555) | ((v & 0x5555_5555_5555_5555) << 1)
+        v = ((v >> 2) & 0x3333_3333_3333_3333) | ((v & 0x3333_3333_3333_3333) << 2)
+        v = ((v >> 4) & 0x0F0F_0F0F_0F0F_0F0F) | ((v & 0x0F0F_0F0F_0F0F_0F0F) << 4)
+        return v.byteSwapped
+    }
+
+    /// Calls `body` for every live (unexpired) entry in table order (KEYS). Expired entries are
+    /// skipped, not deleted; `body` must not mutate the table.
+    public func forEach(nowMs: Int64, _ body: (EntryIndex) -> Void) {
+        for bucket in 0..<buckets.count {
+            var index = buckets[bucket]
+            while index >= 0 {
+                let i = Int(index)
+                if entries[i].expireAt > nowMs { body(index) }
+                index = entries[i].next
+            }
+        }
+    }
+
+    /// RANDOMKEY: picks a random non-empty bucket, then a random entry of its chain (uniform-ish;
+    /// the table keeps load at least 1/8 so few probes are needed). Expired picks are deleted and
+    /// another is tried; nil when no live key remains.
+    public func randomEntry(nowMs: Int64) -> EntryIndex? {
+        while liveCount > 0 {
+            var head: Int32
+            repeat {
+                head = buckets[Int(truncatingIfNeeded: nextRandom() & mask)]
+            } while head < 0
+            var length = 0
+            var index = head
+            while index >= 0 {
+                length += 1
+                index = entries[Int(index)].next
+            }
+            var skip = Int(truncatingIfNeeded: nextRandom() % UInt64(length))
+            index = head
+            while skip > 0 {
+                index = entries[Int(index)].next
+                skip -= 1
+            }
+            if entries[Int(index)].expireAt <= nowMs {
+                expire(at: index)
+                continue
+            }
+            return index
+        }
+        return nil
+    }
+
+    /// SplitMix64: cheap, good enough for sampling, no syscalls.
+    @usableFromInline
+    func nextRandom() -> UInt64 {
+        randomState &+= 0x9E37_79B9_7F4A_7C15
+        var z = randomState
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    // MARK: Active expiry
+
+    /// Active expiry, Redis-style: checks up to `maxSamples` keys with a TTL per round and deletes
+    /// the expired ones, repeating while more than 25% of a round had expired, with at most
+    /// `maxSamples * 16` checks in all. Samples are taken from a cursor that walks the dense TTL index
+    /// (wrapping), so successive calls cover every TTL key rather than re-sampling at random.
+    /// Returns the number deleted (also added to `expiredKeys`).
+    public func activeExpire(nowMs: Int64, maxSamples: Int = 20) -> Int {
+        let perRound = max(1, maxSamples)
+        let budget = perRound > Int.max / 16 ? Int.max : perRound * 16
+        var checks = 0
+        var deleted = 0
+        while !ttlIndex.isEmpty && checks < budget {
+            let roundSize = min(perRound, ttlIndex.count)
+            var expiredThisRound = 0
+            for _ in 0..<roundSize {
+                if ttlIndex.isEmpty { break }
+                if ttlCursor >= ttlIndex.count { ttlCursor = 0 }
+                let index = ttlIndex[ttlCursor]
+                checks += 1
+                if entries[Int(index)].expireAt <= nowMs {
+                    // The last TTL entry moves into this slot, so the cursor stays to check it next.
+                    expire(at: index)
+                    expiredThisRound += 1
+                } else {
+                    ttlCursor += 1
+                }
+            }
+            deleted += expiredThisRound
+            if expiredThisRound * 4 <= roundSize { break }
+        }
+        return deleted
+    }
+
+    /// Average remaining TTL in ms of keys with a TTL (INFO keyspace avg_ttl), 0 if none. Exact,
+    /// from the maintained sum of expiry times; not below 0 when expired keys still linger.
+    public func averageTTL(nowMs: Int64) -> Int64 {
+        let n = ttlIndex.count
+        if n == 0 { return 0 }
+        let average = Int64(truncatingIfNeeded: expireSum / Int128(n))
+        let remaining = average.subtractingReportingOverflow(nowMs)
+        if remaining.overflow { return average > 0 ? .max : 0 }
+        return max(0, remaining.partialValue)
+    }
+
+    // MARK: Memory
+
+    /// Accounted bytes: slab, bucket and TTL arrays at their capacities, every key's and value's heap
+    /// bytes, and a fixed object overhead. The data part is kept incrementally; the rest is O(1).
+    public var usedBytes: Int {
+        Database.objectOverhead
+            + entries.capacity * MemoryLayout<Entry>.stride
+            + (buckets.capacity + ttlIndex.capacity) * Database.linkBytes
+            + dataBytes
+    }
+
+    /// MEMORY USAGE key: the slab slot, the bucket link share, the TTL slot if any, and the heap
+    /// bytes of the key and the value.
+    public func memoryUsage(at index: EntryIndex) -> Int {
+        let i = Int(index)
+        return MemoryLayout<Entry>.stride + Database.linkBytes
+            + (entries[i].ttlSlot >= 0 ? Database.linkBytes : 0)
+            + ByteArray.heapBytes(entries[i].key) + entries[i].value.memoryUsage
+    }
+
+    // MARK: Access metadata
+
+    @inlinable
+    static func seconds(_ ms: Int64) -> UInt32 {
+        ms <= 0 ? 0 : UInt32(truncatingIfNeeded: ms / 1000)
+    }
+
+    /// Records an access (OBJECT IDLETIME): the time in whole seconds.
+    @inlinable
+    public func touch(at index: EntryIndex, nowMs: Int64) {
+        clockMs = nowMs
+        entries[Int(index)].accessSeconds = Database.seconds(nowMs)
+    }
+
+    /// The last access time in unix ms (second resolution).
+    @inlinable
+    public func lastAccessMs(at index: EntryIndex) -> Int64 {
+        Int64(entries[Int(index)].accessSeconds) * 1000
+    }
+}
