@@ -1,0 +1,266 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The parameters CONFIG GET / CONFIG SET / CONFIG REWRITE see, under their Redis names, with
+/// the Dragonfly flag names (underscores) accepted as aliases.
+public enum ConfigParameters {
+    /// (name, value) pairs whose name matches the glob pattern (case-insensitive; `*`, `?`,
+    /// `[...]`, `\` escapes), each parameter once, under its Redis name, in table order.
+    /// An alias matches exactly (`dbnum`), and a pattern containing `_` also matches the
+    /// Dragonfly flag-name aliases as globs (`slowlog_*`).
+    public static func get(_ pattern: String, from config: ServerConfig) -> [(String, String)] {
+        get([pattern], from: config)
+    }
+
+    /// CONFIG GET with several patterns (Redis 7): each matching parameter once.
+    public static func get(_ patterns: [String], from config: ServerConfig) -> [(String, String)] {
+        var result: [(String, String)] = []
+        for parameter in table where patterns.contains(where: { parameter.matches($0) }) {
+            result.append((parameter.name, parameter.get(config)))
+        }
+        return result
+    }
+
+    /// The names CONFIG GET reports (Redis names), in table order.
+    public static var names: [String] { table.map(\.name) }
+
+    /// Applies CONFIG SET name value; nil on success, otherwise the Redis error text.
+    public static func set(_ name: String, _ value: String, in config: inout ServerConfig) -> String? {
+        guard let parameter = lookup(name) else {
+            return "ERR Unknown option or number of arguments for CONFIG SET - '\(name)'"
+        }
+        guard let setter = parameter.set else {
+            return failure(name, "can't set immutable config")
+        }
+        if let reason = setter(&config, value) {
+            return failure(name, reason)
+        }
+        return nil
+    }
+
+    /// CONFIG SET with several name/value pairs (Redis 7): all or nothing. Returns nil on
+    /// success or the error for the first pair that fails, leaving `config` unchanged.
+    public static func set(_ pairs: [(String, String)], in config: inout ServerConfig) -> String? {
+        var updated = config
+        var seen: Set<String> = []
+        for (name, value) in pairs {
+            if let parameter = lookup(name), !seen.insert(parameter.name).inserted {
+                return "ERR CONFIG SET failed (possibly related to argument '\(name)') - duplicate parameter"
+            }
+            if let error = set(name, value, in: &updated) { return error }
+        }
+        config = updated
+        return nil
+    }
+
+    /// CONFIG REWRITE's file content, in flagfile syntax: every flag with its current value,
+    /// each preceded by its description. Feeding it back through `--flagfile` reproduces `config`.
+    public static func flagfileText(_ config: ServerConfig) -> String {
+        var lines = [
+            "# Damselfly flagfile, written by CONFIG REWRITE (\(ServerConfig.versionString)).",
+            "# Load it with: damselfly --flagfile=<this file>",
+        ]
+        for flag in ConfigFlagSpec.all {
+            lines.append("")
+            lines.append("# \(flag.help)")
+            lines.append("--\(flag.name)=\(flag.render(config))")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    // MARK: - Table
+
+    struct Parameter: Sendable {
+        let name: String
+        let aliases: [String]
+        let get: @Sendable (ServerConfig) -> String
+        /// nil = immutable; otherwise returns the failure reason, or nil when applied.
+        let set: (@Sendable (inout ServerConfig, String) -> String?)?
+
+        /// Patterns match the Redis name, or an alias exactly; Dragonfly-style patterns
+        /// (containing `_`) also match the flag-name aliases as globs, so `max*` finds `maxmemory` but not `max_bulk_len`.
+        func matches(_ pattern: String) -> Bool {
+            if configGlobMatch(pattern, name) || aliases.contains(pattern.lowercased()) { return true }
+            return pattern.contains("_") && aliases.contains { configGlobMatch(pattern, $0) }
+        }
+    }
+
+    static func failure(_ name: String, _ reason: String) -> String {
+        "ERR CONFIG SET failed (possibly related to argument '\(name)') - \(reason)"
+    }
+
+    static func lookup(_ name: String) -> Parameter? {
+        let lowered = name.lowercased()
+        return table.first { $0.name == lowered || $0.aliases.contains(lowered) }
+    }
+
+    // Value parsers returning the Redis failure reason.
+
+    static func integer(_ text: String, _ range: ClosedRange<Int>) -> Result<Int, Reason> {
+        guard let n = Int(text) else { return .failure(Reason("argument couldn't be parsed into an integer")) }
+        guard range.contains(n) else {
+            return .failure(Reason("argument must be between \(range.lowerBound) and \(range.upperBound) inclusive"))
+        }
+        return .success(n)
+    }
+
+    static func memory(_ text: String, _ range: ClosedRange<Int>) -> Result<Int, Reason> {
+        guard let n = parseHumanSize(text) else { return .failure(Reason("argument must be a memory value")) }
+        guard range.contains(n) else {
+            return .failure(Reason("argument must be between \(range.lowerBound) and \(range.upperBound) inclusive"))
+        }
+        return .success(n)
+    }
+
+    struct Reason: Error { let text: String; init(_ text: String) { self.text = text } }
+
+    static func intParameter(
+        _ name: String, _ aliases: [String], _ range: ClosedRange<Int>,
+        _ keyPath: WritableKeyPath<ServerConfig, Int> & Sendable, memory isMemory: Bool = false
+    ) -> Parameter {
+        Parameter(
+            name: name, aliases: aliases, get: { String($0[keyPath: keyPath]) },
+            set: { config, text in
+                switch isMemory ? memory(text, range) : integer(text, range) {
+                case .success(let n): config[keyPath: keyPath] = n; return nil
+                case .failure(let reason): return reason.text
+                }
+            })
+    }
+
+    static func immutable(_ name: String, _ aliases: [String], _ get: @escaping @Sendable (ServerConfig) -> String) -> Parameter {
+        Parameter(name: name, aliases: aliases, get: get, set: nil)
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    static let table: [Parameter] = [
+        immutable("port", [], { String($0.port) }),
+        immutable("bind", [], { $0.bind }),
+        Parameter(
+            name: "requirepass", aliases: [], get: { $0.requirepass },
+            set: { config, text in config.requirepass = text; return nil }),
+        intParameter("maxmemory", [], 0...Int.max, \.maxmemory, memory: true),
+        immutable("databases", ["dbnum"], { String($0.dbnum) }),
+        Parameter(
+            name: "dir", aliases: [], get: { $0.dir },
+            set: { config, text in
+                // Redis chdir()s; the server owns the process directory, so only check it exists.
+                guard !text.isEmpty, isDirectory(text) else {
+                    return access(text, F_OK) == 0 ? "Not a directory" : "No such file or directory"
+                }
+                config.dir = text
+                return nil
+            }),
+        Parameter(
+            name: "dbfilename", aliases: [], get: { $0.dbfilename },
+            set: { config, text in
+                guard !text.isEmpty, !text.contains("/"), text != ".", text != ".." else {
+                    return "dbfilename can't be a path, just a filename"
+                }
+                config.dbfilename = text
+                return nil
+            }),
+        intParameter("maxclients", [], 1...Int(UInt32.max), \.maxclients),
+        intParameter("timeout", [], 0...Int(Int32.max), \.timeout),
+        intParameter("tcp-keepalive", ["tcp_keepalive"], 0...Int(Int32.max), \.tcpKeepalive),
+        Parameter(
+            name: "loglevel", aliases: [], get: { $0.loglevel },
+            set: { config, text in
+                let lowered = text.lowercased()
+                guard ServerConfig.logLevels.contains(lowered) else {
+                    return "argument(s) must be one of the following: " + ServerConfig.logLevels.joined(separator: ", ")
+                }
+                config.loglevel = lowered
+                return nil
+            }),
+        intParameter("proto-max-bulk-len", ["max_bulk_len", "proto_max_bulk_len"], 1...Int.max, \.maxBulkLen, memory: true),
+        intParameter("slowlog-log-slower-than", ["slowlog_log_slower_than"], -1...Int.max, \.slowlogLogSlowerThan),
+        intParameter("slowlog-max-len", ["slowlog_max_len"], 0...Int.max, \.slowlogMaxLen),
+        Parameter(
+            name: "hz", aliases: [], get: { String($0.hz) },
+            set: { config, text in
+                // Like Redis: any non-negative int is accepted and clamped to 1..500.
+                switch integer(text, 0...Int(Int32.max)) {
+                case .success(let n): config.hz = min(max(n, 1), 500); return nil
+                case .failure(let reason): return reason.text
+                }
+            }),
+        Parameter(
+            name: "save", aliases: [], get: { _ in "" },
+            set: { _, _ in nil }),  // no background saving schedule; accepted and ignored
+        Parameter(
+            name: "appendonly", aliases: [], get: { _ in "no" },
+            set: { _, text in
+                switch text.lowercased() {
+                case "no": return nil
+                case "yes": return "appendonly is not supported"
+                default: return "argument must be 'yes' or 'no'"
+                }
+            }),
+        Parameter(
+            name: "maxmemory-policy", aliases: ["maxmemory_policy"], get: { _ in "noeviction" },
+            set: { _, text in
+                text.lowercased() == "noeviction" ? nil : "argument(s) must be one of the following: noeviction"
+            }),
+    ]
+}
+
+/// Redis's `stringmatchlen` glob: `*`, `?`, `[abc]`, `[^a-z]`, `\x` escapes; case-insensitive.
+func configGlobMatch(_ pattern: String, _ string: String) -> Bool {
+    let p = Array(pattern.lowercased().utf8), s = Array(string.lowercased().utf8)
+    return configGlobMatch(p, 0, s, 0)
+}
+
+private func configGlobMatch(_ p: [UInt8], _ pi: Int, _ s: [UInt8], _ si: Int) -> Bool {
+    var pi = pi, si = si
+    while pi < p.count {
+        switch p[pi] {
+        case UInt8(ascii: "*"):
+            while pi + 1 < p.count, p[pi + 1] == UInt8(ascii: "*") { pi += 1 }
+            if pi + 1 == p.count { return true }
+            for start in si...s.count where configGlobMatch(p, pi + 1, s, start) { return true }
+            return false
+        case UInt8(ascii: "?"):
+            guard si < s.count else { return false }
+            si += 1
+        case UInt8(ascii: "["):
+            guard si < s.count else { return false }
+            pi += 1
+            let negate = pi < p.count && p[pi] == UInt8(ascii: "^")
+            if negate { pi += 1 }
+            var matched = false
+            while pi < p.count, p[pi] != UInt8(ascii: "]") {
+                if p[pi] == UInt8(ascii: "\\"), pi + 1 < p.count {
+                    pi += 1
+                    if p[pi] == s[si] { matched = true }
+                } else if pi + 2 < p.count, p[pi + 1] == UInt8(ascii: "-"), p[pi + 2] != UInt8(ascii: "]") {
+                    let lo = min(p[pi], p[pi + 2]), hi = max(p[pi], p[pi + 2])
+                    if s[si] >= lo, s[si] <= hi { matched = true }
+                    pi += 2
+                } else if p[pi] == s[si] {
+                    matched = true
+                }
+                pi += 1
+            }
+            // pi is at ']' (or past the end for an unterminated class, which Redis also tolerates).
+            if matched == negate { return false }
+            si += 1
+        case UInt8(ascii: "\\") where pi + 1 < p.count:
+            pi += 1
+            guard si < s.count, p[pi] == s[si] else { return false }
+            si += 1
+        default:
+            guard si < s.count, p[pi] == s[si] else { return false }
+            si += 1
+        }
+        pi += 1
+    }
+    return si == s.count
+}

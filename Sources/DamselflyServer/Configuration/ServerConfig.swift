@@ -1,0 +1,272 @@
+/// Every server setting, with its default. Filled by `ConfigParser.parse` from, in increasing
+/// precedence, the defaults, `DFLY_<flag>` environment variables, `--flagfile` and the command line.
+public struct ServerConfig: Sendable, Equatable {
+    /// --port: TCP port; 0 picks any free port.
+    public var port: Int = 6379
+    /// --bind: address to listen on; the safe default listens on loopback only.
+    public var bind: String = "127.0.0.1"
+    /// --requirepass: password for AUTH; empty = no authentication.
+    public var requirepass: String = ""
+    /// --maxmemory: bytes; 0 = no limit. Human sizes accepted (512mb, 4gb, 1g, 100k, 10kb).
+    public var maxmemory: Int = 0
+    /// --dbnum: number of logical databases (SELECT 0..dbnum-1).
+    public var dbnum: Int = 16
+    /// --proactor_threads: I/O threads; 0 = CPUs available to the process (resolved by the server).
+    public var proactorThreads: Int = 0
+    /// --num_shards: data shards; 0 = one per thread; never more than threads.
+    public var numShards: Int = 0
+    /// --force_epoll: use epoll instead of io_uring.
+    public var forceEpoll: Bool = false
+    /// --lock_on_hashtags: lock and shard keys by their {hashtag}.
+    public var lockOnHashtags: Bool = false
+    /// --dir: working directory for snapshots.
+    public var dir: String = "."
+    /// --dbfilename: snapshot file name.
+    public var dbfilename: String = "dump.rdb"
+    /// --max_bulk_len: largest bulk string accepted from clients, bytes (human sizes accepted).
+    public var maxBulkLen: Int = 512 * 1024 * 1024
+    /// --max_multibulk_len: most elements in one multibulk request.
+    public var maxMultibulkLen: Int = 1024 * 1024
+    /// --maxclients: most simultaneous client connections.
+    public var maxclients: Int = 64000
+    /// --timeout: idle client timeout in seconds; 0 = never.
+    public var timeout: Int = 0
+    /// --tcp_keepalive: TCP keepalive interval in seconds; 0 = off.
+    public var tcpKeepalive: Int = 300
+    /// --logtostdout: log to standard output instead of standard error.
+    public var logtostdout: Bool = false
+    /// --loglevel: debug, verbose, notice or warning.
+    public var loglevel: String = "notice"
+    /// --singlehop_blocking: run blocking commands in a single hop when possible.
+    public var singlehopBlocking: Bool = true
+    /// --shard_round_robin_prefix: keys with this prefix are spread round-robin over shards.
+    public var shardRoundRobinPrefix: String = ""
+    /// --pin_threads: pin thread i to CPU i.
+    public var pinThreads: Bool = false
+    /// --flagfile: the flag file that was read (INFO reports it as config_file).
+    public var flagfile: String = ""
+    /// --slowlog_log_slower_than: microseconds; -1 disables the slow log, 0 logs everything.
+    public var slowlogLogSlowerThan: Int = 10000
+    /// --slowlog_max_len: entries kept in the slow log.
+    public var slowlogMaxLen: Int = 128
+    /// --hz: background (active expiry) cycles per second, 1..500.
+    public var hz: Int = 10
+
+    public init() {}
+
+    /// The version line printed by `--version`.
+    public static let versionString = "damselfly v0.1.0"
+
+    /// Redis's log levels, in increasing severity.
+    public static let logLevels = ["debug", "verbose", "notice", "warning"]
+
+    /// Checks every value and the relations between them (num_shards <= proactor_threads).
+    public func validate() throws(ConfigError) {
+        for flag in ConfigFlagSpec.all {
+            try flag.validate(flag.get(self))
+        }
+        if proactorThreads > 0, numShards > proactorThreads {
+            throw .invalidValue(
+                flag: "num_shards", value: String(numShards),
+                reason: "must not exceed proactor_threads (\(proactorThreads))")
+        }
+    }
+
+    /// Threads and shards once the zero defaults are resolved against the CPUs available.
+    public func resolvedTopology(availableCPUs: Int) -> (threads: Int, shards: Int) {
+        let threads = proactorThreads > 0 ? proactorThreads : max(1, availableCPUs)
+        let shards = numShards > 0 ? min(numShards, threads) : threads
+        return (threads, shards)
+    }
+}
+
+public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
+    case unknownFlag(String)
+    case invalidValue(flag: String, value: String, reason: String)
+    case missingValue(String)
+    case unreadableFile(String)
+
+    public var description: String {
+        switch self {
+        case .unknownFlag(let name): return "unknown command line flag '\(name)'"
+        case .invalidValue(let flag, let value, let reason):
+            return "invalid value '\(value)' for flag '\(flag)': \(reason)"
+        case .missingValue(let name): return "flag '\(name)' is missing its value"
+        case .unreadableFile(let path): return "can't read flagfile '\(path)'"
+        }
+    }
+}
+
+public enum ConfigAction: Equatable, Sendable {
+    case run(ServerConfig)
+    case help(String)
+    case version(String)
+}
+
+// MARK: - Flag table
+
+/// One command-line flag: its name as written (`port`, `proactor_threads`), how its value is
+/// parsed, its allowed range and how it reads and writes `ServerConfig`.
+struct ConfigFlagSpec: Sendable {
+    enum Kind: Sendable, Equatable {
+        case bool, int, size, string
+        case choice([String])
+    }
+
+    enum Value: Sendable, Equatable {
+        case bool(Bool)
+        case int(Int)
+        case string(String)
+    }
+
+    let name: String
+    let kind: Kind
+    let range: ClosedRange<Int>?
+    let help: String
+    let get: @Sendable (ServerConfig) -> Value
+    let set: @Sendable (inout ServerConfig, Value) -> Void
+
+    var isBool: Bool { kind == .bool }
+
+    /// Value placeholder shown in help: `--port=<int>`.
+    var placeholder: String {
+        switch kind {
+        case .bool: return "<bool>"
+        case .int: return "<int>"
+        case .size: return "<size>"
+        case .string: return "<string>"
+        case .choice(let options): return "<" + options.joined(separator: "|") + ">"
+        }
+    }
+
+    /// Parses a textual value (from argv, the environment or a flagfile).
+    func parse(_ text: String) throws(ConfigError) -> Value {
+        let value: Value
+        switch kind {
+        case .bool:
+            guard let b = parseConfigBool(text) else {
+                throw .invalidValue(flag: name, value: text, reason: "must be a boolean (true/false, yes/no, 1/0)")
+            }
+            value = .bool(b)
+        case .int:
+            guard let n = Int(text) else {
+                throw .invalidValue(flag: name, value: text, reason: "must be an integer")
+            }
+            value = .int(n)
+        case .size:
+            guard let n = parseHumanSize(text) else {
+                throw .invalidValue(
+                    flag: name, value: text,
+                    reason: "must be a size in bytes, optionally with a unit (k, kb, m, mb, g, gb), e.g. 512mb")
+            }
+            value = .int(n)
+        case .string:
+            value = .string(text)
+        case .choice(let options):
+            let lowered = text.lowercased()
+            guard options.contains(lowered) else {
+                throw .invalidValue(flag: name, value: text, reason: "must be one of " + options.joined(separator: ", "))
+            }
+            value = .string(lowered)
+        }
+        try validate(value)
+        return value
+    }
+
+    func validate(_ value: Value) throws(ConfigError) {
+        guard let range, case .int(let n) = value, !range.contains(n) else { return }
+        let text = String(n)
+        if range.upperBound == Int.max {
+            throw .invalidValue(flag: name, value: text, reason: "must be at least \(range.lowerBound)")
+        }
+        throw .invalidValue(
+            flag: name, value: text, reason: "must be between \(range.lowerBound) and \(range.upperBound)")
+    }
+
+    /// The value in flag syntax: `true`, `6379`, `512mb`, `127.0.0.1`.
+    func render(_ config: ServerConfig) -> String {
+        switch get(config) {
+        case .bool(let b): return b ? "true" : "false"
+        case .int(let n): return kind == .size ? compactHumanSize(n) : String(n)
+        case .string(let s): return s
+        }
+    }
+
+    static func int(
+        _ name: String, _ range: ClosedRange<Int>, _ help: String,
+        _ keyPath: WritableKeyPath<ServerConfig, Int> & Sendable, size: Bool = false
+    ) -> ConfigFlagSpec {
+        ConfigFlagSpec(
+            name: name, kind: size ? .size : .int, range: range, help: help,
+            get: { .int($0[keyPath: keyPath]) },
+            set: { config, value in if case .int(let n) = value { config[keyPath: keyPath] = n } })
+    }
+
+    static func bool(
+        _ name: String, _ help: String, _ keyPath: WritableKeyPath<ServerConfig, Bool> & Sendable
+    ) -> ConfigFlagSpec {
+        ConfigFlagSpec(
+            name: name, kind: .bool, range: nil, help: help,
+            get: { .bool($0[keyPath: keyPath]) },
+            set: { config, value in if case .bool(let b) = value { config[keyPath: keyPath] = b } })
+    }
+
+    static func string(
+        _ name: String, _ help: String, _ keyPath: WritableKeyPath<ServerConfig, String> & Sendable,
+        choices: [String]? = nil
+    ) -> ConfigFlagSpec {
+        ConfigFlagSpec(
+            name: name, kind: choices.map { .choice($0) } ?? .string, range: nil, help: help,
+            get: { .string($0[keyPath: keyPath]) },
+            set: { config, value in if case .string(let s) = value { config[keyPath: keyPath] = s } })
+    }
+
+    /// Every flag but `--flagfile`, `--help` and `--version`, which the parser handles itself.
+    static let all: [ConfigFlagSpec] = [
+        .int("port", 0...65535, "TCP port to listen on; 0 picks any free port.", \.port),
+        .string("bind", "Address to listen on; 0.0.0.0 listens on every interface.", \.bind),
+        .string("requirepass", "Password clients must AUTH with; empty disables authentication.", \.requirepass),
+        .int("maxmemory", 0...Int.max, "Memory limit in bytes (human sizes like 512mb, 4gb accepted); 0 = no limit.",
+             \.maxmemory, size: true),
+        .int("dbnum", 1...1024, "Number of logical databases (SELECT 0..dbnum-1).", \.dbnum),
+        .int("proactor_threads", 0...4096, "I/O threads; 0 = one per CPU available to the process.", \.proactorThreads),
+        .int("num_shards", 0...4096, "Data shards; 0 = one per thread; must not exceed proactor_threads.", \.numShards),
+        .bool("force_epoll", "Use epoll instead of io_uring for socket I/O.", \.forceEpoll),
+        .bool("lock_on_hashtags", "Shard and lock keys by their {hashtag} instead of the whole key.", \.lockOnHashtags),
+        .string("dir", "Working directory for snapshot files.", \.dir),
+        .string("dbfilename", "Snapshot file name inside dir.", \.dbfilename),
+        .int("max_bulk_len", 1...Int.max, "Largest bulk string accepted from a client, in bytes (human sizes accepted).",
+             \.maxBulkLen, size: true),
+        .int("max_multibulk_len", 1...Int.max, "Most elements accepted in one multibulk request.", \.maxMultibulkLen),
+        .int("maxclients", 1...Int(UInt32.max), "Most simultaneous client connections.", \.maxclients),
+        .int("timeout", 0...Int(Int32.max), "Close a client after this many idle seconds; 0 = never.", \.timeout),
+        .int("tcp_keepalive", 0...Int(Int32.max), "TCP keepalive interval in seconds; 0 = disabled.", \.tcpKeepalive),
+        .bool("logtostdout", "Write logs to standard output instead of standard error.", \.logtostdout),
+        .string("loglevel", "Log verbosity: debug, verbose, notice or warning.", \.loglevel,
+                choices: ServerConfig.logLevels),
+        .bool("singlehop_blocking", "Run blocking commands in a single hop when the keys allow it.", \.singlehopBlocking),
+        .string("shard_round_robin_prefix", "Keys starting with this prefix are spread round-robin over shards; empty = off.",
+                \.shardRoundRobinPrefix),
+        .bool("pin_threads", "Pin thread i to CPU i.", \.pinThreads),
+        .int("slowlog_log_slower_than", -1...Int.max,
+             "Log commands slower than this many microseconds; -1 disables the slow log, 0 logs every command.",
+             \.slowlogLogSlowerThan),
+        .int("slowlog_max_len", 0...Int.max, "Entries kept in the slow log.", \.slowlogMaxLen),
+        .int("hz", 1...500, "Background cycles (active expiry) per second, 1..500.", \.hz),
+    ]
+
+    static let byName: [String: ConfigFlagSpec] = {
+        var table: [String: ConfigFlagSpec] = [:]
+        for flag in all { table[flag.name] = flag }
+        return table
+    }()
+}
+
+/// Booleans as abseil flags accept them: true/false, t/f, yes/no, y/n, 1/0 (case-insensitive).
+func parseConfigBool(_ text: String) -> Bool? {
+    switch text.lowercased() {
+    case "true", "t", "yes", "y", "1", "on": return true
+    case "false", "f", "no", "n", "0", "off": return false
+    default: return nil
+    }
+}

@@ -1,0 +1,205 @@
+import Testing
+@testable import DamselflyServer
+
+private func names(_ pairs: [(String, String)]) -> [String] { pairs.map(\.0) }
+
+private func value(_ name: String, _ config: ServerConfig) -> String? {
+    let pairs = ConfigParameters.get(name, from: config)
+    return pairs.count == 1 ? pairs[0].1 : nil
+}
+
+@Suite struct ConfigGetTests {
+    static let redisNames = [
+        "port", "bind", "requirepass", "maxmemory", "databases", "dir", "dbfilename", "maxclients", "timeout",
+        "tcp-keepalive", "loglevel", "proto-max-bulk-len", "slowlog-log-slower-than", "slowlog-max-len", "hz",
+        "save", "appendonly", "maxmemory-policy",
+    ]
+
+    @Test func star() {
+        let pairs = ConfigParameters.get("*", from: ServerConfig())
+        #expect(Set(names(pairs)) == Set(Self.redisNames))
+        #expect(pairs.count == Self.redisNames.count)  // each once, aliases not repeated
+        #expect(ConfigParameters.names.count == Self.redisNames.count)
+    }
+
+    @Test func defaultValues() {
+        let c = ServerConfig()
+        let expected: [String: String] = [
+            "port": "6379", "bind": "127.0.0.1", "requirepass": "", "maxmemory": "0", "databases": "16",
+            "dir": ".", "dbfilename": "dump.rdb", "maxclients": "64000", "timeout": "0", "tcp-keepalive": "300",
+            "loglevel": "notice", "proto-max-bulk-len": "536870912", "slowlog-log-slower-than": "10000",
+            "slowlog-max-len": "128", "hz": "10", "save": "", "appendonly": "no", "maxmemory-policy": "noeviction",
+        ]
+        for (name, v) in ConfigParameters.get("*", from: c) {
+            #expect(expected[name] == v, "\(name)")
+        }
+    }
+
+    @Test func prefixPattern() {
+        #expect(Set(names(ConfigParameters.get("max*", from: ServerConfig())))
+            == ["maxmemory", "maxclients", "maxmemory-policy"])
+    }
+
+    @Test func exactAndCaseInsensitive() {
+        var c = ServerConfig()
+        c.port = 7000
+        #expect(ConfigParameters.get("port", from: c).map { [$0.0, $0.1] } == [["port", "7000"]])
+        #expect(ConfigParameters.get("PORT", from: c).map { [$0.0, $0.1] } == [["port", "7000"]])
+        #expect(ConfigParameters.get("nosuch", from: c).isEmpty)
+        #expect(ConfigParameters.get("", from: c).isEmpty)
+    }
+
+    @Test func aliasesReportRedisNames() {
+        var c = ServerConfig()
+        c.dbnum = 4
+        #expect(names(ConfigParameters.get("dbnum", from: c)) == ["databases"])
+        #expect(value("dbnum", c) == "4")
+        #expect(names(ConfigParameters.get("max_bulk_len", from: c)) == ["proto-max-bulk-len"])
+        #expect(names(ConfigParameters.get("tcp_keepalive", from: c)) == ["tcp-keepalive"])
+        #expect(names(ConfigParameters.get("slowlog_*", from: c)) == ["slowlog-log-slower-than", "slowlog-max-len"])
+    }
+
+    @Test func questionMarkAndClasses() {
+        let c = ServerConfig()
+        #expect(names(ConfigParameters.get("h?", from: c)) == ["hz"])
+        #expect(Set(names(ConfigParameters.get("[pb]*", from: c))) == ["port", "bind", "proto-max-bulk-len"])
+        #expect(names(ConfigParameters.get("d[^i]*", from: c)) == ["databases", "dbfilename"])
+        #expect(names(ConfigParameters.get("[a-c]ind", from: c)) == ["bind"])
+    }
+
+    @Test func multiplePatterns() {
+        let pairs = ConfigParameters.get(["port", "p*", "hz"], from: ServerConfig())
+        #expect(names(pairs) == ["port", "proto-max-bulk-len", "hz"])
+    }
+
+    @Test func glob() {
+        #expect(configGlobMatch("*", ""))
+        #expect(configGlobMatch("a*b*c", "axxbyyc"))
+        #expect(!configGlobMatch("a*b*c", "axxbyy"))
+        #expect(configGlobMatch("a\\*", "a*"))
+        #expect(!configGlobMatch("a\\*", "ab"))
+        #expect(configGlobMatch("[\\]]", "]"))
+        #expect(configGlobMatch("**x", "abx"))
+        #expect(configGlobMatch("MaX*", "maxclients"))
+        #expect(!configGlobMatch("?", ""))
+    }
+}
+
+@Suite struct ConfigSetTests {
+    @Test func validValues() {
+        var c = ServerConfig()
+        #expect(ConfigParameters.set("maxmemory", "1gb", in: &c) == nil)
+        #expect(c.maxmemory == 1024 * 1024 * 1024)
+        #expect(value("maxmemory", c) == "1073741824")
+        #expect(ConfigParameters.set("maxmemory", "100", in: &c) == nil)
+        #expect(c.maxmemory == 100)
+        #expect(ConfigParameters.set("requirepass", "secret", in: &c) == nil)
+        #expect(c.requirepass == "secret")
+        #expect(ConfigParameters.set("TIMEOUT", "30", in: &c) == nil)
+        #expect(c.timeout == 30)
+        #expect(ConfigParameters.set("tcp-keepalive", "0", in: &c) == nil)
+        #expect(c.tcpKeepalive == 0)
+        #expect(ConfigParameters.set("maxclients", "10", in: &c) == nil)
+        #expect(c.maxclients == 10)
+        #expect(ConfigParameters.set("loglevel", "WARNING", in: &c) == nil)
+        #expect(c.loglevel == "warning")
+        #expect(ConfigParameters.set("proto-max-bulk-len", "1mb", in: &c) == nil)
+        #expect(c.maxBulkLen == 1024 * 1024)
+        #expect(ConfigParameters.set("slowlog-log-slower-than", "-1", in: &c) == nil)
+        #expect(c.slowlogLogSlowerThan == -1)
+        #expect(ConfigParameters.set("slowlog-max-len", "1000", in: &c) == nil)
+        #expect(c.slowlogMaxLen == 1000)
+        #expect(ConfigParameters.set("dbfilename", "other.rdb", in: &c) == nil)
+        #expect(c.dbfilename == "other.rdb")
+        #expect(ConfigParameters.set("dir", "/tmp", in: &c) == nil)
+        #expect(c.dir == "/tmp")
+        #expect(ConfigParameters.set("save", "", in: &c) == nil)
+        #expect(ConfigParameters.set("appendonly", "no", in: &c) == nil)
+        #expect(ConfigParameters.set("maxmemory-policy", "noeviction", in: &c) == nil)
+    }
+
+    @Test func aliases() {
+        var c = ServerConfig()
+        #expect(ConfigParameters.set("max_bulk_len", "2mb", in: &c) == nil)
+        #expect(c.maxBulkLen == 2 * 1024 * 1024)
+        #expect(ConfigParameters.set("slowlog_max_len", "5", in: &c) == nil)
+        #expect(c.slowlogMaxLen == 5)
+        #expect(ConfigParameters.set("tcp_keepalive", "5", in: &c) == nil)
+        #expect(c.tcpKeepalive == 5)
+    }
+
+    @Test func hzIsClampedLikeRedis() {
+        var c = ServerConfig()
+        #expect(ConfigParameters.set("hz", "1000", in: &c) == nil)
+        #expect(c.hz == 500)
+        #expect(ConfigParameters.set("hz", "0", in: &c) == nil)
+        #expect(c.hz == 1)
+        #expect(ConfigParameters.set("hz", "-1", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'hz') - argument must be between 0 and 2147483647 inclusive")
+    }
+
+    @Test func unknown() {
+        var c = ServerConfig()
+        #expect(ConfigParameters.set("foo", "1", in: &c) == "ERR Unknown option or number of arguments for CONFIG SET - 'foo'")
+        #expect(c == ServerConfig())
+    }
+
+    @Test func invalidValues() {
+        var c = ServerConfig()
+        #expect(ConfigParameters.set("maxmemory", "lots", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'maxmemory') - argument must be a memory value")
+        #expect(ConfigParameters.set("maxmemory", "-1", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'maxmemory') - argument must be a memory value")
+        #expect(ConfigParameters.set("timeout", "abc", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'timeout') - argument couldn't be parsed into an integer")
+        #expect(ConfigParameters.set("maxclients", "0", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument must be between 1 and 4294967295 inclusive")
+        #expect(ConfigParameters.set("loglevel", "loud", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'loglevel') - argument(s) must be one of the following: debug, verbose, notice, warning")
+        #expect(ConfigParameters.set("appendonly", "maybe", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'appendonly') - argument must be 'yes' or 'no'")
+        #expect(ConfigParameters.set("appendonly", "yes", in: &c) != nil)
+        #expect(ConfigParameters.set("maxmemory-policy", "allkeys-lru", in: &c) != nil)
+        #expect(ConfigParameters.set("dbfilename", "a/b.rdb", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'dbfilename') - dbfilename can't be a path, just a filename")
+        #expect(ConfigParameters.set("dir", "/nonexistent/dir", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'dir') - No such file or directory")
+        #expect(ConfigParameters.set("dir", "/etc/hostname", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'dir') - Not a directory")
+        #expect(c == ServerConfig())
+    }
+
+    @Test func immutable() {
+        var c = ServerConfig()
+        for name in ["port", "bind", "databases", "dbnum"] {
+            #expect(ConfigParameters.set(name, "1", in: &c)
+                == "ERR CONFIG SET failed (possibly related to argument '\(name)') - can't set immutable config")
+        }
+        #expect(c == ServerConfig())
+    }
+
+    @Test func severalPairsAreAllOrNothing() {
+        var c = ServerConfig()
+        #expect(ConfigParameters.set([("timeout", "5"), ("hz", "20")], in: &c) == nil)
+        #expect(c.timeout == 5 && c.hz == 20)
+        #expect(ConfigParameters.set([("timeout", "6"), ("maxmemory", "bad")], in: &c) != nil)
+        #expect(c.timeout == 5)
+        #expect(ConfigParameters.set([("timeout", "6"), ("TIMEOUT", "7")], in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'TIMEOUT') - duplicate parameter")
+        #expect(c.timeout == 5)
+    }
+
+    @Test func flagfileText() throws {
+        var c = ServerConfig()
+        c.maxmemory = 4 * 1024 * 1024 * 1024
+        c.port = 7000
+        let text = ConfigParameters.flagfileText(c)
+        #expect(text.contains("\n--port=7000\n"))
+        #expect(text.contains("\n--maxmemory=4gb\n"))
+        #expect(text.contains("\n--force_epoll=false\n"))
+        #expect(!text.contains("\n--flagfile="))
+        for flag in ConfigFlagSpec.all {
+            #expect(text.contains("\n--\(flag.name)="))
+        }
+    }
+}
