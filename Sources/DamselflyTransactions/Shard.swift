@@ -1,0 +1,197 @@
+import DamselflyRuntime
+import DamselflyStorage
+import Synchronization
+
+/// One shard: a slice of the keyspace owned by one loop's thread, with the
+/// intent locks and the transaction queue that order multi-key transactions.
+///
+/// Only the owning loop's thread touches the keyspace, the locks and the
+/// queue; other threads reach the shard through ``EventLoop/post(_:)``.
+public final class Shard: @unchecked Sendable {
+    // Invariant behind @unchecked Sendable: `keyspace`, `locks`, `queue`,
+    // `committedTxid` are used only on `loop`'s thread (asserted in debug
+    // builds by `assertOnShard()`); the published counters are atomics.
+
+    public let index: Int
+    public let loop: EventLoop
+    public let keyspace: Keyspace
+    var locks = IntentLockTable()
+    /// Scheduled transactions in transaction-id order.
+    var queue: [ShardTransaction] = []
+    /// The highest transaction id that has run here: an older transaction
+    /// arriving afterwards must be refused, or two shards could run the same
+    /// pair of transactions in opposite orders.
+    var committedTxid: UInt64 = 0
+
+    // Published for INFO (written by this shard only).
+    public let queueLength = Atomic<Int>(0)
+    public let usedMemory = Atomic<Int>(0)
+    public let keyspaceHits = Atomic<Int>(0)
+    public let keyspaceMisses = Atomic<Int>(0)
+    public let expiredKeys = Atomic<Int>(0)
+    public let keyCount = Atomic<Int>(0)
+
+    public init(index: Int, loop: EventLoop, databaseCount: Int) {
+        self.index = index
+        self.loop = loop
+        self.keyspace = Keyspace(databaseCount: databaseCount)
+    }
+
+    @inline(__always)
+    func assertOnShard() {
+        assert(loop.inLoopThread, "shard \(index) touched off its thread")
+    }
+
+    /// The database `index` of this shard's keyspace.
+    @inlinable
+    public func database(_ index: Int) -> Database { keyspace.databases[index] }
+
+    /// Whether a command holding `locks` could run right now without a transaction id.
+    @inline(__always)
+    public func locksAreFree(_ locks: ShardLockSet) -> Bool { self.locks.isFree(locks) }
+
+    /// Refreshes the counters INFO reads from other threads. Cheap: a handful
+    /// of relaxed stores; called after every operation batch.
+    public func publishStats() {
+        usedMemory.store(keyspace.usedBytes, ordering: .relaxed)
+        var expired = 0
+        var keys = 0
+        for db in keyspace.databases {
+            expired += db.expiredKeys
+            keys += db.count
+        }
+        expiredKeys.store(expired, ordering: .relaxed)
+        keyCount.store(keys, ordering: .relaxed)
+    }
+
+    // MARK: - Transaction queue
+
+    /// Tries to schedule a multi-shard (or global) transaction here.
+    ///
+    /// VLL's rule: accept when the transaction's id is newer than anything
+    /// that already ran here, and either its locks are free (it may then run
+    /// out of order) or it is newer than every queued transaction (so it
+    /// simply queues at the tail). Otherwise refuse; the coordinator cancels
+    /// it everywhere and retries with a fresh id.
+    func schedule(_ entry: ShardTransaction) -> (accepted: Bool, lockGranted: Bool) {
+        assertOnShard()
+        guard entry.txid > committedTxid else { return (false, false) }
+        let free: Bool
+        if entry.isGlobal {
+            free = locks.isEmpty && queue.isEmpty
+        } else {
+            free = locks.isFree(entry.locks)
+        }
+        let tail = queue.last?.txid ?? 0
+        guard free || entry.txid > tail else { return (false, false) }
+        if entry.isGlobal { locks.acquireGlobal() } else { locks.acquire(entry.locks) }
+        entry.lockGranted = free
+        insertSorted(entry)
+        return (true, free)
+    }
+
+    private func insertSorted(_ entry: ShardTransaction) {
+        var position = queue.count
+        while position > 0 && queue[position - 1].txid > entry.txid { position -= 1 }
+        queue.insert(entry, at: position)
+        queueLength.store(queue.count, ordering: .relaxed)
+    }
+
+    /// Removes a scheduled transaction that never ran here (its schedule was
+    /// refused elsewhere) and releases its locks.
+    func cancel(_ entry: ShardTransaction) {
+        assertOnShard()
+        guard let position = queue.firstIndex(where: { $0 === entry }) else { return }
+        queue.remove(at: position)
+        release(entry)
+        queueLength.store(queue.count, ordering: .relaxed)
+        poll()
+    }
+
+    private func release(_ entry: ShardTransaction) {
+        if entry.isGlobal { locks.releaseGlobal() } else { locks.release(entry.locks) }
+    }
+
+    /// Hands a scheduled transaction its next step and runs whatever can run.
+    func arm(_ entry: ShardTransaction, outOfOrder: Bool, conclude: Bool, _ step: @escaping (Shard) -> Void) {
+        assertOnShard()
+        entry.outOfOrder = outOfOrder && entry.lockGranted
+        entry.pendingStep = step
+        entry.concludeAfterStep = conclude
+        poll()
+    }
+
+    /// Queues a single-shard command whose keys are busy: it gets a fresh
+    /// transaction id (newer than everything queued), waits for its turn and
+    /// then runs `step`.
+    public func enqueueSingle(locks: ShardLockSet, txid: UInt64, _ step: @escaping (Shard) -> Void) {
+        assertOnShard()
+        let entry = ShardTransaction(txid: txid, locks: locks, isGlobal: false)
+        self.locks.acquire(locks)
+        entry.pendingStep = step
+        entry.concludeAfterStep = true
+        queue.append(entry)
+        queueLength.store(queue.count, ordering: .relaxed)
+        poll()
+    }
+
+    /// Runs armed transactions: the head of the queue in order, and any armed
+    /// transaction whose locks were free everywhere (out of order).
+    func poll() {
+        var progressed = true
+        while progressed {
+            progressed = false
+            // In order: the head runs when it has a step.
+            if let head = queue.first, let step = head.pendingStep {
+                runStep(head, step)
+                progressed = true
+                continue
+            }
+            // Out of order: transactions granted free locks on every shard.
+            var i = 1
+            while i < queue.count {
+                let entry = queue[i]
+                if entry.outOfOrder, let step = entry.pendingStep {
+                    runStep(entry, step)
+                    progressed = true
+                    break
+                }
+                i += 1
+            }
+        }
+    }
+
+    private func runStep(_ entry: ShardTransaction, _ step: (Shard) -> Void) {
+        entry.pendingStep = nil
+        if entry.txid > committedTxid { committedTxid = entry.txid }
+        step(self)
+        if entry.concludeAfterStep {
+            if let position = queue.firstIndex(where: { $0 === entry }) {
+                queue.remove(at: position)
+            }
+            release(entry)
+            queueLength.store(queue.count, ordering: .relaxed)
+        }
+        publishStats()
+    }
+}
+
+/// A transaction's presence on one shard: its locks and the step it was
+/// armed with. Created by the coordinator, then used only on the shard.
+final class ShardTransaction: @unchecked Sendable {
+    // Invariant: after being posted to its shard, touched only on that shard's thread.
+    let txid: UInt64
+    let locks: ShardLockSet
+    let isGlobal: Bool
+    var lockGranted = false
+    /// Set by the coordinator when every shard granted the locks free.
+    var outOfOrder = false
+    var pendingStep: ((Shard) -> Void)?
+    var concludeAfterStep = false
+
+    init(txid: UInt64, locks: ShardLockSet, isGlobal: Bool) {
+        self.txid = txid
+        self.locks = locks
+        self.isGlobal = isGlobal
+    }
+}

@@ -1,0 +1,137 @@
+import DamselflyRuntime
+import DamselflyStorage
+import Synchronization
+
+/// All shards of the server, the loops that own them, and the global
+/// transaction-id counter. Shared by every thread; immutable after start.
+public final class ShardSet: Sendable {
+    public let shards: [Shard]
+    /// Every loop (there may be more loops than shards: loops beyond the
+    /// shard count only coordinate).
+    public let loops: [EventLoop]
+    public let lockOnHashtags: Bool
+    /// The next transaction id: a global order for multi-shard transactions.
+    let nextTxid = Atomic<UInt64>(1)
+    /// Per-loop transaction counters, indexed by loop.
+    public let stats: [TransactionStats]
+
+    public init(loops: [EventLoop], shardCount: Int, databaseCount: Int, lockOnHashtags: Bool) {
+        precondition(shardCount >= 1 && shardCount <= loops.count)
+        self.loops = loops
+        self.lockOnHashtags = lockOnHashtags
+        self.shards = (0..<shardCount).map { Shard(index: $0, loop: loops[$0], databaseCount: databaseCount) }
+        self.stats = loops.map { _ in TransactionStats(maxWidth: max(shardCount, 1)) }
+    }
+
+    public var count: Int { shards.count }
+
+    /// The shard that owns `key` (with its full 64-bit hash already computed).
+    @inlinable
+    public func shardIndex(of key: UnsafeRawBufferPointer, hash: UInt64) -> Int {
+        KeyHash.shard(of: key, hash: hash, shardCount: shards.count, lockOnHashtags: lockOnHashtags)
+    }
+
+    @usableFromInline func takeTxid() -> UInt64 { nextTxid.add(1, ordering: .relaxed).newValue }
+
+    // MARK: - Single shard
+
+    /// Runs `operation` on shard `shardIndex` for a command whose keys all live
+    /// there, by the cheapest path that keeps it atomic:
+    /// - **inline**: the calling loop owns the shard and the keys are free: a direct call, `done` runs before this returns;
+    /// - **quick**: another loop owns it and the keys are free there: one hop, no transaction id;
+    /// - **normal**: the keys are held by a queued transaction: wait in the shard's queue with an id.
+    @inlinable
+    public func runSingleShard<R>(
+        from loop: EventLoop,
+        shard shardIndex: Int,
+        locks: ShardLockSet,
+        _ operation: @escaping (Shard) -> R,
+        done: @escaping (R) -> Void
+    ) {
+        let shard = shards[shardIndex]
+        let stats = self.stats[loop.index]
+        if shard.loop === loop {
+            if shard.locksAreFree(locks) {
+                stats.inline.add(1, ordering: .relaxed)
+                let result = operation(shard)
+                shard.publishStats()
+                done(result)
+            } else {
+                stats.normal.add(1, ordering: .relaxed)
+                stats.countWidth(1)
+                shard.enqueueSingle(locks: locks, txid: takeTxid()) { shard in
+                    done(operation(shard))
+                }
+            }
+            return
+        }
+        shard.loop.post { [self] in
+            if shard.locksAreFree(locks) {
+                stats.quick.add(1, ordering: .relaxed)
+                let result = operation(shard)
+                shard.publishStats()
+                loop.post { done(result) }
+            } else {
+                stats.normal.add(1, ordering: .relaxed)
+                stats.countWidth(1)
+                shard.enqueueSingle(locks: locks, txid: takeTxid()) { shard in
+                    let result = operation(shard)
+                    loop.post { done(result) }
+                }
+            }
+        }
+    }
+
+    // MARK: - Without locks
+
+    /// Runs `operation` on every shard with no locks (INFO, DBSIZE, KEYS, SCAN:
+    /// reads that Redis itself does not make atomic across a cluster), and
+    /// calls `done` on `loop` with the results in shard order.
+    public func broadcast<R>(from loop: EventLoop, _ operation: @escaping (Shard) -> R, done: @escaping ([R]) -> Void) {
+        let gather = Gather<R>(count: shards.count, done: done)
+        for shard in shards {
+            if shard.loop === loop {
+                gather.deliver(shard.index, operation(shard))
+            } else {
+                shard.loop.post {
+                    let result = operation(shard)
+                    loop.post { gather.deliver(shard.index, result) }
+                }
+            }
+        }
+    }
+
+    /// Runs `operation` on one shard with no locks and no accounting.
+    public func hop<R>(from loop: EventLoop, to shardIndex: Int, _ operation: @escaping (Shard) -> R, done: @escaping (R) -> Void) {
+        let shard = shards[shardIndex]
+        if shard.loop === loop {
+            done(operation(shard))
+        } else {
+            shard.loop.post {
+                let result = operation(shard)
+                loop.post { done(result) }
+            }
+        }
+    }
+}
+
+/// Collects one result per participant on the coordinating loop.
+final class Gather<R>: @unchecked Sendable {
+    // Invariant: `deliver` is only called on the coordinating loop.
+    private var results: [R?]
+    private var remaining: Int
+    private let done: ([R]) -> Void
+
+    init(count: Int, done: @escaping ([R]) -> Void) {
+        results = Array(repeating: nil, count: count)
+        remaining = count
+        self.done = done
+        if count == 0 { done([]) }
+    }
+
+    func deliver(_ index: Int, _ result: R) {
+        results[index] = result
+        remaining -= 1
+        if remaining == 0 { done(results.map { $0! }) }
+    }
+}

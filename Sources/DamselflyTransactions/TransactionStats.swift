@@ -1,0 +1,55 @@
+import Synchronization
+
+/// Counters of the paths transactions took, kept per coordinating thread
+/// (written by that thread only, read by INFO from any thread).
+///
+/// Field names follow Dragonfly v1.14's `# Transaction` section.
+public final class TransactionStats: @unchecked Sendable {
+    // Invariant: all state is atomics; `widths` is allocated once and freed in deinit.
+    /// Whole-server transactions (FLUSHALL, FLUSHDB).
+    public let global = Atomic<Int>(0)
+    /// Transactions that took a transaction id and ran in queue order.
+    public let normal = Atomic<Int>(0)
+    /// Multi-shard transactions whose locks were all free: ran out of order.
+    public let outOfOrder = Atomic<Int>(0)
+    /// Single-shard commands on another thread's shard, keys free: no id, one hop.
+    public let quick = Atomic<Int>(0)
+    /// Single-shard commands on the connection's own shard, keys free: a direct call.
+    public let inline = Atomic<Int>(0)
+    /// Schedules refused by a shard (an older id arrived after a newer one ran); retried.
+    public let scheduleCancels = Atomic<Int>(0)
+    /// How many shards each id-taking transaction touched: index w-1.
+    private let widths: UnsafeMutablePointer<Atomic<Int>>
+    public let maxWidth: Int
+
+    public init(maxWidth: Int) {
+        self.maxWidth = max(1, maxWidth)
+        widths = .allocate(capacity: self.maxWidth)
+        for i in 0..<self.maxWidth { (widths + i).initialize(to: Atomic(0)) }
+    }
+
+    deinit {
+        widths.deinitialize(count: maxWidth)
+        widths.deallocate()
+    }
+
+    @inline(__always)
+    public func countWidth(_ width: Int) {
+        widths[min(max(width, 1), maxWidth) - 1].add(1, ordering: .relaxed)
+    }
+
+    /// Transactions that touched `width` shards.
+    public func widthCount(_ width: Int) -> Int {
+        widths[width - 1].load(ordering: .relaxed)
+    }
+
+    public func reset() {
+        global.store(0, ordering: .relaxed)
+        normal.store(0, ordering: .relaxed)
+        outOfOrder.store(0, ordering: .relaxed)
+        quick.store(0, ordering: .relaxed)
+        inline.store(0, ordering: .relaxed)
+        scheduleCancels.store(0, ordering: .relaxed)
+        for i in 0..<maxWidth { widths[i].store(0, ordering: .relaxed) }
+    }
+}
