@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Side-by-side throughput: Damselfly vs redis-server with redis-benchmark.
+#
+#   Benchmarks/bench_vs_redis.sh
+#
+# Env:
+#   N_P1=200000       requests per test at pipeline depth 1
+#   N_P16=2000000     requests per test at pipeline depth 16
+#   CLIENTS=50        parallel connections (-c)
+#   KEYSPACE=100000   -r: random keys over this many names, so load spreads over
+#                     shards (KEYSPACE=0: redis-benchmark's single fixed key)
+#   DAMSELFLY_BIN     binary to run (default: build .build/release/damselfly)
+#   DAMSELFLY_FLAGS   extra flags for Damselfly (default thread count: --proactor_threads=2)
+#
+# Prints a table and writes it as markdown to Benchmarks/results/latest.md.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+N_P1="${N_P1:-200000}"
+N_P16="${N_P16:-2000000}"
+CLIENTS="${CLIENTS:-50}"
+KEYSPACE="${KEYSPACE:-100000}"
+RANDOM_KEYS=()
+[[ "$KEYSPACE" != 0 ]] && RANDOM_KEYS=(-r "$KEYSPACE")
+THREADS_FLAG="--proactor_threads=2"
+
+for tool in redis-server redis-benchmark redis-cli python3; do
+  command -v "$tool" >/dev/null || { echo "error: $tool not found (scripts/install-deps.sh)" >&2; exit 1; }
+done
+
+if [[ -z "${DAMSELFLY_BIN:-}" ]]; then
+  swift build -c release --product damselfly
+  DAMSELFLY_BIN=.build/release/damselfly
+fi
+[[ -x "$DAMSELFLY_BIN" ]] || { echo "error: $DAMSELFLY_BIN not executable" >&2; exit 1; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+workdir=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$workdir"
+}
+trap cleanup EXIT INT TERM
+
+wait_ping() {  # port name logfile
+  for _ in $(seq 1 200); do
+    if [[ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]; then return 0; fi
+    sleep 0.05
+  done
+  echo "error: $2 did not answer PING on port $1; log:" >&2
+  tail -n 40 "$3" >&2
+  exit 1
+}
+
+DF_PORT=$(free_port)
+# shellcheck disable=SC2086 # DAMSELFLY_FLAGS is a list of flags
+"$DAMSELFLY_BIN" --port="$DF_PORT" --bind=127.0.0.1 --logtostdout "$THREADS_FLAG" ${DAMSELFLY_FLAGS:-} \
+  >"$workdir/damselfly.log" 2>&1 &
+pids+=($!)
+wait_ping "$DF_PORT" damselfly "$workdir/damselfly.log"
+
+RS_PORT=$(free_port)
+redis-server --port "$RS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$workdir/redis.log" 2>&1 &
+pids+=($!)
+wait_ping "$RS_PORT" redis-server "$workdir/redis.log"
+
+# bench PORT PIPELINE N -> lines "TEST rps"
+bench() {
+  redis-benchmark -h 127.0.0.1 -p "$1" -t set,get -c "$CLIENTS" -n "$3" -P "$2" "${RANDOM_KEYS[@]}" --csv 2>/dev/null \
+    | awk -F'","' 'NR > 1 { gsub(/"/, "", $1); print $1, $2 }'
+}
+
+rows=()
+for depth in 1 16; do
+  n=$N_P1; [[ $depth == 16 ]] && n=$N_P16
+  echo "running: -P $depth -n $n -c $CLIENTS (damselfly, then redis)" >&2
+  df=$(bench "$DF_PORT" "$depth" "$n")
+  rs=$(bench "$RS_PORT" "$depth" "$n")
+  for t in SET GET; do
+    d=$(awk -v t="$t" '$1 == t { print $2 }' <<<"$df")
+    r=$(awk -v t="$t" '$1 == t { print $2 }' <<<"$rs")
+    [[ -n "$d" && -n "$r" ]] || { echo "error: no $t result at -P $depth (damselfly='$d' redis='$r')" >&2; exit 1; }
+    ratio=$(awk -v a="$d" -v b="$r" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+    rows+=("$t $depth $d $r $ratio")
+  done
+done
+
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+machine="$(nproc) CPUs, ${cpu:-unknown CPU}, Linux $(uname -r)"
+
+printf '\n%-6s %6s %16s %16s %8s\n' test depth damselfly_rps redis_rps ratio
+for row in "${rows[@]}"; do
+  read -r t depth d r ratio <<<"$row"
+  printf '%-6s %6s %16s %16s %8s\n' "$t" "$depth" "$d" "$r" "$ratio"
+done
+echo "machine: $machine"
+
+mkdir -p Benchmarks/results
+{
+  echo "# Damselfly vs Redis"
+  echo
+  echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "- machine: $machine"
+  echo "- damselfly: \`$DAMSELFLY_BIN $THREADS_FLAG ${DAMSELFLY_FLAGS:-}\`"
+  echo "- redis: $(redis-server --version | awk '{print $3}') (\`--save '' --appendonly no\`)"
+  echo "- redis-benchmark: \`-t set,get -c $CLIENTS ${RANDOM_KEYS[*]}\`, -n $N_P1 at -P 1, -n $N_P16 at -P 16"
+  echo
+  echo "| test | depth | damselfly rps | redis rps | ratio |"
+  echo "|------|------:|--------------:|----------:|------:|"
+  for row in "${rows[@]}"; do
+    read -r t depth d r ratio <<<"$row"
+    echo "| $t | $depth | $d | $r | $ratio |"
+  done
+} > Benchmarks/results/latest.md
+echo "wrote Benchmarks/results/latest.md"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what building and testing Damselfly needs. Idempotent: installed
+# packages are skipped and apt-get update runs at most once.
+set -euo pipefail
+
+APT_PACKAGES=(liburing-dev libxxhash-dev redis-server redis-tools)
+PIP_PACKAGES=(redis hypothesis xxhash pytest)
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "install-deps: not root and no sudo; cannot install apt packages" >&2; fi
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "install-deps: apt packages to install: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update
+  $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: apt packages already installed: ${APT_PACKAGES[*]}"
+fi
+
+pip_missing=()
+for p in "${PIP_PACKAGES[@]}"; do
+  python3 -c "import $p" 2>/dev/null || pip_missing+=("$p")
+done
+if ((${#pip_missing[@]})); then
+  echo "install-deps: pip packages to install: ${pip_missing[*]}"
+  python3 -m pip install --quiet "${pip_missing[@]}" \
+    || python3 -m pip install --quiet --break-system-packages "${pip_missing[@]}"
+else
+  echo "install-deps: python packages already installed: ${PIP_PACKAGES[*]}"
+fi

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The project's one test command: release build, Swift unit tests, end-to-end tests.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh -k differential # extra arguments go to pytest
+#
+# Env: DAMSELFLY_BIN overrides the binary the e2e tests start (default: the
+# freshly built .build/release/damselfly). SKIP_BUILD=1 / SKIP_UNIT=1 skip steps.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+start=$SECONDS
+
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+  step "swift build -c release --product damselfly"
+  swift build -c release --product damselfly
+fi
+
+if [[ "${SKIP_UNIT:-0}" != 1 ]]; then
+  step "swift test (unit tests)"
+  swift test
+fi
+
+export DAMSELFLY_BIN="${DAMSELFLY_BIN:-.build/release/damselfly}"
+step "end-to-end tests against $DAMSELFLY_BIN"
+if [[ ! -x "$DAMSELFLY_BIN" && "$DAMSELFLY_BIN" == */* ]]; then
+  echo "error: $DAMSELFLY_BIN is missing or not executable" >&2
+  exit 1
+fi
+# CI=1 turns a missing binary into failures instead of skips.
+CI="${CI:-1}" python3 -m pytest tests/e2e -q -s -rfEs -p no:cacheprovider "$@"
+
+step "all tests passed in $((SECONDS - start)) s"

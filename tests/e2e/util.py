@@ -1,0 +1,34 @@
+"""Shared helpers: key placement on Damselfly's shards."""
+
+import xxhash
+
+
+def shard_of(key, num_shards):
+    """Damselfly places a key on shard (XXH64(key, seed=0) >> 32) % num_shards."""
+    if isinstance(key, str):
+        key = key.encode()
+    return (xxhash.xxh64_intdigest(key, seed=0) >> 32) % num_shards
+
+
+def keys_on_shards(num_shards, per_shard, prefix="key"):
+    """Return {shard: [keys...]} with `per_shard` keys on every shard (deterministic)."""
+    out = {s: [] for s in range(num_shards)}
+    i = 0
+    while any(len(v) < per_shard for v in out.values()):
+        assert i < 100000, "could not spread keys over shards"
+        k = f"{prefix}:{i}"
+        s = shard_of(k, num_shards)
+        if len(out[s]) < per_shard:
+            out[s].append(k)
+        i += 1
+    return out
+
+
+def key_on_shard(shard, num_shards, prefix="key"):
+    return keys_on_shards(num_shards, 1, prefix)[shard][0]
+
+
+def spread_keys(num_shards, per_shard, prefix="key"):
+    """Flat list, interleaved so consecutive keys sit on different shards."""
+    by = keys_on_shards(num_shards, per_shard, prefix)
+    return [by[s][i] for i in range(per_shard) for s in range(num_shards)]
