@@ -38,7 +38,7 @@ public struct RESPParser: Sendable {
     @inlinable static var inlineMaxSize: Int { 64 * 1024 }
 
     @usableFromInline
-    enum Phase: UInt8 {
+    enum Phase: UInt8, Sendable {
         case idle, multibulkCount, multibulkArgs, inline
     }
 
