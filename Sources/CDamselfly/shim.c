@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <time.h>
 #include <malloc.h>
+#include <ctype.h>
+#include <math.h>
 
 uint64_t dfly_xxh64(const void *data, size_t length, uint64_t seed) {
     return XXH64(data, length, seed);
@@ -161,6 +163,39 @@ void dfly_cpu_usage(double *user, double *sys, int thread) {
     getrusage(thread ? RUSAGE_THREAD : RUSAGE_SELF, &ru);
     *user = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
     *sys = ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static int parse_long_double(const char *buf, size_t len, long double *out) {
+    char tmp[5 * 1024];
+    if (len == 0 || len >= sizeof(tmp)) return 0;
+    memcpy(tmp, buf, len);
+    tmp[len] = 0;
+    if (isspace((unsigned char)tmp[0])) return 0;
+    char *end;
+    errno = 0;
+    long double v = strtold(tmp, &end);
+    if (*end != 0) return 0;
+    if (errno == ERANGE && (v == HUGE_VALL || v == -HUGE_VALL || fpclassify(v) == FP_ZERO)) return 0;
+    if (isnan(v)) return 0;
+    *out = v;
+    return 1;
+}
+
+int dfly_incrbyfloat(const char *current, size_t current_len, const char *increment, size_t increment_len, char *out, size_t out_len) {
+    long double value = 0, incr = 0;
+    if (current && !parse_long_double(current, current_len, &value)) return -1;
+    if (!parse_long_double(increment, increment_len, &incr)) return -2;
+    value += incr;
+    if (isnan(value) || isinf(value)) return -3;
+    int l = snprintf(out, out_len, "%.17Lf", value);
+    if (l < 0 || (size_t)l + 1 > out_len) return -3;
+    if (strchr(out, '.') != NULL) {
+        char *p = out + l - 1;
+        while (*p == '0') { p--; l--; }
+        if (*p == '.') l--;
+    }
+    if (l == 2 && out[0] == '-' && out[1] == '0') { out[0] = '0'; l = 1; }
+    return l;
 }
 
 struct dfly_ring {

@@ -13,6 +13,11 @@ public protocol SocketHandler: AnyObject {
 public struct SocketID: Hashable, Sendable {
     public let slot: Int32
     public let generation: UInt32
+
+    public init(slot: Int32, generation: UInt32) {
+        self.slot = slot
+        self.generation = generation
+    }
 }
 
 /// Low-level per-socket state shared by both drivers.

@@ -50,6 +50,13 @@ uint64_t dfly_malloc_used(void);
 /// User and system CPU seconds of the process (and of the calling thread when `thread`).
 void dfly_cpu_usage(double *user, double *sys, int thread);
 
+/// INCRBYFLOAT as Redis computes it: both operands parsed as long double
+/// (strtold, no spaces, no NaN), summed, printed with "%.17Lf" and trailing
+/// zeros trimmed. Returns the length written to `out`, -1 when the current
+/// value is not a float, -2 when the increment is not, -3 when the result
+/// is NaN or infinite.
+int dfly_incrbyfloat(const char *current, size_t current_len, const char *increment, size_t increment_len, char *out, size_t out_len);
+
 /// io_uring through an opaque handle: liburing's header is kept out of the
 /// Swift-facing module (its socket headers clash with Glibc's module map).
 typedef struct dfly_ring dfly_ring;

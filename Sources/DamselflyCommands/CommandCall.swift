@@ -1,0 +1,248 @@
+import DamselflyRESP
+import DamselflyRuntime
+import DamselflyStorage
+import DamselflyTransactions
+import Synchronization
+
+/// Where a command's reply goes: the connection (or the test harness).
+public protocol ReplySink: AnyObject {
+    /// Called exactly once per command, on the connection's loop.
+    func complete(_ reply: Reply)
+}
+
+/// A key copied out of the receive buffer with its hash, ready to travel to
+/// its shard.
+public struct KeyRef: Sendable {
+    public let bytes: [UInt8]
+    public let hash: UInt64
+
+    @inlinable
+    public init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        self.hash = bytes.withUnsafeBytes { KeyHash.hash($0) }
+    }
+
+    @inlinable
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try bytes.withUnsafeBytes(body)
+    }
+}
+
+/// One command being run: its arguments (views into the receive buffer,
+/// valid only until the handler returns), the client, and the engine.
+public struct CommandCall {
+    public let args: CommandArguments
+    public let client: ClientState
+    public let engine: Engine
+    public let spec: CommandSpec
+    public unowned let sink: ReplySink
+
+    public init(args: CommandArguments, client: ClientState, engine: Engine, spec: CommandSpec, sink: ReplySink) {
+        self.args = args
+        self.client = client
+        self.engine = engine
+        self.spec = spec
+        self.sink = sink
+    }
+
+    @inlinable public var loop: EventLoop { client.loop }
+    @inlinable public var shardSet: ShardSet { engine.shardSet }
+
+    /// Sends the reply (on the connection's loop).
+    @inlinable
+    public func reply(_ reply: Reply) { sink.complete(reply) }
+
+    /// Argument `i` as an owned key with its hash.
+    @inlinable
+    public func key(_ i: Int) -> KeyRef { KeyRef(args.bytes(i)) }
+
+    /// Argument `i` parsed as a strict 64-bit integer.
+    @inlinable
+    public func integer(_ i: Int) -> Int64? { RedisNumber.parseInt64(args[i]) }
+
+    @inlinable
+    public func double(_ i: Int) -> Double? { RedisNumber.parseDouble(args[i]) }
+
+    @inlinable
+    public func isArg(_ i: Int, _ lowercase: StaticString) -> Bool { args.equalsASCIICaseInsensitive(i, lowercase) }
+
+    /// The wrong-arity error for this command, Redis's text.
+    public var arityError: Reply { .error("ERR wrong number of arguments for '\(spec.name)' command") }
+
+    // MARK: - Running on shards
+
+    /// Runs `operation` on the shard owning `key` (inline, quick or queued),
+    /// then replies with what it returns.
+    @inlinable
+    public func runOnKey(_ key: KeyRef, mode: LockMode, _ operation: @escaping (inout ShardContext) -> Reply) {
+        let shardIndex = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
+        let locks = ShardLockSet(fingerprints: [lockFingerprint(keyHash: key.hash, database: client.database)], mode: mode)
+        let database = client.database
+        let noTouch = client.noTouch
+        let sink = self.sink
+        shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, { shard in
+            var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+            return operation(&context)
+        }, done: { reply in sink.complete(reply) })
+    }
+
+    /// Runs a command over several keys atomically: `perShard` runs once on
+    /// every shard owning some of them, with the positions (into `keys`) of
+    /// its keys; `merge` turns the results into the reply. One shard: the
+    /// single-shard path; several: a transaction.
+    public func runOnKeys<R>(
+        _ keys: [KeyRef], mode: LockMode,
+        perShard: @escaping (inout ShardContext, [Int]) -> R,
+        merge: @escaping ([R]) -> Reply
+    ) {
+        let database = client.database
+        let noTouch = client.noTouch
+        let sink = self.sink
+        var byShard: [Int: [Int]] = [:]
+        for (i, key) in keys.enumerated() {
+            let shard = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
+            byShard[shard, default: []].append(i)
+        }
+        if byShard.count == 1, let (shardIndex, positions) = byShard.first {
+            let locks = ShardLockSet(
+                fingerprints: keys.map { lockFingerprint(keyHash: $0.hash, database: database) }, mode: mode)
+            shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, { shard in
+                var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+                return perShard(&context, positions)
+            }, done: { result in sink.complete(merge([result])) })
+            return
+        }
+        let plan = byShard.sorted { $0.key < $1.key }
+        let transaction = Transaction(
+            shardSet: shardSet, loop: loop,
+            locksByShard: plan.map { shard, positions in
+                (shard, ShardLockSet(
+                    fingerprints: positions.map { lockFingerprint(keyHash: keys[$0].hash, database: database) },
+                    mode: mode))
+            })
+        let positionsByShard = Dictionary(uniqueKeysWithValues: plan)
+        transaction.schedule {
+            transaction.execute(conclude: true, { shard in
+                var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+                return perShard(&context, positionsByShard[shard.index]!)
+            }, done: { results in sink.complete(merge(results)) })
+        }
+    }
+
+    /// Runs a two-step atomic command over several keys: `check` runs on
+    /// every owning shard, `decide` combines the checks on the connection's
+    /// thread, then `apply` runs on every owning shard with the decision —
+    /// all under the same locks, so nothing can change in between (MSETNX,
+    /// RENAME and COPY across shards).
+    public func runOnKeysTwoPhase<C, D>(
+        _ keys: [KeyRef], mode: LockMode,
+        check: @escaping (inout ShardContext, [Int]) -> C,
+        decide: @escaping ([C]) -> D,
+        apply: @escaping (inout ShardContext, [Int], D) -> Void,
+        reply: @escaping (D) -> Reply
+    ) {
+        let database = client.database
+        let noTouch = client.noTouch
+        let sink = self.sink
+        var byShard: [Int: [Int]] = [:]
+        for (i, key) in keys.enumerated() {
+            let shard = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
+            byShard[shard, default: []].append(i)
+        }
+        if byShard.count == 1, let (shardIndex, positions) = byShard.first {
+            let locks = ShardLockSet(
+                fingerprints: keys.map { lockFingerprint(keyHash: $0.hash, database: database) }, mode: mode)
+            shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, { shard in
+                var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+                let decision = decide([check(&context, positions)])
+                apply(&context, positions, decision)
+                return reply(decision)
+            }, done: { result in sink.complete(result) })
+            return
+        }
+        let plan = byShard.sorted { $0.key < $1.key }
+        let transaction = Transaction(
+            shardSet: shardSet, loop: loop,
+            locksByShard: plan.map { shard, positions in
+                (shard, ShardLockSet(
+                    fingerprints: positions.map { lockFingerprint(keyHash: keys[$0].hash, database: database) },
+                    mode: mode))
+            })
+        let positionsByShard = Dictionary(uniqueKeysWithValues: plan)
+        transaction.schedule {
+            transaction.execute(conclude: false, { shard in
+                var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+                return check(&context, positionsByShard[shard.index]!)
+            }, done: { checks in
+                let decision = decide(checks)
+                transaction.execute(conclude: true, { shard in
+                    var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+                    apply(&context, positionsByShard[shard.index]!, decision)
+                    return 0
+                }, done: { _ in sink.complete(reply(decision)) })
+            })
+        }
+    }
+}
+
+/// What a shard-side operation sees: its shard, the client's database there,
+/// and the time the operation started (one clock read per operation, so a key
+/// cannot expire half-way through a command).
+public struct ShardContext {
+    public let shard: Shard
+    public let database: Database
+    public let databaseIndex: Int
+    public let nowMs: Int64
+    public let noTouch: Bool
+
+    @inlinable
+    public init(shard: Shard, databaseIndex: Int, noTouch: Bool = false) {
+        self.shard = shard
+        self.databaseIndex = databaseIndex
+        self.database = shard.database(databaseIndex)
+        self.nowMs = Clock.wallMillis()
+        self.noTouch = noTouch
+    }
+
+    /// Finds a live key for a read, counting keyspace hits and misses.
+    @inlinable
+    public func lookupRead(_ key: KeyRef) -> EntryIndex? {
+        let found = key.withBytes { database.find($0, hash: key.hash, nowMs: nowMs) }
+        if let found {
+            shard.keyspaceHits.add(1, ordering: .relaxed)
+            if !noTouch { database.touch(at: found, nowMs: nowMs) }
+        } else {
+            shard.keyspaceMisses.add(1, ordering: .relaxed)
+        }
+        return found
+    }
+
+    /// Finds a live key for a write (no hit/miss accounting, as Redis).
+    @inlinable
+    public func lookupWrite(_ key: KeyRef) -> EntryIndex? {
+        let found = key.withBytes { database.find($0, hash: key.hash, nowMs: nowMs) }
+        if let found, !noTouch { database.touch(at: found, nowMs: nowMs) }
+        return found
+    }
+
+    /// Stores `value` under `key`, replacing any value; the TTL is cleared
+    /// unless `keepTTL`, or set to `expireAtMs`.
+    @inlinable
+    @discardableResult
+    public func store(_ key: KeyRef, _ value: StoredValue, expireAtMs: Int64? = nil, keepTTL: Bool = false) -> EntryIndex {
+        if let existing = key.withBytes({ database.find($0, hash: key.hash, nowMs: nowMs) }) {
+            database.setValue(value, at: existing)
+            if !keepTTL { database.setExpireTime(expireAtMs, at: existing) }
+            database.touch(at: existing, nowMs: nowMs)
+            return existing
+        }
+        return key.withBytes { database.insert($0, hash: key.hash, value: value, expireAtMs: expireAtMs, nowMs: nowMs) }
+    }
+
+    /// Deletes `key`; whether it existed.
+    @inlinable
+    @discardableResult
+    public func delete(_ key: KeyRef) -> Bool {
+        key.withBytes { database.remove($0, hash: key.hash, nowMs: nowMs) }
+    }
+}

@@ -1,0 +1,125 @@
+import DamselflyRESP
+import Synchronization
+
+/// What a command is, for routing and for COMMAND INFO.
+public struct CommandFlags: OptionSet, Sendable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    public static let write = CommandFlags(rawValue: 1 << 0)
+    public static let readonly = CommandFlags(rawValue: 1 << 1)
+    /// May grow memory: refused with OOM past maxmemory.
+    public static let denyOOM = CommandFlags(rawValue: 1 << 2)
+    public static let admin = CommandFlags(rawValue: 1 << 3)
+    public static let fast = CommandFlags(rawValue: 1 << 4)
+    /// Allowed before AUTH (AUTH, HELLO, QUIT, RESET...).
+    public static let noAuth = CommandFlags(rawValue: 1 << 5)
+    public static let loading = CommandFlags(rawValue: 1 << 6)
+    public static let stale = CommandFlags(rawValue: 1 << 7)
+    public static let noscript = CommandFlags(rawValue: 1 << 8)
+    public static let blocking = CommandFlags(rawValue: 1 << 9)
+
+    /// Names as COMMAND INFO reports them.
+    public var names: [String] {
+        var out: [String] = []
+        if contains(.write) { out.append("write") }
+        if contains(.readonly) { out.append("readonly") }
+        if contains(.denyOOM) { out.append("denyoom") }
+        if contains(.admin) { out.append("admin") }
+        if contains(.noscript) { out.append("noscript") }
+        if contains(.loading) { out.append("loading") }
+        if contains(.stale) { out.append("stale") }
+        if contains(.noAuth) { out.append("no_auth") }
+        if contains(.blocking) { out.append("blocking") }
+        if contains(.fast) { out.append("fast") }
+        return out
+    }
+}
+
+/// Parses and schedules one command on the connection's thread. It must
+/// eventually call ``CommandCall/reply(_:)`` exactly once.
+public typealias CommandHandler = (CommandCall) -> Void
+
+/// One command's registration: name, arity (negative: at least), flags and
+/// key positions as Redis's command table has them, plus its handler.
+public final class CommandSpec: Sendable {
+    public let name: String
+    public let arity: Int
+    public let flags: CommandFlags
+    public let firstKey: Int
+    public let lastKey: Int
+    public let keyStep: Int
+    public let group: String
+    public let handler: @Sendable (CommandCall) -> Void
+    /// Per-loop call statistics for INFO commandstats.
+    public let stats: [CommandStats]
+
+    public init(
+        _ name: String, arity: Int, flags: CommandFlags, firstKey: Int = 0, lastKey: Int = 0, keyStep: Int = 0,
+        group: String, loops: Int, handler: @escaping @Sendable (CommandCall) -> Void
+    ) {
+        self.name = name
+        self.arity = arity
+        self.flags = flags
+        self.firstKey = firstKey
+        self.lastKey = lastKey
+        self.keyStep = keyStep
+        self.group = group
+        self.handler = handler
+        self.stats = (0..<max(loops, 1)).map { _ in CommandStats() }
+    }
+
+    /// Whether `count` arguments (the name included) satisfy the arity.
+    @inlinable
+    public func acceptsArgumentCount(_ count: Int) -> Bool {
+        arity >= 0 ? count == arity : count >= -arity
+    }
+}
+
+/// Calls, time and failures of one command on one loop.
+public final class CommandStats: Sendable {
+    public let calls = Atomic<Int>(0)
+    public let microseconds = Atomic<Int>(0)
+    public let rejectedCalls = Atomic<Int>(0)
+    public let failedCalls = Atomic<Int>(0)
+    public init() {}
+    public func reset() {
+        calls.store(0, ordering: .relaxed)
+        microseconds.store(0, ordering: .relaxed)
+        rejectedCalls.store(0, ordering: .relaxed)
+        failedCalls.store(0, ordering: .relaxed)
+    }
+}
+
+/// The command table: lower-case name → spec. Filled at start-up, then read-only.
+public final class CommandRegistry: @unchecked Sendable {
+    // Invariant: `commands` is only mutated during start-up, before any loop runs.
+    public private(set) var commands: [String: CommandSpec] = [:]
+    public let loopCount: Int
+
+    public init(loopCount: Int) {
+        self.loopCount = loopCount
+    }
+
+    public func register(
+        _ name: String, arity: Int, flags: CommandFlags, firstKey: Int = 0, lastKey: Int = 0, keyStep: Int = 0,
+        group: String, handler: @escaping @Sendable (CommandCall) -> Void
+    ) {
+        commands[name] = CommandSpec(
+            name, arity: arity, flags: flags, firstKey: firstKey, lastKey: lastKey, keyStep: keyStep,
+            group: group, loops: loopCount, handler: handler)
+    }
+
+    /// Looks up a command by the bytes of its name, case-insensitively.
+    /// Names are short, so the lower-cased String stays in its inline form (no heap).
+    @inlinable
+    public func lookup(_ name: UnsafeRawBufferPointer) -> CommandSpec? {
+        guard name.count <= 32 else { return nil }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { lower in
+            for i in 0..<name.count {
+                let c = name[i]
+                lower[i] = (c >= 65 && c <= 90) ? c + 32 : c
+            }
+            return commands[String(decoding: UnsafeBufferPointer(rebasing: lower[0..<name.count]), as: UTF8.self)]
+        }
+    }
+}

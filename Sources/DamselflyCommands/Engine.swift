@@ -1,0 +1,104 @@
+import DamselflyRuntime
+import DamselflyStorage
+import DamselflyTransactions
+import Synchronization
+
+/// The server-wide objects every command can reach: the shards, the command
+/// table and the few settings commands consult. Shared by all threads.
+public final class Engine: Sendable {
+    public let shardSet: ShardSet
+    public let registry: CommandRegistry
+    public let databaseCount: Int
+    /// `--maxmemory` in bytes; 0 means no limit. CONFIG SET changes it.
+    public let maxMemory = Atomic<Int>(0)
+    public let maxBulkLength: Int
+    public let startTimeMs: Int64
+    /// Per-loop counters read by INFO.
+    public let loopCounters: [LoopCounters]
+    private let password: Mutex<String>
+
+    public init(shardSet: ShardSet, registry: CommandRegistry, databaseCount: Int, maxMemory: Int, maxBulkLength: Int, requirePass: String) {
+        self.shardSet = shardSet
+        self.registry = registry
+        self.databaseCount = databaseCount
+        self.maxBulkLength = maxBulkLength
+        self.startTimeMs = Clock.wallMillis()
+        self.loopCounters = shardSet.loops.map { _ in LoopCounters() }
+        self.password = Mutex(requirePass)
+        self.maxMemory.store(maxMemory, ordering: .relaxed)
+    }
+
+    /// `requirepass`; read on AUTH and connection set-up only.
+    public var requirePass: String {
+        get { password.withLock { $0 } }
+    }
+
+    public func setRequirePass(_ value: String) {
+        password.withLock { $0 = value }
+    }
+
+    /// The memory all shards account, summed from their published counters.
+    @inlinable
+    public var usedMemory: Int {
+        var total = 0
+        for shard in shardSet.shards { total += shard.usedMemory.load(ordering: .relaxed) }
+        return total
+    }
+
+    /// Whether a write that may grow memory must be refused (noeviction).
+    @inlinable
+    public var isOverMemoryLimit: Bool {
+        let limit = maxMemory.load(ordering: .relaxed)
+        return limit > 0 && usedMemory > limit
+    }
+}
+
+/// Counters of one loop, written by that loop only and read by INFO, which
+/// hops to each loop to read them.
+public final class LoopCounters: @unchecked Sendable {
+    // Invariant: touched only on its loop's thread (INFO reads it via a post
+    // to that loop), except the atomics.
+    public var commandsProcessed = 0
+    public var connectionsReceived = 0
+    public var rejectedConnections = 0
+    public var netInputBytes = 0
+    public var netOutputBytes = 0
+    public var errorReplies: [String: Int] = [:]
+    public var totalErrorReplies = 0
+    public let connectedClients = Atomic<Int>(0)
+    /// Commands per second over the last sampling period, published by the loop.
+    public let instantaneousOps = Atomic<Int>(0)
+    private var lastSampleCommands = 0
+    private var lastSampleNanos: UInt64 = 0
+
+    /// Called by the loop's own timer: refreshes ``instantaneousOps``.
+    public func sampleOps(nowNanos: UInt64) {
+        if lastSampleNanos != 0, nowNanos > lastSampleNanos {
+            let rate = Double(commandsProcessed - lastSampleCommands) * 1e9 / Double(nowNanos - lastSampleNanos)
+            instantaneousOps.store(Int(rate.rounded()), ordering: .relaxed)
+        }
+        lastSampleCommands = commandsProcessed
+        lastSampleNanos = nowNanos
+    }
+    public let blockedClients = Atomic<Int>(0)
+
+    public init() {}
+
+    public func countError(_ message: String) {
+        totalErrorReplies += 1
+        var prefix = Substring(message)
+        if let space = prefix.firstIndex(of: " ") { prefix = prefix[..<space] }
+        errorReplies[String(prefix), default: 0] += 1
+    }
+
+    public func reset() {
+        commandsProcessed = 0
+        connectionsReceived = 0
+        rejectedConnections = 0
+        netInputBytes = 0
+        netOutputBytes = 0
+        errorReplies = [:]
+        totalErrorReplies = 0
+        lastSampleCommands = 0
+    }
+}

@@ -1,0 +1,232 @@
+import CDamselfly
+import DamselflyCommands
+import DamselflyRESP
+import DamselflyRuntime
+import Glibc
+
+/// One client connection, living on one loop: it parses what arrives,
+/// dispatches each command, and sends all replies of a read batch in one write.
+///
+/// Commands of one connection run strictly one after another: when a command
+/// must hop to another shard, the connection stops parsing until its reply
+/// comes back, then goes on with what is buffered.
+final class Connection: SocketHandler, ReplySink {
+    let server: Server
+    let loop: EventLoop
+    let counters: LoopCounters
+    var socket = SocketID(slot: -1, generation: 0)
+    let client: ClientState
+
+    /// Receive buffer: malloc'ed so argument views stay put while a command
+    /// runs; compacted only between commands.
+    private var input: UnsafeMutableRawPointer
+    private var inputCapacity: Int
+    private var inputStart = 0
+    private var inputEnd = 0
+    private var parser: RESPParser
+    private let args = CommandArguments()
+    var output: ReplyBuilder
+
+    /// A command is waiting for its reply from another shard.
+    private var waitingForReply = false
+    /// True while a handler runs, so a reply delivered during it is known to be synchronous.
+    private var dispatching = false
+    private var currentSpec: CommandSpec?
+    private var commandStartNanos: UInt64 = 0
+    private(set) var isClosed = false
+
+    init(server: Server, loop: EventLoop, client: ClientState) {
+        self.server = server
+        self.loop = loop
+        self.counters = server.engine.loopCounters[loop.index]
+        self.client = client
+        inputCapacity = 16 * 1024
+        input = .allocate(byteCount: inputCapacity, alignment: 16)
+        parser = RESPParser(maxBulkLength: server.config.maxBulkLen, maxMultibulkLength: server.config.maxMultibulkLen)
+        output = ReplyBuilder(protocolVersion: 2, capacity: 4096)
+    }
+
+    deinit {
+        input.deallocate()
+    }
+
+    // MARK: - SocketHandler
+
+    func socketReceived(_ bytes: UnsafeRawBufferPointer) {
+        counters.netInputBytes += bytes.count
+        appendInput(bytes)
+        if !waitingForReply { processInput() }
+    }
+
+    func socketClosed() {
+        guard !isClosed else { return }
+        isClosed = true
+        server.connectionClosed(self)
+    }
+
+    private func appendInput(_ bytes: UnsafeRawBufferPointer) {
+        if inputEnd + bytes.count > inputCapacity {
+            // Compact first; grow if still short. Only between commands: a
+            // waiting command has already copied what it needs.
+            let live = inputEnd - inputStart
+            if inputStart > 0 {
+                if live > 0 { (input).copyMemory(from: input + inputStart, byteCount: live) }
+                inputStart = 0
+                inputEnd = live
+                parserNeedsRestart()
+            }
+            if inputEnd + bytes.count > inputCapacity {
+                var capacity = inputCapacity
+                let wanted = max(inputEnd + bytes.count, parser.bytesWanted)
+                while capacity < wanted { capacity *= 2 }
+                let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+                grown.copyMemory(from: input, byteCount: inputEnd)
+                input.deallocate()
+                input = grown
+                inputCapacity = capacity
+            }
+        }
+        (input + inputEnd).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        inputEnd += bytes.count
+    }
+
+    /// The parser keeps offsets relative to the frame start, so moving the
+    /// buffer needs nothing; kept as a hook for clarity.
+    private func parserNeedsRestart() {}
+
+    // MARK: - Commands
+
+    private func processInput() {
+        while !waitingForReply && !isClosed && inputStart < inputEnd {
+            let view = UnsafeRawBufferPointer(start: input + inputStart, count: inputEnd - inputStart)
+            switch parser.parse(view, into: args) {
+            case .needMoreData:
+                flush()
+                return
+            case .skip(let consumed):
+                inputStart += consumed
+            case .command(let consumed):
+                inputStart += consumed
+                dispatch()
+            case .protocolError(let message):
+                output.error("ERR " + message)
+                counters.countError("ERR")
+                flush()
+                close()
+                return
+            }
+        }
+        if inputStart == inputEnd {
+            inputStart = 0
+            inputEnd = 0
+        }
+        if !waitingForReply { flush() }
+        if client.closeRequested && !waitingForReply { close() }
+    }
+
+    private func dispatch() {
+        let engine = server.engine
+        client.lastCommandAtMs = Clock.wallMillis()
+        guard let spec = engine.registry.lookup(args[0]) else {
+            var text = "ERR unknown command '\(String(args.string(0).prefix(128)))', with args beginning with: "
+            var listed = ""
+            var i = 1
+            while i < args.count && listed.utf8.count < 128 {
+                let room = 128 - listed.utf8.count
+                listed += "'" + String(decoding: args.bytes(i).prefix(room), as: UTF8.self) + "' "
+                i += 1
+            }
+            text += listed
+            emitError(text)
+            return
+        }
+        client.lastCommandName = spec.name
+        guard spec.acceptsArgumentCount(args.count) else {
+            spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            emitError("ERR wrong number of arguments for '\(spec.name)' command")
+            return
+        }
+        if !client.authenticated && !spec.flags.contains(.noAuth) {
+            spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            emitError("NOAUTH Authentication required.")
+            return
+        }
+        if spec.flags.contains(.denyOOM) && engine.isOverMemoryLimit {
+            spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            emitError("OOM command not allowed when used memory > 'maxmemory'.")
+            return
+        }
+        currentSpec = spec
+        commandStartNanos = Clock.monotonicNanos()
+        waitingForReply = true
+        dispatching = true
+        spec.handler(CommandCall(args: args, client: client, engine: engine, spec: spec, sink: self))
+        dispatching = false
+    }
+
+    private func emitError(_ text: String) {
+        output.error(text)
+        counters.countError(text)
+    }
+
+    /// Receives a command's reply (synchronously during dispatch, or later
+    /// from another shard's hop) and resumes the connection.
+    func complete(_ reply: Reply) {
+        guard waitingForReply else { return }
+        waitingForReply = false
+        if let spec = currentSpec {
+            let elapsed = Int((Clock.monotonicNanos() &- commandStartNanos) / 1000)
+            let stats = spec.stats[loop.index]
+            stats.calls.add(1, ordering: .relaxed)
+            stats.microseconds.add(elapsed, ordering: .relaxed)
+            counters.commandsProcessed += 1
+            if case .error(let message) = reply {
+                stats.failedCalls.add(1, ordering: .relaxed)
+                counters.countError(message)
+            }
+            if server.slowlog.isSlow(elapsed) {
+                // After a hop the argument views may be stale: log the name only.
+                server.slowlog.record(
+                    durationMicros: elapsed,
+                    arguments: dispatching ? (0..<args.count).map { args.bytes($0) } : [Array(spec.name.utf8)],
+                    client: client)
+            }
+            currentSpec = nil
+        }
+        if !isClosed {
+            output.protocolVersion = client.protocolVersion
+            reply.encode(into: &output)
+        }
+        if !dispatching {
+            // An asynchronous reply: pick up where we left off.
+            processInput()
+        }
+    }
+
+    func flush() {
+        guard !output.isEmpty, !isClosed else { return }
+        counters.netOutputBytes += output.buffer.count
+        loop.write(socket, &output.buffer)
+    }
+
+    /// Flushes and closes (QUIT, protocol errors, CLIENT KILL, shutdown).
+    func close() {
+        guard !isClosed else { return }
+        flush()
+        isClosed = true
+        loop.close(socket)
+        server.connectionClosed(self)
+    }
+
+    /// CLIENT KILL / shutdown from this loop: closes once the command in flight is answered.
+    func kill() {
+        if waitingForReply {
+            client.closeRequested = true
+        } else {
+            close()
+        }
+    }
+
+    /// The client's idle time in seconds.
+    var idleSeconds: Int { Int(max(0, Clock.wallMillis() - client.lastCommandAtMs) / 1000) }
+}

@@ -1,0 +1,252 @@
+import CDamselfly
+import DamselflyCommands
+import DamselflyRuntime
+import DamselflyStorage
+import DamselflyTransactions
+import Glibc
+
+/// Builds INFO's text: gathers per-shard figures (keyspace) and per-loop
+/// figures (connections, traffic, errors) by hopping to each, then formats
+/// the sections Redis and Dragonfly print, with CRLF line ends.
+enum InfoReport {
+    static let defaultSections = ["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "keyspace"]
+    static let allSections = defaultSections + ["transaction", "commandstats", "errorstats"]
+    static let runID: String = {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<40).map { _ in String(Int.random(in: 0..<16, using: &generator), radix: 16) }.joined()
+    }()
+
+    struct ShardFigures {
+        var keys: [Int]
+        var expires: [Int]
+        var ttlSum: [Int64]
+    }
+
+    struct LoopFigures {
+        var commands = 0
+        var connections = 0
+        var rejected = 0
+        var input = 0
+        var output = 0
+        var errors: [String: Int] = [:]
+        var totalErrors = 0
+    }
+
+    static func build(server: Server, from loop: EventLoop, sections requested: [String], done: @escaping (String) -> Void) {
+        var wanted: [String]
+        if requested.isEmpty || requested.contains("default") {
+            wanted = defaultSections
+        } else if requested.contains("all") || requested.contains("everything") {
+            wanted = allSections
+        } else {
+            wanted = allSections.filter { requested.contains($0) }
+        }
+        if requested.contains("default") { wanted += allSections.filter { requested.contains($0) && !wanted.contains($0) } }
+        let shardSet = server.engine.shardSet
+        shardSet.broadcast(from: loop, { shard -> ShardFigures in
+            let now = Clock.wallMillis()
+            var figures = ShardFigures(keys: [], expires: [], ttlSum: [])
+            for db in shard.keyspace.databases {
+                figures.keys.append(db.count)
+                figures.expires.append(db.expiresCount)
+                figures.ttlSum.append(db.averageTTL(nowMs: now) * Int64(db.expiresCount))
+            }
+            return figures
+        }, done: { shardFigures in
+            server.gatherLoops(from: loop, { target -> LoopFigures in
+                let c = server.engine.loopCounters[target.index]
+                return LoopFigures(
+                    commands: c.commandsProcessed, connections: c.connectionsReceived, rejected: c.rejectedConnections,
+                    input: c.netInputBytes, output: c.netOutputBytes, errors: c.errorReplies, totalErrors: c.totalErrorReplies)
+            }, done: { loopFigures in
+                done(format(server: server, sections: wanted, shards: shardFigures, loops: loopFigures))
+            })
+        })
+    }
+
+    static func format(server: Server, sections: [String], shards: [ShardFigures], loops: [LoopFigures]) -> String {
+        let engine = server.engine
+        let shardSet = engine.shardSet
+        let now = Clock.wallMillis()
+        let uptime = (now - engine.startTimeMs) / 1000
+        var out = ""
+        func section(_ title: String, _ lines: [(String, String)]) {
+            if !out.isEmpty { out += "\r\n" }
+            out += "# \(title)\r\n"
+            for (k, v) in lines { out += "\(k):\(v)\r\n" }
+        }
+        var connected = 0, blocked = 0, opsPerSecond = 0
+        for c in engine.loopCounters {
+            connected += c.connectedClients.load(ordering: .relaxed)
+            blocked += c.blockedClients.load(ordering: .relaxed)
+            opsPerSecond += c.instantaneousOps.load(ordering: .relaxed)
+        }
+        server.notePeakMemory()
+        let used = engine.usedMemory
+        let peak = max(used, server.peakMemory.load(ordering: .relaxed))
+        let rss = Int(dfly_rss_bytes())
+        let maxmemory = engine.maxMemory.load(ordering: .relaxed)
+        let config = server.configState.withLock { $0 }
+        for name in sections {
+            switch name {
+            case "server":
+                var uts = utsname()
+                uname(&uts)
+                let os = [withUnsafeBytes(of: &uts.sysname) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) },
+                          withUnsafeBytes(of: &uts.release) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) },
+                          withUnsafeBytes(of: &uts.machine) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }].joined(separator: " ")
+                section("Server", [
+                    ("redis_version", ConnectionFamily.helloVersion),
+                    ("damselfly_version", "0.1.0"),
+                    ("redis_git_sha1", "00000000"),
+                    ("redis_git_dirty", "0"),
+                    ("redis_mode", "standalone"),
+                    ("os", os),
+                    ("arch_bits", "64"),
+                    ("multiplexing_api", server.usesIOUring ? "iouring" : "epoll"),
+                    ("process_id", String(getpid())),
+                    ("run_id", runID),
+                    ("tcp_port", String(server.boundPort)),
+                    ("server_time_usec", String(Clock.wallMicros())),
+                    ("uptime_in_seconds", String(uptime)),
+                    ("uptime_in_days", String(uptime / 86400)),
+                    ("hz", String(config.hz)),
+                    ("executable", server.executablePath),
+                    ("config_file", config.flagfile),
+                    ("thread_count", String(server.loops.count)),
+                    ("num_shards", String(shardSet.count)),
+                ])
+            case "clients":
+                section("Clients", [
+                    ("connected_clients", String(connected)),
+                    ("maxclients", String(config.maxclients)),
+                    ("blocked_clients", String(blocked)),
+                    ("tracking_clients", "0"),
+                ])
+            case "memory":
+                section("Memory", [
+                    ("used_memory", String(used)),
+                    ("used_memory_human", humanBytes(used)),
+                    ("used_memory_rss", String(rss)),
+                    ("used_memory_rss_human", humanBytes(rss)),
+                    ("used_memory_peak", String(peak)),
+                    ("used_memory_peak_human", humanBytes(peak)),
+                    ("maxmemory", String(maxmemory)),
+                    ("maxmemory_human", humanBytes(maxmemory)),
+                    ("maxmemory_policy", "noeviction"),
+                    ("mem_allocator", "libc"),
+                ])
+            case "persistence":
+                section("Persistence", [
+                    ("loading", "0"),
+                    ("rdb_changes_since_last_save", "0"),
+                    ("rdb_bgsave_in_progress", "0"),
+                    ("rdb_last_save_time", String(server.lastSaveTime)),
+                    ("rdb_last_bgsave_status", "ok"),
+                    ("aof_enabled", "0"),
+                    ("aof_rewrite_in_progress", "0"),
+                ])
+            case "stats":
+                var expired = 0, hits = 0, misses = 0
+                for shard in shardSet.shards {
+                    expired += shard.expiredKeys.load(ordering: .relaxed)
+                    hits += shard.keyspaceHits.load(ordering: .relaxed)
+                    misses += shard.keyspaceMisses.load(ordering: .relaxed)
+                }
+                section("Stats", [
+                    ("total_connections_received", String(loops.reduce(0) { $0 + $1.connections })),
+                    ("total_commands_processed", String(loops.reduce(0) { $0 + $1.commands })),
+                    ("instantaneous_ops_per_sec", String(opsPerSecond)),
+                    ("total_net_input_bytes", String(loops.reduce(0) { $0 + $1.input })),
+                    ("total_net_output_bytes", String(loops.reduce(0) { $0 + $1.output })),
+                    ("rejected_connections", String(loops.reduce(0) { $0 + $1.rejected })),
+                    ("expired_keys", String(expired)),
+                    ("evicted_keys", "0"),
+                    ("keyspace_hits", String(hits)),
+                    ("keyspace_misses", String(misses)),
+                    ("total_error_replies", String(loops.reduce(0) { $0 + $1.totalErrors })),
+                ])
+            case "replication":
+                section("Replication", [
+                    ("role", "master"),
+                    ("connected_slaves", "0"),
+                    ("master_replid", runID),
+                    ("master_repl_offset", "0"),
+                ])
+            case "cpu":
+                var user = 0.0, system = 0.0
+                dfly_cpu_usage(&user, &system, 0)
+                section("CPU", [
+                    ("used_cpu_sys", String(format6(system))),
+                    ("used_cpu_user", String(format6(user))),
+                ])
+            case "keyspace":
+                var lines: [(String, String)] = []
+                for db in 0..<engine.databaseCount {
+                    var keys = 0, expires = 0
+                    var ttlSum: Int64 = 0
+                    for s in shards {
+                        keys += s.keys[db]
+                        expires += s.expires[db]
+                        ttlSum += s.ttlSum[db]
+                    }
+                    if keys > 0 {
+                        let avg = expires > 0 ? ttlSum / Int64(expires) : 0
+                        lines.append(("db\(db)", "keys=\(keys),expires=\(expires),avg_ttl=\(avg)"))
+                    }
+                }
+                section("Keyspace", lines)
+            case "transaction":
+                var global = 0, normal = 0, ooo = 0, quick = 0, inline = 0, cancels = 0
+                var widths = [Int](repeating: 0, count: shardSet.count)
+                for s in shardSet.stats {
+                    global += s.global.load(ordering: .relaxed)
+                    normal += s.normal.load(ordering: .relaxed)
+                    ooo += s.outOfOrder.load(ordering: .relaxed)
+                    quick += s.quick.load(ordering: .relaxed)
+                    inline += s.inline.load(ordering: .relaxed)
+                    cancels += s.scheduleCancels.load(ordering: .relaxed)
+                    for w in 1...shardSet.count { widths[w - 1] += s.widthCount(w) }
+                }
+                let queued = shardSet.shards.reduce(0) { $0 + $1.queueLength.load(ordering: .relaxed) }
+                section("Transaction", [
+                    ("tx_type_cnt", "global=\(global),normal=\(normal),ooo=\(ooo),quick=\(quick),inline=\(inline)"),
+                    ("tx_width_freq", widths.enumerated().map { "w\($0.offset + 1)=\($0.element)" }.joined(separator: ",")),
+                    ("tx_schedule_cancel_total", String(cancels)),
+                    ("tx_queue_len", String(queued)),
+                ])
+            case "commandstats":
+                var lines: [(String, String)] = []
+                for (name, spec) in engine.registry.commands.sorted(by: { $0.key < $1.key }) {
+                    var calls = 0, usec = 0, rejected = 0, failed = 0
+                    for s in spec.stats {
+                        calls += s.calls.load(ordering: .relaxed)
+                        usec += s.microseconds.load(ordering: .relaxed)
+                        rejected += s.rejectedCalls.load(ordering: .relaxed)
+                        failed += s.failedCalls.load(ordering: .relaxed)
+                    }
+                    guard calls + rejected > 0 else { continue }
+                    let perCall = calls > 0 ? Double(usec) / Double(calls) : 0
+                    lines.append(("cmdstat_\(name)", "calls=\(calls),usec=\(usec),usec_per_call=\(format2(perCall)),rejected_calls=\(rejected),failed_calls=\(failed)"))
+                }
+                section("Commandstats", lines)
+            case "errorstats":
+                var merged: [String: Int] = [:]
+                for l in loops { for (k, v) in l.errors { merged[k, default: 0] += v } }
+                section("Errorstats", merged.sorted { $0.key < $1.key }.map { ("errorstat_\($0.key)", "count=\($0.value)") })
+            default:
+                break
+            }
+        }
+        return out
+    }
+
+    static func format2(_ v: Double) -> String { formatFixed(v, digits: 2) }
+    static func format6(_ v: Double) -> String { formatFixed(v, digits: 6) }
+
+    static func formatFixed(_ v: Double, digits: Int) -> String {
+        var buffer = [CChar](repeating: 0, count: 64)
+        _ = withVaList([v]) { vsnprintf(&buffer, 64, "%.\(digits)f", $0) }
+        return String(cString: buffer)
+    }
+}

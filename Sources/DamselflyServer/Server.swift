@@ -1,0 +1,233 @@
+import CDamselfly
+import DamselflyCommands
+import DamselflyRESP
+import DamselflyRuntime
+import DamselflyStorage
+import DamselflyTransactions
+import Glibc
+import Synchronization
+
+/// The running server: its loops and their threads, the shards, the listening
+/// socket and the connections.
+///
+/// Start-up: resolve the topology, probe io_uring, create one loop per thread
+/// (loop i owns shard i), start the threads, then listen on loop 0, which
+/// hands each accepted socket to the loops in turn (round robin).
+public final class Server: @unchecked Sendable {
+    // Invariant: `connectionsByLoop[i]` is touched only on loop i; `nextLoop`
+    // only on loop 0 (the accepting loop); the rest is immutable after start.
+    public let config: ServerConfig
+    public let engine: Engine
+    public let loops: [EventLoop]
+    public let port: Int
+    public let usesIOUring: Bool
+    let slowlog: SlowLog
+    let configState: Mutex<ServerConfig>
+    private var threads: [pthread_t] = []
+    private var listenFD: Int32 = -1
+    private var nextLoop = 0
+    private var connectionsByLoop: [[ObjectIdentifier: Connection]]
+    private let nextClientID = Atomic<Int>(0)
+    private let shuttingDown = Atomic<Bool>(false)
+    let peakMemory = Atomic<Int>(0)
+    let executablePath: String
+    public let lastSaveTime: Int64
+
+    /// Builds the server: loops, shards, command table. Nothing runs yet.
+    public init(config: ServerConfig, executablePath: String = "") {
+        self.config = config
+        self.configState = Mutex(config)
+        self.executablePath = executablePath
+        self.lastSaveTime = Clock.wallMillis() / 1000
+        let topology = config.resolvedTopology(availableCPUs: Int(dfly_available_cpus()))
+        let wantIOUring = !config.forceEpoll && EventLoop.ioUringAvailable()
+        usesIOUring = wantIOUring
+        loops = (0..<topology.threads).map { EventLoop(index: $0, preferIOUring: wantIOUring) }
+        let shardSet = ShardSet(
+            loops: loops, shardCount: topology.shards, databaseCount: config.dbnum, lockOnHashtags: config.lockOnHashtags)
+        let registry = CommandRegistry(loopCount: loops.count)
+        engine = Engine(
+            shardSet: shardSet, registry: registry, databaseCount: config.dbnum, maxMemory: config.maxmemory,
+            maxBulkLength: config.maxBulkLen, requirePass: config.requirepass)
+        slowlog = SlowLog(thresholdMicros: config.slowlogLogSlowerThan, maxLength: config.slowlogMaxLen)
+        connectionsByLoop = Array(repeating: [:], count: loops.count)
+        port = config.port
+        StringFamily.register(registry)
+        GenericFamily.register(registry)
+        ConnectionFamily.register(registry, server: self)
+        ServerFamily.register(registry, server: self)
+    }
+
+    /// The port actually bound (differs from `config.port` when it was 0).
+    public private(set) var boundPort = 0
+
+    /// Binds, starts the threads and begins accepting. Throws a message on failure.
+    public func start() throws(ServerError) {
+        let fd = dfly_listen_tcp(config.bind, Int32(config.port), 4096)
+        guard fd >= 0 else { throw ServerError.listen(config.bind, config.port, String(cString: strerror(-fd))) }
+        listenFD = fd
+        boundPort = Int(dfly_socket_port(fd))
+        for loop in loops {
+            let cpu: Int? = config.pinThreads ? loop.index % Int(dfly_available_cpus()) : nil
+            threads.append(LoopThread.spawn(name: "proactor\(loop.index)", cpu: cpu) { loop.run() })
+        }
+        for loop in loops { while !loop.isReady { sched_yield() } }
+        // Active expiry and stats on every shard, `hz` times a second.
+        for shard in engine.shardSet.shards {
+            let interval = 1000 / max(1, config.hz)
+            shard.loop.post { [weak self] in
+                shard.loop.addPeriodicTimer(intervalMillis: interval) {
+                    _ = shard.keyspace.activeExpire(nowMs: Clock.wallMillis())
+                    shard.publishStats()
+                    self?.notePeakMemory()
+                }
+            }
+        }
+        for loop in loops {
+            let counters = engine.loopCounters[loop.index]
+            loop.post {
+                loop.addPeriodicTimer(intervalMillis: 1000) { counters.sampleOps(nowNanos: Clock.monotonicNanos()) }
+            }
+        }
+        if config.timeout > 0 {
+            for loop in loops {
+                loop.post { [weak self] in
+                    loop.addPeriodicTimer(intervalMillis: 1000) { self?.closeIdleConnections(on: loop) }
+                }
+            }
+        }
+        let acceptLoop = loops[0]
+        acceptLoop.post { [self] in
+            acceptLoop.listen(fd: fd) { [self] clientFD in self.accepted(clientFD) }
+        }
+    }
+
+    func notePeakMemory() {
+        let used = engine.usedMemory
+        var peak = peakMemory.load(ordering: .relaxed)
+        while used > peak {
+            let (done, current) = peakMemory.compareExchange(expected: peak, desired: used, ordering: .relaxed)
+            if done { break }
+            peak = current
+        }
+    }
+
+    // MARK: - Connections
+
+    /// On loop 0: hand the socket to the next loop in turn.
+    private func accepted(_ fd: Int32) {
+        let target = loops[nextLoop % loops.count]
+        nextLoop += 1
+        target.post { [self] in adopt(fd, on: target) }
+    }
+
+    private func adopt(_ fd: Int32, on loop: EventLoop) {
+        let counters = engine.loopCounters[loop.index]
+        counters.connectionsReceived += 1
+        var connected = 0
+        for c in engine.loopCounters { connected += c.connectedClients.load(ordering: .relaxed) }
+        if connected >= config.maxclients || shuttingDown.load(ordering: .relaxed) {
+            counters.rejectedConnections += 1
+            let message = "-ERR max number of clients reached\r\n"
+            _ = message.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+            Glibc.close(fd)
+            return
+        }
+        dfly_prepare_client_socket(fd, 0, Int32(config.tcpKeepalive))
+        let id = nextClientID.add(1, ordering: .relaxed).newValue
+        let client = ClientState(id: id, loop: loop, authenticated: engine.requirePass.isEmpty)
+        client.createdAtMs = Clock.wallMillis()
+        client.lastCommandAtMs = client.createdAtMs
+        client.address = Self.socketName(fd, local: false)
+        client.localAddress = Self.socketName(fd, local: true)
+        let connection = Connection(server: self, loop: loop, client: client)
+        connectionsByLoop[loop.index][ObjectIdentifier(connection)] = connection
+        counters.connectedClients.add(1, ordering: .relaxed)
+        connection.socket = loop.register(fd: fd, handler: connection)
+    }
+
+    static func socketName(_ fd: Int32, local: Bool) -> String {
+        var buffer = [CChar](repeating: 0, count: 96)
+        _ = dfly_peer_name(fd, &buffer, 96, local ? 1 : 0)
+        return String(cString: buffer)
+    }
+
+    /// Called on the connection's loop when it closed.
+    func connectionClosed(_ connection: Connection) {
+        if connectionsByLoop[connection.loop.index].removeValue(forKey: ObjectIdentifier(connection)) != nil {
+            engine.loopCounters[connection.loop.index].connectedClients.add(-1, ordering: .relaxed)
+        }
+    }
+
+    /// The connections of `loop` (call on that loop).
+    func connections(on loop: EventLoop) -> [Connection] {
+        Array(connectionsByLoop[loop.index].values)
+    }
+
+    private func closeIdleConnections(on loop: EventLoop) {
+        for connection in connections(on: loop) where connection.idleSeconds > config.timeout {
+            connection.kill()
+        }
+    }
+
+    /// Runs `operation` on every loop and gathers the results on `loop`.
+    func gatherLoops<R>(from loop: EventLoop, _ operation: @escaping (EventLoop) -> R, done: @escaping ([R]) -> Void) {
+        var results = [R?](repeating: nil, count: loops.count)
+        var remaining = loops.count
+        for target in loops {
+            let deliver: (R) -> Void = { value in
+                results[target.index] = value
+                remaining -= 1
+                if remaining == 0 { done(results.map { $0! }) }
+            }
+            if target === loop {
+                deliver(operation(target))
+            } else {
+                target.post {
+                    let value = operation(target)
+                    loop.post { deliver(value) }
+                }
+            }
+        }
+    }
+
+    // MARK: - Shutdown
+
+    /// Asks the main thread to shut down (SHUTDOWN command): SIGTERM to ourselves.
+    func requestShutdown() {
+        kill(getpid(), SIGTERM)
+    }
+
+    /// Stops accepting, finishes in-flight commands, closes connections and
+    /// stops the loops; returns once every thread has exited.
+    public func shutdown() {
+        guard !shuttingDown.exchange(true, ordering: .relaxed) else { return }
+        let acceptLoop = loops[0]
+        acceptLoop.post { acceptLoop.stopListening() }
+        for loop in loops {
+            loop.post { [self] in
+                for connection in connections(on: loop) { connection.kill() }
+            }
+        }
+        // Give in-flight hops a moment to finish, then stop.
+        let deadline = Clock.monotonicNanos() + 200_000_000
+        while Clock.monotonicNanos() < deadline {
+            var open = 0
+            for c in engine.loopCounters { open += c.connectedClients.load(ordering: .relaxed) }
+            if open == 0 { break }
+            usleep(5_000)
+        }
+        for loop in loops { loop.stop() }
+        for thread in threads { LoopThread.join(thread) }
+        if listenFD >= 0 { Glibc.close(listenFD) }
+    }
+}
+
+public enum ServerError: Error, CustomStringConvertible {
+    case listen(String, Int, String)
+    public var description: String {
+        switch self {
+        case .listen(let host, let port, let reason): return "cannot listen on \(host):\(port): \(reason)"
+        }
+    }
+}

@@ -1,0 +1,147 @@
+import CDamselfly
+import DamselflyCommands
+import DamselflyRESP
+import DamselflyRuntime
+import DamselflyStorage
+import DamselflyTransactions
+import Glibc
+
+/// Server commands: INFO, CONFIG, COMMAND, TIME, LASTSAVE, SHUTDOWN, DEBUG,
+/// MEMORY, SLOWLOG.
+enum ServerFamily {
+    static func register(_ r: CommandRegistry, server: Server) {
+        let g = "server"
+        r.register("info", arity: -1, flags: [.loading, .stale], group: g) { call in
+            let sections = (1..<call.args.count).map { call.args.string($0).lowercased() }
+            InfoReport.build(server: server, from: call.loop, sections: sections) { text in
+                call.reply(.verbatim(text))
+            }
+        }
+        r.register("config", arity: -2, flags: [.admin, .noscript, .loading, .stale], group: g) { call in
+            config(call, server: server)
+        }
+        r.register("command", arity: -1, flags: [.loading, .stale], group: g) { call in
+            CommandDocs.command(call)
+        }
+        r.register("time", arity: 1, flags: [.loading, .stale, .fast], group: g) { call in
+            let now = Clock.wallMicros()
+            call.reply(.array([.bulkString(String(now / 1_000_000)), .bulkString(String(now % 1_000_000))]))
+        }
+        r.register("lastsave", arity: 1, flags: [.loading, .stale, .fast], group: g) { call in
+            call.reply(.integer(Int(server.lastSaveTime)))
+        }
+        r.register("shutdown", arity: -1, flags: [.admin, .noscript, .loading, .stale], group: g) { call in
+            for i in 1..<call.args.count {
+                guard call.isArg(i, "nosave") || call.isArg(i, "save") || call.isArg(i, "now") || call.isArg(i, "force") || call.isArg(i, "abort") else {
+                    return call.reply(.syntaxError)
+                }
+            }
+            // Redis does not reply to a successful SHUTDOWN: the connection just closes.
+            call.client.closeRequested = true
+            server.requestShutdown()
+            call.reply(.none)
+        }
+        r.register("debug", arity: -2, flags: [.admin, .noscript, .loading, .stale], group: g) { call in
+            if call.isArg(1, "sleep") && call.args.count == 3 {
+                guard let seconds = call.double(2) else { return call.reply(.notFloat) }
+                usleep(UInt32(max(0, min(seconds, 3600)) * 1_000_000))
+                return call.reply(.ok)
+            }
+            call.reply(.error("ERR unknown subcommand '\(call.args.string(1))'. Try DEBUG HELP."))
+        }
+        r.register("memory", arity: -2, flags: [.readonly], firstKey: 2, lastKey: 2, keyStep: 1, group: g) { call in
+            if call.isArg(1, "usage") {
+                guard call.args.count == 3 || (call.args.count == 5 && call.isArg(3, "samples")) else {
+                    return call.reply(.syntaxError)
+                }
+                let key = call.key(2)
+                call.runOnKey(key, mode: .shared) { ctx in
+                    guard let found = key.withBytes({ ctx.database.find($0, hash: key.hash, nowMs: ctx.nowMs) }) else { return .null }
+                    return .integer(ctx.database.memoryUsage(at: found))
+                }
+                return
+            }
+            call.reply(.error("ERR unknown subcommand '\(call.args.string(1))'. Try MEMORY HELP."))
+        }
+        r.register("slowlog", arity: -2, flags: [.admin, .loading, .stale], group: g) { call in
+            if call.isArg(1, "len") && call.args.count == 2 { return call.reply(.integer(server.slowlog.length)) }
+            if call.isArg(1, "reset") && call.args.count == 2 { server.slowlog.reset(); return call.reply(.ok) }
+            if call.isArg(1, "get") && call.args.count <= 3 {
+                var count: Int? = nil
+                if call.args.count == 3 {
+                    guard let n = call.integer(2), n >= -1 else {
+                        return call.reply(.error("ERR count should be greater than or equal to -1"))
+                    }
+                    count = n == -1 ? Int.max : Int(n)
+                }
+                let entries = server.slowlog.get(count)
+                return call.reply(.array(entries.map { e in
+                    .array([
+                        .integer(e.id), .integer(e.timestamp), .integer(e.durationMicros),
+                        .array(e.arguments.map { .bulk($0) }), .bulkString(e.clientAddress), .bulkString(e.clientName),
+                    ])
+                }))
+            }
+            call.reply(.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.string(1))'. Try SLOWLOG HELP."))
+        }
+    }
+
+    static func config(_ call: CommandCall, server: Server) {
+        let sub = call.args.string(1).lowercased()
+        switch sub {
+        case "get" where call.args.count >= 3:
+            let patterns = (2..<call.args.count).map { call.args.string($0) }
+            let current = server.configState.withLock { $0 }
+            let pairs = ConfigParameters.get(patterns, from: current)
+            call.reply(.map(pairs.map { (.bulkString($0.0), .bulkString($0.1)) }))
+        case "set" where call.args.count >= 4 && call.args.count % 2 == 0:
+            var pairs: [(String, String)] = []
+            var i = 2
+            while i + 1 < call.args.count {
+                pairs.append((call.args.string(i), call.args.string(i + 1)))
+                i += 2
+            }
+            let result: (String?, ServerConfig) = server.configState.withLock { config in
+                var updated = config
+                if let error = ConfigParameters.set(pairs, in: &updated) { return (error, config) }
+                config = updated
+                return (nil, updated)
+            }
+            if let error = result.0 { return call.reply(.error(error)) }
+            let updated = result.1
+            server.engine.maxMemory.store(updated.maxmemory, ordering: .relaxed)
+            server.engine.setRequirePass(updated.requirepass)
+            server.slowlog.configure(thresholdMicros: updated.slowlogLogSlowerThan, maxLength: updated.slowlogMaxLen)
+            call.reply(.ok)
+        case "resetstat" where call.args.count == 2:
+            for spec in call.engine.registry.commands.values { for s in spec.stats { s.reset() } }
+            for s in call.shardSet.stats { s.reset() }
+            server.gatherLoops(from: call.loop, { loop in server.engine.loopCounters[loop.index].reset() }, done: { _ in
+                call.reply(.ok)
+            })
+        case "rewrite" where call.args.count == 2:
+            let current = server.configState.withLock { $0 }
+            guard !current.flagfile.isEmpty else {
+                return call.reply(.error("ERR The server is running without a config file"))
+            }
+            let text = ConfigParameters.flagfileText(current)
+            guard let file = fopen(current.flagfile, "w") else {
+                return call.reply(.error("ERR Rewriting config file: \(String(cString: strerror(errno)))"))
+            }
+            fputs(text, file)
+            fclose(file)
+            call.reply(.ok)
+        case "help" where call.args.count == 2:
+            call.reply(.array([
+                "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
+                "SET <directive> <value>", "    Set the configuration <directive> to <value>.",
+                "RESETSTAT", "    Reset statistics reported by the INFO command.",
+                "REWRITE", "    Rewrite the configuration file.",
+                "HELP", "    Print this help.",
+            ].map { .simple($0) }))
+        default:
+            call.reply(.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.string(1))'. Try CONFIG HELP."))
+        }
+    }
+}
