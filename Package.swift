@@ -18,7 +18,11 @@ let package = Package(
     name: "Damselfly",
     products: [
         .executable(name: "damselfly", targets: ["damselfly"]),
+        .executable(name: "damselfly-bench", targets: ["damselfly-bench"]),
         .library(name: "DamselflyRESP", targets: ["DamselflyRESP"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         .target(
@@ -44,6 +48,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .executableTarget(name: "damselfly", dependencies: ["DamselflyServer"], swiftSettings: strictSettings),
+        .executableTarget(
+            name: "damselfly-bench",
+            dependencies: ["DamselflyRESP", "CDamselfly", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            swiftSettings: strictSettings
+        ),
         .testTarget(name: "DamselflyRESPTests", dependencies: ["DamselflyRESP"]),
         .testTarget(name: "DamselflyStorageTests", dependencies: ["DamselflyStorage"]),
         .testTarget(name: "DamselflyRuntimeTests", dependencies: ["DamselflyRuntime"]),

@@ -1,0 +1,1 @@
+print("damselfly-bench: not yet")
