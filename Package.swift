@@ -20,6 +20,11 @@ let package = Package(
         .executable(name: "damselfly", targets: ["damselfly"]),
         .executable(name: "damselfly-bench", targets: ["damselfly-bench"]),
         .library(name: "DamselflyRESP", targets: ["DamselflyRESP"]),
+        .library(name: "DamselflyStorage", targets: ["DamselflyStorage"]),
+        .library(name: "DamselflyRuntime", targets: ["DamselflyRuntime"]),
+        .library(name: "DamselflyTransactions", targets: ["DamselflyTransactions"]),
+        .library(name: "DamselflyCommands", targets: ["DamselflyCommands"]),
+        .library(name: "DamselflyServer", targets: ["DamselflyServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
