@@ -174,7 +174,7 @@ static int parse_long_double(const char *buf, size_t len, long double *out) {
     char *end;
     errno = 0;
     long double v = strtold(tmp, &end);
-    if (*end != 0) return 0;
+    if (end != tmp + len) return 0;
     if (errno == ERANGE && (v == HUGE_VALL || v == -HUGE_VALL || fpclassify(v) == FP_ZERO)) return 0;
     if (isnan(v)) return 0;
     *out = v;

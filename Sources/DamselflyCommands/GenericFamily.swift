@@ -140,7 +140,6 @@ public enum GenericFamily {
     // MARK: - TTLs
 
     static func expire(_ call: CommandCall, unit: ExpireUnit) {
-        guard let amount = call.integer(2) else { return call.reply(.notInteger) }
         var nx = false, xx = false, gt = false, lt = false
         for i in 3..<call.args.count {
             if call.isArg(i, "nx") { nx = true }
@@ -153,6 +152,7 @@ public enum GenericFamily {
             return call.reply(.error("ERR NX and XX, GT or LT options at the same time are not compatible"))
         }
         if gt && lt { return call.reply(.error("ERR GT and LT options at the same time are not compatible")) }
+        guard let amount = call.integer(2) else { return call.reply(.notInteger) }
         guard let when = unit.absoluteMillis(amount, nowMs: Clock.wallMillisForCommands()) else {
             return call.reply(.error("ERR invalid expire time in '\(call.spec.name)' command"))
         }

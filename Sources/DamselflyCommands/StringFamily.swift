@@ -129,7 +129,7 @@ public enum StringFamily {
     @inlinable
     static func isString(_ value: StoredValue) -> Bool {
         switch value {
-        case .int, .bytes: return true
+        case .int, .bytes, .raw: return true
         }
     }
 
@@ -138,7 +138,7 @@ public enum StringFamily {
     public static func stringReply(_ value: StoredValue) -> Reply? {
         switch value {
         case .int(let v): return .bulkInteger(v)
-        case .bytes(let b): return .bulk(b)
+        case .bytes(let b), .raw(let b): return .bulk(b)
         }
     }
 
@@ -146,7 +146,7 @@ public enum StringFamily {
     static func stringBytes(_ value: StoredValue) -> [UInt8]? {
         switch value {
         case .int(let v): return Array(String(v).utf8)
-        case .bytes(let b): return b
+        case .bytes(let b), .raw(let b): return b
         }
     }
 
@@ -227,37 +227,42 @@ public enum StringFamily {
     }
 
     static func getex(_ call: CommandCall) {
-        // nil: leave the TTL; .some(nil): PERSIST; .some(t): expire at t.
-        var newExpiry: Int64?? = nil
+        // Syntax is checked first; the expiry value is only validated once
+        // the key is known to hold a string (Redis's order of checks).
+        var persist = false
+        var expiry: (ExpireUnit, Int)? = nil
         var i = 2
         while i < call.args.count {
-            if call.isArg(i, "persist") && newExpiry == nil {
-                newExpiry = .some(nil)
+            if call.isArg(i, "persist") && expiry == nil && !persist {
+                persist = true
                 i += 1
                 continue
             }
-            guard i + 1 < call.args.count, newExpiry == nil,
+            guard i + 1 < call.args.count, expiry == nil, !persist,
                 let unit: ExpireUnit = call.isArg(i, "ex") ? .seconds : call.isArg(i, "px") ? .milliseconds
                     : call.isArg(i, "exat") ? .unixSeconds : call.isArg(i, "pxat") ? .unixMilliseconds : nil
             else { return call.reply(.syntaxError) }
-            guard let value = call.integer(i + 1) else { return call.reply(.notInteger) }
-            guard value > 0, let at = unit.absoluteMillis(value, nowMs: Clock.wallMillisForCommands()) else {
-                return call.reply(.error("ERR invalid expire time in 'getex' command"))
-            }
-            newExpiry = .some(at)
+            expiry = (unit, i + 1)
             i += 2
         }
+        let parsed: Int64? = expiry.flatMap { call.integer($0.1) }
+        let unit = expiry?.0
         let key = call.key(1)
-        let change = newExpiry
         call.runOnKey(key, mode: .exclusive) { ctx in
             guard let found = ctx.lookupRead(key) else { return .null }
             guard let reply = stringReply(ctx.database.value(at: found)) else { return .wrongType }
-            if let change {
-                if let at = change, at <= ctx.nowMs {
+            if let unit {
+                guard let value = parsed else { return .notInteger }
+                guard value > 0, let at = unit.absoluteMillis(value, nowMs: ctx.nowMs) else {
+                    return .error("ERR invalid expire time in 'getex' command")
+                }
+                if at <= ctx.nowMs {
                     ctx.database.remove(at: found)
                 } else {
-                    ctx.database.setExpireTime(change, at: found)
+                    ctx.database.setExpireTime(at, at: found)
                 }
+            } else if persist {
+                ctx.database.setExpireTime(nil, at: found)
             }
             return reply
         }
@@ -300,7 +305,7 @@ public enum StringFamily {
             if let found {
                 switch ctx.database.value(at: found) {
                 case .int(let v): current = v
-                case .bytes(let b):
+                case .bytes(let b), .raw(let b):
                     guard let v = b.withUnsafeBytes({ RedisNumber.parseInt64($0) }) else { return .notInteger }
                     current = v
                 }
@@ -373,13 +378,13 @@ public enum StringFamily {
             case .int(let v):
                 var bytes = Array(String(v).utf8)
                 bytes.append(contentsOf: suffix)
-                value = .bytes(bytes)
+                value = .raw(bytes)
                 return bytes.count
-            case .bytes(var bytes):
+            case .bytes(var bytes), .raw(var bytes):
                 value = .int(0)  // drop our reference so `bytes` is unique
                 bytes.append(contentsOf: suffix)
                 let count = bytes.count
-                value = .bytes(bytes)
+                value = .raw(bytes)
                 return count
             }
         }
@@ -406,7 +411,7 @@ public enum StringFamily {
             if value.isEmpty { return .integer(0) }
             var bytes = [UInt8](repeating: 0, count: offset)
             bytes.append(contentsOf: value)
-            ctx.store(key, .bytes(bytes))
+            ctx.store(key, .raw(bytes))
             return .integer(bytes.count)
         }
         let current = ctx.database.value(at: found)
@@ -416,14 +421,14 @@ public enum StringFamily {
             var bytes: [UInt8]
             switch stored {
             case .int(let v): bytes = Array(String(v).utf8)
-            case .bytes(let b): bytes = b
+            case .bytes(let b), .raw(let b): bytes = b
             }
             stored = .int(0)
             if bytes.count < offset + value.count {
                 bytes.append(contentsOf: repeatElement(0, count: offset + value.count - bytes.count))
             }
             bytes.replaceSubrange(offset..<(offset + value.count), with: value)
-            stored = .bytes(bytes)
+            stored = .raw(bytes)
             return bytes.count
         }
         return .integer(newLength)

@@ -8,6 +8,9 @@ public enum StoredValue {
     case int(Int64)
     /// Any other string ("embstr" when at most 44 bytes, else "raw").
     case bytes([UInt8])
+    /// A string changed in place (APPEND, SETRANGE): Redis reports such a
+    /// string as "raw" whatever its length, so we keep that fact.
+    case raw([UInt8])
 
     /// Longest string Redis stores as "embstr"; longer ones report "raw".
     public static let embstrLimit = 44
@@ -36,7 +39,7 @@ public enum StoredValue {
     /// The name TYPE reports.
     public var typeName: String {
         switch self {
-        case .int, .bytes: return "string"
+        case .int, .bytes, .raw: return "string"
         }
     }
 
@@ -45,6 +48,7 @@ public enum StoredValue {
         switch self {
         case .int: return "int"
         case .bytes(let b): return b.count <= StoredValue.embstrLimit ? "embstr" : "raw"
+        case .raw: return "raw"
         }
     }
 
@@ -52,7 +56,7 @@ public enum StoredValue {
     @inlinable
     public var isString: Bool {
         switch self {
-        case .int, .bytes: return true
+        case .int, .bytes, .raw: return true
         }
     }
 
@@ -62,7 +66,7 @@ public enum StoredValue {
     public func withStringBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         switch self {
         case .int(let n): return try RedisNumber.withDecimalBytes(of: n, body)
-        case .bytes(let b): return try b.withUnsafeBytes(body)
+        case .bytes(let b), .raw(let b): return try b.withUnsafeBytes(body)
         }
     }
 
@@ -71,7 +75,7 @@ public enum StoredValue {
     public var stringLength: Int {
         switch self {
         case .int(let n): return RedisNumber.decimalLength(of: n)
-        case .bytes(let b): return b.count
+        case .bytes(let b), .raw(let b): return b.count
         }
     }
 
@@ -82,7 +86,7 @@ public enum StoredValue {
     public var memoryUsage: Int {
         switch self {
         case .int: return 0
-        case .bytes(let b): return ByteArray.heapBytes(b)
+        case .bytes(let b), .raw(let b): return ByteArray.heapBytes(b)
         }
     }
 }
