@@ -130,6 +130,7 @@ public enum StringFamily {
     static func isString(_ value: StoredValue) -> Bool {
         switch value {
         case .int, .bytes, .raw: return true
+        case .list, .hash, .set, .zset: return false
         }
     }
 
@@ -139,6 +140,7 @@ public enum StringFamily {
         switch value {
         case .int(let v): return .bulkInteger(v)
         case .bytes(let b), .raw(let b): return .bulk(b)
+        case .list, .hash, .set, .zset: return nil
         }
     }
 
@@ -147,6 +149,7 @@ public enum StringFamily {
         switch value {
         case .int(let v): return Array(String(v).utf8)
         case .bytes(let b), .raw(let b): return b
+        case .list, .hash, .set, .zset: return nil
         }
     }
 
@@ -308,6 +311,8 @@ public enum StringFamily {
                 case .bytes(let b), .raw(let b):
                     guard let v = b.withUnsafeBytes({ RedisNumber.parseInt64($0) }) else { return .notInteger }
                     current = v
+                case .list, .hash, .set, .zset:
+                    return .wrongType
                 }
             }
             let (sum, overflow) = current.addingReportingOverflow(delta)
@@ -386,6 +391,8 @@ public enum StringFamily {
                 let count = bytes.count
                 value = .raw(bytes)
                 return count
+            case .list, .hash, .set, .zset:
+                return 0  // excluded by the isString check above
             }
         }
         return .integer(newLength)
@@ -422,6 +429,7 @@ public enum StringFamily {
             switch stored {
             case .int(let v): bytes = Array(String(v).utf8)
             case .bytes(let b), .raw(let b): bytes = b
+            case .list, .hash, .set, .zset: return 0  // excluded by the isString check above
             }
             stored = .int(0)
             if bytes.count < offset + value.count {

@@ -54,6 +54,11 @@ public final class Server: @unchecked Sendable {
         port = config.port
         StringFamily.register(registry)
         GenericFamily.register(registry)
+        ListFamily.register(registry)
+        HashFamily.register(registry)
+        SetFamily.register(registry)
+        SortedSetFamily.register(registry)
+        BitFamily.register(registry)
         ConnectionFamily.register(registry, server: self)
         ServerFamily.register(registry, server: self)
     }

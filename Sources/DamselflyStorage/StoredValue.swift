@@ -11,6 +11,10 @@ public enum StoredValue {
     /// A string changed in place (APPEND, SETRANGE): Redis reports such a
     /// string as "raw" whatever its length, so we keep that fact.
     case raw([UInt8])
+    case list(ListValue)
+    case hash(HashValue)
+    case set(SetValue)
+    case zset(SortedSetValue)
 
     /// Longest string Redis stores as "embstr"; longer ones report "raw".
     public static let embstrLimit = 44
@@ -40,6 +44,10 @@ public enum StoredValue {
     public var typeName: String {
         switch self {
         case .int, .bytes, .raw: return "string"
+        case .list(let v): return v.typeName
+        case .hash(let v): return v.typeName
+        case .set(let v): return v.typeName
+        case .zset(let v): return v.typeName
         }
     }
 
@@ -49,6 +57,10 @@ public enum StoredValue {
         case .int: return "int"
         case .bytes(let b): return b.count <= StoredValue.embstrLimit ? "embstr" : "raw"
         case .raw: return "raw"
+        case .list(let v): return v.encodingName
+        case .hash(let v): return v.encodingName
+        case .set(let v): return v.encodingName
+        case .zset(let v): return v.encodingName
         }
     }
 
@@ -57,6 +69,7 @@ public enum StoredValue {
     public var isString: Bool {
         switch self {
         case .int, .bytes, .raw: return true
+        case .list, .hash, .set, .zset: return false
         }
     }
 
@@ -67,6 +80,7 @@ public enum StoredValue {
         switch self {
         case .int(let n): return try RedisNumber.withDecimalBytes(of: n, body)
         case .bytes(let b), .raw(let b): return try b.withUnsafeBytes(body)
+        case .list, .hash, .set, .zset: return try body(UnsafeRawBufferPointer(start: nil, count: 0))
         }
     }
 
@@ -76,6 +90,7 @@ public enum StoredValue {
         switch self {
         case .int(let n): return RedisNumber.decimalLength(of: n)
         case .bytes(let b), .raw(let b): return b.count
+        case .list, .hash, .set, .zset: return 0
         }
     }
 
@@ -87,6 +102,10 @@ public enum StoredValue {
         switch self {
         case .int: return 0
         case .bytes(let b), .raw(let b): return ByteArray.heapBytes(b)
+        case .list(let v): return v.memoryUsage
+        case .hash(let v): return v.memoryUsage
+        case .set(let v): return v.memoryUsage
+        case .zset(let v): return v.memoryUsage
         }
     }
 }
