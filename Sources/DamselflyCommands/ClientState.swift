@@ -1,4 +1,5 @@
 import DamselflyRuntime
+import DamselflyTransactions
 
 /// What the server knows about one client connection. Lives on the
 /// connection's loop; commands read and change it there.
@@ -21,9 +22,36 @@ public final class ClientState {
     public var lastCommandName = "NULL"
     public let loop: EventLoop
 
+    /// Commands queued since MULTI; nil outside MULTI.
+    public var multiQueue: [QueuedCommand]?
+    /// A command failed to queue (unknown, wrong arity): EXEC must abort.
+    public var multiFailed = false
+    /// WATCH state: the token shards dirty, and where each watched key lives.
+    public var watchToken: WatchToken?
+    public var watchedKeys: [(shard: Int, database: Int, hash: UInt64)] = []
+
     public init(id: Int, loop: EventLoop, authenticated: Bool) {
         self.id = id
         self.loop = loop
         self.authenticated = authenticated
+    }
+}
+
+/// A command queued between MULTI and EXEC: its spec and a copy of its arguments.
+public final class QueuedCommand {
+    public let spec: CommandSpec
+    public let arguments: [[UInt8]]
+
+    public init(spec: CommandSpec, arguments: [[UInt8]]) {
+        self.spec = spec
+        self.arguments = arguments
+    }
+
+    /// The argument positions that are keys, from the spec (Redis's first/last/step).
+    public var keyPositions: [Int] {
+        guard spec.firstKey > 0 else { return [] }
+        let last = spec.lastKey < 0 ? arguments.count + spec.lastKey : min(spec.lastKey, arguments.count - 1)
+        guard spec.firstKey <= last else { return [] }
+        return Array(stride(from: spec.firstKey, through: last, by: max(spec.keyStep, 1)))
     }
 }

@@ -36,14 +36,22 @@ public struct CommandCall {
     public let engine: Engine
     public let spec: CommandSpec
     public unowned let sink: ReplySink
+    /// The command runs inside EXEC, whose transaction already holds every
+    /// lock it needs and sits at the head of every shard queue it touches:
+    /// shard work is sent straight to the shards, with no scheduling.
+    public let insideExec: Bool
 
-    public init(args: CommandArguments, client: ClientState, engine: Engine, spec: CommandSpec, sink: ReplySink) {
+    public init(args: CommandArguments, client: ClientState, engine: Engine, spec: CommandSpec, sink: ReplySink, insideExec: Bool = false) {
         self.args = args
         self.client = client
         self.engine = engine
         self.spec = spec
         self.sink = sink
+        self.insideExec = insideExec
     }
+
+    /// Whether shards must tell WATCHers about this command's keys.
+    @inlinable var writes: Bool { spec.flags.contains(.write) }
 
     @inlinable public var loop: EventLoop { client.loop }
     @inlinable public var shardSet: ShardSet { engine.shardSet }
@@ -79,11 +87,38 @@ public struct CommandCall {
         let locks = ShardLockSet(fingerprints: [lockFingerprint(keyHash: key.hash, database: client.database)], mode: mode)
         let database = client.database
         let noTouch = client.noTouch
-        let sink = self.sink
-        shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, { shard in
+        runOnShard(shardIndex, locks: locks) { shard in
             var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
             return operation(&context)
-        }, done: { reply in sink.complete(reply) })
+        }
+    }
+
+    /// Runs `work` on one shard holding `locks` there (inline, quick or
+    /// queued; a plain hop inside EXEC), tells WATCHers when the command
+    /// writes, and replies with the result.
+    @inlinable
+    public func runOnShard(_ shardIndex: Int, locks: ShardLockSet, _ work: @escaping (Shard) -> Reply) {
+        let sink = self.sink
+        let writes = self.writes
+        let operation: (Shard) -> Reply = { shard in
+            let reply = work(shard)
+            if writes { shard.noteWritten(locks.fingerprints) }
+            return reply
+        }
+        if insideExec {
+            shardSet.hop(from: loop, to: shardIndex, operation, done: { reply in sink.complete(reply) })
+            return
+        }
+        shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, operation, done: { reply in sink.complete(reply) })
+    }
+
+    /// Inside EXEC: runs `work` on each shard of `plan` by plain hops (the
+    /// EXEC transaction holds the locks) and gathers the results in plan order.
+    func hopEach<R>(_ plan: [Int], _ work: @escaping (Shard) -> R, done: @escaping ([R]) -> Void) {
+        let gather = HopGather<R>(count: plan.count, done: done)
+        for (i, shardIndex) in plan.enumerated() {
+            shardSet.hop(from: loop, to: shardIndex, work, done: { gather.deliver(i, $0) })
+        }
     }
 
     /// Runs a command over several keys atomically: `perShard` runs once on
@@ -103,12 +138,26 @@ public struct CommandCall {
             let shard = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
             byShard[shard, default: []].append(i)
         }
+        let writes = self.writes
+        let fingerprints = keys.map { lockFingerprint(keyHash: $0.hash, database: database) }
+        if insideExec {
+            let plan = byShard.keys.sorted()
+            hopEach(plan, { shard in
+                var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+                let positions = byShard[shard.index]!
+                let result = perShard(&context, positions)
+                if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
+                return result
+            }, done: { results in sink.complete(merge(results)) })
+            return
+        }
         if byShard.count == 1, let (shardIndex, positions) = byShard.first {
-            let locks = ShardLockSet(
-                fingerprints: keys.map { lockFingerprint(keyHash: $0.hash, database: database) }, mode: mode)
+            let locks = ShardLockSet(fingerprints: fingerprints, mode: mode)
             shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, { shard in
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
-                return perShard(&context, positions)
+                let result = perShard(&context, positions)
+                if writes { shard.noteWritten(fingerprints) }
+                return result
             }, done: { result in sink.complete(merge([result])) })
             return
         }
@@ -124,7 +173,10 @@ public struct CommandCall {
         transaction.schedule {
             transaction.execute(conclude: true, { shard in
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
-                return perShard(&context, positionsByShard[shard.index]!)
+                let positions = positionsByShard[shard.index]!
+                let result = perShard(&context, positions)
+                if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
+                return result
             }, done: { results in sink.complete(merge(results)) })
         }
     }
@@ -149,13 +201,32 @@ public struct CommandCall {
             let shard = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
             byShard[shard, default: []].append(i)
         }
+        let writes = self.writes
+        let fingerprints = keys.map { lockFingerprint(keyHash: $0.hash, database: database) }
+        if insideExec {
+            let plan = byShard.keys.sorted()
+            hopEach(plan, { shard in
+                var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+                return check(&context, byShard[shard.index]!)
+            }, done: { checks in
+                let decision = decide(checks)
+                self.hopEach(plan, { shard in
+                    var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+                    let positions = byShard[shard.index]!
+                    apply(&context, positions, decision)
+                    if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
+                    return 0
+                }, done: { _ in sink.complete(reply(decision)) })
+            })
+            return
+        }
         if byShard.count == 1, let (shardIndex, positions) = byShard.first {
-            let locks = ShardLockSet(
-                fingerprints: keys.map { lockFingerprint(keyHash: $0.hash, database: database) }, mode: mode)
+            let locks = ShardLockSet(fingerprints: fingerprints, mode: mode)
             shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, { shard in
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
                 let decision = decide([check(&context, positions)])
                 apply(&context, positions, decision)
+                if writes { shard.noteWritten(fingerprints) }
                 return reply(decision)
             }, done: { result in sink.complete(result) })
             return
@@ -177,11 +248,33 @@ public struct CommandCall {
                 let decision = decide(checks)
                 transaction.execute(conclude: true, { shard in
                     var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
-                    apply(&context, positionsByShard[shard.index]!, decision)
+                    let positions = positionsByShard[shard.index]!
+                    apply(&context, positions, decision)
+                    if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
                     return 0
                 }, done: { _ in sink.complete(reply(decision)) })
             })
         }
+    }
+}
+
+/// Collects hop results on the coordinating loop (inside EXEC).
+final class HopGather<R> {
+    private var results: [R?]
+    private var remaining: Int
+    private let done: ([R]) -> Void
+
+    init(count: Int, done: @escaping ([R]) -> Void) {
+        results = Array(repeating: nil, count: count)
+        remaining = count
+        self.done = done
+        if count == 0 { done([]) }
+    }
+
+    func deliver(_ index: Int, _ result: R) {
+        results[index] = result
+        remaining -= 1
+        if remaining == 0 { done(results.map { $0! }) }
     }
 }
 

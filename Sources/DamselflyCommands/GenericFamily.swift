@@ -293,8 +293,7 @@ public enum GenericFamily {
         let locks = ShardLockSet(
             fingerprints: [lockFingerprint(keyHash: key.hash, database: source), lockFingerprint(keyHash: key.hash, database: target)],
             mode: .exclusive)
-        let sink = call.sink
-        call.shardSet.runSingleShard(from: call.loop, shard: shardIndex, locks: locks, { shard -> Reply in
+        call.runOnShard(shardIndex, locks: locks) { shard -> Reply in
             let from = ShardContext(shard: shard, databaseIndex: source)
             let to = ShardContext(shard: shard, databaseIndex: target)
             guard let found = from.lookupWrite(key) else { return .integer(0) }
@@ -304,7 +303,7 @@ public enum GenericFamily {
             from.database.remove(at: found)
             to.store(key, value, expireAtMs: expireAt)
             return .integer(1)
-        }, done: { sink.complete($0) })
+        }
     }
 
     // MARK: - Walks
@@ -374,16 +373,24 @@ public enum GenericFamily {
             return call.reply(.syntaxError)
         }
         let database = call.client.database
+        let flush: (Shard) -> Int = { shard in
+            if allDatabases {
+                for db in shard.keyspace.databases { db.removeAll() }
+            } else {
+                shard.database(database).removeAll()
+            }
+            shard.noteFlushed()
+            shard.publishStats()
+            return 0
+        }
+        if call.insideExec {
+            // EXEC already holds every shard whole.
+            call.shardSet.broadcast(from: call.loop, flush, done: { _ in call.reply(.ok) })
+            return
+        }
         let transaction = Transaction(globalOn: call.shardSet, loop: call.loop)
         transaction.schedule {
-            transaction.execute(conclude: true, { shard -> Int in
-                if allDatabases {
-                    for db in shard.keyspace.databases { db.removeAll() }
-                } else {
-                    shard.database(database).removeAll()
-                }
-                return 0
-            }, done: { _ in call.reply(.ok) })
+            transaction.execute(conclude: true, flush, done: { _ in call.reply(.ok) })
         }
     }
 

@@ -61,6 +61,7 @@ final class Connection: SocketHandler, ReplySink {
     func socketClosed() {
         guard !isClosed else { return }
         isClosed = true
+        MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
         server.connectionClosed(self)
     }
 
@@ -137,12 +138,14 @@ final class Connection: SocketHandler, ReplySink {
                 i += 1
             }
             text += listed
+            if client.multiQueue != nil { client.multiFailed = true }
             emitError(text)
             return
         }
         client.lastCommandName = spec.name
         guard spec.acceptsArgumentCount(args.count) else {
             spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            if client.multiQueue != nil { client.multiFailed = true }
             emitError("ERR wrong number of arguments for '\(spec.name)' command")
             return
         }
@@ -153,7 +156,14 @@ final class Connection: SocketHandler, ReplySink {
         }
         if spec.flags.contains(.denyOOM) && engine.isOverMemoryLimit {
             spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            if client.multiQueue != nil { client.multiFailed = true }
             emitError("OOM command not allowed when used memory > 'maxmemory'.")
+            return
+        }
+        if client.multiQueue != nil && !MultiFamily.immediate.contains(spec.name) {
+            client.multiQueue!.append(QueuedCommand(spec: spec, arguments: (0..<args.count).map { args.bytes($0) }))
+            output.protocolVersion = client.protocolVersion
+            output.simpleString("QUEUED")
             return
         }
         currentSpec = spec
@@ -215,6 +225,7 @@ final class Connection: SocketHandler, ReplySink {
         flush()
         isClosed = true
         loop.close(socket)
+        MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
         server.connectionClosed(self)
     }
 

@@ -36,6 +36,9 @@ enum ConnectionFamily {
             client.noEvict = false
             client.noTouch = false
             client.authenticated = call.engine.requirePass.isEmpty
+            client.multiQueue = nil
+            client.multiFailed = false
+            MultiFamily.unwatch(client, shardSet: call.shardSet)
             call.reply(.simple("RESET"))
         }
         r.register("auth", arity: -2, flags: [.noAuth, .fast, .loading, .stale], group: g) { call in

@@ -61,6 +61,7 @@ public final class Server: @unchecked Sendable {
         BitFamily.register(registry)
         ConnectionFamily.register(registry, server: self)
         ServerFamily.register(registry, server: self)
+        MultiFamily.register(registry, server: self)
     }
 
     /// The port actually bound (differs from `config.port` when it was 0).

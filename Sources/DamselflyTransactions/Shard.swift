@@ -22,6 +22,8 @@ public final class Shard: @unchecked Sendable {
     /// arriving afterwards must be refused, or two shards could run the same
     /// pair of transactions in opposite orders.
     var committedTxid: UInt64 = 0
+    /// Watched keys (WATCH), dirtied by writes.
+    var watches = WatchTable()
 
     // Published for INFO (written by this shard only).
     public let queueLength = Atomic<Int>(0)

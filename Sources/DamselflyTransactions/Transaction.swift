@@ -37,6 +37,22 @@ public final class Transaction {
         self.isGlobal = false
     }
 
+    /// A transaction over `locksByShard` that may also lock some shards whole
+    /// (MULTI/EXEC with key-less commands).
+    public init(shardSet: ShardSet, loop: EventLoop, locksByShard: [(shard: Int, locks: ShardLockSet)], global: Bool) {
+        self.shardSet = shardSet
+        self.loop = loop
+        if global {
+            self.participants = Array(0..<shardSet.count)
+            self.lockSets = participants.map { _ in ShardLockSet(fingerprints: [], mode: .exclusive) }
+        } else {
+            let sorted = locksByShard.sorted { $0.shard < $1.shard }
+            self.participants = sorted.map(\.shard)
+            self.lockSets = sorted.map(\.locks)
+        }
+        self.isGlobal = global
+    }
+
     /// A transaction that locks every shard whole (FLUSHALL, FLUSHDB).
     public init(globalOn shardSet: ShardSet, loop: EventLoop) {
         self.shardSet = shardSet

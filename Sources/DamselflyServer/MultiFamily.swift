@@ -1,0 +1,211 @@
+import DamselflyCommands
+import DamselflyRESP
+import DamselflyRuntime
+import DamselflyStorage
+import DamselflyTransactions
+
+/// MULTI / EXEC / DISCARD / WATCH / UNWATCH.
+///
+/// Between MULTI and EXEC the connection queues commands (see
+/// `Connection.dispatch`). EXEC locks the keys of every queued command (and
+/// the watched keys) in one transaction — whole shards when a queued command
+/// has no keys but touches the keyspace (FLUSHDB, KEYS, ...) — waits until it
+/// is at the head of every shard queue, checks WATCH, and then runs the
+/// commands one after another straight on their shards: nothing else can
+/// touch those keys until the last one is done.
+enum MultiFamily {
+    /// Commands that run at once even inside MULTI.
+    static let immediate: Set<String> = ["exec", "discard", "multi", "watch", "unwatch", "quit", "reset"]
+
+    static func register(_ r: CommandRegistry, server: Server) {
+        let g = "transactions"
+        r.register("multi", arity: 1, flags: [.fast, .loading, .stale], group: g) { call in
+            guard call.client.multiQueue == nil else { return call.reply(.error("ERR MULTI calls can not be nested")) }
+            call.client.multiQueue = []
+            call.client.multiFailed = false
+            call.reply(.ok)
+        }
+        r.register("discard", arity: 1, flags: [.fast, .loading, .stale], group: g) { call in
+            guard call.client.multiQueue != nil else { return call.reply(.error("ERR DISCARD without MULTI")) }
+            call.client.multiQueue = nil
+            unwatch(call.client, shardSet: call.shardSet)
+            call.reply(.ok)
+        }
+        r.register("watch", arity: -2, flags: [.fast, .loading, .stale], firstKey: 1, lastKey: -1, keyStep: 1, group: g) { call in
+            guard call.client.multiQueue == nil else { return call.reply(.error("ERR WATCH inside MULTI is not allowed")) }
+            let client = call.client
+            let token = client.watchToken ?? WatchToken()
+            client.watchToken = token
+            let database = client.database
+            var byShard: [Int: [LockFingerprint]] = [:]
+            for i in 1..<call.args.count {
+                let key = call.key(i)
+                let shard = key.withBytes { call.shardSet.shardIndex(of: $0, hash: key.hash) }
+                byShard[shard, default: []].append(lockFingerprint(keyHash: key.hash, database: database))
+                client.watchedKeys.append((shard, database, key.hash))
+            }
+            let plan = byShard.sorted { $0.key < $1.key }
+            var remaining = plan.count
+            for (shard, fingerprints) in plan {
+                call.shardSet.hop(from: call.loop, to: shard, { shard in
+                    for f in fingerprints { shard.watch(f, token) }
+                    return 0
+                }, done: { _ in
+                    remaining -= 1
+                    if remaining == 0 { call.reply(.ok) }
+                })
+            }
+        }
+        r.register("unwatch", arity: 1, flags: [.fast, .loading, .stale], group: g) { call in
+            unwatch(call.client, shardSet: call.shardSet)
+            call.reply(.ok)
+        }
+        r.register("exec", arity: 1, flags: [.loading, .stale], group: g) { call in
+            exec(call, server: server)
+        }
+    }
+
+    /// Forgets the client's watched keys (on their shards, asynchronously).
+    static func unwatch(_ client: ClientState, shardSet: ShardSet) {
+        guard let token = client.watchToken else { return }
+        for (shardIndex, database, hash) in client.watchedKeys {
+            let shard = shardSet.shards[shardIndex]
+            let fingerprint = lockFingerprint(keyHash: hash, database: database)
+            if shard.loop === client.loop {
+                shard.unwatch(fingerprint, token)
+            } else {
+                shard.loop.post { shard.unwatch(fingerprint, token) }
+            }
+        }
+        client.watchedKeys = []
+        client.watchToken = nil
+    }
+
+    static func exec(_ call: CommandCall, server: Server) {
+        let client = call.client
+        guard let queued = client.multiQueue else { return call.reply(.error("ERR EXEC without MULTI")) }
+        client.multiQueue = nil
+        if client.multiFailed {
+            client.multiFailed = false
+            unwatch(client, shardSet: call.shardSet)
+            return call.reply(.error("EXECABORT Transaction discarded because of previous errors."))
+        }
+        let shardSet = call.shardSet
+        let token = client.watchToken
+        let watched = client.watchedKeys
+        // Which locks: every key of every queued command, plus the watched
+        // keys; whole shards when a command walks the keyspace or changes
+        // the database mid-way.
+        var global = false
+        var byShard: [Int: [LockFingerprint]] = [:]
+        var database = client.database
+        for command in queued {
+            let spec = command.spec
+            if spec.name == "select" || spec.name == "move" || spec.name == "copy" || spec.name == "swapdb" {
+                global = true
+            }
+            let positions = command.keyPositions
+            if positions.isEmpty && spec.firstKey == 0 && spec.group != "connection" && spec.group != "server" && spec.group != "transactions" {
+                global = true
+            }
+            for p in positions {
+                let key = KeyRef(command.arguments[p])
+                let shard = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
+                byShard[shard, default: []].append(lockFingerprint(keyHash: key.hash, database: database))
+            }
+            if spec.name == "select", command.arguments.count == 2,
+               let n = Int(String(decoding: command.arguments[1], as: UTF8.self)) {
+                database = n
+            }
+        }
+        for (shard, db, hash) in watched {
+            byShard[shard, default: []].append(lockFingerprint(keyHash: hash, database: db))
+        }
+        let finish: ([Reply]?) -> Void = { replies in
+            unwatch(client, shardSet: shardSet)
+            call.reply(replies.map { .array($0) } ?? .nullArray)
+        }
+        if !global && byShard.isEmpty {
+            // Nothing to lock (PING, ECHO, INFO, ...).
+            if token?.dirty.load(ordering: .acquiring) == true { return finish(nil) }
+            ExecRunner(call: call, queued: queued) { finish($0) }.start()
+            return
+        }
+        let transaction = Transaction(
+            shardSet: shardSet, loop: call.loop,
+            locksByShard: byShard.map { ($0.key, ShardLockSet(fingerprints: $0.value, mode: .exclusive)) },
+            global: global)
+        transaction.schedule {
+            // Reach the head of every queue first; from then on nothing else
+            // runs on these keys until the transaction concludes.
+            transaction.execute(conclude: false, { _ in 0 }, done: { _ in
+                let release: () -> Void = { transaction.execute(conclude: true, { shard in shard.publishStats(); return 0 }, done: { _ in }) }
+                if token?.dirty.load(ordering: .acquiring) == true {
+                    release()
+                    return finish(nil)
+                }
+                ExecRunner(call: call, queued: queued) { replies in
+                    release()
+                    finish(replies)
+                }.start()
+            })
+        }
+    }
+}
+
+/// Runs EXEC's queued commands one after another on the connection's loop,
+/// collecting their replies. Iterative, so a long block of inline commands
+/// does not grow the stack.
+final class ExecRunner: ReplySink {
+    private let call: CommandCall
+    private let queued: [QueuedCommand]
+    private let done: ([Reply]) -> Void
+    private var replies: [Reply] = []
+    private var index = 0
+    private var running = false
+    private var completedDuringHandler = false
+    private let arguments = CommandArguments()
+    private var keepAlive: ExecRunner?
+
+    init(call: CommandCall, queued: [QueuedCommand], done: @escaping ([Reply]) -> Void) {
+        self.call = call
+        self.queued = queued
+        self.done = done
+    }
+
+    func start() {
+        keepAlive = self
+        runFromCurrent()
+    }
+
+    private func runFromCurrent() {
+        while index < queued.count {
+            let command = queued[index]
+            arguments.removeAll()
+            for argument in command.arguments {
+                argument.withUnsafeBytes { arguments.append($0) }
+            }
+            running = true
+            completedDuringHandler = false
+            command.spec.handler(CommandCall(
+                args: arguments, client: call.client, engine: call.engine, spec: command.spec, sink: self, insideExec: true))
+            running = false
+            if !completedDuringHandler { return }  // resumes from complete()
+        }
+        keepAlive = nil
+        done(replies)
+    }
+
+    func complete(_ reply: Reply) {
+        let stats = queued[index].spec.stats[call.loop.index]
+        stats.calls.add(1, ordering: .relaxed)
+        if reply.isError { stats.failedCalls.add(1, ordering: .relaxed) }
+        replies.append(reply)
+        index += 1
+        if running {
+            completedDuringHandler = true
+        } else {
+            runFromCurrent()
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import Synchronization
+
+/// One connection's WATCH state: set dirty by a shard when a watched key is
+/// written, read by the connection at EXEC.
+public final class WatchToken: Sendable {
+    public let dirty = Atomic<Bool>(false)
+    public init() {}
+}
+
+/// Per-shard index of watched keys (fingerprint → watchers). Empty in the
+/// common case, so the check after each write is one `isEmpty` test.
+struct WatchTable {
+    private var watchers: [LockFingerprint: [WatchToken]] = [:]
+
+    var isEmpty: Bool { watchers.isEmpty }
+
+    mutating func add(_ fingerprint: LockFingerprint, _ token: WatchToken) {
+        watchers[fingerprint, default: []].append(token)
+    }
+
+    mutating func remove(_ fingerprint: LockFingerprint, _ token: WatchToken) {
+        guard var list = watchers[fingerprint] else { return }
+        list.removeAll { $0 === token }
+        watchers[fingerprint] = list.isEmpty ? nil : list
+    }
+
+    func touch(_ fingerprint: LockFingerprint) {
+        guard let list = watchers[fingerprint] else { return }
+        for token in list { token.dirty.store(true, ordering: .releasing) }
+    }
+
+    func touchAll() {
+        for list in watchers.values { for token in list { token.dirty.store(true, ordering: .releasing) } }
+    }
+}
+
+extension Shard {
+    /// WATCH: marks `token` dirty when a key with `fingerprint` is written here.
+    public func watch(_ fingerprint: LockFingerprint, _ token: WatchToken) { watches.add(fingerprint, token) }
+
+    public func unwatch(_ fingerprint: LockFingerprint, _ token: WatchToken) { watches.remove(fingerprint, token) }
+
+    /// Called after a write command ran on these keys.
+    @inline(__always)
+    public func noteWritten(_ fingerprints: [LockFingerprint]) {
+        guard !watches.isEmpty else { return }
+        for f in fingerprints { watches.touch(f) }
+    }
+
+    /// FLUSHDB / FLUSHALL: every watcher here is dirty.
+    public func noteFlushed() {
+        guard !watches.isEmpty else { return }
+        watches.touchAll()
+    }
+}
