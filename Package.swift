@@ -19,6 +19,8 @@ let package = Package(
     products: [
         .executable(name: "damselfly", targets: ["damselfly"]),
         .executable(name: "damselfly-bench", targets: ["damselfly-bench"]),
+        .executable(name: "damselfly-jobs", targets: ["damselfly-jobs"]),
+        .library(name: "DamselflyJobs", targets: ["DamselflyJobs"]),
         .library(name: "DamselflyRESP", targets: ["DamselflyRESP"]),
         .library(name: "DamselflyStorage", targets: ["DamselflyStorage"]),
         .library(name: "DamselflyRuntime", targets: ["DamselflyRuntime"]),
@@ -52,6 +54,9 @@ let package = Package(
             dependencies: ["DamselflyCommands", "DamselflyRESP", "DamselflyRuntime", "DamselflyTransactions", "DamselflyStorage", "CDamselfly"],
             swiftSettings: strictSettings
         ),
+        .target(name: "DamselflyPersistence", dependencies: ["DamselflyStorage", "CDamselfly"], swiftSettings: strictSettings),
+        .target(name: "DamselflyJobs", dependencies: ["DamselflyRESP", "CDamselfly"]),
+        .executableTarget(name: "damselfly-jobs", dependencies: ["DamselflyJobs"]),
         .executableTarget(name: "damselfly", dependencies: ["DamselflyServer"], swiftSettings: strictSettings),
         .executableTarget(
             name: "damselfly-bench",
@@ -63,6 +68,8 @@ let package = Package(
         .testTarget(name: "DamselflyRuntimeTests", dependencies: ["DamselflyRuntime"]),
         .testTarget(name: "DamselflyCommandsTests", dependencies: ["DamselflyCommands", "DamselflyServer"]),
         .testTarget(name: "DamselflyServerTests", dependencies: ["DamselflyServer"]),
+        .testTarget(name: "DamselflyPersistenceTests", dependencies: ["DamselflyPersistence"]),
+        .testTarget(name: "DamselflyJobsTests", dependencies: ["DamselflyJobs"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,2 @@
+/// RDB and journal persistence (being built).
+public enum Persistence {}

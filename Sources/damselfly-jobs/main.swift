@@ -1,0 +1,1 @@
+print("damselfly-jobs: not yet")
