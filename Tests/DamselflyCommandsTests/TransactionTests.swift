@@ -1,0 +1,297 @@
+import DamselflyRuntime
+import DamselflyTransactions
+import Glibc
+import Synchronization
+import Testing
+@testable import DamselflyCommands
+
+/// The transaction framework seen through commands: which path each command
+/// takes (the `# Transaction` counters), atomicity of multi-shard commands
+/// under concurrency, and freedom from deadlock.
+@Suite(.serialized) struct TransactionTests {
+    /// A snapshot of one loop's ``TransactionStats``.
+    struct Counts: Equatable, CustomStringConvertible {
+        var inline = 0, quick = 0, normal = 0, ooo = 0, global = 0, cancels = 0
+        var widths: [Int] = []
+
+        init(_ stats: TransactionStats) {
+            inline = stats.inline.load(ordering: .relaxed)
+            quick = stats.quick.load(ordering: .relaxed)
+            normal = stats.normal.load(ordering: .relaxed)
+            ooo = stats.outOfOrder.load(ordering: .relaxed)
+            global = stats.global.load(ordering: .relaxed)
+            cancels = stats.scheduleCancels.load(ordering: .relaxed)
+            widths = (1...stats.maxWidth).map { stats.widthCount($0) }
+        }
+
+        init() {}
+
+        static func - (a: Counts, b: Counts) -> Counts {
+            var d = Counts()
+            d.inline = a.inline - b.inline
+            d.quick = a.quick - b.quick
+            d.normal = a.normal - b.normal
+            d.ooo = a.ooo - b.ooo
+            d.global = a.global - b.global
+            d.cancels = a.cancels - b.cancels
+            d.widths = zip(a.widths, b.widths).map { $0 - $1 }
+            return d
+        }
+
+        static func + (a: Counts, b: Counts) -> Counts {
+            var d = Counts()
+            d.inline = a.inline + b.inline
+            d.quick = a.quick + b.quick
+            d.normal = a.normal + b.normal
+            d.ooo = a.ooo + b.ooo
+            d.global = a.global + b.global
+            d.cancels = a.cancels + b.cancels
+            d.widths = a.widths.isEmpty ? b.widths : b.widths.isEmpty ? a.widths : zip(a.widths, b.widths).map { $0 + $1 }
+            return d
+        }
+
+        var description: String {
+            "inline \(inline) quick \(quick) normal \(normal) ooo \(ooo) global \(global) cancels \(cancels) widths \(widths)"
+        }
+    }
+
+    /// The counters `command` adds on loop `loop`.
+    func delta(_ h: CommandHarness, on loop: Int, _ command: [String], expect reply: RV,
+               sourceLocation: SourceLocation = #_sourceLocation) -> Counts {
+        let before = Counts(h.shardSet.stats[loop])
+        #expect(h.run(command, on: loop) == reply, sourceLocation: sourceLocation)
+        return Counts(h.shardSet.stats[loop]) - before
+    }
+
+    // MARK: - Paths
+
+    @Test func ownShardRunsInline() {
+        let h = CommandHarness()
+        for shard in 0..<4 {
+            let key = h.key(onShard: shard)
+            let d = delta(h, on: shard, ["get", key], expect: .null)
+            #expect(d.inline == 1 && d.quick == 0 && d.normal == 0 && d.ooo == 0, "\(d)")
+            #expect(d.widths.allSatisfy { $0 == 0 })
+        }
+        // Each loop counted its own command only.
+        for loop in 0..<4 {
+            let c = Counts(h.shardSet.stats[loop])
+            #expect(c.inline == 1 && c.quick == 0, "\(c)")
+        }
+    }
+
+    @Test func otherShardRunsQuick() {
+        let h = CommandHarness()
+        for loop in 0..<4 {
+            for shard in 0..<4 where shard != loop {
+                let key = h.key(onShard: shard)
+                let d = delta(h, on: loop, ["set", key, "v"], expect: .ok)
+                #expect(d.quick == 1 && d.inline == 0 && d.normal == 0 && d.ooo == 0, "\(d)")
+            }
+        }
+    }
+
+    @Test func multiShardCommandsAreTransactions() {
+        let h = CommandHarness()
+        let keys = h.keysOnEveryShard()
+        // Four shards: one transaction of width 4, out of order when idle.
+        var d = delta(h, on: 0, ["mset", keys[0], "1", keys[1], "1", keys[2], "1", keys[3], "1"], expect: .ok)
+        #expect(d.normal + d.ooo == 1, "\(d)")
+        #expect(d.ooo == 1, "an idle server grants every lock free: \(d)")
+        #expect(d.widths == [0, 0, 0, 1], "\(d)")
+        #expect(d.inline == 0 && d.quick == 0)
+        // Two shards, neither of them the caller's.
+        d = delta(h, on: 0, ["mget", keys[2], keys[3]], expect: .strings(["1", "1"]))
+        #expect(d.normal + d.ooo == 1 && d.widths == [0, 1, 0, 0], "\(d)")
+        // Three shards with DEL.
+        d = delta(h, on: 3, ["del", keys[0], keys[1], keys[3]], expect: 3)
+        #expect(d.normal + d.ooo == 1 && d.widths == [0, 0, 1, 0], "\(d)")
+        // Two keys on one shard: the single-shard path.
+        let other = h.key(onShard: 2, prefix: "other")
+        d = delta(h, on: 1, ["mset", keys[2], "2", other, "2"], expect: .ok)
+        #expect(d.quick == 1 && d.normal + d.ooo == 0, "\(d)")
+        // A cross-shard RENAME is one transaction of two steps.
+        d = delta(h, on: 0, ["rename", keys[2], keys[1]], expect: .ok)
+        #expect(d.normal + d.ooo == 1 && d.widths == [0, 1, 0, 0], "\(d)")
+        // MSETNX likewise.
+        d = delta(h, on: 2, ["msetnx", keys[0], "a", keys[3], "b"], expect: 1)
+        #expect(d.normal + d.ooo == 1 && d.widths == [0, 1, 0, 0], "\(d)")
+    }
+
+    @Test func flushIsGlobal() {
+        let h = CommandHarness()
+        for key in h.keysOnEveryShard() { h.run(["set", key, "v"]) }
+        var d = delta(h, on: 1, ["flushall"], expect: .ok)
+        #expect(d.global == 1 && d.normal == 0 && d.ooo == 0, "\(d)")
+        #expect(d.widths == [0, 0, 0, 1])
+        d = delta(h, on: 2, ["flushdb"], expect: .ok)
+        #expect(d.global == 1, "\(d)")
+        #expect(h.run(["dbsize"]) == 0)
+        // Broadcast reads take no transaction at all.
+        d = delta(h, on: 0, ["dbsize"], expect: 0)
+        #expect(d == Counts(TransactionStats(maxWidth: 4)), "\(d)")
+    }
+
+    @Test func loopsWithoutShardsCoordinate() {
+        // Six loops, four shards: loops 4 and 5 own nothing and hop for everything.
+        let h = CommandHarness(loops: 6, shards: 4)
+        let keys = h.keysOnEveryShard()
+        for key in keys {
+            let d = delta(h, on: 5, ["set", key, "v"], expect: .ok)
+            #expect(d.quick == 1, "\(d)")
+        }
+        let d = delta(h, on: 4, ["mget"] + keys, expect: .strings(["v", "v", "v", "v"]))
+        #expect(d.normal + d.ooo == 1 && d.widths == [0, 0, 0, 1], "\(d)")
+        #expect(h.run(["dbsize"], on: 4) == 4)
+        #expect(h.run(["flushall"], on: 5) == .ok)
+        #expect(h.run(["exists"] + keys, on: 4) == 0)
+    }
+
+    // MARK: - Atomicity under concurrency
+
+    /// Runs `body(thread)` on `count` OS threads at once and joins them.
+    static func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        let threads = (0..<count).map { i in LoopThread.spawn(name: "test-client\(i)") { body(i) } }
+        for thread in threads { LoopThread.join(thread) }
+    }
+
+    @Test func multiShardWritesAreNeverSeenHalfDone() {
+        let h = CommandHarness()
+        let keys = h.keysOnEveryShard(prefix: "atomic")
+        h.run(["mset"] + keys.flatMap { [$0, "init"] })
+        let deadline = Clock.monotonicNanos() + 1_500_000_000
+        let reads = SharedCounter(), writes = SharedCounter(), mixes = SharedCounter(), failures = SharedCounter()
+        // Threads 0..<4 write from loops 0..<4; threads 4..<7 read from loops 3, 0, 1.
+        Self.onThreads(7) { t in
+            var n = 0
+            while Clock.monotonicNanos() < deadline {
+                n += 1
+                if t < 4 {
+                    let value = "w\(t)-\(n)"
+                    let reply = h.run(["mset"] + keys.flatMap { [$0, value] }, on: t)
+                    if reply != .ok { failures.add() }
+                    writes.add()
+                } else {
+                    // Every order of the keys, so the transaction's shard order is exercised.
+                    let ordered = n % 2 == 0 ? keys : keys.reversed()
+                    let reply = h.run(["mget"] + ordered, on: (t + 3) % 4)
+                    guard let values = reply.items?.map(\.string), values.count == 4, values.allSatisfy({ $0 != nil }) else {
+                        failures.add()
+                        continue
+                    }
+                    if Set(values).count != 1 { mixes.add() }
+                    reads.add()
+                }
+            }
+        }
+        #expect(failures.value == 0)
+        #expect(mixes.value == 0, "MGET saw a mix of two MSETs")
+        #expect(reads.value > 50)
+        #expect(writes.value > 50)
+        for shard in h.shardSet.shards { #expect(shard.queueLength.load(ordering: .relaxed) == 0) }
+    }
+
+    @Test func conflictingTransactionsFinishAndStayConsistent() {
+        let h = CommandHarness()
+        // Pairs (x, y) on different shards: exactly one of each pair exists at
+        // any moment, whatever RENAMEs run between them.
+        let pairCount = 12
+        let pairs: [(String, String)] = (0..<pairCount).map { i in
+            let x = h.key(onShard: i % 4, prefix: "x\(i)-")
+            let y = h.key(onShard: (i + 1 + i / 4) % 4, prefix: "y\(i)-")
+            return (x, y)
+        }
+        for (x, _) in pairs { h.run(["set", x, "pair"]) }
+        let group = h.keysOnEveryShard(prefix: "group")
+        h.run(["mset"] + group.flatMap { [$0, "0"] })
+        let counters = (0..<4).map { h.key(onShard: $0, prefix: "counter") }
+        let before = (0..<4).map { Counts(h.shardSet.stats[$0]) }
+
+        let deadline = Clock.monotonicNanos() + 1_500_000_000
+        let keyed = SharedCounter()
+        let increments = Shared<[Int]>([0, 0, 0, 0])
+        let violations = Shared<[String]>([])
+        let violation: @Sendable (String) -> Void = { text in violations.withLock { if $0.count < 20 { $0.append(text) } } }
+
+        Self.onThreads(6) { t in
+            var random = SplitMix(seed: UInt64(t + 1) * 0x9E37_79B9)
+            var n = 0
+            while Clock.monotonicNanos() < deadline {
+                n += 1
+                let loop = Int(random.next() % 4)
+                let pair = pairs[Int(random.next() % UInt64(pairCount))]
+                switch random.next() % 6 {
+                case 0, 1:
+                    let (from, to) = random.next() % 2 == 0 ? pair : (pair.1, pair.0)
+                    let reply = h.run(["rename", from, to], on: loop)
+                    if reply != .ok && reply != .error("ERR no such key") { violation("RENAME → \(reply)") }
+                case 2:
+                    let reply = h.run(["mget", pair.0, pair.1], on: loop)
+                    let present = reply.items?.filter { $0 != .null }.count
+                    if present != 1 { violation("pair \(pair) → \(reply)") }
+                case 3:
+                    let reply = h.run(["mset"] + group.flatMap { [$0, "\(t)-\(n)"] }, on: loop)
+                    if reply != .ok { violation("MSET → \(reply)") }
+                case 4:
+                    let reply = h.run(["mget"] + group.shuffled(using: &random), on: loop)
+                    let items = reply.items ?? []
+                    if items.count != 4 || !items.allSatisfy({ $0 == items[0] && $0 != .null }) {
+                        violation("group → \(reply)")
+                    }
+                default:
+                    let c = Int(random.next() % 4)
+                    let reply = h.run(["incr", counters[c]], on: loop)
+                    if reply.integer == nil { violation("INCR → \(reply)") }
+                    increments.withLock { $0[c] += 1 }
+                }
+                keyed.add()
+            }
+        }
+        // Counters first: the checks below run commands too.
+        let total = (0..<4).map { Counts(h.shardSet.stats[$0]) - before[$0] }.reduce(Counts(), +)
+
+        let found = violations.withLock { $0 }
+        #expect(found.isEmpty, "\(found)")
+        // Every pair still has exactly one member.
+        for (x, y) in pairs { #expect(h.run(["exists", x, y]) == 1, "pair \(x) \(y)") }
+        let expectedCounters = increments.withLock { $0 }
+        for c in 0..<4 {
+            let value = expectedCounters[c] == 0 ? RV.null : RV.bulk("\(expectedCounters[c])")
+            #expect(h.run(["get", counters[c]]) == value)
+        }
+        let presentCounters = expectedCounters.filter { $0 > 0 }.count
+        #expect(h.run(["dbsize"]) == .int(pairCount + 4 + presentCounters))
+        // Every keyed command took exactly one path; nothing is left queued.
+        #expect(total.inline + total.quick + total.normal + total.ooo == keyed.value, "\(total)")
+        #expect(total.widths.reduce(0, +) == total.normal + total.ooo + total.global, "\(total)")
+        #expect(keyed.value > 100)
+        for shard in h.shardSet.shards { #expect(shard.queueLength.load(ordering: .relaxed) == 0) }
+    }
+}
+
+/// An atomic counter that closures can share.
+final class SharedCounter: Sendable {
+    private let count = Atomic<Int>(0)
+    func add(_ n: Int = 1) { count.add(n, ordering: .relaxed) }
+    var value: Int { count.load(ordering: .relaxed) }
+}
+
+/// A value behind a lock that closures can share.
+final class Shared<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+}
+
+/// A small deterministic generator for the stress tests.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

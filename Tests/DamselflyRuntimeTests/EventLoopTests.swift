@@ -1,0 +1,200 @@
+import DamselflyRuntime
+import Glibc
+import Synchronization
+import Testing
+
+/// A loop on its own thread, stopped and joined by ``shutdown()``.
+final class RunningLoop: @unchecked Sendable {
+    // Invariant: `thread` is written in init and read by shutdown() only.
+    let loop: EventLoop
+    private var thread: pthread_t
+    private let stopped = Atomic<Bool>(false)
+
+    init(index: Int = 0, inboxCapacity: Int = 65536) {
+        let loop = EventLoop(index: index, preferIOUring: false, inboxCapacity: inboxCapacity)
+        self.loop = loop
+        thread = pthread_t()
+        let returned = Box()
+        thread = LoopThread.spawn(name: "test-loop\(index)") {
+            loop.run()
+            returned.set()
+        }
+        returnedBox = returned
+        while !loop.isReady { sched_yield() }
+    }
+
+    private let returnedBox: Box
+    var hasReturned: Bool { returnedBox.isSet }
+
+    final class Box: Sendable {
+        private let flag = Atomic<Bool>(false)
+        func set() { flag.store(true, ordering: .releasing) }
+        var isSet: Bool { flag.load(ordering: .acquiring) }
+    }
+
+    func shutdown() {
+        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        loop.stop()
+        LoopThread.join(thread)
+    }
+
+    deinit { shutdown() }
+}
+
+/// Waits (bounded) until `condition` holds; whether it did.
+func waitUntil(timeoutMillis: Int = 2000, _ condition: () -> Bool) -> Bool {
+    let deadline = Clock.monotonicNanos() + UInt64(timeoutMillis) * 1_000_000
+    while !condition() {
+        if Clock.monotonicNanos() > deadline { return false }
+        usleep(100)
+    }
+    return true
+}
+
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
+}
+
+final class Counter: Sendable {
+    private let count = Atomic<Int>(0)
+    func add() { count.add(1, ordering: .relaxed) }
+    var value: Int { count.load(ordering: .relaxed) }
+}
+
+@Suite struct EventLoopTests {
+    @Test func postRunsOnTheLoopThread() {
+        let running = RunningLoop()
+        defer { running.shutdown() }
+        let loop = running.loop
+        #expect(EventLoop.current == nil)
+        #expect(!loop.inLoopThread)
+        let onLoop = Flag(), ran = Flag()
+        loop.post {
+            if EventLoop.current === loop && loop.inLoopThread { onLoop.set() }
+            ran.set()
+        }
+        #expect(waitUntil { ran.isSet })
+        #expect(onLoop.isSet)
+        #expect(!loop.usesIOUring)
+    }
+
+    @Test func postsFromOneThreadRunInOrder() {
+        let running = RunningLoop()
+        defer { running.shutdown() }
+        final class Log: @unchecked Sendable {
+            // Invariant: `values` is touched only on the loop's thread until `done` is set.
+            var values: [Int] = []
+        }
+        let log = Log(), done = Flag()
+        for i in 0..<10_000 { running.loop.post { log.values.append(i) } }
+        running.loop.post { done.set() }
+        #expect(waitUntil { done.isSet })
+        #expect(log.values == Array(0..<10_000))
+    }
+
+    @Test func postsFromManyThreadsAllRun() {
+        let running = RunningLoop(inboxCapacity: 64)
+        defer { running.shutdown() }
+        let ran = Counter()
+        let threads = (0..<4).map { t in
+            LoopThread.spawn(name: "poster\(t)") {
+                for _ in 0..<5_000 { running.loop.post { ran.add() } }
+            }
+        }
+        for thread in threads { LoopThread.join(thread) }
+        #expect(waitUntil { ran.value == 20_000 })
+    }
+
+    @Test func postWakesASleepingLoop() {
+        let running = RunningLoop()
+        defer { running.shutdown() }
+        let loop = running.loop
+        var latencies: [UInt64] = []
+        for _ in 0..<5 {
+            // Idle long enough for the loop to go to sleep.
+            usleep(30_000)
+            let ran = Flag()
+            let start = Clock.monotonicNanos()
+            loop.post { ran.set() }
+            #expect(waitUntil(timeoutMillis: 1000) { ran.isSet })
+            latencies.append(Clock.monotonicNanos() - start)
+        }
+        // The eventfd was written: the loop was asleep and got woken.
+        #expect(loop.wakeupsSent.load(ordering: .relaxed) >= 1)
+        // Woken, not merely found at the next 100 ms poll timeout.
+        #expect(latencies.min()! < 50_000_000, "latencies \(latencies)")
+    }
+
+    @Test func periodicTimerFires() {
+        let running = RunningLoop()
+        defer { running.shutdown() }
+        let loop = running.loop
+        let fired = Counter(), onLoop = Flag(), offLoop = Flag()
+        loop.post {
+            loop.addPeriodicTimer(intervalMillis: 5) {
+                if loop.inLoopThread { onLoop.set() } else { offLoop.set() }
+                fired.add()
+            }
+        }
+        #expect(waitUntil { fired.value >= 5 })
+        #expect(onLoop.isSet && !offLoop.isSet)
+    }
+
+    @Test func deferredTasksRunAfterTheCurrentTask() {
+        let running = RunningLoop()
+        defer { running.shutdown() }
+        final class Log: @unchecked Sendable {
+            // Invariant: touched only on the loop's thread until `done` is set.
+            var order: [String] = []
+        }
+        let log = Log(), done = Flag()
+        let loop = running.loop
+        loop.post {
+            loop.defer_ {
+                log.order.append("deferred")
+                done.set()
+            }
+            log.order.append("task")
+        }
+        #expect(waitUntil { done.isSet })
+        #expect(log.order == ["task", "deferred"])
+    }
+
+    @Test func stopReturnsFromRun() {
+        let running = RunningLoop()
+        #expect(!running.hasReturned)
+        let ran = Flag()
+        running.loop.post { ran.set() }
+        running.shutdown()  // stop() + join: returns only once run() has
+        #expect(running.hasReturned)
+        #expect(ran.isSet)
+    }
+
+    @Test func stopFromTheLoopItself() {
+        let running = RunningLoop()
+        let loop = running.loop
+        loop.post { loop.stop() }
+        #expect(waitUntil { running.hasReturned })
+        running.shutdown()
+    }
+
+    @Test func loopsPostingToEachOtherWithFullInboxesDoNotDeadlock() {
+        // Two loops with tiny inboxes flood each other from their own threads:
+        // a full inbox makes the poster drain its own, so both finish.
+        let a = RunningLoop(index: 0, inboxCapacity: 8), b = RunningLoop(index: 1, inboxCapacity: 8)
+        defer { a.shutdown(); b.shutdown() }
+        let ranOnA = Counter(), ranOnB = Counter(), doneA = Flag(), doneB = Flag()
+        a.loop.post {
+            for _ in 0..<2_000 { b.loop.post { ranOnB.add() } }
+            doneA.set()
+        }
+        b.loop.post {
+            for _ in 0..<2_000 { a.loop.post { ranOnA.add() } }
+            doneB.set()
+        }
+        #expect(waitUntil(timeoutMillis: 5000) { doneA.isSet && doneB.isSet })
+        #expect(waitUntil { ranOnA.value == 2_000 && ranOnB.value == 2_000 })
+    }
+}
