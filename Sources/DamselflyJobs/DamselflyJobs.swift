@@ -1,0 +1,2 @@
+/// Sidekiq-compatible jobs (being built).
+public enum DamselflyJobs {}
