@@ -29,6 +29,8 @@ public final class ClientState {
     /// WATCH state: the token shards dirty, and where each watched key lives.
     public var watchToken: WatchToken?
     public var watchedKeys: [(shard: Int, database: Int, hash: UInt64)] = []
+    /// The waiter of a blocking command this client is parked on.
+    public var blockedOn: BlockedClient?
 
     public init(id: Int, loop: EventLoop, authenticated: Bool) {
         self.id = id

@@ -186,17 +186,37 @@ public struct CommandCall {
     /// thread, then `apply` runs on every owning shard with the decision —
     /// all under the same locks, so nothing can change in between (MSETNX,
     /// RENAME and COPY across shards).
+    /// Runs a two-step atomic command over several keys: `check` runs on
+    /// every owning shard, `decide` combines the checks, then `apply` runs on
+    /// every owning shard with the decision — all under the same locks, so
+    /// nothing can change in between (MSETNX, RENAME and COPY across shards).
+    /// With one shard both steps run in one operation unless `forceTransaction`.
     public func runOnKeysTwoPhase<C, D>(
         _ keys: [KeyRef], mode: LockMode,
         check: @escaping (inout ShardContext, [Int]) -> C,
         decide: @escaping ([C]) -> D,
         apply: @escaping (inout ShardContext, [Int], D) -> Void,
-        reply: @escaping (D) -> Reply
+        reply: @escaping (D) -> Reply,
+        forceTransaction: Bool = false
+    ) {
+        let sink = self.sink
+        runOnKeysTwoPhaseRaw(
+            keys, mode: mode, check: check, decide: decide, apply: apply, reply: reply,
+            forceTransaction: forceTransaction, completion: { sink.complete($0) })
+    }
+
+    public func runOnKeysTwoPhaseRaw<C, D, R>(
+        _ keys: [KeyRef], mode: LockMode,
+        check: @escaping (inout ShardContext, [Int]) -> C,
+        decide: @escaping ([C]) -> D,
+        apply: @escaping (inout ShardContext, [Int], D) -> Void,
+        reply: @escaping (D) -> R,
+        forceTransaction: Bool = false,
+        completion: @escaping (R) -> Void
     ) {
         let database = client.database
         let noTouch = client.noTouch
-        let sink = self.sink
-        var byShard: [Int: [Int]] = [:]
+                var byShard: [Int: [Int]] = [:]
         for (i, key) in keys.enumerated() {
             let shard = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
             byShard[shard, default: []].append(i)
@@ -216,11 +236,11 @@ public struct CommandCall {
                     apply(&context, positions, decision)
                     if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
                     return 0
-                }, done: { _ in sink.complete(reply(decision)) })
+                }, done: { _ in completion(reply(decision)) })
             })
             return
         }
-        if byShard.count == 1, let (shardIndex, positions) = byShard.first {
+        if byShard.count == 1, !forceTransaction, let (shardIndex, positions) = byShard.first {
             let locks = ShardLockSet(fingerprints: fingerprints, mode: mode)
             shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, { shard in
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
@@ -228,7 +248,7 @@ public struct CommandCall {
                 apply(&context, positions, decision)
                 if writes { shard.noteWritten(fingerprints) }
                 return reply(decision)
-            }, done: { result in sink.complete(result) })
+            }, done: { result in completion(result) })
             return
         }
         let plan = byShard.sorted { $0.key < $1.key }
@@ -252,7 +272,7 @@ public struct CommandCall {
                     apply(&context, positions, decision)
                     if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
                     return 0
-                }, done: { _ in sink.complete(reply(decision)) })
+                }, done: { _ in completion(reply(decision)) })
             })
         }
     }

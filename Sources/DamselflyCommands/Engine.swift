@@ -15,9 +15,19 @@ public final class Engine: Sendable {
     public let startTimeMs: Int64
     /// Per-loop counters read by INFO.
     public let loopCounters: [LoopCounters]
+    /// Per-loop registries of clients parked on blocking commands.
+    public let blockedClients: [BlockedClientRegistry]
+    /// `--singlehop_blocking`: a blocking pop whose keys share a shard finds
+    /// and pops in one hop.
+    public let singleHopBlocking: Bool
     private let password: Mutex<String>
 
-    public init(shardSet: ShardSet, registry: CommandRegistry, databaseCount: Int, maxMemory: Int, maxBulkLength: Int, requirePass: String) {
+    public init(
+        shardSet: ShardSet, registry: CommandRegistry, databaseCount: Int, maxMemory: Int, maxBulkLength: Int,
+        requirePass: String, singleHopBlocking: Bool = true
+    ) {
+        self.blockedClients = shardSet.loops.map { _ in BlockedClientRegistry() }
+        self.singleHopBlocking = singleHopBlocking
         self.shardSet = shardSet
         self.registry = registry
         self.databaseCount = databaseCount

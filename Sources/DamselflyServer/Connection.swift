@@ -61,6 +61,8 @@ final class Connection: SocketHandler, ReplySink {
     func socketClosed() {
         guard !isClosed else { return }
         isClosed = true
+        // A client that leaves while parked is unblocked at once; nothing is popped for it.
+        client.blockedOn?.cancel(reply: nil)
         MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
         server.connectionClosed(self)
     }
@@ -172,6 +174,10 @@ final class Connection: SocketHandler, ReplySink {
         dispatching = true
         spec.handler(CommandCall(args: args, client: client, engine: engine, spec: spec, sink: self))
         dispatching = false
+        if waitingForReply && spec.flags.contains(.blocking) {
+            // Parked (or about to): replies to the commands before it go out now.
+            flush()
+        }
     }
 
     private func emitError(_ text: String) {
@@ -225,6 +231,7 @@ final class Connection: SocketHandler, ReplySink {
         flush()
         isClosed = true
         loop.close(socket)
+        client.blockedOn?.cancel(reply: nil)
         MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
         server.connectionClosed(self)
     }

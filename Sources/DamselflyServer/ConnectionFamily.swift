@@ -188,6 +188,22 @@ enum ConnectionFamily {
             })
         case ("kill", _):
             clientKill(call, server: server)
+        case ("unblock", 3), ("unblock", 4):
+            guard let id = call.integer(2) else { return call.reply(.notInteger) }
+            var withError = false
+            if call.args.count == 4 {
+                if call.isArg(3, "error") { withError = true } else if !call.isArg(3, "timeout") {
+                    return call.reply(.error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"))
+                }
+            }
+            server.gatherLoops(from: call.loop, { loop -> Bool in
+                for connection in server.connections(on: loop) where connection.client.id == Int(id) {
+                    guard let blocked = connection.client.blockedOn else { return false }
+                    let reply: Reply = withError ? .error("UNBLOCKED client unblocked via CLIENT UNBLOCK") : blocked.timeoutReplyValue
+                    return blocked.cancel(reply: reply)
+                }
+                return false
+            }, done: { results in call.reply(.integer(results.contains(true) ? 1 : 0)) })
         case ("help", 2):
             let lines = [
                 "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

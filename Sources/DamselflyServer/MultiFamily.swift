@@ -138,8 +138,12 @@ enum MultiFamily {
         transaction.schedule {
             // Reach the head of every queue first; from then on nothing else
             // runs on these keys until the transaction concludes.
-            transaction.execute(conclude: false, { _ in 0 }, done: { _ in
-                let release: () -> Void = { transaction.execute(conclude: true, { shard in shard.publishStats(); return 0 }, done: { _ in }) }
+            // Clients blocked on keys the block pushes to are served after the
+            // whole block, so they see its final state.
+            transaction.execute(conclude: false, { shard in shard.suspendServing(); return 0 }, done: { _ in
+                let release: () -> Void = {
+                    transaction.execute(conclude: true, { shard in shard.resumeServing(); shard.publishStats(); return 0 }, done: { _ in })
+                }
                 if token?.dirty.load(ordering: .acquiring) == true {
                     release()
                     return finish(nil)

@@ -48,7 +48,8 @@ public final class Server: @unchecked Sendable {
         let registry = CommandRegistry(loopCount: loops.count)
         engine = Engine(
             shardSet: shardSet, registry: registry, databaseCount: config.dbnum, maxMemory: config.maxmemory,
-            maxBulkLength: config.maxBulkLen, requirePass: config.requirepass)
+            maxBulkLength: config.maxBulkLen, requirePass: config.requirepass,
+            singleHopBlocking: config.singlehopBlocking)
         slowlog = SlowLog(thresholdMicros: config.slowlogLogSlowerThan, maxLength: config.slowlogMaxLen)
         connectionsByLoop = Array(repeating: [:], count: loops.count)
         port = config.port
@@ -59,6 +60,7 @@ public final class Server: @unchecked Sendable {
         SetFamily.register(registry)
         SortedSetFamily.register(registry)
         BitFamily.register(registry)
+        BlockingFamily.register(registry)
         ConnectionFamily.register(registry, server: self)
         ServerFamily.register(registry, server: self)
         MultiFamily.register(registry, server: self)
@@ -91,8 +93,11 @@ public final class Server: @unchecked Sendable {
         }
         for loop in loops {
             let counters = engine.loopCounters[loop.index]
+            let blocked = engine.blockedClients[loop.index]
             loop.post {
                 loop.addPeriodicTimer(intervalMillis: 1000) { counters.sampleOps(nowNanos: Clock.monotonicNanos()) }
+                // Blocking-command timeouts, to the millisecond or two.
+                loop.addPeriodicTimer(intervalMillis: 2) { blocked.expire(nowNanos: Clock.monotonicNanos()) }
             }
         }
         if config.timeout > 0 {

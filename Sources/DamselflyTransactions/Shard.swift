@@ -24,6 +24,10 @@ public final class Shard: @unchecked Sendable {
     var committedTxid: UInt64 = 0
     /// Watched keys (WATCH), dirtied by writes.
     var watches = WatchTable()
+    /// Clients blocked on keys of this shard.
+    var blocking = BlockingTable()
+    /// Every shard of the server (set once by ``ShardSet``), for messages between shards.
+    public internal(set) var peers: [Shard] = []
 
     // Published for INFO (written by this shard only).
     public let queueLength = Atomic<Int>(0)
@@ -51,6 +55,14 @@ public final class Shard: @unchecked Sendable {
     /// Whether a command holding `locks` could run right now without a transaction id.
     @inline(__always)
     public func locksAreFree(_ locks: ShardLockSet) -> Bool { self.locks.isFree(locks) }
+
+    /// Runs after every operation on this shard: serves clients blocked on
+    /// keys the operation made ready, then refreshes the published counters.
+    @inline(__always)
+    public func afterOperation() {
+        if !blocking.readyKeys.isEmpty { serveReadyKeys() }
+        publishStats()
+    }
 
     /// Refreshes the counters INFO reads from other threads. Cheap: a handful
     /// of relaxed stores; called after every operation batch.
@@ -174,7 +186,7 @@ public final class Shard: @unchecked Sendable {
             release(entry)
             queueLength.store(queue.count, ordering: .relaxed)
         }
-        publishStats()
+        afterOperation()
     }
 }
 

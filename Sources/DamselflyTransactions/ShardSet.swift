@@ -21,6 +21,7 @@ public final class ShardSet: Sendable {
         self.lockOnHashtags = lockOnHashtags
         self.shards = (0..<shardCount).map { Shard(index: $0, loop: loops[$0], databaseCount: databaseCount) }
         self.stats = loops.map { _ in TransactionStats(maxWidth: max(shardCount, 1)) }
+        for shard in shards { shard.peers = shards }
     }
 
     public var count: Int { shards.count }
@@ -54,7 +55,7 @@ public final class ShardSet: Sendable {
             if shard.locksAreFree(locks) {
                 stats.inline.add(1, ordering: .relaxed)
                 let result = operation(shard)
-                shard.publishStats()
+                shard.afterOperation()
                 done(result)
             } else {
                 stats.normal.add(1, ordering: .relaxed)
@@ -69,7 +70,7 @@ public final class ShardSet: Sendable {
             if shard.locksAreFree(locks) {
                 stats.quick.add(1, ordering: .relaxed)
                 let result = operation(shard)
-                shard.publishStats()
+                shard.afterOperation()
                 loop.post { done(result) }
             } else {
                 stats.normal.add(1, ordering: .relaxed)
@@ -105,10 +106,13 @@ public final class ShardSet: Sendable {
     public func hop<R>(from loop: EventLoop, to shardIndex: Int, _ operation: @escaping (Shard) -> R, done: @escaping (R) -> Void) {
         let shard = shards[shardIndex]
         if shard.loop === loop {
-            done(operation(shard))
+            let result = operation(shard)
+            shard.afterOperation()
+            done(result)
         } else {
             shard.loop.post {
                 let result = operation(shard)
+                shard.afterOperation()
                 loop.post { done(result) }
             }
         }

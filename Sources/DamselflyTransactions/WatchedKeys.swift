@@ -40,11 +40,17 @@ extension Shard {
 
     public func unwatch(_ fingerprint: LockFingerprint, _ token: WatchToken) { watches.remove(fingerprint, token) }
 
-    /// Called after a write command ran on these keys.
+    /// Called after a write command ran on these keys: dirties WATCHers and
+    /// marks keys that blocked clients wait on as ready to serve (the waiter's
+    /// own `ready` check decides whether the key can really serve).
     @inline(__always)
     public func noteWritten(_ fingerprints: [LockFingerprint]) {
-        guard !watches.isEmpty else { return }
-        for f in fingerprints { watches.touch(f) }
+        if !watches.isEmpty {
+            for f in fingerprints { watches.touch(f) }
+        }
+        if !blocking.isEmpty {
+            for f in fingerprints { signalKeyReady(f) }
+        }
     }
 
     /// FLUSHDB / FLUSHALL: every watcher here is dirty.

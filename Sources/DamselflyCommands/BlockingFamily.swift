@@ -1,0 +1,309 @@
+import DamselflyRuntime
+import DamselflyStorage
+import DamselflyTransactions
+import Synchronization
+
+/// Blocking list pops: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH.
+///
+/// The first attempt finds the first non-empty key (in argument order) and
+/// pops it; when every key is empty the same shard operation registers a
+/// ``Waiter`` on each key, so no push can slip in between the look and the
+/// registration. With `--singlehop_blocking` (the default) keys on one shard
+/// take one hop — inline on the owning thread — and otherwise a two-step
+/// transaction (find on every shard, then pop or park). A push that makes a
+/// key ready serves its waiters first come, first served, after the pushing
+/// command (or EXEC block) is done.
+public enum BlockingFamily {
+    public static func register(_ r: CommandRegistry) {
+        let g = "list"
+        r.register("blpop", arity: -3, flags: [.write, .blocking], firstKey: 1, lastKey: -2, keyStep: 1, group: g) { call in
+            blockingPop(call, fromLeft: true)
+        }
+        r.register("brpop", arity: -3, flags: [.write, .blocking], firstKey: 1, lastKey: -2, keyStep: 1, group: g) { call in
+            blockingPop(call, fromLeft: false)
+        }
+        r.register("blmove", arity: 6, flags: [.write, .denyOOM, .blocking], firstKey: 1, lastKey: 2, keyStep: 1, group: g) { call in
+            guard let from = side(call, 3), let to = side(call, 4) else { return call.reply(.syntaxError) }
+            blockingMove(call, fromLeft: from, toLeft: to, timeoutIndex: 5)
+        }
+        r.register("brpoplpush", arity: 4, flags: [.write, .denyOOM, .blocking], firstKey: 1, lastKey: 2, keyStep: 1, group: g) { call in
+            blockingMove(call, fromLeft: false, toLeft: true, timeoutIndex: 3)
+        }
+    }
+
+    static func side(_ call: CommandCall, _ i: Int) -> Bool? {
+        if call.isArg(i, "left") { return true }
+        if call.isArg(i, "right") { return false }
+        return nil
+    }
+
+    /// Parses a blocking timeout (seconds, fractions allowed) as Redis does;
+    /// nil deadline means wait for ever.
+    static func timeout(_ call: CommandCall, _ i: Int) -> Result<UInt64?, TimeoutError> {
+        guard let seconds = call.double(i), !seconds.isNaN else {
+            return .failure(TimeoutError(reply: .error("ERR timeout is not a float or out of range")))
+        }
+        if seconds < 0 { return .failure(TimeoutError(reply: .error("ERR timeout is negative"))) }
+        if seconds == 0 { return .success(nil) }
+        let millis = seconds * 1000
+        guard millis < 9.2e15 else { return .failure(TimeoutError(reply: .error("ERR timeout is out of range"))) }
+        return .success(Clock.monotonicNanos() + UInt64(millis.rounded(.down)) * 1_000_000)
+    }
+
+    struct TimeoutError: Error {
+        let reply: Reply
+    }
+
+    /// What one key looks like to a blocking pop.
+    enum KeyState { case empty, ready, wrongType }
+
+    static func listState(_ ctx: ShardContext, _ key: KeyRef) -> KeyState {
+        guard let found = ctx.lookupWrite(key) else { return .empty }
+        guard case .list(let list) = ctx.database.value(at: found) else { return .wrongType }
+        return list.count > 0 ? .ready : .empty
+    }
+
+    /// Pops one element from the list at `key` (deleting it when emptied).
+    static func popOne(_ ctx: ShardContext, _ key: KeyRef, fromLeft: Bool) -> [UInt8]? {
+        guard let found = ctx.lookupWrite(key), case .list(let list) = ctx.database.value(at: found) else { return nil }
+        var element: [UInt8]? = nil
+        ctx.database.modifyValue(at: found) { _ in
+            element = fromLeft ? list.popFront() : list.popBack()
+        }
+        if list.count == 0 { ctx.database.remove(at: found) }
+        return element
+    }
+
+    /// Pushes `element` onto the list at `key`, creating it.
+    static func pushOne(_ ctx: ShardContext, _ key: KeyRef, _ element: [UInt8], toLeft: Bool) {
+        if let found = ctx.lookupWrite(key), case .list(let list) = ctx.database.value(at: found) {
+            ctx.database.modifyValue(at: found) { _ in
+                if toLeft { list.pushFront(element) } else { list.pushBack(element) }
+            }
+        } else {
+            let list = ListValue()
+            list.pushBack(element)
+            ctx.store(key, .list(list))
+        }
+    }
+
+    // MARK: - BLPOP / BRPOP
+
+    static func blockingPop(_ call: CommandCall, fromLeft: Bool) {
+        let deadline: UInt64?
+        switch timeout(call, call.args.count - 1) {
+        case .failure(let error): return call.reply(error.reply)
+        case .success(let d): deadline = d
+        }
+        let keys = (1..<(call.args.count - 1)).map { call.key($0) }
+        let park = Parking(call: call, keys: keys, deadline: deadline, timeoutReply: .nullArray) { ctx, position, blocked in
+            let key = keys[position]
+            guard let element = popOne(ctx, key, fromLeft: fromLeft) else { return .nullArray }
+            ctx.shard.noteWritten([lockFingerprint(keyHash: key.hash, database: ctx.databaseIndex)])
+            return .array([.bulk(key.bytes), .bulk(element)])
+        }
+        park.run()
+    }
+
+    // MARK: - BLMOVE / BRPOPLPUSH
+
+    static func blockingMove(_ call: CommandCall, fromLeft: Bool, toLeft: Bool, timeoutIndex: Int) {
+        let deadline: UInt64?
+        switch timeout(call, timeoutIndex) {
+        case .failure(let error): return call.reply(error.reply)
+        case .success(let d): deadline = d
+        }
+        let source = call.key(1), destination = call.key(2)
+        let shardSet = call.shardSet
+        let destinationShard = destination.withBytes { shardSet.shardIndex(of: $0, hash: destination.hash) }
+        // The waiter watches the source only; serving pops there and pushes
+        // to the destination (on its own shard when it lives elsewhere).
+        let park = Parking(call: call, keys: [source], extraLockKeys: [destination], deadline: deadline, timeoutReply: .nullArray,
+                           nonBlockingEmptyReply: .null, destinationCheck: destination) { ctx, _, _ in
+            guard let element = popOne(ctx, source, fromLeft: fromLeft) else { return .null }
+            let database = ctx.databaseIndex
+            ctx.shard.noteWritten([lockFingerprint(keyHash: source.hash, database: database)])
+            if destinationShard == ctx.shard.index {
+                pushOne(ctx, destination, element, toLeft: toLeft)
+                ctx.shard.noteWritten([lockFingerprint(keyHash: destination.hash, database: database)])
+            } else {
+                let target = shardSet.shards[destinationShard]
+                target.loop.post {
+                    let destinationContext = ShardContext(shard: target, databaseIndex: database)
+                    pushOne(destinationContext, destination, element, toLeft: toLeft)
+                    target.noteWritten([lockFingerprint(keyHash: destination.hash, database: database)])
+                    target.afterOperation()
+                }
+            }
+            return .bulk(element)
+        }
+        park.run()
+    }
+}
+
+/// Where a parked command stands, on its connection's loop.
+final class ParkState {
+    var parked = false
+    var finished = false
+    var blocked: BlockedClient?
+    /// A shard served the waiter before the coordinator saw it park.
+    var earlyReply: Reply?
+}
+
+/// The shared machinery of a blocking pop: try now, else park a waiter on
+/// every key; serve, time out or cancel exactly once.
+final class Parking {
+    typealias Pop = (ShardContext, Int, Bool) -> Reply
+
+    let call: CommandCall
+    let keys: [KeyRef]
+    let extraLockKeys: [KeyRef]
+    let deadline: UInt64?
+    let timeoutReply: Reply
+    let nonBlockingEmptyReply: Reply
+    let destinationCheck: KeyRef?
+    /// Pops for key `position` on its shard and returns the reply.
+    let pop: Pop
+
+    init(
+        call: CommandCall, keys: [KeyRef], extraLockKeys: [KeyRef] = [], deadline: UInt64?, timeoutReply: Reply,
+        nonBlockingEmptyReply: Reply = .nullArray, destinationCheck: KeyRef? = nil, pop: @escaping Pop
+    ) {
+        self.call = call
+        self.keys = keys
+        self.extraLockKeys = extraLockKeys
+        self.deadline = deadline
+        self.timeoutReply = timeoutReply
+        self.nonBlockingEmptyReply = nonBlockingEmptyReply
+        self.destinationCheck = destinationCheck
+        self.pop = pop
+    }
+
+    /// What the first attempt decided.
+    enum Decision {
+        case pop(position: Int)
+        case error(Reply)
+        case park
+    }
+
+    func run() {
+        let call = self.call
+        let shardSet = call.shardSet
+        let database = call.client.database
+        let keys = self.keys
+        let allKeys = keys + extraLockKeys
+        let canBlock = !call.insideExec
+        let pop = self.pop
+        let destination = destinationCheck
+        // Where each watched key lives, for the waiter's registrations.
+        var byShard: [Int: [Int]] = [:]
+        for (i, key) in keys.enumerated() {
+            byShard[key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }, default: []].append(i)
+        }
+        let registrations = byShard.sorted { $0.key < $1.key }.map { shard, positions in
+            (shard: shard, fingerprints: positions.map { lockFingerprint(keyHash: keys[$0].hash, database: database) })
+        }
+        let positionsByShard = byShard
+        let client = call.client
+        let loop = call.loop
+        let counters = call.engine.loopCounters[loop.index]
+        let registry = call.engine.blockedClients[loop.index]
+        let sink = call.sink
+        let timeoutReply = self.timeoutReply
+        let emptyReply = nonBlockingEmptyReply
+
+        // Where the waiter's reply goes, whichever comes first: a shard
+        // serving it (possibly before the coordinator even learns it parked),
+        // its timeout, a disconnect or CLIENT UNBLOCK.
+        let state = ParkState()
+        let deliver: (Reply) -> Void = { reply in
+            guard !state.finished else { return }
+            state.finished = true
+            if let blocked = state.blocked {
+                registry.remove(blocked)
+                counters.blockedClients.add(-1, ordering: .relaxed)
+            }
+            client.blockedOn = nil
+            sink.complete(reply)
+        }
+        let waiter = Waiter(
+            loop: loop, database: database, registrations: registrations, deadlineNanos: deadline,
+            ready: { shard, position in
+                let ctx = ShardContext(shard: shard, databaseIndex: database)
+                return BlockingFamily.listState(ctx, keys[position]) == .ready
+            },
+            serve: { shard, position in
+                let ctx = ShardContext(shard: shard, databaseIndex: database)
+                let reply = pop(ctx, position, true)
+                loop.post {
+                    if state.parked { deliver(reply) } else { state.earlyReply = reply }
+                }
+            })
+
+        let decide: ([[(Int, BlockingFamily.KeyState)]]) -> Decision = { checks in
+            var states = [BlockingFamily.KeyState](repeating: .empty, count: allKeys.count)
+            for part in checks { for (p, s) in part { states[p] = s } }
+            for p in 0..<keys.count {
+                switch states[p] {
+                case .wrongType: return .error(.wrongType)
+                case .ready:
+                    if destination != nil, states[keys.count] == .wrongType { return .error(.wrongType) }
+                    return .pop(position: p)
+                case .empty: continue
+                }
+            }
+            return canBlock ? .park : .error(emptyReply)
+        }
+        let check: (inout ShardContext, [Int]) -> [(Int, BlockingFamily.KeyState)] = { ctx, positions in
+            positions.map { p in
+                if p >= keys.count {
+                    // The destination of BLMOVE: only its type matters.
+                    guard let found = ctx.lookupWrite(allKeys[p]) else { return (p, .empty) }
+                    if case .list = ctx.database.value(at: found) { return (p, .empty) }
+                    return (p, .wrongType)
+                }
+                return (p, BlockingFamily.listState(ctx, keys[p]))
+            }
+        }
+        var result: Reply = .none
+        let apply: (inout ShardContext, [Int], Decision) -> Void = { ctx, positions, decision in
+            switch decision {
+            case .pop(let position):
+                if positions.contains(position) { result = pop(ctx, position, false) }
+            case .park:
+                let mine = positionsByShard[ctx.shard.index] ?? []
+                if !mine.isEmpty {
+                    ctx.shard.register(
+                        waiter, fingerprints: mine.map { lockFingerprint(keyHash: keys[$0].hash, database: database) },
+                        positions: mine)
+                }
+            case .error:
+                break
+            }
+        }
+        let finish: (Decision) -> Reply? = { decision in
+            switch decision {
+            case .pop: return result
+            case .error(let reply): return reply
+            case .park: return nil  // the reply comes later
+            }
+        }
+        let singleShard = Set(allKeys.map { k in k.withBytes { shardSet.shardIndex(of: $0, hash: k.hash) } }).count == 1
+        call.runOnKeysTwoPhaseRaw(
+            allKeys, mode: .exclusive, check: check, decide: decide, apply: apply, reply: finish,
+            forceTransaction: !(call.engine.singleHopBlocking && singleShard)
+        ) { reply in
+            if let reply { return sink.complete(reply) }
+            // Registered on every shard.
+            state.parked = true
+            if let early = state.earlyReply { return deliver(early) }
+            let blocked = BlockedClient(waiter: waiter, shardSet: shardSet, counters: counters, timeoutReply: timeoutReply) { reply in
+                deliver(reply)
+            }
+            state.blocked = blocked
+            client.blockedOn = blocked
+            registry.add(client, blocked)
+            counters.blockedClients.add(1, ordering: .relaxed)
+        }
+    }
+}
