@@ -44,7 +44,8 @@ public final class Server: @unchecked Sendable {
         usesIOUring = wantIOUring
         loops = (0..<topology.threads).map { EventLoop(index: $0, preferIOUring: wantIOUring) }
         let shardSet = ShardSet(
-            loops: loops, shardCount: topology.shards, databaseCount: config.dbnum, lockOnHashtags: config.lockOnHashtags)
+            loops: loops, shardCount: topology.shards, databaseCount: config.dbnum, lockOnHashtags: config.lockOnHashtags,
+            roundRobinPrefix: config.shardRoundRobinPrefix)
         let registry = CommandRegistry(loopCount: loops.count)
         engine = Engine(
             shardSet: shardSet, registry: registry, databaseCount: config.dbnum, maxMemory: config.maxmemory,

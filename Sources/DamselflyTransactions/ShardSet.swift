@@ -10,15 +10,19 @@ public final class ShardSet: Sendable {
     /// shard count only coordinate).
     public let loops: [EventLoop]
     public let lockOnHashtags: Bool
+    /// `--shard_round_robin_prefix` placement, when set.
+    public let roundRobin: RoundRobinPlacement?
     /// The next transaction id: a global order for multi-shard transactions.
     let nextTxid = Atomic<UInt64>(1)
     /// Per-loop transaction counters, indexed by loop.
     public let stats: [TransactionStats]
 
-    public init(loops: [EventLoop], shardCount: Int, databaseCount: Int, lockOnHashtags: Bool) {
+    public init(loops: [EventLoop], shardCount: Int, databaseCount: Int, lockOnHashtags: Bool, roundRobinPrefix: String = "") {
         precondition(shardCount >= 1 && shardCount <= loops.count)
         self.loops = loops
         self.lockOnHashtags = lockOnHashtags
+        self.roundRobin = roundRobinPrefix.isEmpty
+            ? nil : RoundRobinPlacement(prefix: Array(roundRobinPrefix.utf8), shardCount: shardCount, loopCount: loops.count)
         self.shards = (0..<shardCount).map { Shard(index: $0, loop: loops[$0], databaseCount: databaseCount) }
         self.stats = loops.map { _ in TransactionStats(maxWidth: max(shardCount, 1)) }
         for shard in shards { shard.peers = shards }
@@ -29,7 +33,8 @@ public final class ShardSet: Sendable {
     /// The shard that owns `key` (with its full 64-bit hash already computed).
     @inlinable
     public func shardIndex(of key: UnsafeRawBufferPointer, hash: UInt64) -> Int {
-        KeyHash.shard(of: key, hash: hash, shardCount: shards.count, lockOnHashtags: lockOnHashtags)
+        if let roundRobin, let shard = roundRobin.shard(of: key) { return shard }
+        return KeyHash.shard(of: key, hash: hash, shardCount: shards.count, lockOnHashtags: lockOnHashtags)
     }
 
     @usableFromInline func takeTxid() -> UInt64 { nextTxid.add(1, ordering: .relaxed).newValue }

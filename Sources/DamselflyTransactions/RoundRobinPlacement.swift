@@ -1,0 +1,77 @@
+import DamselflyRuntime
+import DamselflyStorage
+import Synchronization
+
+/// `--shard_round_robin_prefix`: keys whose name (or `{tag}`) starts with the
+/// prefix are placed on shards in turn, the first time each name is seen,
+/// instead of by hash.
+///
+/// Job queues are few and hot: hashing a dozen queue names onto 8 shards
+/// piles several on one shard while others idle; dealing them out in turn
+/// spreads them evenly. A key `{queue:default}:inprogress:host` follows its
+/// tag, so a queue and its private lists share a shard.
+///
+/// The table is shared by all threads and only grows. Lookups go through a
+/// per-loop cache (touched by its own thread only); a miss takes the mutex,
+/// which happens once per name per thread.
+public final class RoundRobinPlacement: @unchecked Sendable {
+    // Invariant: `caches[i]` is touched only on loop i (checked through
+    // `EventLoop.current`); `table` only under its mutex.
+    public let prefix: [UInt8]
+    private let shardCount: Int
+    private let table = Mutex<(assignments: [[UInt8]: Int], next: Int)>(([:], 0))
+    private var caches: [[[UInt8]: Int]]
+
+    public init(prefix: [UInt8], shardCount: Int, loopCount: Int) {
+        self.prefix = prefix
+        self.shardCount = shardCount
+        self.caches = Array(repeating: [:], count: loopCount)
+    }
+
+    /// The name that decides placement when it has the prefix: the `{tag}`
+    /// if there is one, else the key.
+    @inline(__always)
+    func placementName(_ key: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        let name = KeyHash.hashtag(of: key) ?? key
+        guard name.count >= prefix.count else { return nil }
+        for i in 0..<prefix.count where name[i] != prefix[i] { return nil }
+        return name
+    }
+
+    /// The shard of `key` when it is placed round robin, nil otherwise.
+    public func shard(of key: UnsafeRawBufferPointer) -> Int? {
+        guard let name = placementName(key) else { return nil }
+        let bytes = Array(name)
+        if let loop = EventLoop.current, loop.index < caches.count {
+            if let cached = caches[loop.index][bytes] { return cached }
+            let assigned = assign(bytes)
+            caches[loop.index][bytes] = assigned
+            return assigned
+        }
+        return assign(bytes)
+    }
+
+    private func assign(_ name: [UInt8]) -> Int {
+        let count = shardCount
+        return table.withLock { state in
+            if let existing = state.assignments[name] { return existing }
+            let shard = state.next % count
+            state.next += 1
+            state.assignments[name] = shard
+            return shard
+        }
+    }
+
+    /// The table (name → shard), for snapshots.
+    public var assignments: [([UInt8], Int)] {
+        table.withLock { state in state.assignments.map { ($0.key, $0.value) } }
+    }
+
+    /// Restores a saved table (at start-up, before any command runs).
+    public func restore(_ saved: [([UInt8], Int)]) {
+        table.withLock { state in
+            for (name, shard) in saved where shard < shardCount { state.assignments[name] = shard }
+            state.next = state.assignments.count
+        }
+    }
+}
