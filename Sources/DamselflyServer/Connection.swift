@@ -10,7 +10,10 @@ import Glibc
 /// Commands of one connection run strictly one after another: when a command
 /// must hop to another shard, the connection stops parsing until its reply
 /// comes back, then goes on with what is buffered.
-final class Connection: SocketHandler, ReplySink {
+final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
+    // Invariant behind @unchecked Sendable: other threads only hold the
+    // reference (pub/sub registry) and post closures to `loop`; every
+    // property is read and written on `loop` alone.
     let server: Server
     let loop: EventLoop
     let counters: LoopCounters
@@ -34,6 +37,10 @@ final class Connection: SocketHandler, ReplySink {
     private var currentSpec: CommandSpec?
     private var commandStartNanos: UInt64 = 0
     private(set) var isClosed = false
+    /// Pub/sub: channels and patterns this connection is subscribed to.
+    var channels: Set<[UInt8]> = []
+    var patterns: Set<[UInt8]> = []
+    var subscriptionCount: Int { channels.count + patterns.count }
 
     init(server: Server, loop: EventLoop, client: ClientState) {
         self.server = server
@@ -64,6 +71,7 @@ final class Connection: SocketHandler, ReplySink {
         // A client that leaves while parked is unblocked at once; nothing is popped for it.
         client.blockedOn?.cancel(reply: nil)
         MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
+        dropSubscriptions()
         server.connectionClosed(self)
     }
 
@@ -162,6 +170,10 @@ final class Connection: SocketHandler, ReplySink {
             emitError("OOM command not allowed when used memory > 'maxmemory'.")
             return
         }
+        if subscriptionCount > 0 && client.protocolVersion == 2 && !PubSubFamily.allowedWhileSubscribed.contains(spec.name) {
+            emitError("ERR Can't execute '\(spec.name)': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
+            return
+        }
         if client.multiQueue != nil && !MultiFamily.immediate.contains(spec.name) {
             client.multiQueue!.append(QueuedCommand(spec: spec, arguments: (0..<args.count).map { args.bytes($0) }))
             output.protocolVersion = client.protocolVersion
@@ -219,6 +231,24 @@ final class Connection: SocketHandler, ReplySink {
         }
     }
 
+    /// A pub/sub message from PUBLISH (posted to this loop): a push under
+    /// RESP3, an array under RESP2, sent at once.
+    func pushMessage(_ parts: [[UInt8]]) {
+        guard !isClosed else { return }
+        output.protocolVersion = client.protocolVersion
+        output.pushHeader(parts.count)
+        for part in parts { output.bulk(part) }
+        if !waitingForReply { flush() }
+    }
+
+    /// Drops every subscription (disconnect, RESET).
+    func dropSubscriptions() {
+        for channel in channels { server.pubsub.unsubscribe(self, channel: channel) }
+        for pattern in patterns { server.pubsub.punsubscribe(self, pattern: pattern) }
+        channels = []
+        patterns = []
+    }
+
     func flush() {
         guard !output.isEmpty, !isClosed else { return }
         counters.netOutputBytes += output.buffer.count
@@ -233,6 +263,7 @@ final class Connection: SocketHandler, ReplySink {
         loop.close(socket)
         client.blockedOn?.cancel(reply: nil)
         MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
+        dropSubscriptions()
         server.connectionClosed(self)
     }
 

@@ -11,6 +11,11 @@ enum ConnectionFamily {
     static func register(_ r: CommandRegistry, server: Server) {
         let g = "connection"
         r.register("ping", arity: -1, flags: [.fast, .stale], group: g) { call in
+            if call.client.protocolVersion == 2, let connection = call.sink as? Connection, connection.subscriptionCount > 0 {
+                // Subscribed RESP2 clients get PING's reply in the pub/sub shape.
+                guard call.args.count <= 2 else { return call.reply(call.arityError) }
+                return call.reply(.array([.bulkString("pong"), .bulk(call.args.count == 2 ? call.args.bytes(1) : [])]))
+            }
             switch call.args.count {
             case 1: call.reply(.simple("PONG"))
             case 2: call.reply(.bulk(call.args.bytes(1)))
@@ -39,6 +44,7 @@ enum ConnectionFamily {
             client.multiQueue = nil
             client.multiFailed = false
             MultiFamily.unwatch(client, shardSet: call.shardSet)
+            (call.sink as? Connection)?.dropSubscriptions()
             call.reply(.simple("RESET"))
         }
         r.register("auth", arity: -2, flags: [.noAuth, .fast, .loading, .stale], group: g) { call in

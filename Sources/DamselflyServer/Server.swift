@@ -22,6 +22,7 @@ public final class Server: @unchecked Sendable {
     public let port: Int
     public let usesIOUring: Bool
     let slowlog: SlowLog
+    let pubsub = PubSubRegistry()
     let configState: Mutex<ServerConfig>
     private var threads: [pthread_t] = []
     private var listenFD: Int32 = -1
@@ -65,6 +66,7 @@ public final class Server: @unchecked Sendable {
         ConnectionFamily.register(registry, server: self)
         ServerFamily.register(registry, server: self)
         MultiFamily.register(registry, server: self)
+        PubSubFamily.register(registry, server: self)
     }
 
     /// The port actually bound (differs from `config.port` when it was 0).

@@ -1,0 +1,86 @@
+import DamselflyCommands
+import DamselflyRESP
+
+/// SUBSCRIBE, PSUBSCRIBE, UNSUBSCRIBE, PUNSUBSCRIBE, PUBLISH, PUBSUB.
+enum PubSubFamily {
+    /// What a RESP2 client may send while subscribed.
+    static let allowedWhileSubscribed: Set<String> = [
+        "subscribe", "psubscribe", "unsubscribe", "punsubscribe", "ssubscribe", "sunsubscribe", "ping", "quit", "reset",
+    ]
+
+    static func register(_ r: CommandRegistry, server: Server) {
+        let g = "pubsub"
+        r.register("subscribe", arity: -2, flags: [.loading, .stale], group: g) { call in
+            guard let connection = call.sink as? Connection else { return call.reply(.error("ERR not a client connection")) }
+            var out = ReplyBuilder(protocolVersion: call.client.protocolVersion, capacity: 64)
+            for i in 1..<call.args.count {
+                let channel = call.args.bytes(i)
+                if connection.channels.insert(channel).inserted { server.pubsub.subscribe(connection, channel: channel) }
+                confirmation(&out, "subscribe", channel, connection.subscriptionCount)
+            }
+            call.reply(.raw(out.buffer))
+        }
+        r.register("psubscribe", arity: -2, flags: [.loading, .stale], group: g) { call in
+            guard let connection = call.sink as? Connection else { return call.reply(.error("ERR not a client connection")) }
+            var out = ReplyBuilder(protocolVersion: call.client.protocolVersion, capacity: 64)
+            for i in 1..<call.args.count {
+                let pattern = call.args.bytes(i)
+                if connection.patterns.insert(pattern).inserted { server.pubsub.psubscribe(connection, pattern: pattern) }
+                confirmation(&out, "psubscribe", pattern, connection.subscriptionCount)
+            }
+            call.reply(.raw(out.buffer))
+        }
+        r.register("unsubscribe", arity: -1, flags: [.loading, .stale], group: g) { call in
+            guard let connection = call.sink as? Connection else { return call.reply(.error("ERR not a client connection")) }
+            var out = ReplyBuilder(protocolVersion: call.client.protocolVersion, capacity: 64)
+            let targets = call.args.count > 1 ? (1..<call.args.count).map { call.args.bytes($0) } : Array(connection.channels)
+            if targets.isEmpty { confirmation(&out, "unsubscribe", nil, connection.subscriptionCount) }
+            for channel in targets {
+                if connection.channels.remove(channel) != nil { server.pubsub.unsubscribe(connection, channel: channel) }
+                confirmation(&out, "unsubscribe", channel, connection.subscriptionCount)
+            }
+            call.reply(.raw(out.buffer))
+        }
+        r.register("punsubscribe", arity: -1, flags: [.loading, .stale], group: g) { call in
+            guard let connection = call.sink as? Connection else { return call.reply(.error("ERR not a client connection")) }
+            var out = ReplyBuilder(protocolVersion: call.client.protocolVersion, capacity: 64)
+            let targets = call.args.count > 1 ? (1..<call.args.count).map { call.args.bytes($0) } : Array(connection.patterns)
+            if targets.isEmpty { confirmation(&out, "punsubscribe", nil, connection.subscriptionCount) }
+            for pattern in targets {
+                if connection.patterns.remove(pattern) != nil { server.pubsub.punsubscribe(connection, pattern: pattern) }
+                confirmation(&out, "punsubscribe", pattern, connection.subscriptionCount)
+            }
+            call.reply(.raw(out.buffer))
+        }
+        r.register("publish", arity: 3, flags: [.loading, .stale, .fast], group: g) { call in
+            call.reply(.integer(server.pubsub.publish(channel: call.args.bytes(1), message: call.args.bytes(2))))
+        }
+        r.register("pubsub", arity: -2, flags: [.loading, .stale], group: g) { call in
+            switch call.args.string(1).lowercased() {
+            case "channels" where call.args.count <= 3:
+                let pattern = call.args.count == 3 ? call.args.bytes(2) : nil
+                call.reply(.array(server.pubsub.channels(matching: pattern).map { .bulk($0) }))
+            case "numsub":
+                var pairs: [Reply] = []
+                for i in 2..<max(call.args.count, 2) {
+                    let channel = call.args.bytes(i)
+                    pairs.append(.bulk(channel))
+                    pairs.append(.integer(server.pubsub.subscriberCount(channel)))
+                }
+                call.reply(.array(pairs))
+            case "numpat" where call.args.count == 2:
+                call.reply(.integer(server.pubsub.patternCount))
+            default:
+                call.reply(.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.string(1))'. Try PUBSUB HELP."))
+            }
+        }
+    }
+
+    /// One (p)(un)subscribe confirmation: a push under RESP3, an array under RESP2.
+    static func confirmation(_ out: inout ReplyBuilder, _ kind: String, _ name: [UInt8]?, _ count: Int) {
+        out.pushHeader(3)
+        out.bulk(kind)
+        if let name { out.bulk(name) } else { out.null() }
+        out.integer(count)
+    }
+}
