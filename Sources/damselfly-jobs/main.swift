@@ -1,1 +1,264 @@
-print("damselfly-jobs: not yet")
+import DamselflyJobs
+import Glibc
+
+/// `damselfly-jobs work|push|stats|bench`: a Sidekiq-compatible worker with the example jobs
+/// compiled in, a shell client, a `sidekiqmon`-style report, and multi_queue_bench.
+
+let usage = """
+    usage: damselfly-jobs <command> [options]   (REDIS_URL or --url redis://127.0.0.1:6379/0)
+      work   [-c N] [-q queue[,weight]]... [-t SECONDS] [--no-reliable] [--poll-interval S]
+             [--retry-delay S] [--max-recoveries N] [--capsule name:concurrency:q1,q2] [-g tag]
+             [--log-level debug|info|warn|error]
+      push   --class NAME [--queue Q] [--args JSON] [--count N] [--in SECONDS | --at EPOCH] [--retry true|false|N]
+      stats
+      bench  [--queues N] [--processes N] [--concurrency N] [--elements N] [--iterations N]
+             [--no-reliable] [--ruby-require FILE]   (or QUEUES=.. PROCESSES=.. CONCURRENCY=.. ELEMENTS=.. ITERATIONS=..)
+
+    """
+
+func fail(_ message: String) -> Never {
+    var bytes = Array("damselfly-jobs: \(message)\n".utf8)
+    _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+    exit(2)
+}
+
+func must<T>(_ value: T?, _ message: String) -> T {
+    guard let value else { fail(message) }
+    return value
+}
+
+func env(_ name: String) -> String? {
+    guard let v = getenv(name) else { return nil }
+    return String(decoding: UnsafeRawBufferPointer(start: v, count: strlen(v)), as: UTF8.self)
+}
+
+/// `--flag value` / `--flag=value` options and bare flags, in order.
+struct Arguments {
+    var values: [(String, String)] = []
+    var flags: Set<String> = []
+    static let bare: Set<String> = ["--no-reliable", "--reliable", "-r", "-v", "--verbose"]
+
+    init(_ args: ArraySlice<String>) {
+        var i = args.startIndex
+        while i < args.endIndex {
+            let a = args[i]
+            if let eq = a.firstIndex(of: "="), a.hasPrefix("--") {
+                values.append((String(a[..<eq]), String(a[a.index(after: eq)...])))
+            } else if Arguments.bare.contains(a) {
+                flags.insert(a)
+                if a == "-r", i + 1 < args.endIndex, !args[i + 1].hasPrefix("-") { i += 1 }  // -r FILE: nothing to require in Swift
+            } else if a.hasPrefix("-"), i + 1 < args.endIndex {
+                values.append((a, args[i + 1]))
+                i += 1
+            } else {
+                fail("unexpected argument \(a)\n\(usage)")
+            }
+            i += 1
+        }
+    }
+
+    func all(_ names: String...) -> [String] { values.filter { names.contains($0.0) }.map(\.1) }
+    func last(_ names: String...) -> String? { values.last { names.contains($0.0) }?.1 }
+    func int(_ names: String..., env name: String, default d: Int) -> Int {
+        if let v = values.last(where: { names.contains($0.0) })?.1 { return must(Int(v), "bad number \(v)") }
+        return env(name).flatMap { Int($0) } ?? d
+    }
+}
+
+func redisConfig(_ args: Arguments) -> RedisConfig {
+    let url = args.last("--url", "-u") ?? env("REDIS_URL") ?? "redis://127.0.0.1:6379/0"
+    guard let config = RedisConfig(url: url) else { fail("bad Redis URL \(url)") }
+    return config
+}
+
+func parseJSONArgs(_ text: String) -> [JSONValue] {
+    guard let value = try? JSONValue.parse(text), let array = value.arrayValue else { fail("--args must be a JSON array: \(text)") }
+    return array
+}
+
+// MARK: - work
+
+func work(_ args: Arguments) async throws {
+    var options = WorkerOptions()
+    options.redis = redisConfig(args)
+    let queues = args.all("-q", "--queue")
+    let concurrency = args.int("-c", "--concurrency", env: "CONCURRENCY", default: 10)
+    options.capsules = [Capsule(queues: QueueList(parsing: queues.isEmpty ? ["default"] : queues), concurrency: concurrency)]
+    for spec in args.all("--capsule") {
+        let parts = spec.split(separator: ":", maxSplits: 2).map(String.init)
+        guard parts.count == 3, let c = Int(parts[1]) else { fail("--capsule name:concurrency:q1,q2") }
+        options.capsules.append(Capsule(name: parts[0], queues: QueueList(parsing: parts[2].split(separator: ";").map(String.init)),
+                                        concurrency: c))
+    }
+    options.reliable = !args.flags.contains("--no-reliable")
+    if let t = args.last("-t", "--timeout") { options.shutdownTimeout = must(Double(t), "bad -t") }
+    if let p = args.last("--poll-interval") { options.pollIntervalAverage = must(Double(p), "bad --poll-interval") }
+    if let h = args.last("--heartbeat") { options.heartbeatInterval = must(Double(h), "bad --heartbeat") }
+    if let r = args.last("--recovery-interval") { options.recoveryInterval = must(Double(r), "bad --recovery-interval") }
+    if let d = args.last("--retry-delay") {
+        let seconds = must(Double(d), "bad --retry-delay")
+        options.retry.delay = { _ in seconds }
+    }
+    if let m = args.last("--max-retries") { options.retry.maxRetries = must(Int(m), "bad --max-retries") }
+    if let m = args.last("--max-recoveries") { options.maxRecoveries = must(Int(m), "bad --max-recoveries") }
+    if let g = args.last("-g", "--tag") { options.tag = g }
+    switch args.last("--log-level") ?? (args.flags.contains("-v") ? "debug" : "info") {
+    case "debug": options.logLevel = .debug
+    case "info": options.logLevel = .info
+    case "warn": options.logLevel = .warn
+    case "error": options.logLevel = .error
+    case let other: fail("bad --log-level \(other)")
+    }
+    let worker = JobWorker(options: options, registry: exampleRegistry())
+    let signals = worker.installSignalHandlers()
+    try await worker.run()
+    withExtendedLifetime(signals) {}
+}
+
+// MARK: - push
+
+func push(_ args: Arguments) async throws {
+    guard let className = args.last("--class") else { fail("push needs --class") }
+    let pool = RedisPool(config: redisConfig(args), limit: 2)
+    let client = JobClient(redis: pool, registry: exampleRegistry())
+    let jobArgs = parseJSONArgs(args.last("--args") ?? "[]")
+    let count = args.int("--count", "-n", env: "COUNT", default: 1)
+    var retry: RetrySetting?
+    switch args.last("--retry") {
+    case nil: retry = nil
+    case "true"?: retry = .enabled
+    case "false"?: retry = .disabled
+    case let n?: retry = .attempts(must(Int(n), "bad --retry \(n)"))
+    }
+    var at: Double?
+    if let s = args.last("--in") { at = JobPayload.now() + (must(Double(s), "bad --in")) }
+    if let s = args.last("--at") { at = must(Double(s), "bad --at") }
+    var jids: [String] = []
+    var left = count
+    while left > 0 {
+        let n = min(left, 1000)
+        jids += try await client.pushBulk(className, args: Array(repeating: jobArgs, count: n), queue: args.last("--queue"),
+                                          retry: retry, at: at)
+        left -= n
+    }
+    if count <= 20 {
+        for jid in jids { print(jid) }
+    } else {
+        print("pushed \(jids.count) \(className) jobs")
+    }
+}
+
+// MARK: - stats
+
+func stats(_ args: Arguments) async throws {
+    let pool = RedisPool(config: redisConfig(args), limit: 2)
+    print(try await JobStats.read(redis: pool).render(), terminator: "")
+}
+
+// MARK: - bench
+
+/// Sidekiq's `multi_queue_bench`: fill `queue:q<i>` with no-op jobs by bulk pushes, start
+/// PROCESSES workers (process p reads `q<p % QUEUES>`), time until every queue is empty.
+func bench(_ args: Arguments) async throws {
+    let config = redisConfig(args)
+    let queues = args.int("--queues", env: "QUEUES", default: 1)
+    let processes = args.int("--processes", env: "PROCESSES", default: queues)
+    let concurrency = args.int("--concurrency", "-c", env: "CONCURRENCY", default: 10)
+    let elements = args.int("--elements", env: "ELEMENTS", default: 1000)
+    let iterations = args.int("--iterations", env: "ITERATIONS", default: 10)
+    let rubyRequire = args.last("--ruby-require")
+    let pool = RedisPool(config: config, limit: 4)
+    let client = JobClient(redis: pool)
+    try await pool.call("FLUSHDB")
+    print("Filling \(queues) queues with \(elements * iterations) NoopJob jobs each")
+    for q in 0..<queues {
+        for iteration in 0..<iterations {
+            let jobArgs = (0..<elements).map { [JSONValue.int(Int64(iteration * elements + $0))] }
+            try await client.pushBulk("NoopJob", args: jobArgs, queue: "q\(q)")
+        }
+    }
+    let total = queues * elements * iterations
+    let me = CommandLine.arguments[0].contains("/") ? realpathString(CommandLine.arguments[0]) : CommandLine.arguments[0]
+    var children: [pid_t] = []
+    let started = JobPayload.now()
+    for p in 0..<processes {
+        let argv: [String]
+        if let rubyRequire {
+            argv = ["sidekiq", "-r", rubyRequire, "-c", String(concurrency), "-q", "q\(p % queues)"]
+        } else {
+            argv = [me, "work", "--url", config.url, "-c", String(concurrency), "-q", "q\(p % queues)", "--log-level", "warn"]
+                + (args.flags.contains("--no-reliable") ? ["--no-reliable"] : [])
+        }
+        children.append(spawn(argv, extraEnv: ["REDIS_URL=\(config.url)"]))
+    }
+    print("Started \(processes) \(rubyRequire == nil ? "Swift" : "Ruby Sidekiq") worker processes, concurrency \(concurrency)"
+          + (rubyRequire == nil ? ", reliable fetch \(args.flags.contains("--no-reliable") ? "off" : "on")" : ""))
+    var lastReport = started
+    while true {
+        let sizes = try await pool.pipeline((0..<queues).map { ["LLEN", "queue:q\($0)"] }).map { Int($0.int ?? 0) }
+        let left = sizes.reduce(0, +)
+        let now = JobPayload.now()
+        if left == 0 { break }
+        if now - lastReport >= 5 {
+            print("  \(left) jobs left")
+            lastReport = now
+        }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+    let seconds = JobPayload.now() - started
+    print("Done, \(total) jobs in \(String(Double(Int(seconds * 100)) / 100)) sec, \(Int(Double(total) / seconds)) jobs/sec")
+    if let info = try? await pool.call("INFO", "transaction").text, info.contains(":") {
+        print(info.split(separator: "\r\n").joined(separator: "\n"))
+    }
+    for child in children { kill(child, SIGTERM) }
+    for child in children {
+        var status: Int32 = 0
+        waitpid(child, &status, 0)
+    }
+}
+
+func realpathString(_ path: String) -> String {
+    guard let resolved = realpath(path, nil) else { return path }
+    defer { free(resolved) }
+    return String(decoding: UnsafeRawBufferPointer(start: resolved, count: strlen(resolved)), as: UTF8.self)
+}
+
+func spawn(_ argv: [String], extraEnv: [String]) -> pid_t {
+    var environment: [String] = []
+    var e = environ
+    while let entry = e.pointee {
+        let s = String(decoding: UnsafeRawBufferPointer(start: entry, count: strlen(entry)), as: UTF8.self)
+        if !extraEnv.contains(where: { s.hasPrefix($0.prefix(while: { $0 != "=" }) + "=") }) { environment.append(s) }
+        e += 1
+    }
+    environment += extraEnv
+    let cArgs = argv.map { strdup($0) } + [nil]
+    let cEnv = environment.map { strdup($0) } + [nil]
+    defer {
+        cArgs.forEach { free($0) }
+        cEnv.forEach { free($0) }
+    }
+    var pid: pid_t = 0
+    let rc = posix_spawnp(&pid, argv[0], nil, nil, cArgs, cEnv)
+    if rc != 0 { fail("cannot start \(argv[0]): \(rc)") }
+    return pid
+}
+
+// MARK: - main
+
+let argv = CommandLine.arguments
+guard argv.count >= 2 else { fail(usage) }
+let rest = Arguments(argv.dropFirst(2))
+do {
+    switch argv[1] {
+    case "work": try await work(rest)
+    case "push": try await push(rest)
+    case "stats": try await stats(rest)
+    case "bench": try await bench(rest)
+    case "-h", "--help", "help": print(usage, terminator: "")
+    default: fail("unknown command \(argv[1])\n\(usage)")
+    }
+} catch {
+    fail("\(error)")
+}
+exit(0)

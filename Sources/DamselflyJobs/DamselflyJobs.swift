@@ -1,2 +1,0 @@
-/// Sidekiq-compatible jobs (being built).
-public enum DamselflyJobs {}

@@ -1,0 +1,208 @@
+import Glibc
+
+/// The queues a capsule reads, in strict or weighted order (`-q critical,2 -q default`).
+///
+/// Sidekiq's rule: with no weights (all 1) the order is strict, the first queue with jobs
+/// wins; with weights each fetch shuffles a list holding every queue `weight` times and keeps
+/// the first occurrence of each, so a queue of weight 2 comes first about twice as often.
+public struct QueueList: Sendable, Equatable {
+    public private(set) var weighted: [String] = []
+    public private(set) var strict = true
+
+    public init(_ entries: [(name: String, weight: Int)]) {
+        for (name, weight) in entries {
+            weighted += Array(repeating: name, count: max(weight, 1))
+            if weight > 1 { strict = false }
+        }
+    }
+
+    /// Parses `-q` values: `name` or `name,weight`.
+    public init(parsing specs: [String]) {
+        self.init(specs.map { spec -> (name: String, weight: Int) in
+            let parts = spec.split(separator: ",", maxSplits: 1)
+            return (String(parts[0]), parts.count > 1 ? Int(parts[1]) ?? 1 : 1)
+        })
+    }
+
+    /// Distinct queue names, first occurrence first.
+    public var names: [String] {
+        var seen = Set<String>()
+        return weighted.filter { seen.insert($0).inserted }
+    }
+
+    /// The order for one fetch (queue names, not keys).
+    public func order<G: RandomNumberGenerator>(using g: inout G) -> [String] {
+        if strict { return names }
+        var seen = Set<String>()
+        return weighted.shuffled(using: &g).filter { seen.insert($0).inserted }
+    }
+
+    public func order() -> [String] {
+        var g = SystemRandomNumberGenerator()
+        return order(using: &g)
+    }
+}
+
+/// A fetched job: the raw payload and where it came from.
+public struct UnitOfWork: Sendable {
+    /// `queue:<name>`.
+    public let queueKey: String
+    public let job: String
+    public var queueName: String { String(queueKey.dropFirst(6)) }
+}
+
+/// How processors take jobs off the queues.
+public protocol Fetcher: Sendable {
+    /// The next job, or `nil` after a timeout with nothing to do.
+    func retrieve() async throws -> UnitOfWork?
+    /// The job is done (ran, retried or died): forget it.
+    func acknowledge(_ work: UnitOfWork) async throws
+    /// Puts unfinished jobs back at the head of their queues (the end BRPOP reads next).
+    func requeue(_ work: [UnitOfWork]) async throws
+}
+
+/// Sidekiq's `BasicFetch`: `BRPOP queue:a queue:b ... 2`. A job in a process that dies is lost.
+public struct BasicFetch: Fetcher {
+    public static let timeout = "2"
+    let redis: RedisPool
+    let queues: QueueList
+
+    public init(redis: RedisPool, queues: QueueList) {
+        self.redis = redis
+        self.queues = queues
+    }
+
+    public func retrieve() async throws -> UnitOfWork? {
+        let keys = queues.order().map { "queue:" + $0 }
+        let reply = try await redis.call(["BRPOP"] + keys + [BasicFetch.timeout])
+        let items = reply.elements
+        guard items.count == 2, let key = items[0].text, let job = items[1].text else { return nil }
+        return UnitOfWork(queueKey: key, job: job)
+    }
+
+    public func acknowledge(_ work: UnitOfWork) async throws {}
+
+    public func requeue(_ work: [UnitOfWork]) async throws {
+        guard !work.isEmpty else { return }
+        _ = try await redis.pipeline(work.map { ["RPUSH", $0.queueKey, $0.job] })
+    }
+}
+
+/// Reliable fetch: every job moves atomically (`BLMOVE` / `LMOVE`) from its queue into a
+/// private in-progress list of this process and leaves it (`LREM`) only when done, so a
+/// process that dies holds its jobs where a peer finds and requeues them.
+///
+/// The private list of `queue:<name>` is `{queue:<name>}:inprogress:<identity>`: its Redis
+/// Cluster hashtag is the queue's whole key name, so it hashes to the queue's slot (the same
+/// cluster node) and, on Damselfly with `--lock_on_hashtags` and
+/// `--shard_round_robin_prefix=queue:`, to the queue's shard: the move stays a single-shard,
+/// inline operation. Identities with private lists are kept in the set `damselfly:reliable`.
+public struct ReliableFetch: Fetcher {
+    public static let registryKey = "damselfly:reliable"
+    let redis: RedisPool
+    let queues: QueueList
+    public let identity: String
+    /// A job recovered from dead processes more than this many times goes to the dead set.
+    public var maxRecoveries = 3
+
+    public init(redis: RedisPool, queues: QueueList, identity: String) {
+        self.redis = redis
+        self.queues = queues
+        self.identity = identity
+    }
+
+    public static func privateList(queueKey: String, identity: String) -> String {
+        "{\(queueKey)}:inprogress:\(identity)"
+    }
+
+    public func retrieve() async throws -> UnitOfWork? {
+        let order = queues.order().map { "queue:" + $0 }
+        if order.count > 1 {
+            for key in order {
+                let reply = try await redis.call("LMOVE", key, Self.privateList(queueKey: key, identity: identity), "RIGHT", "LEFT")
+                if let job = reply.text { return UnitOfWork(queueKey: key, job: job) }
+            }
+        }
+        // Everything empty (or a single queue): block on the first queue of this order.
+        let key = order[0]
+        let timeout = order.count > 1 ? "1" : BasicFetch.timeout
+        let reply = try await redis.call("BLMOVE", key, Self.privateList(queueKey: key, identity: identity), "RIGHT", "LEFT", timeout)
+        guard let job = reply.text else { return nil }
+        return UnitOfWork(queueKey: key, job: job)
+    }
+
+    public func acknowledge(_ work: UnitOfWork) async throws {
+        try await redis.call("LREM", Self.privateList(queueKey: work.queueKey, identity: identity), "1", work.job)
+    }
+
+    public func requeue(_ work: [UnitOfWork]) async throws {
+        guard !work.isEmpty else { return }
+        var commands: [[String]] = []
+        for unit in work {
+            commands.append(["RPUSH", unit.queueKey, unit.job])
+            commands.append(["LREM", Self.privateList(queueKey: unit.queueKey, identity: identity), "1", unit.job])
+        }
+        _ = try await redis.transaction(commands)
+    }
+
+    /// Announces this process as one holding private lists (before its first fetch).
+    public func register() async throws {
+        try await redis.call("SADD", Self.registryKey, identity)
+    }
+
+    /// After a clean stop: nothing is held any more.
+    public func unregister() async throws {
+        try await redis.call("SREM", Self.registryKey, identity)
+    }
+
+    /// Whether a peer is gone: its heartbeat key expired, or it ran on this host and its pid
+    /// no longer exists (found at once, without waiting for the heartbeat's 60 s TTL).
+    static func peerIsDead(_ peer: String, heartbeatExists: Bool, hostname: String) -> Bool {
+        if !heartbeatExists { return true }
+        let parts = peer.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count >= 3, let pid = Int32(parts[parts.count - 2]) else { return false }
+        let host = parts[0..<(parts.count - 2)].joined(separator: ":")
+        guard host == hostname, pid != getpid() else { return false }
+        return kill(pid, 0) != 0 && errno == ESRCH
+    }
+
+    /// Finds dead peers and puts their in-progress jobs back on their queues (or, past
+    /// ``maxRecoveries``, into the dead set). Each job first moves atomically into this
+    /// process's own private list, so a crash half-way loses nothing either. Returns the
+    /// number of jobs recovered.
+    @discardableResult
+    public func recoverDeadPeers(hostname: String, extraQueues: [String], retry: JobRetry, log: Logger) async throws -> Int {
+        let peers = try await redis.call("SMEMBERS", Self.registryKey).elements.compactMap(\.text).filter { $0 != identity }
+        guard !peers.isEmpty else { return 0 }
+        let alive = try await redis.pipeline(peers.map { ["EXISTS", $0] })
+        var known = Set(try await redis.call("SMEMBERS", "queues").elements.compactMap(\.text))
+        known.formUnion(extraQueues)
+        var recovered = 0
+        for (peer, exists) in zip(peers, alive) {
+            guard Self.peerIsDead(peer, heartbeatExists: (exists.int ?? 0) > 0, hostname: hostname) else { continue }
+            for queue in known.sorted() {
+                let queueKey = "queue:" + queue
+                let theirs = Self.privateList(queueKey: queueKey, identity: peer)
+                let mine = Self.privateList(queueKey: queueKey, identity: identity)
+                while let job = try await redis.call("LMOVE", theirs, mine, "RIGHT", "LEFT").text {
+                    var payload = (try? JSONValue.parse(job)) ?? .null
+                    let count = (payload["recovery_count"]?.intValue ?? 0) + 1
+                    if case .object = payload, count > maxRecoveries {
+                        payload["recovery_count"] = .int(count)
+                        log.warn("job \(payload["jid"]?.stringValue ?? "?") recovered \(count) times: to the dead set")
+                        try await retry.kill(payload.serialized(), redis: redis)
+                        try await redis.call("LREM", mine, "1", job)
+                    } else {
+                        if case .object = payload { payload["recovery_count"] = .int(count) }
+                        let back = payload == .null ? job : payload.serialized()
+                        _ = try await redis.transaction([["RPUSH", queueKey, back], ["LREM", mine, "1", job]])
+                    }
+                    recovered += 1
+                }
+            }
+            try await redis.call("SREM", Self.registryKey, peer)
+            if recovered > 0 { log.info("recovered \(recovered) in-progress jobs of dead process \(peer)") }
+        }
+        return recovered
+    }
+}

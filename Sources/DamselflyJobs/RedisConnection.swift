@@ -1,0 +1,261 @@
+import CDamselfly
+import DamselflyRESP
+import Glibc
+import Synchronization
+
+/// Where and how to connect: parsed from `redis://[user:password@]host:port[/db]`.
+public struct RedisConfig: Sendable, Equatable {
+    public var host: String = "127.0.0.1"
+    public var port: Int = 6379
+    public var database: Int = 0
+    public var username: String?
+    public var password: String?
+    /// Ask for RESP3 with `HELLO 3`; servers that refuse it are spoken to in RESP2.
+    public var preferRESP3 = true
+
+    public init() {}
+
+    /// Parses a Redis URL; `nil` when it is not one.
+    public init?(url: String) {
+        var rest = Substring(url)
+        if rest.hasPrefix("redis://") { rest = rest.dropFirst(8) } else { return nil }
+        if let at = rest.lastIndex(of: "@") {
+            let credentials = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            if let colon = credentials.firstIndex(of: ":") {
+                let user = credentials[..<colon]
+                username = user.isEmpty ? nil : String(user)
+                password = String(credentials[credentials.index(after: colon)...])
+            } else if !credentials.isEmpty {
+                password = String(credentials)
+            }
+        }
+        if let slash = rest.firstIndex(of: "/") {
+            let db = rest[rest.index(after: slash)...]
+            if !db.isEmpty {
+                guard let n = Int(db) else { return nil }
+                database = n
+            }
+            rest = rest[..<slash]
+        }
+        if let colon = rest.lastIndex(of: ":") {
+            guard let p = Int(rest[rest.index(after: colon)...]) else { return nil }
+            port = p
+            rest = rest[..<colon]
+        }
+        if !rest.isEmpty { host = String(rest) }
+    }
+
+    public var url: String { "redis://\(host):\(port)/\(database)" }
+}
+
+/// What went wrong talking to the server.
+public enum RedisError: Error, Sendable, CustomStringConvertible {
+    case connect(String)
+    case closed
+    case io(Int32)
+    case protocolError(String)
+    /// An error reply (`-ERR ...`), where a single command's reply was asked for.
+    case server(String)
+
+    public var description: String {
+        switch self {
+        case .connect(let m): return "connect: \(m)"
+        case .closed: return "connection closed by server"
+        case .io(let e): return "I/O error \(e)"
+        case .protocolError(let m): return "protocol error: \(m)"
+        case .server(let m): return m
+        }
+    }
+}
+
+/// One persistent, pipelining connection to a server.
+///
+/// A connection serves one task at a time: ``RedisPool`` leases it out and takes it back, and
+/// ``RedisConnection/send(_:)`` traps if two tasks ever use it at once (the invariant behind
+/// `@unchecked Sendable`). Commands of one call are written in one `send` and their replies
+/// read back in order, so a pipeline of N commands costs one round trip.
+public final class RedisConnection: @unchecked Sendable {
+    public let fd: Int32
+    /// 3 after a successful `HELLO 3`, else 2.
+    public private(set) var protocolVersion = 2
+    /// Set after an I/O or protocol error: the pool drops the connection instead of reusing it.
+    public private(set) var isBroken = false
+    let reactor: IOReactor
+    private let inUse = Atomic<Bool>(false)
+    private var input: [UInt8] = []
+    private var inputStart = 0
+    private var output: [UInt8] = []
+    private var decoder = RESPReplyDecoder()
+
+    init(fd: Int32, reactor: IOReactor) {
+        self.fd = fd
+        self.reactor = reactor
+        input.reserveCapacity(16 * 1024)
+        output.reserveCapacity(16 * 1024)
+        reactor.register(fd: fd)
+    }
+
+    deinit {
+        reactor.unregister(fd: fd)
+        Glibc.close(fd)
+    }
+
+    /// Opens a TCP connection and says hello: RESP3 if the server takes it, AUTH and SELECT
+    /// as the configuration asks.
+    public static func connect(_ config: RedisConfig, reactor: IOReactor = .shared) async throws -> RedisConnection {
+        let fd = try openSocket(host: config.host, port: config.port)
+        let connection = RedisConnection(fd: fd, reactor: reactor)
+        var authed = false
+        if config.preferRESP3 {
+            var hello = ["HELLO", "3"]
+            if let password = config.password {
+                hello += ["AUTH", config.username ?? "default", password]
+            }
+            let reply = try await connection.send([hello.map { Array($0.utf8) }])[0]
+            if case .error = reply {
+                connection.protocolVersion = 2
+            } else {
+                connection.protocolVersion = 3
+                authed = true
+            }
+        }
+        var setup: [[String]] = []
+        if !authed, let password = config.password {
+            setup.append(config.username.map { ["AUTH", $0, password] } ?? ["AUTH", password])
+        }
+        if config.database != 0 { setup.append(["SELECT", String(config.database)]) }
+        if !setup.isEmpty {
+            for reply in try await connection.send(setup.map { $0.map { Array($0.utf8) } }) {
+                if case .error(let message) = reply { throw RedisError.connect(message) }
+            }
+        }
+        return connection
+    }
+
+    static func openSocket(host: String, port: Int) throws -> Int32 {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &result)
+        guard rc == 0, let first = result else {
+            throw RedisError.connect("cannot resolve \(host): \(String(cString: gai_strerror(rc)))")
+        }
+        defer { freeaddrinfo(result) }
+        var lastErrno: Int32 = 0
+        var info: UnsafeMutablePointer<addrinfo>? = first
+        while let ai = info {
+            let fd = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            if fd >= 0 {
+                if Glibc.connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 {
+                    dfly_prepare_client_socket(fd, 1, 0)
+                    return fd
+                }
+                lastErrno = errno
+                Glibc.close(fd)
+            }
+            info = ai.pointee.ai_next
+        }
+        throw RedisError.connect("\(host):\(port): \(String(cString: strerror(lastErrno)))")
+    }
+
+    // MARK: - Commands
+
+    /// Sends commands in one write and returns their replies in order. Error replies are
+    /// values here (`.error`), so one failed command does not hide the others' replies.
+    public func send(_ commands: [[[UInt8]]]) async throws -> [RESPValue] {
+        guard inUse.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            preconditionFailure("RedisConnection used by two tasks at once")
+        }
+        defer { inUse.store(false, ordering: .releasing) }
+        guard !isBroken else { throw RedisError.closed }
+        do {
+            output.removeAll(keepingCapacity: true)
+            for command in commands { RESPEncodeCommand(command, into: &output) }
+            try await flush()
+            var replies: [RESPValue] = []
+            replies.reserveCapacity(commands.count)
+            while replies.count < commands.count {
+                let reply = try await readReply()
+                if case .push = reply { continue }  // RESP3 out-of-band data: not a reply
+                replies.append(reply)
+            }
+            return replies
+        } catch {
+            isBroken = true
+            throw error
+        }
+    }
+
+    /// Marks the connection unusable (a caller gave up on it half-way through a reply).
+    public func markBroken() { isBroken = true }
+
+    private func flush() async throws {
+        var offset = 0
+        while offset < output.count {
+            let n = output.withUnsafeBytes { raw in
+                Glibc.send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+            }
+            if n > 0 {
+                offset += n
+            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                await reactor.wait(fd: fd, writable: true)
+            } else if n < 0 && errno == EINTR {
+                continue
+            } else {
+                throw RedisError.io(errno)
+            }
+        }
+    }
+
+    private func readReply() async throws -> RESPValue {
+        while true {
+            if inputStart < input.count {
+                let decoded: (RESPValue, consumed: Int)?
+                do {
+                    decoded = try input.withUnsafeBytes { raw throws(RESPDecodeError) in
+                        try decoder.decode(UnsafeRawBufferPointer(rebasing: raw[inputStart...]))
+                    }
+                } catch {
+                    throw RedisError.protocolError((error as? RESPDecodeError)?.message ?? "\(error)")
+                }
+                if let (value, consumed) = decoded {
+                    inputStart += consumed
+                    if inputStart == input.count {
+                        input.removeAll(keepingCapacity: true)
+                        inputStart = 0
+                    }
+                    return value
+                }
+            }
+            if inputStart > 0 {
+                input.removeSubrange(0..<inputStart)
+                inputStart = 0
+            }
+            try await fill()
+        }
+    }
+
+    private func fill() async throws {
+        let chunk = 16 * 1024
+        while true {
+            let old = input.count
+            input.reserveCapacity(old + chunk)
+            var n = 0
+            input.append(contentsOf: repeatElement(0, count: chunk))
+            input.withUnsafeMutableBytes { raw in
+                n = Glibc.recv(fd, raw.baseAddress! + old, chunk, 0)
+            }
+            let err = errno
+            input.removeLast(chunk - max(n, 0))
+            if n > 0 { return }
+            if n == 0 { throw RedisError.closed }
+            if err == EAGAIN || err == EWOULDBLOCK {
+                await reactor.wait(fd: fd, writable: false)
+            } else if err != EINTR {
+                throw RedisError.io(err)
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+import DamselflyRESP
+
+/// A bounded pool of persistent connections, opened lazily.
+///
+/// The worker's fetchers, poller and heartbeat and the jobs' own code all draw from the pool of
+/// their capsule, so a job that runs a hundred commands concurrently waits for a free
+/// connection instead of opening its own: the server sees at most ``limit`` connections for
+/// the life of the process (the failure mode of opening a client per job). A connection that
+/// broke is dropped and its slot reopened on demand.
+public actor RedisPool {
+    public nonisolated let config: RedisConfig
+    public nonisolated let limit: Int
+    nonisolated let reactor: IOReactor
+    private var idle: [RedisConnection] = []
+    private var open = 0
+    /// Waiters get a connection, or `nil` meaning "a slot is yours: open one".
+    private var waiters: [CheckedContinuation<RedisConnection?, Never>] = []
+    /// Connections opened over the pool's life (a test checks that it stays flat).
+    public private(set) var connectionsOpened = 0
+
+    public init(config: RedisConfig, limit: Int, reactor: IOReactor = .shared) {
+        precondition(limit > 0)
+        self.config = config
+        self.limit = limit
+        self.reactor = reactor
+    }
+
+    public var openConnections: Int { open }
+
+    private func take() async -> RedisConnection? {
+        if let connection = idle.popLast() { return connection }
+        if open < limit {
+            open += 1
+            connectionsOpened += 1
+            return nil
+        }
+        return await withCheckedContinuation { waiters.append($0) }
+    }
+
+    private func giveBack(_ connection: RedisConnection?) {
+        if let connection, !connection.isBroken {
+            if !waiters.isEmpty {
+                waiters.removeFirst().resume(returning: connection)
+            } else {
+                idle.append(connection)
+            }
+            return
+        }
+        // A broken or never-opened connection frees its slot.
+        if !waiters.isEmpty {
+            connectionsOpened += 1
+            waiters.removeFirst().resume(returning: nil)
+        } else {
+            open -= 1
+        }
+    }
+
+    /// Closes idle connections (leased ones close when given back after this).
+    public func drain() {
+        idle.removeAll()
+    }
+
+    /// Leases a connection for `body`; it goes back to the pool afterwards.
+    public nonisolated func withConnection<T: Sendable>(
+        _ body: (RedisConnection) async throws -> T
+    ) async throws -> T {
+        var connection = await take()
+        if connection == nil {
+            do {
+                connection = try await RedisConnection.connect(config, reactor: reactor)
+            } catch {
+                await giveBack(nil)
+                throw error
+            }
+        }
+        let leased = connection!
+        do {
+            let result = try await body(leased)
+            await giveBack(leased)
+            return result
+        } catch {
+            await giveBack(leased)
+            throw error
+        }
+    }
+
+    // MARK: - Conveniences
+
+    /// One command; an error reply throws ``RedisError/server(_:)``.
+    @discardableResult
+    public nonisolated func call(_ args: String...) async throws -> RESPValue {
+        try await call(args)
+    }
+
+    @discardableResult
+    public nonisolated func call(_ args: [String]) async throws -> RESPValue {
+        let reply = try await withConnection { try await $0.send([args.map { Array($0.utf8) }])[0] }
+        if case .error(let message) = reply { throw RedisError.server(message) }
+        return reply
+    }
+
+    /// Commands in one round trip; replies (errors included) in order.
+    public nonisolated func pipeline(_ commands: [[String]]) async throws -> [RESPValue] {
+        try await withConnection { try await $0.send(commands.map { $0.map { Array($0.utf8) } }) }
+    }
+
+    /// `MULTI`, the commands, `EXEC` in one round trip: the replies of the block, as Ruby's
+    /// `conn.multi { }` returns them. Throws if the block was refused or aborted.
+    public nonisolated func transaction(_ commands: [[String]]) async throws -> [RESPValue] {
+        let replies = try await pipeline([["MULTI"]] + commands + [["EXEC"]])
+        switch replies.last {
+        case .array(let items?)?: return items
+        case .error(let message)?: throw RedisError.server(message)
+        default:
+            if let firstError = replies.first(where: { if case .error = $0 { return true } else { return false } }),
+               case .error(let message) = firstError {
+                throw RedisError.server(message)
+            }
+            throw RedisError.server("EXEC aborted")
+        }
+    }
+}
+
+// MARK: - Reading replies
+
+extension RESPValue {
+    /// A bulk or simple string as text; `nil` for nulls.
+    public var text: String? {
+        switch self {
+        case .bulk(let b?): return String(decoding: b, as: UTF8.self)
+        case .simpleString(let s): return s
+        case .verbatim(_, let t): return t
+        case .integer(let i): return String(i)
+        case .double(let d): return String(d)
+        default: return nil
+        }
+    }
+
+    public var int: Int64? {
+        switch self {
+        case .integer(let i): return i
+        case .bulk(let b?): return Int64(String(decoding: b, as: UTF8.self))
+        case .boolean(let b): return b ? 1 : 0
+        default: return nil
+        }
+    }
+
+    public var isNull: Bool {
+        switch self {
+        case .null, .bulk(nil), .array(nil): return true
+        default: return false
+        }
+    }
+
+    /// Elements of an array or set; a RESP3 map flattened to key, value, key, value as RESP2
+    /// sends it, so callers read both protocols alike.
+    public var elements: [RESPValue] {
+        switch self {
+        case .array(let a?): return a
+        case .set(let s), .push(let s): return s
+        case .map(let pairs): return pairs.flatMap { [$0.0, $0.1] }
+        default: return []
+        }
+    }
+
+    /// A map reply, or a RESP2 flat key/value array, as text pairs.
+    public var pairs: [(String, String)] {
+        let flat = elements
+        var out: [(String, String)] = []
+        var i = 0
+        while i + 1 < flat.count {
+            out.append((flat[i].text ?? "", flat[i + 1].text ?? ""))
+            i += 2
+        }
+        return out
+    }
+}
