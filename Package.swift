@@ -36,6 +36,10 @@ let package = Package(
             name: "CDamselfly",
             linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("xxhash")]
         ),
+        .target(
+            name: "CLuaBridge",
+            linkerSettings: [.linkedLibrary("lua5.1"), .linkedLibrary("dl")]
+        ),
         .target(name: "DamselflyRESP", swiftSettings: strictSettings),
         .target(name: "DamselflyStorage", dependencies: ["CDamselfly"], swiftSettings: strictSettings),
         .target(name: "DamselflyRuntime", dependencies: ["CDamselfly"], swiftSettings: strictSettings),
@@ -46,7 +50,7 @@ let package = Package(
         ),
         .target(
             name: "DamselflyCommands",
-            dependencies: ["DamselflyRESP", "DamselflyStorage", "DamselflyTransactions", "DamselflyRuntime"],
+            dependencies: ["DamselflyRESP", "DamselflyStorage", "DamselflyTransactions", "DamselflyRuntime", "CLuaBridge"],
             swiftSettings: strictSettings
         ),
         .target(

@@ -192,7 +192,7 @@ final class Parking {
         let database = call.client.database
         let keys = self.keys
         let allKeys = keys + extraLockKeys
-        let canBlock = !call.insideExec
+        let canBlock = call.canBlock
         let pop = self.pop
         let destination = destinationCheck
         // Where each watched key lives, for the waiter's registrations.

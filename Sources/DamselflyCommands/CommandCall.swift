@@ -40,14 +40,43 @@ public struct CommandCall {
     /// lock it needs and sits at the head of every shard queue it touches:
     /// shard work is sent straight to the shards, with no scheduling.
     public let insideExec: Bool
+    /// The command was called by a Lua script (redis.call): it runs
+    /// synchronously, on the script's shard or on shards lent to the script.
+    public let script: ScriptExecution?
 
-    public init(args: CommandArguments, client: ClientState, engine: Engine, spec: CommandSpec, sink: ReplySink, insideExec: Bool = false) {
+    public init(
+        args: CommandArguments, client: ClientState, engine: Engine, spec: CommandSpec, sink: ReplySink,
+        insideExec: Bool = false, script: ScriptExecution? = nil
+    ) {
         self.args = args
         self.client = client
         self.engine = engine
         self.spec = spec
         self.sink = sink
         self.insideExec = insideExec
+        self.script = script
+    }
+
+    /// Whether the command may park the client (not inside EXEC or a script).
+    public var canBlock: Bool { !insideExec && script == nil }
+
+    /// Inside a script: the shards of `shardIndexes` as the script may use
+    /// them, or nil (and the script marked) when one is out of its reach.
+    @usableFromInline func scriptShards(_ script: ScriptExecution, _ shardIndexes: [Int]) -> [Shard]? {
+        var result: [Shard] = []
+        for index in shardIndexes {
+            switch script.mode {
+            case .onShard(let shard):
+                guard shard.index == index else {
+                    script.touchedForeignKey = true
+                    return nil
+                }
+                result.append(shard)
+            case .lentShards:
+                result.append(shardSet.shards[index])
+            }
+        }
+        return result
     }
 
     /// Whether shards must tell WATCHers about this command's keys.
@@ -100,6 +129,17 @@ public struct CommandCall {
     public func runOnShard(_ shardIndex: Int, locks: ShardLockSet, _ work: @escaping (Shard) -> Reply) {
         let sink = self.sink
         let writes = self.writes
+        if let script {
+            guard let shard = scriptShards(script, [shardIndex])?.first else {
+                return sink.complete(ScriptExecution.foreignKeyError)
+            }
+            let reply = work(shard)
+            if writes {
+                script.wrote = true
+                shard.noteWritten(locks.fingerprints)
+            }
+            return sink.complete(reply)
+        }
         let operation: (Shard) -> Reply = { shard in
             let reply = work(shard)
             if writes { shard.noteWritten(locks.fingerprints) }
@@ -140,6 +180,21 @@ public struct CommandCall {
         }
         let writes = self.writes
         let fingerprints = keys.map { lockFingerprint(keyHash: $0.hash, database: database) }
+        if let script {
+            let plan = byShard.keys.sorted()
+            guard let shards = scriptShards(script, plan) else { return sink.complete(ScriptExecution.foreignKeyError) }
+            var results: [R] = []
+            for shard in shards {
+                var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+                let positions = byShard[shard.index]!
+                results.append(perShard(&context, positions))
+                if writes {
+                    script.wrote = true
+                    shard.noteWritten(positions.map { fingerprints[$0] })
+                }
+            }
+            return sink.complete(merge(results))
+        }
         if insideExec {
             let plan = byShard.keys.sorted()
             hopEach(plan, { shard in
@@ -223,6 +278,29 @@ public struct CommandCall {
         }
         let writes = self.writes
         let fingerprints = keys.map { lockFingerprint(keyHash: $0.hash, database: database) }
+        if let script {
+            let plan = byShard.keys.sorted()
+            guard let shards = scriptShards(script, plan) else {
+                // The caller's reply type is generic: report through the sink.
+                return self.sink.complete(ScriptExecution.foreignKeyError)
+            }
+            var checks: [C] = []
+            for shard in shards {
+                var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+                checks.append(check(&context, byShard[shard.index]!))
+            }
+            let decision = decide(checks)
+            for shard in shards {
+                var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+                let positions = byShard[shard.index]!
+                apply(&context, positions, decision)
+                if writes {
+                    script.wrote = true
+                    shard.noteWritten(positions.map { fingerprints[$0] })
+                }
+            }
+            return completion(reply(decision))
+        }
         if insideExec {
             let plan = byShard.keys.sorted()
             hopEach(plan, { shard in

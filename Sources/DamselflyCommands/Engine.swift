@@ -15,6 +15,8 @@ public final class Engine: Sendable {
     public let startTimeMs: Int64
     /// Per-loop counters read by INFO.
     public let loopCounters: [LoopCounters]
+    /// Lua scripts and the per-thread interpreters.
+    public let scripts: ScriptRuntime
     /// Per-loop registries of clients parked on blocking commands.
     public let blockedClients: [BlockedClientRegistry]
     /// `--singlehop_blocking`: a blocking pop whose keys share a shard finds
@@ -27,6 +29,7 @@ public final class Engine: Sendable {
         requirePass: String, singleHopBlocking: Bool = true
     ) {
         self.blockedClients = shardSet.loops.map { _ in BlockedClientRegistry() }
+        self.scripts = ScriptRuntime(loopCount: shardSet.loops.count)
         self.singleHopBlocking = singleHopBlocking
         self.shardSet = shardSet
         self.registry = registry

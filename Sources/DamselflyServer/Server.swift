@@ -63,6 +63,7 @@ public final class Server: @unchecked Sendable {
         SortedSetFamily.register(registry)
         BitFamily.register(registry)
         BlockingFamily.register(registry)
+        ScriptFamily.register(registry)
         ConnectionFamily.register(registry, server: self)
         ServerFamily.register(registry, server: self)
         MultiFamily.register(registry, server: self)
@@ -88,6 +89,7 @@ public final class Server: @unchecked Sendable {
             let interval = 1000 / max(1, config.hz)
             shard.loop.post { [weak self] in
                 shard.loop.addPeriodicTimer(intervalMillis: interval) {
+                    guard !shard.isLent else { return }
                     _ = shard.keyspace.activeExpire(nowMs: Clock.wallMillis())
                     shard.publishStats()
                     self?.notePeakMemory()

@@ -26,6 +26,11 @@ public final class Shard: @unchecked Sendable {
     var watches = WatchTable()
     /// Clients blocked on keys of this shard.
     var blocking = BlockingTable()
+    /// A global transaction lent this shard's keyspace to its coordinating
+    /// thread (a Lua script touching undeclared keys): lock-free work
+    /// (expiry, SCAN, KEYS, INFO's walk) waits until it is handed back.
+    public private(set) var isLent = false
+    private var waitingForReturn: [() -> Void] = []
     /// Every shard of the server (set once by ``ShardSet``), for messages between shards.
     public internal(set) var peers: [Shard] = []
 
@@ -55,6 +60,22 @@ public final class Shard: @unchecked Sendable {
     /// Whether a command holding `locks` could run right now without a transaction id.
     @inline(__always)
     public func locksAreFree(_ locks: ShardLockSet) -> Bool { self.locks.isFree(locks) }
+
+    /// On this shard's thread: lends the keyspace out (see ``isLent``).
+    public func lend() { isLent = true }
+
+    /// On this shard's thread: takes the keyspace back and runs what waited.
+    public func takeBack() {
+        isLent = false
+        let pending = waitingForReturn
+        waitingForReturn = []
+        for task in pending { task() }
+    }
+
+    /// Runs `task` now, or once the keyspace is handed back.
+    public func whenAvailable(_ task: @escaping () -> Void) {
+        if isLent { waitingForReturn.append(task) } else { task() }
+    }
 
     /// Runs after every operation on this shard: serves clients blocked on
     /// keys the operation made ready, then refreshes the published counters.

@@ -96,12 +96,14 @@ public final class ShardSet: Sendable {
     public func broadcast<R>(from loop: EventLoop, _ operation: @escaping (Shard) -> R, done: @escaping ([R]) -> Void) {
         let gather = Gather<R>(count: shards.count, done: done)
         for shard in shards {
-            if shard.loop === loop {
+            if shard.loop === loop && !shard.isLent {
                 gather.deliver(shard.index, operation(shard))
             } else {
                 shard.loop.post {
-                    let result = operation(shard)
-                    loop.post { gather.deliver(shard.index, result) }
+                    shard.whenAvailable {
+                        let result = operation(shard)
+                        loop.post { gather.deliver(shard.index, result) }
+                    }
                 }
             }
         }
@@ -110,15 +112,17 @@ public final class ShardSet: Sendable {
     /// Runs `operation` on one shard with no locks and no accounting.
     public func hop<R>(from loop: EventLoop, to shardIndex: Int, _ operation: @escaping (Shard) -> R, done: @escaping (R) -> Void) {
         let shard = shards[shardIndex]
-        if shard.loop === loop {
+        if shard.loop === loop && !shard.isLent {
             let result = operation(shard)
             shard.afterOperation()
             done(result)
         } else {
             shard.loop.post {
-                let result = operation(shard)
-                shard.afterOperation()
-                loop.post { done(result) }
+                shard.whenAvailable {
+                    let result = operation(shard)
+                    shard.afterOperation()
+                    loop.post { done(result) }
+                }
             }
         }
     }

@@ -1,0 +1,584 @@
+#define _GNU_SOURCE
+#include "CLuaBridge.h"
+#include <lua5.1/lua.h>
+#include <lua5.1/lauxlib.h>
+#include <lua5.1/lualib.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+struct dfly_lua {
+    lua_State *L;
+};
+
+/* The per-run state reachable from redis.call: kept in a registry slot. */
+typedef struct {
+    dfly_lua_call_fn call;
+    void *context;
+    int resp; /* redis.setresp: 2 or 3 */
+} run_state;
+
+static run_state *current_run(lua_State *L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "__dfly_run");
+    run_state *r = (run_state *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return r;
+}
+
+/* ---------- a growable buffer for RESP output ---------- */
+
+typedef struct { char *data; size_t len, cap; } buf;
+
+static void buf_put(buf *b, const void *p, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        b->data = realloc(b->data, cap);
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+static void buf_str(buf *b, const char *s) { buf_put(b, s, strlen(s)); }
+static void buf_fmt(buf *b, const char *fmt, long long v) {
+    char tmp[64];
+    int n = snprintf(tmp, sizeof(tmp), fmt, v);
+    buf_put(b, tmp, (size_t)n);
+}
+static void buf_bulk(buf *b, const char *s, size_t n) {
+    buf_fmt(b, "$%lld\r\n", (long long)n);
+    buf_put(b, s, n);
+    buf_put(b, "\r\n", 2);
+}
+static void buf_line(buf *b, char prefix, const char *s, size_t n) {
+    buf_put(b, &prefix, 1);
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '\r' || c == '\n') c = ' ';
+        buf_put(b, &c, 1);
+    }
+    buf_put(b, "\r\n", 2);
+}
+
+/* ---------- RESP reply -> Lua value (Redis's conversion rules) ---------- */
+
+static const char *read_line(const char *p, const char *end, size_t *len) {
+    const char *q = p;
+    while (q + 1 < end && !(q[0] == '\r' && q[1] == '\n')) q++;
+    *len = (size_t)(q - p);
+    return q + 2 <= end ? q + 2 : end;
+}
+
+static const char *push_reply(lua_State *L, const char *p, const char *end) {
+    if (p >= end) { lua_pushnil(L); return end; }
+    char type = *p++;
+    size_t len;
+    const char *line = p;
+    const char *next = read_line(p, end, &len);
+    char tmp[128];
+    size_t cl = len < sizeof(tmp) - 1 ? len : sizeof(tmp) - 1;
+    memcpy(tmp, line, cl);
+    tmp[cl] = 0;
+    switch (type) {
+    case '+':
+        lua_newtable(L);
+        lua_pushlstring(L, line, len);
+        lua_setfield(L, -2, "ok");
+        return next;
+    case '-':
+        lua_newtable(L);
+        lua_pushlstring(L, line, len);
+        lua_setfield(L, -2, "err");
+        return next;
+    case ':':
+        lua_pushnumber(L, (lua_Number)strtoll(tmp, NULL, 10));
+        return next;
+    case '(':
+        lua_newtable(L);
+        lua_pushlstring(L, line, len);
+        lua_setfield(L, -2, "big_number");
+        return next;
+    case ',':
+        lua_newtable(L);
+        lua_pushnumber(L, strtod(tmp, NULL));
+        lua_setfield(L, -2, "double");
+        return next;
+    case '#':
+        lua_pushboolean(L, tmp[0] == 't');
+        return next;
+    case '_':
+        lua_pushnil(L);
+        return next;
+    case '$':
+    case '=': {
+        long long n = strtoll(tmp, NULL, 10);
+        if (n < 0) { lua_pushboolean(L, 0); return next; }
+        const char *data = next;
+        if (type == '=' && n >= 4) { data += 4; n -= 4; }
+        lua_pushlstring(L, data, (size_t)n);
+        return next + (type == '=' ? n + 4 : n) + 2;
+    }
+    case '*':
+    case '~':
+    case '>': {
+        long long n = strtoll(tmp, NULL, 10);
+        if (n < 0) { lua_pushboolean(L, 0); return next; }
+        lua_newtable(L);
+        if (type == '~') {
+            lua_newtable(L);
+            for (long long i = 0; i < n; i++) {
+                next = push_reply(L, next, end);
+                lua_pushboolean(L, 1);
+                lua_settable(L, -3);
+            }
+            lua_setfield(L, -2, "set");
+            return next;
+        }
+        for (long long i = 0; i < n; i++) {
+            next = push_reply(L, next, end);
+            lua_rawseti(L, -2, (int)(i + 1));
+        }
+        return next;
+    }
+    case '%': {
+        long long n = strtoll(tmp, NULL, 10);
+        lua_newtable(L);
+        lua_newtable(L);
+        for (long long i = 0; i < n; i++) {
+            next = push_reply(L, next, end);
+            next = push_reply(L, next, end);
+            lua_settable(L, -3);
+        }
+        lua_setfield(L, -2, "map");
+        return next;
+    }
+    default:
+        lua_pushnil(L);
+        return end;
+    }
+}
+
+/* ---------- Lua value -> RESP (the script's result) ---------- */
+
+static void encode_value(lua_State *L, int index, buf *out, int resp, int depth);
+
+static int table_field(lua_State *L, int index, const char *name, int type) {
+    lua_pushstring(L, name);
+    lua_rawget(L, index);
+    if (lua_type(L, -1) == type) return 1;
+    lua_pop(L, 1);
+    return 0;
+}
+
+static void encode_value(lua_State *L, int index, buf *out, int resp, int depth) {
+    if (index < 0) index = lua_gettop(L) + index + 1;
+    if (depth > 64) { buf_str(out, "-ERR reached lua stack limit\r\n"); return; }
+    switch (lua_type(L, index)) {
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, index, &n);
+        buf_bulk(out, s, n);
+        return;
+    }
+    case LUA_TBOOLEAN: {
+        run_state *r = current_run(L);
+        int script_resp = r ? r->resp : 2;
+        if (script_resp == 3 && resp == 3) {
+            buf_str(out, lua_toboolean(L, index) ? "#t\r\n" : "#f\r\n");
+        } else if (lua_toboolean(L, index)) {
+            buf_str(out, ":1\r\n");
+        } else {
+            buf_str(out, resp == 3 ? "_\r\n" : "$-1\r\n");
+        }
+        return;
+    }
+    case LUA_TNUMBER:
+        buf_fmt(out, ":%lld\r\n", (long long)lua_tonumber(L, index));
+        return;
+    case LUA_TTABLE: {
+        if (table_field(L, index, "err", LUA_TSTRING)) {
+            size_t n;
+            const char *s = lua_tolstring(L, -1, &n);
+            buf_line(out, '-', s, n);
+            lua_pop(L, 1);
+            return;
+        }
+        if (table_field(L, index, "ok", LUA_TSTRING)) {
+            size_t n;
+            const char *s = lua_tolstring(L, -1, &n);
+            buf_line(out, '+', s, n);
+            lua_pop(L, 1);
+            return;
+        }
+        if (table_field(L, index, "double", LUA_TNUMBER)) {
+            char tmp[64];
+            double d = lua_tonumber(L, -1);
+            lua_pop(L, 1);
+            if (isinf(d)) snprintf(tmp, sizeof(tmp), d > 0 ? "inf" : "-inf");
+            else snprintf(tmp, sizeof(tmp), "%.17g", d);
+            if (resp == 3) { buf_put(out, ",", 1); buf_str(out, tmp); buf_put(out, "\r\n", 2); }
+            else buf_bulk(out, tmp, strlen(tmp));
+            return;
+        }
+        if (table_field(L, index, "map", LUA_TTABLE)) {
+            int t = lua_gettop(L);
+            long long n = 0;
+            lua_pushnil(L);
+            while (lua_next(L, t)) { n++; lua_pop(L, 1); }
+            buf_fmt(out, resp == 3 ? "%%%lld\r\n" : "*%lld\r\n", resp == 3 ? n : n * 2);
+            lua_pushnil(L);
+            while (lua_next(L, t)) {
+                encode_value(L, -2, out, resp, depth + 1);
+                encode_value(L, -1, out, resp, depth + 1);
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            return;
+        }
+        if (table_field(L, index, "set", LUA_TTABLE)) {
+            int t = lua_gettop(L);
+            long long n = 0;
+            lua_pushnil(L);
+            while (lua_next(L, t)) { n++; lua_pop(L, 1); }
+            buf_fmt(out, resp == 3 ? "~%lld\r\n" : "*%lld\r\n", n);
+            lua_pushnil(L);
+            while (lua_next(L, t)) {
+                encode_value(L, -2, out, resp, depth + 1);
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            return;
+        }
+        /* An array: elements 1..n up to the first nil. */
+        long long n = 0;
+        for (;;) {
+            lua_rawgeti(L, index, (int)(n + 1));
+            int nil = lua_isnil(L, -1);
+            lua_pop(L, 1);
+            if (nil) break;
+            n++;
+        }
+        buf_fmt(out, "*%lld\r\n", n);
+        for (long long i = 1; i <= n; i++) {
+            lua_rawgeti(L, index, (int)i);
+            encode_value(L, -1, out, resp, depth + 1);
+            lua_pop(L, 1);
+        }
+        return;
+    }
+    default:
+        buf_str(out, resp == 3 ? "_\r\n" : "$-1\r\n");
+        return;
+    }
+}
+
+/* ---------- redis.* ---------- */
+
+static int redis_call_common(lua_State *L, int raise) {
+    run_state *r = current_run(L);
+    int argc = lua_gettop(L);
+    if (argc == 0) {
+        if (raise) return luaL_error(L, "Please specify at least one argument for this redis lib call");
+        lua_newtable(L);
+        lua_pushstring(L, "ERR Please specify at least one argument for this redis lib call");
+        lua_setfield(L, -2, "err");
+        return 1;
+    }
+    const char **argv = malloc(sizeof(char *) * (size_t)argc);
+    size_t *lens = malloc(sizeof(size_t) * (size_t)argc);
+    for (int i = 0; i < argc; i++) {
+        int t = lua_type(L, i + 1);
+        if (t != LUA_TSTRING && t != LUA_TNUMBER) {
+            free(argv);
+            free(lens);
+            if (raise) return luaL_error(L, "Lua redis lib command arguments must be strings or integers");
+            lua_newtable(L);
+            lua_pushstring(L, "ERR Lua redis lib command arguments must be strings or integers");
+            lua_setfield(L, -2, "err");
+            return 1;
+        }
+        if (t == LUA_TNUMBER) {
+            /* Redis converts numbers with %.17g, integers without a fraction. */
+            lua_Number n = lua_tonumber(L, i + 1);
+            char tmp[64];
+            if (n == (lua_Number)(long long)n) snprintf(tmp, sizeof(tmp), "%lld", (long long)n);
+            else snprintf(tmp, sizeof(tmp), "%.17g", (double)n);
+            lua_pushstring(L, tmp);
+            lua_replace(L, i + 1);
+        }
+        argv[i] = lua_tolstring(L, i + 1, &lens[i]);
+    }
+    char *out = NULL;
+    size_t outlen = 0;
+    r->call(r->context, argc, argv, lens, r->resp, &out, &outlen);
+    free(argv);
+    free(lens);
+    if (raise && outlen > 0 && out[0] == '-') {
+        /* redis.call raises the error as a table {err=...}. */
+        size_t n;
+        const char *line = out + 1;
+        read_line(line, out + outlen, &n);
+        lua_newtable(L);
+        lua_pushlstring(L, line, n);
+        lua_setfield(L, -2, "err");
+        free(out);
+        return lua_error(L);
+    }
+    push_reply(L, out, out + outlen);
+    free(out);
+    return 1;
+}
+
+static int redis_call(lua_State *L) { return redis_call_common(L, 1); }
+static int redis_pcall(lua_State *L) { return redis_call_common(L, 0); }
+
+static int redis_error_reply(lua_State *L) {
+    const char *msg = luaL_checkstring(L, 1);
+    lua_newtable(L);
+    if (msg[0] != '-') {
+        lua_pushstring(L, msg);
+    } else {
+        lua_pushstring(L, msg + 1);
+    }
+    lua_setfield(L, -2, "err");
+    return 1;
+}
+
+static int redis_status_reply(lua_State *L) {
+    const char *msg = luaL_checkstring(L, 1);
+    lua_newtable(L);
+    lua_pushstring(L, msg);
+    lua_setfield(L, -2, "ok");
+    return 1;
+}
+
+static int redis_sha1hex(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    char hex[41];
+    dfly_sha1_hex(s, n, hex);
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+static int redis_log(lua_State *L) { (void)L; return 0; }
+
+static int redis_setresp(lua_State *L) {
+    int v = (int)luaL_checkinteger(L, 1);
+    if (v != 2 && v != 3) return luaL_error(L, "RESP version must be 2 or 3.");
+    run_state *r = current_run(L);
+    if (r) r->resp = v;
+    return 0;
+}
+
+static int redis_noop(lua_State *L) { (void)L; return 0; }
+static int redis_true(lua_State *L) { lua_pushboolean(L, 1); return 1; }
+
+/* Globals may not be created or read undefined: Redis's sandbox. */
+static int global_newindex(lua_State *L) {
+    const char *name = lua_tostring(L, 2);
+    return luaL_error(L, "Script attempted to create global variable '%s'", name ? name : "?");
+}
+static int global_index(lua_State *L) {
+    const char *name = lua_tostring(L, 2);
+    return luaL_error(L, "Script attempted to access nonexistent global variable '%s'", name ? name : "?");
+}
+
+static void load_module(lua_State *L, const char *library, const char *symbol, const char *name) {
+    void *handle = dlopen(library, RTLD_NOW | RTLD_GLOBAL);
+    if (!handle) return;
+    lua_CFunction open = (lua_CFunction)dlsym(handle, symbol);
+    if (!open) return;
+    lua_pushcfunction(L, open);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    lua_setglobal(L, name);
+}
+
+dfly_lua *dfly_lua_create(void) {
+    dfly_lua *lua = calloc(1, sizeof(*lua));
+    lua_State *L = luaL_newstate();
+    lua->L = L;
+    /* Only the libraries Redis exposes: no io, os, package, debug. */
+    lua_pushcfunction(L, luaopen_base); lua_pushstring(L, ""); lua_call(L, 1, 0);
+    lua_pushcfunction(L, luaopen_table); lua_pushstring(L, LUA_TABLIBNAME); lua_call(L, 1, 0);
+    lua_pushcfunction(L, luaopen_string); lua_pushstring(L, LUA_STRLIBNAME); lua_call(L, 1, 0);
+    lua_pushcfunction(L, luaopen_math); lua_pushstring(L, LUA_MATHLIBNAME); lua_call(L, 1, 0);
+    load_module(L, "liblua5.1-cjson.so.0", "luaopen_cjson", "cjson");
+    load_module(L, "liblua5.1-bitop.so.0", "luaopen_bit", "bit");
+    lua_pushnil(L); lua_setglobal(L, "loadfile");
+    lua_pushnil(L); lua_setglobal(L, "dofile");
+
+    lua_newtable(L);
+    lua_pushcfunction(L, redis_call); lua_setfield(L, -2, "call");
+    lua_pushcfunction(L, redis_pcall); lua_setfield(L, -2, "pcall");
+    lua_pushcfunction(L, redis_error_reply); lua_setfield(L, -2, "error_reply");
+    lua_pushcfunction(L, redis_status_reply); lua_setfield(L, -2, "status_reply");
+    lua_pushcfunction(L, redis_sha1hex); lua_setfield(L, -2, "sha1hex");
+    lua_pushcfunction(L, redis_log); lua_setfield(L, -2, "log");
+    lua_pushcfunction(L, redis_setresp); lua_setfield(L, -2, "setresp");
+    lua_pushcfunction(L, redis_noop); lua_setfield(L, -2, "set_repl");
+    lua_pushcfunction(L, redis_true); lua_setfield(L, -2, "replicate_commands");
+    lua_pushstring(L, "7.2.4"); lua_setfield(L, -2, "REDIS_VERSION");
+    lua_pushnumber(L, 0x070204); lua_setfield(L, -2, "REDIS_VERSION_NUM");
+    lua_pushnumber(L, 0); lua_setfield(L, -2, "LOG_DEBUG");
+    lua_pushnumber(L, 1); lua_setfield(L, -2, "LOG_VERBOSE");
+    lua_pushnumber(L, 2); lua_setfield(L, -2, "LOG_NOTICE");
+    lua_pushnumber(L, 3); lua_setfield(L, -2, "LOG_WARNING");
+    lua_pushnumber(L, 0); lua_setfield(L, -2, "REPL_NONE");
+    lua_pushnumber(L, 3); lua_setfield(L, -2, "REPL_ALL");
+    lua_setglobal(L, "redis");
+
+    /* Lock the globals table. */
+    lua_pushvalue(L, LUA_GLOBALSINDEX);
+    lua_newtable(L);
+    lua_pushcfunction(L, global_newindex); lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, global_index); lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+    return lua;
+}
+
+void dfly_lua_destroy(dfly_lua *lua) {
+    lua_close(lua->L);
+    free(lua);
+}
+
+static void function_name(const char *sha, char name[43]) {
+    name[0] = 'f';
+    name[1] = '_';
+    memcpy(name + 2, sha, 40);
+    name[42] = 0;
+}
+
+int dfly_lua_load(dfly_lua *lua, const char *sha, const char *body, size_t length, char **error) {
+    lua_State *L = lua->L;
+    char name[43];
+    function_name(sha, name);
+    if (luaL_loadbuffer(L, body, length, "@user_script") != 0) {
+        *error = strdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    /* Store the compiled chunk in the registry (not a global: globals are locked). */
+    lua_setfield(L, LUA_REGISTRYINDEX, name);
+    return 0;
+}
+
+int dfly_lua_has(dfly_lua *lua, const char *sha) {
+    char name[43];
+    function_name(sha, name);
+    lua_getfield(lua->L, LUA_REGISTRYINDEX, name);
+    int present = lua_isfunction(lua->L, -1);
+    lua_pop(lua->L, 1);
+    return present;
+}
+
+void dfly_lua_flush(dfly_lua *lua) {
+    /* Simplest faithful flush: a new interpreter. */
+    lua_State *old = lua->L;
+    dfly_lua *fresh = dfly_lua_create();
+    lua->L = fresh->L;
+    free(fresh);
+    lua_close(old);
+}
+
+static void set_array(lua_State *L, const char *name, int count, const char **items, const size_t *lengths) {
+    lua_newtable(L);
+    for (int i = 0; i < count; i++) {
+        lua_pushlstring(L, items[i], lengths[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    /* KEYS/ARGV are set with rawset past the locked metatable. */
+    lua_pushstring(L, name);
+    lua_insert(L, -2);
+    lua_rawset(L, LUA_GLOBALSINDEX);
+}
+
+static int traceback_handler(lua_State *L) {
+    /* Keep error tables as they are; decorate strings like Redis does. */
+    return 1;
+}
+
+int dfly_lua_run(dfly_lua *lua, const char *sha,
+                 int key_count, const char **keys, const size_t *key_lengths,
+                 int arg_count, const char **args, const size_t *arg_lengths,
+                 int client_resp, dfly_lua_call_fn call, void *context,
+                 char **out, size_t *out_length) {
+    lua_State *L = lua->L;
+    char name[43];
+    function_name(sha, name);
+    lua_pushcfunction(L, traceback_handler);
+    int handler = lua_gettop(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, name);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 2);
+        return -1;
+    }
+    run_state run = { call, context, 2 };
+    lua_pushlightuserdata(L, &run);
+    lua_setfield(L, LUA_REGISTRYINDEX, "__dfly_run");
+    set_array(L, "KEYS", key_count, keys, key_lengths);
+    set_array(L, "ARGV", arg_count, args, arg_lengths);
+    buf result = { 0 };
+    if (lua_pcall(L, 0, 1, handler) != 0) {
+        if (lua_istable(L, -1) && table_field(L, lua_gettop(L), "err", LUA_TSTRING)) {
+            size_t n;
+            const char *s = lua_tolstring(L, -1, &n);
+            buf_line(&result, '-', s, n);
+            lua_pop(L, 1);
+        } else {
+            const char *message = lua_tostring(L, -1);
+            char line[1024];
+            snprintf(line, sizeof(line), "ERR Error running script (call to f_%s): %s", sha, message ? message : "unknown error");
+            buf_line(&result, '-', line, strlen(line));
+        }
+        lua_pop(L, 1);
+    } else {
+        encode_value(L, -1, &result, client_resp, 0);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1); /* handler */
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "__dfly_run");
+    lua_gc(L, LUA_GCSTEP, 10);
+    *out = result.data;
+    *out_length = result.len;
+    return 0;
+}
+
+/* ---------- SHA1 (FIPS 180-1) ---------- */
+
+static uint32_t rol(uint32_t v, int n) { return (v << n) | (v >> (32 - n)); }
+
+void dfly_sha1_hex(const void *data, size_t length, char out[41]) {
+    uint32_t h[5] = { 0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0 };
+    size_t total = ((length + 8) / 64 + 1) * 64;
+    unsigned char *m = calloc(total, 1);
+    memcpy(m, data, length);
+    m[length] = 0x80;
+    uint64_t bits = (uint64_t)length * 8;
+    for (int i = 0; i < 8; i++) m[total - 1 - i] = (unsigned char)(bits >> (8 * i));
+    for (size_t off = 0; off < total; off += 64) {
+        uint32_t w[80];
+        for (int i = 0; i < 16; i++)
+            w[i] = ((uint32_t)m[off + 4 * i] << 24) | ((uint32_t)m[off + 4 * i + 1] << 16) |
+                   ((uint32_t)m[off + 4 * i + 2] << 8) | (uint32_t)m[off + 4 * i + 3];
+        for (int i = 16; i < 80; i++) w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+        uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+        for (int i = 0; i < 80; i++) {
+            uint32_t f, k;
+            if (i < 20) { f = (b & c) | (~b & d); k = 0x5A827999; }
+            else if (i < 40) { f = b ^ c ^ d; k = 0x6ED9EBA1; }
+            else if (i < 60) { f = (b & c) | (b & d) | (c & d); k = 0x8F1BBCDC; }
+            else { f = b ^ c ^ d; k = 0xCA62C1D6; }
+            uint32_t t = rol(a, 5) + f + e + k + w[i];
+            e = d; d = c; c = rol(b, 30); b = a; a = t;
+        }
+        h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e;
+    }
+    free(m);
+    for (int i = 0; i < 5; i++) snprintf(out + 8 * i, 9, "%08x", h[i]);
+}

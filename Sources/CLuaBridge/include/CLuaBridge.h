@@ -1,0 +1,44 @@
+#ifndef CLUABRIDGE_H
+#define CLUABRIDGE_H
+
+/// The bridge between Damselfly and Lua 5.1 (Debian's liblua5.1, the
+/// version Redis embeds, so scripts written for Redis behave the same).
+/// The Lua C API is mostly macros, so the whole conversion between RESP
+/// replies and Lua values lives here, in C; Swift sees a handful of calls.
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct dfly_lua dfly_lua;
+
+/// Runs one redis.call/pcall command for the script. Fills *out with a
+/// malloc'ed RESP encoding of the reply (RESP2 or RESP3 as `resp` says).
+typedef void (*dfly_lua_call_fn)(void *context, int argc, const char **argv, const size_t *lengths, int resp,
+                                 char **out, size_t *out_length);
+
+/// A sandboxed interpreter with redis.*, cjson and bit loaded (when their
+/// Debian modules are installed). One per thread.
+dfly_lua *dfly_lua_create(void);
+void dfly_lua_destroy(dfly_lua *lua);
+
+/// Compiles `body` as the function for `sha` (40 hex chars). 0 on success,
+/// else -1 with a malloc'ed error text in *error.
+int dfly_lua_load(dfly_lua *lua, const char *sha, const char *body, size_t length, char **error);
+/// Whether the function for `sha` is loaded here.
+int dfly_lua_has(dfly_lua *lua, const char *sha);
+/// Forgets every loaded script (SCRIPT FLUSH).
+void dfly_lua_flush(dfly_lua *lua);
+
+/// Runs the function for `sha` with KEYS and ARGV; the result, converted by
+/// Redis's rules, is RESP-encoded for a client speaking `client_resp` into
+/// *out (malloc'ed). Returns 0, or -1 when the script is not loaded.
+int dfly_lua_run(dfly_lua *lua, const char *sha,
+                 int key_count, const char **keys, const size_t *key_lengths,
+                 int arg_count, const char **args, const size_t *arg_lengths,
+                 int client_resp, dfly_lua_call_fn call, void *context,
+                 char **out, size_t *out_length);
+
+/// SHA1 of `data` as 40 lower-case hex characters plus a NUL.
+void dfly_sha1_hex(const void *data, size_t length, char out[41]);
+
+#endif

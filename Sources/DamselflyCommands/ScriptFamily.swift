@@ -1,0 +1,323 @@
+import CLuaBridge
+import Glibc
+import DamselflyRESP
+import DamselflyRuntime
+import DamselflyStorage
+import DamselflyTransactions
+import Synchronization
+
+/// How a running script reaches the keyspace.
+public final class ScriptExecution {
+    public enum Mode {
+        /// Every declared key lives on this shard; the script runs on its thread.
+        case onShard(Shard)
+        /// A global transaction lent every shard to the script's thread.
+        case lentShards
+    }
+
+    public let mode: Mode
+    /// The script touched a key on a shard out of its reach.
+    public var touchedForeignKey = false
+    /// The script has written something (a rerun is no longer possible).
+    public var wrote = false
+
+    init(mode: Mode) { self.mode = mode }
+
+    @usableFromInline static let foreignKeyError = Reply.error(
+        "ERR Script attempted to access a key that was not declared and lives on another shard")
+}
+
+/// Scripts by SHA1 (EVAL, SCRIPT LOAD), shared by every thread, and one Lua
+/// interpreter per loop thread, created on first use.
+public final class ScriptRuntime: @unchecked Sendable {
+    // Invariant: `interpreters[i]` and `loadedGeneration[i]` are touched only
+    // on loop i; `bodies` and `needsLending` only under their mutex.
+    private let bodies = Mutex<[String: [UInt8]]>([:])
+    /// Scripts seen touching undeclared keys on other shards: they run with
+    /// every shard lent from the start.
+    private let needsLending = Mutex<Set<String>>([])
+    private let generation = Atomic<Int>(0)
+    private var interpreters: [OpaquePointer?]
+    private var loadedGeneration: [Int]
+
+    public init(loopCount: Int) {
+        interpreters = Array(repeating: nil, count: loopCount)
+        loadedGeneration = Array(repeating: 0, count: loopCount)
+    }
+
+    func body(_ sha: String) -> [UInt8]? { bodies.withLock { $0[sha] } }
+    func store(_ sha: String, _ body: [UInt8]) { bodies.withLock { $0[sha] = body } }
+    func exists(_ sha: String) -> Bool { bodies.withLock { $0[sha] != nil } }
+    func flush() {
+        bodies.withLock { $0.removeAll() }
+        generation.add(1, ordering: .relaxed)
+    }
+    func mustLend(_ sha: String) -> Bool { needsLending.withLock { $0.contains(sha) } }
+    func markMustLend(_ sha: String) { _ = needsLending.withLock { $0.insert(sha) } }
+
+    /// This thread's interpreter with `sha` compiled in; or the compile error.
+    func interpreter(loop: Int, sha: String, body: [UInt8]) -> Result<OpaquePointer, CompileError> {
+        let current = generation.load(ordering: .relaxed)
+        if interpreters[loop] == nil { interpreters[loop] = dfly_lua_create() }
+        let lua = interpreters[loop]!
+        if loadedGeneration[loop] != current {
+            dfly_lua_flush(lua)
+            loadedGeneration[loop] = current
+        }
+        if dfly_lua_has(lua, sha) == 0 {
+            var error: UnsafeMutablePointer<CChar>? = nil
+            // An empty script is a valid (empty) chunk: give Lua a real pointer.
+            let padded = body + [0]
+            let rc = padded.withUnsafeBytes { raw in
+                dfly_lua_load(lua, sha, raw.baseAddress!.assumingMemoryBound(to: CChar.self), body.count, &error)
+            }
+            if rc != 0 {
+                let message = error.map { String(cString: $0) } ?? "unknown error"
+                free(error)
+                return .failure(CompileError(message: message))
+            }
+        }
+        return .success(lua)
+    }
+
+    struct CompileError: Error {
+        let message: String
+    }
+}
+
+/// EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT.
+///
+/// Atomic by construction: a script whose declared keys all live on one shard
+/// runs on that shard's thread under those keys' locks (one hop; inline on
+/// the owning thread). Any other script — keys on several shards, no keys, or
+/// one already seen touching undeclared keys elsewhere — runs under a global
+/// transaction that lends every shard to the script's thread: nothing else
+/// touches the keyspace until it is done. A script that reaches for an
+/// undeclared key on another shard before writing is rerun lent, and its
+/// SHA is remembered; after a write it fails with an error instead.
+public enum ScriptFamily {
+    public static func register(_ r: CommandRegistry) {
+        let g = "scripting"
+        for (name, bySha, readOnly) in [("eval", false, false), ("evalsha", true, false), ("eval_ro", false, true), ("evalsha_ro", true, true)] {
+            r.register(name, arity: -3, flags: readOnly ? [.readonly, .noscript] : [.write, .denyOOM, .noscript], group: g) { call in
+                eval(call, bySha: bySha)
+            }
+        }
+        r.register("script", arity: -2, flags: [.noscript], group: g) { call in script(call) }
+    }
+
+    static func sha(of body: [UInt8]) -> String {
+        var hex = [CChar](repeating: 0, count: 41)
+        body.withUnsafeBytes { dfly_sha1_hex($0.baseAddress, $0.count, &hex) }
+        return String(cString: hex)
+    }
+
+    static func script(_ call: CommandCall) {
+        let runtime = call.engine.scripts
+        switch call.args.string(1).lowercased() {
+        case "load" where call.args.count == 3:
+            let body = call.args.bytes(2)
+            let digest = sha(of: body)
+            if case .failure(let error) = runtime.interpreter(loop: call.loop.index, sha: digest, body: body) {
+                return call.reply(.error("ERR Error compiling script (new function): \(error.message)"))
+            }
+            runtime.store(digest, body)
+            call.reply(.bulkString(digest))
+        case "exists" where call.args.count >= 3:
+            call.reply(.array((2..<call.args.count).map { .integer(runtime.exists(call.args.string($0).lowercased()) ? 1 : 0) }))
+        case "flush" where call.args.count <= 3:
+            runtime.flush()
+            call.reply(.ok)
+        case "kill" where call.args.count == 2:
+            call.reply(.error("NOTBUSY No scripts in execution right now."))
+        default:
+            call.reply(.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.string(1))'. Try SCRIPT HELP."))
+        }
+    }
+
+    static func eval(_ call: CommandCall, bySha: Bool) {
+        guard let keyCount = call.integer(2) else { return call.reply(.notInteger) }
+        guard keyCount >= 0 else { return call.reply(.error("ERR Number of keys can't be negative")) }
+        guard keyCount <= Int64(call.args.count - 3) else {
+            return call.reply(.error("ERR Number of keys can't be greater than number of args"))
+        }
+        let runtime = call.engine.scripts
+        let sha: String
+        let body: [UInt8]
+        if bySha {
+            sha = call.args.string(1).lowercased()
+            guard let found = runtime.body(sha) else {
+                return call.reply(.error("NOSCRIPT No matching script. Please use EVAL."))
+            }
+            body = found
+        } else {
+            body = call.args.bytes(1)
+            sha = ScriptFamily.sha(of: body)
+            if case .failure(let error) = runtime.interpreter(loop: call.loop.index, sha: sha, body: body) {
+                return call.reply(.error("ERR Error compiling script (new function): \(error.message)"))
+            }
+            runtime.store(sha, body)
+        }
+        let keys = (0..<Int(keyCount)).map { call.args.bytes(3 + $0) }
+        let arguments = ((3 + Int(keyCount))..<call.args.count).map { call.args.bytes($0) }
+        let keyRefs = keys.map { KeyRef($0) }
+        let shardSet = call.shardSet
+        let shards = Set(keyRefs.map { k in k.withBytes { shardSet.shardIndex(of: $0, hash: k.hash) } })
+        let declaredFirst = body.starts(with: Array("#!lua flags=".utf8)) || body.starts(with: Array("--!df flags=".utf8))
+        let wantsLending = declaredFirst && String(decoding: body.prefix(200), as: UTF8.self).contains("allow-undeclared-keys")
+        let run = ScriptRun(call: call, sha: sha, body: body, keys: keys, arguments: arguments)
+        if shards.count == 1 && !wantsLending && !runtime.mustLend(sha) {
+            run.onOwningShard(shardIndex: shards.first!, keyRefs: keyRefs)
+        } else {
+            run.withLentShards()
+        }
+    }
+}
+
+/// One EVAL: runs the script where it must, with redis.call executing
+/// commands synchronously through the same command handlers clients use.
+final class ScriptRun: ReplySink, @unchecked Sendable {
+    // Invariant: used by one thread at a time: the coordinating loop, then
+    // (while the script runs) the shard's thread, then the loop again.
+    let call: CommandCall
+    let sha: String
+    let body: [UInt8]
+    let keys: [[UInt8]]
+    let arguments: [[UInt8]]
+    private var execution: ScriptExecution?
+    private var lastReply: Reply = .none
+    private let commandArguments = CommandArguments()
+
+    init(call: CommandCall, sha: String, body: [UInt8], keys: [[UInt8]], arguments: [[UInt8]]) {
+        self.call = call
+        self.sha = sha
+        self.body = body
+        self.keys = keys
+        self.arguments = arguments
+    }
+
+    func complete(_ reply: Reply) { lastReply = reply }
+
+    /// Fast path: all declared keys on one shard.
+    func onOwningShard(shardIndex: Int, keyRefs: [KeyRef]) {
+        let database = call.client.database
+        let locks = ShardLockSet(fingerprints: keyRefs.map { lockFingerprint(keyHash: $0.hash, database: database) }, mode: .exclusive)
+        let sink = call.sink
+        call.shardSet.runSingleShard(from: call.loop, shard: shardIndex, locks: locks, { [self] shard -> Reply? in
+            let execution = ScriptExecution(mode: .onShard(shard))
+            let reply = run(execution, loopIndex: shard.loop.index)
+            if execution.touchedForeignKey && !execution.wrote {
+                call.engine.scripts.markMustLend(sha)
+                return nil  // rerun with every shard lent
+            }
+            return reply
+        }, done: { [self] reply in
+            if let reply { sink.complete(reply) } else { withLentShards() }
+        })
+    }
+
+    /// General path: a global transaction lends every shard to this thread.
+    func withLentShards() {
+        let transaction = Transaction(globalOn: call.shardSet, loop: call.loop)
+        let sink = call.sink
+        transaction.schedule { [self] in
+            transaction.execute(conclude: false, { shard in
+                shard.suspendServing()
+                shard.lend()
+                return 0
+            }, done: { [self] _ in
+                let reply = run(ScriptExecution(mode: .lentShards), loopIndex: call.loop.index)
+                transaction.execute(conclude: true, { shard in
+                    shard.takeBack()
+                    shard.resumeServing()
+                    return 0
+                }, done: { _ in sink.complete(reply) })
+            })
+        }
+    }
+
+    /// Runs the script with this execution mode on the calling thread.
+    private func run(_ execution: ScriptExecution, loopIndex: Int) -> Reply {
+        self.execution = execution
+        defer { self.execution = nil }
+        let lua: OpaquePointer
+        switch call.engine.scripts.interpreter(loop: loopIndex, sha: sha, body: body) {
+        case .failure(let error): return .error("ERR Error compiling script (new function): \(error.message)")
+        case .success(let l): lua = l
+        }
+        var out: UnsafeMutablePointer<CChar>? = nil
+        var outLength = 0
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        withPointers(keys) { keyPointers, keyLengths in
+            withPointers(arguments) { argPointers, argLengths in
+                _ = dfly_lua_run(
+                    lua, sha, Int32(keys.count), keyPointers, keyLengths, Int32(arguments.count), argPointers, argLengths,
+                    Int32(call.client.protocolVersion), scriptCommandTrampoline, context, &out, &outLength)
+            }
+        }
+        defer { free(out) }
+        guard let out else { return .null }
+        return .raw(Array(UnsafeRawBufferPointer(start: out, count: outLength)))
+    }
+
+    /// redis.call / redis.pcall: runs one command synchronously.
+    func execute(argc: Int, argv: UnsafePointer<UnsafePointer<CChar>?>, lengths: UnsafePointer<Int>, resp: Int) -> [UInt8] {
+        commandArguments.removeAll()
+        for i in 0..<argc {
+            commandArguments.append(UnsafeRawBufferPointer(start: argv[i], count: lengths[i]))
+        }
+        var out = ReplyBuilder(protocolVersion: resp, capacity: 64)
+        guard let spec = call.engine.registry.lookup(commandArguments[0]) else {
+            out.error("ERR Unknown Redis command called from script")
+            return out.buffer
+        }
+        guard spec.acceptsArgumentCount(argc) else {
+            out.error("ERR Wrong number of args calling Redis command from script")
+            return out.buffer
+        }
+        if spec.flags.contains(.noscript) || (spec.firstKey == 0 && !ScriptRun.keylessAllowed.contains(spec.name)) {
+            out.error("ERR This Redis command is not allowed from script")
+            return out.buffer
+        }
+        lastReply = .none
+        spec.handler(CommandCall(
+            args: commandArguments, client: call.client, engine: call.engine, spec: spec, sink: self, script: execution))
+        lastReply.encode(into: &out)
+        return out.buffer
+    }
+
+    /// Key-less commands a script may call (they answer synchronously).
+    static let keylessAllowed: Set<String> = ["ping", "echo", "time", "publish", "select"]
+}
+
+/// The C callback for redis.call: back into the script run.
+private let scriptCommandTrampoline: dfly_lua_call_fn = { context, argc, argv, lengths, resp, out, outLength in
+    let run = Unmanaged<ScriptRun>.fromOpaque(context!).takeUnretainedValue()
+    let bytes = run.execute(argc: Int(argc), argv: argv!, lengths: lengths!, resp: Int(resp))
+    let buffer = malloc(max(bytes.count, 1))!.assumingMemoryBound(to: CChar.self)
+    bytes.withUnsafeBytes { raw in
+        if raw.count > 0 { memcpy(buffer, raw.baseAddress!, raw.count) }
+    }
+    out!.pointee = buffer
+    outLength!.pointee = bytes.count
+}
+
+/// Passes an array of byte arrays to C as pointer and length arrays.
+private func withPointers<R>(_ items: [[UInt8]], _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafeMutablePointer<Int>) -> R) -> R {
+    let pointers = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: max(items.count, 1))
+    let lengths = UnsafeMutablePointer<Int>.allocate(capacity: max(items.count, 1))
+    var copies: [UnsafeMutablePointer<UInt8>] = []
+    for (i, item) in items.enumerated() {
+        let copy = UnsafeMutablePointer<UInt8>.allocate(capacity: max(item.count, 1))
+        item.withUnsafeBufferPointer { if $0.count > 0 { copy.initialize(from: $0.baseAddress!, count: $0.count) } }
+        copies.append(copy)
+        pointers[i] = UnsafeRawPointer(copy).assumingMemoryBound(to: CChar.self)
+        lengths[i] = item.count
+    }
+    defer {
+        for c in copies { c.deallocate() }
+        pointers.deallocate()
+        lengths.deallocate()
+    }
+    return body(pointers, lengths)
+}
