@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side runs of Damselfly and redis-server, written up as docs/benchmarks.md with plots.
 #
-#   Benchmarks/compare.sh            # full run (3 rounds, about 5 minutes on 2 cores)
+#   Benchmarks/compare.sh            # full run (3 rounds, about 5-6 minutes on 2 idle cores)
 #   Benchmarks/compare.sh --quick    # 1 round, short runs: checks the script end to end
 #
 # Starts redis-server (--save '' --appendonly no) and Damselfly on free ports, then for each
@@ -44,7 +44,7 @@ if [[ $QUICK == 1 ]]; then
   N_P1="${N_P1:-50000}"; N_P16="${N_P16:-400000}"; ELEMENTS="${ELEMENTS:-5000}"
 else
   ROUNDS="${ROUNDS:-3}"; SECONDS_PER_RUN="${SECONDS_PER_RUN:-2.5}"; DEPTHS=(1 4 16 64)
-  N_P1="${N_P1:-200000}"; N_P16="${N_P16:-2000000}"; ELEMENTS="${ELEMENTS:-25000}"
+  N_P1="${N_P1:-100000}"; N_P16="${N_P16:-1000000}"; ELEMENTS="${ELEMENTS:-25000}"
 fi
 THREADS="${THREADS:-2}"
 CLIENTS="${CLIENTS:-25}"
