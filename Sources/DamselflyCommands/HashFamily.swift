@@ -190,9 +190,9 @@ public enum HashFamily {
 
     static func opSetNX(_ ctx: inout ShardContext, _ key: KeyRef, _ field: [UInt8], _ value: [UInt8]) -> Reply {
         let added = write(&ctx, key) { hash -> Bool in
-            // Converted on long arguments even when the field exists, as Redis.
-            hash.convertIfLonger(field.count, value.count)
+            // An existing field leaves the hash alone, even its encoding.
             if hash.contains(field) { return false }
+            hash.convertIfLonger(field.count, value.count)
             hash.set(field, value)
             return true
         }

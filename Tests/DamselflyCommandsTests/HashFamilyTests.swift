@@ -127,10 +127,12 @@ import Testing
         #expect(seen["f77"] == "v77")
         for i in 0..<513 { h.run(["hdel", "big", "f\(i)"]) }
         #expect(h.run(["exists", "big"]) == 0)
-        // A long value converts at once; HSETNX converts even when it sets nothing.
+        // A long value converts at once; HSETNX on an existing field changes nothing.
         h.run(["hset", "lv", "a", String(repeating: "x", count: 64)])
         #expect(h.run(["object", "encoding", "lv"]) == "listpack")
         #expect(h.run(["hsetnx", "lv", "a", String(repeating: "x", count: 65)]) == 0)
+        #expect(h.run(["object", "encoding", "lv"]) == "listpack")
+        #expect(h.run(["hsetnx", "lv", "b", String(repeating: "x", count: 65)]) == 1)
         #expect(h.run(["object", "encoding", "lv"]) == "hashtable")
         // MATCH on a listpack returns every match in one call.
         h.run(["hset", "m", "foo", "1", "bar", "2", "food", "3"])

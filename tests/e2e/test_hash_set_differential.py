@@ -424,3 +424,45 @@ def test_encoding_switch_over(pair, proto):
             assert dc.call(*cmd) == rc.call(*cmd), cmd
             assert dc.call("OBJECT", "ENCODING", "dst") == rc.call("OBJECT", "ENCODING", "dst"), cmd
             assert norm(dc.call("SMEMBERS", "dst")) == norm(rc.call("SMEMBERS", "dst")), cmd
+
+
+def test_cross_shard_smove_is_atomic(pair):
+    """Writers SMOVE members back and forth between sets on different shards
+    while a reader takes SUNION and SINTER of both: every member is always in
+    exactly one of them, so no reader ever sees a half-done move."""
+    import threading
+
+    d, _ = pair
+    by = keys_on_shards(NUM_SHARDS, 1, "atom")
+    a, b = by[0][0], by[1][0]
+    members = [f"m{i}" for i in range(40)]
+    with RespConn(d.port) as c:
+        c.call("DEL", a, b)
+        c.call("SADD", a, *members)
+    stop = threading.Event()
+    errors = []
+
+    def writer(seed):
+        rng = random.Random(seed)
+        with RespConn(d.port) as c:
+            while not stop.is_set():
+                src, dst = (a, b) if rng.random() < 0.5 else (b, a)
+                rep = c.call("SMOVE", src, dst, rng.choice(members))
+                if rep[0] != ":":
+                    errors.append(rep)
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        with RespConn(d.port) as c:
+            for _ in range(400):
+                union = c.call("SUNION", a, b)
+                inter = c.call("SINTERCARD", "2", a, b)
+                assert len(union[1]) == len(members), union
+                assert inter == (":", 0), inter
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
