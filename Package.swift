@@ -55,7 +55,7 @@ let package = Package(
         ),
         .target(
             name: "DamselflyServer",
-            dependencies: ["DamselflyCommands", "DamselflyRESP", "DamselflyRuntime", "DamselflyTransactions", "DamselflyStorage", "CDamselfly"],
+            dependencies: ["DamselflyCommands", "DamselflyRESP", "DamselflyRuntime", "DamselflyTransactions", "DamselflyStorage", "DamselflyPersistence", "CDamselfly"],
             swiftSettings: strictSettings
         ),
         .target(name: "DamselflyPersistence", dependencies: ["DamselflyStorage", "CDamselfly"], swiftSettings: strictSettings),

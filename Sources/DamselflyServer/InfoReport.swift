@@ -137,15 +137,7 @@ enum InfoReport {
                     ("mem_allocator", "libc"),
                 ])
             case "persistence":
-                section("Persistence", [
-                    ("loading", "0"),
-                    ("rdb_changes_since_last_save", "0"),
-                    ("rdb_bgsave_in_progress", "0"),
-                    ("rdb_last_save_time", String(server.lastSaveTime)),
-                    ("rdb_last_bgsave_status", "ok"),
-                    ("aof_enabled", "0"),
-                    ("aof_rewrite_in_progress", "0"),
-                ])
+                section("Persistence", server.snapshots.infoFields())
             case "stats":
                 var expired = 0, hits = 0, misses = 0
                 for shard in shardSet.shards {

@@ -23,6 +23,7 @@ public final class Server: @unchecked Sendable {
     public let usesIOUring: Bool
     let slowlog: SlowLog
     let pubsub = PubSubRegistry()
+    private(set) var snapshots: SnapshotController!
     let configState: Mutex<ServerConfig>
     private var threads: [pthread_t] = []
     private var listenFD: Int32 = -1
@@ -32,14 +33,12 @@ public final class Server: @unchecked Sendable {
     private let shuttingDown = Atomic<Bool>(false)
     let peakMemory = Atomic<Int>(0)
     let executablePath: String
-    public let lastSaveTime: Int64
 
     /// Builds the server: loops, shards, command table. Nothing runs yet.
     public init(config: ServerConfig, executablePath: String = "") {
         self.config = config
         self.configState = Mutex(config)
         self.executablePath = executablePath
-        self.lastSaveTime = Clock.wallMillis() / 1000
         let topology = config.resolvedTopology(availableCPUs: Int(dfly_available_cpus()))
         let wantIOUring = !config.forceEpoll && EventLoop.ioUringAvailable()
         usesIOUring = wantIOUring
@@ -68,13 +67,25 @@ public final class Server: @unchecked Sendable {
         ServerFamily.register(registry, server: self)
         MultiFamily.register(registry, server: self)
         PubSubFamily.register(registry, server: self)
+        PersistenceFamily.register(registry, server: self)
+        snapshots = SnapshotController(server: self)
     }
+
+    /// What start-up loaded, for the log.
+    public private(set) var startupLog = ""
 
     /// The port actually bound (differs from `config.port` when it was 0).
     public private(set) var boundPort = 0
 
     /// Binds, starts the threads and begins accepting. Throws a message on failure.
     public func start() throws(ServerError) {
+        // The dataset first: no client is accepted before it is loaded.
+        do {
+            let loaded = try snapshots.load()
+            if loaded > 0 { startupLog = "loaded \(loaded) keys from \(snapshots.path)" }
+        } catch {
+            throw ServerError.load(error.description)
+        }
         let fd = dfly_listen_tcp(config.bind, Int32(config.port), 4096)
         guard fd >= 0 else { throw ServerError.listen(config.bind, config.port, String(cString: strerror(-fd))) }
         listenFD = fd
@@ -115,6 +126,7 @@ public final class Server: @unchecked Sendable {
         let acceptLoop = loops[0]
         acceptLoop.post { [self] in
             acceptLoop.listen(fd: fd) { [self] clientFD in self.accepted(clientFD) }
+            acceptLoop.addPeriodicTimer(intervalMillis: 1000) { [self] in snapshots.checkRules(on: acceptLoop) }
         }
     }
 
@@ -209,8 +221,12 @@ public final class Server: @unchecked Sendable {
 
     // MARK: - Shutdown
 
+    /// How the next shutdown saves: SHUTDOWN SAVE / NOSAVE override the rules.
+    let shutdownSaveMode = Atomic<Int>(0)  // 0: by the save rules, 1: save, 2: don't
+
     /// Asks the main thread to shut down (SHUTDOWN command): SIGTERM to ourselves.
-    func requestShutdown() {
+    func requestShutdown(save: Bool?) {
+        shutdownSaveMode.store(save == nil ? 0 : (save! ? 1 : 2), ordering: .relaxed)
         kill(getpid(), SIGTERM)
     }
 
@@ -220,6 +236,13 @@ public final class Server: @unchecked Sendable {
         guard !shuttingDown.exchange(true, ordering: .relaxed) else { return }
         let acceptLoop = loops[0]
         acceptLoop.post { acceptLoop.stopListening() }
+        // Save first (while the loops still run the snapshot slices), as
+        // Redis does when save rules are set or SHUTDOWN SAVE asked for it.
+        let mode = shutdownSaveMode.load(ordering: .relaxed)
+        let hasRules = !SnapshotController.rules(configState.withLock { $0.save }).isEmpty
+        if mode == 1 || (mode == 0 && hasRules) {
+            _ = snapshots.saveAndWait()
+        }
         for loop in loops {
             loop.post { [self] in
                 for connection in connections(on: loop) { connection.kill() }
@@ -241,9 +264,11 @@ public final class Server: @unchecked Sendable {
 
 public enum ServerError: Error, CustomStringConvertible {
     case listen(String, Int, String)
+    case load(String)
     public var description: String {
         switch self {
         case .listen(let host, let port, let reason): return "cannot listen on \(host):\(port): \(reason)"
+        case .load(let reason): return "cannot load the snapshot, refusing to start on half a dataset: \(reason)"
         }
     }
 }

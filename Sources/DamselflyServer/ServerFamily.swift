@@ -28,17 +28,20 @@ enum ServerFamily {
             call.reply(.array([.bulkString(String(now / 1_000_000)), .bulkString(String(now % 1_000_000))]))
         }
         r.register("lastsave", arity: 1, flags: [.loading, .stale, .fast], group: g) { call in
-            call.reply(.integer(Int(server.lastSaveTime)))
+            call.reply(.integer(Int(server.snapshots.lastSaveTime)))
         }
         r.register("shutdown", arity: -1, flags: [.admin, .noscript, .loading, .stale], group: g) { call in
+            var save: Bool? = nil
             for i in 1..<call.args.count {
-                guard call.isArg(i, "nosave") || call.isArg(i, "save") || call.isArg(i, "now") || call.isArg(i, "force") || call.isArg(i, "abort") else {
+                if call.isArg(i, "nosave") { save = false }
+                else if call.isArg(i, "save") { save = true }
+                else if !(call.isArg(i, "now") || call.isArg(i, "force") || call.isArg(i, "abort")) {
                     return call.reply(.syntaxError)
                 }
             }
             // Redis does not reply to a successful SHUTDOWN: the connection just closes.
             call.client.closeRequested = true
-            server.requestShutdown()
+            server.requestShutdown(save: save)
             call.reply(.none)
         }
         r.register("debug", arity: -2, flags: [.admin, .noscript, .loading, .stale], group: g) { call in

@@ -42,6 +42,19 @@ public final class Database {
     /// Keys removed by lazy or active expiry since creation (never reset by `removeAll`).
     public private(set) var expiredKeys: Int = 0
 
+    /// Called with an entry's index before the entry is looked up, changed or
+    /// removed, while a snapshot is being written: the snapshot serializes
+    /// the entry's old value first, so the file is the dataset at the moment
+    /// the snapshot began (Dragonfly's forkless design). Nil otherwise: the
+    /// cost on the command path is one nil check.
+    public var accessHook: ((EntryIndex) -> Void)?
+
+    /// Number of slab slots (live or free): a snapshot walks `0..<slotCount`.
+    public var slotCount: Int { entries.count }
+
+    /// Whether slab slot `slot` holds a key.
+    public func isLive(slot: Int) -> Bool { slot < entries.count && !entries[slot].isFree }
+
     public init() {
         buckets = ContiguousArray(repeating: -1, count: Database.minimumBuckets)
         mask = UInt64(Database.minimumBuckets - 1)
@@ -84,6 +97,7 @@ public final class Database {
         while index >= 0 {
             let i = Int(index)
             if entries[i].hash == hash && ByteArray.equals(entries[i].key, key) {
+                if let accessHook { accessHook(index) }
                 return index
             }
             index = entries[i].next
@@ -223,6 +237,7 @@ public final class Database {
 
     /// Removes the entry; its index becomes invalid (and may be reused by a later insert).
     public func remove(at index: EntryIndex) {
+        if let accessHook { accessHook(index) }
         let i = Int(index)
         let bucket = Int(truncatingIfNeeded: entries[i].hash & mask)
         var previous = buckets[bucket]
@@ -274,6 +289,9 @@ public final class Database {
 
     /// FLUSHDB: drops every key and returns to the minimum table; `expiredKeys` is kept.
     public func removeAll() {
+        if let accessHook {
+            for slot in 0..<entries.count where !entries[slot].isFree { accessHook(EntryIndex(slot)) }
+        }
         entries = []
         buckets = ContiguousArray(repeating: -1, count: Database.minimumBuckets)
         mask = UInt64(Database.minimumBuckets - 1)

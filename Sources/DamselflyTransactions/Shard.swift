@@ -41,6 +41,8 @@ public final class Shard: @unchecked Sendable {
     public let keyspaceMisses = Atomic<Int>(0)
     public let expiredKeys = Atomic<Int>(0)
     public let keyCount = Atomic<Int>(0)
+    /// Write commands since the last successful snapshot (INFO's rdb_changes_since_last_save).
+    public let changesSinceSave = Atomic<Int>(0)
 
     public init(index: Int, loop: EventLoop, databaseCount: Int) {
         self.index = index

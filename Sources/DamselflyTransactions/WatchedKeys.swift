@@ -45,6 +45,7 @@ extension Shard {
     /// own `ready` check decides whether the key can really serve).
     @inline(__always)
     public func noteWritten(_ fingerprints: [LockFingerprint]) {
+        changesSinceSave.add(1, ordering: .relaxed)
         if !watches.isEmpty {
             for f in fingerprints { watches.touch(f) }
         }

@@ -193,8 +193,13 @@ public enum ConfigParameters {
                 }
             }),
         Parameter(
-            name: "save", aliases: [], get: { _ in "" },
-            set: { _, _ in nil }),  // no background saving schedule; accepted and ignored
+            name: "save", aliases: [], get: { $0.save },
+            set: { config, text in
+                let parts = text.split(separator: " ")
+                guard parts.count % 2 == 0, parts.allSatisfy({ Int($0) != nil }) else { return "Invalid save parameters" }
+                config.save = text
+                return nil
+            }),
         Parameter(
             name: "appendonly", aliases: [], get: { _ in "no" },
             set: { _, text in

@@ -21,6 +21,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var lockOnHashtags: Bool = false
     /// --dir: working directory for snapshots.
     public var dir: String = "."
+    /// --save: Redis's snapshot rules, "<seconds> <changes>" pairs; empty disables them.
+    public var save: String = ""
     /// --dbfilename: snapshot file name.
     public var dbfilename: String = "dump.rdb"
     /// --max_bulk_len: largest bulk string accepted from clients, bytes (human sizes accepted).
@@ -235,6 +237,7 @@ struct ConfigFlagSpec: Sendable {
         .bool("lock_on_hashtags", "Shard and lock keys by their {hashtag} instead of the whole key.", \.lockOnHashtags),
         .string("dir", "Working directory for snapshot files.", \.dir),
         .string("dbfilename", "Snapshot file name inside dir.", \.dbfilename),
+        .string("save", "Snapshot rules as Redis writes them: \"<seconds> <changes> ...\" (e.g. \"3600 1 300 100 60 10000\"); empty disables automatic saves.", \.save),
         .int("max_bulk_len", 1...Int.max, "Largest bulk string accepted from a client, in bytes (human sizes accepted).",
              \.maxBulkLen, size: true),
         .int("max_multibulk_len", 1...Int.max, "Most elements accepted in one multibulk request.", \.maxMultibulkLen),

@@ -1,0 +1,72 @@
+import DamselflyCommands
+import DamselflyRuntime
+import DamselflyPersistence
+import DamselflyStorage
+import DamselflyTransactions
+
+/// SAVE, BGSAVE, LASTSAVE, DUMP and RESTORE.
+enum PersistenceFamily {
+    static func register(_ r: CommandRegistry, server: Server) {
+        let g = "server"
+        r.register("save", arity: 1, flags: [.admin, .noscript], group: g) { call in
+            let started = server.snapshots.start(from: call.loop) { ok in
+                call.reply(ok ? .ok : .error("ERR Background save failed"))
+            }
+            if !started && !server.snapshots.state.withLock({ $0.inProgress }) {
+                call.reply(.error("ERR Background save failed"))
+            }
+        }
+        r.register("bgsave", arity: -1, flags: [.admin, .noscript], group: g) { call in
+            let schedule = call.args.count == 2 && call.isArg(1, "schedule")
+            guard call.args.count == 1 || schedule else { return call.reply(.syntaxError) }
+            if server.snapshots.state.withLock({ $0.inProgress }) {
+                return call.reply(schedule ? .simple("Background saving scheduled") : .error("ERR Background save already in progress"))
+            }
+            if server.snapshots.start(from: call.loop) {
+                call.reply(.simple("Background saving started"))
+            } else {
+                call.reply(.error("ERR Background save failed"))
+            }
+        }
+        r.register("dump", arity: 2, flags: [.readonly], firstKey: 1, lastKey: 1, keyStep: 1, group: "generic") { call in
+            let key = call.key(1)
+            call.runOnKey(key, mode: .shared) { ctx in
+                guard let found = ctx.lookupRead(key) else { return .null }
+                return .bulk(DumpPayload.encode(RDBConversion.rdbValue(ctx.database.value(at: found))))
+            }
+        }
+        r.register("restore", arity: -4, flags: [.write, .denyOOM], firstKey: 1, lastKey: 1, keyStep: 1, group: "generic") { call in
+            guard let ttl = call.integer(2) else { return call.reply(.notInteger) }
+            guard ttl >= 0 else { return call.reply(.error("ERR Invalid TTL value, must be >= 0")) }
+            var replace = false, absolute = false
+            var i = 4
+            while i < call.args.count {
+                if call.isArg(i, "replace") { replace = true }
+                else if call.isArg(i, "absttl") { absolute = true }
+                else if (call.isArg(i, "idletime") || call.isArg(i, "freq")) && i + 1 < call.args.count {
+                    guard call.integer(i + 1) != nil else { return call.reply(.notInteger) }
+                    i += 1
+                } else { return call.reply(.syntaxError) }
+                i += 1
+            }
+            let value: RDBValue
+            do {
+                value = try DumpPayload.decode(call.args.bytes(3))
+            } catch {
+                return call.reply(.error("ERR DUMP payload version or checksum are wrong"))
+            }
+            let key = call.key(1)
+            let now = DamselflyRuntime.Clock.wallMillis()
+            let expireAt: Int64? = ttl == 0 ? nil : (absolute ? ttl : now + ttl)
+            call.runOnKey(key, mode: .exclusive) { ctx in
+                if let found = ctx.lookupWrite(key) {
+                    guard replace else { return .error("BUSYKEY Target key name already exists.") }
+                    ctx.database.remove(at: found)
+                }
+                if let expireAt, expireAt <= ctx.nowMs { return .ok }
+                ctx.store(key, RDBConversion.storedValue(value), expireAtMs: expireAt)
+                return .ok
+            }
+        }
+    }
+}
