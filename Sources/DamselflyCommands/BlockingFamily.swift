@@ -29,6 +29,102 @@ public enum BlockingFamily {
         r.register("brpoplpush", arity: 4, flags: [.write, .denyOOM, .blocking], firstKey: 1, lastKey: 2, keyStep: 1, group: g) { call in
             blockingMove(call, fromLeft: false, toLeft: true, timeoutIndex: 3)
         }
+        r.register("blmpop", arity: -5, flags: [.write, .blocking], firstKey: 0, lastKey: 0, keyStep: 0, group: g) { call in
+            blockingMultiPop(call, sorted: false)
+        }
+        r.register("bzpopmin", arity: -3, flags: [.write, .blocking, .fast], firstKey: 1, lastKey: -2, keyStep: 1, group: "sorted_set") { call in
+            blockingZPop(call, max: false)
+        }
+        r.register("bzpopmax", arity: -3, flags: [.write, .blocking, .fast], firstKey: 1, lastKey: -2, keyStep: 1, group: "sorted_set") { call in
+            blockingZPop(call, max: true)
+        }
+        r.register("bzmpop", arity: -5, flags: [.write, .blocking], firstKey: 0, lastKey: 0, keyStep: 0, group: "sorted_set") { call in
+            blockingMultiPop(call, sorted: true)
+        }
+    }
+
+    static func zsetState(_ ctx: ShardContext, _ key: KeyRef) -> KeyState {
+        guard let found = ctx.lookupWrite(key) else { return .empty }
+        guard case .zset(let zset) = ctx.database.value(at: found) else { return .wrongType }
+        return zset.count > 0 ? .ready : .empty
+    }
+
+    // MARK: - BZPOPMIN / BZPOPMAX
+
+    static func blockingZPop(_ call: CommandCall, max: Bool) {
+        let deadline: UInt64?
+        switch timeout(call, call.args.count - 1) {
+        case .failure(let error): return call.reply(error.reply)
+        case .success(let d): deadline = d
+        }
+        let keys = (1..<(call.args.count - 1)).map { call.key($0) }
+        let park = Parking(call: call, keys: keys, deadline: deadline, timeoutReply: .nullArray, keyState: { BlockingFamily.zsetState($0, $1) }) {
+            (ctx: ShardContext, position: Int, _: Bool) -> Reply in
+            let key = keys[position]
+            guard case .popped(let entries) = SortedSetFamily.opPop(ctx, key, max: max, count: 1), let first = entries.first else {
+                return .nullArray
+            }
+            ctx.shard.noteWritten([lockFingerprint(keyHash: key.hash, database: ctx.databaseIndex)])
+            return .array([.bulk(key.bytes), .bulk(first.member), .double(first.score)])
+        }
+        park.run()
+    }
+
+    // MARK: - BLMPOP / BZMPOP
+
+    /// BLMPOP timeout numkeys key... LEFT|RIGHT [COUNT n] and
+    /// BZMPOP timeout numkeys key... MIN|MAX [COUNT n].
+    static func blockingMultiPop(_ call: CommandCall, sorted: Bool) {
+        let deadline: UInt64?
+        switch timeout(call, 1) {
+        case .failure(let error): return call.reply(error.reply)
+        case .success(let d): deadline = d
+        }
+        guard let numkeys = call.integer(2), numkeys > 0 else {
+            return call.reply(.error("ERR numkeys should be greater than 0"))
+        }
+        guard numkeys <= Int64(call.args.count - 4) else { return call.reply(.syntaxError) }
+        let whereIndex = 3 + Int(numkeys)
+        let fromLow: Bool
+        if sorted {
+            if call.isArg(whereIndex, "min") { fromLow = true } else if call.isArg(whereIndex, "max") { fromLow = false } else {
+                return call.reply(.syntaxError)
+            }
+        } else {
+            guard let left = side(call, whereIndex) else { return call.reply(.syntaxError) }
+            fromLow = left
+        }
+        var count = 1
+        var i = whereIndex + 1
+        var sawCount = false
+        while i < call.args.count {
+            guard !sawCount, i + 1 < call.args.count, call.isArg(i, "count") else { return call.reply(.syntaxError) }
+            guard let c = call.integer(i + 1), c > 0 else { return call.reply(.error("ERR count should be greater than 0")) }
+            count = Int(c)
+            sawCount = true
+            i += 2
+        }
+        let keys = (3..<whereIndex).map { call.key($0) }
+        let popCount = count
+        let state: (ShardContext, KeyRef) -> KeyState = { ctx, key in
+            sorted ? BlockingFamily.zsetState(ctx, key) : BlockingFamily.listState(ctx, key)
+        }
+        let park = Parking(call: call, keys: keys, deadline: deadline, timeoutReply: .nullArray, keyState: state) {
+            (ctx: ShardContext, position: Int, _: Bool) -> Reply in
+            let key = keys[position]
+            var context = ctx
+            let reply: Reply
+            if sorted {
+                guard case .popped(let entries) = SortedSetFamily.opPop(ctx, key, max: !fromLow, count: popCount) else { return .nullArray }
+                reply = .array([.bulk(key.bytes), .array(entries.map { .array([.bulk($0.member), .double($0.score)]) })])
+            } else {
+                guard case .success(let values?) = ListFamily.opPop(&context, key, fromLeft: fromLow, count: popCount) else { return .nullArray }
+                reply = .array([.bulk(key.bytes), .array(values.map { .bulk($0) })])
+            }
+            ctx.shard.noteWritten([lockFingerprint(keyHash: key.hash, database: ctx.databaseIndex)])
+            return reply
+        }
+        park.run()
     }
 
     static func side(_ call: CommandCall, _ i: Int) -> Bool? {
@@ -96,7 +192,7 @@ public enum BlockingFamily {
         case .success(let d): deadline = d
         }
         let keys = (1..<(call.args.count - 1)).map { call.key($0) }
-        let park = Parking(call: call, keys: keys, deadline: deadline, timeoutReply: .nullArray) { ctx, position, blocked in
+        let park = Parking(call: call, keys: keys, deadline: deadline, timeoutReply: .nullArray) { ctx, position, _ in
             let key = keys[position]
             guard let element = popOne(ctx, key, fromLeft: fromLeft) else { return .nullArray }
             ctx.shard.noteWritten([lockFingerprint(keyHash: key.hash, database: ctx.databaseIndex)])
@@ -162,13 +258,18 @@ final class Parking {
     let timeoutReply: Reply
     let nonBlockingEmptyReply: Reply
     let destinationCheck: KeyRef?
+    /// What a key looks like to this command (a list, or a sorted set).
+    let keyState: (ShardContext, KeyRef) -> BlockingFamily.KeyState
     /// Pops for key `position` on its shard and returns the reply.
     let pop: Pop
 
     init(
         call: CommandCall, keys: [KeyRef], extraLockKeys: [KeyRef] = [], deadline: UInt64?, timeoutReply: Reply,
-        nonBlockingEmptyReply: Reply = .nullArray, destinationCheck: KeyRef? = nil, pop: @escaping Pop
+        nonBlockingEmptyReply: Reply = .nullArray, destinationCheck: KeyRef? = nil,
+        keyState: @escaping (ShardContext, KeyRef) -> BlockingFamily.KeyState = BlockingFamily.listState,
+        pop: @escaping Pop
     ) {
+        self.keyState = keyState
         self.call = call
         self.keys = keys
         self.extraLockKeys = extraLockKeys
@@ -194,6 +295,7 @@ final class Parking {
         let allKeys = keys + extraLockKeys
         let canBlock = call.canBlock
         let pop = self.pop
+        let keyState = self.keyState
         let destination = destinationCheck
         // Where each watched key lives, for the waiter's registrations.
         var byShard: [Int: [Int]] = [:]
@@ -230,7 +332,7 @@ final class Parking {
             loop: loop, database: database, registrations: registrations, deadlineNanos: deadline,
             ready: { shard, position in
                 let ctx = ShardContext(shard: shard, databaseIndex: database)
-                return BlockingFamily.listState(ctx, keys[position]) == .ready
+                return keyState(ctx, keys[position]) == .ready
             },
             serve: { shard, position in
                 let ctx = ShardContext(shard: shard, databaseIndex: database)
@@ -262,7 +364,7 @@ final class Parking {
                     if case .list = ctx.database.value(at: found) { return (p, .empty) }
                     return (p, .wrongType)
                 }
-                return (p, BlockingFamily.listState(ctx, keys[p]))
+                return (p, keyState(ctx, keys[p]))
             }
         }
         var result: Reply = .none
