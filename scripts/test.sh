@@ -13,8 +13,10 @@ step() { printf '\n==> %s\n' "$*"; }
 start=$SECONDS
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-  step "swift build -c release --product damselfly"
+  step "swift build -c release (damselfly, damselfly-bench, damselfly-jobs)"
   swift build -c release --product damselfly
+  swift build -c release --product damselfly-bench
+  swift build -c release --product damselfly-jobs
 fi
 
 if [[ "${SKIP_UNIT:-0}" != 1 ]]; then
@@ -23,6 +25,8 @@ if [[ "${SKIP_UNIT:-0}" != 1 ]]; then
 fi
 
 export DAMSELFLY_BIN="${DAMSELFLY_BIN:-.build/release/damselfly}"
+export DAMSELFLY_BENCH_BIN="${DAMSELFLY_BENCH_BIN:-.build/release/damselfly-bench}"
+export DAMSELFLY_JOBS_BIN="${DAMSELFLY_JOBS_BIN:-.build/release/damselfly-jobs}"
 step "end-to-end tests against $DAMSELFLY_BIN"
 if [[ ! -x "$DAMSELFLY_BIN" && "$DAMSELFLY_BIN" == */* ]]; then
   echo "error: $DAMSELFLY_BIN is missing or not executable" >&2
