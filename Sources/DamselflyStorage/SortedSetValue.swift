@@ -115,7 +115,7 @@ public final class SortedSetValue {
             && entries.allSatisfy { $0.member.count <= Self.maxListpackValue }
         for e in entries { memberBytes += ByteArray.heapBytes(e.member) }
         if fits {
-            list = ContiguousArray(entries)
+            list = ContiguousArray(entries.map { ZEntry(score: Self.listpackScore($0.score), member: $0.member) })
         } else {
             var t = ZTree()
             t.build(sorted: entries)
@@ -151,6 +151,12 @@ public final class SortedSetValue {
         }
         return 64 + (list.capacity == 0 ? 0 : ByteArray.headerBytes + list.capacity * entryBytes) + memberBytes
     }
+
+    /// A score as a listpack keeps it: Redis writes scores there as text
+    /// and reads "-0" back as the integer 0, so -0 becomes 0 (the skip list
+    /// keeps the double as it is).
+    @inlinable
+    static func listpackScore(_ score: Double) -> Double { score == 0 ? 0 : score }
 
     // MARK: - Lookups
 
@@ -237,6 +243,7 @@ public final class SortedSetValue {
             scores[ZMember(member)] = score
             tree!.insert(ZEntry(score: score, member: member))
         } else {
+            let score = Self.listpackScore(score)
             let e = ZEntry(score: score, member: member)
             let at = ZTree.partition(list) { $0.isBefore(score, member) }
             list.insert(e, at: at)
@@ -252,6 +259,7 @@ public final class SortedSetValue {
             tree!.insert(ZEntry(score: new, member: stored ?? member))
         } else {
             guard let at = listIndex(of: member) else { return }
+            let new = Self.listpackScore(new)
             let stored = list.remove(at: at).member
             let to = ZTree.partition(list) { $0.isBefore(new, stored) }
             list.insert(ZEntry(score: new, member: stored), at: to)
