@@ -274,7 +274,7 @@ public enum GenericFamily {
         }, apply: { ctx, positions, decision in
             guard let decision, let value = decision.value, positions.contains(1) else { return }
             let destinationContext = ShardContext(shard: ctx.shard, databaseIndex: target)
-            destinationContext.store(destination, value, expireAtMs: decision.expireAt)
+            destinationContext.store(destination, value.duplicate(), expireAtMs: decision.expireAt)
         }, reply: { decision in .integer(decision == nil ? 0 : 1) })
     }
 

@@ -109,3 +109,30 @@ public enum StoredValue {
         }
     }
 }
+
+extension StoredValue {
+    /// A deep copy: aggregates are reference types mutated in place, so COPY
+    /// (and anything else that duplicates a value) must not share them.
+    public func duplicate() -> StoredValue {
+        switch self {
+        case .int, .bytes, .raw:
+            return self
+        case .list(let list):
+            return .list(list.copy())
+        case .hash(let hash):
+            let copy = HashValue()
+            if !hash.isListpack { copy.convertToTable() }
+            hash.forEach { field, value in _ = copy.set(field, value) }
+            return .hash(copy)
+        case .set(let set):
+            let copy = SetValue()
+            if !set.isIntset { copy.convertToTable() }
+            set.forEach { _ = copy.add($0) }
+            return .set(copy)
+        case .zset(let zset):
+            let copy = SortedSetValue(sortedEntries: zset.allEntries)
+            if !zset.isListpack && copy.isListpack { copy.convertToSkiplist() }
+            return .zset(copy)
+        }
+    }
+}
