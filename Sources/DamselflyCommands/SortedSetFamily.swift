@@ -360,6 +360,9 @@ public enum SortedSetFamily {
 
     // MARK: - ZRANDMEMBER
 
+    /// Most picks a ZRANDMEMBER with a negative count may ask for.
+    static let maxRandomPicks = 1 << 26
+
     static func zrandmember(_ call: CommandCall) {
         let key = call.key(1)
         if call.args.count == 2 {
@@ -382,6 +385,11 @@ public enum SortedSetFamily {
         }
         let withScores = call.args.count == 4
         if withScores && (count < -Int64.max / 2 || count > Int64.max / 2) {
+            return call.reply(.error("ERR value is out of range"))
+        }
+        // Redis streams a huge negative-count reply forever; a reply built
+        // as a value must stay bounded, so absurd counts are refused.
+        if count < -Int64(maxRandomPicks) {
             return call.reply(.error("ERR value is out of range"))
         }
         let resp3 = call.client.protocolVersion >= 3
