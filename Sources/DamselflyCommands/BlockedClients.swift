@@ -7,12 +7,15 @@ public final class BlockedClient {
     public let waiter: Waiter
     let shardSet: ShardSet
     let counters: LoopCounters
-    /// Replies to the parked command (on the client's loop).
-    let finish: (Reply) -> Void
+    /// Ends the parked command (on the client's loop): replies with the
+    /// reply, or only forgets the waiter when nil (the client disconnected).
+    /// It also drops the client from its loop's registry and from
+    /// `blocked_clients`: that count is decremented there and nowhere else.
+    let finish: (Reply?) -> Void
     /// The reply on timeout (a null array for the list and zset pops).
     let timeoutReply: Reply
 
-    init(waiter: Waiter, shardSet: ShardSet, counters: LoopCounters, timeoutReply: Reply, finish: @escaping (Reply) -> Void) {
+    init(waiter: Waiter, shardSet: ShardSet, counters: LoopCounters, timeoutReply: Reply, finish: @escaping (Reply?) -> Void) {
         self.waiter = waiter
         self.shardSet = shardSet
         self.counters = counters
@@ -35,8 +38,7 @@ public final class BlockedClient {
             let fingerprints = registration.fingerprints
             shard.loop.post { shard.unregister(waiter, fingerprints: fingerprints) }
         }
-        counters.blockedClients.add(-1, ordering: .relaxed)
-        if let reply { finish(reply) }
+        finish(reply)
         return true
     }
 }

@@ -318,7 +318,8 @@ final class Parking {
         // serving it (possibly before the coordinator even learns it parked),
         // its timeout, a disconnect or CLIENT UNBLOCK.
         let state = ParkState()
-        let deliver: (Reply) -> Void = { reply in
+        // nil: the client left while parked; nothing to send.
+        let deliver: (Reply?) -> Void = { reply in
             guard !state.finished else { return }
             state.finished = true
             if let blocked = state.blocked {
@@ -326,7 +327,7 @@ final class Parking {
                 counters.blockedClients.add(-1, ordering: .relaxed)
             }
             client.blockedOn = nil
-            sink.complete(reply)
+            if let reply { sink.complete(reply) }
         }
         let waiter = Waiter(
             loop: loop, database: database, registrations: registrations, deadlineNanos: deadline,
