@@ -14,8 +14,9 @@ import DamselflyTransactions
 /// commands one after another straight on their shards: nothing else can
 /// touch those keys until the last one is done.
 enum MultiFamily {
-    /// Commands that run at once even inside MULTI.
-    static let immediate: Set<String> = ["exec", "discard", "multi", "watch", "unwatch", "quit", "reset"]
+    /// Commands that run at once even inside MULTI. UNWATCH is not one of
+    /// them: Redis queues it (and runs it, harmlessly, inside EXEC).
+    static let immediate: Set<String> = ["exec", "discard", "multi", "watch", "quit", "reset"]
 
     static func register(_ r: CommandRegistry, server: Server) {
         let g = "transactions"
