@@ -334,13 +334,17 @@ static int redis_call_common(lua_State *L, int raise) {
 static int redis_call(lua_State *L) { return redis_call_common(L, 1); }
 static int redis_pcall(lua_State *L) { return redis_call_common(L, 0); }
 
+/* As Redis 7.0 (luaPushErrorBuff): a leading '-' is dropped, and a message
+ * without a space has no error code of its own, so it gets "ERR ":
+ * error_reply('oops') is "ERR oops", error_reply('WRONG thing') stays. */
 static int redis_error_reply(lua_State *L) {
     const char *msg = luaL_checkstring(L, 1);
+    if (msg[0] == '-') msg++;
     lua_newtable(L);
-    if (msg[0] != '-') {
-        lua_pushstring(L, msg);
+    if (strchr(msg, ' ') == NULL) {
+        lua_pushfstring(L, "ERR %s", msg);
     } else {
-        lua_pushstring(L, msg + 1);
+        lua_pushstring(L, msg);
     }
     lua_setfield(L, -2, "err");
     return 1;

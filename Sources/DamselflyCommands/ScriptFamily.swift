@@ -125,13 +125,17 @@ public enum ScriptFamily {
             call.reply(.bulkString(digest))
         case "exists" where call.args.count >= 3:
             call.reply(.array((2..<call.args.count).map { .integer(runtime.exists(call.args.string($0).lowercased()) ? 1 : 0) }))
-        case "flush" where call.args.count <= 3:
+        case "flush" where call.args.count == 2 || (call.args.count == 3 && (call.isArg(2, "sync") || call.isArg(2, "async"))):
             runtime.flush()
             call.reply(.ok)
         case "kill" where call.args.count == 2:
             call.reply(.error("NOTBUSY No scripts in execution right now."))
+        case let sub where ["load", "exists", "kill"].contains(sub):
+            call.reply(.error("ERR wrong number of arguments for 'script|\(sub)' command"))
+        case "flush":
+            call.reply(.error("ERR SCRIPT FLUSH only support SYNC|ASYNC option"))
         default:
-            call.reply(.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.string(1))'. Try SCRIPT HELP."))
+            call.reply(.error("ERR unknown subcommand '\(call.args.string(1))'. Try SCRIPT HELP."))
         }
     }
 
@@ -277,6 +281,11 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         }
         if spec.flags.contains(.noscript) || (spec.firstKey == 0 && !ScriptRun.keylessAllowed.contains(spec.name)) {
             out.error("ERR This Redis command is not allowed from script")
+            return out.buffer
+        }
+        if spec.flags.contains(.write) && call.spec.flags.contains(.readonly) {
+            // EVAL_RO / EVALSHA_RO
+            out.error("ERR Write commands are not allowed from read-only scripts")
             return out.buffer
         }
         lastReply = .none
