@@ -70,8 +70,14 @@ enum PubSubFamily {
                 call.reply(.array(pairs))
             case "numpat" where call.args.count == 2:
                 call.reply(.integer(server.pubsub.patternCount))
-            default:
+            case "numpat":
+                // Redis checks NUMPAT's arity in its command table; CHANNELS
+                // (arity -2) fails inside the handler with the generic text.
+                call.reply(.error("ERR wrong number of arguments for 'pubsub|numpat' command"))
+            case "channels", "help":
                 call.reply(.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.string(1))'. Try PUBSUB HELP."))
+            default:
+                call.reply(.error("ERR unknown subcommand '\(call.args.string(1))'. Try PUBSUB HELP."))
             }
         }
     }
