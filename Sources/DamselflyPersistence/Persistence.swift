@@ -1,2 +1,0 @@
-/// RDB and journal persistence (being built).
-public enum Persistence {}
