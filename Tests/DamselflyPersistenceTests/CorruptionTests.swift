@@ -32,7 +32,7 @@ import Testing
         }
     }
 
-    @Test func everyFlippedByteIsACheckumMismatch() throws {
+    @Test func everyFlippedByteIsAChecksumMismatch() throws {
         let file = Dataset.rdb(Self.small)
         for i in 9..<file.count where i != file.count - 9 {
             var bad = file
