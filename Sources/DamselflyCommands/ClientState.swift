@@ -29,6 +29,9 @@ public final class ClientState {
     /// WATCH state: the token shards dirty, and where each watched key lives.
     public var watchToken: WatchToken?
     public var watchedKeys: [(shard: Int, database: Int, hash: UInt64)] = []
+    /// Watched keys that existed at WATCH: if one is gone at EXEC (it
+    /// expired: a write would have dirtied the token), EXEC aborts.
+    public var watchedExisting: [(shard: Int, database: Int, key: [UInt8], hash: UInt64)] = []
     /// The waiter of a blocking command this client is parked on.
     public var blockedOn: BlockedClient?
 

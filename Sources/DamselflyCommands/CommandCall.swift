@@ -73,6 +73,7 @@ public struct CommandCall {
                 }
                 result.append(shard)
             case .lentShards:
+                script.touchedShards.insert(index)
                 result.append(shardSet.shards[index])
             }
         }

@@ -336,36 +336,44 @@ public enum GenericFamily {
         let shardCount = UInt64(call.shardSet.count)
         let shardIndex = cursor & ((1 << shardBits) - 1)
         guard shardIndex < shardCount else { return call.reply(.array([.bulkString("0"), .array([])])) }
-        let tableCursor = cursor >> shardBits
         let database = call.client.database
         let filter = pattern
         let wantedType = typeFilter
-        call.shardSet.hop(from: call.loop, to: Int(shardIndex), { shard -> (UInt64, [Reply]) in
-            let db = shard.database(database)
-            let now = Clock.wallMillis()
-            var keys: [Reply] = []
-            var next = tableCursor
-            let everything = filter.map { p in p.withUnsafeBytes { GlobPattern.matchesEverything($0) } } ?? true
-            repeat {
-                next = db.scan(cursor: next, count: 1, nowMs: now) { entry in
-                    if let wantedType, db.value(at: entry).typeName != wantedType { return }
-                    db.withKey(at: entry) { key in
-                        if everything || filter!.withUnsafeBytes({ GlobPattern.matches(pattern: $0, string: key) }) {
-                            keys.append(.bulk(Array(key)))
+        // One shard after another until COUNT keys are found or every shard
+        // is done: a small keyspace comes back whole in one call, as in Redis.
+        func scanShard(_ shardIndex: UInt64, _ tableCursor: UInt64, _ collected: [Reply]) {
+            call.shardSet.hop(from: call.loop, to: Int(shardIndex), { shard -> (UInt64, [Reply]) in
+                let db = shard.database(database)
+                let now = Clock.wallMillis()
+                var keys: [Reply] = []
+                var next = tableCursor
+                let everything = filter.map { p in p.withUnsafeBytes { GlobPattern.matchesEverything($0) } } ?? true
+                repeat {
+                    next = db.scan(cursor: next, count: 1, nowMs: now) { entry in
+                        if let wantedType, db.value(at: entry).typeName != wantedType { return }
+                        db.withKey(at: entry) { key in
+                            if everything || filter!.withUnsafeBytes({ GlobPattern.matches(pattern: $0, string: key) }) {
+                                keys.append(.bulk(Array(key)))
+                            }
                         }
                     }
+                } while next != 0 && collected.count + keys.count < count
+                return (next, keys)
+            }, done: { next, keys in
+                let all = collected + keys
+                if next != 0 {
+                    return call.reply(.array([.bulkString(String((next << shardBits) | shardIndex)), .array(all)]))
                 }
-            } while next != 0 && keys.count < count
-            return (next, keys)
-        }, done: { next, keys in
-            var combined: UInt64 = 0
-            if next != 0 {
-                combined = (next << shardBits) | shardIndex
-            } else if shardIndex + 1 < shardCount {
-                combined = shardIndex + 1
-            }
-            call.reply(.array([.bulkString(String(combined)), .array(keys)]))
-        })
+                if shardIndex + 1 < shardCount {
+                    if all.count >= count {
+                        return call.reply(.array([.bulkString(String(shardIndex + 1)), .array(all)]))
+                    }
+                    return scanShard(shardIndex + 1, 0, all)
+                }
+                call.reply(.array([.bulkString("0"), .array(all)]))
+            })
+        }
+        scanShard(shardIndex, cursor >> shardBits, [])
     }
 
     static func flush(_ call: CommandCall, allDatabases: Bool) {

@@ -20,6 +20,8 @@ public final class ScriptExecution {
     public var touchedForeignKey = false
     /// The script has written something (a rerun is no longer possible).
     public var wrote = false
+    /// Shards the script used while it had every shard lent.
+    public var touchedShards: Set<Int> = []
 
     init(mode: Mode) { self.mode = mode }
 
@@ -36,6 +38,9 @@ public final class ScriptRuntime: @unchecked Sendable {
     /// Scripts seen touching undeclared keys on other shards: they run with
     /// every shard lent from the start.
     private let needsLending = Mutex<Set<String>>([])
+    /// Scripts that, run with every shard lent, touched only their declared
+    /// keys' shard: they may take the one-shard fast path from then on.
+    private let knownLocal = Mutex<Set<String>>([])
     private let generation = Atomic<Int>(0)
     private var interpreters: [OpaquePointer?]
     private var loadedGeneration: [Int]
@@ -53,7 +58,12 @@ public final class ScriptRuntime: @unchecked Sendable {
         generation.add(1, ordering: .relaxed)
     }
     func mustLend(_ sha: String) -> Bool { needsLending.withLock { $0.contains(sha) } }
-    func markMustLend(_ sha: String) { _ = needsLending.withLock { $0.insert(sha) } }
+    func markMustLend(_ sha: String) {
+        _ = needsLending.withLock { $0.insert(sha) }
+        _ = knownLocal.withLock { $0.remove(sha) }
+    }
+    func isKnownLocal(_ sha: String) -> Bool { knownLocal.withLock { $0.contains(sha) } }
+    func markKnownLocal(_ sha: String) { _ = knownLocal.withLock { $0.insert(sha) } }
 
     /// This thread's interpreter with `sha` compiled in; or the compile error.
     func interpreter(loop: Int, sha: String, body: [UInt8]) -> Result<OpaquePointer, CompileError> {
@@ -92,9 +102,11 @@ public final class ScriptRuntime: @unchecked Sendable {
 /// the owning thread). Any other script — keys on several shards, no keys, or
 /// one already seen touching undeclared keys elsewhere — runs under a global
 /// transaction that lends every shard to the script's thread: nothing else
-/// touches the keyspace until it is done. A script that reaches for an
-/// undeclared key on another shard before writing is rerun lent, and its
-/// SHA is remembered; after a write it fails with an error instead.
+/// touches the keyspace until it is done. A script's first run is always
+/// lent: if it stayed on its declared keys' shard, later runs take the fast
+/// path. Should a later run reach (data-dependently) for an undeclared key
+/// on another shard, it is rerun lent when it has not written yet, and its
+/// SHA goes back to lent runs; after a write it fails with an error.
 public enum ScriptFamily {
     public static func register(_ r: CommandRegistry) {
         let g = "scripting"
@@ -170,10 +182,10 @@ public enum ScriptFamily {
         let declaredFirst = body.starts(with: Array("#!lua flags=".utf8)) || body.starts(with: Array("--!df flags=".utf8))
         let wantsLending = declaredFirst && String(decoding: body.prefix(200), as: UTF8.self).contains("allow-undeclared-keys")
         let run = ScriptRun(call: call, sha: sha, body: body, keys: keys, arguments: arguments)
-        if shards.count == 1 && !wantsLending && !runtime.mustLend(sha) {
+        if shards.count == 1 && !wantsLending && !runtime.mustLend(sha) && runtime.isKnownLocal(sha) {
             run.onOwningShard(shardIndex: shards.first!, keyRefs: keyRefs)
         } else {
-            run.withLentShards()
+            run.withLentShards(declaredShard: shards.count == 1 && !wantsLending ? shards.first : nil)
         }
     }
 }
@@ -216,21 +228,26 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
             }
             return reply
         }, done: { [self] reply in
-            if let reply { sink.complete(reply) } else { withLentShards() }
+            if let reply { sink.complete(reply) } else { withLentShards(declaredShard: nil) }
         })
     }
 
     /// General path: a global transaction lends every shard to this thread.
-    func withLentShards() {
+    func withLentShards(declaredShard: Int?) {
         let transaction = Transaction(globalOn: call.shardSet, loop: call.loop)
         let sink = call.sink
         transaction.schedule { [self] in
+            let borrower = call.loop
             transaction.execute(conclude: false, { shard in
                 shard.suspendServing()
-                shard.lend()
+                shard.lend(to: borrower)
                 return 0
             }, done: { [self] _ in
-                let reply = run(ScriptExecution(mode: .lentShards), loopIndex: call.loop.index)
+                let execution = ScriptExecution(mode: .lentShards)
+                let reply = run(execution, loopIndex: call.loop.index)
+                if let declaredShard, execution.touchedShards.isSubset(of: [declaredShard]) {
+                    call.engine.scripts.markKnownLocal(sha)
+                }
                 transaction.execute(conclude: true, { shard in
                     shard.takeBack()
                     shard.resumeServing()
@@ -279,9 +296,21 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
             out.error("ERR Wrong number of args calling Redis command from script")
             return out.buffer
         }
-        if spec.flags.contains(.noscript) || (spec.firstKey == 0 && !ScriptRun.keylessAllowed.contains(spec.name)) {
+        if spec.flags.contains(.noscript) || (spec.firstKey == 0 && !ScriptRun.keylessAllowed.contains(spec.name)
+            && !ScriptRun.keyspaceWide.contains(spec.name)) {
             out.error("ERR This Redis command is not allowed from script")
             return out.buffer
+        }
+        if ScriptRun.keyspaceWide.contains(spec.name), let execution {
+            // Walks every shard: only possible with every shard lent.
+            switch execution.mode {
+            case .onShard:
+                execution.touchedForeignKey = true
+                ScriptExecution.foreignKeyError.encode(into: &out)
+                return out.buffer
+            case .lentShards:
+                execution.touchedShards.formUnion(0..<call.shardSet.count)
+            }
         }
         if spec.flags.contains(.write) && call.spec.flags.contains(.readonly) {
             // EVAL_RO / EVALSHA_RO
@@ -297,6 +326,8 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
 
     /// Key-less commands a script may call (they answer synchronously).
     static let keylessAllowed: Set<String> = ["ping", "echo", "time", "publish", "select"]
+    /// Key-less commands that walk the keyspace: synchronous when every shard is lent.
+    static let keyspaceWide: Set<String> = ["dbsize", "keys", "scan", "randomkey"]
 }
 
 /// The C callback for redis.call: back into the script run.

@@ -38,20 +38,27 @@ enum MultiFamily {
             let token = client.watchToken ?? WatchToken()
             client.watchToken = token
             let database = client.database
-            var byShard: [Int: [LockFingerprint]] = [:]
+            var byShard: [Int: [KeyRef]] = [:]
             for i in 1..<call.args.count {
                 let key = call.key(i)
                 let shard = key.withBytes { call.shardSet.shardIndex(of: $0, hash: key.hash) }
-                byShard[shard, default: []].append(lockFingerprint(keyHash: key.hash, database: database))
+                byShard[shard, default: []].append(key)
                 client.watchedKeys.append((shard, database, key.hash))
             }
             let plan = byShard.sorted { $0.key < $1.key }
             var remaining = plan.count
-            for (shard, fingerprints) in plan {
-                call.shardSet.hop(from: call.loop, to: shard, { shard in
-                    for f in fingerprints { shard.watch(f, token) }
-                    return 0
-                }, done: { _ in
+            for (shardIndex, keys) in plan {
+                call.shardSet.hop(from: call.loop, to: shardIndex, { shard -> [KeyRef] in
+                    let db = shard.database(database)
+                    let now = Clock.wallMillis()
+                    var existing: [KeyRef] = []
+                    for key in keys {
+                        shard.watch(lockFingerprint(keyHash: key.hash, database: database), token)
+                        if key.withBytes({ db.find($0, hash: key.hash, nowMs: now) }) != nil { existing.append(key) }
+                    }
+                    return existing
+                }, done: { existing in
+                    for key in existing { client.watchedExisting.append((shardIndex, database, key.bytes, key.hash)) }
                     remaining -= 1
                     if remaining == 0 { call.reply(.ok) }
                 })
@@ -79,6 +86,7 @@ enum MultiFamily {
             }
         }
         client.watchedKeys = []
+        client.watchedExisting = []
         client.watchToken = nil
     }
 
@@ -94,6 +102,7 @@ enum MultiFamily {
         let shardSet = call.shardSet
         let token = client.watchToken
         let watched = client.watchedKeys
+        let watchedExisting = client.watchedExisting
         // Which locks: every key of every queued command, plus the watched
         // keys; whole shards when a command walks the keyspace or changes
         // the database mid-way.
@@ -141,7 +150,17 @@ enum MultiFamily {
             // runs on these keys until the transaction concludes.
             // Clients blocked on keys the block pushes to are served after the
             // whole block, so they see its final state.
-            transaction.execute(conclude: false, { shard in shard.suspendServing(); return 0 }, done: { _ in
+            transaction.execute(conclude: false, { shard in
+                shard.suspendServing()
+                // A watched key that existed at WATCH and is gone now expired
+                // meanwhile: Redis counts that as a change.
+                let now = Clock.wallMillis()
+                for (shardIndex, db, key, hash) in watchedExisting where shardIndex == shard.index {
+                    let gone = key.withUnsafeBytes { shard.database(db).find($0, hash: hash, nowMs: now) } == nil
+                    if gone { token?.dirty.store(true, ordering: .releasing) }
+                }
+                return 0
+            }, done: { _ in
                 let release: () -> Void = {
                     transaction.execute(conclude: true, { shard in shard.resumeServing(); shard.publishStats(); return 0 }, done: { _ in })
                 }

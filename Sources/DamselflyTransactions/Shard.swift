@@ -30,6 +30,9 @@ public final class Shard: @unchecked Sendable {
     /// thread (a Lua script touching undeclared keys): lock-free work
     /// (expiry, SCAN, KEYS, INFO's walk) waits until it is handed back.
     public private(set) var isLent = false
+    /// Index + 1 of the loop the keyspace is lent to (0: not lent); read
+    /// from that loop to run lock-free work synchronously while it borrows.
+    public let lentToLoop = Atomic<Int>(0)
     private var waitingForReturn: [() -> Void] = []
     /// Every shard of the server (set once by ``ShardSet``), for messages between shards.
     public internal(set) var peers: [Shard] = []
@@ -64,11 +67,21 @@ public final class Shard: @unchecked Sendable {
     public func locksAreFree(_ locks: ShardLockSet) -> Bool { self.locks.isFree(locks) }
 
     /// On this shard's thread: lends the keyspace out (see ``isLent``).
-    public func lend() { isLent = true }
+    public func lend(to borrower: EventLoop) {
+        isLent = true
+        lentToLoop.store(borrower.index + 1, ordering: .releasing)
+    }
+
+    /// Whether `loop` currently borrows this shard's keyspace.
+    @inline(__always)
+    public func isLent(to loop: EventLoop) -> Bool {
+        lentToLoop.load(ordering: .acquiring) == loop.index + 1
+    }
 
     /// On this shard's thread: takes the keyspace back and runs what waited.
     public func takeBack() {
         isLent = false
+        lentToLoop.store(0, ordering: .releasing)
         let pending = waitingForReturn
         waitingForReturn = []
         for task in pending { task() }

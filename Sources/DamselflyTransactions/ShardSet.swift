@@ -96,7 +96,10 @@ public final class ShardSet: Sendable {
     public func broadcast<R>(from loop: EventLoop, _ operation: @escaping (Shard) -> R, done: @escaping ([R]) -> Void) {
         let gather = Gather<R>(count: shards.count, done: done)
         for shard in shards {
-            if shard.loop === loop && !shard.isLent {
+            if shard.isLent(to: loop) {
+                // A script on `loop` borrows every shard: answer at once.
+                gather.deliver(shard.index, operation(shard))
+            } else if shard.loop === loop && !shard.isLent {
                 gather.deliver(shard.index, operation(shard))
             } else {
                 shard.loop.post {
@@ -112,7 +115,9 @@ public final class ShardSet: Sendable {
     /// Runs `operation` on one shard with no locks and no accounting.
     public func hop<R>(from loop: EventLoop, to shardIndex: Int, _ operation: @escaping (Shard) -> R, done: @escaping (R) -> Void) {
         let shard = shards[shardIndex]
-        if shard.loop === loop && !shard.isLent {
+        if shard.isLent(to: loop) {
+            done(operation(shard))
+        } else if shard.loop === loop && !shard.isLent {
             let result = operation(shard)
             shard.afterOperation()
             done(result)
