@@ -65,6 +65,7 @@ public enum BlockingFamily {
                 return .nullArray
             }
             ctx.shard.noteWritten([lockFingerprint(keyHash: key.hash, database: ctx.databaseIndex)])
+            ctx.journal([Array((max ? "ZPOPMAX" : "ZPOPMIN").utf8), key.bytes])
             return .array([.bulk(key.bytes), .bulk(first.member), .double(first.score)])
         }
         park.run()
@@ -122,6 +123,8 @@ public enum BlockingFamily {
                 reply = .array([.bulk(key.bytes), .array(values.map { .bulk($0) })])
             }
             ctx.shard.noteWritten([lockFingerprint(keyHash: key.hash, database: ctx.databaseIndex)])
+            let name = sorted ? (fromLow ? "ZPOPMIN" : "ZPOPMAX") : (fromLow ? "LPOP" : "RPOP")
+            ctx.journal([Array(name.utf8), key.bytes, Array(String(popCount).utf8)])
             return reply
         }
         park.run()
@@ -196,6 +199,7 @@ public enum BlockingFamily {
             let key = keys[position]
             guard let element = popOne(ctx, key, fromLeft: fromLeft) else { return .nullArray }
             ctx.shard.noteWritten([lockFingerprint(keyHash: key.hash, database: ctx.databaseIndex)])
+            ctx.journal([Array((fromLeft ? "LPOP" : "RPOP").utf8), key.bytes])
             return .array([.bulk(key.bytes), .bulk(element)])
         }
         park.run()
@@ -219,15 +223,19 @@ public enum BlockingFamily {
             guard let element = popOne(ctx, source, fromLeft: fromLeft) else { return .null }
             let database = ctx.databaseIndex
             ctx.shard.noteWritten([lockFingerprint(keyHash: source.hash, database: database)])
+            ctx.journal([Array((fromLeft ? "LPOP" : "RPOP").utf8), source.bytes])
+            let push = [Array((toLeft ? "LPUSH" : "RPUSH").utf8), destination.bytes, element]
             if destinationShard == ctx.shard.index {
                 pushOne(ctx, destination, element, toLeft: toLeft)
                 ctx.shard.noteWritten([lockFingerprint(keyHash: destination.hash, database: database)])
+                ctx.journal(push)
             } else {
                 let target = shardSet.shards[destinationShard]
                 target.loop.post {
                     let destinationContext = ShardContext(shard: target, databaseIndex: database)
                     pushOne(destinationContext, destination, element, toLeft: toLeft)
                     target.noteWritten([lockFingerprint(keyHash: destination.hash, database: database)])
+                    destinationContext.journal(push)
                     target.afterOperation()
                 }
             }

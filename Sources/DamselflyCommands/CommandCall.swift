@@ -83,6 +83,21 @@ public struct CommandCall {
     /// Whether shards must tell WATCHers about this command's keys.
     @inlinable var writes: Bool { spec.flags.contains(.write) }
 
+    /// The command's arguments copied for the append-only journal, when the
+    /// journal is on and this is a write that journals itself (blocking pops
+    /// journal the pop they performed instead, scripts the commands they ran).
+    @inlinable
+    func journalArguments() -> [[UInt8]]? {
+        guard engine.journaling, writes, !spec.flags.contains(.blocking) else { return nil }
+        return (0..<args.count).map { args.bytes($0) }
+    }
+
+    /// Commands whose TTL is relative on the wire: the journal follows them
+    /// with the absolute PEXPIREAT the key ended up with.
+    @usableFromInline static let relativeTTLCommands: Set<String> = [
+        "set", "setex", "psetex", "getex", "expire", "pexpire", "restore", "getset", "incrbyfloat",
+    ]
+
     @inlinable public var loop: EventLoop { client.loop }
     @inlinable public var shardSet: ShardSet { engine.shardSet }
 
@@ -117,9 +132,16 @@ public struct CommandCall {
         let locks = ShardLockSet(fingerprints: [lockFingerprint(keyHash: key.hash, database: client.database)], mode: mode)
         let database = client.database
         let noTouch = client.noTouch
+        let journalArgs = journalArguments()
+        let fixTTL = journalArgs != nil && CommandCall.relativeTTLCommands.contains(spec.name)
         runOnShard(shardIndex, locks: locks) { shard in
             var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
-            return operation(&context)
+            let reply = operation(&context)
+            if let journalArgs, let journal = shard.journal, !reply.isError {
+                journal.append(database: database, journalArgs)
+                if fixTTL { context.journalAbsoluteTTL(key, journal) }
+            }
+            return reply
         }
     }
 
@@ -181,6 +203,8 @@ public struct CommandCall {
         }
         let writes = self.writes
         let fingerprints = keys.map { lockFingerprint(keyHash: $0.hash, database: database) }
+        let journalArgs = journalArguments()
+        let firstShard = byShard.keys.min() ?? 0
         if let script {
             let plan = byShard.keys.sorted()
             guard let shards = scriptShards(script, plan) else { return sink.complete(ScriptExecution.foreignKeyError) }
@@ -193,6 +217,8 @@ public struct CommandCall {
                     script.wrote = true
                     shard.noteWritten(positions.map { fingerprints[$0] })
                 }
+                // Once, on the first shard: replay sends it to every shard.
+                if let journalArgs, shard.index == firstShard { shard.journal?.append(database: database, journalArgs) }
             }
             return sink.complete(merge(results))
         }
@@ -201,6 +227,7 @@ public struct CommandCall {
             hopEach(plan, { shard in
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
                 let positions = byShard[shard.index]!
+                if let journalArgs, shard.index == firstShard { shard.journal?.append(database: database, journalArgs) }
                 let result = perShard(&context, positions)
                 if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
                 return result
@@ -213,6 +240,7 @@ public struct CommandCall {
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
                 let result = perShard(&context, positions)
                 if writes { shard.noteWritten(fingerprints) }
+                if let journalArgs { shard.journal?.append(database: database, journalArgs) }
                 return result
             }, done: { result in sink.complete(merge([result])) })
             return
@@ -227,11 +255,17 @@ public struct CommandCall {
             })
         let positionsByShard = Dictionary(uniqueKeysWithValues: plan)
         transaction.schedule {
+            let participants = transaction.participants
             transaction.execute(conclude: true, { shard in
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
                 let positions = positionsByShard[shard.index]!
                 let result = perShard(&context, positions)
                 if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
+                if let journalArgs {
+                    shard.journal?.appendTransaction(
+                        txid: transaction.txid, participants: participants.count, database: database,
+                        command: shard.index == participants.first ? journalArgs : nil)
+                }
                 return result
             }, done: { results in sink.complete(merge(results)) })
         }
@@ -279,6 +313,8 @@ public struct CommandCall {
         }
         let writes = self.writes
         let fingerprints = keys.map { lockFingerprint(keyHash: $0.hash, database: database) }
+        let journalArgs = journalArguments()
+        let firstShard = byShard.keys.min() ?? 0
         if let script {
             let plan = byShard.keys.sorted()
             guard let shards = scriptShards(script, plan) else {
@@ -299,6 +335,7 @@ public struct CommandCall {
                     script.wrote = true
                     shard.noteWritten(positions.map { fingerprints[$0] })
                 }
+                if let journalArgs, shard.index == firstShard { shard.journal?.append(database: database, journalArgs) }
             }
             return completion(reply(decision))
         }
@@ -312,6 +349,7 @@ public struct CommandCall {
                 self.hopEach(plan, { shard in
                     var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
                     let positions = byShard[shard.index]!
+                    if let journalArgs, shard.index == firstShard { shard.journal?.append(database: database, journalArgs) }
                     apply(&context, positions, decision)
                     if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
                     return 0
@@ -326,6 +364,7 @@ public struct CommandCall {
                 let decision = decide([check(&context, positions)])
                 apply(&context, positions, decision)
                 if writes { shard.noteWritten(fingerprints) }
+                if let journalArgs { shard.journal?.append(database: database, journalArgs) }
                 return reply(decision)
             }, done: { result in completion(result) })
             return
@@ -345,11 +384,17 @@ public struct CommandCall {
                 return check(&context, positionsByShard[shard.index]!)
             }, done: { checks in
                 let decision = decide(checks)
+                let participants = transaction.participants
                 transaction.execute(conclude: true, { shard in
                     var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
                     let positions = positionsByShard[shard.index]!
                     apply(&context, positions, decision)
                     if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
+                    if let journalArgs {
+                        shard.journal?.appendTransaction(
+                            txid: transaction.txid, participants: participants.count, database: database,
+                            command: shard.index == participants.first ? journalArgs : nil)
+                    }
                     return 0
                 }, done: { _ in completion(reply(decision)) })
             })
@@ -429,6 +474,20 @@ public struct ShardContext {
             return existing
         }
         return key.withBytes { database.insert($0, hash: key.hash, value: value, expireAtMs: expireAtMs, nowMs: nowMs) }
+    }
+
+    /// Journals the key's absolute expiry (after a command that set a
+    /// relative one), so a replay restores the same deadline.
+    public func journalAbsoluteTTL(_ key: KeyRef, _ journal: ShardJournal) {
+        guard let found = key.withBytes({ database.lookup($0, hash: key.hash) }),
+              let at = database.expireTime(at: found) else { return }
+        journal.append(database: databaseIndex, [Array("PEXPIREAT".utf8), key.bytes, Array(String(at).utf8)])
+    }
+
+    /// Journals what a command did on this shard, when the journal is on
+    /// (blocking pops record the pop they performed).
+    public func journal(_ args: [[UInt8]]) {
+        shard.journal?.append(database: databaseIndex, args)
     }
 
     /// Deletes `key`; whether it existed.

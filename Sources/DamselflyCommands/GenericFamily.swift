@@ -293,7 +293,9 @@ public enum GenericFamily {
         let locks = ShardLockSet(
             fingerprints: [lockFingerprint(keyHash: key.hash, database: source), lockFingerprint(keyHash: key.hash, database: target)],
             mode: .exclusive)
+        let journalArgs = call.journalArguments()
         call.runOnShard(shardIndex, locks: locks) { shard -> Reply in
+            if let journalArgs { shard.journal?.append(database: source, journalArgs) }
             let from = ShardContext(shard: shard, databaseIndex: source)
             let to = ShardContext(shard: shard, databaseIndex: target)
             guard let found = from.lookupWrite(key) else { return .integer(0) }
@@ -381,7 +383,18 @@ public enum GenericFamily {
             return call.reply(.syntaxError)
         }
         let database = call.client.database
+        let journalArgs = call.journalArguments()
+        var txid: UInt64 = 0
         let flush: (Shard) -> Int = { shard in
+            if let journalArgs {
+                if call.insideExec || call.script != nil {
+                    if shard.index == 0 { shard.journal?.append(database: database, journalArgs) }
+                } else {
+                    shard.journal?.appendTransaction(
+                        txid: txid, participants: call.shardSet.count, database: database,
+                        command: shard.index == 0 ? journalArgs : nil)
+                }
+            }
             if allDatabases {
                 for db in shard.keyspace.databases { db.removeAll() }
             } else {
@@ -398,6 +411,7 @@ public enum GenericFamily {
         }
         let transaction = Transaction(globalOn: call.shardSet, loop: call.loop)
         transaction.schedule {
+            txid = transaction.txid
             transaction.execute(conclude: true, flush, done: { _ in call.reply(.ok) })
         }
     }

@@ -28,6 +28,15 @@ enum PersistenceFamily {
                 call.reply(.error("ERR Background save failed"))
             }
         }
+        r.register("bgrewriteaof", arity: 1, flags: [.admin, .noscript], group: g) { call in
+            // A snapshot rolls the journals over and drops the generations it covers.
+            guard server.config.appendonly else { return call.reply(.simple("Background append only file rewriting started")) }
+            if server.snapshots.start(from: call.loop) {
+                call.reply(.simple("Background append only file rewriting started"))
+            } else {
+                call.reply(.error("ERR Background append only file rewriting already in progress"))
+            }
+        }
         r.register("dump", arity: 2, flags: [.readonly], firstKey: 1, lastKey: 1, keyStep: 1, group: "generic") { call in
             let key = call.key(1)
             call.runOnKey(key, mode: .shared) { ctx in

@@ -50,7 +50,7 @@ public final class Server: @unchecked Sendable {
         engine = Engine(
             shardSet: shardSet, registry: registry, databaseCount: config.dbnum, maxMemory: config.maxmemory,
             maxBulkLength: config.maxBulkLen, requirePass: config.requirepass,
-            singleHopBlocking: config.singlehopBlocking)
+            singleHopBlocking: config.singlehopBlocking, journaling: config.appendonly)
         slowlog = SlowLog(thresholdMicros: config.slowlogLogSlowerThan, maxLength: config.slowlogMaxLen)
         connectionsByLoop = Array(repeating: [:], count: loops.count)
         port = config.port
@@ -86,6 +86,7 @@ public final class Server: @unchecked Sendable {
         } catch {
             throw ServerError.load(error.description)
         }
+        let journalFrom = snapshots.journalGeneration
         let fd = dfly_listen_tcp(config.bind, Int32(config.port), 4096)
         guard fd >= 0 else { throw ServerError.listen(config.bind, config.port, String(cString: strerror(-fd))) }
         listenFD = fd
@@ -95,6 +96,7 @@ public final class Server: @unchecked Sendable {
             threads.append(LoopThread.spawn(name: "proactor\(loop.index)", cpu: cpu) { loop.run() })
         }
         for loop in loops { while !loop.isReady { sched_yield() } }
+        if config.appendonly { startJournal(from: journalFrom) }
         // Active expiry and stats on every shard, `hz` times a second.
         for shard in engine.shardSet.shards {
             let interval = 1000 / max(1, config.hz)
@@ -128,6 +130,27 @@ public final class Server: @unchecked Sendable {
             acceptLoop.listen(fd: fd) { [self] clientFD in self.accepted(clientFD) }
             acceptLoop.addPeriodicTimer(intervalMillis: 1000) { [self] in snapshots.checkRules(on: acceptLoop) }
         }
+    }
+
+    /// Replays the journal after the snapshot, then opens a fresh generation
+    /// of per-shard journal files and flushes them from each shard's loop.
+    private func startJournal(from generation: Int) {
+        let replay = JournalReplay(server: self, directory: config.dir, baseName: config.appendfilename)
+        let existing = replay.existingFiles()
+        let applied = replay.replay(fromGeneration: generation)
+        if applied > 0 { startupLog += (startupLog.isEmpty ? "" : "; ") + "replayed \(applied) journaled commands" }
+        let next = max(generation, (existing.map(\.generation).max() ?? -1) + 1)
+        let fsync = ShardJournal.Fsync(rawValue: config.appendfsync.lowercased()) ?? .everysec
+        let opened = Atomic<Int>(0)
+        for shard in engine.shardSet.shards {
+            shard.loop.post { [config] in
+                shard.journal = ShardJournal(
+                    directory: config.dir, baseName: config.appendfilename, shardIndex: shard.index, generation: next, fsync: fsync)
+                shard.loop.addPeriodicTimer(intervalMillis: 10) { shard.journal?.flush() }
+                opened.add(1, ordering: .releasing)
+            }
+        }
+        while opened.load(ordering: .acquiring) < engine.shardSet.count { sched_yield() }
     }
 
     func notePeakMemory() {
@@ -255,6 +278,9 @@ public final class Server: @unchecked Sendable {
             for c in engine.loopCounters { open += c.connectedClients.load(ordering: .relaxed) }
             if open == 0 { break }
             usleep(5_000)
+        }
+        for shard in engine.shardSet.shards {
+            shard.loop.post { shard.journal?.close() }
         }
         for loop in loops { loop.stop() }
         for thread in threads { LoopThread.join(thread) }

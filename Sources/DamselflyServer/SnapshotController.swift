@@ -33,6 +33,9 @@ final class SnapshotController: @unchecked Sendable {
         var lastDurationSeconds = 0
         var startedAt: Int64 = 0
         var waiters: [SaveWaiter] = []
+        var pendingGeneration = 0
+        var completedGeneration = 0
+        var journalGenerationCounter = 0
     }
 
     /// Someone waiting for the save to end (SAVE, shutdown).
@@ -44,6 +47,8 @@ final class SnapshotController: @unchecked Sendable {
 
     let server: Server
     let state: Mutex<State>
+    /// The journal generation the loaded snapshot covers up to (replay starts there).
+    private(set) var journalGeneration = 0
 
     init(server: Server) {
         self.server = server
@@ -73,7 +78,7 @@ final class SnapshotController: @unchecked Sendable {
             ("last_success_save", String(s.lastSaveTime)),
             ("current_snapshot_perc", String(Int(percent))),
             ("current_save_keys_processed", String(s.keysProcessed)),
-            ("aof_enabled", "0"),
+            ("aof_enabled", server.config.appendonly ? "1" : "0"),
             ("aof_rewrite_in_progress", "0"),
         ]
     }
@@ -113,6 +118,11 @@ final class SnapshotController: @unchecked Sendable {
         // The header: Redis's aux fields plus the round-robin placement table.
         var header = RDBWriter()
         var aux = RDBWriter.standardAux(usedMemory: server.engine.usedMemory)
+        // Every shard's journal rolls to a new generation at the snapshot's
+        // consistent moment; the snapshot holds everything before it.
+        let journaling = server.config.appendonly
+        let generation = journaling ? (server.engine.shardSet.shards.first.map { _ in nextJournalGeneration() } ?? 0) : 0
+        if journaling { aux.append(("dfly-aof-gen", String(generation))) }
         if let roundRobin = server.engine.shardSet.roundRobin {
             let table = roundRobin.assignments.map { String(decoding: $0.0, as: UTF8.self) + "=" + String($0.1) }
             aux.append(("dfly-round-robin", table.joined(separator: "\n")))
@@ -126,6 +136,7 @@ final class SnapshotController: @unchecked Sendable {
             transaction.execute(conclude: true, { shard -> Int in
                 let snapshot = ShardSnapshot(keyspace: shard.keyspace, nowMs: Clock.wallMillis())
                 snapshot.begin()
+                shard.journal?.rotate(to: generation)
                 shard.changesSinceSave.store(0, ordering: .relaxed)
                 self.state.withLock { $0.totalKeys += snapshot.totalKeys }
                 // Slices between commands until the shard is done.
@@ -193,12 +204,14 @@ final class SnapshotController: @unchecked Sendable {
             s.inProgress = false
             s.lastStatusOK = ok
             if ok { s.lastSaveTime = Clock.wallMillis() / 1000 }
+            if ok { s.completedGeneration = s.pendingGeneration }
             s.lastDurationSeconds = Int((Clock.wallMillis() - s.startedAt) / 1000)
             let waiters = s.waiters
             s.waiters = []
             return (ok, waiters)
         }
         guard let (ok, waiters) = finished else { return }
+        if ok && server.config.appendonly { removeJournalsBefore(state.withLock { $0.completedGeneration }) }
         for waiter in waiters { waiter.loop.post { waiter.done(ok) } }
     }
 
@@ -213,6 +226,9 @@ final class SnapshotController: @unchecked Sendable {
         do {
             var entries: [RDBEntry] = []
             while let entry = try reader.next() { entries.append(entry) }
+            if let generation = reader.aux.first(where: { $0.0 == "dfly-aof-gen" }).flatMap({ Int($0.1) }) {
+                journalGeneration = generation
+            }
             if let roundRobin = shardSet.roundRobin,
                let table = reader.aux.first(where: { $0.0 == "dfly-round-robin" })?.1 {
                 var saved: [([UInt8], Int)] = []
@@ -296,6 +312,28 @@ extension SnapshotController {
         let elapsed = Int(Clock.wallMillis() / 1000 - lastSaveTime)
         if rules.contains(where: { elapsed >= $0.0 && changes >= $0.1 }) {
             start(from: loop)
+        }
+    }
+}
+
+extension SnapshotController {
+    /// The generation a new snapshot rolls the journals to.
+    func nextJournalGeneration() -> Int {
+        let replay = JournalReplay(server: server, directory: server.config.dir, baseName: server.config.appendfilename)
+        let highest = replay.existingFiles().map(\.generation).max() ?? 0
+        return state.withLock { s in
+            s.journalGenerationCounter = max(s.journalGenerationCounter, highest) + 1
+            s.pendingGeneration = s.journalGenerationCounter
+            return s.journalGenerationCounter
+        }
+    }
+
+    /// After a successful snapshot: journal files it covers are no longer needed.
+    func removeJournalsBefore(_ generation: Int) {
+        let replay = JournalReplay(server: server, directory: server.config.dir, baseName: server.config.appendfilename)
+        for file in replay.existingFiles() where file.generation < generation {
+            unlink(ShardJournal.path(directory: server.config.dir, baseName: server.config.appendfilename,
+                                     generation: file.generation, shard: file.shard))
         }
     }
 }

@@ -34,6 +34,8 @@ public final class Shard: @unchecked Sendable {
     /// from that loop to run lock-free work synchronously while it borrows.
     public let lentToLoop = Atomic<Int>(0)
     private var waitingForReturn: [() -> Void] = []
+    /// The append-only journal (`--appendonly`), nil when off.
+    public var journal: ShardJournal?
     /// Every shard of the server (set once by ``ShardSet``), for messages between shards.
     public internal(set) var peers: [Shard] = []
 

@@ -201,13 +201,22 @@ public enum ConfigParameters {
                 return nil
             }),
         Parameter(
-            name: "appendonly", aliases: [], get: { _ in "no" },
-            set: { _, text in
+            name: "appendonly", aliases: [], get: { $0.appendonly ? "yes" : "no" },
+            set: { config, text in
                 switch text.lowercased() {
-                case "no": return nil
-                case "yes": return "appendonly is not supported"
+                case "no", "yes":
+                    return (text.lowercased() == "yes") == config.appendonly
+                        ? nil : "changing appendonly at runtime is not supported; restart with --appendonly"
                 default: return "argument must be 'yes' or 'no'"
                 }
+            }),
+        Parameter(
+            name: "appendfsync", aliases: [], get: { $0.appendfsync },
+            set: { config, text in
+                guard ["always", "everysec", "no"].contains(text.lowercased()) else {
+                    return "argument(s) must be one of the following: always, everysec, no"
+                }
+                return text.lowercased() == config.appendfsync ? nil : "changing appendfsync at runtime is not supported"
             }),
         Parameter(
             name: "maxmemory-policy", aliases: ["maxmemory_policy"], get: { _ in "noeviction" },

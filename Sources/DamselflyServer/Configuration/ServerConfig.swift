@@ -21,6 +21,12 @@ public struct ServerConfig: Sendable, Equatable {
     public var lockOnHashtags: Bool = false
     /// --dir: working directory for snapshots.
     public var dir: String = "."
+    /// --appendonly: journal every write (per-shard files) and replay them at start-up.
+    public var appendonly: Bool = false
+    /// --appendfsync: always, everysec or no.
+    public var appendfsync: String = "everysec"
+    /// --appendfilename: base name of the journal files inside dir.
+    public var appendfilename: String = "appendonly.aof"
     /// --save: Redis's snapshot rules, "<seconds> <changes>" pairs; empty disables them.
     public var save: String = ""
     /// --dbfilename: snapshot file name.
@@ -237,6 +243,9 @@ struct ConfigFlagSpec: Sendable {
         .bool("lock_on_hashtags", "Shard and lock keys by their {hashtag} instead of the whole key.", \.lockOnHashtags),
         .string("dir", "Working directory for snapshot files.", \.dir),
         .string("dbfilename", "Snapshot file name inside dir.", \.dbfilename),
+        .bool("appendonly", "Journal every write command (one file per shard) and replay the journal at start-up.", \.appendonly),
+        .string("appendfsync", "When the journal is fsynced: always (before the reply), everysec or no.", \.appendfsync),
+        .string("appendfilename", "Base name of the journal files inside dir (<name>.<generation>.<shard>).", \.appendfilename),
         .string("save", "Snapshot rules as Redis writes them: \"<seconds> <changes> ...\" (e.g. \"3600 1 300 100 60 10000\"); empty disables automatic saves.", \.save),
         .int("max_bulk_len", 1...Int.max, "Largest bulk string accepted from a client, in bytes (human sizes accepted).",
              \.maxBulkLen, size: true),
