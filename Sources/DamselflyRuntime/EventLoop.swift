@@ -31,8 +31,9 @@ public final class EventLoop: @unchecked Sendable {
     let readyFlag = Atomic<Bool>(false)
     /// When this loop last did any work (monotonic ns).
     var lastWorkNanos: UInt64 = 0
-    /// How long a loop polls before it sleeps.
-    static let spinNanos: UInt64 = 50_000
+    /// How long a loop keeps polling after its last work before it sleeps
+    /// (`--poll_before_sleep_us`); set once at start-up, before loops run.
+    nonisolated(unsafe) public static var spinNanos: UInt64 = 0
 
     /// Whether the loop has created its driver and is running.
     public var isReady: Bool { readyFlag.load(ordering: .acquiring) }
@@ -160,7 +161,11 @@ public final class EventLoop: @unchecked Sendable {
             // another shard usually follows a hop within that time, and
             // catching it without a sleep and an eventfd wake-up saves two
             // context switches per hop on pipelined cross-shard traffic.
-            if now &- lastWorkNanos < EventLoop.spinNanos {
+            if EventLoop.spinNanos > 0 && now &- lastWorkNanos < EventLoop.spinNanos {
+                // Poll only the inbox (no system call) until a message comes
+                // or the window closes, then go round again.
+                while inbox.isEmpty && Clock.monotonicNanos() &- lastWorkNanos < EventLoop.spinNanos {}
+                lastWorkNanos = inbox.isEmpty ? 0 : Clock.monotonicNanos()
                 continue
             }
             // About to sleep: announce it, then re-check the inbox so a task

@@ -40,6 +40,7 @@ public final class Server: @unchecked Sendable {
         self.configState = Mutex(config)
         self.executablePath = executablePath
         let topology = config.resolvedTopology(availableCPUs: Int(dfly_available_cpus()))
+        EventLoop.spinNanos = UInt64(config.pollBeforeSleepMicros) * 1000
         let wantIOUring = !config.forceEpoll && EventLoop.ioUringAvailable()
         usesIOUring = wantIOUring
         loops = (0..<topology.threads).map { EventLoop(index: $0, preferIOUring: wantIOUring) }
