@@ -175,10 +175,20 @@ public struct CommandCall {
         shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, operation, done: { reply in sink.complete(reply) })
     }
 
+    /// The positions (into `keys`) of the keys each shard owns.
+    func positionsByShard(_ keys: [KeyRef]) -> [Int: [Int]] {
+        var byShard: [Int: [Int]] = [:]
+        for (i, key) in keys.enumerated() {
+            let shard = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
+            byShard[shard, default: []].append(i)
+        }
+        return byShard
+    }
+
     /// Inside EXEC: runs `work` on each shard of `plan` by plain hops (the
     /// EXEC transaction holds the locks) and gathers the results in plan order.
     func hopEach<R>(_ plan: [Int], _ work: @escaping (Shard) -> R, done: @escaping ([R]) -> Void) {
-        let gather = HopGather<R>(count: plan.count, done: done)
+        let gather = Gather<R>(count: plan.count, done: done)
         for (i, shardIndex) in plan.enumerated() {
             shardSet.hop(from: loop, to: shardIndex, work, done: { gather.deliver(i, $0) })
         }
@@ -196,11 +206,7 @@ public struct CommandCall {
         let database = client.database
         let noTouch = client.noTouch
         let sink = self.sink
-        var byShard: [Int: [Int]] = [:]
-        for (i, key) in keys.enumerated() {
-            let shard = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
-            byShard[shard, default: []].append(i)
-        }
+        let byShard = positionsByShard(keys)
         let writes = self.writes
         let fingerprints = keys.map { lockFingerprint(keyHash: $0.hash, database: database) }
         let journalArgs = journalArguments()
@@ -306,11 +312,7 @@ public struct CommandCall {
     ) {
         let database = client.database
         let noTouch = client.noTouch
-                var byShard: [Int: [Int]] = [:]
-        for (i, key) in keys.enumerated() {
-            let shard = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
-            byShard[shard, default: []].append(i)
-        }
+                let byShard = positionsByShard(keys)
         let writes = self.writes
         let fingerprints = keys.map { lockFingerprint(keyHash: $0.hash, database: database) }
         let journalArgs = journalArguments()
@@ -399,26 +401,6 @@ public struct CommandCall {
                 }, done: { _ in completion(reply(decision)) })
             })
         }
-    }
-}
-
-/// Collects hop results on the coordinating loop (inside EXEC).
-final class HopGather<R> {
-    private var results: [R?]
-    private var remaining: Int
-    private let done: ([R]) -> Void
-
-    init(count: Int, done: @escaping ([R]) -> Void) {
-        results = Array(repeating: nil, count: count)
-        remaining = count
-        self.done = done
-        if count == 0 { done([]) }
-    }
-
-    func deliver(_ index: Int, _ result: R) {
-        results[index] = result
-        remaining -= 1
-        if remaining == 0 { done(results.map { $0! }) }
     }
 }
 

@@ -61,12 +61,7 @@ final class EpollDriver {
             bytes.removeAll(keepingCapacity: true)
             return
         }
-        if state.pending.isEmpty {
-            swap(&state.pending, &bytes)
-        } else {
-            state.pending.append(contentsOf: bytes)
-        }
-        bytes.removeAll(keepingCapacity: true)
+        state.enqueue(&bytes)
         if !state.sending { flush(state, slot: socket.slot) }
     }
 

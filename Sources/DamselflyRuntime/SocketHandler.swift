@@ -40,6 +40,17 @@ final class SocketState {
     var dead = false
     var inUse = false
 
+    /// Takes `bytes` into the pending buffer (swapping arrays when nothing
+    /// is pending, so the caller gets an empty buffer with capacity back).
+    func enqueue(_ bytes: inout [UInt8]) {
+        if pending.isEmpty {
+            swap(&pending, &bytes)
+        } else {
+            pending.append(contentsOf: bytes)
+        }
+        bytes.removeAll(keepingCapacity: true)
+    }
+
     init(fd: Int32, generation: UInt32) {
         self.fd = fd
         self.generation = generation

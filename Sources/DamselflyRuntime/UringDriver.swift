@@ -120,12 +120,7 @@ final class UringDriver {
             bytes.removeAll(keepingCapacity: true)
             return
         }
-        if state.pending.isEmpty {
-            swap(&state.pending, &bytes)
-        } else {
-            state.pending.append(contentsOf: bytes)
-        }
-        bytes.removeAll(keepingCapacity: true)
+        state.enqueue(&bytes)
         if !state.sending { startSend(state, slot: socket.slot) }
     }
 

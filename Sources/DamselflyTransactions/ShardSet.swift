@@ -134,20 +134,20 @@ public final class ShardSet: Sendable {
 }
 
 /// Collects one result per participant on the coordinating loop.
-final class Gather<R>: @unchecked Sendable {
+public final class Gather<R>: @unchecked Sendable {
     // Invariant: `deliver` is only called on the coordinating loop.
     private var results: [R?]
     private var remaining: Int
     private let done: ([R]) -> Void
 
-    init(count: Int, done: @escaping ([R]) -> Void) {
+    public init(count: Int, done: @escaping ([R]) -> Void) {
         results = Array(repeating: nil, count: count)
         remaining = count
         self.done = done
         if count == 0 { done([]) }
     }
 
-    func deliver(_ index: Int, _ result: R) {
+    public func deliver(_ index: Int, _ result: R) {
         results[index] = result
         remaining -= 1
         if remaining == 0 { done(results.map { $0! }) }
