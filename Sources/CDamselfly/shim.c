@@ -288,6 +288,12 @@ void dfly_ring_prep_read(dfly_ring *r, int fd, void *buffer, unsigned length, ui
     io_uring_sqe_set_data64(sqe, user_data);
 }
 
+void dfly_ring_prep_cancel(dfly_ring *r, uint64_t target_user_data, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    io_uring_prep_cancel64(sqe, target_user_data, 0);
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+
 int dfly_ring_submit(dfly_ring *r, int wait, uint64_t timeout_ns) {
     if (!wait) return io_uring_submit_and_get_events(&r->ring);
     struct __kernel_timespec ts;

@@ -35,6 +35,25 @@ public final class ClientState {
     /// The waiter of a blocking command this client is parked on.
     public var blockedOn: BlockedClient?
 
+    /// The same client, owned by `loop` (connection migration): everything a
+    /// command may have set is carried over.
+    public func moved(to loop: EventLoop) -> ClientState {
+        let copy = ClientState(id: id, loop: loop, authenticated: authenticated)
+        copy.database = database
+        copy.protocolVersion = protocolVersion
+        copy.name = name
+        copy.libraryName = libraryName
+        copy.libraryVersion = libraryVersion
+        copy.noEvict = noEvict
+        copy.noTouch = noTouch
+        copy.address = address
+        copy.localAddress = localAddress
+        copy.createdAtMs = createdAtMs
+        copy.lastCommandAtMs = lastCommandAtMs
+        copy.lastCommandName = lastCommandName
+        return copy
+    }
+
     public init(id: Int, loop: EventLoop, authenticated: Bool) {
         self.id = id
         self.loop = loop

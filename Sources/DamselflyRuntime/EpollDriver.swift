@@ -103,6 +103,17 @@ final class EpollDriver {
         epoll_ctl(epollFD, EPOLL_CTL_MOD, state.fd, &ev)
     }
 
+    func detach(socket: SocketID, done: @escaping (Int32) -> Void) -> Bool {
+        guard let state = sockets.lookup(socket), !state.closeRequested, !state.sending, state.pending.isEmpty else { return false }
+        let fd = state.fd
+        epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)
+        state.handler = nil
+        state.dead = true
+        sockets.release(slot: socket.slot)
+        done(fd)
+        return true
+    }
+
     func close(socket: SocketID) {
         guard let state = sockets.lookup(socket) else { return }
         state.closeRequested = true

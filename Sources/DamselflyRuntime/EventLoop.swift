@@ -226,6 +226,14 @@ public final class EventLoop: @unchecked Sendable {
         driver.close(loop: self, socket: socket)
     }
 
+    /// Stops serving the socket on this loop without closing it: once the
+    /// receive in flight is cancelled and queued bytes are sent, `done` gets
+    /// the fd (on this loop) to hand to another loop. Bytes that arrive
+    /// meanwhile still go to the handler. Returns false when it cannot detach now.
+    public func detach(_ socket: SocketID, done: @escaping (Int32) -> Void) -> Bool {
+        driver.detach(loop: self, socket: socket, done: done)
+    }
+
     /// Stops accepting new connections.
     public func stopListening() {
         driver.stopListening(loop: self)
@@ -285,6 +293,12 @@ enum IODriver {
         switch self {
         case .uring(let d): d.write(socket: socket, bytes: &bytes)
         case .epoll(let d): d.write(socket: socket, bytes: &bytes)
+        }
+    }
+    func detach(loop: EventLoop, socket: SocketID, done: @escaping (Int32) -> Void) -> Bool {
+        switch self {
+        case .uring(let d): return d.detach(socket: socket, done: done)
+        case .epoll(let d): return d.detach(socket: socket, done: done)
         }
     }
     func close(loop: EventLoop, socket: SocketID) {

@@ -39,6 +39,9 @@ final class SocketState {
     /// The fd has been shut down / handler told; waiting for CQEs to drain.
     var dead = false
     var inUse = false
+    /// Being handed to another loop: once receive and send are done, the
+    /// fd goes to `onDetached` instead of being closed.
+    var onDetached: ((Int32) -> Void)?
 
     /// Takes `bytes` into the pending buffer (swapping arrays when nothing
     /// is pending, so the caller gets an empty buffer with capacity back).

@@ -11,7 +11,7 @@ import Glibc
 @usableFromInline
 final class UringDriver {
     private enum Op: UInt64 {
-        case accept = 1, receive = 2, send = 3, wake = 4
+        case accept = 1, receive = 2, send = 3, wake = 4, cancel = 5
     }
 
     private let ring: OpaquePointer
@@ -132,6 +132,27 @@ final class UringDriver {
         submitSend(state, slot: slot)
     }
 
+    func detach(socket: SocketID, done: @escaping (Int32) -> Void) -> Bool {
+        guard let state = sockets.lookup(socket), !state.closeRequested, state.onDetached == nil else { return false }
+        state.onDetached = done
+        if state.receiving {
+            dfly_ring_prep_cancel(ring, Self.userData(.receive, slot: socket.slot), Self.userData(.cancel, slot: socket.slot))
+        } else {
+            finishDetachIfReady(state, slot: socket.slot)
+        }
+        return true
+    }
+
+    /// Hands the fd over once nothing of ours is in flight on it.
+    private func finishDetachIfReady(_ state: SocketState, slot: Int32) {
+        guard let done = state.onDetached, !state.receiving, !state.sending, state.pending.isEmpty else { return }
+        let fd = state.fd
+        state.handler = nil
+        state.dead = true
+        sockets.release(slot: slot)
+        done(fd)
+    }
+
     func close(socket: SocketID) {
         guard let state = sockets.lookup(socket) else { return }
         state.closeRequested = true
@@ -198,6 +219,13 @@ final class UringDriver {
             handleReceive(slot: slot, res: res, flags: flags)
         case .send:
             handleSend(slot: slot, res: res)
+        case .cancel:
+            // -ENOENT: the receive was not armed yet when the cancel ran (both
+            // were submitted together); ask again until it is gone.
+            let state = sockets.states[Int(slot)]
+            if res == -ENOENT && state.inUse && state.onDetached != nil && state.receiving {
+                dfly_ring_prep_cancel(ring, Self.userData(.receive, slot: slot), Self.userData(.cancel, slot: slot))
+            }
         case .none:
             break
         }
@@ -207,6 +235,17 @@ final class UringDriver {
         let state = sockets.states[Int(slot)]
         let more = flags & UInt32(DFLY_CQE_F_MORE) != 0
         if !more { state.receiving = false }
+        if state.onDetached != nil {
+            // Detaching: pass on what arrived, never re-arm, hand over when done.
+            if res > 0, flags & UInt32(DFLY_CQE_F_BUFFER) != 0 {
+                let bufferID = Int(flags >> UInt32(DFLY_CQE_BUFFER_SHIFT))
+                let base = bufferMemory + bufferID * bufferSize
+                state.handler?.socketReceived(UnsafeRawBufferPointer(start: base, count: Int(res)))
+                dfly_ring_recycle_buffer(ring, base, UInt32(bufferSize), UInt32(bufferID))
+            }
+            if !state.receiving { finishDetachIfReady(state, slot: slot) }
+            return
+        }
         if res > 0, flags & UInt32(DFLY_CQE_F_BUFFER) != 0 {
             let bufferID = Int(flags >> UInt32(DFLY_CQE_BUFFER_SHIFT))
             let base = bufferMemory + bufferID * bufferSize
@@ -245,6 +284,10 @@ final class UringDriver {
         }
         state.inflight.removeAll(keepingCapacity: true)
         state.inflightOffset = 0
+        if state.onDetached != nil {
+            if !state.pending.isEmpty { startSend(state, slot: slot) } else { finishDetachIfReady(state, slot: slot) }
+            return
+        }
         if state.dead {
             finishClose(state, slot: slot)
         } else if !state.pending.isEmpty {

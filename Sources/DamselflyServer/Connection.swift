@@ -2,6 +2,7 @@ import CDamselfly
 import DamselflyCommands
 import DamselflyRESP
 import DamselflyRuntime
+import DamselflyStorage
 import Glibc
 
 /// One client connection, living on one loop: it parses what arrives,
@@ -37,6 +38,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private var currentSpec: CommandSpec?
     private var commandStartNanos: UInt64 = 0
     private(set) var isClosed = false
+    /// Handing the socket to another loop: no more parsing here.
+    private var migrating = false
     /// Pub/sub: channels and patterns this connection is subscribed to.
     var channels: Set<[UInt8]> = []
     var patterns: Set<[UInt8]> = []
@@ -62,7 +65,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     func socketReceived(_ bytes: UnsafeRawBufferPointer) {
         counters.netInputBytes += bytes.count
         appendInput(bytes)
-        if !waitingForReply { processInput() }
+        if !waitingForReply && !migrating { processInput() }
     }
 
     func socketClosed() {
@@ -117,6 +120,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             case .skip(let consumed):
                 inputStart += consumed
             case .command(let consumed):
+                if let target = migrationTarget() {
+                    // Leave the command unconsumed: the new loop parses it again.
+                    if migrate(to: target) { return }
+                }
                 inputStart += consumed
                 dispatch()
             case .protocolError(let message):
@@ -190,6 +197,47 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             // Parked (or about to): replies to the commands before it go out now.
             flush()
         }
+    }
+
+    // MARK: - Connection migration
+
+    /// `--migrate_connections`: a blocking pop whose keys all live on one
+    /// shard owned by another loop moves this connection to that loop first,
+    /// so a worker consuming one queue is served inline from then on.
+    private func migrationTarget() -> EventLoop? {
+        // io_uring loops do not migrate yet: detaching a socket there (cancelling
+        // its multishot receive) was seen to replay commands on a dead socket
+        // under reconnect churn; until that is understood, only epoll loops move.
+        guard server.config.migrateConnections, !loop.usesIOUring, !isClosed, client.multiQueue == nil, subscriptionCount == 0,
+              client.watchToken == nil, client.authenticated, !waitingForReply,
+              let spec = server.engine.registry.lookup(args[0]), spec.flags.contains(.blocking),
+              spec.firstKey > 0, spec.acceptsArgumentCount(args.count) else { return nil }
+        let last = spec.lastKey < 0 ? args.count + spec.lastKey : min(spec.lastKey, args.count - 1)
+        guard spec.firstKey <= last else { return nil }
+        let shardSet = server.engine.shardSet
+        var owner: Int? = nil
+        for i in stride(from: spec.firstKey, through: last, by: max(spec.keyStep, 1)) {
+            let key = args[i]
+            let shard = shardSet.shardIndex(of: key, hash: KeyHash.hash(key))
+            if owner == nil { owner = shard } else if owner != shard { return nil }
+        }
+        guard let owner else { return nil }
+        let target = shardSet.shards[owner].loop
+        return target === loop ? nil : target
+    }
+
+    /// Detaches the socket here and re-creates the connection on `target`
+    /// with the bytes not yet run. False when the socket cannot move now.
+    private func migrate(to target: EventLoop) -> Bool {
+        flush()
+        migrating = true
+        let detached = loop.detach(socket) { [self] fd in
+            let pending = Array(UnsafeRawBufferPointer(start: input + inputStart, count: inputEnd - inputStart))
+            isClosed = true
+            server.migrate(self, fd: fd, pendingInput: pending, to: target)
+        }
+        if !detached { migrating = false }
+        return detached
     }
 
     private func emitError(_ text: String) {

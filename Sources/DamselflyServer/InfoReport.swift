@@ -115,6 +115,8 @@ enum InfoReport {
                     ("config_file", config.flagfile),
                     ("thread_count", String(server.loops.count)),
                     ("num_shards", String(shardSet.count)),
+                    ("shard_round_robin_prefix", shardSet.roundRobin.map { String(decoding: $0.prefix, as: UTF8.self) } ?? ""),
+                    ("shard_round_robin_table_size", String(shardSet.roundRobin?.assignments.count ?? 0)),
                 ])
             case "clients":
                 section("Clients", [
@@ -157,6 +159,7 @@ enum InfoReport {
                     ("keyspace_hits", String(hits)),
                     ("keyspace_misses", String(misses)),
                     ("total_error_replies", String(loops.reduce(0) { $0 + $1.totalErrors })),
+                    ("connection_migrations", String(server.connectionMigrations.load(ordering: .relaxed))),
                 ])
             case "replication":
                 section("Replication", [

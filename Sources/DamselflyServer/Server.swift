@@ -204,6 +204,29 @@ public final class Server: @unchecked Sendable {
         return String(cString: buffer)
     }
 
+    /// Connections moved to the loop of the shard their blocking pops use.
+    let connectionMigrations = Atomic<Int>(0)
+
+    /// On the old loop, after the socket was detached: re-creates the
+    /// connection on `target` and feeds it the bytes not yet run.
+    func migrate(_ connection: Connection, fd: Int32, pendingInput: [UInt8], to target: EventLoop) {
+        let old = connection.loop
+        if connectionsByLoop[old.index].removeValue(forKey: ObjectIdentifier(connection)) != nil {
+            engine.loopCounters[old.index].connectedClients.add(-1, ordering: .relaxed)
+        }
+        connectionMigrations.add(1, ordering: .relaxed)
+        let client = connection.client.moved(to: target)
+        target.post { [self] in
+            let moved = Connection(server: self, loop: target, client: client)
+            connectionsByLoop[target.index][ObjectIdentifier(moved)] = moved
+            engine.loopCounters[target.index].connectedClients.add(1, ordering: .relaxed)
+            moved.socket = target.register(fd: fd, handler: moved)
+            if !pendingInput.isEmpty {
+                pendingInput.withUnsafeBytes { moved.socketReceived($0) }
+            }
+        }
+    }
+
     /// Called on the connection's loop when it closed.
     func connectionClosed(_ connection: Connection) {
         if connectionsByLoop[connection.loop.index].removeValue(forKey: ObjectIdentifier(connection)) != nil {

@@ -50,6 +50,11 @@ enum ServerFamily {
                 usleep(UInt32(max(0, min(seconds, 3600)) * 1_000_000))
                 return call.reply(.ok)
             }
+            if call.isArg(1, "shard") && call.args.count == 3 {
+                // Which shard owns a key (and so which thread runs its commands).
+                let key = call.args[2]
+                return call.reply(.integer(call.shardSet.shardIndex(of: key, hash: KeyHash.hash(key))))
+            }
             call.reply(.error("ERR unknown subcommand '\(call.args.string(1))'. Try DEBUG HELP."))
         }
         r.register("memory", arity: -2, flags: [.readonly], firstKey: 2, lastKey: 2, keyStep: 1, group: g) { call in

@@ -370,7 +370,7 @@ private func parseError(_ arguments: [String], env: [String: String] = [:]) -> C
         "lock_on_hashtags", "dir", "dbfilename", "max_bulk_len", "max_multibulk_len", "maxclients", "timeout",
         "tcp_keepalive", "logtostdout", "loglevel", "singlehop_blocking", "shard_round_robin_prefix",
         "pin_threads", "flagfile", "slowlog_log_slower_than", "slowlog_max_len", "hz",
-        "save", "appendonly", "appendfsync", "appendfilename", "poll_before_sleep_us",
+        "save", "appendonly", "appendfsync", "appendfilename", "poll_before_sleep_us", "migrate_connections",
     ]
 
     @Test func helpListsEveryFlagWithItsDefault() throws {

@@ -87,6 +87,8 @@ void dfly_ring_prep_accept_multishot(dfly_ring *ring, int fd, uint64_t user_data
 void dfly_ring_prep_recv_multishot(dfly_ring *ring, int fd, uint64_t user_data);
 void dfly_ring_prep_send(dfly_ring *ring, int fd, const void *data, size_t length, uint64_t user_data);
 void dfly_ring_prep_read(dfly_ring *ring, int fd, void *buffer, unsigned length, uint64_t user_data);
+/// Cancels the request submitted with `target_user_data` (a multishot receive being detached).
+void dfly_ring_prep_cancel(dfly_ring *ring, uint64_t target_user_data, uint64_t user_data);
 /// Submits; with `wait`, blocks for one completion or `timeout_ns`; without, only flushes deferred task work.
 int dfly_ring_submit(dfly_ring *ring, int wait, uint64_t timeout_ns);
 /// Copies up to `max` completions into `out` and marks them seen.
