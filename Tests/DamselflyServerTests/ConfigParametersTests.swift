@@ -12,7 +12,7 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
     static let redisNames = [
         "port", "bind", "requirepass", "maxmemory", "databases", "dir", "dbfilename", "maxclients", "timeout",
         "tcp-keepalive", "loglevel", "proto-max-bulk-len", "slowlog-log-slower-than", "slowlog-max-len", "hz",
-        "save", "appendonly", "maxmemory-policy",
+        "save", "appendonly", "appendfsync", "maxmemory-policy",
     ]
 
     @Test func star() {
@@ -28,7 +28,7 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
             "port": "6379", "bind": "127.0.0.1", "requirepass": "", "maxmemory": "0", "databases": "16",
             "dir": ".", "dbfilename": "dump.rdb", "maxclients": "64000", "timeout": "0", "tcp-keepalive": "300",
             "loglevel": "notice", "proto-max-bulk-len": "536870912", "slowlog-log-slower-than": "10000",
-            "slowlog-max-len": "128", "hz": "10", "save": "", "appendonly": "no", "maxmemory-policy": "noeviction",
+            "slowlog-max-len": "128", "hz": "10", "save": "", "appendonly": "no", "appendfsync": "everysec", "maxmemory-policy": "noeviction",
         ]
         for (name, v) in ConfigParameters.get("*", from: c) {
             #expect(expected[name] == v, "\(name)")
