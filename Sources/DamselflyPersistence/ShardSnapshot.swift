@@ -21,6 +21,8 @@ public final class ShardSnapshot {
     public private(set) var totalKeys = 0
     public private(set) var isFinished = false
     private let nowMs: Int64
+    /// Bytes a slice may buffer before it hands them to the file.
+    public static let sliceBytes = 1 << 20
 
     public init(keyspace: Keyspace, nowMs: Int64) {
         self.keyspace = keyspace
@@ -57,11 +59,13 @@ public final class ShardSnapshot {
         keysWritten += 1
     }
 
-    /// Serializes up to `budget` slots; returns the bytes produced so far
-    /// (to append to the file). Sets ``isFinished`` at the end.
+    /// Serializes up to `budget` slots, or until about ``sliceBytes`` are
+    /// buffered (a slice of big keys must not buffer the whole shard);
+    /// returns the bytes produced so far (to append to the file). Sets
+    /// ``isFinished`` at the end.
     public func step(budget: Int) -> [UInt8] {
         var remaining = budget
-        while remaining > 0 && cursorDatabase < pending.count {
+        while remaining > 0 && writer.bufferedCount < ShardSnapshot.sliceBytes && cursorDatabase < pending.count {
             let slots = pending[cursorDatabase]
             if cursorSlot >= slots.count {
                 cursorDatabase += 1
