@@ -99,6 +99,33 @@ public final class EventLoop: @unchecked Sendable {
         }
     }
 
+    /// With `appendfsync always`: makes this loop's journal durable (one
+    /// fsync for everything the iteration journaled). Nil otherwise.
+    public var syncHook: (() -> Void)?
+    private var durableActions: [() -> Void] = []
+
+    /// Runs `action` once what this loop journaled so far is on disk: at the
+    /// end of the current iteration, after a single fsync (group commit).
+    /// Without a sync hook it runs at once.
+    @inline(__always)
+    public func whenDurable(_ action: @escaping () -> Void) {
+        if syncHook == nil { return action() }
+        durableActions.append(action)
+    }
+
+    private func runDurable() -> Int {
+        guard !durableActions.isEmpty else { return 0 }
+        syncHook?()
+        var ran = 0
+        while !durableActions.isEmpty {
+            let actions = durableActions
+            durableActions.removeAll(keepingCapacity: true)
+            for action in actions { action() }
+            ran += actions.count
+        }
+        return ran
+    }
+
     /// Runs `task` after the current batch of I/O and inbox work, on this thread.
     public func defer_(_ task: @escaping () -> Void) {
         deferred.append(task)
@@ -143,6 +170,7 @@ public final class EventLoop: @unchecked Sendable {
             var worked = driver.poll(loop: self, block: false, timeoutNanos: 0)
             worked += drainInbox(limit: 4096)
             worked += runDeferred()
+            worked += runDurable()
             let now = Clock.monotonicNanos()
             var nextTimer = now + 100_000_000
             for i in timers.indices {

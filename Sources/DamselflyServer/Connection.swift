@@ -297,8 +297,19 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         patterns = []
     }
 
+    /// Sends what is queued; with `appendfsync always`, only once the loop's
+    /// journal is durable (the replies of an iteration leave after its fsync).
     func flush() {
         guard !output.isEmpty, !isClosed else { return }
+        if loop.syncHook != nil {
+            loop.whenDurable { [self] in writeOutput() }
+        } else {
+            writeOutput()
+        }
+    }
+
+    private func writeOutput() {
+        guard !output.isEmpty else { return }
         counters.netOutputBytes += output.buffer.count
         loop.write(socket, &output.buffer)
     }
@@ -306,9 +317,12 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// Flushes and closes (QUIT, protocol errors, CLIENT KILL, shutdown).
     func close() {
         guard !isClosed else { return }
-        flush()
         isClosed = true
-        loop.close(socket)
+        let socket = self.socket
+        loop.whenDurable { [self] in
+            writeOutput()
+            loop.close(socket)
+        }
         client.blockedOn?.cancel(reply: nil)
         MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
         dropSubscriptions()

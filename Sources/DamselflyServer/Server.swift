@@ -148,6 +148,9 @@ public final class Server: @unchecked Sendable {
                 shard.journal = ShardJournal(
                     directory: config.dir, baseName: config.appendfilename, shardIndex: shard.index, generation: next, fsync: fsync)
                 shard.loop.addPeriodicTimer(intervalMillis: 10) { shard.journal?.flush() }
+                if fsync == .always {
+                    shard.loop.syncHook = { shard.journal?.flush(sync: true) }
+                }
                 opened.add(1, ordering: .releasing)
             }
         }

@@ -87,8 +87,9 @@ public final class ShardJournal: @unchecked Sendable {
     }
 
     private func afterAppend() {
+        // Under `always` the loop's sync hook flushes and fsyncs once per
+        // iteration, before any reply of that iteration leaves (group commit).
         dirtySinceFsync = true
-        if fsync == .always { flush(sync: true) }
     }
 
     /// Writes the buffered records (end of a loop iteration, or at once under

@@ -76,13 +76,13 @@ public final class ShardSet: Sendable {
                 stats.quick.add(1, ordering: .relaxed)
                 let result = operation(shard)
                 shard.afterOperation()
-                loop.post { done(result) }
+                shard.loop.whenDurable { loop.post { done(result) } }
             } else {
                 stats.normal.add(1, ordering: .relaxed)
                 stats.countWidth(1)
                 shard.enqueueSingle(locks: locks, txid: takeTxid()) { shard in
                     let result = operation(shard)
-                    loop.post { done(result) }
+                    shard.loop.whenDurable { loop.post { done(result) } }
                 }
             }
         }
@@ -126,7 +126,7 @@ public final class ShardSet: Sendable {
                 shard.whenAvailable {
                     let result = operation(shard)
                     shard.afterOperation()
-                    loop.post { done(result) }
+                    shard.loop.whenDurable { loop.post { done(result) } }
                 }
             }
         }

@@ -129,7 +129,7 @@ public final class Transaction {
                 shard.loop.post {
                     shard.arm(entry, outOfOrder: ooo, conclude: conclude) { shard in
                         let result = step(shard)
-                        loop.post { gather.deliver(i, result) }
+                        shard.loop.whenDurable { loop.post { gather.deliver(i, result) } }
                     }
                 }
             }
