@@ -175,6 +175,18 @@ public struct CommandCall {
         shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, operation, done: { reply in sink.complete(reply) })
     }
 
+    /// A transaction over the shards of `byShard`, locking each shard's keys.
+    func multiShardTransaction(_ keys: [KeyRef], _ byShard: [Int: [Int]], mode: LockMode) -> Transaction {
+        let database = client.database
+        return Transaction(
+            shardSet: shardSet, loop: loop,
+            locksByShard: byShard.sorted { $0.key < $1.key }.map { shard, positions in
+                (shard, ShardLockSet(
+                    fingerprints: positions.map { lockFingerprint(keyHash: keys[$0].hash, database: database) },
+                    mode: mode))
+            })
+    }
+
     /// The positions (into `keys`) of the keys each shard owns.
     func positionsByShard(_ keys: [KeyRef]) -> [Int: [Int]] {
         var byShard: [Int: [Int]] = [:]
@@ -251,15 +263,8 @@ public struct CommandCall {
             }, done: { result in sink.complete(merge([result])) })
             return
         }
-        let plan = byShard.sorted { $0.key < $1.key }
-        let transaction = Transaction(
-            shardSet: shardSet, loop: loop,
-            locksByShard: plan.map { shard, positions in
-                (shard, ShardLockSet(
-                    fingerprints: positions.map { lockFingerprint(keyHash: keys[$0].hash, database: database) },
-                    mode: mode))
-            })
-        let positionsByShard = Dictionary(uniqueKeysWithValues: plan)
+        let transaction = multiShardTransaction(keys, byShard, mode: mode)
+        let positionsByShard = byShard
         transaction.schedule {
             let participants = transaction.participants
             transaction.execute(conclude: true, { shard in
@@ -371,15 +376,8 @@ public struct CommandCall {
             }, done: { result in completion(result) })
             return
         }
-        let plan = byShard.sorted { $0.key < $1.key }
-        let transaction = Transaction(
-            shardSet: shardSet, loop: loop,
-            locksByShard: plan.map { shard, positions in
-                (shard, ShardLockSet(
-                    fingerprints: positions.map { lockFingerprint(keyHash: keys[$0].hash, database: database) },
-                    mode: mode))
-            })
-        let positionsByShard = Dictionary(uniqueKeysWithValues: plan)
+        let transaction = multiShardTransaction(keys, byShard, mode: mode)
+        let positionsByShard = byShard
         transaction.schedule {
             transaction.execute(conclude: false, { shard in
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)

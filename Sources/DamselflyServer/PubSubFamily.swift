@@ -31,26 +31,10 @@ enum PubSubFamily {
             call.reply(.raw(out.buffer))
         }
         r.register("unsubscribe", arity: -1, flags: [.loading, .stale], group: g) { call in
-            guard let connection = call.sink as? Connection else { return call.reply(.error("ERR not a client connection")) }
-            var out = ReplyBuilder(protocolVersion: call.client.protocolVersion, capacity: 64)
-            let targets = call.args.count > 1 ? (1..<call.args.count).map { call.args.bytes($0) } : Array(connection.channels)
-            if targets.isEmpty { confirmation(&out, "unsubscribe", nil, connection.subscriptionCount) }
-            for channel in targets {
-                if connection.channels.remove(channel) != nil { server.pubsub.unsubscribe(connection, channel: channel) }
-                confirmation(&out, "unsubscribe", channel, connection.subscriptionCount)
-            }
-            call.reply(.raw(out.buffer))
+            unsubscribe(call, server: server, patterns: false)
         }
         r.register("punsubscribe", arity: -1, flags: [.loading, .stale], group: g) { call in
-            guard let connection = call.sink as? Connection else { return call.reply(.error("ERR not a client connection")) }
-            var out = ReplyBuilder(protocolVersion: call.client.protocolVersion, capacity: 64)
-            let targets = call.args.count > 1 ? (1..<call.args.count).map { call.args.bytes($0) } : Array(connection.patterns)
-            if targets.isEmpty { confirmation(&out, "punsubscribe", nil, connection.subscriptionCount) }
-            for pattern in targets {
-                if connection.patterns.remove(pattern) != nil { server.pubsub.punsubscribe(connection, pattern: pattern) }
-                confirmation(&out, "punsubscribe", pattern, connection.subscriptionCount)
-            }
-            call.reply(.raw(out.buffer))
+            unsubscribe(call, server: server, patterns: true)
         }
         r.register("publish", arity: 3, flags: [.loading, .stale, .fast], group: g) { call in
             call.reply(.integer(server.pubsub.publish(channel: call.args.bytes(1), message: call.args.bytes(2))))
@@ -80,6 +64,26 @@ enum PubSubFamily {
                 call.reply(.error("ERR unknown subcommand '\(call.args.string(1))'. Try PUBSUB HELP."))
             }
         }
+    }
+
+    /// UNSUBSCRIBE / PUNSUBSCRIBE: the named channels (patterns), or all of
+    /// them; one confirmation each (one with a null name when there were none).
+    static func unsubscribe(_ call: CommandCall, server: Server, patterns: Bool) {
+        guard let connection = call.sink as? Connection else { return call.reply(.error("ERR not a client connection")) }
+        let kind = patterns ? "punsubscribe" : "unsubscribe"
+        var out = ReplyBuilder(protocolVersion: call.client.protocolVersion, capacity: 64)
+        let current = patterns ? connection.patterns : connection.channels
+        let targets = call.args.count > 1 ? (1..<call.args.count).map { call.args.bytes($0) } : Array(current)
+        if targets.isEmpty { confirmation(&out, kind, nil, connection.subscriptionCount) }
+        for name in targets {
+            if patterns {
+                if connection.patterns.remove(name) != nil { server.pubsub.punsubscribe(connection, pattern: name) }
+            } else {
+                if connection.channels.remove(name) != nil { server.pubsub.unsubscribe(connection, channel: name) }
+            }
+            confirmation(&out, kind, name, connection.subscriptionCount)
+        }
+        call.reply(.raw(out.buffer))
     }
 
     /// One (p)(un)subscribe confirmation: a push under RESP3, an array under RESP2.
