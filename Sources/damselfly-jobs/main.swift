@@ -166,7 +166,8 @@ func bench(_ args: Arguments) async throws {
     let concurrency = args.int("--concurrency", "-c", env: "CONCURRENCY", default: 10)
     let elements = args.int("--elements", env: "ELEMENTS", default: 1000)
     let iterations = args.int("--iterations", env: "ITERATIONS", default: 10)
-    let rubyRequire = args.last("--ruby-require")
+    // Sidekiq's `-r` takes a path Ruby's `require` finds: make a relative one absolute.
+    let rubyRequire = args.last("--ruby-require").map { realpathString($0) }
     let pool = RedisPool(config: config, limit: 4)
     let client = JobClient(redis: pool)
     try await pool.call("FLUSHDB")
@@ -199,6 +200,15 @@ func bench(_ args: Arguments) async throws {
         let left = sizes.reduce(0, +)
         let now = JobPayload.now()
         if left == 0 { break }
+        // A worker that could not start (or died) would leave this loop waiting forever.
+        for (i, child) in children.enumerated() where child > 0 {
+            var status: Int32 = 0
+            if waitpid(child, &status, WNOHANG) == child {
+                children[i] = 0
+                print("worker process \(child) exited (status \(status)) with \(left) jobs left")
+            }
+        }
+        if children.allSatisfy({ $0 == 0 }) { fail("every worker process exited with \(left) jobs left") }
         if now - lastReport >= 5 {
             print("  \(left) jobs left")
             lastReport = now
@@ -210,8 +220,8 @@ func bench(_ args: Arguments) async throws {
     if let info = try? await pool.call("INFO", "transaction").text, info.contains(":") {
         print(info.split(separator: "\r\n").joined(separator: "\n"))
     }
-    for child in children { kill(child, SIGTERM) }
-    for child in children {
+    for child in children where child > 0 { kill(child, SIGTERM) }
+    for child in children where child > 0 {
         var status: Int32 = 0
         waitpid(child, &status, 0)
     }

@@ -4,8 +4,10 @@ pushing and working the same queues, retries and the dead set across both, relia
 surviving ``kill -9``, SIGTERM requeueing, and the pool keeping connections flat.
 
 The jobs binary comes from ``DAMSELFLY_JOBS_BIN`` (default
-``.build/release/damselfly-jobs``). Damselfly cases probe the server (``COMMAND INFO``) for
-the commands a test needs and skip, naming them, while they are missing.
+``.build/release/damselfly-jobs``). Each case runs against ``redis-server``, Damselfly with its
+defaults, and Damselfly with ``--shard_round_robin_prefix=queue: --lock_on_hashtags``. Damselfly
+cases probe the server (``COMMAND INFO``) for the commands a test needs and skip, naming them,
+should one be missing (none is today).
 """
 
 import json
@@ -40,12 +42,19 @@ def _ruby_or_skip():
         pytest.skip("Ruby Sidekiq not installed (apt-get install ruby-sidekiq)")
 
 
-@pytest.fixture(params=["redis", "damselfly"])
+# Damselfly plain, and as a job server is meant to run: queues dealt round robin over the
+# shards, each queue's private in-progress lists on its shard by hashtag.
+QUEUE_FLAGS = ("--proactor_threads=2", "--shard_round_robin_prefix=queue:", "--lock_on_hashtags")
+
+
+@pytest.fixture(params=["redis", "damselfly", "damselfly-queues"])
 def server(request, redis_server):
     if request.param == "redis":
         srv = redis_server
-    else:
+    elif request.param == "damselfly":
         srv = request.getfixturevalue("damselfly_module")()
+    else:
+        srv = request.getfixturevalue("damselfly_module")(*QUEUE_FLAGS)
     srv.client().flushall()
     return srv
 
