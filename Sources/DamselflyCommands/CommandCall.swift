@@ -402,6 +402,13 @@ public struct CommandCall {
     }
 }
 
+/// What a data-type command finds under a key.
+public enum TypedLookup<Value> {
+    case missing
+    case wrongType
+    case found(EntryIndex, Value)
+}
+
 /// What a shard-side operation sees: its shard, the client's database there,
 /// and the time the operation started (one clock read per operation, so a key
 /// cannot expire half-way through a command).
@@ -468,6 +475,24 @@ public struct ShardContext {
     /// (blocking pops record the pop they performed).
     public func journal(_ args: [[UInt8]]) {
         shard.journal?.append(database: databaseIndex, args)
+    }
+
+    /// Finds `key` for a command of one data type: missing, another type
+    /// (WRONGTYPE), or the entry with its value as `extract` sees it.
+    public func lookup<Value>(_ key: KeyRef, write: Bool, as extract: (StoredValue) -> Value?) -> TypedLookup<Value> {
+        guard let found = write ? lookupWrite(key) : lookupRead(key) else { return .missing }
+        guard let value = extract(database.value(at: found)) else { return .wrongType }
+        return .found(found, value)
+    }
+
+    /// A read-only command of one data type: `empty` for a missing key,
+    /// WRONGTYPE for another type, else `body`'s reply.
+    public func read<Value>(_ key: KeyRef, empty: Reply, as extract: (StoredValue) -> Value?, _ body: (Value) -> Reply) -> Reply {
+        switch lookup(key, write: false, as: extract) {
+        case .missing: return empty
+        case .wrongType: return .wrongType
+        case .found(_, let value): return body(value)
+        }
     }
 
     /// Deletes `key`; whether it existed.

@@ -121,25 +121,19 @@ public enum HashFamily {
 
     // MARK: - Lookup
 
-    enum Lookup {
-        case missing
-        case wrongType
-        case found(EntryIndex, HashValue)
-    }
-    static func lookup(_ ctx: inout ShardContext, _ key: KeyRef, write: Bool) -> Lookup {
-        guard let found = write ? ctx.lookupWrite(key) : ctx.lookupRead(key) else { return .missing }
-        guard case .hash(let hash) = ctx.database.value(at: found) else { return .wrongType }
-        return .found(found, hash)
+    typealias Lookup = TypedLookup<HashValue>
+
+    static func value(_ stored: StoredValue) -> HashValue? {
+        if case .hash(let v) = stored { return v }
+        return nil
     }
 
-    /// A read-only command: `empty` for a missing key, WRONGTYPE for
-    /// another type, else `body`'s reply.
+    static func lookup(_ ctx: inout ShardContext, _ key: KeyRef, write: Bool) -> Lookup {
+        ctx.lookup(key, write: write, as: value)
+    }
+
     static func read(_ ctx: inout ShardContext, _ key: KeyRef, empty: Reply, _ body: (HashValue) -> Reply) -> Reply {
-        switch lookup(&ctx, key, write: false) {
-        case .missing: return empty
-        case .wrongType: return .wrongType
-        case .found(_, let hash): return body(hash)
-        }
+        ctx.read(key, empty: empty, as: value, body)
     }
 
     /// Runs `body` on the hash under `key`, creating it when missing; the

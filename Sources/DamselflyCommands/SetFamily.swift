@@ -83,22 +83,19 @@ public enum SetFamily {
 
     // MARK: - Lookup
 
-    enum Lookup {
-        case missing
-        case wrongType
-        case found(EntryIndex, SetValue)
+    typealias Lookup = TypedLookup<SetValue>
+
+    static func value(_ stored: StoredValue) -> SetValue? {
+        if case .set(let v) = stored { return v }
+        return nil
     }
+
     static func lookup(_ ctx: inout ShardContext, _ key: KeyRef, write: Bool) -> Lookup {
-        guard let found = write ? ctx.lookupWrite(key) : ctx.lookupRead(key) else { return .missing }
-        guard case .set(let set) = ctx.database.value(at: found) else { return .wrongType }
-        return .found(found, set)
+        ctx.lookup(key, write: write, as: value)
     }
+
     static func read(_ ctx: inout ShardContext, _ key: KeyRef, empty: Reply, _ body: (SetValue) -> Reply) -> Reply {
-        switch lookup(&ctx, key, write: false) {
-        case .missing: return empty
-        case .wrongType: return .wrongType
-        case .found(_, let set): return body(set)
-        }
+        ctx.read(key, empty: empty, as: value, body)
     }
 
     /// Runs `body` on an existing set with its memory re-accounted, and
