@@ -95,18 +95,8 @@ public enum BlockingFamily {
             guard let left = side(call, whereIndex) else { return call.reply(.syntaxError) }
             fromLow = left
         }
-        var count = 1
-        var i = whereIndex + 1
-        var sawCount = false
-        while i < call.args.count {
-            guard !sawCount, i + 1 < call.args.count, call.isArg(i, "count") else { return call.reply(.syntaxError) }
-            guard let c = call.integer(i + 1), c > 0 else { return call.reply(.error("ERR count should be greater than 0")) }
-            count = Int(c)
-            sawCount = true
-            i += 2
-        }
+        guard let popCount = call.popCount(from: whereIndex + 1) else { return }
         let keys = (3..<whereIndex).map { call.key($0) }
-        let popCount = count
         let state: (ShardContext, KeyRef) -> KeyState = { ctx, key in
             sorted ? BlockingFamily.zsetState(ctx, key) : BlockingFamily.listState(ctx, key)
         }

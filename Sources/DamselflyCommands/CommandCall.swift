@@ -119,6 +119,27 @@ public struct CommandCall {
     @inlinable
     public func isArg(_ i: Int, _ lowercase: StaticString) -> Bool { args.equalsASCIICaseInsensitive(i, lowercase) }
 
+    /// The `[COUNT n]` tail of LMPOP, ZMPOP, BLMPOP and BZMPOP, starting at
+    /// argument `start`: 1 when absent. On a malformed tail it replies with
+    /// Redis's error and returns nil.
+    public func popCount(from start: Int) -> Int? {
+        var count: Int64? = nil
+        var i = start
+        while i < args.count {
+            guard count == nil, i + 1 < args.count, isArg(i, "count") else {
+                reply(.syntaxError)
+                return nil
+            }
+            guard let c = integer(i + 1), c > 0 else {
+                reply(.error("ERR count should be greater than 0"))
+                return nil
+            }
+            count = c
+            i += 2
+        }
+        return Int(count ?? 1)
+    }
+
     /// The wrong-arity error for this command, Redis's text.
     public var arityError: Reply { .error("ERR wrong number of arguments for '\(spec.name)' command") }
 

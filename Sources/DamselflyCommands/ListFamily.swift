@@ -472,17 +472,7 @@ public enum ListFamily {
         guard numkeys <= Int64(call.args.count - 3) else { return call.reply(.syntaxError) }
         let whereIndex = 2 + Int(numkeys)
         guard let fromLeft = side(call, whereIndex) else { return call.reply(.syntaxError) }
-        var count: Int64? = nil
-        var i = whereIndex + 1
-        while i < call.args.count {
-            guard count == nil, i + 1 < call.args.count, call.isArg(i, "count") else { return call.reply(.syntaxError) }
-            guard let c = call.integer(i + 1), c > 0 else {
-                return call.reply(.error("ERR count should be greater than 0"))
-            }
-            count = c
-            i += 2
-        }
-        let popCount = Int(count ?? 1)
+        guard let popCount = call.popCount(from: whereIndex + 1) else { return }
         let keys = (2..<whereIndex).map { call.key($0) }
         let box = PoppedBox()
         call.runOnKeysTwoPhase(keys, mode: .exclusive, check: { ctx, positions -> [(Int, KeyState)] in

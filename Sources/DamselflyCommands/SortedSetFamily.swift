@@ -312,17 +312,7 @@ public enum SortedSetFamily {
         if call.isArg(whereIndex, "min") { max = false }
         else if call.isArg(whereIndex, "max") { max = true }
         else { return call.reply(.syntaxError) }
-        var count: Int64? = nil
-        var i = whereIndex + 1
-        while i < call.args.count {
-            guard count == nil, i + 1 < call.args.count, call.isArg(i, "count") else { return call.reply(.syntaxError) }
-            guard let c = call.integer(i + 1), c > 0 else {
-                return call.reply(.error("ERR count should be greater than 0"))
-            }
-            count = c
-            i += 2
-        }
-        let popCount = Int(count ?? 1)
+        guard let popCount = call.popCount(from: whereIndex + 1) else { return }
         let keys = (2..<whereIndex).map { call.key($0) }
         let box = PoppedBox()
         call.runOnKeysTwoPhase(keys, mode: .exclusive, check: { ctx, positions -> [(Int, KeyState)] in
