@@ -440,8 +440,13 @@ public enum GenericFamily {
             return call.reply(.array(lines.map { .simple($0) }))
         }
         let sub = call.args.string(1).lowercased()
-        guard call.args.count == 3, ["encoding", "refcount", "idletime", "freq"].contains(sub) else {
-            return call.reply(.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.string(1))'. Try OBJECT HELP."))
+        // Redis 7 resolves OBJECT's subcommands in its command table: an
+        // unknown name and a known one with the wrong arity get different errors.
+        guard ["encoding", "refcount", "idletime", "freq"].contains(sub) else {
+            return call.reply(.error("ERR unknown subcommand '\(call.args.string(1))'. Try OBJECT HELP."))
+        }
+        guard call.args.count == 3 else {
+            return call.reply(.error("ERR wrong number of arguments for 'object|\(sub)' command"))
         }
         let key = call.key(2)
         call.runOnKey(key, mode: .shared) { ctx in

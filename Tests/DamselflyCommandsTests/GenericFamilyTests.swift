@@ -407,12 +407,10 @@ import Testing
 
     @Test func objectUnknownSubcommand() {
         set("k")
-        // Redis 7 resolves OBJECT's subcommands in its command table:
-        // "unknown subcommand 'foo'. Try OBJECT HELP." and, for a known one
-        // with the wrong arity, "wrong number of arguments for 'object|encoding' command".
-        withKnownIssue("Damselfly answers with Redis 6's combined message") {
-            #expect(h.run(["object", "foo", "k"]) == .error("ERR unknown subcommand 'foo'. Try OBJECT HELP."))
-            #expect(h.run(["object", "encoding"]) == .error("ERR wrong number of arguments for 'object|encoding' command"))
-        }
+        // Redis 7 resolves OBJECT's subcommands in its command table.
+        #expect(h.run(["object", "foo", "k"]) == .error("ERR unknown subcommand 'foo'. Try OBJECT HELP."))
+        #expect(h.run(["object", "foo"]) == .error("ERR unknown subcommand 'foo'. Try OBJECT HELP."))
+        #expect(h.run(["object", "encoding"]) == .error("ERR wrong number of arguments for 'object|encoding' command"))
+        #expect(h.run(["object", "encoding", "k", "extra"]) == .error("ERR wrong number of arguments for 'object|encoding' command"))
     }
 }
