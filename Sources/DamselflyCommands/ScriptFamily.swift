@@ -214,7 +214,8 @@ public final class ScriptRuntime: @unchecked Sendable {
         case "auth", "hello", "multi", "exec", "discard", "watch", "unwatch", "reset", "quit":
             return true
         case "script", "function":
-            return args.count == 2 && args.string(1).lowercased() == "kill"
+            // Any arity: the handler then answers SCRIPT KILL's own arity error, as Redis does.
+            return args.count >= 2 && args.string(1).lowercased() == "kill"
         case "shutdown":
             return (1..<args.count).contains { args.string($0).lowercased() == "nosave" }
         default:
