@@ -112,9 +112,9 @@ static void add_integer(lua_State *L, luaL_Buffer *b, int arg, const layout *lay
     unsigned long v = n < 0 ? (unsigned long)(long)n : (unsigned long)n;
     unsigned char bytes[STRUCT_MAX_INT_SIZE];
     for (size_t i = 0; i < size; i++) {
-        unsigned char byte = (unsigned char)(v & 0xff);
-        v = sizeof(v) * 8 > 8 ? v >> 8 : 0;
-        bytes[lay->little ? i : size - 1 - i] = byte;
+        /* Past 8 bytes the value is used up: zero bytes, not sign bytes. */
+        bytes[lay->little ? i : size - 1 - i] = (unsigned char)(v & 0xff);
+        v >>= 8;
     }
     luaL_addlstring(b, (const char *)bytes, size);
 }
@@ -181,7 +181,7 @@ static lua_Number read_integer(const unsigned char *p, const layout *lay, int is
     unsigned long v = 0;
     for (size_t i = 0; i < size; i++) {
         unsigned char byte = lay->little ? p[size - 1 - i] : p[i];
-        v = (sizeof(v) * 8 > 8 ? v << 8 : 0) | byte;
+        v = (v << 8) | byte;
     }
     if (!is_signed) return (lua_Number)v;
     /* Sign-extend from the item's top bit (only meaningful up to 8 bytes). */

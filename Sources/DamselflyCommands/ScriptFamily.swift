@@ -198,6 +198,14 @@ public final class ScriptRuntime: @unchecked Sendable {
         return failure ?? "NOTBUSY No scripts in execution right now."
     }
 
+    /// Connects an interpreter running on loop `loop` to that loop's record,
+    /// so its count hook notes the time limit and obeys KILL. Any other
+    /// interpreter (FCALL's) must be connected the same way, and its runs
+    /// bracketed by ``begin(loop:kind:)`` / ``end(loop:)``.
+    public func installInterrupt(on lua: OpaquePointer, loop: Int) {
+        dfly_lua_set_interrupt(lua, scriptInterruptCheck, Unmanaged.passUnretained(running[loop]).toOpaque())
+    }
+
     /// SHUTDOWN: stops every running script, written or not.
     public func killAll() {
         for record in running {
@@ -242,8 +250,8 @@ public final class ScriptRuntime: @unchecked Sendable {
     func interpreter(loop: Int, sha: String, body: [UInt8]) -> Result<OpaquePointer, CompileError> {
         let current = generation.load(ordering: .relaxed)
         if interpreters[loop] == nil {
-            let created = dfly_lua_create()
-            dfly_lua_set_interrupt(created, scriptInterruptCheck, Unmanaged.passUnretained(running[loop]).toOpaque())
+            let created = dfly_lua_create()!
+            installInterrupt(on: created, loop: loop)
             interpreters[loop] = created
         }
         let lua = interpreters[loop]!
