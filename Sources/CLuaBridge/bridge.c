@@ -430,6 +430,9 @@ static void push_readonly_proxy(lua_State *L, int index) {
     lua_pushlightuserdata(L, (void *)&readonly_marker);
     lua_pushboolean(L, 1);
     lua_rawset(L, -3);
+    /* getmetatable() must not hand out the real table behind __index. */
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
     lua_setmetatable(L, -2);
 }
 
@@ -569,6 +572,18 @@ dfly_lua *dfly_lua_create(void) {
         }
         lua_pop(L, 1);
     }
+    /* Strings' metatable: methods go through the read-only string table, and
+     * getmetatable('') gives a read-only view of the metatable (its entries
+     * must stay raw fields: Lua reads metamethods without metamethods). */
+    lua_pushliteral(L, "");
+    if (lua_getmetatable(L, -1)) {
+        lua_getglobal(L, "string");
+        lua_setfield(L, -2, "__index");
+        push_readonly_proxy(L, -1);
+        lua_setfield(L, -2, "__metatable");
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
 
     /* The globals: undefined names raise; the scripts see a read-only proxy. */
     lua_pushvalue(L, LUA_GLOBALSINDEX);
@@ -577,6 +592,15 @@ dfly_lua *dfly_lua_create(void) {
     lua_pushcfunction(L, global_index); lua_setfield(L, -2, "__index");
     lua_setmetatable(L, real);
     push_readonly_proxy(L, real);
+    /* getmetatable(_G) is a table in Redis 7: a read-only one holding the
+     * sandbox's two metamethods (not the real globals). */
+    lua_getmetatable(L, -1);
+    lua_newtable(L);
+    lua_pushcfunction(L, global_index); lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, readonly_newindex); lua_setfield(L, -2, "__newindex");
+    push_readonly_proxy(L, -1);
+    lua_setfield(L, -3, "__metatable");
+    lua_pop(L, 2);
     lua_pushvalue(L, -1);
     lua_setfield(L, real, "_G");
     lua_replace(L, LUA_GLOBALSINDEX);
