@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "CLuaBridge.h"
+#include "lua_libs.h"
 #include <lua5.1/lua.h>
 #include <lua5.1/lauxlib.h>
 #include <lua5.1/lualib.h>
@@ -11,9 +12,15 @@
 
 struct dfly_lua {
     lua_State *L;
+    /* Asked from the count hook whether the running script must stop. */
+    dfly_lua_interrupt_fn interrupt;
+    void *interrupt_context;
     /* Runs since the last explicit GC step (see dfly_lua_run). */
     int runs_since_gc_step;
 };
+
+/* How often (in VM instructions) the hook asks whether to stop the script. */
+#define DFLY_HOOK_INSTRUCTIONS 100000
 
 /* An explicit incremental GC step every this many runs, of this many KB, as
    Redis paces it: a step per run made the collector the largest cost of a
@@ -283,11 +290,21 @@ static void encode_value(lua_State *L, int index, buf *out, int resp, int depth)
 
 /* ---------- redis.* ---------- */
 
+/* Raises {err=message}: Redis 7 raises errors of the redis.* API as error
+ * tables (no "user_script:N:" position in the text; the error handler adds
+ * where it happened as fields). */
+static int raise_error_table(lua_State *L, const char *message) {
+    lua_newtable(L);
+    lua_pushstring(L, message);
+    lua_setfield(L, -2, "err");
+    return lua_error(L);
+}
+
 static int redis_call_common(lua_State *L, int raise) {
     run_state *r = current_run(L);
     int argc = lua_gettop(L);
     if (argc == 0) {
-        if (raise) return luaL_error(L, "Please specify at least one argument for this redis lib call");
+        if (raise) return raise_error_table(L, "ERR Please specify at least one argument for this redis lib call");
         lua_newtable(L);
         lua_pushstring(L, "ERR Please specify at least one argument for this redis lib call");
         lua_setfield(L, -2, "err");
@@ -300,7 +317,7 @@ static int redis_call_common(lua_State *L, int raise) {
         if (t != LUA_TSTRING && t != LUA_TNUMBER) {
             free(argv);
             free(lens);
-            if (raise) return luaL_error(L, "Lua redis lib command arguments must be strings or integers");
+            if (raise) return raise_error_table(L, "ERR Lua redis lib command arguments must be strings or integers");
             lua_newtable(L);
             lua_pushstring(L, "ERR Lua redis lib command arguments must be strings or integers");
             lua_setfield(L, -2, "err");
@@ -378,7 +395,7 @@ static int redis_log(lua_State *L) { (void)L; return 0; }
 
 static int redis_setresp(lua_State *L) {
     int v = (int)luaL_checkinteger(L, 1);
-    if (v != 2 && v != 3) return luaL_error(L, "RESP version must be 2 or 3.");
+    if (v != 2 && v != 3) return raise_error_table(L, "ERR RESP version must be 2 or 3.");
     run_state *r = current_run(L);
     if (r) r->resp = v;
     return 0;
@@ -387,11 +404,114 @@ static int redis_setresp(lua_State *L) {
 static int redis_noop(lua_State *L) { (void)L; return 0; }
 static int redis_true(lua_State *L) { lua_pushboolean(L, 1); return 1; }
 
-/* Globals may not be created or read undefined: Redis's sandbox. */
-static int global_newindex(lua_State *L) {
-    const char *name = lua_tostring(L, 2);
-    return luaL_error(L, "Script attempted to create global variable '%s'", name ? name : "?");
+/* Redis 7's sandbox: the globals and the library tables are read-only and
+ * reading an undefined global is an error. Stock Lua 5.1 has no read-only
+ * tables, so each protected table is an empty proxy whose metatable reads
+ * through to the real table and refuses writes; setmetatable and rawset
+ * refuse protected tables too (otherwise a script could strip the proxy and
+ * leave changes behind for the next script on this thread). */
+static const char readonly_marker = 0;
+
+static int readonly_newindex(lua_State *L) {
+    return luaL_error(L, "Attempt to modify a readonly table");
 }
+
+static int is_protected(lua_State *L, int index) {
+    if (!lua_getmetatable(L, index)) return 0;
+    lua_pushlightuserdata(L, (void *)&readonly_marker);
+    lua_rawget(L, -2);
+    int protected = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    return protected;
+}
+
+/* Pushes a read-only proxy for the table at `index`. */
+static void push_readonly_proxy(lua_State *L, int index) {
+    if (index < 0) index = lua_gettop(L) + index + 1;
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushvalue(L, index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, readonly_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushlightuserdata(L, (void *)&readonly_marker);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    /* getmetatable() must not hand out the real table behind __index. */
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+}
+
+static int guarded_setmetatable(lua_State *L) {
+    if (lua_istable(L, 1) && is_protected(L, 1)) return raise_error_table(L, "ERR Attempt to modify a readonly table");
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int guarded_rawset(lua_State *L) {
+    if (lua_istable(L, 1) && is_protected(L, 1)) return raise_error_table(L, "ERR Attempt to modify a readonly table");
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* Wraps the global `name` (a C function) so it refuses protected tables. */
+static void guard_builtin(lua_State *L, const char *name, lua_CFunction guard) {
+    lua_getglobal(L, name);
+    lua_pushcclosure(L, guard, 1);
+    lua_setglobal(L, name);
+}
+
+/* Redis 7's pcall: an error table caught by pcall comes back as its `err`
+ * string, so `local ok, e = pcall(redis.call, ...)` gets the message. */
+static int redis7_pcall(lua_State *L) {
+    luaL_checkany(L, 1);
+    int argc = lua_gettop(L);
+    lua_pushboolean(L, 1);
+    lua_insert(L, 1);
+    if (lua_pcall(L, argc - 1, LUA_MULTRET, 0) != 0) {
+        lua_remove(L, 1);
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "err");
+            if (lua_isstring(L, -1)) lua_replace(L, -2);
+            else lua_pop(L, 1);
+        }
+        lua_pushboolean(L, 0);
+        lua_insert(L, 1);
+    }
+    return lua_gettop(L);
+}
+
+/* ---------- time limit and SCRIPT KILL ---------- */
+
+static dfly_lua *owner_of(lua_State *L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "__dfly_lua");
+    dfly_lua *lua = (dfly_lua *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return lua;
+}
+
+/* Runs every DFLY_HOOK_INSTRUCTIONS instructions: lets the server note the
+ * script is slow (BUSY for other clients) and stop it on SCRIPT KILL. Once
+ * killed, the hook fires on every new line, as in Redis, so a script that
+ * catches the error with pcall is stopped again at its next line. */
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    dfly_lua *lua = owner_of(L);
+    if (!lua || !lua->interrupt || !lua->interrupt(lua->interrupt_context)) return;
+    lua_sethook(L, interrupt_hook, LUA_MASKLINE, 0);
+    raise_error_table(L, "ERR Script killed by user with SCRIPT KILL...");
+}
+
+void dfly_lua_set_interrupt(dfly_lua *lua, dfly_lua_interrupt_fn fn, void *context) {
+    lua->interrupt = fn;
+    lua->interrupt_context = context;
+}
+
 static int global_index(lua_State *L) {
     const char *name = lua_tostring(L, 2);
     return luaL_error(L, "Script attempted to access nonexistent global variable '%s'", name ? name : "?");
@@ -419,6 +539,8 @@ dfly_lua *dfly_lua_create(void) {
     lua_pushcfunction(L, luaopen_math); lua_pushstring(L, LUA_MATHLIBNAME); lua_call(L, 1, 0);
     load_module(L, "liblua5.1-cjson.so.0", "luaopen_cjson", "cjson");
     load_module(L, "liblua5.1-bitop.so.0", "luaopen_bit", "bit");
+    dfly_open_cmsgpack(L);
+    dfly_open_struct(L);
     lua_pushnil(L); lua_setglobal(L, "loadfile");
     lua_pushnil(L); lua_setglobal(L, "dofile");
 
@@ -441,14 +563,59 @@ dfly_lua *dfly_lua_create(void) {
     lua_pushnumber(L, 0); lua_setfield(L, -2, "REPL_NONE");
     lua_pushnumber(L, 3); lua_setfield(L, -2, "REPL_ALL");
     lua_setglobal(L, "redis");
+    lua_pushcfunction(L, redis7_pcall); lua_setglobal(L, "pcall");
+    guard_builtin(L, "setmetatable", guarded_setmetatable);
+    guard_builtin(L, "rawset", guarded_rawset);
 
-    /* Lock the globals table. */
-    lua_pushvalue(L, LUA_GLOBALSINDEX);
-    lua_newtable(L);
-    lua_pushcfunction(L, global_newindex); lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, global_index); lua_setfield(L, -2, "__index");
-    lua_setmetatable(L, -2);
+    /* Library tables become read-only proxies. */
+    static const char *const libraries[] = {
+        "redis", "string", "table", "math", "cjson", "bit", "cmsgpack", "struct", NULL
+    };
+    for (int i = 0; libraries[i]; i++) {
+        lua_getglobal(L, libraries[i]);
+        if (lua_istable(L, -1)) {
+            push_readonly_proxy(L, -1);
+            lua_setglobal(L, libraries[i]);
+        }
+        lua_pop(L, 1);
+    }
+    /* Strings' metatable: methods go through the read-only string table, and
+     * getmetatable('') gives a read-only view of the metatable (its entries
+     * must stay raw fields: Lua reads metamethods without metamethods). */
+    lua_pushliteral(L, "");
+    if (lua_getmetatable(L, -1)) {
+        lua_getglobal(L, "string");
+        lua_setfield(L, -2, "__index");
+        push_readonly_proxy(L, -1);
+        lua_setfield(L, -2, "__metatable");
+        lua_pop(L, 1);
+    }
     lua_pop(L, 1);
+
+    /* The globals: undefined names raise; the scripts see a read-only proxy. */
+    lua_pushvalue(L, LUA_GLOBALSINDEX);
+    int real = lua_gettop(L);
+    lua_newtable(L);
+    lua_pushcfunction(L, global_index); lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, real);
+    push_readonly_proxy(L, real);
+    /* getmetatable(_G) is a table in Redis 7: a read-only one holding the
+     * sandbox's two metamethods (not the real globals). */
+    lua_getmetatable(L, -1);
+    lua_newtable(L);
+    lua_pushcfunction(L, global_index); lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, readonly_newindex); lua_setfield(L, -2, "__newindex");
+    push_readonly_proxy(L, -1);
+    lua_setfield(L, -3, "__metatable");
+    lua_pop(L, 2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, real, "_G");
+    lua_replace(L, LUA_GLOBALSINDEX);
+    lua_pop(L, 1);
+
+    lua_pushlightuserdata(L, lua);
+    lua_setfield(L, LUA_REGISTRYINDEX, "__dfly_lua");
+    lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, DFLY_HOOK_INSTRUCTIONS);
     return lua;
 }
 
@@ -493,6 +660,8 @@ void dfly_lua_flush(dfly_lua *lua) {
     dfly_lua *fresh = dfly_lua_create();
     lua->L = fresh->L;
     free(fresh);
+    lua_pushlightuserdata(lua->L, lua);
+    lua_setfield(lua->L, LUA_REGISTRYINDEX, "__dfly_lua");
     lua_close(old);
 }
 
@@ -508,8 +677,37 @@ static void set_array(lua_State *L, const char *name, int count, const char **it
     lua_rawset(L, LUA_GLOBALSINDEX);
 }
 
-static int traceback_handler(lua_State *L) {
-    /* Keep error tables as they are; decorate strings like Redis does. */
+/* As Redis 7's error handler: whatever was raised becomes an error table
+ * ({err='ERR ' .. tostring(e)} unless it is one already) that also records
+ * where the script was (the caller's position when a C function such as
+ * redis.call or error raised it), for the " script: ..., on ..." suffix. */
+static int error_handler(lua_State *L) {
+    lua_Debug ar;
+    int located = lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar);
+    if (located && strcmp(ar.what, "C") == 0) located = lua_getstack(L, 2, &ar) && lua_getinfo(L, "Sl", &ar);
+    if (!lua_istable(L, 1)) {
+        const char *text;
+        char other[64];
+        switch (lua_type(L, 1)) {
+        case LUA_TSTRING: case LUA_TNUMBER: text = lua_tostring(L, 1); break;
+        case LUA_TNIL: text = "nil"; break;
+        case LUA_TBOOLEAN: text = lua_toboolean(L, 1) ? "true" : "false"; break;
+        default:
+            snprintf(other, sizeof(other), "%s: %p", luaL_typename(L, 1), lua_topointer(L, 1));
+            text = other;
+        }
+        lua_newtable(L);
+        lua_pushfstring(L, "ERR %s", text);
+        lua_setfield(L, -2, "err");
+        lua_replace(L, 1);
+    }
+    if (located) {
+        lua_pushstring(L, ar.source);
+        lua_setfield(L, 1, "source");
+        lua_pushinteger(L, ar.currentline);
+        lua_setfield(L, 1, "line");
+    }
+    lua_settop(L, 1);
     return 1;
 }
 
@@ -521,7 +719,7 @@ int dfly_lua_run(dfly_lua *lua, const char *sha,
     lua_State *L = lua->L;
     char name[43];
     function_name(sha, name);
-    lua_pushcfunction(L, traceback_handler);
+    lua_pushcfunction(L, error_handler);
     int handler = lua_gettop(L);
     lua_getfield(L, LUA_REGISTRYINDEX, name);
     if (!lua_isfunction(L, -1)) {
@@ -533,13 +731,34 @@ int dfly_lua_run(dfly_lua *lua, const char *sha,
     lua_setfield(L, LUA_REGISTRYINDEX, "__dfly_run");
     set_array(L, "KEYS", key_count, keys, key_lengths);
     set_array(L, "ARGV", arg_count, args, arg_lengths);
+    /* A killed run left the hook on every line: back to counting. */
+    lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, DFLY_HOOK_INSTRUCTIONS);
     buf result = { 0 };
     if (lua_pcall(L, 0, 1, handler) != 0) {
-        if (lua_istable(L, -1) && table_field(L, lua_gettop(L), "err", LUA_TSTRING)) {
-            size_t n;
-            const char *s = lua_tolstring(L, -1, &n);
-            buf_line(&result, '-', s, n);
-            lua_pop(L, 1);
+        if (lua_istable(L, -1)) {
+            /* Redis 7: "<err> script: <sha>, on <source>:<line>." */
+            int t = lua_gettop(L);
+            lua_getfield(L, t, "err");
+            lua_getfield(L, t, "source");
+            lua_getfield(L, t, "line");
+            buf message = { 0 };
+            if (lua_isstring(L, -3)) {
+                size_t n;
+                const char *s = lua_tolstring(L, -3, &n);
+                buf_put(&message, s, n);
+            } else {
+                buf_str(&message, "ERR Error running script: the error raised is not a string");
+            }
+            if (lua_isstring(L, -2) && lua_isnumber(L, -1)) {
+                buf_str(&message, " script: ");
+                buf_str(&message, sha);
+                buf_str(&message, ", on ");
+                buf_str(&message, lua_tostring(L, -2));
+                buf_fmt(&message, ":%lld.", (long long)lua_tonumber(L, -1));
+            }
+            buf_line(&result, '-', message.data, message.len);
+            free(message.data);
+            lua_pop(L, 3);
         } else {
             const char *message = lua_tostring(L, -1);
             char line[1024];

@@ -29,6 +29,68 @@ public final class ScriptExecution {
         "ERR Script attempted to access a key that was not declared and lives on another shard")
 }
 
+/// Which script command family a running script came from: its BUSY text and
+/// which KILL command may stop it differ.
+public enum ScriptKind: Sendable {
+    /// EVAL / EVALSHA (stopped by SCRIPT KILL).
+    case eval
+    /// FCALL (stopped by FUNCTION KILL).
+    case function
+}
+
+/// Settings every script run consults; changed by CONFIG SET from any thread.
+public final class ScriptSettings: Sendable {
+    /// `lua-time-limit` / `busy-reply-threshold` (`--lua_time_limit`), in ms:
+    /// past it a running script makes other threads' clients get BUSY.
+    public let timeLimitMillis = Atomic<Int>(5000)
+    /// `--default_lua_flags`: the Dragonfly script flags of scripts without
+    /// a `--!df flags=` line.
+    let defaultFlags = Mutex<Set<String>>([])
+}
+
+/// What one loop thread's interpreter is running, readable from every thread:
+/// the process-wide record behind BUSY and SCRIPT KILL.
+///
+/// A script runs to completion on one loop thread, which serves nothing else
+/// meanwhile; clients on other threads are still read and answered. Redis
+/// answers them BUSY once the script has run past lua-time-limit, and so does
+/// Damselfly: the Lua count hook (see bridge.c) notes `timedOut` here, other
+/// threads' connections read it before dispatching, and SCRIPT KILL sets
+/// `killTarget`, which the hook turns into the script's error.
+public final class RunningScript: Sendable {
+    let settings: ScriptSettings
+    let loopIndex: Int
+    /// Clock.monotonicNanos() when the running script began; 0 when none runs.
+    let startedNanos = Atomic<UInt64>(0)
+    /// The script has run past the time limit: other threads answer BUSY.
+    let timedOut = Atomic<Bool>(false)
+    /// The script has called a write command: SCRIPT KILL refuses (UNKILLABLE).
+    let wrote = Atomic<Bool>(false)
+    let isFunction = Atomic<Bool>(false)
+    /// The start time of the run a KILL stopped: naming the run (rather than
+    /// a flag) keeps a late kill from stopping the thread's next script.
+    let killTarget = Atomic<UInt64>(0)
+
+    init(loopIndex: Int, settings: ScriptSettings) {
+        self.loopIndex = loopIndex
+        self.settings = settings
+    }
+
+    /// Called from the Lua hook on the script's own thread: notes the time
+    /// limit and says whether the script must stop.
+    func checkInterrupt() -> Bool {
+        let started = startedNanos.load(ordering: .acquiring)
+        guard started != 0 else { return false }
+        if !timedOut.load(ordering: .relaxed) {
+            let limit = UInt64(max(0, settings.timeLimitMillis.load(ordering: .relaxed))) * 1_000_000
+            if Clock.monotonicNanos() &- started >= limit { timedOut.store(true, ordering: .releasing) }
+        }
+        return killTarget.load(ordering: .acquiring) == started
+    }
+
+    var kind: ScriptKind { isFunction.load(ordering: .relaxed) ? .function : .eval }
+}
+
 /// Scripts by SHA1 (EVAL, SCRIPT LOAD), shared by every thread, and one Lua
 /// interpreter per loop thread, created on first use.
 public final class ScriptRuntime: @unchecked Sendable {
@@ -44,10 +106,129 @@ public final class ScriptRuntime: @unchecked Sendable {
     private let generation = Atomic<Int>(0)
     private var interpreters: [OpaquePointer?]
     private var loadedGeneration: [Int]
+    public let settings = ScriptSettings()
+    /// One record per loop thread (see ``RunningScript``).
+    let running: [RunningScript]
+    /// How many loops run a script now: lets every command skip the BUSY
+    /// scan with one load when none does.
+    private let activeCount = Atomic<Int>(0)
 
     public init(loopCount: Int) {
         interpreters = Array(repeating: nil, count: loopCount)
         loadedGeneration = Array(repeating: 0, count: loopCount)
+        let settings = self.settings
+        running = (0..<loopCount).map { RunningScript(loopIndex: $0, settings: settings) }
+    }
+
+    /// `--lua_time_limit` and `--default_lua_flags` (comma-separated).
+    public func configure(timeLimitMillis: Int, defaultFlags: String) {
+        settings.timeLimitMillis.store(timeLimitMillis, ordering: .relaxed)
+        let flags = ScriptFlags.parseList(Substring(defaultFlags))
+        settings.defaultFlags.withLock { $0 = flags }
+    }
+
+    var defaultFlags: Set<String> { settings.defaultFlags.withLock { $0 } }
+
+    // MARK: Running scripts, BUSY and KILL
+
+    /// Marks the start of a script on loop `loop` (its own thread).
+    public func begin(loop: Int, kind: ScriptKind) {
+        let record = running[loop]
+        record.wrote.store(false, ordering: .relaxed)
+        record.timedOut.store(false, ordering: .relaxed)
+        record.isFunction.store(kind == .function, ordering: .relaxed)
+        record.startedNanos.store(max(Clock.monotonicNanos(), 1), ordering: .releasing)
+        activeCount.add(1, ordering: .releasing)
+    }
+
+    /// Marks the end of the script running on loop `loop`.
+    public func end(loop: Int) {
+        let record = running[loop]
+        record.startedNanos.store(0, ordering: .releasing)
+        record.timedOut.store(false, ordering: .relaxed)
+        activeCount.subtract(1, ordering: .releasing)
+    }
+
+    /// The script on `loop` called a write command (it can no longer be killed).
+    public func noteWrite(loop: Int) {
+        running[loop].wrote.store(true, ordering: .relaxed)
+    }
+
+    /// The BUSY error a client on `loop` gets while a script on another
+    /// thread has run past the time limit; nil otherwise.
+    @inline(__always)
+    public func busyError(forClientOn loop: Int) -> String? {
+        guard activeCount.load(ordering: .acquiring) > 0 else { return nil }
+        for record in running where record.loopIndex != loop && record.timedOut.load(ordering: .acquiring)
+            && record.startedNanos.load(ordering: .acquiring) != 0 {
+            return ScriptRuntime.busyText(record.kind)
+        }
+        return nil
+    }
+
+    static func busyText(_ kind: ScriptKind) -> String {
+        switch kind {
+        case .eval: return "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+        case .function: return "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+        }
+    }
+
+    /// SCRIPT KILL (`.eval`) or FUNCTION KILL (`.function`) from a client on
+    /// `loop`: asks every script past the time limit on another thread to
+    /// stop. Returns nil when one was asked to stop (reply OK), else the
+    /// error Redis 7.0 answers: NOTBUSY, UNKILLABLE after a write, or BUSY
+    /// when the running script is of the other kind.
+    public func requestKill(kind: ScriptKind, fromLoop loop: Int) -> String? {
+        var failure: String? = nil
+        var killed = false
+        for record in running where record.loopIndex != loop {
+            let started = record.startedNanos.load(ordering: .acquiring)
+            guard started != 0, record.timedOut.load(ordering: .acquiring) else { continue }
+            if record.wrote.load(ordering: .acquiring) {
+                failure = failure ?? "UNKILLABLE Sorry the script already executed write commands against the dataset. "
+                    + "You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command."
+            } else if record.kind != kind {
+                failure = failure ?? ScriptRuntime.busyText(record.kind)
+            } else {
+                record.killTarget.store(started, ordering: .releasing)
+                killed = true
+            }
+        }
+        if killed { return nil }
+        return failure ?? "NOTBUSY No scripts in execution right now."
+    }
+
+    /// Connects an interpreter running on loop `loop` to that loop's record,
+    /// so its count hook notes the time limit and obeys KILL. Any other
+    /// interpreter (FCALL's) must be connected the same way, and its runs
+    /// bracketed by ``begin(loop:kind:)`` / ``end(loop:)``.
+    public func installInterrupt(on lua: OpaquePointer, loop: Int) {
+        dfly_lua_set_interrupt(lua, scriptInterruptCheck, Unmanaged.passUnretained(running[loop]).toOpaque())
+    }
+
+    /// SHUTDOWN: stops every running script, written or not.
+    public func killAll() {
+        for record in running {
+            let started = record.startedNanos.load(ordering: .acquiring)
+            if started != 0 { record.killTarget.store(started, ordering: .releasing) }
+        }
+    }
+
+    /// Commands Redis 7.0 runs while a script is busy (CMD_ALLOW_BUSY, as
+    /// observed on redis-server 7.0): connection and transaction bookkeeping,
+    /// the KILL subcommands and SHUTDOWN NOSAVE.
+    public static func allowedWhileBusy(_ name: String, _ args: CommandArguments) -> Bool {
+        switch name {
+        case "auth", "hello", "multi", "exec", "discard", "watch", "unwatch", "reset", "quit":
+            return true
+        case "script", "function":
+            // Any arity: the handler then answers SCRIPT KILL's own arity error, as Redis does.
+            return args.count >= 2 && args.string(1).lowercased() == "kill"
+        case "shutdown":
+            return (1..<args.count).contains { args.string($0).lowercased() == "nosave" }
+        default:
+            return false
+        }
     }
 
     func body(_ sha: String) -> [UInt8]? { bodies.withLock { $0[sha] } }
@@ -68,7 +249,11 @@ public final class ScriptRuntime: @unchecked Sendable {
     /// This thread's interpreter with `sha` compiled in; or the compile error.
     func interpreter(loop: Int, sha: String, body: [UInt8]) -> Result<OpaquePointer, CompileError> {
         let current = generation.load(ordering: .relaxed)
-        if interpreters[loop] == nil { interpreters[loop] = dfly_lua_create() }
+        if interpreters[loop] == nil {
+            let created = dfly_lua_create()!
+            installInterrupt(on: created, loop: loop)
+            interpreters[loop] = created
+        }
         let lua = interpreters[loop]!
         if loadedGeneration[loop] != current {
             dfly_lua_flush(lua)
@@ -92,6 +277,35 @@ public final class ScriptRuntime: @unchecked Sendable {
 
     struct CompileError: Error {
         let message: String
+    }
+}
+
+/// The Lua hook's question (see dfly_lua_set_interrupt): the context is the
+/// loop's ``RunningScript``, retained by the runtime for its whole life.
+private let scriptInterruptCheck: dfly_lua_interrupt_fn = { context in
+    Unmanaged<RunningScript>.fromOpaque(context!).takeUnretainedValue().checkInterrupt() ? 1 : 0
+}
+
+/// Dragonfly's script flags: a first line `--!df flags=a,b` (or Redis 7's
+/// `#!lua flags=...`), else `--default_lua_flags`.
+public enum ScriptFlags {
+    /// Every script runs atomically here; `disable-atomicity` is accepted
+    /// (atomic is stronger than it asks for) and changes nothing.
+    public static let known: Set<String> = ["allow-undeclared-keys", "disable-atomicity"]
+
+    /// The flags named on the script's first line; nil when it has none.
+    static func declared(in body: [UInt8]) -> Set<String>? {
+        let firstLine = body.prefix { $0 != UInt8(ascii: "\n") }
+        let text = String(decoding: firstLine, as: UTF8.self)
+        for prefix in ["--!df flags=", "#!lua flags="] where text.hasPrefix(prefix) {
+            return parseList(text.dropFirst(prefix.count))
+        }
+        return nil
+    }
+
+    /// `a,b, c` → {a, b, c}.
+    public static func parseList(_ text: Substring) -> Set<String> {
+        Set(text.split(separator: ",").map { String($0.filter { $0 != " " && $0 != "\t" && $0 != "\r" }) }.filter { !$0.isEmpty })
     }
 }
 
@@ -141,7 +355,12 @@ public enum ScriptFamily {
             runtime.flush()
             call.reply(.ok)
         case "kill" where call.args.count == 2:
-            call.reply(.error("NOTBUSY No scripts in execution right now."))
+            // Runs while busy (allowedWhileBusy): a script on another thread may be asked to stop.
+            if let failure = runtime.requestKill(kind: .eval, fromLoop: call.loop.index) {
+                call.reply(.error(failure))
+            } else {
+                call.reply(.ok)
+            }
         case let sub where ["load", "exists", "kill"].contains(sub):
             call.reply(.error("ERR wrong number of arguments for 'script|\(sub)' command"))
         case "flush":
@@ -179,8 +398,8 @@ public enum ScriptFamily {
         let keyRefs = keys.map { KeyRef($0) }
         let shardSet = call.shardSet
         let shards = Set(keyRefs.map { k in k.withBytes { shardSet.shardIndex(of: $0, hash: k.hash) } })
-        let declaredFirst = body.starts(with: Array("#!lua flags=".utf8)) || body.starts(with: Array("--!df flags=".utf8))
-        let wantsLending = declaredFirst && String(decoding: body.prefix(200), as: UTF8.self).contains("allow-undeclared-keys")
+        let flags = ScriptFlags.declared(in: body) ?? runtime.defaultFlags
+        let wantsLending = flags.contains("allow-undeclared-keys")
         let run = ScriptRun(call: call, sha: sha, body: body, keys: keys, arguments: arguments)
         if shards.count == 1 && !wantsLending && !runtime.mustLend(sha) && runtime.isKnownLocal(sha) {
             run.onOwningShard(shardIndex: shards.first!, keyRefs: keyRefs)
@@ -201,6 +420,8 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     let keys: [[UInt8]]
     let arguments: [[UInt8]]
     private var execution: ScriptExecution?
+    /// The loop whose thread runs the script now (for the running-script record).
+    private var runningLoop = 0
     private var lastReply: Reply = .none
     private let commandArguments = CommandArguments()
 
@@ -269,6 +490,10 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         var out: UnsafeMutablePointer<CChar>? = nil
         var outLength = 0
         let context = Unmanaged.passUnretained(self).toOpaque()
+        let runtime = call.engine.scripts
+        runtime.begin(loop: loopIndex, kind: .eval)
+        runningLoop = loopIndex
+        defer { runtime.end(loop: loopIndex) }
         withPointers(keys) { keyPointers, keyLengths in
             withPointers(arguments) { argPointers, argLengths in
                 _ = dfly_lua_run(
@@ -314,9 +539,10 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         }
         if spec.flags.contains(.write) && call.spec.flags.contains(.readonly) {
             // EVAL_RO / EVALSHA_RO
-            out.error("ERR Write commands are not allowed from read-only scripts")
+            out.error("ERR Write commands are not allowed from read-only scripts.")
             return out.buffer
         }
+        if spec.flags.contains(.write) { call.engine.scripts.noteWrite(loop: runningLoop) }
         lastReply = .none
         spec.handler(CommandCall(
             args: commandArguments, client: call.client, engine: call.engine, spec: spec, sink: self, script: execution))

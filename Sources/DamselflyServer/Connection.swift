@@ -181,6 +181,13 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             emitError("ERR Can't execute '\(spec.name)': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
             return
         }
+        if let busy = engine.scripts.busyError(forClientOn: loop.index), !ScriptRuntime.allowedWhileBusy(spec.name, args) {
+            // A script on another thread has run past lua_time_limit (Redis's BUSY).
+            spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            if client.multiQueue != nil { client.multiFailed = true }
+            emitError(busy)
+            return
+        }
         if client.multiQueue != nil && !MultiFamily.immediate.contains(spec.name) {
             client.multiQueue!.append(QueuedCommand(spec: spec, arguments: (0..<args.count).map { args.bytes($0) }))
             output.protocolVersion = client.protocolVersion

@@ -52,6 +52,7 @@ public final class Server: @unchecked Sendable {
             shardSet: shardSet, registry: registry, databaseCount: config.dbnum, maxMemory: config.maxmemory,
             maxBulkLength: config.maxBulkLen, requirePass: config.requirepass,
             singleHopBlocking: config.singlehopBlocking, journaling: config.appendonly)
+        engine.scripts.configure(timeLimitMillis: config.luaTimeLimit, defaultFlags: config.defaultLuaFlags)
         slowlog = SlowLog(thresholdMicros: config.slowlogLogSlowerThan, maxLength: config.slowlogMaxLen)
         connectionsByLoop = Array(repeating: [:], count: loops.count)
         port = config.port
@@ -284,6 +285,9 @@ public final class Server: @unchecked Sendable {
     /// stops the loops; returns once every thread has exited.
     public func shutdown() {
         guard !shuttingDown.exchange(true, ordering: .relaxed) else { return }
+        // A script looping on a loop thread would keep that thread from ever
+        // stopping: SHUTDOWN (NOSAVE, while busy) stops it, written or not.
+        engine.scripts.killAll()
         let acceptLoop = loops[0]
         acceptLoop.post { acceptLoop.stopListening() }
         // Save first (while the loops still run the snapshot slices), as

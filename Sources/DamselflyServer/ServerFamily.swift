@@ -118,6 +118,7 @@ enum ServerFamily {
             if let error = result.0 { return call.reply(.error(error)) }
             let updated = result.1
             server.engine.maxMemory.store(updated.maxmemory, ordering: .relaxed)
+            server.engine.scripts.settings.timeLimitMillis.store(updated.luaTimeLimit, ordering: .relaxed)
             server.engine.setRequirePass(updated.requirepass)
             server.slowlog.configure(thresholdMicros: updated.slowlogLogSlowerThan, maxLength: updated.slowlogMaxLen)
             call.reply(.ok)

@@ -12,7 +12,7 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
     static let redisNames = [
         "port", "bind", "requirepass", "maxmemory", "databases", "dir", "dbfilename", "maxclients", "timeout",
         "tcp-keepalive", "loglevel", "proto-max-bulk-len", "slowlog-log-slower-than", "slowlog-max-len", "hz",
-        "save", "appendonly", "appendfsync", "maxmemory-policy",
+        "save", "appendonly", "appendfsync", "lua-time-limit", "maxmemory-policy",
     ]
 
     @Test func star() {
@@ -29,6 +29,7 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
             "dir": ".", "dbfilename": "dump.rdb", "maxclients": "64000", "timeout": "0", "tcp-keepalive": "300",
             "loglevel": "notice", "proto-max-bulk-len": "536870912", "slowlog-log-slower-than": "10000",
             "slowlog-max-len": "128", "hz": "10", "save": "", "appendonly": "no", "appendfsync": "everysec", "maxmemory-policy": "noeviction",
+            "lua-time-limit": "5000",
         ]
         for (name, v) in ConfigParameters.get("*", from: c) {
             #expect(expected[name] == v, "\(name)")
@@ -200,6 +201,30 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
         #expect(!text.contains("\n--flagfile="))
         for flag in ConfigFlagSpec.all {
             #expect(text.contains("\n--\(flag.name)="))
+        }
+    }
+}
+
+@Suite struct LuaTimeLimitParameterTests {
+    @Test func setThroughEitherRedisName() {
+        var c = ServerConfig()
+        #expect(value("lua-time-limit", c) == "5000")
+        #expect(ConfigParameters.set("busy-reply-threshold", "250", in: &c) == nil)
+        #expect(c.luaTimeLimit == 250)
+        #expect(ConfigParameters.set("lua-time-limit", "100", in: &c) == nil)
+        #expect(c.luaTimeLimit == 100)
+        #expect(ConfigParameters.set("lua-time-limit", "-1", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'lua-time-limit') - argument must be between 0 and 9223372036854775807 inclusive")
+        #expect(ConfigParameters.set("busy-reply-threshold", "abc", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'busy-reply-threshold') - argument couldn't be parsed into an integer")
+    }
+
+    @Test func defaultLuaFlagsAreChecked() throws {
+        let ok = try ConfigParser.parse(arguments: ["--default_lua_flags=allow-undeclared-keys, disable-atomicity"], environment: [:])
+        guard case .run(let c) = ok else { Issue.record("expected run"); return }
+        #expect(c.defaultLuaFlags == "allow-undeclared-keys, disable-atomicity")
+        #expect(throws: ConfigError.self) {
+            try ConfigParser.parse(arguments: ["--default_lua_flags=no-such-flag"], environment: [:])
         }
     }
 }

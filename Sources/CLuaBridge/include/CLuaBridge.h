@@ -16,9 +16,18 @@ typedef struct dfly_lua dfly_lua;
 typedef void (*dfly_lua_call_fn)(void *context, int argc, const char **argv, const size_t *lengths, int resp,
                                  char **out, size_t *out_length);
 
-/// A sandboxed interpreter with redis.*, cjson and bit loaded (when their
-/// Debian modules are installed). One per thread.
+/// Asked from inside a running script (every 100k Lua instructions, then on
+/// every line once it answered yes): nonzero stops the script with Redis's
+/// "ERR Script killed by user with SCRIPT KILL..." error. `context` is the
+/// pointer given to dfly_lua_set_interrupt.
+typedef int (*dfly_lua_interrupt_fn)(void *context);
+
+/// A sandboxed interpreter with redis.*, cjson, bit, cmsgpack and struct
+/// loaded (cjson and bit when their Debian modules are installed), globals and
+/// library tables read-only as in Redis 7. One per thread.
 dfly_lua *dfly_lua_create(void);
+/// Installs the check the interpreter's count hook calls (kept across SCRIPT FLUSH).
+void dfly_lua_set_interrupt(dfly_lua *lua, dfly_lua_interrupt_fn fn, void *context);
 void dfly_lua_destroy(dfly_lua *lua);
 
 /// Compiles `body` as the function for `sha` (40 hex chars). 0 on success,

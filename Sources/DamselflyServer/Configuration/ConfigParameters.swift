@@ -218,6 +218,7 @@ public enum ConfigParameters {
                 }
                 return text.lowercased() == config.appendfsync ? nil : "changing appendfsync at runtime is not supported"
             }),
+        intParameter("lua-time-limit", ["lua_time_limit", "busy-reply-threshold"], 0...Int.max, \.luaTimeLimit),
         Parameter(
             name: "maxmemory-policy", aliases: ["maxmemory_policy"], get: { _ in "noeviction" },
             set: { _, text in

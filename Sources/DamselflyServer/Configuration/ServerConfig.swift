@@ -1,3 +1,5 @@
+import DamselflyCommands
+
 /// Every server setting, with its default. Filled by `ConfigParser.parse` from, in increasing
 /// precedence, the defaults, `DFLY_<flag>` environment variables, `--flagfile` and the command line.
 public struct ServerConfig: Sendable, Equatable {
@@ -63,6 +65,10 @@ public struct ServerConfig: Sendable, Equatable {
     public var slowlogMaxLen: Int = 128
     /// --hz: background (active expiry) cycles per second, 1..500.
     public var hz: Int = 10
+    /// --lua_time_limit: ms a script runs before clients on other threads get BUSY (Redis's lua-time-limit).
+    public var luaTimeLimit: Int = 5000
+    /// --default_lua_flags: Dragonfly script flags (comma-separated) for scripts without a `--!df flags=` line.
+    public var defaultLuaFlags: String = ""
 
     public init() {}
 
@@ -76,6 +82,13 @@ public struct ServerConfig: Sendable, Equatable {
     public func validate() throws(ConfigError) {
         for flag in ConfigFlagSpec.all {
             try flag.validate(flag.get(self))
+        }
+        let unknownScriptFlags = ScriptFlags.parseList(Substring(defaultLuaFlags)).subtracting(ScriptFlags.known)
+        if !unknownScriptFlags.isEmpty {
+            throw .invalidValue(
+                flag: "default_lua_flags", value: defaultLuaFlags,
+                reason: "unknown script flag(s) \(unknownScriptFlags.sorted().joined(separator: ", ")); known: "
+                    + ScriptFlags.known.sorted().joined(separator: ", "))
         }
         if proactorThreads > 0, numShards > proactorThreads {
             throw .invalidValue(
@@ -271,6 +284,12 @@ struct ConfigFlagSpec: Sendable {
              \.slowlogLogSlowerThan),
         .int("slowlog_max_len", 0...Int.max, "Entries kept in the slow log.", \.slowlogMaxLen),
         .int("hz", 1...500, "Background cycles (active expiry) per second, 1..500.", \.hz),
+        .int("lua_time_limit", 0...Int(Int32.max),
+             "Milliseconds a Lua script may run before clients on other threads get BUSY and SCRIPT KILL may stop it.",
+             \.luaTimeLimit),
+        .string("default_lua_flags",
+                "Script flags (comma-separated: allow-undeclared-keys, disable-atomicity) for scripts without a --!df flags= line.",
+                \.defaultLuaFlags),
     ]
 
     static let byName: [String: ConfigFlagSpec] = {
