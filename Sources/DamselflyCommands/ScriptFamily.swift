@@ -200,16 +200,27 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     let body: [UInt8]
     let keys: [[UInt8]]
     let arguments: [[UInt8]]
+    /// Set for FCALL: the function run instead of the script `body`.
+    let function: FunctionTarget?
     private var execution: ScriptExecution?
     private var lastReply: Reply = .none
     private let commandArguments = CommandArguments()
 
-    init(call: CommandCall, sha: String, body: [UInt8], keys: [[UInt8]], arguments: [[UInt8]]) {
+    /// A Redis 7 function (FCALL), called as fn(KEYS, ARGV).
+    struct FunctionTarget {
+        let library: FunctionLibrary
+        let name: String
+        /// The `no-writes` flag: write commands are refused inside, even under FCALL.
+        let noWrites: Bool
+    }
+
+    init(call: CommandCall, sha: String, body: [UInt8], keys: [[UInt8]], arguments: [[UInt8]], function: FunctionTarget? = nil) {
         self.call = call
         self.sha = sha
         self.body = body
         self.keys = keys
         self.arguments = arguments
+        self.function = function
     }
 
     func complete(_ reply: Reply) { lastReply = reply }
@@ -261,6 +272,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     private func run(_ execution: ScriptExecution, loopIndex: Int) -> Reply {
         self.execution = execution
         defer { self.execution = nil }
+        if let function { return runFunction(function, loopIndex: loopIndex) }
         let lua: OpaquePointer
         switch call.engine.scripts.interpreter(loop: loopIndex, sha: sha, body: body) {
         case .failure(let error): return .error("ERR Error compiling script (new function): \(error.message)")
@@ -278,6 +290,32 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         }
         defer { free(out) }
         guard let out else { return .null }
+        return .raw(Array(UnsafeRawBufferPointer(start: out, count: outLength)))
+    }
+
+    /// FCALL: the function from this thread's function engine.
+    private func runFunction(_ function: FunctionTarget, loopIndex: Int) -> Reply {
+        let runtime = call.engine.functions
+        let engine: OpaquePointer
+        switch runtime.engine(loop: loopIndex, for: function.library) {
+        case .failure(let error): return .error(error.message)
+        case .success(let e): engine = e
+        }
+        var out: UnsafeMutablePointer<CChar>? = nil
+        var outLength = 0
+        var rc: Int32 = 0
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        withPointers(keys) { keyPointers, keyLengths in
+            withPointers(arguments) { argPointers, argLengths in
+                rc = dfly_fn_call(
+                    engine, function.library.name, function.name, Int32(keys.count), keyPointers, keyLengths,
+                    Int32(arguments.count), argPointers, argLengths, Int32(call.client.protocolVersion),
+                    scriptCommandTrampoline, context, &out, &outLength)
+            }
+        }
+        runtime.noteMemory(loop: loopIndex)
+        defer { free(out) }
+        guard rc == 0, let out else { return .error("ERR Function not found") }
         return .raw(Array(UnsafeRawBufferPointer(start: out, count: outLength)))
     }
 
@@ -312,9 +350,14 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
                 execution.touchedShards.formUnion(0..<call.shardSet.count)
             }
         }
-        if spec.flags.contains(.write) && call.spec.flags.contains(.readonly) {
+        if spec.flags.contains(.write) && call.spec.flags.contains(.readonly) && function == nil {
             // EVAL_RO / EVALSHA_RO
             out.error("ERR Write commands are not allowed from read-only scripts")
+            return out.buffer
+        }
+        if spec.flags.contains(.write), let function, function.noWrites || call.spec.flags.contains(.readonly) {
+            // FCALL_RO, or a `no-writes` function (Redis 7.0's text, with its full stop)
+            out.error("ERR Write commands are not allowed from read-only scripts.")
             return out.buffer
         }
         lastReply = .none
