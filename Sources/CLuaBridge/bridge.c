@@ -594,7 +594,7 @@ void dfly_sha1_hex(const void *data, size_t length, char out[41]) {
 lua_State *dfly_bridge_state(dfly_lua *lua) { return lua->L; }
 
 void *dfly_bridge_begin_run(lua_State *L, dfly_lua_call_fn call, void *context) {
-    run_state *run = malloc(sizeof(run_state));
+    run_state *run = calloc(1, sizeof(run_state));
     run->call = call;
     run->context = context;
     run->resp = 2;

@@ -370,7 +370,7 @@ public enum FunctionFamily {
             call.reply(runtime.delete(call.args.string(2)) ? .ok : .error("ERR Library not found"))
         case "flush":
             if call.args.count > 3 {
-                return call.reply(.error("ERR unknown subcommand or wrong number of arguments for 'flush'. Try FUNCTION HELP."))
+                return call.reply(.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.string(1))'. Try FUNCTION HELP."))
             }
             guard call.args.count == 2 || call.isArg(2, "sync") || call.isArg(2, "async") else {
                 return call.reply(.error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option"))
