@@ -227,6 +227,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
 
     /// Fast path: all declared keys on one shard.
     func onOwningShard(shardIndex: Int, keyRefs: [KeyRef]) {
+        if call.insideExec { return withLentShards(declaredShard: nil) }
         let database = call.client.database
         let locks = ShardLockSet(fingerprints: keyRefs.map { lockFingerprint(keyHash: $0.hash, database: database) }, mode: .exclusive)
         let sink = call.sink
@@ -245,6 +246,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
 
     /// General path: a global transaction lends every shard to this thread.
     func withLentShards(declaredShard: Int?) {
+        if call.insideExec { return withLentShardsInsideExec() }
         let transaction = Transaction(globalOn: call.shardSet, loop: call.loop)
         let sink = call.sink
         transaction.schedule { [self] in
@@ -266,6 +268,25 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
                 }, done: { _ in sink.complete(reply) })
             })
         }
+    }
+
+    /// Inside EXEC: a queued script makes EXEC's transaction global, so every
+    /// shard is already held (and suspended) for this connection; a transaction
+    /// of its own would queue behind EXEC's forever. Lend them by plain hops.
+    private func withLentShardsInsideExec() {
+        let borrower = call.loop
+        let sink = call.sink
+        let all = Array(0..<call.shardSet.count)
+        call.hopEach(all, { shard in
+            shard.lend(to: borrower)
+            return 0
+        }, done: { [self] _ in
+            let reply = run(ScriptExecution(mode: .lentShards), loopIndex: call.loop.index)
+            call.hopEach(all, { shard in
+                shard.takeBack()
+                return 0
+            }, done: { _ in sink.complete(reply) })
+        })
     }
 
     /// Runs the script with this execution mode on the calling thread.

@@ -229,6 +229,26 @@ def test_fcall_equal_redis(servers, proto):
     ], proto)
 
 
+def test_fcall_and_eval_inside_multi_equal_redis(servers):
+    # A queued script makes EXEC hold every shard; the script borrows them
+    # from EXEC (before, EVAL inside MULTI waited for EXEC forever).
+    both(servers, [
+        ["FUNCTION", "LOAD", LIB],
+        ["MULTI"],
+        ["FCALL", "put", str(NUM_SHARDS)] + K + ["m"],
+        ["FCALL_RO", "peek", "1", K[1]],
+        ["EVAL", "return redis.call('incr', KEYS[1])", "1", "fn:ctr"],
+        ["FCALL", "conv", "1", "fn:ctr"],
+        ["SET", K[3], "after"],
+        ["EXEC"],
+        ["MGET"] + K + ["fn:ctr"],
+        ["MULTI"],
+        ["FCALL", "nosuch", "0"],
+        ["EXEC"],
+        ["PING"],
+    ])
+
+
 def test_script_and_function_flush_are_separate(servers):
     both(servers, [
         ["FUNCTION", "LOAD", LIB],
