@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 #include <ctype.h>
+#include <time.h>
 
 /* Registry slots of a function engine. */
 #define ENV "__dfly_fn_env"          /* the globals every library chunk (and its closures) sees */
@@ -170,6 +171,22 @@ static int register_function(lua_State *L) {
     return 0;
 }
 
+/* ---------- the load time limit ---------- */
+
+/* Redis 7.0 stops a library's load after 500 ms (a loop at load would
+ * otherwise hold the thread forever). Loads run on one thread at a time per
+ * engine and engines are per thread, so the start time is thread-local. */
+static __thread struct timespec load_started;
+#define LOAD_LIMIT_MS 500
+
+static void load_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long elapsed = (now.tv_sec - load_started.tv_sec) * 1000LL + (now.tv_nsec - load_started.tv_nsec) / 1000000;
+    if (elapsed > LOAD_LIMIT_MS) raise_error(L, "FUNCTION LOAD timeout");
+}
+
 /* ---------- the engine ---------- */
 
 /* A table whose reads of missing names and whose writes raise Redis's errors. */
@@ -262,7 +279,13 @@ int dfly_fn_load(dfly_fn_engine *engine, const char *library, const char *code, 
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, LOADING);
     set_env_index(L, LOAD_API);
+    /* Our hook for the load; whatever hook the interpreter had comes back after. */
+    lua_Hook previous_hook = lua_gethook(L);
+    int previous_mask = lua_gethookmask(L), previous_count = lua_gethookcount(L);
+    clock_gettime(CLOCK_MONOTONIC, &load_started);
+    lua_sethook(L, load_hook, LUA_MASKCOUNT, 100000);
     int rc = lua_pcall(L, 0, 0, handler);
+    lua_sethook(L, previous_hook, previous_mask, previous_count);
     set_env_index(L, NULL);
     lua_getfield(L, LUA_REGISTRYINDEX, LOADING);
     int loading = lua_gettop(L);

@@ -101,6 +101,8 @@ import Testing
              "ERR Error registering functions: ERR second argument to redis.register_function must be a function"),
             ("#!lua name=x\nredis.register_function('f', function() end, 3)",
              "ERR Error registering functions: ERR wrong number of arguments to redis.register_function"),
+            // A loop at load time is stopped (Redis's 500 ms limit).
+            ("#!lua name=x\nwhile true do end", "ERR Error registering functions: ERR FUNCTION LOAD timeout"),
         ]
         for (code, error) in cases {
             #expect(h.run(["function", "load", code]) == .error(error), "\(code)")

@@ -165,6 +165,7 @@ def test_load_errors_equal_redis(servers):
         "#!lua name=x\nlocal a = nil; a.b = 1",
         "#!lua name=x\nerror('at load')",
         "#!lua name=x\nerror({err='CUSTOM at load'})",
+        "#!lua name=x\nwhile true do end",  # stopped by the 500 ms load limit
     ]
     cmds = [["FUNCTION", "LOAD", code] for code in bad]
     cmds += [
