@@ -8,7 +8,7 @@ import PackageDescription
 /// `DamselflyRESP` (wire protocol) and `DamselflyStorage` (keyspace tables) →
 /// `DamselflyRuntime` (threads, io_uring/epoll loops, cross-thread queues) →
 /// `DamselflyTransactions` (intent locks, transaction queues, hops) →
-/// `DamselflyCommands` (one command family per file) →
+/// `DamselflyPersistence` (RDB format) → `DamselflyCommands` (one command family per file) →
 /// `DamselflyServer` (connections, configuration, INFO) → the `damselfly` executable.
 let strictSettings: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
@@ -50,7 +50,7 @@ let package = Package(
         ),
         .target(
             name: "DamselflyCommands",
-            dependencies: ["DamselflyRESP", "DamselflyStorage", "DamselflyTransactions", "DamselflyRuntime", "CLuaBridge"],
+            dependencies: ["DamselflyRESP", "DamselflyStorage", "DamselflyTransactions", "DamselflyRuntime", "CLuaBridge", "DamselflyPersistence"],
             swiftSettings: strictSettings
         ),
         .target(

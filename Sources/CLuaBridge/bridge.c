@@ -815,3 +815,32 @@ void dfly_sha1_hex(const void *data, size_t length, char out[41]) {
     free(m);
     for (int i = 0; i < 5; i++) snprintf(out + 8 * i, 9, "%08x", h[i]);
 }
+
+/* ---------- entry points for functions.c (bridge_internal.h) ---------- */
+
+#include "bridge_internal.h"
+
+lua_State *dfly_bridge_state(dfly_lua *lua) { return lua->L; }
+
+void *dfly_bridge_begin_run(lua_State *L, dfly_lua_call_fn call, void *context) {
+    run_state *run = calloc(1, sizeof(run_state));
+    run->call = call;
+    run->context = context;
+    run->resp = 2;
+    lua_pushlightuserdata(L, run);
+    lua_setfield(L, LUA_REGISTRYINDEX, "__dfly_run");
+    return run;
+}
+
+void dfly_bridge_end_run(lua_State *L, void *run) {
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "__dfly_run");
+    free(run);
+}
+
+void dfly_bridge_encode(lua_State *L, int index, int client_resp, char **out, size_t *length) {
+    buf b = { *out, *length, *length };
+    encode_value(L, index, &b, client_resp, 0);
+    *out = b.data;
+    *length = b.len;
+}

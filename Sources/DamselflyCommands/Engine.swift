@@ -17,6 +17,8 @@ public final class Engine: Sendable {
     public let loopCounters: [LoopCounters]
     /// Lua scripts and the per-thread interpreters.
     public let scripts: ScriptRuntime
+    /// Redis 7 function libraries and the per-thread function engines.
+    public let functions: FunctionRuntime
     /// Per-loop registries of clients parked on blocking commands.
     public let blockedClients: [BlockedClientRegistry]
     /// `--singlehop_blocking`: a blocking pop whose keys share a shard finds
@@ -33,6 +35,7 @@ public final class Engine: Sendable {
         self.journaling = journaling
         self.blockedClients = shardSet.loops.map { _ in BlockedClientRegistry() }
         self.scripts = ScriptRuntime(loopCount: shardSet.loops.count)
+        self.functions = FunctionRuntime(loopCount: shardSet.loops.count, scripts: scripts)
         self.singleHopBlocking = singleHopBlocking
         self.shardSet = shardSet
         self.registry = registry

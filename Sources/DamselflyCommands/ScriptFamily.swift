@@ -419,24 +419,36 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     let body: [UInt8]
     let keys: [[UInt8]]
     let arguments: [[UInt8]]
+    /// Set for FCALL: the function run instead of the script `body`.
+    let function: FunctionTarget?
     private var execution: ScriptExecution?
     /// The loop whose thread runs the script now (for the running-script record).
     private var runningLoop = 0
     private var lastReply: Reply = .none
     private let commandArguments = CommandArguments()
 
-    init(call: CommandCall, sha: String, body: [UInt8], keys: [[UInt8]], arguments: [[UInt8]]) {
+    /// A Redis 7 function (FCALL), called as fn(KEYS, ARGV).
+    struct FunctionTarget {
+        let library: FunctionLibrary
+        let name: String
+        /// The `no-writes` flag: write commands are refused inside, even under FCALL.
+        let noWrites: Bool
+    }
+
+    init(call: CommandCall, sha: String, body: [UInt8], keys: [[UInt8]], arguments: [[UInt8]], function: FunctionTarget? = nil) {
         self.call = call
         self.sha = sha
         self.body = body
         self.keys = keys
         self.arguments = arguments
+        self.function = function
     }
 
     func complete(_ reply: Reply) { lastReply = reply }
 
     /// Fast path: all declared keys on one shard.
     func onOwningShard(shardIndex: Int, keyRefs: [KeyRef]) {
+        if call.insideExec { return withLentShards(declaredShard: nil) }
         let database = call.client.database
         let locks = ShardLockSet(fingerprints: keyRefs.map { lockFingerprint(keyHash: $0.hash, database: database) }, mode: .exclusive)
         let sink = call.sink
@@ -455,6 +467,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
 
     /// General path: a global transaction lends every shard to this thread.
     func withLentShards(declaredShard: Int?) {
+        if call.insideExec { return withLentShardsInsideExec() }
         let transaction = Transaction(globalOn: call.shardSet, loop: call.loop)
         let sink = call.sink
         transaction.schedule { [self] in
@@ -478,10 +491,30 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         }
     }
 
+    /// Inside EXEC: a queued script makes EXEC's transaction global, so every
+    /// shard is already held (and suspended) for this connection; a transaction
+    /// of its own would queue behind EXEC's forever. Lend them by plain hops.
+    private func withLentShardsInsideExec() {
+        let borrower = call.loop
+        let sink = call.sink
+        let all = Array(0..<call.shardSet.count)
+        call.hopEach(all, { shard in
+            shard.lend(to: borrower)
+            return 0
+        }, done: { [self] _ in
+            let reply = run(ScriptExecution(mode: .lentShards), loopIndex: call.loop.index)
+            call.hopEach(all, { shard in
+                shard.takeBack()
+                return 0
+            }, done: { _ in sink.complete(reply) })
+        })
+    }
+
     /// Runs the script with this execution mode on the calling thread.
     private func run(_ execution: ScriptExecution, loopIndex: Int) -> Reply {
         self.execution = execution
         defer { self.execution = nil }
+        if let function { return runFunction(function, loopIndex: loopIndex) }
         let lua: OpaquePointer
         switch call.engine.scripts.interpreter(loop: loopIndex, sha: sha, body: body) {
         case .failure(let error): return .error("ERR Error compiling script (new function): \(error.message)")
@@ -503,6 +536,35 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         }
         defer { free(out) }
         guard let out else { return .null }
+        return .raw(Array(UnsafeRawBufferPointer(start: out, count: outLength)))
+    }
+
+    /// FCALL: the function from this thread's function engine.
+    private func runFunction(_ function: FunctionTarget, loopIndex: Int) -> Reply {
+        let runtime = call.engine.functions
+        let engine: OpaquePointer
+        switch runtime.engine(loop: loopIndex, for: function.library) {
+        case .failure(let error): return .error(error.message)
+        case .success(let e): engine = e
+        }
+        call.engine.scripts.begin(loop: loopIndex, kind: .function)
+        runningLoop = loopIndex
+        defer { call.engine.scripts.end(loop: loopIndex) }
+        var out: UnsafeMutablePointer<CChar>? = nil
+        var outLength = 0
+        var rc: Int32 = 0
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        withPointers(keys) { keyPointers, keyLengths in
+            withPointers(arguments) { argPointers, argLengths in
+                rc = dfly_fn_call(
+                    engine, function.library.name, function.name, Int32(keys.count), keyPointers, keyLengths,
+                    Int32(arguments.count), argPointers, argLengths, Int32(call.client.protocolVersion),
+                    scriptCommandTrampoline, context, &out, &outLength)
+            }
+        }
+        runtime.noteMemory(loop: loopIndex)
+        defer { free(out) }
+        guard rc == 0, let out else { return .error("ERR Function not found") }
         return .raw(Array(UnsafeRawBufferPointer(start: out, count: outLength)))
     }
 
@@ -537,8 +599,13 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
                 execution.touchedShards.formUnion(0..<call.shardSet.count)
             }
         }
-        if spec.flags.contains(.write) && call.spec.flags.contains(.readonly) {
+        if spec.flags.contains(.write) && call.spec.flags.contains(.readonly) && function == nil {
             // EVAL_RO / EVALSHA_RO
+            out.error("ERR Write commands are not allowed from read-only scripts.")
+            return out.buffer
+        }
+        if spec.flags.contains(.write), let function, function.noWrites || call.spec.flags.contains(.readonly) {
+            // FCALL_RO, or a `no-writes` function (Redis 7.0's text, with its full stop)
             out.error("ERR Write commands are not allowed from read-only scripts.")
             return out.buffer
         }

@@ -24,7 +24,7 @@ public struct RDBReader {
     public private(set) var version = 0
     /// Aux fields met so far, in file order (all of them once ``next()`` returned `nil`).
     public private(set) var aux: [(String, String)] = []
-    /// Function library sources (`FUNCTION2` opcodes), skipped rather than loaded.
+    /// Function library sources (`FUNCTION2` opcodes), in file order, for the caller to load.
     public private(set) var functionLibraries: [[UInt8]] = []
     /// The last `RESIZEDB` hint: keys and keys-with-expiry of the current database.
     public private(set) var sizeHint: (keys: Int, expires: Int)?

@@ -81,6 +81,13 @@ public struct RDBWriter {
         RDBEncoder.appendString(&buffer, Array(value.utf8))
     }
 
+    /// A function library (`FUNCTION2` and its code). Redis writes them after the
+    /// header, before the first database; ``RDBReader/functionLibraries`` reads them back.
+    public mutating func writeFunctionLibrary(_ code: [UInt8]) {
+        buffer.append(RDBOpcode.function2)
+        RDBEncoder.appendString(&buffer, code)
+    }
+
     /// Drains the buffered bytes (for writing to a file), folding them into the checksum.
     public mutating func takeBytes() -> [UInt8] {
         crc = CRC64.update(crc, buffer)

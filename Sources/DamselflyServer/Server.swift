@@ -65,6 +65,7 @@ public final class Server: @unchecked Sendable {
         BitFamily.register(registry)
         BlockingFamily.register(registry)
         ScriptFamily.register(registry)
+        FunctionFamily.register(registry)
         ConnectionFamily.register(registry, server: self)
         ServerFamily.register(registry, server: self)
         MultiFamily.register(registry, server: self)

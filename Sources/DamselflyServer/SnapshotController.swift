@@ -128,6 +128,8 @@ final class SnapshotController: @unchecked Sendable {
             aux.append(("dfly-round-robin", table.joined(separator: "\n")))
         }
         header.writeHeader(aux: aux)
+        // Function libraries before the databases, as Redis 7.0 writes them.
+        for library in server.engine.functions.libraries { header.writeFunctionLibrary(library.code) }
         append(header.takeBytes())
 
         let shardSet = server.engine.shardSet
@@ -255,6 +257,11 @@ final class SnapshotController: @unchecked Sendable {
             }
         } catch {
             throw LoadError(message: "\(file): \(error)")
+        }
+        // Function libraries (compiled on loop 0's engine: the loops do not run yet).
+        if !reader.functionLibraries.isEmpty,
+           case .failure(let error) = server.engine.functions.restore(reader.functionLibraries, policy: .append, loop: 0) {
+            throw LoadError(message: "\(file): function libraries: \(error.message)")
         }
         for shard in shardSet.shards { shard.publishStats() }
         return loaded

@@ -50,4 +50,6 @@ int dfly_lua_run(dfly_lua *lua, const char *sha,
 /// SHA1 of `data` as 40 lower-case hex characters plus a NUL.
 void dfly_sha1_hex(const void *data, size_t length, char out[41]);
 
+#include "CLuaFunctions.h"
+
 #endif
