@@ -10,6 +10,7 @@ let usage = """
              [--retry-delay S] [--max-recoveries N] [--capsule name:concurrency:q1,q2] [-g tag]
              [--log-level debug|info|warn|error]
       push   --class NAME [--queue Q] [--args JSON] [--count N] [--in SECONDS | --at EPOCH] [--retry true|false|N]
+             [--backtrace true|false|N]
       stats
       bench  [--queues N] [--processes N] [--concurrency N] [--elements N] [--iterations N]
              [--no-reliable] [--ruby-require FILE]   (or QUEUES=.. PROCESSES=.. CONCURRENCY=.. ELEMENTS=.. ITERATIONS=..)
@@ -130,6 +131,13 @@ func push(_ args: Arguments) async throws {
     case "false"?: retry = .disabled
     case let n?: retry = .attempts(must(Int(n), "bad --retry \(n)"))
     }
+    var backtrace: JSONValue?
+    switch args.last("--backtrace") {
+    case nil: backtrace = nil
+    case "true"?: backtrace = .bool(true)
+    case "false"?: backtrace = .bool(false)
+    case let n?: backtrace = .int(Int64(must(Int(n), "bad --backtrace \(n)")))
+    }
     var at: Double?
     if let s = args.last("--in") { at = JobPayload.now() + (must(Double(s), "bad --in")) }
     if let s = args.last("--at") { at = must(Double(s), "bad --at") }
@@ -138,7 +146,7 @@ func push(_ args: Arguments) async throws {
     while left > 0 {
         let n = min(left, 1000)
         jids += try await client.pushBulk(className, args: Array(repeating: jobArgs, count: n), queue: args.last("--queue"),
-                                          retry: retry, at: at)
+                                          retry: retry, backtrace: backtrace, at: at)
         left -= n
     }
     if count <= 20 {
