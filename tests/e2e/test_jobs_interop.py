@@ -348,6 +348,9 @@ def test_job_redis_commands_share_the_pool(server, procs, tmp_path):
     c = server.client()
     swift_worker(server, procs, tmp_path, "-c", "4")
     wait_for(lambda: c.scard("processes") == 1, 10, "the worker's first heartbeat", procs)
+    # The first heartbeat comes before the processors start: wait until all 4 have opened their
+    # connection and block in BLMOVE, or their connections would count as new below.
+    wait_for(lambda: int(server.info("clients")["blocked_clients"]) >= 4, 10, "4 processors blocked in BLMOVE", procs)
     before = int(server.info("stats")["total_connections_received"])
     swift(server, "push", "--class", "PoolJob", "--args", '["pool:counter", 100]', "--count", "20")
     wait_for(lambda: int(c.get("pool:counter") or 0) == 2000, 20, "2,000 INCRs from 20 jobs", procs)
