@@ -10,6 +10,8 @@ import PackageDescription
 /// `DamselflyTransactions` (intent locks, transaction queues, hops) →
 /// `DamselflyPersistence` (RDB format) → `DamselflyCommands` (one command family per file) →
 /// `DamselflyServer` (connections, configuration, INFO) → the `damselfly` executable.
+/// `DamselflyJobs` (the Sidekiq-compatible runner) sits beside them on `DamselflyRESP`, with
+/// `CZlib` (libz) for Sidekiq's compressed `error_backtrace`.
 let strictSettings: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
 ]
@@ -59,7 +61,8 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(name: "DamselflyPersistence", dependencies: ["DamselflyStorage", "CDamselfly"], swiftSettings: strictSettings),
-        .target(name: "DamselflyJobs", dependencies: ["DamselflyRESP", "CDamselfly"]),
+        .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
+        .target(name: "DamselflyJobs", dependencies: ["DamselflyRESP", "CDamselfly", "CZlib"]),
         .executableTarget(name: "damselfly-jobs", dependencies: ["DamselflyJobs"]),
         .executableTarget(name: "damselfly", dependencies: ["DamselflyServer"], swiftSettings: strictSettings),
         .executableTarget(

@@ -3,7 +3,7 @@
 # packages are skipped and apt-get update runs at most once.
 set -euo pipefail
 
-APT_PACKAGES=(liburing-dev libxxhash-dev liblua5.1-0-dev lua-cjson lua-bitop redis-server redis-tools ruby-sidekiq)
+APT_PACKAGES=(liburing-dev libxxhash-dev liblua5.1-0-dev lua-cjson lua-bitop redis-server redis-tools ruby-sidekiq zlib1g-dev)
 PIP_PACKAGES=(redis hypothesis xxhash pytest)
 
 SUDO=""

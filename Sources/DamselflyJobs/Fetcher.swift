@@ -1,3 +1,4 @@
+import DamselflyRESP
 import Glibc
 
 /// The queues a capsule reads, in strict or weighted order (`-q critical,2 -q default`).
@@ -59,6 +60,18 @@ public protocol Fetcher: Sendable {
     func acknowledge(_ work: UnitOfWork) async throws
     /// Puts unfinished jobs back at the head of their queues (the end BRPOP reads next).
     func requeue(_ work: [UnitOfWork]) async throws
+    /// Acknowledges `done` (when given) and fetches the next job. A fetcher whose
+    /// acknowledgement is a Redis command sends both in one write: one round trip per job
+    /// instead of two. On a thrown error `done` may or may not be acknowledged; passing it
+    /// again must be harmless.
+    func retrieve(after done: UnitOfWork?) async throws -> UnitOfWork?
+}
+
+extension Fetcher {
+    public func retrieve(after done: UnitOfWork?) async throws -> UnitOfWork? {
+        if let done { try await acknowledge(done) }
+        return try await retrieve()
+    }
 }
 
 /// Sidekiq's `BasicFetch`: `BRPOP queue:a queue:b ... 2`. A job in a process that dies is lost.
@@ -116,23 +129,46 @@ public struct ReliableFetch: Fetcher {
     }
 
     public func retrieve() async throws -> UnitOfWork? {
+        try await retrieve(after: nil)
+    }
+
+    /// The finished job's `LREM` goes out in the same write as the first fetch command
+    /// (`LMOVE`, or `BLMOVE` with a single queue) on one connection, which the server runs in
+    /// order: the job leaves the private list before the next one enters it, and each job is
+    /// always in exactly one of its queue, a private list, or done — the LREM only ever
+    /// removes a finished job, so pipelining it changes when it runs, never what it removes.
+    public func retrieve(after done: UnitOfWork?) async throws -> UnitOfWork? {
+        var ack = done.map { [Self.acknowledgement($0, identity: identity)] } ?? []
         let order = queues.order().map { "queue:" + $0 }
         if order.count > 1 {
             for key in order {
-                let reply = try await redis.call("LMOVE", key, Self.privateList(queueKey: key, identity: identity), "RIGHT", "LEFT")
-                if let job = reply.text { return UnitOfWork(queueKey: key, job: job) }
+                let replies = try await redis.pipeline(ack + [["LMOVE", key, Self.privateList(queueKey: key, identity: identity), "RIGHT", "LEFT"]])
+                ack = []
+                if let job = try Self.moved(replies.last) { return UnitOfWork(queueKey: key, job: job) }
             }
         }
         // Everything empty (or a single queue): block on the first queue of this order.
         let key = order[0]
         let timeout = order.count > 1 ? "1" : BasicFetch.timeout
-        let reply = try await redis.call("BLMOVE", key, Self.privateList(queueKey: key, identity: identity), "RIGHT", "LEFT", timeout)
-        guard let job = reply.text else { return nil }
+        let replies = try await redis.pipeline(ack + [["BLMOVE", key, Self.privateList(queueKey: key, identity: identity), "RIGHT", "LEFT", timeout]])
+        guard let job = try Self.moved(replies.last) else { return nil }
         return UnitOfWork(queueKey: key, job: job)
     }
 
+    /// The job an (B)LMOVE moved, `nil` for none; a server error is thrown. (The LREM's reply
+    /// before it is a count; it could only fail on a wrongly typed private list, where the
+    /// job then stays for recovery.)
+    static func moved(_ reply: RESPValue?) throws -> String? {
+        if case .error(let message)? = reply { throw RedisError.server(message) }
+        return reply?.text
+    }
+
+    static func acknowledgement(_ work: UnitOfWork, identity: String) -> [String] {
+        ["LREM", privateList(queueKey: work.queueKey, identity: identity), "1", work.job]
+    }
+
     public func acknowledge(_ work: UnitOfWork) async throws {
-        try await redis.call("LREM", Self.privateList(queueKey: work.queueKey, identity: identity), "1", work.job)
+        try await redis.call(Self.acknowledgement(work, identity: identity))
     }
 
     public func requeue(_ work: [UnitOfWork]) async throws {

@@ -29,8 +29,8 @@ public enum RetrySetting: Sendable, Equatable {
 public struct JobOptions: Sendable, Equatable {
     public var queue: String
     public var retry: RetrySetting
-    /// `backtrace`: false, true, or a line count (Swift has no Ruby backtrace to store; the
-    /// option is carried in the payload for a Ruby worker that retries the job).
+    /// `backtrace`: false, true, or a line count: a failed job then carries `error_backtrace`
+    /// (see ``ErrorBacktrace``: Swift stores lines describing the error, not a Ruby backtrace).
     public var backtrace: JSONValue?
     /// `dead: false` drops a job whose retries ran out instead of keeping it in the dead set.
     public var dead: Bool
@@ -73,12 +73,22 @@ extension Job {
 }
 
 /// An error with the Ruby-style class name that ends up in `error_class`.
+///
+/// It remembers where it was created (`#fileID`, `#line`, `#function`): the one frame a
+/// Swift job can put in `error_backtrace` where Ruby puts its backtrace.
 public struct JobError: Error, Sendable, CustomStringConvertible {
     public var errorClass: String
     public var message: String
-    public init(_ message: String, errorClass: String = "RuntimeError") {
+    public var file: String?
+    public var line: Int
+    public var function: String
+    public init(_ message: String, errorClass: String = "RuntimeError",
+                file: String = #fileID, line: Int = #line, function: String = #function) {
         self.message = message
         self.errorClass = errorClass
+        self.file = file
+        self.line = line
+        self.function = function
     }
     public var description: String { message }
 }

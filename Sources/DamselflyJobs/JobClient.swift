@@ -43,10 +43,12 @@ public struct JobClient: Sendable {
 
     /// `Sidekiq::Client.push_bulk`: one payload per args list, one round trip.
     @discardableResult
-    public func pushBulk(_ className: String, args: [[JSONValue]], queue: String? = nil, retry: RetrySetting? = nil, at: Double? = nil) async throws -> [String] {
+    public func pushBulk(_ className: String, args: [[JSONValue]], queue: String? = nil, retry: RetrySetting? = nil,
+                         backtrace: JSONValue? = nil, at: Double? = nil) async throws -> [String] {
         var options = registry?.options(for: className) ?? JobOptions()
         if let queue { options.queue = queue }
         if let retry { options.retry = retry }
+        if let backtrace { options.backtrace = backtrace }
         let createdAt = JobPayload.now()
         let payloads = args.map { JobPayload.make(className: className, args: $0, options: options, createdAt: createdAt) }
         return try await pushPayloads(payloads, at: at)

@@ -45,6 +45,10 @@ public struct JobRetry: Sendable {
             count = 0
         }
         msg["retry_count"] = .int(Int64(count))
+        let className = payload["class"]?.stringValue ?? ""
+        if let lines = ErrorBacktrace.selectLines(ErrorBacktrace.lines(for: error, className: className), option: payload["backtrace"]) {
+            msg["error_backtrace"] = .string(ErrorBacktrace.compress(lines))
+        }
         if count < maxAttempts {
             let seconds = delay?(count) ?? JobRetry.sidekiqDelay(count: count, jitter: Int.random(in: 0..<10))
             return .retry(at: now + seconds, payload: msg)

@@ -187,7 +187,10 @@ public final class JobWorker: Sendable {
         await waitForStop()
         logger.info("Shutting down")
         let deadline = JobPayload.now() + options.shutdownTimeout
-        while state.busy > 0 && JobPayload.now() < deadline {
+        // Processors leave once their fetch returns (at most its 2 s timeout; a job fetched
+        // while quiet goes back to its queue) and after acknowledging their last job: a fetch
+        // left in flight could move a job into the private list of a process that is gone.
+        while (state.busy > 0 || state.liveProcessors > 0) && JobPayload.now() < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
         let unfinished = state.abandonRunning()

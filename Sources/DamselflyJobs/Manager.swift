@@ -51,7 +51,11 @@ final class Manager: Sendable {
     func start() -> [Task<Void, Never>] {
         (0..<capsule.concurrency).map { _ in
             let tid = Manager.newTID()
-            return Task { await self.processorLoop(tid: tid) }
+            state.processorStarted()
+            return Task {
+                await self.processorLoop(tid: tid)
+                self.state.processorEnded()
+            }
         }
     }
 
@@ -60,12 +64,17 @@ final class Manager: Sendable {
         String(UInt64.random(in: 1 << 40 ..< 1 << 50), radix: 36)
     }
 
+    /// Fetch, run, and hand the finished job to the next fetch, which acknowledges it in the
+    /// same round trip (``Fetcher/retrieve(after:)``); the last one is acknowledged alone.
     func processorLoop(tid: String) async {
+        var done: UnitOfWork?
         while !state.isQuiet {
             let work: UnitOfWork?
             do {
-                work = try await fetcher.retrieve()
+                work = try await fetcher.retrieve(after: done)
+                done = nil
             } catch {
+                // `done` is kept: acknowledging it twice is harmless, never doing it is not.
                 logger.error("fetch: \(error)", context: "tid=\(tid)")
                 try? await Task.sleep(for: .seconds(1))
                 continue
@@ -76,11 +85,16 @@ final class Manager: Sendable {
                 try? await fetcher.requeue([work])
                 break
             }
-            await process(work, tid: tid)
+            done = await process(work, tid: tid)
+        }
+        if let done {
+            do { try await fetcher.acknowledge(done) } catch { logger.error("acknowledge: \(error)", context: "tid=\(tid)") }
         }
     }
 
-    func process(_ work: UnitOfWork, tid: String) async {
+    /// Runs a job; returns it when it is to be acknowledged (it ran, was retried or buried),
+    /// `nil` when recording its failure failed (it stays for a peer to put back).
+    func process(_ work: UnitOfWork, tid: String) async -> UnitOfWork? {
         state.begin(tid: tid, capsule: index, work: work)
         var failed = false
         defer { state.end(tid: tid, failed: failed) }
@@ -93,8 +107,7 @@ final class Manager: Sendable {
             logger.error("Invalid JSON for job, sent to the dead set: \(work.job)")
             failed = true
             try? await retry.kill(work.job, redis: pool)
-            try? await fetcher.acknowledge(work)
-            return
+            return work
         }
         let className = payload["class"]?.stringValue ?? ""
         let jid = payload["jid"]?.stringValue ?? ""
@@ -118,14 +131,10 @@ final class Manager: Sendable {
             } catch {
                 // The job stays un-acknowledged: with reliable fetch a peer puts it back.
                 logger.error("could not record the failure: \(error)", context: logContext)
-                return
+                return nil
             }
         }
-        do {
-            try await fetcher.acknowledge(work)
-        } catch {
-            logger.error("acknowledge: \(error)", context: logContext)
-        }
+        return work
     }
 
     private func runMiddleware(_ i: Int, context: JobContext, args: [JSONValue], body: @escaping @Sendable () async throws -> Void) async throws {

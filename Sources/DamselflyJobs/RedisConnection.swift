@@ -86,6 +86,10 @@ public final class RedisConnection: @unchecked Sendable {
     private var input: [UInt8] = []
     private var inputStart = 0
     private var output: [UInt8] = []
+    /// recv's landing area, allocated once: only the bytes received are appended to `input`
+    /// (growing `input` by a zeroed 16 KiB chunk on every recv, EAGAIN included, showed up at
+    /// 4% of a worker's profile).
+    private var scratch = [UInt8](repeating: 0, count: 16 * 1024)
     private var decoder = RESPReplyDecoder()
 
     init(fd: Int32, reactor: IOReactor) {
@@ -238,18 +242,13 @@ public final class RedisConnection: @unchecked Sendable {
     }
 
     private func fill() async throws {
-        let chunk = 16 * 1024
         while true {
-            let old = input.count
-            input.reserveCapacity(old + chunk)
-            var n = 0
-            input.append(contentsOf: repeatElement(0, count: chunk))
-            input.withUnsafeMutableBytes { raw in
-                n = Glibc.recv(fd, raw.baseAddress! + old, chunk, 0)
-            }
+            let n = scratch.withUnsafeMutableBytes { raw in Glibc.recv(fd, raw.baseAddress!, raw.count, 0) }
             let err = errno
-            input.removeLast(chunk - max(n, 0))
-            if n > 0 { return }
+            if n > 0 {
+                input.append(contentsOf: scratch[0..<n])
+                return
+            }
             if n == 0 { throw RedisError.closed }
             if err == EAGAIN || err == EWOULDBLOCK {
                 await reactor.wait(fd: fd, writable: false)

@@ -15,6 +15,7 @@ public final class WorkerState: Sendable {
         var running: [String: Running] = [:]
         var quiet = false
         var stopping = false
+        var processors = 0
     }
     private let state = Mutex(State())
 
@@ -23,6 +24,12 @@ public final class WorkerState: Sendable {
     public var isQuiet: Bool { state.withLock { $0.quiet } }
     public var isStopping: Bool { state.withLock { $0.stopping } }
     public var busy: Int { state.withLock { $0.running.count } }
+    /// Processor tasks still in their loop: one may hold a finished job to acknowledge or a
+    /// fetch in flight, so shutdown waits for them (within its timeout) before it leaves.
+    public var liveProcessors: Int { state.withLock { $0.processors } }
+
+    func processorStarted() { state.withLock { $0.processors += 1 } }
+    func processorEnded() { state.withLock { $0.processors -= 1 } }
 
     func setQuiet() { state.withLock { $0.quiet = true } }
     func setStopping() { state.withLock { $0.quiet = true; $0.stopping = true } }

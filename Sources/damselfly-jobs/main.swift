@@ -10,6 +10,7 @@ let usage = """
              [--retry-delay S] [--max-recoveries N] [--capsule name:concurrency:q1,q2] [-g tag]
              [--log-level debug|info|warn|error]
       push   --class NAME [--queue Q] [--args JSON] [--count N] [--in SECONDS | --at EPOCH] [--retry true|false|N]
+             [--backtrace true|false|N]
       stats
       bench  [--queues N] [--processes N] [--concurrency N] [--elements N] [--iterations N]
              [--no-reliable] [--ruby-require FILE]   (or QUEUES=.. PROCESSES=.. CONCURRENCY=.. ELEMENTS=.. ITERATIONS=..)
@@ -130,6 +131,13 @@ func push(_ args: Arguments) async throws {
     case "false"?: retry = .disabled
     case let n?: retry = .attempts(must(Int(n), "bad --retry \(n)"))
     }
+    var backtrace: JSONValue?
+    switch args.last("--backtrace") {
+    case nil: backtrace = nil
+    case "true"?: backtrace = .bool(true)
+    case "false"?: backtrace = .bool(false)
+    case let n?: backtrace = .int(Int64(must(Int(n), "bad --backtrace \(n)")))
+    }
     var at: Double?
     if let s = args.last("--in") { at = JobPayload.now() + (must(Double(s), "bad --in")) }
     if let s = args.last("--at") { at = must(Double(s), "bad --at") }
@@ -138,7 +146,7 @@ func push(_ args: Arguments) async throws {
     while left > 0 {
         let n = min(left, 1000)
         jids += try await client.pushBulk(className, args: Array(repeating: jobArgs, count: n), queue: args.last("--queue"),
-                                          retry: retry, at: at)
+                                          retry: retry, backtrace: backtrace, at: at)
         left -= n
     }
     if count <= 20 {
@@ -194,11 +202,15 @@ func bench(_ args: Arguments) async throws {
     }
     print("Started \(processes) \(rubyRequire == nil ? "Swift" : "Ruby Sidekiq") worker processes, concurrency \(concurrency)"
           + (rubyRequire == nil ? ", reliable fetch \(args.flags.contains("--no-reliable") ? "off" : "on")" : ""))
+    let serverCPUBefore = try await serverCPUSeconds(pool)
     var lastReport = started
+    // When the queues first shrank: what start-up cost, and the rate after it.
+    var firstTaken: (at: Double, left: Int)?
     while true {
         let sizes = try await pool.pipeline((0..<queues).map { ["LLEN", "queue:q\($0)"] }).map { Int($0.int ?? 0) }
         let left = sizes.reduce(0, +)
         let now = JobPayload.now()
+        if firstTaken == nil && left < total { firstTaken = (now, left) }
         if left == 0 { break }
         // A worker that could not start (or died) would leave this loop waiting forever.
         for (i, child) in children.enumerated() where child > 0 {
@@ -217,6 +229,16 @@ func bench(_ args: Arguments) async throws {
     }
     let seconds = JobPayload.now() - started
     print("Done, \(total) jobs in \(String(Double(Int(seconds * 100)) / 100)) sec, \(Int(Double(total) / seconds)) jobs/sec")
+    let end = started + seconds
+    if let firstTaken, end > firstTaken.at {
+        print("  first job taken after \(hundredths(firstTaken.at - started)) sec; then \(Int(Double(firstTaken.left) / (end - firstTaken.at))) jobs/sec")
+    }
+    // CPU seconds while the jobs ran: who used the cores (2 on the bench VM) the workers share.
+    let workerCPU = children.reduce(0.0) { $0 + processCPUSeconds($1) }
+    print("  worker processes: \(hundredths(workerCPU)) CPU sec (\(Int(workerCPU / seconds * 100))% of one core)")
+    if let before = serverCPUBefore, let after = try await serverCPUSeconds(pool) {
+        print("  server: \(hundredths(after - before)) CPU sec (\(Int((after - before) / seconds * 100))% of one core)")
+    }
     if let info = try? await pool.call("INFO", "transaction").text, info.contains(":") {
         print(info.split(separator: "\r\n").joined(separator: "\n"))
     }
@@ -225,6 +247,37 @@ func bench(_ args: Arguments) async throws {
         var status: Int32 = 0
         waitpid(child, &status, 0)
     }
+}
+
+func hundredths(_ x: Double) -> String { String(Double(Int(x * 100)) / 100) }
+
+/// `used_cpu_sys + used_cpu_user` from `INFO cpu` (redis-server and Damselfly both report it).
+func serverCPUSeconds(_ pool: RedisPool) async throws -> Double? {
+    guard let info = try? await pool.call("INFO", "cpu").text else { return nil }
+    var total = 0.0
+    var found = false
+    for line in info.split(separator: "\r\n") {
+        let parts = line.split(separator: ":", maxSplits: 1)
+        if parts.count == 2, parts[0] == "used_cpu_sys" || parts[0] == "used_cpu_user", let v = Double(parts[1]) {
+            total += v
+            found = true
+        }
+    }
+    return found ? total : nil
+}
+
+/// User + system CPU seconds of a running child (`/proc/<pid>/stat` fields 14 and 15).
+func processCPUSeconds(_ pid: pid_t) -> Double {
+    guard pid > 0, let file = fopen("/proc/\(pid)/stat", "r") else { return 0 }
+    defer { fclose(file) }
+    var buffer = [CChar](repeating: 0, count: 4096)
+    guard fgets(&buffer, Int32(buffer.count), file) != nil else { return 0 }
+    let line = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    guard let close = line.lastIndex(of: ")") else { return 0 }
+    let fields = line[line.index(after: close)...].split(separator: " ")
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
 func realpathString(_ path: String) -> String {

@@ -250,6 +250,31 @@ def test_retry_and_dead_sets_across_both_sides(server, procs, tmp_path):
     assert f"Processes ({dump['stats']['processes_size']})" in report
 
 
+def test_swift_failure_error_backtrace_reads_back_in_ruby(server, procs, tmp_path):
+    """`backtrace: true` / N: the failed payload carries `error_backtrace` as Sidekiq 6.4.1's
+    compress_backtrace writes it (Base64 of zlib-deflated JSON lines), and Ruby's
+    `SortedEntry#error_backtrace` decodes the lines Swift wrote."""
+    require(server, RELIABLE)
+    c = server.client()
+    swift_worker(server, procs, tmp_path, "-c", "2", "--retry-delay", "3600")
+    full = swift(server, "push", "--class", "FailingJob", "--args", "[-1]", "--backtrace", "true").strip()
+    one = swift(server, "push", "--class", "FailingJob", "--args", "[-1]", "--backtrace", "1").strip()
+    none = swift(server, "push", "--class", "FailingJob", "--args", "[-1]").strip()
+    wait_for(lambda: c.zcard("retry") == 3, 15, "three failures in the retry set", procs)
+    stored = {j["jid"]: j for j in map(json.loads, c.zrange("retry", 0, -1))}
+    assert "error_backtrace" not in stored[none]
+    assert stored[full]["backtrace"] is True and isinstance(stored[full]["error_backtrace"], str)
+
+    read = {e["jid"]: e for e in json.loads(ruby(server, "backtraces"))}
+    lines = read[full]["lines"]
+    assert lines[0] == f"RuntimeError: {stored[full]['error_message']}"
+    assert any(".swift:" in line and ":in `" in line for line in lines), lines
+    assert lines[-1] == "in `FailingJob#perform' (damselfly-jobs, Swift)"
+    assert read[one]["lines"] == lines[:1]
+    assert read[none]["lines"] is None
+    assert read[full]["same_bytes"] and read[one]["same_bytes"], "byte for byte what Ruby would store"
+
+
 def test_swift_failures_retry_into_dead_set(server, procs, tmp_path):
     require(server, RELIABLE)
     c = server.client()
@@ -323,6 +348,9 @@ def test_job_redis_commands_share_the_pool(server, procs, tmp_path):
     c = server.client()
     swift_worker(server, procs, tmp_path, "-c", "4")
     wait_for(lambda: c.scard("processes") == 1, 10, "the worker's first heartbeat", procs)
+    # The first heartbeat comes before the processors start: wait until all 4 have opened their
+    # connection and block in BLMOVE, or their connections would count as new below.
+    wait_for(lambda: int(server.info("clients")["blocked_clients"]) >= 4, 10, "4 processors blocked in BLMOVE", procs)
     before = int(server.info("stats")["total_connections_received"])
     swift(server, "push", "--class", "PoolJob", "--args", '["pool:counter", 100]', "--count", "20")
     wait_for(lambda: int(c.get("pool:counter") or 0) == 2000, 20, "2,000 INCRs from 20 jobs", procs)

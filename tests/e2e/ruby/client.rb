@@ -7,9 +7,13 @@
 #   dead_retry_all                     Sidekiq::DeadSet: #retry each job
 #   kill_retries                       Sidekiq::RetrySet: #kill each job
 #   dump                               JSON of Stats, ProcessSet, Workers, RetrySet, DeadSet
+#   backtraces                         JSON of each RetrySet job's jid, SortedEntry#error_backtrace,
+#                                      and whether Sidekiq's compress_backtrace of those lines gives
+#                                      the stored string byte for byte
 require "json"
 require "sidekiq"
 require "sidekiq/api"
+require "sidekiq/job_retry"
 require_relative "jobs"
 
 cmd = ARGV.shift
@@ -39,6 +43,14 @@ when "dump"
     "retries" => Sidekiq::RetrySet.new.map(&:item),
     "dead" => Sidekiq::DeadSet.new.map(&:item),
   }
+  puts JSON.generate(out)
+when "backtraces"
+  job_retry = Sidekiq::JobRetry.new
+  out = Sidekiq::RetrySet.new.map do |entry|
+    lines = entry.error_backtrace
+    { "jid" => entry.jid, "lines" => lines,
+      "same_bytes" => !lines.nil? && job_retry.send(:compress_backtrace, lines) == entry.item["error_backtrace"] }
+  end
   puts JSON.generate(out)
 else
   abort "unknown command #{cmd}"
