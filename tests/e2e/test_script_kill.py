@@ -215,3 +215,55 @@ def test_default_lua_flags(damselfly, only_damselfly):
     own_flags = "--!df flags=disable-atomicity\n" + CONDITIONAL_FOREIGN + " "
     first, second, _ = run_conditional(flagged.port, own_flags)
     assert first == (":", 1) and second[0] == "-", second
+
+
+SPIN_LIBRARY = ("#!lua name=spinlib\n"
+                "redis.register_function('spin', function(keys, args) local i = 0 while true do i = i + 1 end end)")
+
+
+def test_busy_function_then_function_kill(busy_server):
+    """FCALL past the limit: BUSY names FUNCTION KILL, SCRIPT KILL is refused with it, FUNCTION KILL stops it."""
+    function_busy = b"BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+    conns = [RespConn(busy_server.port, timeout=30) for _ in range(5)]
+    assert conns[1].call("FUNCTION", "LOAD", SPIN_LIBRARY) == ("$", b"spinlib")
+    assert conns[1].call("FUNCTION", "KILL") == ("-", NOTBUSY)
+    result = {}
+
+    def run():
+        result["reply"] = conns[0].call("FCALL", "spin", "0")
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    stuck = set()
+    for _ in range(200):
+        peer = next((c for c in conns[2:] if c not in stuck and _answers_busy(c, stuck, function_busy)), None)
+        if peer:
+            break
+        time.sleep(0.05)
+    assert peer is not None, "no connection on another thread was told BUSY"
+    assert peer.call("GET", "k") == ("-", function_busy)
+    assert peer.call("SCRIPT", "KILL") == ("-", function_busy)
+    assert peer.call("FUNCTION", "KILL") == ("+", b"OK")
+    thread.join(60)
+    assert not thread.is_alive()
+    assert result["reply"] == ("-", b"ERR Script killed by user with SCRIPT KILL... script: spin, on @user_function:2.")
+    drain(stuck)
+    assert peer.call("FUNCTION", "KILL") == ("-", NOTBUSY)
+    assert peer.call("SET", "k", "v") == ("+", b"OK")
+    for c in conns:
+        c.close()
+
+
+def _answers_busy(c, stuck, busy):
+    """PING on `c`: True once it answers `busy`; a timeout puts it in `stuck` (the function's thread)."""
+    c.sock.settimeout(1.0)
+    try:
+        rep = c.call("PING")
+    except (TimeoutError, socket.timeout):
+        stuck.add(c)
+        return False
+    finally:
+        c.sock.settimeout(30)
+    if rep == ("-", busy):
+        return True
+    assert rep == ("+", b"PONG"), rep
+    return False
