@@ -484,21 +484,17 @@ public enum FunctionFamily {
         if readOnly && !function.noWrites {
             return call.reply(.error("ERR Can not execute a script with write flag using *_ro command."))
         }
-        let keys = (0..<Int(keyCount)).map { call.args.bytes(3 + $0) }
-        let arguments = ((3 + Int(keyCount))..<call.args.count).map { call.args.bytes($0) }
-        let keyRefs = keys.map { KeyRef($0) }
-        let shardSet = call.shardSet
-        let shards = Set(keyRefs.map { k in k.withBytes { shardSet.shardIndex(of: $0, hash: k.hash) } })
+        let invocation = ScriptInvocation(call, firstKey: 3, keyCount: Int(keyCount))
         // The lending bookkeeping is keyed per function and library version.
         let id = "fcall:\(library.name)#\(library.version):\(function.name)"
+        let reach = call.engine.scripts.reach(forFunction: id)
         let run = ScriptRun(
-            call: call, sha: id, body: [], keys: keys, arguments: arguments,
+            call: call, sha: id, body: [], invocation: invocation, reach: reach,
             function: ScriptRun.FunctionTarget(library: library, name: function.name, noWrites: function.noWrites))
-        let scripts = call.engine.scripts
-        if shards.count == 1 && !scripts.mustLend(id) && scripts.isKnownLocal(id) {
-            run.onOwningShard(shardIndex: shards.first!, keyRefs: keyRefs)
+        if let shard = invocation.singleShard, reach.takesOneShardPath {
+            run.onOwningShard(shardIndex: shard)
         } else {
-            run.withLentShards(declaredShard: shards.count == 1 ? shards.first : nil)
+            run.withLentShards(declaredShard: invocation.singleShard)
         }
     }
 

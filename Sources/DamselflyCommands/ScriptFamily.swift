@@ -46,6 +46,9 @@ public final class ScriptSettings: Sendable {
     /// `--default_lua_flags`: the Dragonfly script flags of scripts without
     /// a `--!df flags=` line.
     let defaultFlags = Mutex<Set<String>>([])
+    /// Whether `defaultFlags` holds allow-undeclared-keys: read by every
+    /// EVAL without a flags line, so without taking the mutex.
+    let defaultAllowsUndeclaredKeys = Atomic<Bool>(false)
 }
 
 /// What one loop thread's interpreter is running, readable from every thread:
@@ -95,14 +98,12 @@ public final class RunningScript: Sendable {
 /// interpreter per loop thread, created on first use.
 public final class ScriptRuntime: @unchecked Sendable {
     // Invariant: `interpreters[i]` and `loadedGeneration[i]` are touched only
-    // on loop i; `bodies` and `needsLending` only under their mutex.
-    private let bodies = Mutex<[String: [UInt8]]>([:])
-    /// Scripts seen touching undeclared keys on other shards: they run with
-    /// every shard lent from the start.
-    private let needsLending = Mutex<Set<String>>([])
-    /// Scripts that, run with every shard lent, touched only their declared
-    /// keys' shard: they may take the one-shard fast path from then on.
-    private let knownLocal = Mutex<Set<String>>([])
+    // on loop i; `scripts` and `functionReach` only under their mutex.
+    /// EVAL scripts by SHA1: one lookup per EVALSHA finds the body, the
+    /// parsed flags and what earlier runs learnt.
+    private let scripts = Mutex<[String: ScriptEntry]>([:])
+    /// What FCALL runs learnt, by function and library version.
+    private let functionReach = Mutex<[String: ScriptReach]>([:])
     private let generation = Atomic<Int>(0)
     private var interpreters: [OpaquePointer?]
     private var loadedGeneration: [Int]
@@ -125,6 +126,7 @@ public final class ScriptRuntime: @unchecked Sendable {
         settings.timeLimitMillis.store(timeLimitMillis, ordering: .relaxed)
         let flags = ScriptFlags.parseList(Substring(defaultFlags))
         settings.defaultFlags.withLock { $0 = flags }
+        settings.defaultAllowsUndeclaredKeys.store(flags.contains("allow-undeclared-keys"), ordering: .relaxed)
     }
 
     var defaultFlags: Set<String> { settings.defaultFlags.withLock { $0 } }
@@ -231,20 +233,31 @@ public final class ScriptRuntime: @unchecked Sendable {
         }
     }
 
-    func body(_ sha: String) -> [UInt8]? { bodies.withLock { $0[sha] } }
-    func store(_ sha: String, _ body: [UInt8]) { bodies.withLock { $0[sha] = body } }
-    func exists(_ sha: String) -> Bool { bodies.withLock { $0[sha] != nil } }
+    func entry(_ sha: String) -> ScriptEntry? { scripts.withLock { $0[sha] } }
+    /// Stores `body` under `sha`; an entry already there (and what it learnt) stays.
+    @discardableResult
+    func store(_ sha: String, _ body: [UInt8]) -> ScriptEntry {
+        scripts.withLock { table in
+            if let known = table[sha] { return known }
+            let created = ScriptEntry(sha: sha, body: body)
+            table[sha] = created
+            return created
+        }
+    }
+    func exists(_ sha: String) -> Bool { scripts.withLock { $0[sha] != nil } }
     func flush() {
-        bodies.withLock { $0.removeAll() }
+        scripts.withLock { $0.removeAll() }
         generation.add(1, ordering: .relaxed)
     }
-    func mustLend(_ sha: String) -> Bool { needsLending.withLock { $0.contains(sha) } }
-    func markMustLend(_ sha: String) {
-        _ = needsLending.withLock { $0.insert(sha) }
-        _ = knownLocal.withLock { $0.remove(sha) }
+    /// FCALL's counterpart of ``ScriptEntry/reach``, keyed by `id`.
+    func reach(forFunction id: String) -> ScriptReach {
+        functionReach.withLock { table in
+            if let known = table[id] { return known }
+            let created = ScriptReach()
+            table[id] = created
+            return created
+        }
     }
-    func isKnownLocal(_ sha: String) -> Bool { knownLocal.withLock { $0.contains(sha) } }
-    func markKnownLocal(_ sha: String) { _ = knownLocal.withLock { $0.insert(sha) } }
 
     /// This thread's interpreter with `sha` compiled in; or the compile error.
     func interpreter(loop: Int, sha: String, body: [UInt8]) -> Result<OpaquePointer, CompileError> {
@@ -284,6 +297,115 @@ public final class ScriptRuntime: @unchecked Sendable {
 /// loop's ``RunningScript``, retained by the runtime for its whole life.
 private let scriptInterruptCheck: dfly_lua_interrupt_fn = { context in
     Unmanaged<RunningScript>.fromOpaque(context!).takeUnretainedValue().checkInterrupt() ? 1 : 0
+}
+
+/// What a script's runs have taught about where it reaches: the first run
+/// is always lent every shard; if it stayed on its declared keys' shard the
+/// next runs take the one-shard path, until one reaches beyond it.
+final class ScriptReach: Sendable {
+    /// Seen touching undeclared keys on other shards: runs with every shard lent.
+    let mustLend = Atomic<Bool>(false)
+    /// Run lent, it touched only its declared keys' shard.
+    let knownLocal = Atomic<Bool>(false)
+
+    /// Whether a run whose declared keys share one shard may run there alone.
+    var takesOneShardPath: Bool {
+        knownLocal.load(ordering: .relaxed) && !mustLend.load(ordering: .relaxed)
+    }
+
+    func markMustLend() {
+        mustLend.store(true, ordering: .relaxed)
+        knownLocal.store(false, ordering: .relaxed)
+    }
+
+    func markKnownLocal() {
+        if !mustLend.load(ordering: .relaxed) { knownLocal.store(true, ordering: .relaxed) }
+    }
+}
+
+/// One EVAL script known by SHA1, with its first-line flags parsed once
+/// (not on every EVALSHA).
+final class ScriptEntry: Sendable {
+    let sha: String
+    let body: [UInt8]
+    /// Flags named on the script's first line; nil when it names none.
+    let declaredFlags: Set<String>?
+    let reach = ScriptReach()
+
+    init(sha: String, body: [UInt8]) {
+        self.sha = sha
+        self.body = body
+        self.declaredFlags = ScriptFlags.declared(in: body)
+    }
+}
+
+/// KEYS and ARGV of one EVAL or FCALL, copied out of the receive buffer (the
+/// run may happen after a hop, when that buffer holds other commands) into a
+/// single allocation, with the hashes the locks need and the shard the keys
+/// share, if they share one.
+struct ScriptInvocation {
+    /// Every item back to back after a sentinel byte, so even an empty item
+    /// has a valid address to give C.
+    private let storage: [UInt8]
+    /// Where each item ends in `storage`: keys first, then arguments.
+    private let ends: [Int]
+    let keyCount: Int
+    let keyHashes: [UInt64]
+    /// The shard of every declared key, when there are keys and they share one.
+    let singleShard: Int?
+
+    var argumentCount: Int { ends.count - keyCount }
+
+    /// The keys are `keyCount` arguments from index `firstKey`; ARGV is the rest.
+    init(_ call: CommandCall, firstKey: Int, keyCount: Int) {
+        var storage: [UInt8] = [0]
+        var ends: [Int] = []
+        var hashes: [UInt64] = []
+        ends.reserveCapacity(call.args.count - firstKey)
+        hashes.reserveCapacity(keyCount)
+        var shard: Int? = nil
+        var shared = keyCount > 0
+        let shardSet = call.shardSet
+        for index in firstKey..<call.args.count {
+            let item = call.args[index]
+            storage.append(contentsOf: item)
+            ends.append(storage.count)
+            if index < firstKey + keyCount {
+                let hash = KeyHash.hash(item)
+                hashes.append(hash)
+                let owner = shardSet.shardIndex(of: item, hash: hash)
+                if shard == nil { shard = owner } else if shard != owner { shared = false }
+            }
+        }
+        self.storage = storage
+        self.ends = ends
+        self.keyCount = keyCount
+        self.keyHashes = hashes
+        self.singleShard = shared ? shard : nil
+    }
+
+    /// KEYS (pointers and lengths) and ARGV for C, valid inside `body`.
+    func withCArrays<R>(
+        _ body: (_ keys: UnsafeMutablePointer<UnsafePointer<CChar>?>, _ keyLengths: UnsafeMutablePointer<Int>,
+                 _ args: UnsafeMutablePointer<UnsafePointer<CChar>?>, _ argLengths: UnsafeMutablePointer<Int>) -> R
+    ) -> R {
+        let count = ends.count
+        return storage.withUnsafeBytes { raw in
+            withUnsafeTemporaryAllocation(of: UnsafePointer<CChar>?.self, capacity: count + 1) { pointers in
+                withUnsafeTemporaryAllocation(of: Int.self, capacity: count + 1) { lengths in
+                    let base = raw.baseAddress!.assumingMemoryBound(to: CChar.self)
+                    var start = 1
+                    for i in 0..<count {
+                        pointers[i] = base + start
+                        lengths[i] = ends[i] - start
+                        start = ends[i]
+                    }
+                    let p = pointers.baseAddress!, l = lengths.baseAddress!
+                    return body(p, l, p + keyCount, l + keyCount)
+                }
+            }
+        }
+    }
 }
 
 /// Dragonfly's script flags: a first line `--!df flags=a,b` (or Redis 7's
@@ -370,6 +492,12 @@ public enum ScriptFamily {
         }
     }
 
+    /// EVALSHA's digest in lower case, without a second copy when it already is.
+    private static func shaArgument(_ raw: UnsafeRawBufferPointer) -> String {
+        let text = String(decoding: raw, as: UTF8.self)
+        return raw.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) ? text.lowercased() : text
+    }
+
     static func eval(_ call: CommandCall, bySha: Bool) {
         guard let keyCount = call.integer(2) else { return call.reply(.notInteger) }
         guard keyCount >= 0 else { return call.reply(.error("ERR Number of keys can't be negative")) }
@@ -377,34 +505,33 @@ public enum ScriptFamily {
             return call.reply(.error("ERR Number of keys can't be greater than number of args"))
         }
         let runtime = call.engine.scripts
-        let sha: String
-        let body: [UInt8]
+        let script: ScriptEntry
         if bySha {
-            sha = call.args.string(1).lowercased()
-            guard let found = runtime.body(sha) else {
+            guard let found = runtime.entry(shaArgument(call.args[1])) else {
                 return call.reply(.error("NOSCRIPT No matching script. Please use EVAL."))
             }
-            body = found
+            script = found
         } else {
-            body = call.args.bytes(1)
-            sha = ScriptFamily.sha(of: body)
-            if case .failure(let error) = runtime.interpreter(loop: call.loop.index, sha: sha, body: body) {
-                return call.reply(.error("ERR Error compiling script (new function): \(error.message)"))
+            let body = call.args.bytes(1)
+            let sha = ScriptFamily.sha(of: body)
+            if let known = runtime.entry(sha) {
+                script = known
+            } else {
+                if case .failure(let error) = runtime.interpreter(loop: call.loop.index, sha: sha, body: body) {
+                    return call.reply(.error("ERR Error compiling script (new function): \(error.message)"))
+                }
+                script = runtime.store(sha, body)
             }
-            runtime.store(sha, body)
         }
-        let keys = (0..<Int(keyCount)).map { call.args.bytes(3 + $0) }
-        let arguments = ((3 + Int(keyCount))..<call.args.count).map { call.args.bytes($0) }
-        let keyRefs = keys.map { KeyRef($0) }
-        let shardSet = call.shardSet
-        let shards = Set(keyRefs.map { k in k.withBytes { shardSet.shardIndex(of: $0, hash: k.hash) } })
-        let flags = ScriptFlags.declared(in: body) ?? runtime.defaultFlags
-        let wantsLending = flags.contains("allow-undeclared-keys")
-        let run = ScriptRun(call: call, sha: sha, body: body, keys: keys, arguments: arguments)
-        if shards.count == 1 && !wantsLending && !runtime.mustLend(sha) && runtime.isKnownLocal(sha) {
-            run.onOwningShard(shardIndex: shards.first!, keyRefs: keyRefs)
+        let invocation = ScriptInvocation(call, firstKey: 3, keyCount: Int(keyCount))
+        let wantsLending = script.declaredFlags.map { $0.contains("allow-undeclared-keys") }
+            ?? runtime.settings.defaultAllowsUndeclaredKeys.load(ordering: .relaxed)
+        let declaredShard = wantsLending ? nil : invocation.singleShard
+        let run = ScriptRun(call: call, sha: script.sha, body: script.body, invocation: invocation, reach: script.reach)
+        if let declaredShard, script.reach.takesOneShardPath {
+            run.onOwningShard(shardIndex: declaredShard)
         } else {
-            run.withLentShards(declaredShard: shards.count == 1 && !wantsLending ? shards.first : nil)
+            run.withLentShards(declaredShard: declaredShard)
         }
     }
 }
@@ -417,8 +544,9 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     let call: CommandCall
     let sha: String
     let body: [UInt8]
-    let keys: [[UInt8]]
-    let arguments: [[UInt8]]
+    let invocation: ScriptInvocation
+    /// Where the script reached on earlier runs; updated by this one.
+    let reach: ScriptReach
     /// Set for FCALL: the function run instead of the script `body`.
     let function: FunctionTarget?
     private var execution: ScriptExecution?
@@ -435,28 +563,30 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         let noWrites: Bool
     }
 
-    init(call: CommandCall, sha: String, body: [UInt8], keys: [[UInt8]], arguments: [[UInt8]], function: FunctionTarget? = nil) {
+    init(call: CommandCall, sha: String, body: [UInt8], invocation: ScriptInvocation, reach: ScriptReach,
+         function: FunctionTarget? = nil) {
         self.call = call
         self.sha = sha
         self.body = body
-        self.keys = keys
-        self.arguments = arguments
+        self.invocation = invocation
+        self.reach = reach
         self.function = function
     }
 
     func complete(_ reply: Reply) { lastReply = reply }
 
     /// Fast path: all declared keys on one shard.
-    func onOwningShard(shardIndex: Int, keyRefs: [KeyRef]) {
+    func onOwningShard(shardIndex: Int) {
         if call.insideExec { return withLentShards(declaredShard: nil) }
         let database = call.client.database
-        let locks = ShardLockSet(fingerprints: keyRefs.map { lockFingerprint(keyHash: $0.hash, database: database) }, mode: .exclusive)
+        let locks = ShardLockSet(
+            fingerprints: invocation.keyHashes.map { lockFingerprint(keyHash: $0, database: database) }, mode: .exclusive)
         let sink = call.sink
         call.shardSet.runSingleShard(from: call.loop, shard: shardIndex, locks: locks, { [self] shard -> Reply? in
             let execution = ScriptExecution(mode: .onShard(shard))
             let reply = run(execution, loopIndex: shard.loop.index)
             if execution.touchedForeignKey && !execution.wrote {
-                call.engine.scripts.markMustLend(sha)
+                reach.markMustLend()
                 return nil  // rerun with every shard lent
             }
             return reply
@@ -480,7 +610,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
                 let execution = ScriptExecution(mode: .lentShards)
                 let reply = run(execution, loopIndex: call.loop.index)
                 if let declaredShard, execution.touchedShards.isSubset(of: [declaredShard]) {
-                    call.engine.scripts.markKnownLocal(sha)
+                    reach.markKnownLocal()
                 }
                 transaction.execute(conclude: true, { shard in
                     shard.takeBack()
@@ -527,12 +657,10 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         runtime.begin(loop: loopIndex, kind: .eval)
         runningLoop = loopIndex
         defer { runtime.end(loop: loopIndex) }
-        withPointers(keys) { keyPointers, keyLengths in
-            withPointers(arguments) { argPointers, argLengths in
-                _ = dfly_lua_run(
-                    lua, sha, Int32(keys.count), keyPointers, keyLengths, Int32(arguments.count), argPointers, argLengths,
-                    Int32(call.client.protocolVersion), scriptCommandTrampoline, context, &out, &outLength)
-            }
+        invocation.withCArrays { keyPointers, keyLengths, argPointers, argLengths in
+            _ = dfly_lua_run(
+                lua, sha, Int32(invocation.keyCount), keyPointers, keyLengths, Int32(invocation.argumentCount), argPointers,
+                argLengths, Int32(call.client.protocolVersion), scriptCommandTrampoline, context, &out, &outLength)
         }
         defer { free(out) }
         guard let out else { return .null }
@@ -554,13 +682,11 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         var outLength = 0
         var rc: Int32 = 0
         let context = Unmanaged.passUnretained(self).toOpaque()
-        withPointers(keys) { keyPointers, keyLengths in
-            withPointers(arguments) { argPointers, argLengths in
-                rc = dfly_fn_call(
-                    engine, function.library.name, function.name, Int32(keys.count), keyPointers, keyLengths,
-                    Int32(arguments.count), argPointers, argLengths, Int32(call.client.protocolVersion),
-                    scriptCommandTrampoline, context, &out, &outLength)
-            }
+        invocation.withCArrays { keyPointers, keyLengths, argPointers, argLengths in
+            rc = dfly_fn_call(
+                engine, function.library.name, function.name, Int32(invocation.keyCount), keyPointers, keyLengths,
+                Int32(invocation.argumentCount), argPointers, argLengths, Int32(call.client.protocolVersion),
+                scriptCommandTrampoline, context, &out, &outLength)
         }
         runtime.noteMemory(loop: loopIndex)
         defer { free(out) }
@@ -633,24 +759,4 @@ private let scriptCommandTrampoline: dfly_lua_call_fn = { context, argc, argv, l
     }
     out!.pointee = buffer
     outLength!.pointee = bytes.count
-}
-
-/// Passes an array of byte arrays to C as pointer and length arrays.
-private func withPointers<R>(_ items: [[UInt8]], _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafeMutablePointer<Int>) -> R) -> R {
-    let pointers = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: max(items.count, 1))
-    let lengths = UnsafeMutablePointer<Int>.allocate(capacity: max(items.count, 1))
-    var copies: [UnsafeMutablePointer<UInt8>] = []
-    for (i, item) in items.enumerated() {
-        let copy = UnsafeMutablePointer<UInt8>.allocate(capacity: max(item.count, 1))
-        item.withUnsafeBufferPointer { if $0.count > 0 { copy.initialize(from: $0.baseAddress!, count: $0.count) } }
-        copies.append(copy)
-        pointers[i] = UnsafeRawPointer(copy).assumingMemoryBound(to: CChar.self)
-        lengths[i] = item.count
-    }
-    defer {
-        for c in copies { c.deallocate() }
-        pointers.deallocate()
-        lengths.deallocate()
-    }
-    return body(pointers, lengths)
 }
