@@ -310,13 +310,17 @@ static int redis_call_common(lua_State *L, int raise) {
         lua_setfield(L, -2, "err");
         return 1;
     }
-    const char **argv = malloc(sizeof(char *) * (size_t)argc);
-    size_t *lens = malloc(sizeof(size_t) * (size_t)argc);
+    /* Most calls have a handful of arguments: no allocation for those. */
+    enum { INLINE_ARGS = 16 };
+    const char *inline_argv[INLINE_ARGS];
+    size_t inline_lens[INLINE_ARGS];
+    int heap = argc > INLINE_ARGS;
+    const char **argv = heap ? malloc(sizeof(char *) * (size_t)argc) : inline_argv;
+    size_t *lens = heap ? malloc(sizeof(size_t) * (size_t)argc) : inline_lens;
     for (int i = 0; i < argc; i++) {
         int t = lua_type(L, i + 1);
         if (t != LUA_TSTRING && t != LUA_TNUMBER) {
-            free(argv);
-            free(lens);
+            if (heap) { free(argv); free(lens); }
             if (raise) return raise_error_table(L, "ERR Lua redis lib command arguments must be strings or integers");
             lua_newtable(L);
             lua_pushstring(L, "ERR Lua redis lib command arguments must be strings or integers");
@@ -337,8 +341,7 @@ static int redis_call_common(lua_State *L, int raise) {
     char *out = NULL;
     size_t outlen = 0;
     r->call(r->context, argc, argv, lens, r->resp, &out, &outlen);
-    free(argv);
-    free(lens);
+    if (heap) { free(argv); free(lens); }
     if (raise && outlen > 0 && out[0] == '-') {
         /* redis.call raises the error as a table {err=...}. */
         size_t n;

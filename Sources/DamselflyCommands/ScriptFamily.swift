@@ -261,6 +261,15 @@ public final class ScriptRuntime: @unchecked Sendable {
 
     /// This thread's interpreter with `sha` compiled in; or the compile error.
     func interpreter(loop: Int, sha: String, body: [UInt8]) -> Result<OpaquePointer, CompileError> {
+        let lua = threadInterpreter(loop: loop)
+        if dfly_lua_has(lua, sha) == 0, let error = compile(sha: sha, body: body, into: lua) {
+            return .failure(error)
+        }
+        return .success(lua)
+    }
+
+    /// This thread's interpreter, emptied after a SCRIPT FLUSH elsewhere.
+    func threadInterpreter(loop: Int) -> OpaquePointer {
         let current = generation.load(ordering: .relaxed)
         if interpreters[loop] == nil {
             let created = dfly_lua_create()!
@@ -272,20 +281,21 @@ public final class ScriptRuntime: @unchecked Sendable {
             dfly_lua_flush(lua)
             loadedGeneration[loop] = current
         }
-        if dfly_lua_has(lua, sha) == 0 {
-            var error: UnsafeMutablePointer<CChar>? = nil
-            // An empty script is a valid (empty) chunk: give Lua a real pointer.
-            let padded = body + [0]
-            let rc = padded.withUnsafeBytes { raw in
-                dfly_lua_load(lua, sha, raw.baseAddress!.assumingMemoryBound(to: CChar.self), body.count, &error)
-            }
-            if rc != 0 {
-                let message = error.map { String(cString: $0) } ?? "unknown error"
-                free(error)
-                return .failure(CompileError(message: message))
-            }
+        return lua
+    }
+
+    /// Compiles `body` as the script `sha` in `lua`; the error when it does not compile.
+    func compile(sha: String, body: [UInt8], into lua: OpaquePointer) -> CompileError? {
+        var error: UnsafeMutablePointer<CChar>? = nil
+        // An empty script is a valid (empty) chunk: give Lua a real pointer.
+        let padded = body + [0]
+        let rc = padded.withUnsafeBytes { raw in
+            dfly_lua_load(lua, sha, raw.baseAddress!.assumingMemoryBound(to: CChar.self), body.count, &error)
         }
-        return .success(lua)
+        guard rc != 0 else { return nil }
+        let message = error.map { String(cString: $0) } ?? "unknown error"
+        free(error)
+        return CompileError(message: message)
     }
 
     struct CompileError: Error {
@@ -645,22 +655,31 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         self.execution = execution
         defer { self.execution = nil }
         if let function { return runFunction(function, loopIndex: loopIndex) }
-        let lua: OpaquePointer
-        switch call.engine.scripts.interpreter(loop: loopIndex, sha: sha, body: body) {
-        case .failure(let error): return .error("ERR Error compiling script (new function): \(error.message)")
-        case .success(let l): lua = l
-        }
+        let runtime = call.engine.scripts
+        let lua = runtime.threadInterpreter(loop: loopIndex)
         var out: UnsafeMutablePointer<CChar>? = nil
         var outLength = 0
         let context = Unmanaged.passUnretained(self).toOpaque()
-        let runtime = call.engine.scripts
         runtime.begin(loop: loopIndex, kind: .eval)
         runningLoop = loopIndex
         defer { runtime.end(loop: loopIndex) }
-        invocation.withCArrays { keyPointers, keyLengths, argPointers, argLengths in
-            _ = dfly_lua_run(
-                lua, sha, Int32(invocation.keyCount), keyPointers, keyLengths, Int32(invocation.argumentCount), argPointers,
-                argLengths, Int32(call.client.protocolVersion), scriptCommandTrampoline, context, &out, &outLength)
+        // Run first, compile only when this thread has not seen the script:
+        // one registry lookup per run instead of two.
+        func attempt() -> Int32 {
+            sha.withCString { cSha in
+                invocation.withCArrays { keyPointers, keyLengths, argPointers, argLengths in
+                    dfly_lua_run(
+                        lua, cSha, Int32(invocation.keyCount), keyPointers, keyLengths, Int32(invocation.argumentCount),
+                        argPointers, argLengths, Int32(call.client.protocolVersion), scriptCommandTrampoline, context,
+                        &out, &outLength)
+                }
+            }
+        }
+        if attempt() != 0 {
+            if let error = runtime.compile(sha: sha, body: body, into: lua) {
+                return .error("ERR Error compiling script (new function): \(error.message)")
+            }
+            _ = attempt()
         }
         defer { free(out) }
         guard let out else { return .null }
