@@ -361,13 +361,13 @@ public enum FunctionFamily {
                 replace = true
             }
             switch runtime.load(call.args.bytes(call.args.count - 1), replace: replace, loop: call.loop.index) {
-            case .success(let name): call.reply(.bulkString(name))
+            case .success(let name): journaled(call, .bulkString(name))
             case .failure(let error): call.reply(.error(error.message))
             }
         case "list":
             list(call)
         case "delete":
-            call.reply(runtime.delete(call.args.string(2)) ? .ok : .error("ERR Library not found"))
+            if runtime.delete(call.args.string(2)) { journaled(call, .ok) } else { call.reply(.error("ERR Library not found")) }
         case "flush":
             if call.args.count > 3 {
                 return call.reply(.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.string(1))'. Try FUNCTION HELP."))
@@ -376,7 +376,7 @@ public enum FunctionFamily {
                 return call.reply(.error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option"))
             }
             runtime.flush()
-            call.reply(.ok)
+            journaled(call, .ok)
         case "dump":
             call.reply(.bulk(FunctionPayload.encode(runtime.libraries.map(\.code))))
         case "restore":
@@ -396,7 +396,7 @@ public enum FunctionFamily {
                 return call.reply(.error(error.message))
             }
             switch runtime.restore(codes, policy: policy, loop: call.loop.index) {
-            case .success: call.reply(.ok)
+            case .success: journaled(call, .ok)
             case .failure(let error): call.reply(.error(error.message))
             }
         case "stats":
@@ -415,6 +415,18 @@ public enum FunctionFamily {
         default:
             call.reply(.array(help.map { .simple($0) }))
         }
+    }
+
+    /// Replies after appending the command to shard 0's journal (`--appendonly`):
+    /// replayed at start-up on loop 0 after the snapshot, which takes the
+    /// libraries on shard 0 at the moment its journal rolls over.
+    static func journaled(_ call: CommandCall, _ reply: Reply) {
+        guard call.engine.journaling else { return call.reply(reply) }
+        let args = (0..<call.args.count).map { call.args.bytes($0) }
+        call.shardSet.hop(from: call.loop, to: 0, { shard in
+            shard.journal?.append(database: 0, args)
+            return 0
+        }, done: { _ in call.reply(reply) })
     }
 
     /// FUNCTION LIST [LIBRARYNAME pattern] [WITHCODE].
