@@ -43,9 +43,9 @@ public struct FunctionLibrary: Sendable {
 /// and FUNCTION FLUSH each drop only their own), created on first use.
 /// Libraries are compiled into a thread's engine lazily, once per version.
 public final class FunctionRuntime: @unchecked Sendable {
-    // Invariant: `engines[i]`, `loadedVersions[i]`, `engineGeneration[i]` are
-    // touched only on loop i (or before the loops start); `state` only under
-    // its mutex; `vmMemory` is atomic.
+    // Invariant: `threads[i]` (an immutable array of per-loop objects) is
+    // touched only on loop i, or before the loops start; `state` and
+    // `vmMemory` only under their mutexes.
     struct State {
         var libraries: [String: FunctionLibrary] = [:]
         /// Lower-cased function name (Redis looks functions up
@@ -57,16 +57,12 @@ public final class FunctionRuntime: @unchecked Sendable {
     private let state = Mutex(State())
     /// Bumped by FUNCTION FLUSH: threads start a fresh engine.
     private let generation = Atomic<Int>(0)
-    private var engines: [OpaquePointer?]
-    private var loadedVersions: [[String: Int]]
-    private var engineGeneration: [Int]
+    private let threads: [ThreadEngine]
     /// Each engine's Lua heap in bytes, as of its last load or call (INFO).
     private let vmMemory: Mutex<[Int]>
 
     public init(loopCount: Int) {
-        engines = Array(repeating: nil, count: loopCount)
-        loadedVersions = Array(repeating: [:], count: loopCount)
-        engineGeneration = Array(repeating: 0, count: loopCount)
+        threads = (0..<loopCount).map { _ in ThreadEngine() }
         vmMemory = Mutex(Array(repeating: 0, count: loopCount))
     }
 
@@ -105,15 +101,23 @@ public final class FunctionRuntime: @unchecked Sendable {
 
     // MARK: Per-thread engines
 
+    /// One loop's function engine and the library versions compiled into it.
+    private final class ThreadEngine {
+        var engine: OpaquePointer?
+        var generation = 0
+        var versions: [String: Int] = [:]
+    }
+
     /// This thread's engine, fresh after a FUNCTION FLUSH.
     private func threadEngine(loop: Int) -> OpaquePointer {
         let current = generation.load(ordering: .acquiring)
-        if let engine = engines[loop], engineGeneration[loop] == current { return engine }
-        if let old = engines[loop] { dfly_fn_destroy(old) }
+        let thread = threads[loop]
+        if let engine = thread.engine, thread.generation == current { return engine }
+        if let old = thread.engine { dfly_fn_destroy(old) }
         let engine = dfly_fn_create()!
-        engines[loop] = engine
-        engineGeneration[loop] = current
-        loadedVersions[loop] = [:]
+        thread.engine = engine
+        thread.generation = current
+        thread.versions = [:]
         return engine
     }
 
@@ -143,14 +147,14 @@ public final class FunctionRuntime: @unchecked Sendable {
             free(error)
             return .failure(Refusal(message))
         }
-        loadedVersions[loop][name] = version
+        threads[loop].versions[name] = version
         return .success(collected.functions.sorted { $0.name < $1.name })
     }
 
     /// This thread's engine with `library` at its current version compiled in.
     func engine(loop: Int, for library: FunctionLibrary) -> Result<OpaquePointer, Refusal> {
         let engine = threadEngine(loop: loop)
-        if loadedVersions[loop][library.name] == library.version { return .success(engine) }
+        if threads[loop].versions[library.name] == library.version { return .success(engine) }
         guard case .success(let metadata) = Self.metadata(library.code) else { return .failure("ERR Missing library metadata") }
         switch compile(loop: loop, name: library.name, code: library.code, codeStart: metadata.codeStart, version: library.version) {
         case .success: return .success(engine)
@@ -159,7 +163,7 @@ public final class FunctionRuntime: @unchecked Sendable {
     }
 
     func noteMemory(loop: Int) {
-        guard let engine = engines[loop] else { return }
+        guard let engine = threads[loop].engine else { return }
         let bytes = Int(dfly_fn_memory(engine))
         vmMemory.withLock { $0[loop] = bytes }
     }
@@ -239,7 +243,7 @@ public final class FunctionRuntime: @unchecked Sendable {
         }
         if let error {
             // The engine holds the refused code under this name now.
-            loadedVersions[loop][library.name] = nil
+            threads[loop].versions[library.name] = nil
             return .failure(error)
         }
         return .success(library.name)
@@ -313,7 +317,7 @@ public final class FunctionRuntime: @unchecked Sendable {
         }
         if let failure {
             // This engine holds refused code under these names now.
-            for library in incoming { loadedVersions[loop][library.name] = nil }
+            for library in incoming { threads[loop].versions[library.name] = nil }
             return .failure(failure)
         }
         return .success(())
