@@ -49,8 +49,8 @@ public final class FunctionRuntime: @unchecked Sendable {
     struct State {
         var libraries: [String: FunctionLibrary] = [:]
         /// Lower-cased function name (Redis looks functions up
-        /// case-insensitively) to its library's name.
-        var owners: [String: String] = [:]
+        /// case-insensitively) to its library's name and its index there.
+        var owners: [String: (library: String, index: Int)] = [:]
         var nextVersion = 0
     }
 
@@ -75,10 +75,8 @@ public final class FunctionRuntime: @unchecked Sendable {
     /// The library and function FCALL names (case-insensitively).
     func lookup(_ name: String) -> (FunctionLibrary, RegisteredFunction)? {
         state.withLock { s in
-            let key = name.lowercased()
-            guard let owner = s.owners[key], let library = s.libraries[owner],
-                  let function = library.functions.first(where: { $0.name.lowercased() == key }) else { return nil }
-            return (library, function)
+            guard let owner = s.owners[name.lowercased()], let library = s.libraries[owner.library] else { return nil }
+            return (library, library.functions[owner.index])
         }
     }
 
@@ -106,6 +104,7 @@ public final class FunctionRuntime: @unchecked Sendable {
         var engine: OpaquePointer?
         var generation = 0
         var versions: [String: Int] = [:]
+        var calls = 0
     }
 
     /// This thread's engine, fresh after a FUNCTION FLUSH.
@@ -162,8 +161,12 @@ public final class FunctionRuntime: @unchecked Sendable {
         }
     }
 
+    /// After a call: refreshes this engine's heap size for INFO now and then
+    /// (a shared mutex on every call would cost more than the figure is worth).
     func noteMemory(loop: Int) {
-        guard let engine = threads[loop].engine else { return }
+        let thread = threads[loop]
+        thread.calls &+= 1
+        guard thread.calls % 64 == 1, let engine = thread.engine else { return }
         let bytes = Int(dfly_fn_memory(engine))
         vmMemory.withLock { $0[loop] = bytes }
     }
@@ -233,7 +236,7 @@ public final class FunctionRuntime: @unchecked Sendable {
         let error: Refusal? = state.withLock { s -> Refusal? in
             if s.libraries[library.name] != nil && !replace { return "ERR Library '\(library.name)' already exists" }
             for function in library.functions {
-                if let owner = s.owners[function.name.lowercased()], owner != library.name {
+                if let owner = s.owners[function.name.lowercased()], owner.library != library.name {
                     return "ERR Function \(function.name) already exists"
                 }
             }
@@ -256,7 +259,7 @@ public final class FunctionRuntime: @unchecked Sendable {
 
     private static func link(_ s: inout State, _ library: FunctionLibrary) {
         s.libraries[library.name] = library
-        for function in library.functions { s.owners[function.name.lowercased()] = library.name }
+        for (index, function) in library.functions.enumerated() { s.owners[function.name.lowercased()] = (library.name, index) }
     }
 
     /// FUNCTION DELETE.
