@@ -43,23 +43,21 @@ public struct FunctionLibrary: Sendable {
 /// and FUNCTION FLUSH each drop only their own), created on first use.
 /// Libraries are compiled into a thread's engine lazily, once per version.
 public final class FunctionRuntime: @unchecked Sendable {
-    // Invariant: `engines[i]`, `loadedVersions[i]`, `engineGeneration[i]` are
-    // touched only on loop i (or before the loops start); `state` only under
-    // its mutex; `vmMemory` is atomic.
+    // Invariant: `threads[i]` (an immutable array of per-loop objects) is
+    // touched only on loop i, or before the loops start; `state` and
+    // `vmMemory` only under their mutexes.
     struct State {
         var libraries: [String: FunctionLibrary] = [:]
         /// Lower-cased function name (Redis looks functions up
-        /// case-insensitively) to its library's name.
-        var owners: [String: String] = [:]
+        /// case-insensitively) to its library's name and its index there.
+        var owners: [String: (library: String, index: Int)] = [:]
         var nextVersion = 0
     }
 
     private let state = Mutex(State())
     /// Bumped by FUNCTION FLUSH: threads start a fresh engine.
     private let generation = Atomic<Int>(0)
-    private var engines: [OpaquePointer?]
-    private var loadedVersions: [[String: Int]]
-    private var engineGeneration: [Int]
+    private let threads: [ThreadEngine]
     /// Each engine's Lua heap in bytes, as of its last load or call (INFO).
     private let vmMemory: Mutex<[Int]>
 
@@ -69,9 +67,7 @@ public final class FunctionRuntime: @unchecked Sendable {
 
     public init(loopCount: Int, scripts: ScriptRuntime) {
         self.scripts = scripts
-        engines = Array(repeating: nil, count: loopCount)
-        loadedVersions = Array(repeating: [:], count: loopCount)
-        engineGeneration = Array(repeating: 0, count: loopCount)
+        threads = (0..<loopCount).map { _ in ThreadEngine() }
         vmMemory = Mutex(Array(repeating: 0, count: loopCount))
     }
 
@@ -84,10 +80,8 @@ public final class FunctionRuntime: @unchecked Sendable {
     /// The library and function FCALL names (case-insensitively).
     func lookup(_ name: String) -> (FunctionLibrary, RegisteredFunction)? {
         state.withLock { s in
-            let key = name.lowercased()
-            guard let owner = s.owners[key], let library = s.libraries[owner],
-                  let function = library.functions.first(where: { $0.name.lowercased() == key }) else { return nil }
-            return (library, function)
+            guard let owner = s.owners[name.lowercased()], let library = s.libraries[owner.library] else { return nil }
+            return (library, library.functions[owner.index])
         }
     }
 
@@ -110,16 +104,25 @@ public final class FunctionRuntime: @unchecked Sendable {
 
     // MARK: Per-thread engines
 
+    /// One loop's function engine and the library versions compiled into it.
+    private final class ThreadEngine {
+        var engine: OpaquePointer?
+        var generation = 0
+        var versions: [String: Int] = [:]
+        var calls = 0
+    }
+
     /// This thread's engine, fresh after a FUNCTION FLUSH.
     private func threadEngine(loop: Int) -> OpaquePointer {
         let current = generation.load(ordering: .acquiring)
-        if let engine = engines[loop], engineGeneration[loop] == current { return engine }
-        if let old = engines[loop] { dfly_fn_destroy(old) }
+        let thread = threads[loop]
+        if let engine = thread.engine, thread.generation == current { return engine }
+        if let old = thread.engine { dfly_fn_destroy(old) }
         let engine = dfly_fn_create()!
         scripts.installInterrupt(on: dfly_fn_interpreter(engine), loop: loop)
-        engines[loop] = engine
-        engineGeneration[loop] = current
-        loadedVersions[loop] = [:]
+        thread.engine = engine
+        thread.generation = current
+        thread.versions = [:]
         return engine
     }
 
@@ -149,14 +152,14 @@ public final class FunctionRuntime: @unchecked Sendable {
             free(error)
             return .failure(Refusal(message))
         }
-        loadedVersions[loop][name] = version
+        threads[loop].versions[name] = version
         return .success(collected.functions.sorted { $0.name < $1.name })
     }
 
     /// This thread's engine with `library` at its current version compiled in.
     func engine(loop: Int, for library: FunctionLibrary) -> Result<OpaquePointer, Refusal> {
         let engine = threadEngine(loop: loop)
-        if loadedVersions[loop][library.name] == library.version { return .success(engine) }
+        if threads[loop].versions[library.name] == library.version { return .success(engine) }
         guard case .success(let metadata) = Self.metadata(library.code) else { return .failure("ERR Missing library metadata") }
         switch compile(loop: loop, name: library.name, code: library.code, codeStart: metadata.codeStart, version: library.version) {
         case .success: return .success(engine)
@@ -164,8 +167,12 @@ public final class FunctionRuntime: @unchecked Sendable {
         }
     }
 
+    /// After a call: refreshes this engine's heap size for INFO now and then
+    /// (a shared mutex on every call would cost more than the figure is worth).
     func noteMemory(loop: Int) {
-        guard let engine = engines[loop] else { return }
+        let thread = threads[loop]
+        thread.calls &+= 1
+        guard thread.calls % 64 == 1, let engine = thread.engine else { return }
         let bytes = Int(dfly_fn_memory(engine))
         vmMemory.withLock { $0[loop] = bytes }
     }
@@ -235,7 +242,7 @@ public final class FunctionRuntime: @unchecked Sendable {
         let error: Refusal? = state.withLock { s -> Refusal? in
             if s.libraries[library.name] != nil && !replace { return "ERR Library '\(library.name)' already exists" }
             for function in library.functions {
-                if let owner = s.owners[function.name.lowercased()], owner != library.name {
+                if let owner = s.owners[function.name.lowercased()], owner.library != library.name {
                     return "ERR Function \(function.name) already exists"
                 }
             }
@@ -245,7 +252,7 @@ public final class FunctionRuntime: @unchecked Sendable {
         }
         if let error {
             // The engine holds the refused code under this name now.
-            loadedVersions[loop][library.name] = nil
+            threads[loop].versions[library.name] = nil
             return .failure(error)
         }
         return .success(library.name)
@@ -258,7 +265,7 @@ public final class FunctionRuntime: @unchecked Sendable {
 
     private static func link(_ s: inout State, _ library: FunctionLibrary) {
         s.libraries[library.name] = library
-        for function in library.functions { s.owners[function.name.lowercased()] = library.name }
+        for (index, function) in library.functions.enumerated() { s.owners[function.name.lowercased()] = (library.name, index) }
     }
 
     /// FUNCTION DELETE.
@@ -319,7 +326,7 @@ public final class FunctionRuntime: @unchecked Sendable {
         }
         if let failure {
             // This engine holds refused code under these names now.
-            for library in incoming { loadedVersions[loop][library.name] = nil }
+            for library in incoming { threads[loop].versions[library.name] = nil }
             return .failure(failure)
         }
         return .success(())
@@ -367,13 +374,13 @@ public enum FunctionFamily {
                 replace = true
             }
             switch runtime.load(call.args.bytes(call.args.count - 1), replace: replace, loop: call.loop.index) {
-            case .success(let name): call.reply(.bulkString(name))
+            case .success(let name): journaled(call, .bulkString(name))
             case .failure(let error): call.reply(.error(error.message))
             }
         case "list":
             list(call)
         case "delete":
-            call.reply(runtime.delete(call.args.string(2)) ? .ok : .error("ERR Library not found"))
+            if runtime.delete(call.args.string(2)) { journaled(call, .ok) } else { call.reply(.error("ERR Library not found")) }
         case "flush":
             if call.args.count > 3 {
                 return call.reply(.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.string(1))'. Try FUNCTION HELP."))
@@ -382,7 +389,7 @@ public enum FunctionFamily {
                 return call.reply(.error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option"))
             }
             runtime.flush()
-            call.reply(.ok)
+            journaled(call, .ok)
         case "dump":
             call.reply(.bulk(FunctionPayload.encode(runtime.libraries.map(\.code))))
         case "restore":
@@ -402,7 +409,7 @@ public enum FunctionFamily {
                 return call.reply(.error(error.message))
             }
             switch runtime.restore(codes, policy: policy, loop: call.loop.index) {
-            case .success: call.reply(.ok)
+            case .success: journaled(call, .ok)
             case .failure(let error): call.reply(.error(error.message))
             }
         case "stats":
@@ -426,6 +433,18 @@ public enum FunctionFamily {
         default:
             call.reply(.array(help.map { .simple($0) }))
         }
+    }
+
+    /// Replies after appending the command to shard 0's journal (`--appendonly`):
+    /// replayed at start-up on loop 0 after the snapshot, which takes the
+    /// libraries on shard 0 at the moment its journal rolls over.
+    static func journaled(_ call: CommandCall, _ reply: Reply) {
+        guard call.engine.journaling else { return call.reply(reply) }
+        let args = (0..<call.args.count).map { call.args.bytes($0) }
+        call.shardSet.hop(from: call.loop, to: 0, { shard in
+            shard.journal?.append(database: 0, args)
+            return 0
+        }, done: { _ in call.reply(reply) })
     }
 
     /// FUNCTION LIST [LIBRARYNAME pattern] [WITHCODE].

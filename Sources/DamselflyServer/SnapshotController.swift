@@ -128,8 +128,6 @@ final class SnapshotController: @unchecked Sendable {
             aux.append(("dfly-round-robin", table.joined(separator: "\n")))
         }
         header.writeHeader(aux: aux)
-        // Function libraries before the databases, as Redis 7.0 writes them.
-        for library in server.engine.functions.libraries { header.writeFunctionLibrary(library.code) }
         append(header.takeBytes())
 
         let shardSet = server.engine.shardSet
@@ -138,6 +136,14 @@ final class SnapshotController: @unchecked Sendable {
             transaction.execute(conclude: true, { shard -> Int in
                 let snapshot = ShardSnapshot(keyspace: shard.keyspace, nowMs: Clock.wallMillis())
                 snapshot.begin()
+                if shard.index == 0 {
+                    // Function libraries, taken on shard 0 where FUNCTION commands are
+                    // journaled: the ones changed before this point are in the
+                    // snapshot, later changes in the new journal generation.
+                    var functions = RDBWriter()
+                    for library in self.server.engine.functions.libraries { functions.writeFunctionLibrary(library.code) }
+                    self.append(functions.takeBytes())
+                }
                 shard.journal?.rotate(to: generation)
                 shard.changesSinceSave.store(0, ordering: .relaxed)
                 self.state.withLock { $0.totalKeys += snapshot.totalKeys }
