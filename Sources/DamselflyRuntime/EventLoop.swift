@@ -364,6 +364,7 @@ struct SocketTable {
             s.closeRequested = false
             s.receiving = false
             s.dead = false
+            s.onDetached = nil
             s.inUse = true
         } else {
             slot = Int32(states.count)
@@ -387,6 +388,9 @@ struct SocketTable {
         let s = states[Int(slot)]
         s.inUse = false
         s.handler = nil
+        // A detach left behind on a released slot would hand the next
+        // socket in this slot to the old connection's migration.
+        s.onDetached = nil
         s.pending = []
         s.inflight = []
         free.append(slot)

@@ -65,9 +65,20 @@ final class UringDriver {
 
     // MARK: - Submission helpers
 
+    /// A CQE's user_data: the op in bits 0-7, the slot in bits 8-31 and the
+    /// slot's generation in bits 32-63. The generation is what makes a late
+    /// completion harmless: a cancel (or its -ENOENT retry) aimed at a
+    /// connection that has since been handed over or closed names that
+    /// connection's generation, so it can neither cancel nor be mistaken for
+    /// the receive of a newer connection that reuses the slot.
     @inline(__always)
-    private static func userData(_ op: Op, slot: Int32) -> UInt64 {
-        (UInt64(UInt32(bitPattern: slot)) << 8) | op.rawValue
+    private static func userData(_ op: Op, slot: Int32, generation: UInt32 = 0) -> UInt64 {
+        (UInt64(generation) << 32) | (UInt64(UInt32(bitPattern: slot) & 0xff_ffff) << 8) | op.rawValue
+    }
+
+    @inline(__always)
+    private static func userData(_ op: Op, _ state: SocketState, slot: Int32) -> UInt64 {
+        userData(op, slot: slot, generation: state.generation)
     }
 
     private func armWake() {
@@ -79,7 +90,7 @@ final class UringDriver {
     }
 
     private func armReceive(_ state: SocketState, slot: Int32) {
-        dfly_ring_prep_recv_multishot(ring, state.fd, Self.userData(.receive, slot: slot))
+        dfly_ring_prep_recv_multishot(ring, state.fd, Self.userData(.receive, state, slot: slot))
         state.receiving = true
     }
 
@@ -88,7 +99,7 @@ final class UringDriver {
         state.inflight.withUnsafeBytes { raw in
             // The array is kept alive and unmutated in `state.inflight` until
             // the completion arrives, so its storage stays where it is.
-            dfly_ring_prep_send(ring, state.fd, raw.baseAddress! + state.inflightOffset, remaining, Self.userData(.send, slot: slot))
+            dfly_ring_prep_send(ring, state.fd, raw.baseAddress! + state.inflightOffset, remaining, Self.userData(.send, state, slot: slot))
         }
         state.sending = true
     }
@@ -132,21 +143,44 @@ final class UringDriver {
         submitSend(state, slot: slot)
     }
 
+    /// Detaching on io_uring: the fd may only leave this ring once the ring
+    /// holds nothing for it. After the cancel is submitted these can still
+    /// arrive, in any order relative to one another:
+    /// - receive CQEs with F_MORE and data in a provided buffer (the kernel
+    ///   read it before the cancel ran): passed to the handler, which keeps
+    ///   them as unparsed input, so they travel with the connection in order;
+    /// - the receive's final CQE (no F_MORE): -ECANCELED, or data, EOF,
+    ///   -ENOBUFS or an error if it ended on its own first; only then is
+    ///   `receiving` false;
+    /// - the cancel's own CQE: 0, -EALREADY, or -ENOENT when the receive
+    ///   had already ended (or was not armed yet: then we ask again while
+    ///   `receiving` holds); stale ones are dropped by generation;
+    /// - the completion of a send in flight (the send of the replies before
+    ///   the migrating command): the socket waits for it and for anything
+    ///   still queued, since a send may not race a send from the new ring.
+    /// The fd is handed to `done` when the final receive CQE and every send
+    /// have completed, whichever comes last. If the peer goes away or the
+    /// owner closes meanwhile, the detach is abandoned and the socket closes.
     func detach(socket: SocketID, done: @escaping (Int32) -> Void) -> Bool {
         guard let state = sockets.lookup(socket), !state.closeRequested, state.onDetached == nil else { return false }
         state.onDetached = done
         if state.receiving {
-            dfly_ring_prep_cancel(ring, Self.userData(.receive, slot: socket.slot), Self.userData(.cancel, slot: socket.slot))
+            requestCancel(state, slot: socket.slot)
         } else {
             finishDetachIfReady(state, slot: socket.slot)
         }
         return true
     }
 
+    private func requestCancel(_ state: SocketState, slot: Int32) {
+        dfly_ring_prep_cancel(ring, Self.userData(.receive, state, slot: slot), Self.userData(.cancel, state, slot: slot))
+    }
+
     /// Hands the fd over once nothing of ours is in flight on it.
     private func finishDetachIfReady(_ state: SocketState, slot: Int32) {
-        guard let done = state.onDetached, !state.receiving, !state.sending, state.pending.isEmpty else { return }
+        guard let done = state.onDetached, !state.dead, !state.receiving, !state.sending, state.pending.isEmpty else { return }
         let fd = state.fd
+        state.onDetached = nil
         state.handler = nil
         state.dead = true
         sockets.release(slot: slot)
@@ -157,6 +191,9 @@ final class UringDriver {
         guard let state = sockets.lookup(socket) else { return }
         state.closeRequested = true
         state.handler = nil
+        // A close wins over a detach in progress: the fd is closed here once
+        // the receive's final CQE is in, never handed over.
+        state.onDetached = nil
         if !state.sending { finishClose(state, slot: socket.slot) }
     }
 
@@ -177,6 +214,7 @@ final class UringDriver {
         let handler = state.handler
         state.handler = nil
         state.closeRequested = true
+        state.onDetached = nil
         finishClose(state, slot: slot)
         handler?.socketClosed()
     }
@@ -198,7 +236,8 @@ final class UringDriver {
             if n == 0 { break }
             for i in 0..<n {
                 let c = completions[i]
-                handle(op: c.user_data & 0xff, slot: Int32(truncatingIfNeeded: c.user_data >> 8), res: c.res, flags: c.flags)
+                handle(op: c.user_data & 0xff, slot: Int32(truncatingIfNeeded: (c.user_data >> 8) & 0xff_ffff),
+                       generation: UInt32(truncatingIfNeeded: c.user_data >> 32), res: c.res, flags: c.flags)
             }
             handled += n
             if n < 256 { break }
@@ -206,7 +245,24 @@ final class UringDriver {
         return handled
     }
 
-    private func handle(op: UInt64, slot: Int32, res: Int32, flags: UInt32) {
+    /// The slot's state when a socket CQE still belongs to it (same
+    /// generation, slot in use); nil for a stale completion.
+    @inline(__always)
+    private func owner(slot: Int32, generation: UInt32) -> SocketState? {
+        guard slot >= 0, Int(slot) < sockets.states.count else { return nil }
+        let state = sockets.states[Int(slot)]
+        return state.inUse && state.generation == generation ? state : nil
+    }
+
+    /// Gives a provided buffer back when a CQE carries one nobody will read.
+    @inline(__always)
+    private func recycle(flags: UInt32) {
+        guard flags & UInt32(DFLY_CQE_F_BUFFER) != 0 else { return }
+        let bufferID = Int(flags >> UInt32(DFLY_CQE_BUFFER_SHIFT))
+        dfly_ring_recycle_buffer(ring, bufferMemory + bufferID * bufferSize, UInt32(bufferSize), UInt32(bufferID))
+    }
+
+    private func handle(op: UInt64, slot: Int32, generation: UInt32, res: Int32, flags: UInt32) {
         switch Op(rawValue: op) {
         case .wake:
             armWake()
@@ -216,23 +272,32 @@ final class UringDriver {
             }
             if flags & UInt32(DFLY_CQE_F_MORE) == 0, listenFD >= 0 { armAccept() }
         case .receive:
-            handleReceive(slot: slot, res: res, flags: flags)
+            // A receive or send is always reaped before its slot is released
+            // (`receiving`/`sending` hold it), so a stale one would be a bug;
+            // still, never leak its buffer or touch a newer connection.
+            guard let state = owner(slot: slot, generation: generation) else { return recycle(flags: flags) }
+            handleReceive(state, slot: slot, res: res, flags: flags)
         case .send:
-            handleSend(slot: slot, res: res)
+            guard let state = owner(slot: slot, generation: generation) else { return }
+            handleSend(state, slot: slot, res: res)
         case .cancel:
-            // -ENOENT: the receive was not armed yet when the cancel ran (both
-            // were submitted together); ask again until it is gone.
-            let state = sockets.states[Int(slot)]
-            if res == -ENOENT && state.inUse && state.onDetached != nil && state.receiving {
-                dfly_ring_prep_cancel(ring, Self.userData(.receive, slot: slot), Self.userData(.cancel, slot: slot))
+            // -ENOENT with the receive still ours and running: it was not armed
+            // yet when the cancel ran; -EALREADY: it was running and may not
+            // stop on its own until more bytes come (which a client waiting
+            // for its reply never sends). Ask again until its final CQE is in.
+            // (-ENOENT because it already ended: its final CQE is on the way
+            // and `receiving` goes false with it.) A cancel outliving its
+            // connection is stale and ignored.
+            if res == -ENOENT || res == -EALREADY, let state = owner(slot: slot, generation: generation),
+               state.onDetached != nil, state.receiving, !state.dead {
+                requestCancel(state, slot: slot)
             }
         case .none:
             break
         }
     }
 
-    private func handleReceive(slot: Int32, res: Int32, flags: UInt32) {
-        let state = sockets.states[Int(slot)]
+    private func handleReceive(_ state: SocketState, slot: Int32, res: Int32, flags: UInt32) {
         let more = flags & UInt32(DFLY_CQE_F_MORE) != 0
         if !more { state.receiving = false }
         if state.onDetached != nil {
@@ -270,8 +335,7 @@ final class UringDriver {
         }
     }
 
-    private func handleSend(slot: Int32, res: Int32) {
-        let state = sockets.states[Int(slot)]
+    private func handleSend(_ state: SocketState, slot: Int32, res: Int32) {
         state.sending = false
         if res < 0 {
             if !state.dead { peerGone(state, slot: slot) } else { finishClose(state, slot: slot) }

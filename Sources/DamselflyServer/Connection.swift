@@ -40,6 +40,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private(set) var isClosed = false
     /// Handing the socket to another loop: no more parsing here.
     private var migrating = false
+    /// The driver refused a deferred detach: run the next command here
+    /// instead of trying again (cleared once it has been dispatched).
+    private var migrationRefused = false
     /// Pub/sub: channels and patterns this connection is subscribed to.
     var channels: Set<[UInt8]> = []
     var patterns: Set<[UInt8]> = []
@@ -125,6 +128,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                     if migrate(to: target) { return }
                 }
                 inputStart += consumed
+                migrationRefused = false
                 dispatch()
             case .protocolError(let message):
                 output.error("ERR " + message)
@@ -212,10 +216,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// shard owned by another loop moves this connection to that loop first,
     /// so a worker consuming one queue is served inline from then on.
     private func migrationTarget() -> EventLoop? {
-        // io_uring loops do not migrate yet: detaching a socket there (cancelling
-        // its multishot receive) was seen to replay commands on a dead socket
-        // under reconnect churn; until that is understood, only epoll loops move.
-        guard server.config.migrateConnections, !loop.usesIOUring, !isClosed, client.multiQueue == nil, subscriptionCount == 0,
+        guard server.config.migrateConnections, !migrationRefused, !isClosed, client.multiQueue == nil, subscriptionCount == 0,
               client.watchToken == nil, client.authenticated, !waitingForReply,
               let spec = server.engine.registry.lookup(args[0]), spec.flags.contains(.blocking),
               spec.firstKey > 0, spec.acceptsArgumentCount(args.count) else { return nil }
@@ -235,16 +236,45 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
 
     /// Detaches the socket here and re-creates the connection on `target`
     /// with the bytes not yet run. False when the socket cannot move now.
+    ///
+    /// The replies of the commands before the migrating one are written
+    /// first; the driver hands the fd over only once they are sent (and, on
+    /// io_uring, once the multishot receive has posted its final CQE). Bytes
+    /// that arrive meanwhile are appended to `input` and travel with it.
     private func migrate(to target: EventLoop) -> Bool {
-        flush()
         migrating = true
-        let detached = loop.detach(socket) { [self] fd in
+        if loop.syncHook != nil && !output.isEmpty {
+            // appendfsync always: those replies may leave only after this
+            // iteration's fsync, so the socket moves after them, not before
+            // (a write after the detach finished would be dropped).
+            loop.whenDurable { [self] in
+                writeOutput()
+                if !isClosed && !startDetach(to: target) {
+                    migrating = false
+                    migrationRefused = true
+                    processInput()
+                }
+            }
+            return true
+        }
+        flush()
+        if startDetach(to: target) { return true }
+        migrating = false
+        return false
+    }
+
+    private func startDetach(to target: EventLoop) -> Bool {
+        loop.detach(socket) { [self] fd in
+            // The driver drops a detach when the socket closes first, so this
+            // is only reached while open; if not, the fd is ours to close.
+            guard !isClosed else {
+                Glibc.close(fd)
+                return
+            }
             let pending = Array(UnsafeRawBufferPointer(start: input + inputStart, count: inputEnd - inputStart))
             isClosed = true
             server.migrate(self, fd: fd, pendingInput: pending, to: target)
         }
-        if !detached { migrating = false }
-        return detached
     }
 
     private func emitError(_ text: String) {

@@ -10,8 +10,8 @@ final class RunningLoop: @unchecked Sendable {
     private var thread: pthread_t
     private let stopped = Atomic<Bool>(false)
 
-    init(index: Int = 0, inboxCapacity: Int = 65536) {
-        let loop = EventLoop(index: index, preferIOUring: false, inboxCapacity: inboxCapacity)
+    init(index: Int = 0, inboxCapacity: Int = 65536, preferIOUring: Bool = false) {
+        let loop = EventLoop(index: index, preferIOUring: preferIOUring, inboxCapacity: inboxCapacity)
         self.loop = loop
         thread = pthread_t()
         let returned = Box()

@@ -7,8 +7,8 @@ twice), from the queue it was pushed to, and every queue is empty.
 
 Run over ``--proactor_threads`` 1, 2 and 4, ``--singlehop_blocking`` on and off,
 and round-robin placement (``--shard_round_robin_prefix=queue:``) on and off;
-two more cases with ``--force_epoll``, where connection migration moves the
-one-queue consumers to their queue's thread while jobs flow.
+two more cases with ``--force_epoll``; on both engines connection migration
+moves the one-queue consumers to their queue's thread while jobs flow.
 A second test has the consumers use the reliable-fetch shape of job runners:
 ``BLMOVE queue private RIGHT LEFT t`` into a per-consumer list, then ``LREM``
 once the job is "done"; the private lists must end empty too.
@@ -44,7 +44,7 @@ def _config_flags(threads, singlehop, round_robin, epoll=False):
     flags.append("--singlehop_blocking" if singlehop else "--nosinglehop_blocking")
     if round_robin:
         flags.append("--shard_round_robin_prefix=queue:")
-    if epoll:   # epoll loops also migrate a one-queue consumer to its queue's thread
+    if epoll:   # the epoll engine (both engines migrate a one-queue consumer to its queue's thread)
         flags.append("--force_epoll")
     return flags
 
@@ -200,8 +200,8 @@ CONFIGS = [
                  id=f"t{threads}-{'single' if singlehop else 'multi'}hop-{'rr' if rr else 'hash'}")
     for threads in (1, 2, 4) for singlehop in (True, False) for rr in (True, False)
 ] + [
-    # --force_epoll: connection migration (--migrate_connections, default on) moves the
-    # one-queue consumers while jobs flow (io_uring loops do not migrate yet).
+    # --force_epoll: the same with the epoll engine; connection migration
+    # (--migrate_connections, default on) moves the one-queue consumers while jobs flow.
     pytest.param(2, True, True, True, id="t2-singlehop-rr-epoll"),
     pytest.param(4, True, False, True, id="t4-singlehop-hash-epoll"),
 ]
@@ -225,7 +225,7 @@ def test_brpop_delivery_exactly_once(damselfly, threads, singlehop, round_robin,
     consumers.append((run.brpop_consumer, ("single0b", [QNAMES[0]], rng.choice(TIMEOUTS))))
     run.go(consumers)
     run.check(server)
-    if epoll and not server.is_redis:
+    if threads > 1 and not server.is_redis:
         stats = server.info("STATS")
         print(f"connection_migrations={stats.get('connection_migrations')}")
 
