@@ -648,6 +648,10 @@ int dfly_lua_load(dfly_lua *lua, const char *sha, const char *body, size_t lengt
     return 0;
 }
 
+size_t dfly_lua_memory(dfly_lua *lua) {
+    return (size_t)lua_gc(lua->L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(lua->L, LUA_GCCOUNTB, 0);
+}
+
 int dfly_lua_has(dfly_lua *lua, const char *sha) {
     char name[43];
     function_name(sha, name);

@@ -94,6 +94,30 @@ public final class RunningScript: Sendable {
     var kind: ScriptKind { isFunction.load(ordering: .relaxed) ? .function : .eval }
 }
 
+/// How scripts (EVAL and FCALL) were coordinated, for INFO's `# Transaction`
+/// section: Dragonfly's two names, and one counter for each fallback of the
+/// undeclared-key design (see ``ScriptFamily``).
+public final class ScriptCounters: Sendable {
+    /// Runs with every shard lent to the connection's thread (first runs,
+    /// keys on several shards or none, scripts known to reach elsewhere).
+    public let ioCoordination = Atomic<Int>(0)
+    /// Runs on the one shard holding every declared key (inline when owned).
+    public let shardLocalCoordination = Atomic<Int>(0)
+    /// One-shard runs that reached for an undeclared key elsewhere before
+    /// writing, and were rerun with every shard lent.
+    public let rerunLent = Atomic<Int>(0)
+    /// One-shard runs that reached for an undeclared key elsewhere after a
+    /// write: they failed with an error (the script goes back to lent runs).
+    public let undeclaredKeyErrors = Atomic<Int>(0)
+
+    public func reset() {
+        ioCoordination.store(0, ordering: .relaxed)
+        shardLocalCoordination.store(0, ordering: .relaxed)
+        rerunLent.store(0, ordering: .relaxed)
+        undeclaredKeyErrors.store(0, ordering: .relaxed)
+    }
+}
+
 /// Scripts by SHA1 (EVAL, SCRIPT LOAD), shared by every thread, and one Lua
 /// interpreter per loop thread, created on first use.
 public final class ScriptRuntime: @unchecked Sendable {
@@ -108,6 +132,11 @@ public final class ScriptRuntime: @unchecked Sendable {
     private var interpreters: [OpaquePointer?]
     private var loadedGeneration: [Int]
     public let settings = ScriptSettings()
+    public let counters = ScriptCounters()
+    /// Each EVAL interpreter's Lua heap, sampled every 64 runs (INFO used_memory_lua).
+    private let interpreterMemory: Mutex<[Int]>
+    /// Runs per loop since the last memory sample (touched only on that loop).
+    private var runsSinceMemorySample: [Int]
     /// One record per loop thread (see ``RunningScript``).
     let running: [RunningScript]
     /// How many loops run a script now: lets every command skip the BUSY
@@ -117,6 +146,8 @@ public final class ScriptRuntime: @unchecked Sendable {
     public init(loopCount: Int) {
         interpreters = Array(repeating: nil, count: loopCount)
         loadedGeneration = Array(repeating: 0, count: loopCount)
+        interpreterMemory = Mutex(Array(repeating: 0, count: loopCount))
+        runsSinceMemorySample = Array(repeating: 0, count: loopCount)
         let settings = self.settings
         running = (0..<loopCount).map { RunningScript(loopIndex: $0, settings: settings) }
     }
@@ -245,6 +276,18 @@ public final class ScriptRuntime: @unchecked Sendable {
         }
     }
     func exists(_ sha: String) -> Bool { scripts.withLock { $0[sha] != nil } }
+    /// INFO number_of_cached_scripts.
+    public var cachedScriptCount: Int { scripts.withLock { $0.count } }
+    /// INFO used_memory_lua: the EVAL interpreters' heaps, as last sampled.
+    public var interpreterHeapBytes: Int { interpreterMemory.withLock { $0.reduce(0, +) } }
+
+    /// Samples loop `loop`'s interpreter heap now and then (called after a run on that loop).
+    func noteRun(loop: Int, lua: OpaquePointer) {
+        runsSinceMemorySample[loop] &+= 1
+        guard runsSinceMemorySample[loop] % 64 == 1 else { return }
+        let bytes = Int(dfly_lua_memory(lua))
+        interpreterMemory.withLock { $0[loop] = bytes }
+    }
     func flush() {
         scripts.withLock { $0.removeAll() }
         generation.add(1, ordering: .relaxed)
@@ -588,6 +631,8 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     /// Fast path: all declared keys on one shard.
     func onOwningShard(shardIndex: Int) {
         if call.insideExec { return withLentShards(declaredShard: nil) }
+        let counters = call.engine.scripts.counters
+        counters.shardLocalCoordination.add(1, ordering: .relaxed)
         let database = call.client.database
         let locks = ShardLockSet(
             fingerprints: invocation.keyHashes.map { lockFingerprint(keyHash: $0, database: database) }, mode: .exclusive)
@@ -597,8 +642,10 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
             let reply = run(execution, loopIndex: shard.loop.index)
             if execution.touchedForeignKey && !execution.wrote {
                 reach.markMustLend()
+                counters.rerunLent.add(1, ordering: .relaxed)
                 return nil  // rerun with every shard lent
             }
+            if execution.touchedForeignKey { counters.undeclaredKeyErrors.add(1, ordering: .relaxed) }
             return reply
         }, done: { [self] reply in
             if let reply { sink.complete(reply) } else { withLentShards(declaredShard: nil) }
@@ -607,6 +654,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
 
     /// General path: a global transaction lends every shard to this thread.
     func withLentShards(declaredShard: Int?) {
+        call.engine.scripts.counters.ioCoordination.add(1, ordering: .relaxed)
         if call.insideExec { return withLentShardsInsideExec() }
         let transaction = Transaction(globalOn: call.shardSet, loop: call.loop)
         let sink = call.sink
@@ -681,6 +729,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
             }
             _ = attempt()
         }
+        runtime.noteRun(loop: loopIndex, lua: lua)
         defer { free(out) }
         guard let out else { return .null }
         return .raw(Array(UnsafeRawBufferPointer(start: out, count: outLength)))

@@ -133,6 +133,9 @@ enum InfoReport {
                     ("used_memory_rss_human", humanBytes(rss)),
                     ("used_memory_peak", String(peak)),
                     ("used_memory_peak_human", humanBytes(peak)),
+                    ("used_memory_lua", String(engine.scripts.interpreterHeapBytes)),
+                    ("used_memory_lua_human", humanBytes(engine.scripts.interpreterHeapBytes)),
+                    ("number_of_cached_scripts", String(engine.scripts.cachedScriptCount)),
                     ("number_of_functions", String(engine.functions.counts.functions)),
                     ("number_of_libraries", String(engine.functions.counts.libraries)),
                     ("used_memory_vm_functions", String(engine.functions.engineMemory)),
@@ -208,11 +211,17 @@ enum InfoReport {
                     for w in 1...shardSet.count { widths[w - 1] += s.widthCount(w) }
                 }
                 let queued = shardSet.shards.reduce(0) { $0 + $1.queueLength.load(ordering: .relaxed) }
+                let scriptCounters = engine.scripts.counters
                 section("Transaction", [
                     ("tx_type_cnt", "global=\(global),normal=\(normal),ooo=\(ooo),quick=\(quick),inline=\(inline)"),
                     ("tx_width_freq", widths.enumerated().map { "w\($0.offset + 1)=\($0.element)" }.joined(separator: ",")),
                     ("tx_schedule_cancel_total", String(cancels)),
                     ("tx_queue_len", String(queued)),
+                    ("eval_io_coordination_total", String(scriptCounters.ioCoordination.load(ordering: .relaxed))),
+                    ("eval_shardlocal_coordination_total",
+                     String(scriptCounters.shardLocalCoordination.load(ordering: .relaxed))),
+                    ("eval_rerun_lent_total", String(scriptCounters.rerunLent.load(ordering: .relaxed))),
+                    ("eval_undeclared_key_errors_total", String(scriptCounters.undeclaredKeyErrors.load(ordering: .relaxed))),
                 ])
             case "commandstats":
                 var lines: [(String, String)] = []

@@ -390,3 +390,62 @@ def test_scripts_atomic_under_concurrent_writers(dfly, only_damselfly):
     assert not errors, errors[:5]
     with RespConn(dfly.port) as c:
         assert to_py(c.call("MGET", a, b)) == [str(3 * rounds).encode()] * 2
+
+
+def _info(conn, section):
+    text = conn.call("INFO", section)[1].decode()
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
+
+
+def test_info_counts_script_coordination_and_memory(damselfly):
+    """INFO TRANSACTION counts each coordination path of a script; INFO MEMORY
+    shows the interpreters' heap and the cached scripts."""
+    server = damselfly("--proactor_threads=2")
+    ks = keys_on_shards(2, 1, "evalinfo")
+    home, other = ks[0][0], ks[1][0]
+    # Writes its declared key; reaches for ARGV[1] (undeclared) only when ARGV[2] == 'reach'.
+    reach_after_write = ("redis.call('INCR', KEYS[1]) if ARGV[2] == 'reach' then redis.call('GET', ARGV[1]) end "
+                         "return 1")
+    # Reads the undeclared key before writing anything.
+    reach_before_write = ("if ARGV[2] == 'reach' then redis.call('GET', ARGV[1]) end redis.call('INCR', KEYS[1]) "
+                          "return 1")
+    with RespConn(server.port) as c:
+        assert c.call("CONFIG", "RESETSTAT") == ("+", b"OK")
+        before = _info(c, "transaction")
+        assert before["eval_io_coordination_total"] == "0"
+        assert before["eval_shardlocal_coordination_total"] == "0"
+        assert _info(c, "memory")["number_of_cached_scripts"] == "0"
+
+        def counters():
+            t = _info(c, "transaction")
+            return tuple(int(t[k]) for k in ("eval_io_coordination_total", "eval_shardlocal_coordination_total",
+                                             "eval_rerun_lent_total", "eval_undeclared_key_errors_total"))
+
+        # first run: lent (io); later runs: on the declared key's shard
+        assert c.call("EVAL", reach_before_write, "1", home, other, "stay") == (":", 1)
+        assert counters() == (1, 0, 0, 0)
+        assert c.call("EVAL", reach_before_write, "1", home, other, "stay") == (":", 1)
+        assert counters() == (1, 1, 0, 0)
+        # reaching elsewhere before a write: rerun lent, and lent from then on
+        assert c.call("EVAL", reach_before_write, "1", home, other, "reach") == (":", 1)
+        assert counters() == (2, 2, 1, 0)
+        assert c.call("EVAL", reach_before_write, "1", home, other, "stay") == (":", 1)
+        assert counters() == (3, 2, 1, 0)
+        # reaching elsewhere after a write: an error
+        assert c.call("EVAL", reach_after_write, "1", home, other, "stay") == (":", 1)
+        assert c.call("EVAL", reach_after_write, "1", home, other, "stay") == (":", 1)
+        assert counters() == (4, 3, 1, 0)
+        reply = c.call("EVAL", reach_after_write, "1", home, other, "reach")
+        assert reply[0] == "-", reply
+        assert counters() == (4, 4, 1, 1)
+        # a script with keys on both shards is always lent
+        assert c.call("EVAL", "return #KEYS", "2", home, other) == (":", 2)
+        assert counters() == (5, 4, 1, 1)
+
+        memory = _info(c, "memory")
+        assert memory["number_of_cached_scripts"] == "3"
+        assert int(memory["used_memory_lua"]) > 0
+        assert c.call("SCRIPT", "FLUSH") == ("+", b"OK")
+        assert _info(c, "memory")["number_of_cached_scripts"] == "0"
+        assert c.call("CONFIG", "RESETSTAT") == ("+", b"OK")
+        assert counters() == (0, 0, 0, 0)

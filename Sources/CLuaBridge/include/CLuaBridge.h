@@ -35,6 +35,8 @@ void dfly_lua_destroy(dfly_lua *lua);
 int dfly_lua_load(dfly_lua *lua, const char *sha, const char *body, size_t length, char **error);
 /// Whether the function for `sha` is loaded here.
 int dfly_lua_has(dfly_lua *lua, const char *sha);
+/// The interpreter's Lua heap in bytes (INFO used_memory_lua).
+size_t dfly_lua_memory(dfly_lua *lua);
 /// Forgets every loaded script (SCRIPT FLUSH).
 void dfly_lua_flush(dfly_lua *lua);
 
