@@ -54,6 +54,22 @@ public final class ClientState {
         return copy
     }
 
+    /// The client as a script's `redis.call` sees it: a database of its own
+    /// (a SELECT inside a script does not change the caller's, as in Redis 7)
+    /// and the protocol the script asked for with `redis.setresp` (RESP2
+    /// unless it did), not the connection's: reply shapes that depend on the
+    /// protocol (ZPOPMAX with a count, ZRANGE WITHSCORES...) follow the script.
+    public func forScript() -> ClientState {
+        let copy = ClientState(id: id, loop: loop, authenticated: authenticated)
+        copy.database = database
+        copy.name = name
+        copy.noEvict = noEvict
+        copy.noTouch = noTouch
+        copy.address = address
+        copy.localAddress = localAddress
+        return copy
+    }
+
     public init(id: Int, loop: EventLoop, authenticated: Bool) {
         self.id = id
         self.loop = loop

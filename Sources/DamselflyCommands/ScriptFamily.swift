@@ -607,6 +607,8 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     private var runningLoop = 0
     private var lastReply: Reply = .none
     private let commandArguments = CommandArguments()
+    /// The client redis.call runs as (see ``ClientState/forScript()``); made at the first call.
+    private var scriptClient: ClientState?
 
     /// A Redis 7 function (FCALL), called as fn(KEYS, ARGV).
     struct FunctionTarget {
@@ -701,6 +703,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     /// Runs the script with this execution mode on the calling thread.
     private func run(_ execution: ScriptExecution, loopIndex: Int) -> Reply {
         self.execution = execution
+        scriptClient = nil  // a rerun starts from the caller's database again
         defer { self.execution = nil }
         if let function { return runFunction(function, loopIndex: loopIndex) }
         let runtime = call.engine.scripts
@@ -778,7 +781,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
             return out.buffer
         }
         if spec.flags.contains(.noscript) || (spec.firstKey == 0 && !ScriptRun.keylessAllowed.contains(spec.name)
-            && !ScriptRun.keyspaceWide.contains(spec.name)) {
+            && !ScriptRun.keyspaceWide.contains(spec.name) && !ScriptRun.numkeysCommands.contains(spec.name)) {
             out.error("ERR This Redis command is not allowed from script")
             return out.buffer
         }
@@ -805,14 +808,20 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         }
         if spec.flags.contains(.write) { call.engine.scripts.noteWrite(loop: runningLoop) }
         lastReply = .none
+        let client = scriptClient ?? call.client.forScript()
+        scriptClient = client
+        client.protocolVersion = resp
         spec.handler(CommandCall(
-            args: commandArguments, client: call.client, engine: call.engine, spec: spec, sink: self, script: execution))
+            args: commandArguments, client: client, engine: call.engine, spec: spec, sink: self, script: execution))
         lastReply.encode(into: &out)
         return out.buffer
     }
 
     /// Key-less commands a script may call (they answer synchronously).
     static let keylessAllowed: Set<String> = ["ping", "echo", "time", "publish", "select"]
+    /// Commands whose keys follow a count (no fixed key position in the
+    /// table); their handlers find the keys and reach them like any other.
+    static let numkeysCommands: Set<String> = ["lmpop", "blmpop", "zmpop", "bzmpop", "sintercard", "zunion", "zinter", "zdiff"]
     /// Key-less commands that walk the keyspace: synchronous when every shard is lent.
     static let keyspaceWide: Set<String> = ["dbsize", "keys", "scan", "randomkey"]
 }

@@ -449,3 +449,32 @@ def test_info_counts_script_coordination_and_memory(damselfly):
         assert _info(c, "memory")["number_of_cached_scripts"] == "0"
         assert c.call("CONFIG", "RESETSTAT") == ("+", b"OK")
         assert counters() == (0, 0, 0, 0)
+
+
+def test_select_inside_a_script_keeps_the_callers_database_equal_redis(servers):
+    """Redis 7: SELECT in a script changes the database for the rest of the script only."""
+    body = "redis.call('SELECT', 1) redis.call('SET', KEYS[1], 'in1') return redis.call('GET', KEYS[1])"
+    results = []
+    for _, srv in servers:
+        with RespConn(srv.port) as c:
+            c.call("FLUSHALL")
+            results.append((c.call("EVAL", body, "1", "sel:k"), c.call("GET", "sel:k"), c.call("DBSIZE"),
+                            c.call("SELECT", "1"), c.call("GET", "sel:k")))
+            c.call("FLUSHALL")
+    assert results[0] == results[1]
+    assert results[0][1] == ("$", None)
+
+
+@pytest.mark.parametrize("proto", [2, 3])
+def test_redis_call_replies_are_resp2_shaped_for_a_resp3_client_equal_redis(servers, proto):
+    """Without redis.setresp(3) a script sees RESP2 replies, whatever the client speaks."""
+    body = ("redis.call('ZADD', KEYS[1], 1, 'a', 2, 'b') "
+            "return {redis.call('ZPOPMAX', KEYS[1], 2), redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')}")
+    body3 = "redis.setresp(3) " + body
+    results = []
+    for _, srv in servers:
+        with RespConn(srv.port) as c:
+            c.call("HELLO", str(proto))
+            results.append((c.call("EVAL", body, "1", "shape:z"), c.call("EVAL", body3, "1", "shape:z")))
+            c.call("DEL", "shape:z")
+    assert results[0] == results[1]
