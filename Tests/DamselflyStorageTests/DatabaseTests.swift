@@ -254,7 +254,9 @@ import Testing
                 value = .bytes(array)
             }
         }
-        #expect(db.usedBytes >= before + 1_000)
+        // Accounting follows the arrays' capacities, which malloc rounds: the
+        // growth is about the 1,000 bytes appended, give or take a size class.
+        #expect(db.usedBytes >= before + 900)
         #expect(db.value(at: k).stringLength == 1_100)
         db.setValue(.int(5), at: k)
         db.remove(at: k)
