@@ -16,10 +16,11 @@
 #   CLIENTS=50         parallel connections (-c)
 #   ROUNDS=3           rounds; the table shows medians
 #   DAMSELFLY_BIN      binary to run (default: build .build/release/damselfly)
-#   DAMSELFLY_FLAGS    extra flags (default threads: --proactor_threads=2)
+#   THREADS=2          Damselfly's --proactor_threads
+#   DAMSELFLY_FLAGS    extra flags for Damselfly
 #
 # Prints a markdown table (requests/s and Damselfly / Redis ratio) and writes it to
-# Benchmarks/results/scripts.md.
+# Benchmarks/results/scripts-t$THREADS.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -27,6 +28,7 @@ N="${N:-100000}"
 CLIENTS="${CLIENTS:-50}"
 ROUNDS="${ROUNDS:-3}"
 SET_SIZE=100000
+THREADS="${THREADS:-2}"
 
 for tool in redis-server redis-benchmark redis-cli python3; do
   command -v "$tool" >/dev/null || { echo "error: $tool not found (scripts/install-deps.sh)" >&2; exit 1; }
@@ -58,7 +60,7 @@ start_server() {  # kind -> sets PORT
   PORT=$(free_port)
   if [[ "$1" == damselfly ]]; then
     # shellcheck disable=SC2086 # DAMSELFLY_FLAGS is a list of flags
-    "$DAMSELFLY_BIN" --port="$PORT" --bind=127.0.0.1 --logtostdout --proactor_threads=2 ${DAMSELFLY_FLAGS:-} \
+    "$DAMSELFLY_BIN" --port="$PORT" --bind=127.0.0.1 --logtostdout --proactor_threads="$THREADS" ${DAMSELFLY_FLAGS:-} \
       >"$workdir/server.log" 2>&1 &
   else
     redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no >"$workdir/server.log" 2>&1 &
@@ -136,9 +138,9 @@ run_workload() {  # kind workload -> requests/s
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 mkdir -p Benchmarks/results
-out=Benchmarks/results/scripts.md
+out=Benchmarks/results/scripts-t$THREADS.md
 {
-  echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(redis-server --version | awk '{print $3}'); damselfly --proactor_threads=2 ${DAMSELFLY_FLAGS:-}; -c $CLIENTS; medians of $ROUNDS rounds"
+  echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(redis-server --version | awk '{print $3}'); damselfly --proactor_threads=$THREADS ${DAMSELFLY_FLAGS:-}; -c $CLIENTS; medians of $ROUNDS rounds"
   echo
   echo "| workload | redis-server req/s | Damselfly req/s | Damselfly / Redis |"
   echo "|----------|-------------------:|----------------:|------------------:|"
