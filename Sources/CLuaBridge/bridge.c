@@ -688,7 +688,7 @@ static void set_array(lua_State *L, const char *name, int count, const char **it
  * ({err='ERR ' .. tostring(e)} unless it is one already) that also records
  * where the script was (the caller's position when a C function such as
  * redis.call or error raised it), for the " script: ..., on ..." suffix. */
-static int error_handler(lua_State *L) {
+int dfly_bridge_error_handler(lua_State *L) {
     lua_Debug ar;
     int located = lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar);
     if (located && strcmp(ar.what, "C") == 0) located = lua_getstack(L, 2, &ar) && lua_getinfo(L, "Sl", &ar);
@@ -726,7 +726,7 @@ int dfly_lua_run(dfly_lua *lua, const char *sha,
     lua_State *L = lua->L;
     char name[43];
     function_name(sha, name);
-    lua_pushcfunction(L, error_handler);
+    lua_pushcfunction(L, dfly_bridge_error_handler);
     int handler = lua_gettop(L);
     lua_getfield(L, LUA_REGISTRYINDEX, name);
     if (!lua_isfunction(L, -1)) {

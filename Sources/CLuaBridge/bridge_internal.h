@@ -14,6 +14,9 @@ void dfly_bridge_end_run(lua_State *L, void *run);
 /* Encodes the value at `index` for a client speaking `client_resp` (the
  * script's redis.setresp applies while a run is begun). Appends to a
  * malloc'ed buffer *out of *length bytes. */
+/* Redis 7's message handler for lua_pcall: whatever was raised becomes an
+ * error table recording the source and line, for the "script: ..." suffix. */
+int dfly_bridge_error_handler(lua_State *L);
 void dfly_bridge_encode(lua_State *L, int index, int client_resp, char **out, size_t *length);
 
 #endif

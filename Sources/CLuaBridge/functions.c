@@ -39,33 +39,6 @@ static int nonexistent_global(lua_State *L) {
     return luaL_error(L, "Script attempted to access nonexistent global variable '%s'", name ? name : "?");
 }
 
-/* The message handler: string errors become {err="ERR ..."}, and the error
- * gets the source and line of the Lua code that raised it (the caller's
- * when a C function such as error() or redis.call raised it). */
-static int error_handler(lua_State *L) {
-    lua_Debug ar;
-    int found = 0;
-    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar)) {
-        found = 1;
-        if (strcmp(ar.what, "C") == 0) found = lua_getstack(L, 2, &ar) && lua_getinfo(L, "Sl", &ar);
-    }
-    if (!lua_istable(L, 1)) {
-        const char *message = lua_tostring(L, 1);
-        lua_newtable(L);
-        lua_pushfstring(L, "ERR %s", message ? message : "nil");
-        lua_setfield(L, -2, "err");
-        lua_replace(L, 1);
-    }
-    if (found) {
-        lua_pushstring(L, ar.source);
-        lua_setfield(L, 1, "source");
-        lua_pushinteger(L, ar.currentline);
-        lua_setfield(L, 1, "line");
-    }
-    lua_settop(L, 1);
-    return 1;
-}
-
 /* ---------- redis.register_function (load time only) ---------- */
 
 static int valid_name(const char *s, size_t n) {
@@ -268,7 +241,7 @@ int dfly_fn_load(dfly_fn_engine *engine, const char *library, const char *code, 
                  dfly_fn_registered_fn registered, void *context, char **error) {
     lua_State *L = dfly_bridge_state(engine->lua);
     int top = lua_gettop(L);
-    lua_pushcfunction(L, error_handler);
+    lua_pushcfunction(L, dfly_bridge_error_handler);
     int handler = lua_gettop(L);
     if (luaL_loadbuffer(L, code, length, "@user_function") != 0) {
         size_t n;
@@ -361,7 +334,7 @@ int dfly_fn_call(dfly_fn_engine *engine, const char *library, const char *name,
                  char **out, size_t *out_length) {
     lua_State *L = dfly_bridge_state(engine->lua);
     int top = lua_gettop(L);
-    lua_pushcfunction(L, error_handler);
+    lua_pushcfunction(L, dfly_bridge_error_handler);
     int handler = lua_gettop(L);
     lua_getfield(L, LUA_REGISTRYINDEX, LIBRARIES);
     lua_getfield(L, -1, library);

@@ -204,3 +204,18 @@ def compare_sequence(dconn, rconn, commands, history=20):
             raise Mismatch(f"reply mismatch after {len(done)} commands\n"
                            f"command:   {cmd}\ndamselfly: {a!r}\nredis:     {b!r}\nlast commands:\n{recent}")
     return len(done)
+
+
+def run_on_both(servers, scenario, reset):
+    """Runs `scenario(port)` on Damselfly and on redis-server, each after the
+    `reset` commands, and requires equal results; returns Damselfly's."""
+    from resp import RespConn
+    out = {}
+    for name, srv in servers:
+        with RespConn(srv.port) as admin:
+            for cmd in reset:
+                admin.call(*cmd)
+        out[name] = scenario(srv.port)
+    a, b = out["damselfly"], out["redis"]
+    assert a == b, "\n".join(f"{i}: dfly={x!r}\n   redis={y!r}" for i, (x, y) in enumerate(zip(a, b)) if x != y) or (a, b)
+    return a

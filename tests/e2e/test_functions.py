@@ -15,6 +15,8 @@ import shutil
 
 import pytest
 
+import difftools as dt
+
 from conftest import SELFTEST_REDIS
 from persist_util import Servers, client, kill9
 from resp import RespConn, to_py
@@ -90,15 +92,7 @@ def sort_listing(reply):
 
 
 def run_both(servers, scenario):
-    out = {}
-    for name, srv in servers:
-        with RespConn(srv.port) as admin:
-            admin.call("FLUSHALL")
-            admin.call("FUNCTION", "FLUSH")
-        out[name] = scenario(srv.port)
-    a, b = out["damselfly"], out["redis"]
-    assert a == b, "\n".join(f"{i}: dfly={x!r}\n   redis={y!r}" for i, (x, y) in enumerate(zip(a, b)) if x != y) or (a, b)
-    return a
+    return dt.run_on_both(servers, scenario, reset=[["FLUSHALL"], ["FUNCTION", "FLUSH"]])
 
 
 def both(servers, cmds, proto=2):

@@ -24,6 +24,8 @@ import threading
 
 import pytest
 
+import difftools as dt
+
 from resp import RespConn, to_py
 from util import keys_on_shards
 
@@ -41,15 +43,7 @@ def servers(dfly, redis_server):
 
 
 def run_both(servers, scenario):
-    out = {}
-    for name, srv in servers:
-        with RespConn(srv.port) as admin:
-            admin.call("FLUSHALL")
-            admin.call("SCRIPT", "FLUSH")
-        out[name] = scenario(srv.port)
-    a, b = out["damselfly"], out["redis"]
-    assert a == b, "\n".join(f"{i}: dfly={x!r}\n   redis={y!r}" for i, (x, y) in enumerate(zip(a, b)) if x != y) or (a, b)
-    return a
+    return dt.run_on_both(servers, scenario, reset=[["FLUSHALL"], ["SCRIPT", "FLUSH"]])
 
 
 def both(servers, cmds, proto=2):
