@@ -281,9 +281,21 @@ def sidekiq_zpopbyscore():
     return "\n".join(x[indent:] for x in lines) + "\n"
 
 
-def test_sidekiq_scheduler_script_equal_redis(servers):
-    script = sidekiq_zpopbyscore()
-    assert "zrangebyscore" in script
+# Sidekiq 7.1+'s Scheduled::Enq script (ZRANGE ... BYSCORE LIMIT instead of
+# ZRANGEBYSCORE); Debian ships 6.4.1, so this one is written out here.
+SIDEKIQ_71_ZPOPBYSCORE = """local key, now = KEYS[1], ARGV[1]
+local jobs = redis.call("zrange", key, "-inf", now, "byscore", "limit", 0, 1)
+if jobs[1] then
+  redis.call("zrem", key, jobs[1])
+  return jobs[1]
+end
+"""
+
+
+@pytest.mark.parametrize("version", ["6.4.1", "7.1"])
+def test_sidekiq_scheduler_script_equal_redis(servers, version):
+    script = sidekiq_zpopbyscore() if version == "6.4.1" else SIDEKIQ_71_ZPOPBYSCORE
+    assert ("zrangebyscore" if version == "6.4.1" else '"byscore"') in script
     now = 1700000000.25
     jobs = [(now - 100 + i * 10, '{"class":"HardJob","queue":"%s","jid":"j%02d","at":%s}' %
              (["default", "critical"][i % 2], i, now - 100 + i * 10)) for i in range(20)]
