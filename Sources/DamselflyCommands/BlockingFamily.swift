@@ -244,6 +244,15 @@ final class ParkState {
     var earlyReply: Reply?
 }
 
+/// The waiter of a parking command, made only when the command parks (most
+/// blocking pops find an element and never need one). With every watched key
+/// on one shard it is made by that shard's single `apply`; with several it is
+/// made up front, before any shard can see it. Kept apart from `ParkState`:
+/// the waiter's `serve` holds that state, and the state must not hold it back.
+final class WaiterSlot {
+    var waiter: Waiter?
+}
+
 /// The shared machinery of a blocking pop: try now, else park a waiter on
 /// every key; serve, time out or cancel exactly once.
 final class Parking {
@@ -290,20 +299,19 @@ final class Parking {
         let shardSet = call.shardSet
         let database = call.client.database
         let keys = self.keys
-        let allKeys = keys + extraLockKeys
+        let allKeys = extraLockKeys.isEmpty ? keys : keys + extraLockKeys
         let canBlock = call.canBlock
         let pop = self.pop
         let keyState = self.keyState
         let destination = destinationCheck
-        // Where each watched key lives, for the waiter's registrations.
-        var byShard: [Int: [Int]] = [:]
-        for (i, key) in keys.enumerated() {
-            byShard[key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }, default: []].append(i)
-        }
-        let registrations = byShard.sorted { $0.key < $1.key }.map { shard, positions in
-            (shard: shard, fingerprints: positions.map { lockFingerprint(keyHash: keys[$0].hash, database: database) })
-        }
-        let positionsByShard = byShard
+        // Where each key lives (watched keys first, then the extra lock
+        // keys), resolved once.
+        let keyShards = allKeys.map { key in key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) } }
+        let firstShard = keyShards.first ?? 0
+        let watchedOnOneShard = keyShards.prefix(keys.count).allSatisfy { $0 == firstShard }
+        let singleShard = keyShards.allSatisfy { $0 == firstShard }
+        /// The watched keys' positions on `shard`, ascending.
+        let positionsOn: (Int) -> [Int] = { shard in (0..<keys.count).filter { keyShards[$0] == shard } }
         let client = call.client
         let loop = call.loop
         let counters = call.engine.loopCounters[loop.index]
@@ -327,19 +335,28 @@ final class Parking {
             client.blockedOn = nil
             if let reply { sink.complete(reply) }
         }
-        let waiter = Waiter(
-            loop: loop, database: database, registrations: registrations, deadlineNanos: deadline,
-            ready: { shard, position in
-                let ctx = ShardContext(shard: shard, databaseIndex: database)
-                return keyState(ctx, keys[position]) == .ready
-            },
-            serve: { shard, position in
-                let ctx = ShardContext(shard: shard, databaseIndex: database)
-                let reply = pop(ctx, position, true)
-                loop.post {
-                    if state.parked { deliver(reply) } else { state.earlyReply = reply }
-                }
-            })
+        let deadline = self.deadline
+        let makeWaiter: () -> Waiter = {
+            // Per shard of the watched keys, ascending: where to register and clean up.
+            let registrations = Set(keyShards.prefix(keys.count)).sorted().map { shard in
+                (shard: shard, fingerprints: positionsOn(shard).map { lockFingerprint(keyHash: keys[$0].hash, database: database) })
+            }
+            return Waiter(
+                loop: loop, database: database, registrations: registrations, deadlineNanos: deadline,
+                ready: { shard, position in
+                    let ctx = ShardContext(shard: shard, databaseIndex: database)
+                    return keyState(ctx, keys[position]) == .ready
+                },
+                serve: { shard, position in
+                    let ctx = ShardContext(shard: shard, databaseIndex: database)
+                    let reply = pop(ctx, position, true)
+                    loop.post {
+                        if state.parked { deliver(reply) } else { state.earlyReply = reply }
+                    }
+                })
+        }
+        let slot = WaiterSlot()
+        if canBlock && !watchedOnOneShard { slot.waiter = makeWaiter() }
 
         let decide: ([[(Int, BlockingFamily.KeyState)]]) -> Decision = { checks in
             var states = [BlockingFamily.KeyState](repeating: .empty, count: allKeys.count)
@@ -372,8 +389,15 @@ final class Parking {
             case .pop(let position):
                 if positions.contains(position) { result = pop(ctx, position, false) }
             case .park:
-                let mine = positionsByShard[ctx.shard.index] ?? []
+                let mine = positionsOn(ctx.shard.index)
                 if !mine.isEmpty {
+                    let waiter: Waiter
+                    if let made = slot.waiter {
+                        waiter = made
+                    } else {
+                        waiter = makeWaiter()
+                        slot.waiter = waiter
+                    }
                     ctx.shard.register(
                         waiter, fingerprints: mine.map { lockFingerprint(keyHash: keys[$0].hash, database: database) },
                         positions: mine)
@@ -389,7 +413,6 @@ final class Parking {
             case .park: return nil  // the reply comes later
             }
         }
-        let singleShard = Set(allKeys.map { k in k.withBytes { shardSet.shardIndex(of: $0, hash: k.hash) } }).count == 1
         call.runOnKeysTwoPhaseRaw(
             allKeys, mode: .exclusive, check: check, decide: decide, apply: apply, reply: finish,
             forceTransaction: !(call.engine.singleHopBlocking && singleShard)
@@ -398,7 +421,7 @@ final class Parking {
             // Registered on every shard.
             state.parked = true
             if let early = state.earlyReply { return deliver(early) }
-            let blocked = BlockedClient(waiter: waiter, shardSet: shardSet, counters: counters, timeoutReply: timeoutReply) { reply in
+            let blocked = BlockedClient(waiter: slot.waiter!, shardSet: shardSet, counters: counters, timeoutReply: timeoutReply) { reply in
                 deliver(reply)
             }
             state.blocked = blocked

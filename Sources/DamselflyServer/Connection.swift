@@ -216,7 +216,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// shard owned by another loop moves this connection to that loop first,
     /// so a worker consuming one queue is served inline from then on.
     private func migrationTarget() -> EventLoop? {
-        guard server.config.migrateConnections, !migrationRefused, !isClosed, client.multiQueue == nil, subscriptionCount == 0,
+        guard server.loops.count > 1, server.config.migrateConnections, !migrationRefused, !isClosed, client.multiQueue == nil, subscriptionCount == 0,
               client.watchToken == nil, client.authenticated, !waitingForReply,
               let spec = server.engine.registry.lookup(args[0]), spec.flags.contains(.blocking),
               spec.firstKey > 0, spec.acceptsArgumentCount(args.count) else { return nil }

@@ -1,4 +1,5 @@
 import DamselflyRuntime
+import Glibc
 import DamselflyStorage
 import Synchronization
 
@@ -20,12 +21,23 @@ public final class RoundRobinPlacement: @unchecked Sendable {
     public let prefix: [UInt8]
     private let shardCount: Int
     private let table = Mutex<(assignments: [[UInt8]: Int], next: Int)>(([:], 0))
-    private var caches: [[[UInt8]: Int]]
+    private let caches: [LoopCache]
+
+    /// One loop's view of the table, plus the name it looked up last: a
+    /// command resolves its key's shard several times (routing, blocking
+    /// registration, migration), and a worker drains one queue, so the last
+    /// name answers most lookups with one memcmp instead of an array copy
+    /// and a hash.
+    final class LoopCache {
+        var names: [[UInt8]: Int] = [:]
+        var lastName: [UInt8] = []
+        var lastShard = -1
+    }
 
     public init(prefix: [UInt8], shardCount: Int, loopCount: Int) {
         self.prefix = prefix
         self.shardCount = shardCount
-        self.caches = Array(repeating: [:], count: loopCount)
+        self.caches = (0..<loopCount).map { _ in LoopCache() }
     }
 
     /// The name that decides placement when it has the prefix: the `{tag}`
@@ -41,14 +53,25 @@ public final class RoundRobinPlacement: @unchecked Sendable {
     /// The shard of `key` when it is placed round robin, nil otherwise.
     public func shard(of key: UnsafeRawBufferPointer) -> Int? {
         guard let name = placementName(key) else { return nil }
-        let bytes = Array(name)
         if let loop = EventLoop.current, loop.index < caches.count {
-            if let cached = caches[loop.index][bytes] { return cached }
-            let assigned = assign(bytes)
-            caches[loop.index][bytes] = assigned
-            return assigned
+            let cache = caches[loop.index]
+            if cache.lastShard >= 0, name.count > 0, cache.lastName.count == name.count,
+               cache.lastName.withUnsafeBytes({ memcmp($0.baseAddress!, name.baseAddress!, name.count) == 0 }) {
+                return cache.lastShard
+            }
+            let bytes = Array(name)
+            let shard: Int
+            if let cached = cache.names[bytes] {
+                shard = cached
+            } else {
+                shard = assign(bytes)
+                cache.names[bytes] = shard
+            }
+            cache.lastName = bytes
+            cache.lastShard = shard
+            return shard
         }
-        return assign(bytes)
+        return assign(Array(name))
     }
 
     private func assign(_ name: [UInt8]) -> Int {
