@@ -215,24 +215,49 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// `--migrate_connections`: a blocking pop whose keys all live on one
     /// shard owned by another loop moves this connection to that loop first,
     /// so a worker consuming one queue is served inline from then on.
+    ///
+    /// Any other command moves the connection once ``Connection/affinityStreak``
+    /// commands in a row had all their keys on one such shard (EVAL/FCALL by
+    /// their declared keys): a client working one key or one queue ends up
+    /// inline too (Sidekiq's scheduler on `schedule`, a producer filling one
+    /// queue), while a client spreading its keys over shards never moves.
     private func migrationTarget() -> EventLoop? {
         guard server.loops.count > 1, server.config.migrateConnections, !migrationRefused, !isClosed, client.multiQueue == nil, subscriptionCount == 0,
               client.watchToken == nil, client.authenticated, !waitingForReply,
-              let spec = server.engine.registry.lookup(args[0]), spec.flags.contains(.blocking),
-              spec.firstKey > 0, spec.acceptsArgumentCount(args.count) else { return nil }
-        let last = spec.lastKey < 0 ? args.count + spec.lastKey : min(spec.lastKey, args.count - 1)
-        guard spec.firstKey <= last else { return nil }
+              let spec = server.engine.registry.lookup(args[0]), spec.acceptsArgumentCount(args.count),
+              let keys = keyPositions(spec) else { return nil }
         let shardSet = server.engine.shardSet
         var owner: Int? = nil
-        for i in stride(from: spec.firstKey, through: last, by: max(spec.keyStep, 1)) {
+        for i in keys {
             let key = args[i]
             let shard = shardSet.shardIndex(of: key, hash: KeyHash.hash(key))
-            if owner == nil { owner = shard } else if owner != shard { return nil }
+            if owner == nil { owner = shard } else if owner != shard { foreignStreak = 0; return nil }
         }
         guard let owner else { return nil }
         let target = shardSet.shards[owner].loop
-        return target === loop ? nil : target
+        guard target !== loop else { foreignStreak = 0; return nil }
+        if spec.flags.contains(.blocking) { return target }
+        if owner == streakShard { foreignStreak += 1 } else { streakShard = owner; foreignStreak = 1 }
+        return foreignStreak >= Connection.affinityStreak ? target : nil
     }
+
+    /// Commands in a row on one other thread's shard before the connection moves there.
+    static let affinityStreak = 16
+
+    /// Where the command's keys are: the table's fixed positions, or the
+    /// declared keys of EVAL/FCALL (`name body numkeys key...`); nil when keyless.
+    private func keyPositions(_ spec: CommandSpec) -> StrideTo<Int>? {
+        if spec.firstKey > 0 {
+            let last = spec.lastKey < 0 ? args.count + spec.lastKey : min(spec.lastKey, args.count - 1)
+            guard spec.firstKey <= last else { return nil }
+            return stride(from: spec.firstKey, to: last + 1, by: max(spec.keyStep, 1))
+        }
+        guard Connection.declaredKeyCommands.contains(spec.name), args.count > 3,
+              let count = Int(args.string(2)), count > 0, count <= args.count - 3 else { return nil }
+        return stride(from: 3, to: 3 + count, by: 1)
+    }
+
+    private static let declaredKeyCommands: Set<String> = ["eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"]
 
     /// Detaches the socket here and re-creates the connection on `target`
     /// with the bytes not yet run. False when the socket cannot move now.
@@ -241,6 +266,11 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// first; the driver hands the fd over only once they are sent (and, on
     /// io_uring, once the multishot receive has posted its final CQE). Bytes
     /// that arrive meanwhile are appended to `input` and travel with it.
+    /// Consecutive keyed commands whose keys all lived on `streakShard`, a
+    /// shard of another loop (see ``migrationTarget()``).
+    private var foreignStreak = 0
+    private var streakShard = -1
+
     private func migrate(to target: EventLoop) -> Bool {
         migrating = true
         if loop.syncHook != nil && !output.isEmpty {

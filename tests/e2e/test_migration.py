@@ -301,3 +301,50 @@ def test_reconnect_churn_delivers_every_id_once(damselfly, threads, engine):
     assert info_int(admin, "clients", "blocked_clients") == 0
     assert admin.ping() is True
     assert srv.alive()
+
+
+# --- other commands: a streak on one shard ---------------------------------
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_streak_of_commands_on_one_shard_moves_the_connection(damselfly, engine):
+    """16 keyed commands in a row on another thread's shard move the connection
+    (EVALSHA by its declared keys too); a client spreading its keys does not move."""
+    srv = start(damselfly, 2, engine)
+    admin = srv.client()
+    here_and_there = [key_on_shard(s, 2, prefix="streak:") for s in (0, 1)]
+    clients = [srv.client() for _ in range(4)]       # spread over both threads
+    for c in clients:
+        c.ping()
+    # Spreading keys over both shards: nobody moves.
+    before = info_int(admin, "stats", "connection_migrations")
+    for c in clients:
+        for i in range(40):
+            c.incr(here_and_there[i % 2])
+    assert info_int(admin, "stats", "connection_migrations") == before
+    # One key: every client away from its shard moves, once, and then runs inline.
+    key = here_and_there[1]
+    for c in clients:
+        for _ in range(20):
+            c.incr(key)
+    moved = info_int(admin, "stats", "connection_migrations") - before
+    assert moved >= 1
+    start_tx = tx_counts(admin)
+    for c in clients:
+        for _ in range(10):
+            c.incr(key)
+    end_tx = tx_counts(admin)
+    assert end_tx["inline"] - start_tx["inline"] == 40 and end_tx["quick"] == start_tx["quick"], (start_tx, end_tx)
+    assert int(admin.get(here_and_there[0])) == 4 * 20
+    assert int(admin.get(key)) == 4 * 20 + 4 * 20 + 4 * 10
+    assert info_int(admin, "stats", "connection_migrations") - before == moved
+    # EVALSHA with a declared key on the other thread's shard moves a fresh client too.
+    sha = admin.script_load("return redis.call('INCR', KEYS[1])")
+    scripted = [srv.client() for _ in range(4)]
+    for c in scripted:
+        c.ping()
+    before = info_int(admin, "stats", "connection_migrations")
+    for c in scripted:
+        for _ in range(20):
+            c.evalsha(sha, 1, key)
+    assert info_int(admin, "stats", "connection_migrations") - before >= 1
+    assert int(admin.get(key)) == 4 * 20 + 4 * 20 + 4 * 10 + 4 * 20

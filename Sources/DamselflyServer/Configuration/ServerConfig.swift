@@ -23,7 +23,7 @@ public struct ServerConfig: Sendable, Equatable {
     public var lockOnHashtags: Bool = false
     /// --dir: working directory for snapshots.
     public var dir: String = "."
-    /// --migrate_connections: move a connection to the thread owning the shard its blocking pops use.
+    /// --migrate_connections: move a connection to the thread owning the shard its commands use.
     public var migrateConnections: Bool = true
     /// --poll_before_sleep_us: how long a loop keeps polling its inbox after its last work before it sleeps.
     public var pollBeforeSleepMicros: Int = 0
@@ -260,7 +260,7 @@ struct ConfigFlagSpec: Sendable {
         .bool("lock_on_hashtags", "Shard and lock keys by their {hashtag} instead of the whole key.", \.lockOnHashtags),
         .string("dir", "Working directory for snapshot files.", \.dir),
         .string("dbfilename", "Snapshot file name inside dir.", \.dbfilename),
-        .bool("migrate_connections", "Move a connection whose blocking pops all use one shard to the thread that owns it, so they run inline.", \.migrateConnections),
+        .bool("migrate_connections", "Move a connection to the thread owning the shard its commands use (a blocking pop at once; other commands after 16 in a row on one shard), so they run inline.", \.migrateConnections),
         .int("poll_before_sleep_us", 0...100_000, "Microseconds a thread keeps polling for messages from other threads before it sleeps (0 = sleep at once); trades CPU for hop latency.", \.pollBeforeSleepMicros),
         .bool("appendonly", "Journal every write command (one file per shard) and replay the journal at start-up.", \.appendonly),
         .string("appendfsync", "When the journal is fsynced: always (before the reply), everysec or no.", \.appendfsync),
