@@ -136,14 +136,14 @@ public final class RedisPool: Sendable {
 
     @discardableResult
     public func call(_ args: [String]) async throws -> RESPValue {
-        let reply = try await withConnection { try await $0.send([args.map { Array($0.utf8) }])[0] }
+        let reply = try await withConnection { try await $0.send(strings: [args])[0] }
         if case .error(let message) = reply { throw RedisError.server(message) }
         return reply
     }
 
     /// Commands in one round trip; replies (errors included) in order.
     public func pipeline(_ commands: [[String]]) async throws -> [RESPValue] {
-        try await withConnection { try await $0.send(commands.map { $0.map { Array($0.utf8) } }) }
+        try await withConnection { try await $0.send(strings: commands) }
     }
 
     /// `MULTI`, the commands, `EXEC` in one round trip: the replies of the block, as Ruby's
