@@ -181,7 +181,12 @@ public struct ReliableFetch: Fetcher {
     /// always in exactly one of its queue, a private list, or done — the LREM only ever
     /// removes a finished job, so pipelining it changes when it runs, never what it removes.
     public func retrieve(after done: UnitOfWork?) async throws -> UnitOfWork? {
-        var ack = done.map { [Self.acknowledgement($0, identity: identity)] } ?? []
+        try await retrieveOne(after: done.map { [$0] } ?? [])
+    }
+
+    /// One job (Sidekiq's one per fetch), the finished jobs' `LREM`s in the same write.
+    func retrieveOne(after done: [UnitOfWork]) async throws -> UnitOfWork? {
+        var ack = done.map { Self.acknowledgement($0, identity: identity) }
         let order = queues.order().map { "queue:" + $0 }
         if order.count > 1 {
             for key in order {
@@ -208,7 +213,9 @@ public struct ReliableFetch: Fetcher {
     /// so jobs pushed to idle processors go to all of them rather than queue up behind one.
     /// Every command touches only one queue and its private list: one shard.
     public func retrieve(after done: [UnitOfWork], limit: Int) async throws -> [UnitOfWork] {
-        if limit <= 1 { return try await retrieve(after: done.last).map { [$0] } ?? [] }
+        // Every finished job is acknowledged, however many: a processor that ran held jobs may
+        // find no room left for extras and fetch one.
+        if limit <= 1 { return try await retrieveOne(after: done).map { [$0] } ?? [] }
         var ack = done.map { Self.acknowledgement($0, identity: identity) }
         let order = queues.order().map { "queue:" + $0 }
         for key in order {
