@@ -1,5 +1,6 @@
 import DamselflyRESP
 import Glibc
+import Synchronization
 
 /// The queues a capsule reads, in strict or weighted order (`-q critical,2 -q default`).
 ///
@@ -65,12 +66,28 @@ public protocol Fetcher: Sendable {
     /// instead of two. On a thrown error `done` may or may not be acknowledged; passing it
     /// again must be harmless.
     func retrieve(after done: UnitOfWork?) async throws -> UnitOfWork?
+    /// Acknowledges `done` and takes up to `limit` (at least 1) jobs in one round trip: at
+    /// once when the queues hold jobs, else blocking until one comes (or the fetch timeout,
+    /// giving `[]`). The jobs come in the order they are to run. With `limit` 1 this is
+    /// ``retrieve(after:)``, the command Sidekiq sends.
+    func retrieve(after done: [UnitOfWork], limit: Int) async throws -> [UnitOfWork]
+    /// Acknowledges several jobs (in one round trip where it is a Redis command).
+    func acknowledge(_ work: [UnitOfWork]) async throws
 }
 
 extension Fetcher {
     public func retrieve(after done: UnitOfWork?) async throws -> UnitOfWork? {
         if let done { try await acknowledge(done) }
         return try await retrieve()
+    }
+
+    public func acknowledge(_ work: [UnitOfWork]) async throws {
+        for unit in work { try await acknowledge(unit) }
+    }
+
+    public func retrieve(after done: [UnitOfWork], limit: Int) async throws -> [UnitOfWork] {
+        for work in done.dropLast() { try await acknowledge(work) }
+        return try await retrieve(after: done.last).map { [$0] } ?? []
     }
 }
 
@@ -79,6 +96,8 @@ public struct BasicFetch: Fetcher {
     public static let timeout = "2"
     let redis: RedisPool
     let queues: QueueList
+    /// Whether the server knows LMPOP (cleared on its first "unknown command").
+    private let lmpop = SharedFlag(true)
 
     public init(redis: RedisPool, queues: QueueList) {
         self.redis = redis
@@ -91,6 +110,30 @@ public struct BasicFetch: Fetcher {
         let items = reply.elements
         guard items.count == 2, let key = items[0].text, let job = items[1].text else { return nil }
         return UnitOfWork(queueKey: key, job: job)
+    }
+
+    /// Several jobs in one round trip when the queues have a backlog:
+    /// `LMPOP n queue:a queue:b ... RIGHT COUNT limit` (Redis 7.0) pops up to `limit` from the
+    /// first non-empty queue of this fetch's order, from the end BRPOP reads. Only when every
+    /// queue is empty does it wait, with Sidekiq's BRPOP, for one job: a fetch that waited
+    /// never takes more than one, so jobs pushed to idle processors go to all of them rather
+    /// than queue up behind one. A server without LMPOP (Redis 6) gets BRPOP from then on.
+    public func retrieve(after done: [UnitOfWork], limit: Int) async throws -> [UnitOfWork] {
+        if limit > 1 && lmpop.isSet {
+            let keys = queues.order().map { "queue:" + $0 }
+            let reply = try await redis.pipeline([["LMPOP", String(keys.count)] + keys + ["RIGHT", "COUNT", String(limit)]])[0]
+            if case .error(let message) = reply {
+                guard message.lowercased().contains("unknown command") else { throw RedisError.server(message) }
+                lmpop.clear()
+            } else {
+                let items = reply.elements
+                if items.count == 2, let key = items[0].text {
+                    let jobs = items[1].elements.compactMap { $0.text.map { UnitOfWork(queueKey: key, job: $0) } }
+                    if !jobs.isEmpty { return jobs }
+                }
+            }
+        }
+        return try await retrieve().map { [$0] } ?? []
     }
 
     public func acknowledge(_ work: UnitOfWork) async throws {}
@@ -138,7 +181,12 @@ public struct ReliableFetch: Fetcher {
     /// always in exactly one of its queue, a private list, or done — the LREM only ever
     /// removes a finished job, so pipelining it changes when it runs, never what it removes.
     public func retrieve(after done: UnitOfWork?) async throws -> UnitOfWork? {
-        var ack = done.map { [Self.acknowledgement($0, identity: identity)] } ?? []
+        try await retrieveOne(after: done.map { [$0] } ?? [])
+    }
+
+    /// One job (Sidekiq's one per fetch), the finished jobs' `LREM`s in the same write.
+    func retrieveOne(after done: [UnitOfWork]) async throws -> UnitOfWork? {
+        var ack = done.map { Self.acknowledgement($0, identity: identity) }
         let order = queues.order().map { "queue:" + $0 }
         if order.count > 1 {
             for key in order {
@@ -155,6 +203,50 @@ public struct ReliableFetch: Fetcher {
         return UnitOfWork(queueKey: key, job: job)
     }
 
+    /// Several jobs per round trip when the queues have a backlog, each moved into the
+    /// private list by its own `LMOVE`, so a job taken ahead of time is as safe as a running
+    /// one: a process that dies holds it where a peer puts it back. One write carries the
+    /// finished jobs' `LREM`s and `limit` `LMOVE queue private RIGHT LEFT`s, to each queue of
+    /// the fetch's order in turn until one gives jobs (the strict or weighted order holds for
+    /// every batch). Only when all are empty does it block, with `BLMOVE` as
+    /// ``retrieve(after:)`` does, for one job: a fetch that waited never takes more than one,
+    /// so jobs pushed to idle processors go to all of them rather than queue up behind one.
+    /// Every command touches only one queue and its private list: one shard.
+    public func retrieve(after done: [UnitOfWork], limit: Int) async throws -> [UnitOfWork] {
+        // Every finished job is acknowledged, however many: a processor that ran held jobs may
+        // find no room left for extras and fetch one.
+        if limit <= 1 { return try await retrieveOne(after: done).map { [$0] } ?? [] }
+        var ack = done.map { Self.acknowledgement($0, identity: identity) }
+        let order = queues.order().map { "queue:" + $0 }
+        for key in order {
+            let move = ["LMOVE", key, Self.privateList(queueKey: key, identity: identity), "RIGHT", "LEFT"]
+            let replies = try await redis.pipeline(ack + Array(repeating: move, count: limit))
+            ack = []
+            let jobs = try Self.movedAll(replies.suffix(limit))
+            if !jobs.isEmpty { return jobs.map { UnitOfWork(queueKey: key, job: $0) } }
+        }
+        // Everything empty: wait on the first queue of this order.
+        let key = order[0]
+        let timeout = order.count > 1 ? "1" : BasicFetch.timeout
+        let reply = try await redis.pipeline([["BLMOVE", key, Self.privateList(queueKey: key, identity: identity), "RIGHT", "LEFT", timeout]])[0]
+        return try Self.moved(reply).map { [UnitOfWork(queueKey: key, job: $0)] } ?? []
+    }
+
+    /// Every job the moves moved. Not only up to the first empty reply: an LMOVE that found
+    /// the queue empty may be followed by one that found a job pushed just after, and that
+    /// job is in the private list now, so it must run. An error is thrown only when nothing moved (it
+    /// could only be a wrongly typed key, and would be the same for every move).
+    static func movedAll<C: Collection>(_ replies: C) throws -> [String] where C.Element == RESPValue {
+        var jobs: [String] = []
+        var failure: String?
+        for reply in replies {
+            if case .error(let message) = reply { failure = message; continue }
+            if let job = reply.text { jobs.append(job) }
+        }
+        if jobs.isEmpty, let failure { throw RedisError.server(failure) }
+        return jobs
+    }
+
     /// The job an (B)LMOVE moved, `nil` for none; a server error is thrown. (The LREM's reply
     /// before it is a count; it could only fail on a wrongly typed private list, where the
     /// job then stays for recovery.)
@@ -169,6 +261,11 @@ public struct ReliableFetch: Fetcher {
 
     public func acknowledge(_ work: UnitOfWork) async throws {
         try await redis.call(Self.acknowledgement(work, identity: identity))
+    }
+
+    public func acknowledge(_ work: [UnitOfWork]) async throws {
+        guard !work.isEmpty else { return }
+        _ = try await redis.pipeline(work.map { Self.acknowledgement($0, identity: identity) })
     }
 
     public func requeue(_ work: [UnitOfWork]) async throws {
@@ -241,4 +338,12 @@ public struct ReliableFetch: Fetcher {
         }
         return recovered
     }
+}
+
+/// A flag shared by copies of a value type (a fetcher is a struct, copied into each task).
+final class SharedFlag: Sendable {
+    private let value: Atomic<Bool>
+    init(_ initial: Bool) { value = Atomic(initial) }
+    var isSet: Bool { value.load(ordering: .relaxed) }
+    func clear() { value.store(false, ordering: .relaxed) }
 }

@@ -48,10 +48,22 @@ public struct JobContext: Sendable {
     public let jid: String
     public let className: String
     public let queue: String
-    /// The whole payload, unknown fields included.
-    public let payload: JSONValue
+    /// The payload as fetched, the JSON text of ``payload``.
+    public let rawPayload: String
     /// The capsule's pool: job code that talks to Redis shares the worker's connections.
     public let redis: RedisPool
+
+    public init(jid: String, className: String, queue: String, rawPayload: String, redis: RedisPool) {
+        self.jid = jid
+        self.className = className
+        self.queue = queue
+        self.rawPayload = rawPayload
+        self.redis = redis
+    }
+
+    /// The whole payload, unknown fields included: parsed when asked for (each time), since
+    /// most jobs never look past their arguments.
+    public var payload: JSONValue { (try? JSONValue.parse(rawPayload)) ?? .null }
     public var retryCount: Int? { payload["retry_count"]?.intValue.map(Int.init) }
 }
 

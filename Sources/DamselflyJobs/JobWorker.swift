@@ -153,9 +153,11 @@ public final class JobWorker: Sendable {
         }
 
         var processors: [Task<Void, Never>] = []
+        var managers: [Manager] = []
         for (i, capsule) in options.capsules.enumerated() {
             let manager = Manager(index: i, capsule: capsule, pool: pools[i], fetcher: fetchers[i], registry: registry,
                                   middleware: middleware, retry: options.retry, state: state, logger: logger)
+            managers.append(manager)
             processors += manager.start()
         }
         let client = JobClient(redis: controlPool, registry: registry)
@@ -206,6 +208,9 @@ public final class JobWorker: Sendable {
                 }
             }
         }
+        // Jobs fetched ahead and not started (processors still busy past the timeout leave
+        // some): back to their queues too, before the private lists are given up.
+        for manager in managers { await manager.requeueHeld() }
         for task in processors { task.cancel() }
         for task in background { task.cancel() }
         await heartbeat.flushStats()

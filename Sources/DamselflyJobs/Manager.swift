@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A group of queues with its own concurrency and its own connection pool (Sidekiq 7's
 /// capsule): for example a capsule of 1 for a `thread_unsafe` queue beside a default of 10.
 public struct Capsule: Sendable {
@@ -7,13 +9,24 @@ public struct Capsule: Sendable {
     /// Connections of the capsule's pool; default `concurrency + 5` as Sidekiq sizes it
     /// (every processor may hold one in a blocking fetch, job code shares the rest).
     public var poolSize: Int?
+    /// Jobs a fetch may take beyond the one it runs (`--prefetch`): a processor whose fetch
+    /// finds jobs takes up to this many more in the same round trip and leaves them to the
+    /// capsule's processors, which run them before fetching again. The capsule holds at most
+    /// `concurrency × prefetch` fetched and not started. 0 is Sidekiq's one job per fetch.
+    /// With basic fetch the jobs held are lost on a crash like the running ones; with
+    /// reliable fetch they wait in the private list like the running ones.
+    public var prefetch: Int
 
-    public init(name: String = "default", queues: QueueList, concurrency: Int = 10, poolSize: Int? = nil) {
+    public init(name: String = "default", queues: QueueList, concurrency: Int = 10, poolSize: Int? = nil,
+                prefetch: Int = Capsule.defaultPrefetch) {
         self.name = name
         self.queues = queues
         self.concurrency = concurrency
         self.poolSize = poolSize
+        self.prefetch = prefetch
     }
+
+    public static let defaultPrefetch = 3
 }
 
 /// Runs around every job (Sidekiq's server middleware); call `next` to run the job.
@@ -33,6 +46,7 @@ final class Manager: Sendable {
     let retry: JobRetry
     let state: WorkerState
     let logger: Logger
+    let held: PrefetchBuffer
 
     init(index: Int, capsule: Capsule, pool: RedisPool, fetcher: any Fetcher, registry: JobRegistry,
          middleware: [any ServerMiddleware], retry: JobRetry, state: WorkerState, logger: Logger) {
@@ -45,6 +59,7 @@ final class Manager: Sendable {
         self.retry = retry
         self.state = state
         self.logger = logger
+        self.held = PrefetchBuffer(perFetch: max(0, capsule.prefetch), capacity: max(0, capsule.prefetch) * capsule.concurrency)
     }
 
     /// Starts the processors; each task ends once the worker is quiet.
@@ -64,31 +79,63 @@ final class Manager: Sendable {
         String(UInt64.random(in: 1 << 40 ..< 1 << 50), radix: 36)
     }
 
-    /// Fetch, run, and hand the finished job to the next fetch, which acknowledges it in the
-    /// same round trip (``Fetcher/retrieve(after:)``); the last one is acknowledged alone.
+    /// Fetch, run, and hand the finished jobs to the next fetch, which acknowledges them in
+    /// the same round trip (``Fetcher/retrieve(after:limit:)``); the last ones are
+    /// acknowledged alone. A fetch that finds jobs takes up to ``Capsule/prefetch`` more for
+    /// the capsule's processors, which run them before fetching again (a processor fetches
+    /// only when none is held); one that took held jobs sends their acknowledgements with its
+    /// next fetch, or alone once `prefetch + 1` are waiting.
     func processorLoop(tid: String) async {
-        var done: UnitOfWork?
+        var done: [UnitOfWork] = []
+        let maxUnacknowledged = held.perFetch + 1
         while !state.isQuiet {
-            let work: UnitOfWork?
+            if let work = held.take() {
+                if done.count >= maxUnacknowledged {
+                    do {
+                        try await fetcher.acknowledge(done)
+                        done = []
+                    } catch {
+                        logger.error("acknowledge: \(error)", context: "tid=\(tid)")
+                    }
+                }
+                if let finished = await process(work, tid: tid) { done.append(finished) }
+                continue
+            }
+            let extra = held.reserve()
+            let fetched: [UnitOfWork]
             do {
-                work = try await fetcher.retrieve(after: done)
-                done = nil
+                fetched = try await fetcher.retrieve(after: done, limit: 1 + extra)
+                done = []
             } catch {
+                held.release(extra)
                 // `done` is kept: acknowledging it twice is harmless, never doing it is not.
                 logger.error("fetch: \(error)", context: "tid=\(tid)")
                 try? await Task.sleep(for: .seconds(1))
                 continue
             }
-            guard let work else { continue }
+            guard let work = fetched.first else { held.release(extra); continue }
             if state.isQuiet {
-                // Fetched while quieting: it is not ours to start any more.
-                try? await fetcher.requeue([work])
+                // Fetched while quieting: not ours to start any more (back in running order).
+                held.release(extra)
+                try? await fetcher.requeue(fetched.reversed())
                 break
             }
-            done = await process(work, tid: tid)
+            held.store(fetched.dropFirst(), releasing: extra)
+            if let finished = await process(work, tid: tid) { done.append(finished) }
         }
-        if let done {
-            do { try await fetcher.acknowledge(done) } catch { logger.error("acknowledge: \(error)", context: "tid=\(tid)") }
+        do { try await fetcher.acknowledge(done) } catch { logger.error("acknowledge: \(error)", context: "tid=\(tid)") }
+        await requeueHeld()
+    }
+
+    /// Puts the jobs fetched but not started back at the head of their queues, the first to
+    /// run last pushed (so read first); the processors leaving and the shutdown call it.
+    func requeueHeld() async {
+        let left = held.takeAll()
+        guard !left.isEmpty else { return }
+        do {
+            try await fetcher.requeue(left.reversed())
+        } catch {
+            logger.error("Failed to requeue \(left.count) fetched jobs: \(error)")
         }
     }
 
@@ -98,10 +145,9 @@ final class Manager: Sendable {
         state.begin(tid: tid, capsule: index, work: work)
         var failed = false
         defer { state.end(tid: tid, failed: failed) }
-        let payload: JSONValue
+        let fields: [JSONValue?]
         do {
-            payload = try JSONValue.parse(work.job)
-            guard case .object = payload else { throw JSONParseError(offset: 0, "not an object") }
+            fields = try JSONValue.parseFields(work.job, ["class", "jid", "args"])
         } catch {
             // Sidekiq sends unparseable jobs straight to the dead set.
             logger.error("Invalid JSON for job, sent to the dead set: \(work.job)")
@@ -109,28 +155,30 @@ final class Manager: Sendable {
             try? await retry.kill(work.job, redis: pool)
             return work
         }
-        let className = payload["class"]?.stringValue ?? ""
-        let jid = payload["jid"]?.stringValue ?? ""
-        let logContext = "tid=\(tid) class=\(className) jid=\(jid)"
-        let context = JobContext(jid: jid, className: className, queue: work.queueName, payload: payload, redis: pool)
-        let args = payload["args"]?.arrayValue ?? []
+        let className = fields[0]?.stringValue ?? ""
+        let jid = fields[1]?.stringValue ?? ""
+        // Built only when a line is written (no-op jobs ran at a few µs; this was a share).
+        let logContext = { "tid=\(tid) class=\(className) jid=\(jid)" }
+        let context = JobContext(jid: jid, className: className, queue: work.queueName, rawPayload: work.job, redis: pool)
+        let args = fields[2]?.arrayValue ?? []
         let started = JobPayload.now()
-        logger.info("start", context: logContext)
+        logger.info("start", context: logContext())
         do {
             guard let entry = registry.entry(className) else {
                 throw JobError("uninitialized constant \(className)", errorClass: "NameError")
             }
             try await runMiddleware(0, context: context, args: args) { try await entry.perform(args, context) }
-            logger.info("done: \(elapsed(started)) sec", context: logContext)
+            logger.info("done: \(elapsed(started)) sec", context: logContext())
         } catch {
             failed = true
-            logger.warn("fail: \(elapsed(started)) sec: \(JobRetry.errorClass(of: error)): \(JobRetry.message(of: error))", context: logContext)
-            let decision = retry.decide(payload: payload, queue: work.queueName, error: error)
+            logger.warn("fail: \(elapsed(started)) sec: \(JobRetry.errorClass(of: error)): \(JobRetry.message(of: error))", context: logContext())
+            // The whole payload only now: the retry carries every field on.
+            let decision = retry.decide(payload: context.payload, queue: work.queueName, error: error)
             do {
                 try await retry.apply(decision, redis: pool)
             } catch {
                 // The job stays un-acknowledged: with reliable fetch a peer puts it back.
-                logger.error("could not record the failure: \(error)", context: logContext)
+                logger.error("could not record the failure: \(error)", context: logContext())
                 return nil
             }
         }
@@ -147,5 +195,72 @@ final class Manager: Sendable {
     private func elapsed(_ since: Double) -> String {
         let ms = Int(((JobPayload.now() - since) * 1000).rounded())
         return "\(ms / 1000).\(String(repeating: "0", count: 3 - String(ms % 1000).count))\(ms % 1000)"
+    }
+}
+
+/// The jobs a capsule fetched ahead and has not started, first to run first, and the room
+/// fetches in flight have claimed: each fetch claims up to ``perFetch``, and held plus claimed
+/// never exceeds ``capacity``, however many processors fetch at once. One lock, held for a
+/// few instructions.
+final class PrefetchBuffer: Sendable {
+    struct State {
+        var jobs: [UnitOfWork] = []
+        var head = 0
+        var reserved = 0
+        var count: Int { jobs.count - head }
+    }
+    let perFetch: Int
+    let capacity: Int
+    private let state = Mutex(State())
+
+    init(perFetch: Int, capacity: Int) {
+        self.perFetch = perFetch
+        self.capacity = capacity
+    }
+
+    var count: Int { state.withLock { $0.count } }
+
+    /// The next job held, if any.
+    func take() -> UnitOfWork? {
+        guard capacity > 0 else { return nil }
+        return state.withLock { s in
+            guard s.head < s.jobs.count else { return nil }
+            let work = s.jobs[s.head]
+            s.head += 1
+            if s.head == s.jobs.count { s.jobs.removeAll(keepingCapacity: true); s.head = 0 }
+            return work
+        }
+    }
+
+    /// Claims room for the extra jobs of one fetch; give it back with ``store(_:releasing:)``
+    /// or ``release(_:)``.
+    func reserve() -> Int {
+        guard capacity > 0 else { return 0 }
+        return state.withLock { s in
+            let room = min(perFetch, max(0, capacity - s.count - s.reserved))
+            s.reserved += room
+            return room
+        }
+    }
+
+    func release(_ reserved: Int) {
+        guard reserved > 0 else { return }
+        state.withLock { $0.reserved -= reserved }
+    }
+
+    /// Adds a fetch's extra jobs (at most what it reserved) and frees its claim.
+    func store<C: Collection>(_ work: C, releasing reserved: Int) where C.Element == UnitOfWork {
+        guard reserved > 0 || !work.isEmpty else { return }
+        state.withLock { s in
+            s.reserved -= reserved
+            s.jobs.append(contentsOf: work)
+        }
+    }
+
+    func takeAll() -> [UnitOfWork] {
+        state.withLock { s in
+            defer { s.jobs.removeAll(); s.head = 0 }
+            return Array(s.jobs[s.head...])
+        }
     }
 }

@@ -169,18 +169,50 @@ public final class RedisConnection: @unchecked Sendable {
     /// Sends commands in one write and returns their replies in order. Error replies are
     /// values here (`.error`), so one failed command does not hide the others' replies.
     public func send(_ commands: [[[UInt8]]]) async throws -> [RESPValue] {
+        try await send(count: commands.count) { output in
+            for command in commands { RESPEncodeCommand(command, into: &output) }
+        }
+    }
+
+    /// The same for commands given as strings, encoded straight into the output buffer: no
+    /// byte array per argument (a reliable fetch's batch has two commands per job, one
+    /// carrying the whole payload).
+    public func send(strings commands: [[String]]) async throws -> [RESPValue] {
+        try await send(count: commands.count) { output in
+            for command in commands { Self.encode(command, into: &output) }
+        }
+    }
+
+    static func encode(_ args: [String], into buffer: inout [UInt8]) {
+        buffer.append(UInt8(ascii: "*"))
+        buffer.append(contentsOf: String(args.count).utf8)
+        buffer.append(0x0D)
+        buffer.append(0x0A)
+        for arg in args {
+            buffer.append(UInt8(ascii: "$"))
+            buffer.append(contentsOf: String(arg.utf8.count).utf8)
+            buffer.append(0x0D)
+            buffer.append(0x0A)
+            buffer.append(contentsOf: arg.utf8)
+            buffer.append(0x0D)
+            buffer.append(0x0A)
+        }
+    }
+
+    private func send(count: Int, encode: (inout [UInt8]) -> Void) async throws -> [RESPValue] {
         guard inUse.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             preconditionFailure("RedisConnection used by two tasks at once")
         }
         defer { inUse.store(false, ordering: .releasing) }
         guard !isBroken else { throw RedisError.closed }
+        let commands = count
         do {
             output.removeAll(keepingCapacity: true)
-            for command in commands { RESPEncodeCommand(command, into: &output) }
+            encode(&output)
             try await flush()
             var replies: [RESPValue] = []
-            replies.reserveCapacity(commands.count)
-            while replies.count < commands.count {
+            replies.reserveCapacity(commands)
+            while replies.count < commands {
                 let reply = try await readReply()
                 if case .push = reply { continue }  // RESP3 out-of-band data: not a reply
                 replies.append(reply)

@@ -1,4 +1,5 @@
 import DamselflyRESP
+import Synchronization
 
 /// A bounded pool of persistent connections, opened lazily.
 ///
@@ -7,16 +8,23 @@ import DamselflyRESP
 /// connection instead of opening its own: the server sees at most ``limit`` connections for
 /// the life of the process (the failure mode of opening a client per job). A connection that
 /// broke is dropped and its slot reopened on demand.
-public actor RedisPool {
-    public nonisolated let config: RedisConfig
-    public nonisolated let limit: Int
-    nonisolated let reactor: IOReactor
-    private var idle: [RedisConnection] = []
-    private var open = 0
-    /// Waiters get a connection, or `nil` meaning "a slot is yours: open one".
-    private var waiters: [CheckedContinuation<RedisConnection?, Never>] = []
-    /// Connections opened over the pool's life (a test checks that it stays flat).
-    public private(set) var connectionsOpened = 0
+///
+/// A class behind one lock rather than an actor: every command leases and returns a
+/// connection, and as an actor that was two executor hops per round trip, each a possible
+/// thread switch; taking an idle connection is a few instructions under the lock, and only a
+/// caller that must wait for one suspends.
+public final class RedisPool: Sendable {
+    public let config: RedisConfig
+    public let limit: Int
+    let reactor: IOReactor
+    struct State {
+        var idle: [RedisConnection] = []
+        var open = 0
+        /// Waiters get a connection, or `nil` meaning "a slot is yours: open one".
+        var waiters: [CheckedContinuation<RedisConnection?, Never>] = []
+        var connectionsOpened = 0
+    }
+    private let state = Mutex(State())
 
     public init(config: RedisConfig, limit: Int, reactor: IOReactor = .shared) {
         precondition(limit > 0)
@@ -25,43 +33,77 @@ public actor RedisPool {
         self.reactor = reactor
     }
 
-    public var openConnections: Int { open }
+    public var openConnections: Int { state.withLock { $0.open } }
+    /// Connections opened over the pool's life (a test checks that it stays flat).
+    public var connectionsOpened: Int { state.withLock { $0.connectionsOpened } }
+
+    /// An idle connection, or `.slot` (open one), or `.wait` (none free: suspend).
+    private enum Take { case connection(RedisConnection), slot, wait }
 
     private func take() async -> RedisConnection? {
-        if let connection = idle.popLast() { return connection }
-        if open < limit {
-            open += 1
-            connectionsOpened += 1
-            return nil
+        let now: Take = state.withLock { s in
+            if let connection = s.idle.popLast() { return .connection(connection) }
+            if s.open < limit {
+                s.open += 1
+                s.connectionsOpened += 1
+                return .slot
+            }
+            return .wait
         }
-        return await withCheckedContinuation { waiters.append($0) }
+        switch now {
+        case .connection(let connection): return connection
+        case .slot: return nil
+        case .wait:
+            return await withCheckedContinuation { (continuation: CheckedContinuation<RedisConnection?, Never>) in
+                // Re-checked under the lock: a connection given back since is taken at once.
+                let ready: Take = state.withLock { s in
+                    if let connection = s.idle.popLast() { return .connection(connection) }
+                    if s.open < limit {
+                        s.open += 1
+                        s.connectionsOpened += 1
+                        return .slot
+                    }
+                    s.waiters.append(continuation)
+                    return .wait
+                }
+                switch ready {
+                case .connection(let connection): continuation.resume(returning: connection)
+                case .slot: continuation.resume(returning: nil)
+                case .wait: break
+                }
+            }
+        }
     }
 
     private func giveBack(_ connection: RedisConnection?) {
-        if let connection, !connection.isBroken {
-            if !waiters.isEmpty {
-                waiters.removeFirst().resume(returning: connection)
-            } else {
-                idle.append(connection)
+        let handOff: (CheckedContinuation<RedisConnection?, Never>, RedisConnection?)? = state.withLock { s in
+            if let connection, !connection.isBroken {
+                if !s.waiters.isEmpty { return (s.waiters.removeFirst(), connection) }
+                s.idle.append(connection)
+                return nil
             }
-            return
+            // A broken or never-opened connection frees its slot.
+            if !s.waiters.isEmpty {
+                s.connectionsOpened += 1
+                return (s.waiters.removeFirst(), nil)
+            }
+            s.open -= 1
+            return nil
         }
-        // A broken or never-opened connection frees its slot.
-        if !waiters.isEmpty {
-            connectionsOpened += 1
-            waiters.removeFirst().resume(returning: nil)
-        } else {
-            open -= 1
-        }
+        if let (waiter, connection) = handOff { waiter.resume(returning: connection) }
     }
 
     /// Closes idle connections (leased ones close when given back after this).
     public func drain() {
-        idle.removeAll()
+        let closing = state.withLock { s -> [RedisConnection] in
+            defer { s.idle.removeAll() }
+            return s.idle
+        }
+        withExtendedLifetime(closing) {}
     }
 
     /// Leases a connection for `body`; it goes back to the pool afterwards.
-    public nonisolated func withConnection<T: Sendable>(
+    public func withConnection<T: Sendable>(
         _ body: (RedisConnection) async throws -> T
     ) async throws -> T {
         var connection = await take()
@@ -69,17 +111,17 @@ public actor RedisPool {
             do {
                 connection = try await RedisConnection.connect(config, reactor: reactor)
             } catch {
-                await giveBack(nil)
+                giveBack(nil)
                 throw error
             }
         }
         let leased = connection!
         do {
             let result = try await body(leased)
-            await giveBack(leased)
+            giveBack(leased)
             return result
         } catch {
-            await giveBack(leased)
+            giveBack(leased)
             throw error
         }
     }
@@ -88,25 +130,25 @@ public actor RedisPool {
 
     /// One command; an error reply throws ``RedisError/server(_:)``.
     @discardableResult
-    public nonisolated func call(_ args: String...) async throws -> RESPValue {
+    public func call(_ args: String...) async throws -> RESPValue {
         try await call(args)
     }
 
     @discardableResult
-    public nonisolated func call(_ args: [String]) async throws -> RESPValue {
-        let reply = try await withConnection { try await $0.send([args.map { Array($0.utf8) }])[0] }
+    public func call(_ args: [String]) async throws -> RESPValue {
+        let reply = try await withConnection { try await $0.send(strings: [args])[0] }
         if case .error(let message) = reply { throw RedisError.server(message) }
         return reply
     }
 
     /// Commands in one round trip; replies (errors included) in order.
-    public nonisolated func pipeline(_ commands: [[String]]) async throws -> [RESPValue] {
-        try await withConnection { try await $0.send(commands.map { $0.map { Array($0.utf8) } }) }
+    public func pipeline(_ commands: [[String]]) async throws -> [RESPValue] {
+        try await withConnection { try await $0.send(strings: commands) }
     }
 
     /// `MULTI`, the commands, `EXEC` in one round trip: the replies of the block, as Ruby's
     /// `conn.multi { }` returns them. Throws if the block was refused or aborted.
-    public nonisolated func transaction(_ commands: [[String]]) async throws -> [RESPValue] {
+    public func transaction(_ commands: [[String]]) async throws -> [RESPValue] {
         let replies = try await pipeline([["MULTI"]] + commands + [["EXEC"]])
         switch replies.last {
         case .array(let items?)?: return items

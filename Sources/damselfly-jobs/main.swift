@@ -8,12 +8,13 @@ let usage = """
     usage: damselfly-jobs <command> [options]   (REDIS_URL or --url redis://127.0.0.1:6379/0)
       work   [-c N] [-q queue[,weight]]... [-t SECONDS] [--no-reliable] [--poll-interval S]
              [--retry-delay S] [--max-recoveries N] [--capsule name:concurrency:q1,q2] [-g tag]
+             [--prefetch N]   (jobs a fetch takes beyond the one it runs, default 3; 0: one per fetch)
              [--log-level debug|info|warn|error]
       push   --class NAME [--queue Q] [--args JSON] [--count N] [--in SECONDS | --at EPOCH] [--retry true|false|N]
              [--backtrace true|false|N]
       stats
       bench  [--queues N] [--processes N] [--concurrency N] [--elements N] [--iterations N]
-             [--no-reliable] [--ruby-require FILE]   (or QUEUES=.. PROCESSES=.. CONCURRENCY=.. ELEMENTS=.. ITERATIONS=..)
+             [--no-reliable] [--prefetch N] [--ruby-require FILE]   (or QUEUES=.. PROCESSES=.. CONCURRENCY=.. ELEMENTS=.. ITERATIONS=..)
 
     """
 
@@ -92,6 +93,10 @@ func work(_ args: Arguments) async throws {
                                         concurrency: c))
     }
     options.reliable = !args.flags.contains("--no-reliable")
+    if let p = args.last("--prefetch") {
+        let prefetch = must(Int(p), "bad --prefetch")
+        for i in options.capsules.indices { options.capsules[i].prefetch = prefetch }
+    }
     if let t = args.last("-t", "--timeout") { options.shutdownTimeout = must(Double(t), "bad -t") }
     if let p = args.last("--poll-interval") { options.pollIntervalAverage = must(Double(p), "bad --poll-interval") }
     if let h = args.last("--heartbeat") { options.heartbeatInterval = must(Double(h), "bad --heartbeat") }
@@ -197,6 +202,7 @@ func bench(_ args: Arguments) async throws {
         } else {
             argv = [me, "work", "--url", config.url, "-c", String(concurrency), "-q", "q\(p % queues)", "--log-level", "warn"]
                 + (args.flags.contains("--no-reliable") ? ["--no-reliable"] : [])
+                + (args.last("--prefetch").map { ["--prefetch", $0] } ?? [])
         }
         children.append(spawn(argv, extraEnv: ["REDIS_URL=\(config.url)"]))
     }

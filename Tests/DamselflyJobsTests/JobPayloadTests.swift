@@ -1,3 +1,4 @@
+import DamselflyRESP
 import Testing
 @testable import DamselflyJobs
 
@@ -59,6 +60,34 @@ import Testing
     @Test func rejectsMalformed() {
         for bad in ["", "{", "[1,]", "{\"a\" 1}", "tru", "1 2", "\"abc"] {
             #expect(throws: JSONParseError.self) { try JSONValue.parse(bad) }
+        }
+    }
+
+    @Test func parseFieldsBuildsOnlyTheKeysAskedFor() throws {
+        let text = #"{"retry":true,"queue":"q","class":"A","args":[1,2.5,"x\"y",{"k":[]}],"jid":"0123456789abcdef01234567","created_at":1700000000.5,"enqueued_at":1.7e9,"t\u0061gs":["t"]}"#
+        let fields = try JSONValue.parseFields(text, ["class", "jid", "args", "tags", "missing"])
+        let full = try JSONValue.parse(text)
+        #expect(fields[0] == full["class"])
+        #expect(fields[1] == full["jid"])
+        #expect(fields[2] == full["args"])
+        #expect(fields[3] == .array([.string("t")]))  // an escaped key still matches
+        #expect(fields[4] == nil)
+        #expect(try JSONValue.parseFields("{}", ["class"]) == [nil])
+        #expect(try JSONValue.parseFields(#" {"n":-12,"m":123456789012345678901} "#, ["n", "m"])
+                == [.int(-12), .double(123456789012345678901)])
+    }
+
+    @Test func parseFieldsRejectsWhatParseRejects() {
+        // Malformed anywhere, also in a field that is skipped; and documents that are not objects.
+        for bad in ["", "[]", "1", "{", #"{"a":[1,]}"#, #"{"a" 1}"#, #"{"a":tru}"#, #"{"a":1} 2"#, #"{"a":"abc}"#,
+                    #"{"a":1.2.3}"#, #"{"a":-}"#, #"{"a":1e}"#, #"{"a":"\x"}"#, #"{"a":{"b":1,}}"#] {
+            #expect(throws: JSONParseError.self, "\(bad)") { try JSONValue.parseFields(bad, ["class"]) }
+        }
+        // A skipped number is accepted exactly when the parser would build it.
+        for number in ["0", "-0.5", "1e9", "1.5E+3", "2.", ".5", "+1", "-", "1e", "1e+", "1.2.3", "1-2", "--1", "."] {
+            let built = (try? JSONValue.parse(#"{"a":\#(number)}"#)) != nil
+            let skipped = (try? JSONValue.parseFields(#"{"a":\#(number)}"#, ["class"])) != nil
+            #expect(built == skipped, "\(number)")
         }
     }
 
@@ -192,5 +221,45 @@ import Testing
         let d = RedisConfig(url: "redis://127.0.0.1:7000")
         #expect(d?.port == 7000 && d?.database == 0 && d?.password == nil)
         #expect(RedisConfig(url: "http://x") == nil)
+    }
+}
+
+@Suite struct PrefetchTests {
+    static func work(_ i: Int) -> UnitOfWork { UnitOfWork(queueKey: "queue:q", job: "j\(i)") }
+
+    @Test func fetchesClaimAtMostPerFetchAndTheCapacityInAll() {
+        let buffer = PrefetchBuffer(perFetch: 3, capacity: 5)
+        let a = buffer.reserve(), b = buffer.reserve(), c = buffer.reserve()
+        #expect([a, b, c] == [3, 2, 0])
+        buffer.store([Self.work(1), Self.work(2)], releasing: a)  // fewer than claimed
+        buffer.release(b)
+        #expect(buffer.count == 2)
+        #expect(buffer.reserve() == 3)
+    }
+
+    @Test func takesInFetchOrderAndTakeAllEmpties() {
+        let buffer = PrefetchBuffer(perFetch: 4, capacity: 8)
+        let room = buffer.reserve()
+        buffer.store((1...4).map(Self.work), releasing: room)
+        #expect(buffer.take()?.job == "j1")
+        #expect(buffer.take()?.job == "j2")
+        #expect(buffer.takeAll().map(\.job) == ["j3", "j4"])
+        #expect(buffer.take() == nil)
+        #expect(buffer.count == 0)
+    }
+
+    @Test func zeroPrefetchHoldsNothing() {
+        let buffer = PrefetchBuffer(perFetch: 0, capacity: 0)
+        #expect(buffer.reserve() == 0)
+        #expect(buffer.take() == nil)
+    }
+
+    @Test func everyMovedJobIsKept() throws {
+        // A BLMOVE that timed out, then LMOVEs that found jobs pushed just after: all run.
+        let replies: [RESPValue] = [.bulk(nil), .bulk(Array("a".utf8)), .null, .bulk(Array("b".utf8))]
+        #expect(try ReliableFetch.movedAll(replies) == ["a", "b"])
+        #expect(try ReliableFetch.movedAll([RESPValue.null, .bulk(nil)]) == [])
+        #expect(throws: RedisError.self) { try ReliableFetch.movedAll([RESPValue.error("WRONGTYPE x")]) }
+        #expect(try ReliableFetch.movedAll([RESPValue.error("WRONGTYPE x"), .bulk(Array("c".utf8))]) == ["c"])
     }
 }
