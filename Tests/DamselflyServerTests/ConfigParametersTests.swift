@@ -12,7 +12,7 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
     static let redisNames = [
         "port", "bind", "requirepass", "maxmemory", "databases", "dir", "dbfilename", "maxclients", "timeout",
         "tcp-keepalive", "loglevel", "proto-max-bulk-len", "slowlog-log-slower-than", "slowlog-max-len", "hz",
-        "save", "appendonly", "appendfsync", "lua-time-limit", "maxmemory-policy",
+        "save", "appendonly", "appendfsync", "lua-time-limit", "busy-reply-threshold", "maxmemory-policy",
     ]
 
     @Test func star() {
@@ -29,7 +29,7 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
             "dir": ".", "dbfilename": "dump.rdb", "maxclients": "64000", "timeout": "0", "tcp-keepalive": "300",
             "loglevel": "notice", "proto-max-bulk-len": "536870912", "slowlog-log-slower-than": "10000",
             "slowlog-max-len": "128", "hz": "10", "save": "", "appendonly": "no", "appendfsync": "everysec", "maxmemory-policy": "noeviction",
-            "lua-time-limit": "5000",
+            "lua-time-limit": "5000", "busy-reply-threshold": "5000",
         ]
         for (name, v) in ConfigParameters.get("*", from: c) {
             #expect(expected[name] == v, "\(name)")
@@ -63,7 +63,7 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
     @Test func questionMarkAndClasses() {
         let c = ServerConfig()
         #expect(names(ConfigParameters.get("h?", from: c)) == ["hz"])
-        #expect(Set(names(ConfigParameters.get("[pb]*", from: c))) == ["port", "bind", "proto-max-bulk-len"])
+        #expect(Set(names(ConfigParameters.get("[pb]*", from: c))) == ["port", "bind", "proto-max-bulk-len", "busy-reply-threshold"])
         #expect(names(ConfigParameters.get("d[^i]*", from: c)) == ["databases", "dbfilename"])
         #expect(names(ConfigParameters.get("[a-c]ind", from: c)) == ["bind"])
     }
@@ -211,6 +211,8 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
         #expect(value("lua-time-limit", c) == "5000")
         #expect(ConfigParameters.set("busy-reply-threshold", "250", in: &c) == nil)
         #expect(c.luaTimeLimit == 250)
+        #expect(ConfigParameters.get("busy-reply-threshold", from: c).map(\.0) == ["busy-reply-threshold"])
+        #expect(value("lua-time-limit", c) == "250")
         #expect(ConfigParameters.set("lua-time-limit", "100", in: &c) == nil)
         #expect(c.luaTimeLimit == 100)
         #expect(ConfigParameters.set("lua-time-limit", "-1", in: &c)

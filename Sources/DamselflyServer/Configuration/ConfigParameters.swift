@@ -218,7 +218,10 @@ public enum ConfigParameters {
                 }
                 return text.lowercased() == config.appendfsync ? nil : "changing appendfsync at runtime is not supported"
             }),
-        intParameter("lua-time-limit", ["lua_time_limit", "busy-reply-threshold"], 0...Int.max, \.luaTimeLimit),
+        // Redis 7 lists both names (busy-reply-threshold is the new one) and
+        // answers CONFIG GET under the name asked: two parameters, one setting.
+        intParameter("busy-reply-threshold", [], 0...Int.max, \.luaTimeLimit),
+        intParameter("lua-time-limit", ["lua_time_limit"], 0...Int.max, \.luaTimeLimit),
         Parameter(
             name: "maxmemory-policy", aliases: ["maxmemory_policy"], get: { _ in "noeviction" },
             set: { _, text in
