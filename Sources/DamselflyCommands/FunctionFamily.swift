@@ -19,6 +19,7 @@ public struct RegisteredFunction: Sendable {
     public let flags: UInt32
 
     public var noWrites: Bool { flags & UInt32(DFLY_FN_NO_WRITES) != 0 }
+    public var allowOOM: Bool { flags & UInt32(DFLY_FN_ALLOW_OOM) != 0 }
 
     /// Flag names in Redis's listing order.
     public var flagNames: [String] {
@@ -347,7 +348,9 @@ public final class FunctionRuntime: @unchecked Sendable {
 public enum FunctionFamily {
     public static func register(_ r: CommandRegistry) {
         let g = "scripting"
-        r.register("fcall", arity: -3, flags: [.write, .denyOOM, .noscript], group: g) { call in fcall(call, readOnly: false) }
+        // Not denyOOM as a command: Redis 7 refuses only functions without
+        // `no-writes` or `allow-oom` over maxmemory (see fcall).
+        r.register("fcall", arity: -3, flags: [.write, .noscript], group: g) { call in fcall(call, readOnly: false) }
         r.register("fcall_ro", arity: -3, flags: [.readonly, .noscript], group: g) { call in fcall(call, readOnly: true) }
         r.register("function", arity: -2, flags: [.noscript], group: g) { call in function(call) }
     }
@@ -503,13 +506,17 @@ public enum FunctionFamily {
         if readOnly && !function.noWrites {
             return call.reply(.error("ERR Can not execute a script with write flag using *_ro command."))
         }
+        if !function.noWrites && !function.allowOOM && call.engine.isOverMemoryLimit {
+            return call.reply(.error(ScriptFamily.oomError))
+        }
         let invocation = ScriptInvocation(call, firstKey: 3, keyCount: Int(keyCount))
         // The lending bookkeeping is keyed per function and library version.
         let id = "fcall:\(library.name)#\(library.version):\(function.name)"
         let reach = call.engine.scripts.reach(forFunction: id)
         let run = ScriptRun(
             call: call, sha: id, body: [], invocation: invocation, reach: reach,
-            function: ScriptRun.FunctionTarget(library: library, name: function.name, noWrites: function.noWrites))
+            function: ScriptRun.FunctionTarget(library: library, name: function.name, noWrites: function.noWrites),
+            allowsOOM: function.allowOOM)
         if let shard = invocation.singleShard, reach.takesOneShardPath {
             run.onOwningShard(shardIndex: shard)
         } else {

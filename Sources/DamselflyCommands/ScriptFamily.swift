@@ -331,7 +331,13 @@ public final class ScriptRuntime: @unchecked Sendable {
     func compile(sha: String, body: [UInt8], into lua: OpaquePointer) -> CompileError? {
         var error: UnsafeMutablePointer<CChar>? = nil
         // An empty script is a valid (empty) chunk: give Lua a real pointer.
-        let padded = body + [0]
+        var padded = body + [0]
+        if body.starts(with: Array("#!".utf8)) {
+            // Redis 7 reads the `#!lua` line itself; Lua sees an empty first
+            // line, so line numbers in errors stay the script's.
+            let end = body.firstIndex(of: UInt8(ascii: "\n")) ?? body.count
+            for i in 0..<end { padded[i] = UInt8(ascii: " ") }
+        }
         let rc = padded.withUnsafeBytes { raw in
             dfly_lua_load(lua, sha, raw.baseAddress!.assumingMemoryBound(to: CChar.self), body.count, &error)
         }
@@ -383,12 +389,16 @@ final class ScriptEntry: Sendable {
     let body: [UInt8]
     /// Flags named on the script's first line; nil when it names none.
     let declaredFlags: Set<String>?
+    /// Redis 7's flags when the script starts with a `#!lua` line (empty
+    /// without `flags=`); nil for a script without one (Redis's compatible mode).
+    let redisFlags: Set<String>?
     let reach = ScriptReach()
 
     init(sha: String, body: [UInt8]) {
         self.sha = sha
         self.body = body
         self.declaredFlags = ScriptFlags.declared(in: body)
+        self.redisFlags = body.starts(with: Array("#!lua".utf8)) ? (self.declaredFlags ?? []) : nil
     }
 }
 
@@ -478,6 +488,27 @@ public enum ScriptFlags {
         return nil
     }
 
+    /// Redis 7's script flags (a `#!lua flags=` line); Dragonfly's are accepted there too.
+    static let redisKnown: Set<String> = ["no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys"]
+
+    /// Redis 7's error for a bad `#!` first line (other engine, unknown option
+    /// or flag); nil when the script has none or a valid one.
+    static func shebangError(in body: [UInt8]) -> String? {
+        guard body.starts(with: Array("#!".utf8)) else { return nil }
+        guard body.contains(UInt8(ascii: "\n")) else { return "ERR Invalid script shebang" }
+        let line = String(decoding: body.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+        let words = line.split(separator: " ", omittingEmptySubsequences: true)
+        guard words.first == "#!lua" else { return "ERR Unexpected engine in script shebang: \(words.first ?? "")" }
+        for option in words.dropFirst() {
+            guard option.hasPrefix("flags=") else { return "ERR Unknown lua shebang option: \(option)" }
+            for flag in option.dropFirst("flags=".count).split(separator: ",")
+            where !redisKnown.contains(String(flag)) && !known.contains(String(flag)) {
+                return "ERR Unexpected flag in script shebang: \(flag)"
+            }
+        }
+        return nil
+    }
+
     /// `a,b, c` → {a, b, c}.
     public static func parseList(_ text: Substring) -> Set<String> {
         Set(text.split(separator: ",").map { String($0.filter { $0 != " " && $0 != "\t" && $0 != "\r" }) }.filter { !$0.isEmpty })
@@ -500,7 +531,10 @@ public enum ScriptFamily {
     public static func register(_ r: CommandRegistry) {
         let g = "scripting"
         for (name, bySha, readOnly) in [("eval", false, false), ("evalsha", true, false), ("eval_ro", false, true), ("evalsha_ro", true, true)] {
-            r.register(name, arity: -3, flags: readOnly ? [.readonly, .noscript] : [.write, .denyOOM, .noscript], group: g) { call in
+            // Not denyOOM as commands: over maxmemory Redis 7 refuses a script
+            // with a `#!lua` line unless it is no-writes or allow-oom, and a
+            // script without one fails at its first denyOOM command (see eval).
+            r.register(name, arity: -3, flags: readOnly ? [.readonly, .noscript] : [.write, .noscript], group: g) { call in
                 eval(call, bySha: bySha)
             }
         }
@@ -518,6 +552,7 @@ public enum ScriptFamily {
         switch call.args.string(1).lowercased() {
         case "load" where call.args.count == 3:
             let body = call.args.bytes(2)
+            if let error = ScriptFlags.shebangError(in: body) { return call.reply(.error(error)) }
             let digest = sha(of: body)
             if case .failure(let error) = runtime.interpreter(loop: call.loop.index, sha: digest, body: body) {
                 return call.reply(.error("ERR Error compiling script (new function): \(error.message)"))
@@ -545,6 +580,8 @@ public enum ScriptFamily {
         }
     }
 
+    static let oomError = "OOM command not allowed when used memory > 'maxmemory'."
+
     /// EVALSHA's digest in lower case, without a second copy when it already is.
     private static func shaArgument(_ raw: UnsafeRawBufferPointer) -> String {
         let text = String(decoding: raw, as: UTF8.self)
@@ -570,17 +607,27 @@ public enum ScriptFamily {
             if let known = runtime.entry(sha) {
                 script = known
             } else {
+                if let error = ScriptFlags.shebangError(in: body) { return call.reply(.error(error)) }
                 if case .failure(let error) = runtime.interpreter(loop: call.loop.index, sha: sha, body: body) {
                     return call.reply(.error("ERR Error compiling script (new function): \(error.message)"))
                 }
                 script = runtime.store(sha, body)
             }
         }
+        if call.spec.flags.contains(.readonly), let flags = script.redisFlags, !flags.contains("no-writes") {
+            return call.reply(.error("ERR Can not execute a script with write flag using *_ro command."))
+        }
+        if script.redisFlags.map({ !$0.contains("no-writes") && !$0.contains("allow-oom") }) ?? false,
+           !call.spec.flags.contains(.readonly), call.engine.isOverMemoryLimit {
+            return call.reply(.error(ScriptFamily.oomError))
+        }
         let invocation = ScriptInvocation(call, firstKey: 3, keyCount: Int(keyCount))
         let wantsLending = script.declaredFlags.map { $0.contains("allow-undeclared-keys") }
             ?? runtime.settings.defaultAllowsUndeclaredKeys.load(ordering: .relaxed)
         let declaredShard = wantsLending ? nil : invocation.singleShard
-        let run = ScriptRun(call: call, sha: script.sha, body: script.body, invocation: invocation, reach: script.reach)
+        let run = ScriptRun(call: call, sha: script.sha, body: script.body, invocation: invocation, reach: script.reach,
+                            allowsOOM: script.redisFlags?.contains("allow-oom") ?? false,
+                            noWrites: script.redisFlags?.contains("no-writes") ?? false)
         if let declaredShard, script.reach.takesOneShardPath {
             run.onOwningShard(shardIndex: declaredShard)
         } else {
@@ -602,6 +649,10 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     let reach: ScriptReach
     /// Set for FCALL: the function run instead of the script `body`.
     let function: FunctionTarget?
+    /// The script may write over maxmemory (Redis 7's `allow-oom` flag).
+    let allowsOOM: Bool
+    /// Write commands are refused inside (Redis 7's `no-writes` flag).
+    let noWrites: Bool
     private var execution: ScriptExecution?
     /// The loop whose thread runs the script now (for the running-script record).
     private var runningLoop = 0
@@ -619,7 +670,9 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     }
 
     init(call: CommandCall, sha: String, body: [UInt8], invocation: ScriptInvocation, reach: ScriptReach,
-         function: FunctionTarget? = nil) {
+         function: FunctionTarget? = nil, allowsOOM: Bool = false, noWrites: Bool = false) {
+        self.allowsOOM = allowsOOM
+        self.noWrites = noWrites || function?.noWrites == true
         self.call = call
         self.sha = sha
         self.body = body
@@ -796,14 +849,14 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
                 execution.touchedShards.formUnion(0..<call.shardSet.count)
             }
         }
-        if spec.flags.contains(.write) && call.spec.flags.contains(.readonly) && function == nil {
-            // EVAL_RO / EVALSHA_RO
+        if spec.flags.contains(.write) && (call.spec.flags.contains(.readonly) || noWrites) {
+            // EVAL_RO / EVALSHA_RO / FCALL_RO, or a `no-writes` script or function
+            // (Redis 7.0's text, with its full stop)
             out.error("ERR Write commands are not allowed from read-only scripts.")
             return out.buffer
         }
-        if spec.flags.contains(.write), let function, function.noWrites || call.spec.flags.contains(.readonly) {
-            // FCALL_RO, or a `no-writes` function (Redis 7.0's text, with its full stop)
-            out.error("ERR Write commands are not allowed from read-only scripts.")
+        if spec.flags.contains(.denyOOM) && !allowsOOM && call.engine.isOverMemoryLimit {
+            out.error(ScriptFamily.oomError)
             return out.buffer
         }
         if spec.flags.contains(.write) { call.engine.scripts.noteWrite(loop: runningLoop) }

@@ -484,3 +484,64 @@ def test_redis_call_replies_are_resp2_shaped_for_a_resp3_client_equal_redis(serv
             results.append((c.call("EVAL", body, "1", "shape:z"), c.call("EVAL", body3, "1", "shape:z")))
             c.call("DEL", "shape:z")
     assert results[0] == results[1]
+
+
+def test_scripts_over_maxmemory_follow_redis7(damselfly):
+    """Over maxmemory (Redis 7.0's rules, checked against redis-server): a script
+    without a `#!lua` line runs and fails at its first denyoom command (pcall gets
+    the error); a `#!lua` script is refused unless no-writes or allow-oom; a
+    function likewise."""
+    srv = damselfly("--maxmemory=2mb")
+    big = b"x" * 100_000
+    with RespConn(srv.port) as c:
+        c.call("SET", "k", "v")
+        for i in range(200):
+            if c.call("SET", f"big:{i}", big)[0] == "-":
+                break
+        oom = b"OOM command not allowed when used memory > 'maxmemory'."
+        assert c.call("SET", "again", "1") == ("-", oom)
+        read = "return redis.call('GET', KEYS[1])"
+        write = "return redis.call('SET', KEYS[1], 'w')"
+        assert c.call("EVAL", read, "1", "k") == ("$", b"v")
+        assert c.call("EVAL", write, "1", "k") == (
+            "-", oom + b" script: %s, on @user_script:1." % sha1(write).encode())
+        assert c.call("EVAL", "return redis.pcall('SET', KEYS[1], 'w')", "1", "k") == ("-", oom)
+        assert c.call("EVAL", "#!lua\n" + read, "1", "k") == ("-", oom)
+        assert c.call("EVAL", "#!lua flags=no-writes\n" + read, "1", "k") == ("$", b"v")
+        assert c.call("EVAL", "#!lua flags=allow-oom\n" + write, "1", "k") == ("+", b"OK")
+        assert c.call("GET", "k") == ("$", b"w")
+        assert c.call("EVAL_RO", read, "1", "k") == ("$", b"w")
+        lib = ("#!lua name=oomlib\n"
+               "redis.register_function{function_name='r', callback=function(k) return redis.call('GET', k[1]) end,"
+               " flags={'no-writes'}}\n"
+               "redis.register_function('w', function(k) return redis.call('SET', k[1], 'x') end)\n"
+               "redis.register_function{function_name='a', callback=function(k) return redis.call('SET', k[1], 'a') end,"
+               " flags={'allow-oom'}}")
+        assert c.call("FUNCTION", "LOAD", lib) == ("$", b"oomlib")
+        assert c.call("FCALL", "r", "1", "k") == ("$", b"w")
+        assert c.call("FCALL", "w", "1", "k") == ("-", oom)
+        assert c.call("FCALL", "a", "1", "k") == ("+", b"OK")
+        assert c.call("FCALL_RO", "r", "1", "k") == ("$", b"a")
+
+
+def test_shebang_lines_equal_redis(servers):
+    """Redis 7's `#!lua` first line: flags parsed, the line kept out of Lua with
+    line numbers unchanged, bad engines, options and flags refused."""
+    cmds = [
+        ["EVAL", "#!lua\nreturn x.y", "0"],
+        ["EVAL", "#!lua\nreturn 1", "0"],
+        ["EVAL", "#!lua", "0"],
+        ["EVAL", "#!lua flags=no-writes\nreturn redis.call('SET', KEYS[1], 'b')", "1", "sb:a"],
+        ["EVAL", "#!lua flags=no-writes,allow-oom\nreturn redis.call('GET', KEYS[1])", "1", "sb:a"],
+        ["EVAL", "#!lua flags=bogus\nreturn 1", "0"],
+        ["EVAL", "#!lua name=x\nreturn 1", "0"],
+        ["EVAL", "#!python\nreturn 1", "0"],
+        ["EVAL_RO", "#!lua\nreturn 1", "0"],
+        ["EVAL_RO", "#!lua flags=no-writes\nreturn redis.call('GET', KEYS[1])", "1", "sb:a"],
+        ["SCRIPT", "LOAD", "#!lua flags=bad\nreturn 1"],
+        ["SCRIPT", "LOAD", "#!lua flags=no-writes\nreturn 2"],
+        ["EVALSHA_RO", sha1("#!lua flags=no-writes\nreturn 2"), "0"],
+        ["EVAL", "#!lua\nreturn redis.call('SET', KEYS[1], 'c')", "1", "sb:a"],
+        ["GET", "sb:a"],
+    ]
+    both(servers, cmds)
