@@ -32,6 +32,8 @@ public final class ClientState {
     /// Watched keys that existed at WATCH: if one is gone at EXEC (it
     /// expired: a write would have dirtied the token), EXEC aborts.
     public var watchedExisting: [(shard: Int, database: Int, key: [UInt8], hash: UInt64)] = []
+    /// The view ``forScript()`` hands out, made at the first script.
+    private var scriptView: ClientState?
     /// The waiter of a blocking command this client is parked on.
     public var blockedOn: BlockedClient?
 
@@ -59,8 +61,14 @@ public final class ClientState {
     /// and the protocol the script asked for with `redis.setresp` (RESP2
     /// unless it did), not the connection's: reply shapes that depend on the
     /// protocol (ZPOPMAX with a count, ZRANGE WITHSCORES...) follow the script.
+    ///
+    /// One such view per client, reused by every script it runs (a script
+    /// runs while its connection waits, so two never share it at once).
     public func forScript() -> ClientState {
-        let copy = ClientState(id: id, loop: loop, authenticated: authenticated)
+        let copy = scriptView ?? ClientState(id: id, loop: loop, authenticated: authenticated)
+        scriptView = copy
+        copy.protocolVersion = 2
+        copy.authenticated = authenticated
         copy.database = database
         copy.name = name
         copy.noEvict = noEvict
