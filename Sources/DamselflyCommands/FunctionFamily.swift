@@ -515,8 +515,8 @@ public enum FunctionFamily {
         let reach = call.engine.scripts.reach(forFunction: id)
         let run = ScriptRun(
             call: call, sha: id, body: [], invocation: invocation, reach: reach,
-            function: ScriptRun.FunctionTarget(library: library, name: function.name, noWrites: function.noWrites),
-            allowsOOM: function.allowOOM)
+            function: ScriptRun.FunctionTarget(library: library, name: function.name),
+            allowsOOM: function.allowOOM, noWrites: function.noWrites)
         if let shard = invocation.singleShard, reach.takesOneShardPath {
             run.onOwningShard(shardIndex: shard)
         } else {

@@ -387,18 +387,26 @@ final class ScriptReach: Sendable {
 final class ScriptEntry: Sendable {
     let sha: String
     let body: [UInt8]
-    /// Flags named on the script's first line; nil when it names none.
-    let declaredFlags: Set<String>?
-    /// Redis 7's flags when the script starts with a `#!lua` line (empty
-    /// without `flags=`); nil for a script without one (Redis's compatible mode).
-    let redisFlags: Set<String>?
+    /// The script starts with a Redis 7 `#!lua` line: over maxmemory and
+    /// under *_RO its flags decide (a script without one runs in Redis's
+    /// compatible mode).
+    let hasLuaShebang: Bool
+    /// Redis 7's `no-writes` and `allow-oom` flags.
+    let noWrites: Bool
+    let allowsOOM: Bool
+    /// Dragonfly's `allow-undeclared-keys` from the first line; nil when the
+    /// script names no flags (`--default_lua_flags` decides).
+    let allowsUndeclaredKeys: Bool?
     let reach = ScriptReach()
 
     init(sha: String, body: [UInt8]) {
         self.sha = sha
         self.body = body
-        self.declaredFlags = ScriptFlags.declared(in: body)
-        self.redisFlags = body.starts(with: Array("#!lua".utf8)) ? (self.declaredFlags ?? []) : nil
+        let flags = ScriptFlags.declared(in: body)
+        hasLuaShebang = body.starts(with: Array("#!lua".utf8))
+        noWrites = hasLuaShebang && flags?.contains("no-writes") == true
+        allowsOOM = hasLuaShebang && flags?.contains("allow-oom") == true
+        allowsUndeclaredKeys = flags.map { $0.contains("allow-undeclared-keys") }
     }
 }
 
@@ -478,14 +486,18 @@ public enum ScriptFlags {
     /// (atomic is stronger than it asks for) and changes nothing.
     public static let known: Set<String> = ["allow-undeclared-keys", "disable-atomicity"]
 
-    /// The flags named on the script's first line; nil when it has none.
+    /// The flags named on the script's first line (`--!df flags=a,b`, or the
+    /// `flags=` option of a `#!lua` line); nil when it names none.
     static func declared(in body: [UInt8]) -> Set<String>? {
-        let firstLine = body.prefix { $0 != UInt8(ascii: "\n") }
-        let text = String(decoding: firstLine, as: UTF8.self)
-        for prefix in ["--!df flags=", "#!lua flags="] where text.hasPrefix(prefix) {
-            return parseList(text.dropFirst(prefix.count))
-        }
-        return nil
+        let text = String(decoding: body.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+        if text.hasPrefix("--!df flags=") { return parseList(text.dropFirst("--!df flags=".count)) }
+        guard let words = shebangWords(text), words.first == "#!lua" else { return nil }
+        return words.dropFirst().first { $0.hasPrefix("flags=") }.map { parseList($0.dropFirst("flags=".count)) }
+    }
+
+    /// A `#!` first line split as Redis splits it (on spaces); nil for another line.
+    private static func shebangWords(_ firstLine: String) -> [Substring]? {
+        firstLine.hasPrefix("#!") ? firstLine.split(separator: " ", omittingEmptySubsequences: true) : nil
     }
 
     /// Redis 7's script flags (a `#!lua flags=` line); Dragonfly's are accepted there too.
@@ -496,8 +508,7 @@ public enum ScriptFlags {
     static func shebangError(in body: [UInt8]) -> String? {
         guard body.starts(with: Array("#!".utf8)) else { return nil }
         guard body.contains(UInt8(ascii: "\n")) else { return "ERR Invalid script shebang" }
-        let line = String(decoding: body.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
-        let words = line.split(separator: " ", omittingEmptySubsequences: true)
+        let words = shebangWords(String(decoding: body.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)) ?? []
         guard words.first == "#!lua" else { return "ERR Unexpected engine in script shebang: \(words.first ?? "")" }
         for option in words.dropFirst() {
             guard option.hasPrefix("flags=") else { return "ERR Unknown lua shebang option: \(option)" }
@@ -614,20 +625,17 @@ public enum ScriptFamily {
                 script = runtime.store(sha, body)
             }
         }
-        if call.spec.flags.contains(.readonly), let flags = script.redisFlags, !flags.contains("no-writes") {
-            return call.reply(.error("ERR Can not execute a script with write flag using *_ro command."))
-        }
-        if script.redisFlags.map({ !$0.contains("no-writes") && !$0.contains("allow-oom") }) ?? false,
-           !call.spec.flags.contains(.readonly), call.engine.isOverMemoryLimit {
-            return call.reply(.error(ScriptFamily.oomError))
+        if script.hasLuaShebang && !script.noWrites {
+            if call.spec.flags.contains(.readonly) {
+                return call.reply(.error("ERR Can not execute a script with write flag using *_ro command."))
+            }
+            if !script.allowsOOM && call.engine.isOverMemoryLimit { return call.reply(.error(ScriptFamily.oomError)) }
         }
         let invocation = ScriptInvocation(call, firstKey: 3, keyCount: Int(keyCount))
-        let wantsLending = script.declaredFlags.map { $0.contains("allow-undeclared-keys") }
-            ?? runtime.settings.defaultAllowsUndeclaredKeys.load(ordering: .relaxed)
+        let wantsLending = script.allowsUndeclaredKeys ?? runtime.settings.defaultAllowsUndeclaredKeys.load(ordering: .relaxed)
         let declaredShard = wantsLending ? nil : invocation.singleShard
         let run = ScriptRun(call: call, sha: script.sha, body: script.body, invocation: invocation, reach: script.reach,
-                            allowsOOM: script.redisFlags?.contains("allow-oom") ?? false,
-                            noWrites: script.redisFlags?.contains("no-writes") ?? false)
+                            allowsOOM: script.allowsOOM, noWrites: script.noWrites)
         if let declaredShard, script.reach.takesOneShardPath {
             run.onOwningShard(shardIndex: declaredShard)
         } else {
@@ -665,14 +673,12 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     struct FunctionTarget {
         let library: FunctionLibrary
         let name: String
-        /// The `no-writes` flag: write commands are refused inside, even under FCALL.
-        let noWrites: Bool
     }
 
     init(call: CommandCall, sha: String, body: [UInt8], invocation: ScriptInvocation, reach: ScriptReach,
          function: FunctionTarget? = nil, allowsOOM: Bool = false, noWrites: Bool = false) {
         self.allowsOOM = allowsOOM
-        self.noWrites = noWrites || function?.noWrites == true
+        self.noWrites = noWrites
         self.call = call
         self.sha = sha
         self.body = body

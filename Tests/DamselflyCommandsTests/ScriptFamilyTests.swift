@@ -107,6 +107,10 @@ import Testing
         #expect(ScriptFlags.declared(in: Array("--!df flags=allow-undeclared-keys, disable-atomicity\nreturn 1".utf8))
             == ["allow-undeclared-keys", "disable-atomicity"])
         #expect(ScriptFlags.declared(in: Array("#!lua flags=no-writes\nreturn 1".utf8)) == ["no-writes"])
+        // The `#!lua` line is read as its shebang check splits it: options anywhere, any spacing.
+        #expect(ScriptFlags.declared(in: Array("#!lua  flags=no-writes,allow-oom\nreturn 1".utf8)) == ["no-writes", "allow-oom"])
+        #expect(ScriptFlags.declared(in: Array("#!lua\nreturn 1".utf8)) == nil)
+        #expect(ScriptFlags.shebangError(in: Array("#!lua  flags=no-writes\nreturn 1".utf8)) == nil)
         #expect(ScriptFlags.declared(in: Array("return 1".utf8)) == nil)
         #expect(ScriptFlags.declared(in: Array("return 1 --!df flags=x".utf8)) == nil)
         h.engine.scripts.configure(timeLimitMillis: 5000, defaultFlags: "allow-undeclared-keys")
