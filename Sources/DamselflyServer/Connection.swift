@@ -123,13 +123,15 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             case .skip(let consumed):
                 inputStart += consumed
             case .command(let consumed):
-                if let target = migrationTarget() {
+                // One lookup serves the migration check and the dispatch.
+                let spec = server.engine.registry.lookup(args[0])
+                if let spec, let target = migrationTarget(spec) {
                     // Leave the command unconsumed: the new loop parses it again.
                     if migrate(to: target) { return }
                 }
                 inputStart += consumed
                 migrationRefused = false
-                dispatch()
+                dispatch(spec)
             case .protocolError(let message):
                 output.error("ERR " + message)
                 counters.countError("ERR")
@@ -146,10 +148,11 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         if client.closeRequested && !waitingForReply { close() }
     }
 
-    private func dispatch() {
+    /// Runs the parsed command; `spec` is its registry entry (nil: unknown).
+    private func dispatch(_ spec: CommandSpec?) {
         let engine = server.engine
         client.lastCommandAtMs = Clock.wallMillis()
-        guard let spec = engine.registry.lookup(args[0]) else {
+        guard let spec else {
             var text = "ERR unknown command '\(String(args.string(0).prefix(128)))', with args beginning with: "
             var listed = ""
             var i = 1
@@ -221,11 +224,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// their declared keys): a client working one key or one queue ends up
     /// inline too (Sidekiq's scheduler on `schedule`, a producer filling one
     /// queue), while a client spreading its keys over shards never moves.
-    private func migrationTarget() -> EventLoop? {
+    private func migrationTarget(_ spec: CommandSpec) -> EventLoop? {
         guard server.loops.count > 1, server.config.migrateConnections, !migrationRefused, !isClosed, client.multiQueue == nil, subscriptionCount == 0,
               client.watchToken == nil, client.authenticated, !waitingForReply,
-              let spec = server.engine.registry.lookup(args[0]), spec.acceptsArgumentCount(args.count),
-              let keys = keyPositions(spec) else { return nil }
+              spec.acceptsArgumentCount(args.count), let keys = keyPositions(spec) else { return nil }
         let shardSet = server.engine.shardSet
         var owner: Int? = nil
         for i in keys {
@@ -243,6 +245,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
 
     /// Commands in a row on one other thread's shard before the connection moves there.
     static let affinityStreak = 16
+    /// Consecutive keyed commands whose keys all lived on `streakShard`, a
+    /// shard of another loop (see ``migrationTarget(_:)``).
+    private var foreignStreak = 0
+    private var streakShard = -1
 
     /// Where the command's keys are: the table's fixed positions, or the
     /// declared keys of EVAL/FCALL (`name body numkeys key...`); nil when keyless.
@@ -266,11 +272,6 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// first; the driver hands the fd over only once they are sent (and, on
     /// io_uring, once the multishot receive has posted its final CQE). Bytes
     /// that arrive meanwhile are appended to `input` and travel with it.
-    /// Consecutive keyed commands whose keys all lived on `streakShard`, a
-    /// shard of another loop (see ``migrationTarget()``).
-    private var foreignStreak = 0
-    private var streakShard = -1
-
     private func migrate(to target: EventLoop) -> Bool {
         migrating = true
         if loop.syncHook != nil && !output.isEmpty {
