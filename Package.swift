@@ -1,4 +1,5 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
 
 /// Damselfly: a Redis-compatible, shared-nothing, multi-threaded in-memory server.
@@ -12,9 +13,16 @@ import PackageDescription
 /// `DamselflyServer` (connections, configuration, INFO) → the `damselfly` executable.
 /// `DamselflyJobs` (the Sidekiq-compatible runner) sits beside them on `DamselflyRESP`, with
 /// `CZlib` (libz) for Sidekiq's compressed `error_backtrace`.
-let strictSettings: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
-]
+///
+/// Release builds use plain `-O`, which keeps Swift's overflow, bounds and unwrap checks: a
+/// check that was missed on client input then stops the server with a trap instead of
+/// corrupting the memory that holds other people's data (docs/benchmarks.md has the measured
+/// cost, docs/reliability.md the reasoning). `DAMSELFLY_UNCHECKED=1` builds the `-Ounchecked`
+/// variant, only to measure that cost again.
+let strictSettings: [SwiftSetting] =
+    ProcessInfo.processInfo.environment["DAMSELFLY_UNCHECKED"] == "1"
+    ? [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+    : []
 
 let package = Package(
     name: "Damselfly",

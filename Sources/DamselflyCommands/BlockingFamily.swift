@@ -16,26 +16,26 @@ import Synchronization
 public enum BlockingFamily {
     public static func register(_ r: CommandRegistry) {
         let g = "list"
-        r.register("blpop", arity: -3, flags: [.write, .blocking], firstKey: 1, lastKey: -2, keyStep: 1, group: g) { call in
+        r.register("blpop", arity: -3, flags: [.write, .blocking, .noscript], firstKey: 1, lastKey: -2, keyStep: 1, group: g) { call in
             blockingPop(call, fromLeft: true)
         }
-        r.register("brpop", arity: -3, flags: [.write, .blocking], firstKey: 1, lastKey: -2, keyStep: 1, group: g) { call in
+        r.register("brpop", arity: -3, flags: [.write, .blocking, .noscript], firstKey: 1, lastKey: -2, keyStep: 1, group: g) { call in
             blockingPop(call, fromLeft: false)
         }
-        r.register("blmove", arity: 6, flags: [.write, .denyOOM, .blocking], firstKey: 1, lastKey: 2, keyStep: 1, group: g) { call in
+        r.register("blmove", arity: 6, flags: [.write, .denyOOM, .blocking, .noscript], firstKey: 1, lastKey: 2, keyStep: 1, group: g) { call in
             guard let from = side(call, 3), let to = side(call, 4) else { return call.reply(.syntaxError) }
             blockingMove(call, fromLeft: from, toLeft: to, timeoutIndex: 5)
         }
-        r.register("brpoplpush", arity: 4, flags: [.write, .denyOOM, .blocking], firstKey: 1, lastKey: 2, keyStep: 1, group: g) { call in
+        r.register("brpoplpush", arity: 4, flags: [.write, .denyOOM, .blocking, .noscript], firstKey: 1, lastKey: 2, keyStep: 1, group: g) { call in
             blockingMove(call, fromLeft: false, toLeft: true, timeoutIndex: 3)
         }
         r.register("blmpop", arity: -5, flags: [.write, .blocking], firstKey: 0, lastKey: 0, keyStep: 0, group: g) { call in
             blockingMultiPop(call, sorted: false)
         }
-        r.register("bzpopmin", arity: -3, flags: [.write, .blocking, .fast], firstKey: 1, lastKey: -2, keyStep: 1, group: "sorted_set") { call in
+        r.register("bzpopmin", arity: -3, flags: [.write, .blocking, .fast, .noscript], firstKey: 1, lastKey: -2, keyStep: 1, group: "sorted_set") { call in
             blockingZPop(call, max: false)
         }
-        r.register("bzpopmax", arity: -3, flags: [.write, .blocking, .fast], firstKey: 1, lastKey: -2, keyStep: 1, group: "sorted_set") { call in
+        r.register("bzpopmax", arity: -3, flags: [.write, .blocking, .fast, .noscript], firstKey: 1, lastKey: -2, keyStep: 1, group: "sorted_set") { call in
             blockingZPop(call, max: true)
         }
         r.register("bzmpop", arity: -5, flags: [.write, .blocking], firstKey: 0, lastKey: 0, keyStep: 0, group: "sorted_set") { call in
@@ -76,11 +76,6 @@ public enum BlockingFamily {
     /// BLMPOP timeout numkeys key... LEFT|RIGHT [COUNT n] and
     /// BZMPOP timeout numkeys key... MIN|MAX [COUNT n].
     static func blockingMultiPop(_ call: CommandCall, sorted: Bool) {
-        let deadline: UInt64?
-        switch timeout(call, 1) {
-        case .failure(let error): return call.reply(error.reply)
-        case .success(let d): deadline = d
-        }
         guard let numkeys = call.integer(2), numkeys > 0 else {
             return call.reply(.error("ERR numkeys should be greater than 0"))
         }
@@ -96,6 +91,12 @@ public enum BlockingFamily {
             fromLow = left
         }
         guard let popCount = call.popCount(from: whereIndex + 1) else { return }
+        // Redis reads the timeout last, once the rest parsed.
+        let deadline: UInt64?
+        switch timeout(call, 1) {
+        case .failure(let error): return call.reply(error.reply)
+        case .success(let d): deadline = d
+        }
         let keys = (3..<whereIndex).map { call.key($0) }
         let state: (ShardContext, KeyRef) -> KeyState = { ctx, key in
             sorted ? BlockingFamily.zsetState(ctx, key) : BlockingFamily.listState(ctx, key)
@@ -135,8 +136,12 @@ public enum BlockingFamily {
         if seconds < 0 { return .failure(TimeoutError(reply: .error("ERR timeout is negative"))) }
         if seconds == 0 { return .success(nil) }
         let millis = seconds * 1000
-        guard millis < 9.2e15 else { return .failure(TimeoutError(reply: .error("ERR timeout is out of range"))) }
-        return .success(Clock.monotonicNanos() + UInt64(millis.rounded(.down)) * 1_000_000)
+        // Redis 7.0 casts the milliseconds to a long long: past 2^63 that comes out negative.
+        guard millis < 9.223372036854775e18 else { return .failure(TimeoutError(reply: .error("ERR timeout is negative"))) }
+        // A deadline past the monotonic clock's range is "for ever" in all but name.
+        let (nanos, overflow) = UInt64(millis.rounded(.down)).multipliedReportingOverflow(by: 1_000_000)
+        let (deadline, late) = Clock.monotonicNanos().addingReportingOverflow(nanos)
+        return .success(overflow || late ? UInt64.max : deadline)
     }
 
     struct TimeoutError: Error {

@@ -116,6 +116,17 @@ public struct CommandCall {
     @inlinable
     public func double(_ i: Int) -> Double? { RedisNumber.parseDouble(args[i]) }
 
+    /// Argument `i` as Redis's `getIntFromObjectOrReply` reads it (a 64-bit integer that must
+    /// also fit 32 bits, with Redis's two error texts); nil once it has replied.
+    public func int32OrReply(_ i: Int) -> Int? {
+        guard let n = integer(i) else { reply(.notInteger); return nil }
+        guard n >= Int64(Int32.min), n <= Int64(Int32.max) else {
+            reply(.error("ERR value is out of range, value must between -2147483648 and 2147483647"))
+            return nil
+        }
+        return Int(n)
+    }
+
     @inlinable
     public func isArg(_ i: Int, _ lowercase: StaticString) -> Bool { args.equalsASCIICaseInsensitive(i, lowercase) }
 

@@ -17,6 +17,9 @@ public struct CommandFlags: OptionSet, Sendable {
     public static let stale = CommandFlags(rawValue: 1 << 7)
     public static let noscript = CommandFlags(rawValue: 1 << 8)
     public static let blocking = CommandFlags(rawValue: 1 << 9)
+    /// Refused between MULTI and EXEC (Redis's `no-multi`: SAVE, SHUTDOWN): run inside
+    /// EXEC they would wait for a global transaction behind the one EXEC holds.
+    public static let noMulti = CommandFlags(rawValue: 1 << 10)
 
     /// Names as COMMAND INFO reports them.
     public var names: [String] {
@@ -31,6 +34,7 @@ public struct CommandFlags: OptionSet, Sendable {
         if contains(.noAuth) { out.append("no_auth") }
         if contains(.blocking) { out.append("blocking") }
         if contains(.fast) { out.append("fast") }
+        if contains(.noMulti) { out.append("no_multi") }
         return out
     }
 }

@@ -11,7 +11,9 @@ public final class Engine: Sendable {
     public let databaseCount: Int
     /// `--maxmemory` in bytes; 0 means no limit. CONFIG SET changes it.
     public let maxMemory = Atomic<Int>(0)
-    public let maxBulkLength: Int
+    public var maxBulkLength: Int { maxBulkLengthSetting.load(ordering: .relaxed) }
+    /// `proto-max-bulk-len`, which CONFIG SET may change while commands run.
+    public let maxBulkLengthSetting: Atomic<Int>
     public let startTimeMs: Int64
     /// Per-loop counters read by INFO.
     public let loopCounters: [LoopCounters]
@@ -40,7 +42,7 @@ public final class Engine: Sendable {
         self.shardSet = shardSet
         self.registry = registry
         self.databaseCount = databaseCount
-        self.maxBulkLength = maxBulkLength
+        self.maxBulkLengthSetting = Atomic(maxBulkLength)
         self.startTimeMs = Clock.wallMillis()
         self.loopCounters = shardSet.loops.map { _ in LoopCounters() }
         self.password = Mutex(requirePass)

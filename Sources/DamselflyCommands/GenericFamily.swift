@@ -146,7 +146,7 @@ public enum GenericFamily {
             else if call.isArg(i, "xx") { xx = true }
             else if call.isArg(i, "gt") { gt = true }
             else if call.isArg(i, "lt") { lt = true }
-            else { return call.reply(.error("ERR Unsupported option \(call.args.string(i))")) }
+            else { return call.reply(.error("ERR Unsupported option \(call.args.cString(i))")) }
         }
         if nx && (xx || gt || lt) {
             return call.reply(.error("ERR NX and XX, GT or LT options at the same time are not compatible"))
@@ -236,9 +236,9 @@ public enum GenericFamily {
             if call.isArg(i, "replace") {
                 replace = true
             } else if call.isArg(i, "db") && i + 1 < call.args.count {
-                guard let n = call.integer(i + 1) else { return call.reply(.notInteger) }
-                guard n >= 0 && n < Int64(call.engine.databaseCount) else { return call.reply(.outOfRangeDB) }
-                targetDatabase = Int(n)
+                guard let n = call.int32OrReply(i + 1) else { return }
+                guard n >= 0 && n < call.engine.databaseCount else { return call.reply(.outOfRangeDB) }
+                targetDatabase = n
                 i += 1
             } else {
                 return call.reply(.syntaxError)
@@ -279,9 +279,9 @@ public enum GenericFamily {
     }
 
     static func move(_ call: CommandCall) {
-        guard let n = call.integer(2) else { return call.reply(.notInteger) }
-        guard n >= 0 && n < Int64(call.engine.databaseCount) else { return call.reply(.outOfRangeDB) }
-        let target = Int(n)
+        guard let n = call.int32OrReply(2) else { return }
+        guard n >= 0 && n < call.engine.databaseCount else { return call.reply(.outOfRangeDB) }
+        let target = n
         if target == call.client.database {
             return call.reply(.error("ERR source and destination objects are the same"))
         }
@@ -315,7 +315,7 @@ public enum GenericFamily {
     static let shardBits: UInt64 = 10
 
     static func scan(_ call: CommandCall) {
-        guard let cursor = UInt64(call.args.string(1)) else { return call.reply(.error("ERR invalid cursor")) }
+        guard let cursor = ScanArguments.parseCursor(call.args[1]) else { return call.reply(.error("ERR invalid cursor")) }
         var count = 10
         var pattern: [UInt8]? = nil
         var typeFilter: String? = nil
@@ -420,6 +420,7 @@ public enum GenericFamily {
 
     static func object(_ call: CommandCall) {
         if call.isArg(1, "help") {
+            guard call.args.count == 2 else { return call.reply(.error("ERR wrong number of arguments for 'object|help' command")) }
             let lines = [
                 "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
                 "ENCODING <key>",

@@ -396,8 +396,10 @@ struct ScanArguments: Sendable {
 
     /// Redis's `parseScanCursorOrReply`: `strtoul` in base 10 — optional
     /// sign (a '-' wraps), no leading space, every byte consumed, no
-    /// overflow; the empty string reads as 0.
-    static func parseCursor(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
+    /// overflow; the empty string reads as 0. Like any C string, the cursor
+    /// ends at its first NUL byte.
+    static func parseCursor(_ argument: UnsafeRawBufferPointer) -> UInt64? {
+        let bytes = UnsafeRawBufferPointer(rebasing: argument[..<(argument.firstIndex(of: 0) ?? argument.count)])
         if bytes.isEmpty { return 0 }
         var i = 0
         var negative = false

@@ -36,6 +36,8 @@ public enum Reply: Sendable {
     public static let syntaxError = Reply.error("ERR syntax error")
     public static let overflow = Reply.error("ERR increment or decrement would overflow")
     public static let outOfRangeDB = Reply.error("ERR DB index is out of range")
+    /// A value would grow past `proto-max-bulk-len` (SETRANGE, APPEND, SETBIT, BITFIELD, ...).
+    public static let stringTooLong = Reply.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
 
     public var isError: Bool {
         if case .error = self { return true }

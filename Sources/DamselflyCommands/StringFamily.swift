@@ -116,10 +116,7 @@ public enum StringFamily {
             guard offset >= 0 else { return call.reply(.error("ERR offset is out of range")) }
             let key = call.key(1), value = call.args.bytes(3)
             let limit = call.engine.maxBulkLength
-            if !value.isEmpty && Int(offset) + value.count > limit {
-                return call.reply(.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)"))
-            }
-            call.runOnKey(key, mode: .exclusive) { ctx in opSetRange(&ctx, key, Int(offset), value) }
+            call.runOnKey(key, mode: .exclusive) { ctx in opSetRange(&ctx, key, Int(offset), value, limit: limit) }
         }
     }
 
@@ -375,8 +372,8 @@ public enum StringFamily {
         }
         let current = ctx.database.value(at: found)
         guard isString(current) else { return .wrongType }
-        if current.stringLength + suffix.count > limit {
-            return .error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+        if current.stringLength > limit - suffix.count {
+            return .stringTooLong
         }
         let newLength: Int = ctx.database.modifyValue(at: found) { value in
             switch value {
@@ -413,9 +410,13 @@ public enum StringFamily {
         return .bulk(Array(bytes[Int(start)...Int(end)]))
     }
 
-    static func opSetRange(_ ctx: inout ShardContext, _ key: KeyRef, _ offset: Int, _ value: [UInt8]) -> Reply {
+    /// Redis checks the size after the type and the empty-value cases, and without overflow:
+    /// `offset` may be anything up to 2^63-1.
+    static func opSetRange(_ ctx: inout ShardContext, _ key: KeyRef, _ offset: Int, _ value: [UInt8], limit: Int) -> Reply {
+        let tooBig = offset > limit - value.count
         guard let found = ctx.lookupWrite(key) else {
             if value.isEmpty { return .integer(0) }
+            if tooBig { return .stringTooLong }
             var bytes = [UInt8](repeating: 0, count: offset)
             bytes.append(contentsOf: value)
             ctx.store(key, .raw(bytes))
@@ -424,6 +425,7 @@ public enum StringFamily {
         let current = ctx.database.value(at: found)
         guard isString(current) else { return .wrongType }
         if value.isEmpty { return .integer(current.stringLength) }
+        if tooBig { return .stringTooLong }
         let newLength: Int = ctx.database.modifyValue(at: found) { stored in
             var bytes: [UInt8]
             switch stored {

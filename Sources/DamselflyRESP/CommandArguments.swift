@@ -83,6 +83,12 @@ public final class CommandArguments {
         String(decoding: self[index], as: UTF8.self)
     }
 
+    /// Argument `index` as Redis prints it with `%s` in an error: up to its first NUL byte.
+    public func cString(_ index: Int) -> String {
+        let arg = self[index]
+        return String(decoding: arg[..<(arg.firstIndex(of: 0) ?? arg.count)], as: UTF8.self)
+    }
+
     /// Compares argument `index` with a lowercase ASCII literal, ignoring ASCII case: this is how
     /// Redis matches command names and options (strcasecmp), without allocating.
     @inlinable

@@ -68,10 +68,14 @@ public struct ReplyBuilder: Sendable {
 
     /// `-message\r\n`; `message` carries its own code ("ERR ...", "WRONGTYPE ..."). Like Redis,
     /// '\r' and '\n' inside the message become spaces so the reply cannot break the protocol.
+    /// Redis's `addReplyErrorFormat`: CR and LF at the end are dropped, the ones inside
+    /// become spaces (an error is one line).
     @inlinable
     public mutating func error(_ message: String) {
         buffer.append(UInt8(ascii: "-"))
-        for byte in message.utf8 {
+        var utf8 = message.utf8[...]
+        while let last = utf8.last, last == 0x0D || last == 0x0A { utf8 = utf8.dropLast() }
+        for byte in utf8 {
             buffer.append(byte == 0x0D || byte == 0x0A ? 0x20 : byte)
         }
         crlf()

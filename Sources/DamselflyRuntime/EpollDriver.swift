@@ -56,6 +56,10 @@ final class EpollDriver {
         return id
     }
 
+    func queuedBytes(socket: SocketID) -> Int {
+        sockets.lookup(socket)?.queuedBytes ?? 0
+    }
+
     func write(socket: SocketID, bytes: inout [UInt8]) {
         guard let state = sockets.lookup(socket), !state.closeRequested else {
             bytes.removeAll(keepingCapacity: true)

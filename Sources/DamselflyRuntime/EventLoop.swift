@@ -249,6 +249,14 @@ public final class EventLoop: @unchecked Sendable {
         driver.write(loop: self, socket: socket, bytes: &bytes)
     }
 
+    /// Bytes written to `socket` that the peer has not taken yet (0 once closed).
+    public func queuedBytes(_ socket: SocketID) -> Int {
+        switch driver! {
+        case .uring(let d): return d.queuedBytes(socket: socket)
+        case .epoll(let d): return d.queuedBytes(socket: socket)
+        }
+    }
+
     /// Closes the socket once what was written so far is sent.
     public func close(_ socket: SocketID) {
         driver.close(loop: self, socket: socket)

@@ -54,6 +54,10 @@ final class SocketState {
         bytes.removeAll(keepingCapacity: true)
     }
 
+    /// Bytes accepted for sending and not yet acknowledged by the kernel: what
+    /// `client-output-buffer-limit` measures.
+    var queuedBytes: Int { pending.count + inflight.count - inflightOffset }
+
     init(fd: Int32, generation: UInt32) {
         self.fd = fd
         self.generation = generation

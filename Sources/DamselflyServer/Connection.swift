@@ -67,6 +67,12 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
 
     func socketReceived(_ bytes: UnsafeRawBufferPointer) {
         counters.netInputBytes += bytes.count
+        guard !isClosed else { return }
+        if inputEnd - inputStart + bytes.count > server.limits.queryBufferLimit.load(ordering: .relaxed) {
+            // Redis's client-query-buffer-limit: the client is closed without a reply.
+            close()
+            return
+        }
         appendInput(bytes)
         if !waitingForReply && !migrating { processInput() }
     }
@@ -93,8 +99,11 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 parserNeedsRestart()
             }
             if inputEnd + bytes.count > inputCapacity {
+                // Grow by doubling towards a big bulk's declared length, never straight to
+                // it: a client declaring 512 MB and sending 10 bytes reserves ~nothing.
                 var capacity = inputCapacity
-                let wanted = max(inputEnd + bytes.count, parser.bytesWanted)
+                let needed = inputEnd + bytes.count
+                let wanted = min(max(needed, parser.bytesWanted + inputEnd), 2 * needed)
                 while capacity < wanted { capacity *= 2 }
                 let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
                 grown.copyMemory(from: input, byteCount: inputEnd)
@@ -132,6 +141,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 inputStart += consumed
                 migrationRefused = false
                 dispatch(spec)
+                // A long pipeline's replies leave in pieces, so the output limit sees them.
+                if output.buffer.count >= 1 << 16 && !waitingForReply { flush() }
             case .protocolError(let message):
                 output.error("ERR " + message)
                 counters.countError("ERR")
@@ -193,6 +204,11 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
             if client.multiQueue != nil { client.multiFailed = true }
             emitError(busy)
+            return
+        }
+        if client.multiQueue != nil && spec.flags.contains(.noMulti) {
+            client.multiFailed = true
+            emitError("ERR Command not allowed inside a transaction")
             return
         }
         if client.multiQueue != nil && !MultiFamily.immediate.contains(spec.name) {
@@ -380,6 +396,30 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         guard !output.isEmpty else { return }
         counters.netOutputBytes += output.buffer.count
         loop.write(socket, &output.buffer)
+        checkOutputLimit()
+    }
+
+    /// Since when the unsent replies have been above the soft limit (0: they are not).
+    private var overSoftLimitSinceMs: Int64 = 0
+
+    /// Redis's `client-output-buffer-limit`: a client that does not read its replies (or
+    /// its messages, when subscribed) is closed once they reach the hard limit, or stay
+    /// above the soft one for its seconds, so the server's memory stays bounded.
+    private func checkOutputLimit() {
+        let limit = server.limits.outputLimit(pubsub: subscriptionCount > 0)
+        guard limit.hard > 0 || limit.soft > 0, !isClosed else { return }
+        let queued = loop.queuedBytes(socket) + output.buffer.count
+        var exceeded = limit.hard > 0 && queued >= limit.hard
+        if limit.soft > 0 && queued >= limit.soft {
+            let now = Clock.wallMillis()
+            if overSoftLimitSinceMs == 0 { overSoftLimitSinceMs = now }
+            if now - overSoftLimitSinceMs >= Int64(limit.softSeconds) * 1000 { exceeded = true }
+        } else {
+            overSoftLimitSinceMs = 0
+        }
+        if exceeded {
+            close()
+        }
     }
 
     /// Flushes and closes (QUIT, protocol errors, CLIENT KILL, shutdown).

@@ -24,16 +24,16 @@ enum ConnectionFamily {
         }
         r.register("echo", arity: 2, flags: [.fast], group: g) { call in call.reply(.bulk(call.args.bytes(1))) }
         r.register("select", arity: 2, flags: [.fast, .loading, .stale], group: g) { call in
-            guard let n = call.integer(1), n >= Int64(Int32.min), n <= Int64(Int32.max) else { return call.reply(.notInteger) }
-            guard n >= 0 && n < Int64(call.engine.databaseCount) else { return call.reply(.outOfRangeDB) }
-            call.client.database = Int(n)
+            guard let n = call.int32OrReply(1) else { return }
+            guard n >= 0 && n < call.engine.databaseCount else { return call.reply(.outOfRangeDB) }
+            call.client.database = n
             call.reply(.ok)
         }
-        r.register("quit", arity: -1, flags: [.noAuth, .fast, .loading, .stale], group: g) { call in
+        r.register("quit", arity: -1, flags: [.noAuth, .fast, .loading, .stale, .noscript], group: g) { call in
             call.client.closeRequested = true
             call.reply(.ok)
         }
-        r.register("reset", arity: 1, flags: [.noAuth, .fast, .loading, .stale], group: g) { call in
+        r.register("reset", arity: 1, flags: [.noAuth, .fast, .loading, .stale, .noscript], group: g) { call in
             let client = call.client
             client.database = 0
             client.protocolVersion = 2
@@ -47,7 +47,7 @@ enum ConnectionFamily {
             (call.sink as? Connection)?.dropSubscriptions()
             call.reply(.simple("RESET"))
         }
-        r.register("auth", arity: -2, flags: [.noAuth, .fast, .loading, .stale], group: g) { call in
+        r.register("auth", arity: -2, flags: [.noAuth, .fast, .loading, .stale, .noscript], group: g) { call in
             guard call.args.count <= 3 else { return call.reply(.syntaxError) }
             let password = call.engine.requirePass
             if call.args.count == 2 && password.isEmpty {
@@ -62,7 +62,7 @@ enum ConnectionFamily {
                 call.reply(.error("WRONGPASS invalid username-password pair or user is disabled."))
             }
         }
-        r.register("hello", arity: -1, flags: [.noAuth, .fast, .loading, .stale], group: g) { call in hello(call) }
+        r.register("hello", arity: -1, flags: [.noAuth, .fast, .loading, .stale, .noscript], group: g) { call in hello(call) }
         r.register("client", arity: -2, flags: [.admin, .noscript, .loading, .stale], group: g) { call in
             client(call, server: server)
         }

@@ -20,19 +20,19 @@ enum MultiFamily {
 
     static func register(_ r: CommandRegistry, server: Server) {
         let g = "transactions"
-        r.register("multi", arity: 1, flags: [.fast, .loading, .stale], group: g) { call in
+        r.register("multi", arity: 1, flags: [.fast, .loading, .stale, .noscript], group: g) { call in
             guard call.client.multiQueue == nil else { return call.reply(.error("ERR MULTI calls can not be nested")) }
             call.client.multiQueue = []
             call.client.multiFailed = false
             call.reply(.ok)
         }
-        r.register("discard", arity: 1, flags: [.fast, .loading, .stale], group: g) { call in
+        r.register("discard", arity: 1, flags: [.fast, .loading, .stale, .noscript], group: g) { call in
             guard call.client.multiQueue != nil else { return call.reply(.error("ERR DISCARD without MULTI")) }
             call.client.multiQueue = nil
             unwatch(call.client, shardSet: call.shardSet)
             call.reply(.ok)
         }
-        r.register("watch", arity: -2, flags: [.fast, .loading, .stale], firstKey: 1, lastKey: -1, keyStep: 1, group: g) { call in
+        r.register("watch", arity: -2, flags: [.fast, .loading, .stale, .noscript], firstKey: 1, lastKey: -1, keyStep: 1, group: g) { call in
             guard call.client.multiQueue == nil else { return call.reply(.error("ERR WATCH inside MULTI is not allowed")) }
             let client = call.client
             let token = client.watchToken ?? WatchToken()
@@ -64,11 +64,11 @@ enum MultiFamily {
                 })
             }
         }
-        r.register("unwatch", arity: 1, flags: [.fast, .loading, .stale], group: g) { call in
+        r.register("unwatch", arity: 1, flags: [.fast, .loading, .stale, .noscript], group: g) { call in
             unwatch(call.client, shardSet: call.shardSet)
             call.reply(.ok)
         }
-        r.register("exec", arity: 1, flags: [.loading, .stale], group: g) { call in
+        r.register("exec", arity: 1, flags: [.loading, .stale, .noscript], group: g) { call in
             exec(call, server: server)
         }
     }

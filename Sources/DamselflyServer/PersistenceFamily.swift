@@ -8,7 +8,7 @@ import DamselflyTransactions
 enum PersistenceFamily {
     static func register(_ r: CommandRegistry, server: Server) {
         let g = "server"
-        r.register("save", arity: 1, flags: [.admin, .noscript], group: g) { call in
+        r.register("save", arity: 1, flags: [.admin, .noscript, .noMulti], group: g) { call in
             let started = server.snapshots.start(from: call.loop) { ok in
                 call.reply(ok ? .ok : .error("ERR Background save failed"))
             }
@@ -45,33 +45,37 @@ enum PersistenceFamily {
             }
         }
         r.register("restore", arity: -4, flags: [.write, .denyOOM], firstKey: 1, lastKey: 1, keyStep: 1, group: "generic") { call in
-            guard let ttl = call.integer(2) else { return call.reply(.notInteger) }
-            guard ttl >= 0 else { return call.reply(.error("ERR Invalid TTL value, must be >= 0")) }
+            // Redis's order: options, then BUSYKEY, then the TTL, then the payload.
             var replace = false, absolute = false
             var i = 4
             while i < call.args.count {
                 if call.isArg(i, "replace") { replace = true }
                 else if call.isArg(i, "absttl") { absolute = true }
                 else if (call.isArg(i, "idletime") || call.isArg(i, "freq")) && i + 1 < call.args.count {
-                    guard call.integer(i + 1) != nil else { return call.reply(.notInteger) }
+                    guard let n = call.integer(i + 1) else { return call.reply(.notInteger) }
+                    if call.isArg(i, "idletime") && n < 0 { return call.reply(.error("ERR Invalid IDLETIME value, must be >= 0")) }
+                    if call.isArg(i, "freq") && (n < 0 || n > 255) {
+                        return call.reply(.error("ERR Invalid FREQ value, must be >= 0 and <= 255"))
+                    }
                     i += 1
                 } else { return call.reply(.syntaxError) }
                 i += 1
             }
-            let value: RDBValue
-            do {
-                value = try DumpPayload.decode(call.args.bytes(3))
-            } catch {
-                return call.reply(.error("ERR DUMP payload version or checksum are wrong"))
-            }
+            let ttlArgument = call.integer(2)
+            let value = try? DumpPayload.decode(call.args.bytes(3))
             let key = call.key(1)
             let now = DamselflyRuntime.Clock.wallMillis()
-            let expireAt: Int64? = ttl == 0 ? nil : (absolute ? ttl : now + ttl)
             call.runOnKey(key, mode: .exclusive) { ctx in
-                if let found = ctx.lookupWrite(key) {
-                    guard replace else { return .error("BUSYKEY Target key name already exists.") }
-                    ctx.database.remove(at: found)
-                }
+                let found = ctx.lookupWrite(key)
+                if found != nil && !replace { return .error("BUSYKEY Target key name already exists.") }
+                guard let ttl = ttlArgument else { return .notInteger }
+                guard ttl >= 0 else { return .error("ERR Invalid TTL value, must be >= 0") }
+                guard let value else { return .error("ERR DUMP payload version or checksum are wrong") }
+                if let found { ctx.database.remove(at: found) }
+                // Redis adds the relative TTL to the clock in C, where a huge one wraps negative
+                // and the key counts as already expired: the same outcome, without the overflow.
+                let (sum, wrapped) = now.addingReportingOverflow(ttl)
+                let expireAt: Int64? = ttl == 0 ? nil : (absolute ? ttl : (wrapped ? Int64.min : sum))
                 if let expireAt, expireAt <= ctx.nowMs { return .ok }
                 ctx.store(key, RDBConversion.storedValue(value), expireAtMs: expireAt)
                 return .ok

@@ -10,7 +10,7 @@ enum PubSubFamily {
 
     static func register(_ r: CommandRegistry, server: Server) {
         let g = "pubsub"
-        r.register("subscribe", arity: -2, flags: [.loading, .stale], group: g) { call in
+        r.register("subscribe", arity: -2, flags: [.loading, .stale, .noscript], group: g) { call in
             guard let connection = call.sink as? Connection else { return call.reply(.error("ERR not a client connection")) }
             var out = ReplyBuilder(protocolVersion: call.client.protocolVersion, capacity: 64)
             for i in 1..<call.args.count {
@@ -20,7 +20,7 @@ enum PubSubFamily {
             }
             call.reply(.raw(out.buffer))
         }
-        r.register("psubscribe", arity: -2, flags: [.loading, .stale], group: g) { call in
+        r.register("psubscribe", arity: -2, flags: [.loading, .stale, .noscript], group: g) { call in
             guard let connection = call.sink as? Connection else { return call.reply(.error("ERR not a client connection")) }
             var out = ReplyBuilder(protocolVersion: call.client.protocolVersion, capacity: 64)
             for i in 1..<call.args.count {
@@ -30,10 +30,10 @@ enum PubSubFamily {
             }
             call.reply(.raw(out.buffer))
         }
-        r.register("unsubscribe", arity: -1, flags: [.loading, .stale], group: g) { call in
+        r.register("unsubscribe", arity: -1, flags: [.loading, .stale, .noscript], group: g) { call in
             unsubscribe(call, server: server, patterns: false)
         }
-        r.register("punsubscribe", arity: -1, flags: [.loading, .stale], group: g) { call in
+        r.register("punsubscribe", arity: -1, flags: [.loading, .stale, .noscript], group: g) { call in
             unsubscribe(call, server: server, patterns: true)
         }
         r.register("publish", arity: 3, flags: [.loading, .stale, .fast], group: g) { call in
@@ -58,13 +58,39 @@ enum PubSubFamily {
                 // Redis checks NUMPAT's arity in its command table; CHANNELS
                 // (arity -2) fails inside the handler with the generic text.
                 call.reply(.error("ERR wrong number of arguments for 'pubsub|numpat' command"))
-            case "channels", "help":
+            case "shardchannels" where call.args.count <= 3:
+                // No sharded channels (SSUBSCRIBE) yet: none is ever active.
+                call.reply(.array([]))
+            case "shardnumsub":
+                call.reply(.array((2..<max(call.args.count, 2)).flatMap { [Reply.bulk(call.args.bytes($0)), .integer(0)] }))
+            case "help" where call.args.count == 2:
+                call.reply(.array(PubSubFamily.helpLines.map { .simple($0) }))
+            case "help":
+                call.reply(.error("ERR wrong number of arguments for 'pubsub|help' command"))
+            case "channels", "shardchannels":
                 call.reply(.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.string(1))'. Try PUBSUB HELP."))
             default:
                 call.reply(.error("ERR unknown subcommand '\(call.args.string(1))'. Try PUBSUB HELP."))
             }
         }
     }
+
+    static let helpLines = [
+        "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "CHANNELS [<pattern>]",
+        "    Return the currently active channels matching a <pattern> (default: '*').",
+        "NUMPAT",
+        "    Return number of subscriptions to patterns.",
+        "NUMSUB [<channel> ...]",
+        "    Return the number of subscribers for the specified channels, excluding",
+        "    pattern subscriptions(default: no channels).",
+        "SHARDCHANNELS [<pattern>]",
+        "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+        "SHARDNUMSUB [<shardchannel> ...]",
+        "    Return the number of subscribers for the specified shard level channel(s)",
+        "HELP",
+        "    Prints this help.",
+    ]
 
     /// UNSUBSCRIBE / PUNSUBSCRIBE: the named channels (patterns), or all of
     /// them; one confirmation each (one with a null name when there were none).

@@ -25,6 +25,8 @@ public final class Server: @unchecked Sendable {
     let pubsub = PubSubRegistry()
     private(set) var snapshots: SnapshotController!
     let configState: Mutex<ServerConfig>
+    /// Client limits CONFIG SET changes at run time (query/output buffers, maxclients, timeout).
+    let limits: ClientLimits
     private var threads: [pthread_t] = []
     private var listenFD: Int32 = -1
     private var nextLoop = 0
@@ -38,6 +40,7 @@ public final class Server: @unchecked Sendable {
     public init(config: ServerConfig, executablePath: String = "") {
         self.config = config
         self.configState = Mutex(config)
+        self.limits = ClientLimits(config)
         self.executablePath = executablePath
         let topology = config.resolvedTopology(availableCPUs: Int(dfly_available_cpus()))
         EventLoop.spinNanos = UInt64(config.pollBeforeSleepMicros) * 1000
@@ -121,11 +124,10 @@ public final class Server: @unchecked Sendable {
                 loop.addPeriodicTimer(intervalMillis: 2) { blocked.expire(nowNanos: Clock.monotonicNanos()) }
             }
         }
-        if config.timeout > 0 {
-            for loop in loops {
-                loop.post { [weak self] in
-                    loop.addPeriodicTimer(intervalMillis: 1000) { self?.closeIdleConnections(on: loop) }
-                }
+        for loop in loops {
+            // Always armed: CONFIG SET timeout may turn the idle timeout on later.
+            loop.post { [weak self] in
+                loop.addPeriodicTimer(intervalMillis: 1000) { self?.closeIdleConnections(on: loop) }
             }
         }
         let acceptLoop = loops[0]
@@ -183,7 +185,7 @@ public final class Server: @unchecked Sendable {
         counters.connectionsReceived += 1
         var connected = 0
         for c in engine.loopCounters { connected += c.connectedClients.load(ordering: .relaxed) }
-        if connected >= config.maxclients || shuttingDown.load(ordering: .relaxed) {
+        if connected >= limits.maxClients.load(ordering: .relaxed) || shuttingDown.load(ordering: .relaxed) {
             counters.rejectedConnections += 1
             let message = "-ERR max number of clients reached\r\n"
             _ = message.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
@@ -244,8 +246,13 @@ public final class Server: @unchecked Sendable {
         Array(connectionsByLoop[loop.index].values)
     }
 
+    /// Redis's `timeout`: clients parked in a blocking command or subscribed to channels
+    /// are never idle (they wait for the server, not the other way round).
     private func closeIdleConnections(on loop: EventLoop) {
-        for connection in connections(on: loop) where connection.idleSeconds > config.timeout {
+        let timeout = limits.timeoutSeconds.load(ordering: .relaxed)
+        guard timeout > 0 else { return }
+        for connection in connections(on: loop)
+        where connection.idleSeconds > timeout && connection.client.blockedOn == nil && connection.subscriptionCount == 0 {
             connection.kill()
         }
     }

@@ -30,7 +30,7 @@ enum ServerFamily {
         r.register("lastsave", arity: 1, flags: [.loading, .stale, .fast], group: g) { call in
             call.reply(.integer(Int(server.snapshots.lastSaveTime)))
         }
-        r.register("shutdown", arity: -1, flags: [.admin, .noscript, .loading, .stale], group: g) { call in
+        r.register("shutdown", arity: -1, flags: [.admin, .noscript, .loading, .stale, .noMulti], group: g) { call in
             var save: Bool? = nil
             for i in 1..<call.args.count {
                 if call.isArg(i, "nosave") { save = false }
@@ -121,6 +121,8 @@ enum ServerFamily {
             server.engine.scripts.settings.timeLimitMillis.store(updated.luaTimeLimit, ordering: .relaxed)
             server.engine.setRequirePass(updated.requirepass)
             server.slowlog.configure(thresholdMicros: updated.slowlogLogSlowerThan, maxLength: updated.slowlogMaxLen)
+            server.limits.apply(updated)
+            server.engine.maxBulkLengthSetting.store(updated.maxBulkLen, ordering: .relaxed)
             call.reply(.ok)
         case "resetstat" where call.args.count == 2:
             for spec in call.engine.registry.commands.values { for s in spec.stats { s.reset() } }

@@ -13,6 +13,7 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
         "port", "bind", "requirepass", "maxmemory", "databases", "dir", "dbfilename", "maxclients", "timeout",
         "tcp-keepalive", "loglevel", "proto-max-bulk-len", "slowlog-log-slower-than", "slowlog-max-len", "hz",
         "save", "appendonly", "appendfsync", "lua-time-limit", "busy-reply-threshold", "maxmemory-policy",
+        "client-query-buffer-limit", "client-output-buffer-limit",
     ]
 
     @Test func star() {
@@ -29,11 +30,22 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
             "dir": ".", "dbfilename": "dump.rdb", "maxclients": "64000", "timeout": "0", "tcp-keepalive": "300",
             "loglevel": "notice", "proto-max-bulk-len": "536870912", "slowlog-log-slower-than": "10000",
             "slowlog-max-len": "128", "hz": "10", "save": "", "appendonly": "no", "appendfsync": "everysec", "maxmemory-policy": "noeviction",
-            "lua-time-limit": "5000", "busy-reply-threshold": "5000",
+            "lua-time-limit": "5000", "busy-reply-threshold": "5000", "client-query-buffer-limit": "1073741824",
+            "client-output-buffer-limit": "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
         ]
         for (name, v) in ConfigParameters.get("*", from: c) {
             #expect(expected[name] == v, "\(name)")
         }
+    }
+
+    @Test func clientOutputBufferLimitKeepsTheClassesNotNamed() {
+        var c = ServerConfig()
+        #expect(ConfigParameters.set("client-output-buffer-limit", "pubsub 4mb 1mb 30", in: &c) == nil)
+        #expect(c.clientOutputBufferLimit == "normal 0 0 0 slave 268435456 67108864 60 pubsub 4194304 1048576 30")
+        #expect(ConfigParameters.set("client-output-buffer-limit", "normal 1mb", in: &c) != nil)
+        #expect(ConfigParameters.set("client-output-buffer-limit", "other 1 1 1", in: &c) != nil)
+        #expect(ConfigParameters.set("client-output-buffer-limit", "slave 1 2 3 NORMAL 4 5 6", in: &c) == nil)
+        #expect(c.clientOutputBufferLimit == "normal 4 5 6 slave 1 2 3 pubsub 4194304 1048576 30")
     }
 
     @Test func prefixPattern() {

@@ -371,7 +371,7 @@ private func parseError(_ arguments: [String], env: [String: String] = [:]) -> C
         "tcp_keepalive", "logtostdout", "loglevel", "singlehop_blocking", "shard_round_robin_prefix",
         "pin_threads", "flagfile", "slowlog_log_slower_than", "slowlog_max_len", "hz",
         "save", "appendonly", "appendfsync", "appendfilename", "poll_before_sleep_us", "migrate_connections",
-        "lua_time_limit", "default_lua_flags",
+        "lua_time_limit", "default_lua_flags", "client_query_buffer_limit", "client_output_buffer_limit",
     ]
 
     @Test func helpListsEveryFlagWithItsDefault() throws {

@@ -169,6 +169,18 @@ public enum ConfigParameters {
             }),
         intParameter("maxclients", [], 1...Int(UInt32.max), \.maxclients),
         intParameter("timeout", [], 0...Int(Int32.max), \.timeout),
+        intParameter(
+            "client-query-buffer-limit", ["client_query_buffer_limit"], (1 << 20)...Int.max, \.clientQueryBufferLimit, memory: true),
+        Parameter(
+            name: "client-output-buffer-limit", aliases: ["client_output_buffer_limit"], get: { $0.clientOutputBufferLimit },
+            set: { config, text in
+                let current = ClientLimits.parseOutputLimits(config.clientOutputBufferLimit, base: ClientLimits.defaultOutputLimits)
+                guard let updated = ClientLimits.parseOutputLimits(text, base: current ?? ClientLimits.defaultOutputLimits) else {
+                    return "argument must be a memory or percent value"
+                }
+                config.clientOutputBufferLimit = ClientLimits.render(updated)
+                return nil
+            }),
         intParameter("tcp-keepalive", ["tcp_keepalive"], 0...Int(Int32.max), \.tcpKeepalive),
         Parameter(
             name: "loglevel", aliases: [], get: { $0.loglevel },

@@ -45,6 +45,11 @@ public struct ServerConfig: Sendable, Equatable {
     public var maxclients: Int = 64000
     /// --timeout: idle client timeout in seconds; 0 = never.
     public var timeout: Int = 0
+    /// --client_query_buffer_limit: a client whose unprocessed input grows past this is closed.
+    public var clientQueryBufferLimit: Int = 1 << 30
+    /// --client_output_buffer_limit: Redis's `<class> <hard> <soft> <seconds>` groups for the
+    /// normal, replica (slave) and pubsub classes.
+    public var clientOutputBufferLimit: String = ClientLimits.defaultOutputLimitText
     /// --tcp_keepalive: TCP keepalive interval in seconds; 0 = off.
     public var tcpKeepalive: Int = 300
     /// --logtostdout: log to standard output instead of standard error.
@@ -271,6 +276,11 @@ struct ConfigFlagSpec: Sendable {
         .int("max_multibulk_len", 1...Int.max, "Most elements accepted in one multibulk request.", \.maxMultibulkLen),
         .int("maxclients", 1...Int(UInt32.max), "Most simultaneous client connections.", \.maxclients),
         .int("timeout", 0...Int(Int32.max), "Close a client after this many idle seconds; 0 = never.", \.timeout),
+        .int("client_query_buffer_limit", (1 << 20)...Int.max,
+             "Close a client whose unprocessed input grows past this many bytes.", \.clientQueryBufferLimit, size: true),
+        .string("client_output_buffer_limit",
+                "Redis's '<class> <hard> <soft> <seconds>' groups (normal, replica, pubsub): close a client whose unsent replies reach hard, or stay above soft that long.",
+                \.clientOutputBufferLimit),
         .int("tcp_keepalive", 0...Int(Int32.max), "TCP keepalive interval in seconds; 0 = disabled.", \.tcpKeepalive),
         .bool("logtostdout", "Write logs to standard output instead of standard error.", \.logtostdout),
         .string("loglevel", "Log verbosity: debug, verbose, notice or warning.", \.loglevel,

@@ -1,0 +1,95 @@
+import Synchronization
+
+/// The per-client limits CONFIG SET can change while clients are connected: every loop
+/// reads them (relaxed atomics, one load per check), CONFIG SET stores them.
+///
+/// Redis's rules, kept as they are:
+/// - `client-query-buffer-limit`: a client whose unprocessed input grows past it is closed.
+/// - `client-output-buffer-limit <class> <hard> <soft> <soft-seconds>`: a client whose unsent
+///   replies reach `hard` bytes, or stay above `soft` for `soft-seconds`, is closed; 0 turns a
+///   limit off. Classes `normal` and `pubsub` (a client with subscriptions); `replica` is
+///   accepted and kept for CONFIG GET (there are no replicas yet).
+/// - `maxclients`, `timeout`: checked at accept and once a second.
+final class ClientLimits: Sendable {
+    struct OutputLimit: Equatable, Sendable {
+        var hard: Int
+        var soft: Int
+        var softSeconds: Int
+    }
+
+    let queryBufferLimit: Atomic<Int>
+    let maxClients: Atomic<Int>
+    let timeoutSeconds: Atomic<Int>
+    /// The normal and pubsub classes (the replica one is kept in the configuration only).
+    private let normalHard = Atomic<Int>(0), normalSoft = Atomic<Int>(0), normalSeconds = Atomic<Int>(0)
+    private let pubsubHard = Atomic<Int>(0), pubsubSoft = Atomic<Int>(0), pubsubSeconds = Atomic<Int>(0)
+
+    static let classes = ["normal", "replica", "pubsub"]
+
+    init(_ config: ServerConfig) {
+        queryBufferLimit = Atomic(config.clientQueryBufferLimit)
+        maxClients = Atomic(config.maxclients)
+        timeoutSeconds = Atomic(config.timeout)
+        apply(config)
+    }
+
+    func apply(_ config: ServerConfig) {
+        queryBufferLimit.store(config.clientQueryBufferLimit, ordering: .relaxed)
+        maxClients.store(config.maxclients, ordering: .relaxed)
+        timeoutSeconds.store(config.timeout, ordering: .relaxed)
+        let limits = Self.parseOutputLimits(config.clientOutputBufferLimit, base: Self.defaultOutputLimits)
+            ?? Self.defaultOutputLimits
+        normalHard.store(limits[0].hard, ordering: .relaxed)
+        normalSoft.store(limits[0].soft, ordering: .relaxed)
+        normalSeconds.store(limits[0].softSeconds, ordering: .relaxed)
+        pubsubHard.store(limits[2].hard, ordering: .relaxed)
+        pubsubSoft.store(limits[2].soft, ordering: .relaxed)
+        pubsubSeconds.store(limits[2].softSeconds, ordering: .relaxed)
+    }
+
+    /// The output limit of a normal client, or of one with subscriptions.
+    func outputLimit(pubsub: Bool) -> OutputLimit {
+        pubsub
+            ? OutputLimit(
+                hard: pubsubHard.load(ordering: .relaxed), soft: pubsubSoft.load(ordering: .relaxed),
+                softSeconds: pubsubSeconds.load(ordering: .relaxed))
+            : OutputLimit(
+                hard: normalHard.load(ordering: .relaxed), soft: normalSoft.load(ordering: .relaxed),
+                softSeconds: normalSeconds.load(ordering: .relaxed))
+    }
+
+    // MARK: - client-output-buffer-limit syntax
+
+    /// Redis 7's defaults: normal unlimited, replica 256mb 64mb 60, pubsub 32mb 8mb 60.
+    static let defaultOutputLimits = [
+        OutputLimit(hard: 0, soft: 0, softSeconds: 0),
+        OutputLimit(hard: 256 << 20, soft: 64 << 20, softSeconds: 60),
+        OutputLimit(hard: 32 << 20, soft: 8 << 20, softSeconds: 60),
+    ]
+    static let defaultOutputLimitText = render(defaultOutputLimits)
+
+    /// Parses `<class> <hard> <soft> <seconds>` groups over `base` (classes not named keep
+    /// their value); nil when the text is not valid, as Redis rejects it.
+    static func parseOutputLimits(_ text: String, base: [OutputLimit]) -> [OutputLimit]? {
+        let words = text.split(separator: " ").map(String.init)
+        guard words.count % 4 == 0 else { return nil }
+        var limits = base
+        var i = 0
+        while i < words.count {
+            var name = words[i].lowercased()
+            if name == "slave" { name = "replica" }
+            guard let index = classes.firstIndex(of: name),
+                  let hard = parseHumanSize(words[i + 1]), let soft = parseHumanSize(words[i + 2]),
+                  let seconds = Int(words[i + 3]), seconds >= 0 else { return nil }
+            limits[index] = OutputLimit(hard: hard, soft: soft, softSeconds: seconds)
+            i += 4
+        }
+        return limits
+    }
+
+    /// CONFIG GET's form: `normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60`.
+    static func render(_ limits: [OutputLimit]) -> String {
+        zip(["normal", "slave", "pubsub"], limits).map { "\($0) \($1.hard) \($1.soft) \($1.softSeconds)" }
+            .joined(separator: " ")
+    }
+}
