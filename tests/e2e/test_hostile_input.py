@@ -52,6 +52,10 @@ CASES = [
     ([("RPUSH", "k", "a")], ("LPOS", "k", "a", "RANK", "-9223372036854775808"), (":", 0)),
     ([("RPUSH", "k", "a")], ("LPOS", "k", "a", "COUNT", "-1"), ("-", b"ERR COUNT can't be negative")),
     ([], ("RESTORE", "k", "9223372036854775807", "x"), ("-", b"ERR DUMP payload version or checksum are wrong")),
+    # a timeout whose nanosecond deadline overflowed: SIGILL in the first checked build
+    ([("RPUSH", "k", "a")], ("BLPOP", "k", "100000000000"), ("*", [("$", b"k"), ("$", b"a")])),
+    ([("RPUSH", "k", "a")], ("BLMPOP", "100000000000", "1", "k", "LEFT"), ("*", [("$", b"k"), ("*", [("$", b"a")])])),
+    ([("SET", "k", "v")], ("RESTORE", "k", "9223372036854775807", "x"), ("-", b"BUSYKEY Target key name already exists.")),
     ([], ("BLPOP", "k", "1e308"), ("-", b"ERR timeout is negative")),
     ([], ("BLPOP", "k", "nan"), ("-", b"ERR timeout is not a float or out of range")),
 ]
