@@ -15,9 +15,6 @@ non-empty list from the owning thread adds to ``inline`` only; with
 
 Known differences from redis-server 7.0.15 (not asserted equal):
 
-* timeouts too large for Redis's ``long long`` milliseconds (``1e20``, ``inf``)
-  get ``ERR timeout is negative`` from Redis (an overflowing cast) and
-  ``ERR timeout is out of range`` from Damselfly, which is what Redis means;
 * a tiny negative timeout (``-0.001``) is accepted by Redis (it rounds to 0
   ms and pops or blocks for ever) and refused by Damselfly with
   ``ERR timeout is negative``;
