@@ -154,17 +154,17 @@ public enum SortedSetFamily {
         var flags = AddFlags()
         flags.incr = forceIncr
         var scoreIndex = start
-        if !forceIncr {
-            while scoreIndex < call.args.count {
-                if call.isArg(scoreIndex, "nx") { flags.nx = true }
-                else if call.isArg(scoreIndex, "xx") { flags.xx = true }
-                else if call.isArg(scoreIndex, "ch") { flags.ch = true }
-                else if call.isArg(scoreIndex, "incr") { flags.incr = true }
-                else if call.isArg(scoreIndex, "gt") { flags.gt = true }
-                else if call.isArg(scoreIndex, "lt") { flags.lt = true }
-                else { break }
-                scoreIndex += 1
-            }
+        // ZINCRBY goes through the same option loop, as in Redis: `ZINCRBY k NX 5` is a
+        // syntax error (one element left), not "value is not a valid float".
+        while scoreIndex < call.args.count {
+            if call.isArg(scoreIndex, "nx") { flags.nx = true }
+            else if call.isArg(scoreIndex, "xx") { flags.xx = true }
+            else if call.isArg(scoreIndex, "ch") { flags.ch = true }
+            else if call.isArg(scoreIndex, "incr") { flags.incr = true }
+            else if call.isArg(scoreIndex, "gt") { flags.gt = true }
+            else if call.isArg(scoreIndex, "lt") { flags.lt = true }
+            else { break }
+            scoreIndex += 1
         }
         let elements = call.args.count - scoreIndex
         guard elements > 0, elements % 2 == 0 else { return call.reply(.syntaxError) }

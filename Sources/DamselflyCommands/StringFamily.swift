@@ -161,7 +161,9 @@ public enum StringFamily {
         var condition = 0  // 0 none, 1 NX, 2 XX
         var get = false
         var keepTTL = false
-        var expire: (ExpireUnit, Int64)?
+        /// The unit and the argument index of its value, read once every option parsed
+        /// (Redis reports a syntax error later in the line before a bad number).
+        var expire: (ExpireUnit, Int)?
     }
 
     static func set(_ call: CommandCall) {
@@ -182,8 +184,7 @@ public enum StringFamily {
                 let unit: ExpireUnit = call.isArg(i, "ex") ? .seconds : call.isArg(i, "px") ? .milliseconds
                     : call.isArg(i, "exat") ? .unixSeconds : call.isArg(i, "pxat") ? .unixMilliseconds : nil
             {
-                guard let value = call.integer(i + 1) else { return call.reply(.notInteger) }
-                options.expire = (unit, value)
+                options.expire = (unit, i + 1)
                 i += 1
             } else {
                 return call.reply(.syntaxError)
@@ -191,7 +192,8 @@ public enum StringFamily {
             i += 1
         }
         var expireAt: Int64? = nil
-        if let (unit, value) = options.expire {
+        if let (unit, index) = options.expire {
+            guard let value = call.integer(index) else { return call.reply(.notInteger) }
             guard value > 0, let at = unit.absoluteMillis(value, nowMs: Clock.wallMillisForCommands()) else {
                 return call.reply(.error("ERR invalid expire time in 'set' command"))
             }

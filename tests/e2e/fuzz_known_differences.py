@@ -33,11 +33,6 @@ KNOWN = [
         "reason": "fuzzer timing: a TTL of a few milliseconds can run out between the call and the "
                   "state read on one server and not the other",
     },
-    {
-        "command": "zincrby", "kinds": {"error-text", "error-class"}, "status": "not yet fixed",
-        "reason": "Redis runs ZINCRBY through ZADD's parser, so it accepts NX/XX/GT/LT/CH before "
-                  "the increment; Damselfly reads the increment first",
-    },
 ]
 
 

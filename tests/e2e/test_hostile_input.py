@@ -56,6 +56,9 @@ CASES = [
     ([("RPUSH", "k", "a")], ("BLPOP", "k", "100000000000"), ("*", [("$", b"k"), ("$", b"a")])),
     ([("RPUSH", "k", "a")], ("BLMPOP", "100000000000", "1", "k", "LEFT"), ("*", [("$", b"k"), ("*", [("$", b"a")])])),
     ([("SET", "k", "v")], ("RESTORE", "k", "9223372036854775807", "x"), ("-", b"BUSYKEY Target key name already exists.")),
+    ([("ZADD", "k", "1", "a")], ("ZINCRBY", "k", "LT", "8589934592"), ("-", b"ERR syntax error")),
+    ([], ("SET", "k", "v", "PX", "AGGREGATE", "6", "REV"), ("-", b"ERR syntax error")),
+    ([], ("SET", "k", "v", "PX", "abc", "XX"), ("-", b"ERR value is not an integer or out of range")),
     ([], ("BLPOP", "k", "1e308"), ("-", b"ERR timeout is negative")),
     ([], ("BLPOP", "k", "nan"), ("-", b"ERR timeout is not a float or out of range")),
 ]
