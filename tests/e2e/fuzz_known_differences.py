@@ -18,7 +18,18 @@ def _err(reply):
 TTL_SETTERS = {"set", "setex", "psetex", "getex", "expire", "pexpire", "expireat", "pexpireat", "restore",
                "getset", "copy", "rename", "renamenx", "move"}
 
+LEX_RANGE = {"zrangebylex", "zrevrangebylex", "zlexcount", "zremrangebylex", "zrangestore", "zrange"}
+
 KNOWN = [
+    {
+        "command": "*", "kinds": {"reply", "state"}, "status": "not yet fixed",
+        "only": LEX_RANGE,
+        "match": lambda args, d, r: args and args[0] == "fz:zset",
+        "reason": "lex ranges over a sorted set whose scores differ (Redis documents the result as "
+                  "unspecified): Redis walks in score order and stops at the first member outside "
+                  "the range; Damselfly matches every member in the range (found with FUZZ_SEED=21: "
+                  "ZREMRANGEBYLEX fz:zset - (inf)",
+    },
     {
         "command": "*", "kinds": {"redis-stalls"}, "status": "intentional",
         "only": {"srandmember", "hrandfield", "zrandmember"},
