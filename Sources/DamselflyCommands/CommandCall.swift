@@ -180,13 +180,14 @@ public struct CommandCall {
             let reply = work(shard)
             if writes {
                 script.wrote = true
-                shard.noteWritten(locks.fingerprints)
+                shard.noteWritten(locks.fingerprints, changed: spec.mayHaveChanged(reply))
             }
             return sink.complete(reply)
         }
+        let spec = self.spec
         let operation: (Shard) -> Reply = { shard in
             let reply = work(shard)
-            if writes { shard.noteWritten(locks.fingerprints) }
+            if writes { shard.noteWritten(locks.fingerprints, changed: spec.mayHaveChanged(reply)) }
             return reply
         }
         if insideExec {
@@ -447,7 +448,17 @@ public struct ShardContext {
         self.database = shard.database(databaseIndex)
         self.nowMs = Clock.wallMillis()
         self.noTouch = noTouch
+        // A mark left by an operation that no write consumed must not
+        // silence the next command here.
+        shard.keysUnchanged = false
     }
+
+    /// Tells the shard that this write command's operation changed nothing
+    /// here, so no WATCHer is dirtied and no blocked client woken (Redis
+    /// skips `signalModifiedKey` on such paths). Only for write commands:
+    /// the shard's next ``Shard/noteWritten(_:changed:)`` consumes it.
+    @inlinable
+    public func markUnchanged() { shard.keysUnchanged = true }
 
     /// Finds a live key for a read, counting keyspace hits and misses.
     @inlinable

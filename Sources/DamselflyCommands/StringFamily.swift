@@ -210,6 +210,7 @@ public enum StringFamily {
                 old = reply
             }
             if (opts.condition == 1 && found != nil) || (opts.condition == 2 && found == nil) {
+                ctx.markUnchanged()
                 return opts.get ? old : .null
             }
             ctx.store(key, .string(value), expireAtMs: expireAt, keepTTL: opts.keepTTL)
@@ -293,7 +294,7 @@ public enum StringFamily {
         call.runOnKeysTwoPhase(keys, mode: .exclusive, check: { ctx, positions in
             positions.allSatisfy { ctx.lookupWrite(keys[$0]) == nil }
         }, decide: { checks in checks.allSatisfy { $0 } }, apply: { ctx, positions, allAbsent in
-            guard allAbsent else { return }
+            guard allAbsent else { return ctx.markUnchanged() }
             for p in positions { ctx.store(keys[p], .string(values[p])) }
         }, reply: { allAbsent in .integer(allAbsent ? 1 : 0) })
     }
