@@ -39,4 +39,10 @@ if (( with_redis )); then
   command -v redis-server >/dev/null || { echo "error: redis-server not found (or pass --no-redis)" >&2; exit 2; }
   args+=(--against-redis)
 fi
-exec python3 Benchmarks/soak.py "${args[@]}" "${pass[@]}"
+# The plot needs matplotlib: compare.sh's private virtualenv when it exists (nothing is
+# installed here; without it the PNG is skipped and the CSVs are written as always).
+py=python3
+if [[ -x .build-bench/plotenv/bin/python ]] && .build-bench/plotenv/bin/python -c 'import matplotlib' 2>/dev/null; then
+  py=.build-bench/plotenv/bin/python
+fi
+exec "$py" Benchmarks/soak.py "${args[@]}" "${pass[@]}"
