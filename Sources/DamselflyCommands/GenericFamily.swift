@@ -317,7 +317,7 @@ public enum GenericFamily {
     static let shardBits: UInt64 = 10
 
     static func scan(_ call: CommandCall) {
-        guard let cursor = UInt64(call.args.string(1)) else { return call.reply(.error("ERR invalid cursor")) }
+        guard let cursor = ScanArguments.parseCursor(call.args[1]) else { return call.reply(.error("ERR invalid cursor")) }
         var count = 10
         var pattern: [UInt8]? = nil
         var typeFilter: String? = nil

@@ -413,7 +413,7 @@ public enum SortedSetFamily {
     // MARK: - ZSCAN
 
     static func zscan(_ call: CommandCall) {
-        guard let cursor = UInt64(call.args.string(2)) else { return call.reply(.error("ERR invalid cursor")) }
+        guard let cursor = ScanArguments.parseCursor(call.args[2]) else { return call.reply(.error("ERR invalid cursor")) }
         // Options are checked after the key (Redis parses them in
         // scanGenericCommand, once the key is known to be a sorted set).
         var count = 10
