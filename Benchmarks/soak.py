@@ -483,14 +483,38 @@ def parse_args(argv):
     p.add_argument("--no-slope-check", action="store_true", help="print the slope, do not fail on it")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", help="directory for CSV/JSON/PNG (default: a new temporary one)")
+    p.add_argument("--replot", action="store_true",
+                   help="only redraw soak.png from the soak-*.csv files in --out (with matplotlib)")
     a = p.parse_args(argv)
-    if not a.port and not a.damselfly_bin and not a.against_redis:
+    if a.replot and not a.out:
+        p.error("--replot needs --out")
+    if not a.replot and not a.port and not a.damselfly_bin and not a.against_redis:
         p.error("give --damselfly-bin, --port, or --against-redis")
     return a
 
 
+def replot(args):
+    series = {}
+    for name in sorted(os.listdir(args.out)):
+        if name.startswith("soak-") and name.endswith(".csv"):
+            with open(os.path.join(args.out, name)) as f:
+                rows = [line.split(",") for line in f.read().splitlines()[1:]]
+            series[name[5:-4]] = [(float(r[0]), int(r[1])) for r in rows if r[1]]
+    summary_path = os.path.join(args.out, "soak-summary.json")
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+        args.seconds, args.processors = summary["seconds"], summary["processors"]
+        args.warmup = summary["warmup"]
+    path = plot(series, args.out, args)
+    print(path or "matplotlib not importable: no plot")
+    return 0 if path else 1
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.replot:
+        return replot(args)
     args.out = args.out or tempfile.mkdtemp(prefix="soak-")
     os.makedirs(args.out, exist_ok=True)
     servers = []

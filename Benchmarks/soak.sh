@@ -6,7 +6,7 @@
 #
 #   Benchmarks/soak.sh                                   # 60 s, Damselfly and redis-server side by side
 #   Benchmarks/soak.sh --seconds 3600 --out Benchmarks/results/soak-hour   # the hour run
-#   Benchmarks/soak.sh --port 6379 --no-damselfly        # a server already running (RSS via INFO's pid)
+#   Benchmarks/soak.sh --no-damselfly --no-redis --port 6379   # a server already running (RSS via INFO's pid)
 #
 # Env: DAMSELFLY_BIN (default .build/release/damselfly, built when missing), THREADS [2].
 # Without --no-damselfly the script starts Damselfly itself, in its own temporary --dir;
