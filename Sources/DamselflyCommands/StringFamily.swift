@@ -130,7 +130,7 @@ public enum StringFamily {
     static func isString(_ value: StoredValue) -> Bool {
         switch value {
         case .int, .bytes, .raw: return true
-        case .list, .hash, .set, .zset: return false
+        case .list, .hash, .set, .zset, .stream: return false
         }
     }
 
@@ -140,7 +140,7 @@ public enum StringFamily {
         switch value {
         case .int(let v): return .bulkInteger(v)
         case .bytes(let b), .raw(let b): return .bulk(b)
-        case .list, .hash, .set, .zset: return nil
+        case .list, .hash, .set, .zset, .stream: return nil
         }
     }
 
@@ -149,7 +149,7 @@ public enum StringFamily {
         switch value {
         case .int(let v): return Array(String(v).utf8)
         case .bytes(let b), .raw(let b): return b
-        case .list, .hash, .set, .zset: return nil
+        case .list, .hash, .set, .zset, .stream: return nil
         }
     }
 
@@ -319,7 +319,7 @@ public enum StringFamily {
                 case .bytes(let b), .raw(let b):
                     guard let v = b.withUnsafeBytes({ RedisNumber.parseInt64($0) }) else { return .notInteger }
                     current = v
-                case .list, .hash, .set, .zset:
+                case .list, .hash, .set, .zset, .stream:
                     return .wrongType
                 }
             }
@@ -399,7 +399,7 @@ public enum StringFamily {
                 let count = bytes.count
                 value = .raw(bytes)
                 return count
-            case .list, .hash, .set, .zset:
+            case .list, .hash, .set, .zset, .stream:
                 return 0  // excluded by the isString check above
             }
         }
@@ -437,7 +437,7 @@ public enum StringFamily {
             switch stored {
             case .int(let v): bytes = Array(String(v).utf8)
             case .bytes(let b), .raw(let b): bytes = b
-            case .list, .hash, .set, .zset: return 0  // excluded by the isString check above
+            case .list, .hash, .set, .zset, .stream: return 0  // excluded by the isString check above
             }
             stored = .int(0)
             if bytes.count < offset + value.count {

@@ -27,6 +27,10 @@ public final class Waiter: @unchecked Sendable {
     public let serve: (Shard, Int) -> Void
     /// When to give up (monotonic ns), or nil to wait for ever.
     public let deadlineNanos: UInt64?
+    /// Set before registration by readers that wait for something of their
+    /// own (XREAD past an ID): when this waiter cannot be served yet, those
+    /// behind it are still tried (``Shard/serveWaitersBehind(_:)``).
+    public var servesOutOfOrder = false
 
     public init(
         loop: EventLoop, database: Int, registrations: [(shard: Int, fingerprints: [LockFingerprint])],
@@ -134,7 +138,10 @@ extension Shard {
                     blocking.waiters[fingerprint] = list.isEmpty ? nil : list
                     continue
                 }
-                guard waiter.ready(self, first.position) else { break }
+                guard waiter.ready(self, first.position) else {
+                    if waiter.servesOutOfOrder { serveWaitersBehind(fingerprint) }
+                    break
+                }
                 guard waiter.claim() else {
                     // Timed out or served elsewhere a moment ago.
                     list.removeFirst()
