@@ -329,6 +329,9 @@ final class Parking {
             guard !state.finished else { return }
             state.finished = true
             if let blocked = state.blocked {
+                // The state, the blocked client and its `finish` closure
+                // form a cycle: broken here, on every way out.
+                state.blocked = nil
                 registry.remove(blocked)
                 counters.blockedClients.add(-1, ordering: .relaxed)
             }
