@@ -35,7 +35,12 @@ public struct CommandCall {
     public let client: ClientState
     public let engine: Engine
     public let spec: CommandSpec
-    public unowned let sink: ReplySink
+    /// Held strongly: the closures a command sends to other threads capture
+    /// the call or its sink, and may come back after the connection closed
+    /// (a hop, a transaction, a parked pop, a script); the sink must still be
+    /// there to take, and drop, the reply. See "Who owns a connection" in
+    /// docs/architecture.md.
+    public let sink: ReplySink
     /// The command runs inside EXEC, whose transaction already holds every
     /// lock it needs and sits at the head of every shard queue it touches:
     /// shard work is sent straight to the shards, with no scheduling.

@@ -74,7 +74,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     func socketClosed() {
         guard !isClosed else { return }
         isClosed = true
-        // A client that leaves while parked is unblocked at once; nothing is popped for it.
+        // First, so that no shard pops for this client from now on; then a
+        // client that leaves while parked is unblocked at once.
+        client.life.markClosed()
         client.blockedOn?.cancel(reply: nil)
         MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
         dropSubscriptions()
@@ -404,6 +406,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             writeOutput()
             loop.close(socket)
         }
+        client.life.markClosed()
         client.blockedOn?.cancel(reply: nil)
         MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
         dropSubscriptions()
