@@ -123,6 +123,7 @@ import Testing
             h.run(["zrangestore", k[2], k[3], "0", "-1", "rev"])
             #expect(ordered(h.run(["zrange", k[2], "0", "-1", "withscores"])))
         }
+        h.run(["del", k[0], k[1]])
         h.run(["sadd", k[0], "a", "b", "c", "1", "2"])
         #expect(h.run(["zdiffstore", k[1], "1", k[0]]) == 5)
         #expect(h.run(["zrange", k[1], "0", "-1"]) == .strings(["1", "2", "a", "b", "c"]))
