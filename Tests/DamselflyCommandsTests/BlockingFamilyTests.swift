@@ -184,3 +184,23 @@ import Testing
         #expect(eventually { registrations() == 0 })
     }
 }
+
+extension BlockingFamilyTests {
+    /// BLMOVE's element goes back even when another push landed in front of
+    /// it in the destination meanwhile, and is then in the source only.
+    @Test func aMovedElementGoesBackOnceWhenTheDestinationMoved() {
+        let keys = h.keysOnEveryShard(prefix: "mv")
+        let client = h.makeClient(on: 0)
+        _ = h.start(["blmove", keys[2], keys[3], "RIGHT", "LEFT", "0"].map { Array($0.utf8) }, client: client)
+        #expect(parked(client) != nil)
+        let hold = Atomic<Bool>(true)
+        h.loops[0].post { while hold.load(ordering: .acquiring) { usleep(100) } }
+        #expect(h.run(["rpush", keys[2], "a", "b", "c"], on: 1) == 3)
+        #expect(eventually { h.run(["lrange", keys[3], "0", "-1"], on: 1) == .strings(["c"]) })
+        #expect(h.run(["lpush", keys[3], "x"], on: 1) == 2)
+        client.life.markClosed()
+        hold.store(false, ordering: .releasing)
+        #expect(eventually { h.run(["lrange", keys[2], "0", "-1"], on: 1) == .strings(["a", "b", "c"]) })
+        #expect(h.run(["lrange", keys[3], "0", "-1"], on: 1) == .strings(["x"]))
+    }
+}
