@@ -256,8 +256,10 @@ extension BlockingFamily {
     /// it (the shard could not know: its loop had not seen the close yet).
     /// The reply was never sent, so what it holds goes back where it came
     /// from, at the same end, as the first thing the shard does for this
-    /// loop; a moved element (BLMOVE) is moved back when it is still where it
-    /// went. Runs on the connection's loop; `reply` is the pop's own reply.
+    /// loop; a moved element (BLMOVE) is moved back when it is still in its
+    /// destination (its nearest occurrence to the end it was pushed at: later
+    /// pushes there are in front of it), and left there otherwise. Runs on
+    /// the connection's loop; `reply` is the pop's own reply.
     static func giveBack(_ reply: Reply, _ how: GiveBack, shardSet: ShardSet, loop: EventLoop, database: Int) {
         switch how {
         case .list(let fromLeft):
@@ -288,21 +290,23 @@ extension BlockingFamily {
             onShard(key, shardSet: shardSet, loop: loop, database: database) { ctx in
                 var flags = SortedSetFamily.AddFlags()
                 flags.nx = true  // a member added again since keeps its new score
-                guard case .integer = SortedSetFamily.opAdd(ctx, key, flags, entries) else { return }
+                guard case .integer = SortedSetFamily.opAdd(ctx, key, flags, entries) else { return false }
                 var journal = [Array("ZADD".utf8), key.bytes, Array("NX".utf8)]
                 for entry in entries { journal += [Array("\(entry.score)".utf8), entry.member] }
                 ctx.journal(journal)
+                return true
             }
         case .move(let source, let destination, let fromLeft, let toLeft):
             guard case .bulk(let element) = reply else { return }
             onShard(destination, shardSet: shardSet, loop: loop, database: database, { ctx in
                 var context = ctx
-                guard case .element(let last) = ListFamily.opPeek(&context, destination, fromLeft: toLeft), last == element,
-                      case .success(let popped?) = ListFamily.opPop(&context, destination, fromLeft: toLeft, count: 1), !popped.isEmpty
-                else { return }
-                ctx.journal([Array((toLeft ? "LPOP" : "RPOP").utf8), destination.bytes])
-            }, then: {
-                pushBack(source, [element], toLeft: fromLeft, shardSet: shardSet, loop: loop, database: database)
+                let count: Int64 = toLeft ? 1 : -1
+                guard case .integer(1) = ListFamily.opRemove(&context, destination, count: count, value: element) else { return false }
+                ctx.journal([Array("LREM".utf8), destination.bytes, Array(String(count).utf8), element])
+                return true
+            }, then: { removed in
+                // Only what left the destination goes back: never in both.
+                if removed { pushBack(source, [element], toLeft: fromLeft, shardSet: shardSet, loop: loop, database: database) }
             })
         }
     }
@@ -311,26 +315,28 @@ extension BlockingFamily {
     private static func pushBack(_ key: KeyRef, _ elements: [[UInt8]], toLeft: Bool, shardSet: ShardSet, loop: EventLoop, database: Int) {
         onShard(key, shardSet: shardSet, loop: loop, database: database) { ctx in
             var context = ctx
-            guard case .success = ListFamily.opPush(&context, key, elements, toLeft: toLeft, onlyIfExists: false) else { return }
+            guard case .success = ListFamily.opPush(&context, key, elements, toLeft: toLeft, onlyIfExists: false) else { return false }
             ctx.journal([Array((toLeft ? "LPUSH" : "RPUSH").utf8), key.bytes] + elements)
+            return true
         }
     }
 
     /// Runs `body` on `key`'s shard under its exclusive lock, as a write to it
-    /// (WATCHers and waiters on it hear of it), then `then` back on `loop`.
+    /// (WATCHers and waiters on it hear of it), then `then` back on `loop`
+    /// with what `body` returned (whether it changed anything).
     private static func onShard(
         _ key: KeyRef, shardSet: ShardSet, loop: EventLoop, database: Int,
-        _ body: @escaping (ShardContext) -> Void, then: @escaping () -> Void = {}
+        _ body: @escaping (ShardContext) -> Bool, then: @escaping (Bool) -> Void = { _ in }
     ) {
         let shardIndex = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
         let fingerprint = lockFingerprint(keyHash: key.hash, database: database)
         shardSet.runSingleShard(
             from: loop, shard: shardIndex, locks: ShardLockSet(fingerprints: [fingerprint], mode: .exclusive),
             { shard in
-                body(ShardContext(shard: shard, databaseIndex: database))
-                shard.noteWritten([fingerprint])
-                return 0
-            }, done: { _ in then() })
+                let changed = body(ShardContext(shard: shard, databaseIndex: database))
+                if changed { shard.noteWritten([fingerprint]) }
+                return changed
+            }, done: then)
     }
 }
 

@@ -120,6 +120,7 @@ def run_rounds(srv, threads, seconds, seed):
     dsts = [f"dst{seed}:{s}" for s in range(2)]
     ids = Ids()
     racing, late, popped, left = [], [], [], []
+    where = {}  # id -> the open consumer's command that got it (for failure messages)
     rounds = closed_total = 0
     admin = RespConn(srv.port)
     producer_admin = RespConn(srv.port)
@@ -166,12 +167,13 @@ def run_rounds(srv, threads, seconds, seed):
             conn.sock.settimeout(5)
             reply = conn.read_reply()
             popped.extend(popped_ids(c[2], reply))
+            where.update((x, " ".join(c[1][:2])) for x in popped_ids(c[2], reply))
             conn.close()
         # What is left goes out of the way, so that the next round's
         # consumers (which may close right after a pop, legitimately) only
         # ever see that round's ids.
-        drain(admin, queues + dsts, zsets, left)
-    drain(admin, queues + dsts, zsets, left)
+        drain(admin, queues + dsts, zsets, left, where)
+    drain(admin, queues + dsts, zsets, left, where)
     found = popped + left
     counts = {}
     for x in found:
@@ -191,15 +193,18 @@ def run_rounds(srv, threads, seconds, seed):
     return {
         "rounds": rounds, "closed": closed_total, "late": len(late), "racing": len(racing),
         "popped": len(popped), "lost_late": lost_late, "lost_racing": len(lost_racing),
-        "duplicated": duplicated, "blocked_after": blocked,
+        "duplicated": [(x, where.get(x)) for x in duplicated], "blocked_after": blocked,
     }
 
 
-def drain(admin, lists, zsets, into):
+def drain(admin, lists, zsets, into, where):
     """Takes every id still in `lists` and `zsets` out, atomically per key."""
     for key, read in [(k, "LRANGE") for k in lists] + [(k, "ZRANGE") for k in zsets]:
         replies = admin.pipeline([("MULTI",), (read, key, "0", "-1"), ("DEL", key), ("EXEC",)])
-        into += [x.decode() for x in to_py(replies[-1])[0]]
+        ids = [x.decode() for x in to_py(replies[-1])[0]]
+        into += ids
+        for x in ids:
+            where[x] = where.get(x, "") + f" left in {key}"
 
 
 CONFIGS = [(t, e, m) for e in ("uring", "epoll") for t in (1, 2, 4) for m in (True, False)]
