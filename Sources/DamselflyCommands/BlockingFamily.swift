@@ -76,12 +76,8 @@ public enum BlockingFamily {
 
     /// BLMPOP timeout numkeys key... LEFT|RIGHT [COUNT n] and
     /// BZMPOP timeout numkeys key... MIN|MAX [COUNT n].
+    /// Checked in Redis's order: numkeys, the side, COUNT, and the timeout last.
     static func blockingMultiPop(_ call: CommandCall, sorted: Bool) {
-        let deadline: UInt64?
-        switch timeout(call, 1) {
-        case .failure(let error): return call.reply(error.reply)
-        case .success(let d): deadline = d
-        }
         guard let numkeys = call.integer(2), numkeys > 0 else {
             return call.reply(.error("ERR numkeys should be greater than 0"))
         }
@@ -97,6 +93,11 @@ public enum BlockingFamily {
             fromLow = left
         }
         guard let popCount = call.popCount(from: whereIndex + 1) else { return }
+        let deadline: UInt64?
+        switch timeout(call, 1) {
+        case .failure(let error): return call.reply(error.reply)
+        case .success(let d): deadline = d
+        }
         let keys = (3..<whereIndex).map { call.key($0) }
         let state: (ShardContext, KeyRef) -> KeyState = { ctx, key in
             sorted ? BlockingFamily.zsetState(ctx, key) : BlockingFamily.listState(ctx, key)

@@ -109,6 +109,21 @@ def test_check_order(servers):
     both(servers, run)
 
 
+def test_multipop_check_order(servers):
+    """BLMPOP / BZMPOP check numkeys, the side, COUNT, and the timeout last."""
+    def run(c):
+        out = []
+        for name, side in (("BLMPOP", "LEFT"), ("BZMPOP", "MIN")):
+            out += [c.call(*cmd) for cmd in [
+                (name, "abc", "0", "k", side), (name, "abc", "x", "k", side), (name, "abc", "5", "k", side),
+                (name, "abc", "1", "k", "bogus"), (name, "abc", "1", "k", side, "COUNT", "0"),
+                (name, "abc", "1", "k", side, "COUNT"), (name, "abc", "1", "k", side), (name, "-1", "1", "k", side),
+                (name, "-1", "0", "k", side), (name, "0.01", "2", "k1", "k2", side, "COUNT", "2"),
+            ]]
+        return out
+    both(servers, run)
+
+
 def _crc64(data):
     """Redis's CRC-64 (Jones, reflected), as DUMP payloads carry it."""
     crc = 0
