@@ -21,7 +21,7 @@ import time
 import pytest
 
 from conftest import SELFTEST_REDIS
-from resp import RespConn
+from resp import RespConn, encode
 from util import keys_on_shards
 
 STREAMS = 4
@@ -151,3 +151,62 @@ def test_stream_group_delivers_exactly_once(damselfly, threads, singlehop):
     assert not twice, twice[:5]
     print(f"\nstream delivery[{threads} threads, singlehop={singlehop}]: {total} entries, "
           f"{len(claimed)} reclaimed by XAUTOCLAIM, {time.time() - start:.1f}s")
+
+
+def _blocking_scenario(port, proto):
+    """Parks readers on raw connections (send now, read later) and returns
+    every reply, for comparison with redis-server."""
+    out = []
+    conns = [RespConn(port) for _ in range(4)]
+    try:
+        for c in conns:
+            c.call("HELLO", str(proto))
+        a, b, c2, admin = conns
+        admin.call("FLUSHALL")
+        admin.call("XADD", "s", "10-1", "f", "v")
+        out.append(admin.call("XREAD", "BLOCK", "100", "STREAMS", "s", "$"))       # times out
+        # Two readers wanting different things: the later one is served first.
+        a.send_raw(encode("XREAD", "BLOCK", "5000", "STREAMS", "s", "100-0"))
+        b.send_raw(encode("XREAD", "BLOCK", "5000", "STREAMS", "s", "$"))
+        time.sleep(0.2)
+        out.append(admin.call("XADD", "s", "50-1", "f", "early"))
+        out.append(b.read_reply())
+        out.append(admin.call("XADD", "s", "101-1", "f", "late"))
+        out.append(a.read_reply())
+        # Group readers: one entry each, first come first served.
+        admin.call("XGROUP", "CREATE", "s", "g", "$")
+        a.send_raw(encode("XREADGROUP", "GROUP", "g", "ca", "COUNT", "1", "BLOCK", "5000", "STREAMS", "s", ">"))
+        time.sleep(0.1)
+        b.send_raw(encode("XREADGROUP", "GROUP", "g", "cb", "COUNT", "1", "BLOCK", "5000", "STREAMS", "s", ">"))
+        time.sleep(0.2)
+        out.append(admin.call("XADD", "s", "200-1", "job", "1"))
+        out.append(a.read_reply())
+        out.append(admin.call("XADD", "s", "201-1", "job", "2"))
+        out.append(b.read_reply())
+        out.append(admin.call("XPENDING", "s", "g"))
+        # A parked group reader learns its group or stream went away.
+        c2.send_raw(encode("XREADGROUP", "GROUP", "g", "cc", "BLOCK", "0", "STREAMS", "s", ">"))
+        time.sleep(0.2)
+        out.append(admin.call("XGROUP", "DESTROY", "s", "g"))
+        out.append(c2.read_reply())
+        admin.call("XGROUP", "CREATE", "s", "g2", "$")
+        c2.send_raw(encode("XREADGROUP", "GROUP", "g2", "cc", "BLOCK", "0", "STREAMS", "s", ">"))
+        time.sleep(0.2)
+        out.append(admin.call("DEL", "s"))
+        out.append(c2.read_reply())
+        # Inside MULTI nothing blocks.
+        admin.call("MULTI")
+        admin.call("XREAD", "BLOCK", "0", "STREAMS", "s", "$")
+        out.append(admin.call("EXEC"))
+    finally:
+        for c in conns:
+            c.close()
+    return out
+
+
+@pytest.mark.parametrize("proto", [2, 3], ids=["resp2", "resp3"])
+def test_stream_blocking_reads_match_redis(damselfly, redis_server, proto):
+    srv = damselfly("--proactor_threads=4")
+    dfly = _blocking_scenario(srv.port, proto)
+    redis = _blocking_scenario(redis_server.port, proto)
+    assert dfly == redis
