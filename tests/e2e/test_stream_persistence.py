@@ -13,21 +13,9 @@ import shutil
 
 import pytest
 
-from persist_util import Servers, check_rdb, client, kill9
+from persist_util import check_rdb, client, kill9
+from test_persistence import mkdir as _mkdir, servers  # noqa: F401  (the fixture)
 from test_stream_differential import _mask_info
-
-
-@pytest.fixture
-def servers(tmp_path):
-    s = Servers(tmp_path)
-    yield s
-    s.close()
-
-
-def _mkdir(tmp_path, name):
-    d = tmp_path / name
-    d.mkdir()
-    return d
 
 
 def _fill(c):
