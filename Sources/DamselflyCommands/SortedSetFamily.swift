@@ -238,6 +238,8 @@ public enum SortedSetFamily {
             if z.count > 0 { ctx.store(key, .zset(z)) }
         }
         if failed { return nanError }
+        // Redis signals only when an element was added or its score moved.
+        if added + updated == 0 { ctx.markUnchanged() }
         if flags.incr { return processed > 0 ? .double(lastScore) : .null }
         return .integer(flags.ch ? added + updated : added)
     }
@@ -411,7 +413,7 @@ public enum SortedSetFamily {
     // MARK: - ZSCAN
 
     static func zscan(_ call: CommandCall) {
-        guard let cursor = UInt64(call.args.string(2)) else { return call.reply(.error("ERR invalid cursor")) }
+        guard let cursor = ScanArguments.parseCursor(call.args[2]) else { return call.reply(.error("ERR invalid cursor")) }
         // Options are checked after the key (Redis parses them in
         // scanGenericCommand, once the key is known to be a sorted set).
         var count = 10

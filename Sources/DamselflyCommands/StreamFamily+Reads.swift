@@ -264,6 +264,7 @@ final class StreamReader {
         let counters = call.engine.loopCounters[loop.index]
         let registry = call.engine.blockedClients[loop.index]
         let sink = call.sink
+        let life = client.life
         let deadline: UInt64? = blockMs.flatMap { $0 == 0 ? nil : Clock.monotonicNanos() + UInt64($0) * 1_000_000 }
 
         let state = ParkState()
@@ -271,6 +272,9 @@ final class StreamReader {
             guard !state.finished else { return }
             state.finished = true
             if let blocked = state.blocked {
+                // The state, the blocked client and its `finish` closure
+                // form a cycle: broken here, on every way out.
+                state.blocked = nil
                 registry.remove(blocked)
                 counters.blockedClients.add(-1, ordering: .relaxed)
             }
@@ -282,7 +286,7 @@ final class StreamReader {
                 (shard: shard, fingerprints: positionsOn(shard).map { lockFingerprint(keyHash: keys[$0].hash, database: database) })
             }
             let waiter = Waiter(
-                loop: loop, database: database, registrations: registrations, deadlineNanos: deadline,
+                loop: loop, owner: life, database: database, registrations: registrations, deadlineNanos: deadline,
                 ready: { shard, p in self.waiterReady(ShardContext(shard: shard, databaseIndex: database), p) },
                 serve: { shard, p in
                     let reply = self.waiterServe(ShardContext(shard: shard, databaseIndex: database), p)
@@ -350,6 +354,11 @@ final class StreamReader {
             client.blockedOn = blocked
             registry.add(client, blocked)
             counters.blockedClients.add(1, ordering: .relaxed)
+            if life.isClosed {
+                // The connection closed while the read was scheduled or
+                // parking, when there was no waiter yet for it to cancel.
+                blocked.cancel(reply: nil)
+            }
         }
     }
 }

@@ -165,6 +165,8 @@ public enum StringFamily {
         var get = false
         var keepTTL = false
         var expire: (ExpireUnit, Int64)?
+        /// The expiry option seen while parsing and the index of its number.
+        var expireArgument: (ExpireUnit, Int)?
     }
 
     static func set(_ call: CommandCall) {
@@ -179,19 +181,24 @@ public enum StringFamily {
                 options.condition = 2
             } else if call.isArg(i, "get") {
                 options.get = true
-            } else if call.isArg(i, "keepttl") && options.expire == nil {
+            } else if call.isArg(i, "keepttl") && options.expireArgument == nil {
                 options.keepTTL = true
-            } else if hasNext && options.expire == nil && !options.keepTTL,
+            } else if hasNext && options.expireArgument == nil && !options.keepTTL,
                 let unit: ExpireUnit = call.isArg(i, "ex") ? .seconds : call.isArg(i, "px") ? .milliseconds
                     : call.isArg(i, "exat") ? .unixSeconds : call.isArg(i, "pxat") ? .unixMilliseconds : nil
             {
-                guard let value = call.integer(i + 1) else { return call.reply(.notInteger) }
-                options.expire = (unit, value)
+                options.expireArgument = (unit, i + 1)
                 i += 1
             } else {
                 return call.reply(.syntaxError)
             }
             i += 1
+        }
+        // Redis reads the number once the options are known to fit together
+        // (`SET k v EX x EXAT 1` is a syntax error, not a bad integer).
+        if let (unit, index) = options.expireArgument {
+            guard let value = call.integer(index) else { return call.reply(.notInteger) }
+            options.expire = (unit, value)
         }
         var expireAt: Int64? = nil
         if let (unit, value) = options.expire {
@@ -210,6 +217,7 @@ public enum StringFamily {
                 old = reply
             }
             if (opts.condition == 1 && found != nil) || (opts.condition == 2 && found == nil) {
+                ctx.markUnchanged()
                 return opts.get ? old : .null
             }
             ctx.store(key, .string(value), expireAtMs: expireAt, keepTTL: opts.keepTTL)
@@ -293,7 +301,7 @@ public enum StringFamily {
         call.runOnKeysTwoPhase(keys, mode: .exclusive, check: { ctx, positions in
             positions.allSatisfy { ctx.lookupWrite(keys[$0]) == nil }
         }, decide: { checks in checks.allSatisfy { $0 } }, apply: { ctx, positions, allAbsent in
-            guard allAbsent else { return }
+            guard allAbsent else { return ctx.markUnchanged() }
             for p in positions { ctx.store(keys[p], .string(values[p])) }
         }, reply: { allAbsent in .integer(allAbsent ? 1 : 0) })
     }

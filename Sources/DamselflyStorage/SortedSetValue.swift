@@ -111,6 +111,7 @@ public final class SortedSetValue {
     /// A set holding `entries` (already in order, members distinct), encoded
     /// as Redis encodes a stored result: "listpack" when it fits the limits.
     public init(sortedEntries entries: [ZEntry]) {
+        assert(Self.isStrictlyOrdered(entries), "SortedSetValue(sortedEntries:) given entries out of order")
         let fits = entries.count <= Self.maxListpackEntries
             && entries.allSatisfy { $0.member.count <= Self.maxListpackValue }
         for e in entries { memberBytes += ByteArray.heapBytes(e.member) }
@@ -306,12 +307,19 @@ public final class SortedSetValue {
         tree = t
     }
 
+    /// Whether `entries` are in (score, member) order with no two alike: what
+    /// every constructor from a prepared array relies on (debug checks).
+    public static func isStrictlyOrdered(_ entries: [ZEntry]) -> Bool {
+        for i in 1..<Swift.max(entries.count, 1) where !entries[i - 1].isBefore(entries[i].score, entries[i].member) {
+            return false
+        }
+        return true
+    }
+
     /// Structural self-check for tests: order, counts, dictionary agreement.
     public func checkInvariants() -> Bool {
         let all = allEntries
-        for i in 1..<Swift.max(all.count, 1) where !all[i - 1].isBefore(all[i].score, all[i].member) {
-            return false
-        }
+        guard Self.isStrictlyOrdered(all) else { return false }
         if let tree {
             guard tree.checkCounts(), scores.count == all.count else { return false }
             for e in all where scores[ZMember(e.member)] != e.score { return false }

@@ -107,6 +107,11 @@ import Testing
         #expect(throws: RDBError.unsupported(offset: payload.count - 10, reason: "DUMP payload of RDB version 12")) {
             try DumpPayload.decode(future)
         }
+        // 7.2's version 11: readable in a file, refused in a payload (as Redis 7.0 does).
+        future[future.count - 10] = 11
+        let crc11 = CRC64.checksum(future[0..<(future.count - 8)])
+        for i in 0..<8 { future[future.count - 8 + i] = UInt8(truncatingIfNeeded: crc11 >> (8 * UInt64(i))) }
+        #expect(throws: RDBError.self) { try DumpPayload.decode(future) }
     }
 
     @Test func moduleDataIsRefusedAndATruncatedStreamFails() throws {
