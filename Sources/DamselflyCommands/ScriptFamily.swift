@@ -882,7 +882,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     }
 
     /// Key-less commands a script may call (they answer synchronously).
-    static let keylessAllowed: Set<String> = ["ping", "echo", "time", "publish", "select"]
+    static let keylessAllowed: Set<String> = ["ping", "echo", "time", "publish", "select", "xread", "xreadgroup"]
     /// Commands whose keys follow a count (no fixed key position in the
     /// table); their handlers find the keys and reach them like any other.
     static let numkeysCommands: Set<String> = ["lmpop", "blmpop", "zmpop", "bzmpop", "sintercard", "zunion", "zinter", "zdiff"]

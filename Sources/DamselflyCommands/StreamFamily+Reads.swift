@@ -195,11 +195,19 @@ final class StreamReader {
         }
         guard let g = stream.group(group) else { return .array([]) }
         return ctx.database.modifyValue(at: index) { _ in
-            let (owner, _) = g.findOrCreateConsumer(consumer, nowMs: ctx.nowMs)
+            let (owner, created) = g.findOrCreateConsumer(consumer, nowMs: ctx.nowMs)
             owner.seenTime = ctx.nowMs
+            if created && journaling {
+                ctx.journal([Array("XGROUP".utf8), Array("CREATECONSUMER".utf8), key.bytes, g.name, consumer])
+            }
             if case .id = ids[p] {
                 guard let start = slots[p].after.successor else { return .array([]) }
                 let history = stream.pendingHistory(g, of: owner, from: start, limit: count, nowMs: ctx.nowMs)
+                if journaling {
+                    for (id, fields) in history where fields != nil {
+                        StreamFamily.journalClaim(ctx, key, g, consumer: consumer, id, g.pel[id])
+                    }
+                }
                 return .array(history.map { StreamFamily.entryReply($0.0, $0.1) })
             }
             let entries = stream.deliverNew(g, to: owner, limit: count, noAck: noAck, nowMs: ctx.nowMs)

@@ -30,7 +30,7 @@ public enum StreamFamily {
         r.register("xsetid", arity: -3, flags: [.write, .denyOOM, .fast], firstKey: 1, lastKey: 1, keyStep: 1, group: g, handler: xsetid)
         r.register("xread", arity: -4, flags: [.readonly, .blocking], group: g) { call in xread(call, group: false) }
         r.register("xreadgroup", arity: -7, flags: [.write, .blocking], group: g) { call in xread(call, group: true) }
-        r.register("xgroup", arity: -2, flags: [.write, .denyOOM], firstKey: 2, lastKey: 2, keyStep: 1, group: g, handler: xgroup)
+        r.register("xgroup", arity: -2, flags: [.write], firstKey: 2, lastKey: 2, keyStep: 1, group: g, handler: xgroup)
         r.register("xack", arity: -4, flags: [.write, .fast], firstKey: 1, lastKey: 1, keyStep: 1, group: g, handler: xack)
         r.register("xpending", arity: -3, flags: [.readonly], firstKey: 1, lastKey: 1, keyStep: 1, group: g, handler: xpending)
         r.register("xclaim", arity: -6, flags: [.write, .fast], firstKey: 1, lastKey: 1, keyStep: 1, group: g, handler: xclaim)
