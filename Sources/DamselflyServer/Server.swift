@@ -83,6 +83,7 @@ public final class Server: @unchecked Sendable {
     /// Binds, starts the threads and begins accepting. Throws a message on failure.
     public func start() throws(ServerError) {
         // The dataset first: no client is accepted before it is loaded.
+        snapshots.removeStaleTempFiles()
         do {
             let loaded = try snapshots.load()
             if loaded > 0 { startupLog = "loaded \(loaded) keys from \(snapshots.path)" }
@@ -316,6 +317,7 @@ public final class Server: @unchecked Sendable {
         }
         for loop in loops { loop.stop() }
         for thread in threads { LoopThread.join(thread) }
+        snapshots.abandonInProgressSave()
         if listenFD >= 0 { Glibc.close(listenFD) }
     }
 }
