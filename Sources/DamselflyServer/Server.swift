@@ -72,6 +72,7 @@ public final class Server: @unchecked Sendable {
         PubSubFamily.register(registry, server: self)
         PersistenceFamily.register(registry, server: self)
         snapshots = SnapshotController(server: self)
+        ConfigParameters.applyEncodingLimits(config)
     }
 
     /// What start-up loaded, for the log.
