@@ -557,8 +557,8 @@ dfly_lua *dfly_lua_create(void) {
     lua_pushcfunction(L, redis_setresp); lua_setfield(L, -2, "setresp");
     lua_pushcfunction(L, redis_noop); lua_setfield(L, -2, "set_repl");
     lua_pushcfunction(L, redis_true); lua_setfield(L, -2, "replicate_commands");
-    lua_pushstring(L, "7.2.4"); lua_setfield(L, -2, "REDIS_VERSION");
-    lua_pushnumber(L, 0x070204); lua_setfield(L, -2, "REDIS_VERSION_NUM");
+    lua_pushstring(L, "7.0.15"); lua_setfield(L, -2, "REDIS_VERSION");
+    lua_pushnumber(L, 0x07000f); lua_setfield(L, -2, "REDIS_VERSION_NUM");
     lua_pushnumber(L, 0); lua_setfield(L, -2, "LOG_DEBUG");
     lua_pushnumber(L, 1); lua_setfield(L, -2, "LOG_VERBOSE");
     lua_pushnumber(L, 2); lua_setfield(L, -2, "LOG_NOTICE");
