@@ -42,13 +42,14 @@ make_workdir() {
   trap 'exit 143' TERM
 }
 
+# A script may define on_exit: it runs first, while WORKDIR still exists.
 lib_cleanup() {
   local pid
+  if declare -F on_exit >/dev/null; then on_exit; fi
   for pid in "${LIB_SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${LIB_SERVER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   LIB_SERVER_PIDS=()
   if [[ -n "${WORKDIR:-}" && "${KEEP_WORKDIR:-0}" != 1 ]]; then rm -rf "$WORKDIR"; fi
-  if declare -F on_exit >/dev/null; then on_exit; fi
 }
 
 # server_dir NAME — a fresh directory under WORKDIR for one server's files.
