@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <limits.h>
 
 struct dfly_lua {
     lua_State *L;
@@ -385,6 +386,22 @@ static int redis_status_reply(lua_State *L) {
     return 1;
 }
 
+/* unpack(t [, i [, j]]) with its element count checked in 64 bits: the system Lua 5.1's
+ * own unpack computes j - i + 1 in an int, so unpack({}, -2, 2147483647) wraps, skips the
+ * stack check and writes past the stack (a crash any EVAL could cause). Redis's bundled
+ * Lua has the same check; the error text is Lua's. */
+static int safe_unpack(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int i = luaL_optint(L, 2, 1);
+    int e = luaL_opt(L, luaL_checkint, 3, (int)lua_objlen(L, 1));
+    if (i > e) return 0;
+    long long n = (long long)e - (long long)i + 1;
+    if (n <= 0 || n >= INT_MAX || !lua_checkstack(L, (int)n))
+        return luaL_error(L, "too many results to unpack");
+    for (long long k = 0; k < n; k++) lua_rawgeti(L, 1, (int)(i + k));
+    return (int)n;
+}
+
 static int redis_sha1hex(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
@@ -546,6 +563,7 @@ dfly_lua *dfly_lua_create(void) {
     dfly_open_struct(L);
     lua_pushnil(L); lua_setglobal(L, "loadfile");
     lua_pushnil(L); lua_setglobal(L, "dofile");
+    lua_pushcfunction(L, safe_unpack); lua_setglobal(L, "unpack");
 
     lua_newtable(L);
     lua_pushcfunction(L, redis_call); lua_setfield(L, -2, "call");
