@@ -10,6 +10,7 @@
 #include <string.h>
 #include <math.h>
 #include <limits.h>
+#include <stdint.h>
 
 struct dfly_lua {
     lua_State *L;
@@ -402,6 +403,29 @@ static int safe_unpack(lua_State *L) {
     return (int)n;
 }
 
+/* A Lua number as the bit library reads it: its low 32 bits, for any value. */
+static int32_t bit_arg(lua_State *L, int index) {
+    union { lua_Number n; uint64_t b; } v;
+    v.n = luaL_checknumber(L, index) + 6755399441055744.0; /* 2^52 + 2^51: integer in the low bits */
+    return (int32_t)v.b;
+}
+
+/* bit.tohex(x [, n]) with n = -2^31 handled: lua-bitop negates n to get the digit count,
+ * which overflows for INT32_MIN and writes past its buffer (a crash any EVAL could cause).
+ * As in Redis's bundled copy, -2^31 means 2^31 - 1 upper-case digits, capped at 8. */
+static int safe_bit_tohex(lua_State *L) {
+    uint32_t x = (uint32_t)bit_arg(L, 1);
+    int32_t n = lua_isnone(L, 2) ? 8 : bit_arg(L, 2);
+    const char *digits = "0123456789abcdef";
+    char buf[8];
+    if (n == INT32_MIN) n = INT32_MIN + 1;
+    if (n < 0) { n = -n; digits = "0123456789ABCDEF"; }
+    if (n > 8) n = 8;
+    for (int i = n - 1; i >= 0; i--) { buf[i] = digits[x & 15]; x >>= 4; }
+    lua_pushlstring(L, buf, (size_t)n);
+    return 1;
+}
+
 static int redis_sha1hex(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
@@ -559,6 +583,9 @@ dfly_lua *dfly_lua_create(void) {
     lua_pushcfunction(L, luaopen_math); lua_pushstring(L, LUA_MATHLIBNAME); lua_call(L, 1, 0);
     load_module(L, "liblua5.1-cjson.so.0", "luaopen_cjson", "cjson");
     load_module(L, "liblua5.1-bitop.so.0", "luaopen_bit", "bit");
+    lua_getglobal(L, "bit");
+    if (lua_istable(L, -1)) { lua_pushcfunction(L, safe_bit_tohex); lua_setfield(L, -2, "tohex"); }
+    lua_pop(L, 1);
     dfly_open_cmsgpack(L);
     dfly_open_struct(L);
     lua_pushnil(L); lua_setglobal(L, "loadfile");

@@ -11,6 +11,12 @@ UNPACKS = [
     "return {unpack({1,2,3}, -1, -2)}",
     "return {unpack({1,2,3}, 2)}",
     "return {unpack({'a','b'})}",
+    # lua-bitop negated the digit count: -2^31 overflowed and wrote past its buffer.
+    "return bit.tohex(65535, -2147483648)",
+    "return bit.tohex(65535, 2147483648)",
+    "return bit.tohex(65535, -3)",
+    "return bit.tohex(-1)",
+    "return bit.tohex(65535, 12)",
 ]
 
 
@@ -22,7 +28,7 @@ def answer(c, script):
 
 
 @pytest.mark.parametrize("script", UNPACKS)
-def test_lua_unpack_counts_are_checked(damselfly, redis_server, script):
+def test_lua_unpack_and_tohex_bounds_are_checked(damselfly, redis_server, script):
     # The system Lua 5.1 computes unpack's count in an int: a huge range wrapped and the
     # server crashed writing past the Lua stack.
     d = damselfly("--proactor_threads=2")
