@@ -29,6 +29,9 @@ OUT = os.path.join(os.path.dirname(__file__), "..", "Sources", "DamselflyServer"
 NO_PROBE = {"port", "bind", "tls-port", "cluster-port", "dir", "requirepass", "unixsocket",
             "appendonly", "daemonize", "replicaof", "slaveof", "masterauth", "masteruser"}
 JUNK = "notavalue_xyz"
+# Hidden parameters: not listed by CONFIG GET *, returned when asked for by exact name.
+HIDDEN = ["use-exit-on-panic", "lua-enable-deprecated-api", "rdb-key-save-delay", "key-load-delay",
+          "watchdog-period", "loading-process-events-interval-bytes"]
 
 
 def free_port():
@@ -51,10 +54,12 @@ def all_config(c):
 
 def probe(c):
     base = all_config(c)
+    for name in HIDDEN:
+        base.update(c.config_get(name))
     params = {}
     for name in sorted(base):
         value = base[name]
-        p = {"name": name, "default": value, "kind": "string", "mutable": True}
+        p = {"name": name, "default": value, "kind": "string", "mutable": True, "hidden": name in HIDDEN}
         e = err(c, name, value)
         if e and "immutable" in e:
             p["mutable"] = False
@@ -147,7 +152,8 @@ def emit(params):
             kind = ".string"
         default = "." if name == "dir" else p["default"]  # not the probe's temporary directory
         alias = f", aliasOf: {swift_string(alias_of[name])}" if name in alias_of else ""
-        lines.append(f"        Entry({swift_string(name)}, {swift_string(default)}, {kind}{alias}),")
+        hidden = ", hidden: true" if p.get("hidden") else ""
+        lines.append(f"        Entry({swift_string(name)}, {swift_string(default)}, {kind}{alias}{hidden}),")
     lines += ["    ]", "}", ""]
     return "\n".join(lines)
 

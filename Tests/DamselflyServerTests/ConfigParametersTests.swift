@@ -16,7 +16,7 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
     ]
 
     /// Every name Redis 7.0 lists (the generated table), Damselfly's own settings among them.
-    static let allNames = RedisParameterTable.generated.map(\.name)
+    static let allNames = RedisParameterTable.generated.filter { !$0.hidden }.map(\.name)
 
     @Test func star() {
         let pairs = ConfigParameters.get("*", from: ServerConfig())
@@ -280,6 +280,20 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
         #expect(ConfigParameters.set("client-output-buffer-limit", "replica 1mb 1kb 5", in: &c) == nil)
         #expect(value("client-output-buffer-limit", c)
             == "normal 0 0 0 slave 1048576 1024 5 pubsub 33554432 8388608 60")
+    }
+
+    @Test func hiddenParametersOnlyByExactName() {
+        #expect(value("key-load-delay", ServerConfig()) == "0")
+        #expect(value("KEY-LOAD-DELAY", ServerConfig()) == "0")
+        #expect(ConfigParameters.get("key-load-*", from: ServerConfig()).isEmpty)
+        #expect(!ConfigParameters.names.contains("key-load-delay"))
+    }
+
+    @Test func portAndBindAcceptOnlyTheirCurrentValue() {
+        var c = ServerConfig()
+        #expect(ConfigParameters.set([("port", "6379"), ("bind", "127.0.0.1")], in: &c) == nil)
+        #expect(ConfigParameters.set("port", "7000", in: &c) != nil)
+        #expect(c.port == 6379)
     }
 
     @Test func keyspaceNotificationsAreRefused() {

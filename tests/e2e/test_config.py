@@ -40,7 +40,8 @@ def test_config_get_patterns_and_several_names(pair):
     d, r = pair
     dc, rc = d.client(decode_responses=True), r.client(decode_responses=True)
     for args in (["maxmemory*"], ["*max-*-entries"], ["hz", "timeout"], ["hash-max-*", "zset-max-*"],
-                 ["slowlog-*", "slowlog-max-len"], ["nosuch*"], ["[hz]z"]):
+                 ["slowlog-*", "slowlog-max-len"], ["nosuch*"], ["[hz]z"],
+                 ["key-load-delay"], ["key-load-*"], ["maxmemory", "maxmemory*", "bind", "*of"]):
         assert dc.execute_command("CONFIG", "GET", *args) == rc.execute_command("CONFIG", "GET", *args), args
 
 
@@ -60,6 +61,7 @@ def test_config_get_patterns_and_several_names(pair):
     ["client-output-buffer-limit", "normal 1 2"],
     ["client-output-buffer-limit", "nosuch 1 2 3"],
     ["oom-score-adj-values", "1 2"],
+    ["maxmemory-clients", "200%"],
 ])
 def test_config_set_errors_match_redis(pair, args):
     d, r = pair
@@ -90,6 +92,24 @@ def test_config_set_several_pairs_all_or_nothing(pair):
         c.execute_command("CONFIG", "SET", "hz", "10", "lazyfree-lazy-user-del", "no", "hash-max-listpack-value", "64",
                           "list-max-listpack-size", "-2",
                           "client-output-buffer-limit", "pubsub 33554432 8388608 60")
+
+
+def test_every_parameter_can_be_set_to_its_own_value(pair):
+    # Redis's "CONFIG sanity": CONFIG SET of each listed parameter to its current value
+    # succeeds and changes nothing (immutable and protected ones excepted, as there).
+    d, r = pair
+    refused = {}
+    for name, s in (("damselfly", d), ("redis", r)):
+        c = s.client(decode_responses=True)
+        before = c.config_get("*")
+        refused[name] = set()
+        for k, v in before.items():
+            try:
+                c.execute_command("CONFIG", "SET", k, v)
+            except redis.ResponseError:
+                refused[name].add(k)
+        assert c.config_get("*") == before
+    assert refused["damselfly"] <= refused["redis"] | {"dir", "dbfilename"}
 
 
 def test_notify_keyspace_events_is_refused_not_ignored(pair, only_damselfly):

@@ -24,7 +24,7 @@ public enum ConfigParameters {
             result.append((parameter.name, parameter.get(config)))
         }
         for entry in RedisParameterTable.generated where implementedNames[entry.name] == nil
-            && patterns.contains(where: { configGlobMatch($0, entry.name) }) {
+            && patterns.contains(where: { entry.matches($0) }) {
             result.append((entry.name, RedisParameterTable.value(entry, in: config)))
         }
         return result
@@ -32,7 +32,7 @@ public enum ConfigParameters {
 
     /// The names CONFIG GET reports (Redis names): Damselfly's settings, then the stored ones.
     public static var names: [String] {
-        table.map(\.name) + RedisParameterTable.generated.map(\.name).filter { implementedNames[$0] == nil }
+        table.map(\.name) + RedisParameterTable.generated.filter { !$0.hidden && implementedNames[$0.name] == nil }.map(\.name)
     }
 
     /// Applies CONFIG SET name value; nil on success, otherwise the Redis error text.
@@ -174,8 +174,18 @@ public enum ConfigParameters {
     }
 
     static let table: [Parameter] = [
-        immutable("port", [], { String($0.port) }),
-        immutable("bind", [], { $0.bind }),
+        // Redis can move its listener at run time; Damselfly cannot, so only the current value
+        // is accepted (as Redis accepts it: a no-op).
+        Parameter(
+            name: "port", aliases: [], get: { String($0.port) },
+            set: { config, text in
+                Int(text) == config.port ? nil : "changing the port at runtime is not supported; restart with --port"
+            }),
+        Parameter(
+            name: "bind", aliases: [], get: { $0.bind },
+            set: { config, text in
+                text == config.bind ? nil : "changing bind at runtime is not supported; restart with --bind"
+            }),
         Parameter(
             name: "requirepass", aliases: [], get: { $0.requirepass },
             set: { config, text in config.requirepass = text; return nil }),

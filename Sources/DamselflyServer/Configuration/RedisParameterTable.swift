@@ -27,12 +27,20 @@ enum RedisParameterTable {
         /// The parameter this name is another name for (`hash-max-ziplist-entries` →
         /// `hash-max-listpack-entries`); both names are listed, one value is stored.
         let aliasOf: String?
+        /// Redis's hidden parameters (debugging knobs such as `key-load-delay`): CONFIG GET
+        /// returns them only when asked for by exact name, never for a pattern.
+        let hidden: Bool
 
-        init(_ name: String, _ defaultValue: String, _ kind: Kind, aliasOf: String? = nil) {
+        init(_ name: String, _ defaultValue: String, _ kind: Kind, aliasOf: String? = nil, hidden: Bool = false) {
             self.name = name
             self.defaultValue = defaultValue
             self.kind = kind
             self.aliasOf = aliasOf
+            self.hidden = hidden
+        }
+
+        func matches(_ pattern: String) -> Bool {
+            hidden ? pattern.lowercased() == name : configGlobMatch(pattern, name)
         }
 
         /// Where the value is stored.
@@ -103,7 +111,9 @@ enum RedisParameterTable {
             }
             return .success(words.joined(separator: " "))
         case "maxmemory-clients":
-            if text.hasSuffix("%"), let n = Int(text.dropLast()), (0...100).contains(n) { return .success(text) }
+            if text.hasSuffix("%"), let n = Int(text.dropLast()), n >= 0 {
+                return n <= 100 ? .success(text) : .failure(.init("percentage argument must be less or equal to 100"))
+            }
             guard let n = parseHumanSize(text) else { return .failure(.init("argument must be a memory or percent value")) }
             return .success(String(n))
         case "client-output-buffer-limit":
