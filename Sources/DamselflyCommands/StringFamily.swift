@@ -116,7 +116,8 @@ public enum StringFamily {
             guard offset >= 0 else { return call.reply(.error("ERR offset is out of range")) }
             let key = call.key(1), value = call.args.bytes(3)
             let limit = call.engine.maxBulkLength
-            if !value.isEmpty && Int(offset) + value.count > limit {
+            // Compared without adding: offset + length can overflow Int (offset near 2^63).
+            if !value.isEmpty && Int(offset) > limit - value.count {
                 return call.reply(.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)"))
             }
             call.runOnKey(key, mode: .exclusive) { ctx in opSetRange(&ctx, key, Int(offset), value) }

@@ -73,6 +73,7 @@ public final class Server: @unchecked Sendable {
         PubSubFamily.register(registry, server: self)
         PersistenceFamily.register(registry, server: self)
         snapshots = SnapshotController(server: self)
+        ConfigParameters.applyEncodingLimits(config)
     }
 
     /// What start-up loaded, for the log.
@@ -84,6 +85,7 @@ public final class Server: @unchecked Sendable {
     /// Binds, starts the threads and begins accepting. Throws a message on failure.
     public func start() throws(ServerError) {
         // The dataset first: no client is accepted before it is loaded.
+        snapshots.removeStaleTempFiles()
         do {
             let loaded = try snapshots.load()
             if loaded > 0 { startupLog = "loaded \(loaded) keys from \(snapshots.path)" }
@@ -317,6 +319,7 @@ public final class Server: @unchecked Sendable {
         }
         for loop in loops { loop.stop() }
         for thread in threads { LoopThread.join(thread) }
+        snapshots.abandonInProgressSave()
         if listenFD >= 0 { Glibc.close(listenFD) }
     }
 }

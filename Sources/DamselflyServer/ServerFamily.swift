@@ -121,7 +121,10 @@ enum ServerFamily {
             server.engine.scripts.settings.timeLimitMillis.store(updated.luaTimeLimit, ordering: .relaxed)
             server.engine.setRequirePass(updated.requirepass)
             server.slowlog.configure(thresholdMicros: updated.slowlogLogSlowerThan, maxLength: updated.slowlogMaxLen)
+            ConfigParameters.applyEncodingLimits(updated)
             call.reply(.ok)
+        case "set" where call.args.count >= 3:
+            call.reply(.error("ERR syntax error"))
         case "resetstat" where call.args.count == 2:
             for spec in call.engine.registry.commands.values { for s in spec.stats { s.reset() } }
             for s in call.shardSet.stats { s.reset() }

@@ -85,10 +85,10 @@ struct ZMember: Hashable {
 ///
 /// Every method that takes ranks uses ascending 0-based ranks.
 public final class SortedSetValue {
-    /// Redis's `zset-max-listpack-entries` default.
-    public static let maxListpackEntries = 128
-    /// Redis's `zset-max-listpack-value` default.
-    public static let maxListpackValue = 64
+    /// `zset-max-listpack-entries` (default 128), settable with CONFIG SET.
+    public static var maxListpackEntries: Int { EncodingLimits.zsetMaxListpackEntries.load(ordering: .relaxed) }
+    /// `zset-max-listpack-value` (default 64), settable with CONFIG SET.
+    public static var maxListpackValue: Int { EncodingLimits.zsetMaxListpackValue.load(ordering: .relaxed) }
 
     /// The elements while the encoding is "listpack", in order.
     @usableFromInline var list: ContiguousArray<ZEntry> = []
@@ -105,7 +105,8 @@ public final class SortedSetValue {
     /// An empty set in the encoding Redis picks when ZADD creates the key:
     /// "skiplist" straight away when the first member is too long.
     public init(firstMemberLength: Int) {
-        if firstMemberLength > Self.maxListpackValue { tree = ZTree() }
+        // Redis 7.0's ZADD: straight to "skiplist" when listpacks are switched off (0 entries).
+        if firstMemberLength > Self.maxListpackValue || Self.maxListpackEntries == 0 { tree = ZTree() }
     }
 
     /// A set holding `entries` (already in order, members distinct), encoded
