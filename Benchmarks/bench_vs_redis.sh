@@ -15,6 +15,7 @@
 # Prints a table and writes it as markdown to Benchmarks/results/latest.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source Benchmarks/lib.sh
 
 N_P1="${N_P1:-200000}"
 N_P16="${N_P16:-2000000}"
@@ -24,51 +25,25 @@ RANDOM_KEYS=()
 [[ "$KEYSPACE" != 0 ]] && RANDOM_KEYS=(-r "$KEYSPACE")
 THREADS_FLAG="--proactor_threads=2"
 
-for tool in redis-server redis-benchmark redis-cli python3; do
-  command -v "$tool" >/dev/null || { echo "error: $tool not found (scripts/install-deps.sh)" >&2; exit 1; }
-done
+need_tools redis-server redis-benchmark redis-cli python3
 
 if [[ -z "${DAMSELFLY_BIN:-}" ]]; then
   swift build -c release --product damselfly
   DAMSELFLY_BIN=.build/release/damselfly
 fi
 [[ -x "$DAMSELFLY_BIN" ]] || { echo "error: $DAMSELFLY_BIN not executable" >&2; exit 1; }
+DAMSELFLY_BIN=$(realpath "$DAMSELFLY_BIN")
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-workdir=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$workdir"
-}
-trap cleanup EXIT INT TERM
-
-wait_ping() {  # port name logfile
-  for _ in $(seq 1 200); do
-    if [[ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]; then return 0; fi
-    sleep 0.05
-  done
-  echo "error: $2 did not answer PING on port $1; log:" >&2
-  tail -n 40 "$3" >&2
-  exit 1
-}
+make_workdir
+workdir=$WORKDIR
 
 DF_PORT=$(free_port)
 # shellcheck disable=SC2086 # DAMSELFLY_FLAGS is a list of flags
-"$DAMSELFLY_BIN" --port="$DF_PORT" --bind=127.0.0.1 --logtostdout "$THREADS_FLAG" ${DAMSELFLY_FLAGS:-} \
-  >"$workdir/damselfly.log" 2>&1 &
-pids+=($!)
+start_damselfly "$DF_PORT" "$workdir/damselfly.log" "$THREADS_FLAG" ${DAMSELFLY_FLAGS:-}
 wait_ping "$DF_PORT" damselfly "$workdir/damselfly.log"
 
 RS_PORT=$(free_port)
-redis-server --port "$RS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$workdir/redis.log" 2>&1 &
-pids+=($!)
+start_redis "$RS_PORT" "$workdir/redis.log"
 wait_ping "$RS_PORT" redis-server "$workdir/redis.log"
 
 # bench PORT PIPELINE N -> lines "TEST rps"

@@ -28,6 +28,7 @@
 #   OUT_MD            report path [docs/benchmarks.md]; plots go to docs/img/
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source Benchmarks/lib.sh
 
 QUICK=0
 for arg in "$@"; do
@@ -55,9 +56,7 @@ CONSUMERS="${CONSUMERS:-4}"
 OUT_MD="${OUT_MD:-docs/benchmarks.md}"
 CONNECTIONS=$((THREADS * CLIENTS))
 
-for tool in redis-server redis-benchmark redis-cli python3; do
-  command -v "$tool" >/dev/null || { echo "error: $tool not found (scripts/install-deps.sh)" >&2; exit 1; }
-done
+need_tools redis-server redis-benchmark redis-cli python3
 
 if [[ -z "${DAMSELFLY_BIN:-}" || -z "${BENCH_BIN:-}" ]]; then
   echo "building release binaries (.build-bench)..." >&2
@@ -67,36 +66,18 @@ if [[ -z "${DAMSELFLY_BIN:-}" || -z "${BENCH_BIN:-}" ]]; then
   BENCH_BIN="${BENCH_BIN:-.build-bench/release/damselfly-bench}"
 fi
 
-workdir=$(mktemp -d)
+DAMSELFLY_BIN=$(realpath "$DAMSELFLY_BIN")
+make_workdir
+workdir=$WORKDIR
 RESULTS="$workdir/results.jsonl"
 : >"$RESULTS"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$workdir"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ping() {  # port name logfile
-  for _ in $(seq 1 200); do
-    [[ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]] && return 0
-    sleep 0.05
-  done
-  echo "error: $2 did not answer PING on port $1; log:" >&2
-  tail -n 40 "$3" >&2
-  exit 1
-}
 
 DF_PORT=$(free_port)
 # shellcheck disable=SC2086 # DAMSELFLY_FLAGS is a list of flags
-"$DAMSELFLY_BIN" --port="$DF_PORT" --bind=127.0.0.1 --logtostdout $DAMSELFLY_FLAGS >"$workdir/damselfly.log" 2>&1 &
-pids+=($!)
+start_damselfly "$DF_PORT" "$workdir/damselfly.log" $DAMSELFLY_FLAGS
 wait_ping "$DF_PORT" damselfly "$workdir/damselfly.log"
 RS_PORT=$(free_port)
-redis-server --port "$RS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$workdir/redis.log" 2>&1 &
-pids+=($!)
+start_redis "$RS_PORT" "$workdir/redis.log"
 wait_ping "$RS_PORT" redis-server "$workdir/redis.log"
 
 port_of() { [[ $1 == damselfly ]] && echo "$DF_PORT" || echo "$RS_PORT"; }

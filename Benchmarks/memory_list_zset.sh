@@ -22,40 +22,22 @@
 # reads VmRSS again, and prints one line per server plus the ratio.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source Benchmarks/lib.sh
 
 N="${N:-1000000}"
 MODE="${MODE:-list,zset}"
 DAMSELFLY_FLAGS="${DAMSELFLY_FLAGS:---proactor_threads=2}"
 
-for tool in redis-server redis-cli python3; do
-  command -v "$tool" >/dev/null || { echo "error: $tool not found (scripts/install-deps.sh)" >&2; exit 1; }
-done
+need_tools redis-server redis-cli python3
 if [[ -z "${DAMSELFLY_BIN:-}" ]]; then
   swift build -c release --product damselfly
   DAMSELFLY_BIN=.build/release/damselfly
 fi
 [[ -x "$DAMSELFLY_BIN" ]] || { echo "error: $DAMSELFLY_BIN not executable" >&2; exit 1; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-workdir=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$workdir"
-}
-trap cleanup EXIT INT TERM
-
-wait_ping() {  # port name logfile
-  for _ in $(seq 1 200); do
-    [[ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]] && return 0
-    sleep 0.05
-  done
-  echo "error: $2 did not answer PING on port $1; log:" >&2
-  tail -n 40 "$3" >&2
-  exit 1
-}
+DAMSELFLY_BIN=$(realpath "$DAMSELFLY_BIN")
+make_workdir
+workdir=$WORKDIR
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
@@ -117,14 +99,12 @@ run_workload() {  # mode
   avg=$(gen_load "$mode" "$load" 2>&1 | tail -1)
   local rport dport
   rport=$(free_port)
-  redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no > "$workdir/redis-$mode.log" 2>&1 &
-  local rpid=$!
-  pids+=("$rpid")
+  start_redis "$rport" "$workdir/redis-$mode.log"
+  local rpid=$SERVER_PID
   dport=$(free_port)
   # shellcheck disable=SC2086
-  "$DAMSELFLY_BIN" --port="$dport" --bind=127.0.0.1 $DAMSELFLY_FLAGS > "$workdir/damselfly-$mode.log" 2>&1 &
-  local dpid=$!
-  pids+=("$dpid")
+  start_damselfly "$dport" "$workdir/damselfly-$mode.log" $DAMSELFLY_FLAGS
+  local dpid=$SERVER_PID
   wait_ping "$rport" redis-server "$workdir/redis-$mode.log"
   wait_ping "$dport" damselfly "$workdir/damselfly-$mode.log"
 

@@ -29,6 +29,7 @@
 #   RESULTS         JSONL of every run [Benchmarks/results/queue-ladder-latest.jsonl]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source Benchmarks/lib.sh
 
 THREAD_COUNTS="${THREAD_COUNTS:-1 2}"
 QUEUE_COUNTS="${QUEUE_COUNTS:-same 4}"
@@ -37,9 +38,7 @@ ROUNDS="${ROUNDS:-3}"
 BENCH_THREADS="${BENCH_THREADS:-2}"
 RESULTS="${RESULTS:-Benchmarks/results/queue-ladder-latest.jsonl}"
 
-for tool in redis-server redis-cli python3; do
-  command -v "$tool" >/dev/null || { echo "error: $tool not found" >&2; exit 1; }
-done
+need_tools redis-server redis-cli python3
 if [[ -z "${DAMSELFLY_BIN:-}" || -z "${BENCH_BIN:-}" ]]; then
   echo "building release binaries (.build-bench)..." >&2
   swift build -c release --scratch-path .build-bench --product damselfly >&2
@@ -48,49 +47,28 @@ if [[ -z "${DAMSELFLY_BIN:-}" || -z "${BENCH_BIN:-}" ]]; then
   BENCH_BIN="${BENCH_BIN:-.build-bench/release/damselfly-bench}"
 fi
 
-workdir=$(mktemp -d)
+DAMSELFLY_BIN=$(realpath "$DAMSELFLY_BIN")
+make_workdir
+workdir=$WORKDIR
 server_pid=""
-stop_server() {
-  if [[ -n "$server_pid" ]]; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-  fi
-}
-cleanup() { stop_server; rm -rf "$workdir"; }
-trap cleanup EXIT INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ping() {  # port logfile
-  for _ in $(seq 1 200); do
-    [[ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]] && return 0
-    sleep 0.05
-  done
-  echo "error: server did not answer PING on port $1; log:" >&2
-  tail -n 40 "$2" >&2
-  exit 1
-}
-run_on() {  # cpu-list command...
-  local cpus=$1; shift
-  if [[ -n "$cpus" ]]; then taskset -c "$cpus" "$@"; else "$@"; fi
-}
-
-# start_server config threads -> sets PORT, server_pid
+# start_server config threads -> sets PORT, server_pid (pinned with TASKSET_SERVER when set)
 start_server() {
   local config=$1 threads=$2
   PORT=$(free_port)
+  RUN_PREFIX=()
+  [[ -n "${TASKSET_SERVER:-}" ]] && RUN_PREFIX=(taskset -c "$TASKSET_SERVER")
   case "$config" in
-    redis) run_on "${TASKSET_SERVER:-}" redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no \
-             >"$workdir/server.log" 2>&1 & ;;
-    A) run_on "${TASKSET_SERVER:-}" "$DAMSELFLY_BIN" --port="$PORT" --bind=127.0.0.1 --logtostdout \
-         --proactor_threads="$threads" --nosinglehop_blocking >"$workdir/server.log" 2>&1 & ;;
-    B) run_on "${TASKSET_SERVER:-}" "$DAMSELFLY_BIN" --port="$PORT" --bind=127.0.0.1 --logtostdout \
-         --proactor_threads="$threads" --nosinglehop_blocking --shard_round_robin_prefix=queue: >"$workdir/server.log" 2>&1 & ;;
-    C) run_on "${TASKSET_SERVER:-}" "$DAMSELFLY_BIN" --port="$PORT" --bind=127.0.0.1 --logtostdout \
-         --proactor_threads="$threads" --singlehop_blocking --shard_round_robin_prefix=queue: >"$workdir/server.log" 2>&1 & ;;
+    redis) start_redis "$PORT" "$workdir/server.log" ;;
+    A) start_damselfly "$PORT" "$workdir/server.log" --proactor_threads="$threads" --nosinglehop_blocking ;;
+    B) start_damselfly "$PORT" "$workdir/server.log" --proactor_threads="$threads" --nosinglehop_blocking \
+         --shard_round_robin_prefix=queue: ;;
+    C) start_damselfly "$PORT" "$workdir/server.log" --proactor_threads="$threads" --singlehop_blocking \
+         --shard_round_robin_prefix=queue: ;;
   esac
-  server_pid=$!
-  wait_ping "$PORT" "$workdir/server.log"
+  RUN_PREFIX=()
+  server_pid=$SERVER_PID
+  wait_ping "$PORT" "$config" "$workdir/server.log"
 }
 
 mkdir -p "$(dirname "$RESULTS")"
@@ -116,7 +94,7 @@ for round in $(seq 1 "$ROUNDS"); do
           mig=$(redis-cli -h 127.0.0.1 -p "$PORT" INFO | tr -d '\r' | awk -F: '/^connection_migrations:/ {print $2}')
           rr=$(redis-cli -h 127.0.0.1 -p "$PORT" INFO | tr -d '\r' | awk -F: '/^shard_round_robin_table_size:/ {print $2}')
         fi
-        stop_server
+        stop_server "$server_pid"
         python3 - "$json" "$round" "$threads" "$queues" "$config" "$tx" "$mig" "$rr" <<'EOF' | tee -a "$RESULTS" >&2
 import json, sys
 r = json.load(open(sys.argv[1]))

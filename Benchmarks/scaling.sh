@@ -19,6 +19,7 @@
 #      REDIS_SERVER [redis-server], PYTHON [python3]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source Benchmarks/lib.sh
 
 DAMSELFLY_BIN="${DAMSELFLY_BIN:-.build-bench/release/damselfly}"
 BENCH_BIN="${BENCH_BIN:-.build-bench/release/damselfly-bench}"
@@ -34,21 +35,17 @@ NCPU=$(nproc)
 for f in "$DAMSELFLY_BIN" "$BENCH_BIN"; do
   [[ -x "$f" ]] || { echo "error: $f missing (swift build -c release --scratch-path .build-bench --product ...)" >&2; exit 1; }
 done
-command -v taskset >/dev/null || { echo "error: taskset (util-linux) not found" >&2; exit 1; }
+need_tools taskset "$PYTHON"
+DAMSELFLY_BIN=$(realpath "$DAMSELFLY_BIN")
 
 out=Benchmarks/results
 mkdir -p "$out"
 RESULTS="$out/scaling-latest.jsonl"
 : >"$RESULTS"
-workdir=$(mktemp -d)
-server_pid=""
-stop_server() {
-  if [[ -n "$server_pid" ]]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  server_pid=""
-}
-trap 'stop_server; rm -rf "$workdir"' EXIT INT TERM
+make_workdir
+workdir=$WORKDIR
 
-free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Readiness through damselfly-bench itself: the remote machines this runs on may lack redis-cli.
 wait_ready() {  # port
   for _ in $(seq 1 200); do
     if "$BENCH_BIN" --port="$1" --threads=1 --clients=1 --requests=1 --quiet >/dev/null 2>&1; then return 0; fi
@@ -97,12 +94,11 @@ for round in $(seq 1 "$ROUNDS"); do
   for n in $THREAD_COUNTS; do
     port=$(free_port)
     echo "round $round: damselfly --proactor_threads=$n on CPUs 0-$((n - 1))" >&2
-    taskset -c "0-$((n - 1))" "$DAMSELFLY_BIN" --port="$port" --bind=127.0.0.1 --proactor_threads="$n" \
-      >"$workdir/damselfly.log" 2>&1 &
-    server_pid=$!
+    RUN_PREFIX=(taskset -c "0-$((n - 1))")
+    start_damselfly "$port" "$workdir/damselfly.log" --proactor_threads="$n"
     wait_ready "$port"
     run_load damselfly "$n" "$port" "$round"
-    stop_server
+    stop_server "$SERVER_PID"
   done
 done
 
@@ -110,14 +106,14 @@ redis_line="not measured"
 if command -v "$REDIS_SERVER" >/dev/null; then
   port=$(free_port)
   echo "redis-server reference on CPU 0" >&2
-  taskset -c 0 "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' --appendonly no >"$workdir/redis.log" 2>&1 &
-  server_pid=$!
+  RUN_PREFIX=(taskset -c 0)
+  start_redis "$port" "$workdir/redis.log"
   wait_ready "$port"
   : >"$workdir/redis.jsonl"
   saved=$RESULTS; RESULTS="$workdir/redis.jsonl"
   run_load redis 1 "$port" 1
   RESULTS=$saved
-  stop_server
+  stop_server "$SERVER_PID"
   redis_line=$("$PYTHON" -c 'import json,sys; print(", ".join(f"{r[\"test\"]} {r[\"rps\"]:,.0f} ops/s" for r in map(json.loads, open(sys.argv[1]))))' "$workdir/redis.jsonl")
 fi
 

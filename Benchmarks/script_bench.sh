@@ -23,6 +23,7 @@
 # Benchmarks/results/scripts-t$THREADS.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source Benchmarks/lib.sh
 
 N="${N:-100000}"
 CLIENTS="${CLIENTS:-50}"
@@ -30,43 +31,28 @@ ROUNDS="${ROUNDS:-3}"
 SET_SIZE=100000
 THREADS="${THREADS:-2}"
 
-for tool in redis-server redis-benchmark redis-cli python3; do
-  command -v "$tool" >/dev/null || { echo "error: $tool not found (scripts/install-deps.sh)" >&2; exit 1; }
-done
+need_tools redis-server redis-benchmark redis-cli python3
 if [[ -z "${DAMSELFLY_BIN:-}" ]]; then
   swift build -c release --product damselfly
   DAMSELFLY_BIN=.build/release/damselfly
 fi
 [[ -x "$DAMSELFLY_BIN" ]] || { echo "error: $DAMSELFLY_BIN not executable" >&2; exit 1; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-workdir=$(mktemp -d)
+DAMSELFLY_BIN=$(realpath "$DAMSELFLY_BIN")
+make_workdir
+workdir=$WORKDIR
 server_pid=""
-stop_server() {
-  if [[ -n "$server_pid" ]]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  server_pid=""
-}
-trap 'stop_server; rm -rf "$workdir"' EXIT INT TERM
 
-wait_ping() {  # port logfile
-  for _ in $(seq 1 200); do
-    [[ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]] && return 0
-    sleep 0.05
-  done
-  echo "error: server on port $1 did not answer PING; log:" >&2; tail -n 40 "$2" >&2; exit 1
-}
-
-start_server() {  # kind -> sets PORT
+start_server() {  # kind -> sets PORT, server_pid
   PORT=$(free_port)
   if [[ "$1" == damselfly ]]; then
     # shellcheck disable=SC2086 # DAMSELFLY_FLAGS is a list of flags
-    "$DAMSELFLY_BIN" --port="$PORT" --bind=127.0.0.1 --logtostdout --proactor_threads="$THREADS" ${DAMSELFLY_FLAGS:-} \
-      >"$workdir/server.log" 2>&1 &
+    start_damselfly "$PORT" "$workdir/server.log" --proactor_threads="$THREADS" ${DAMSELFLY_FLAGS:-}
   else
-    redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no >"$workdir/server.log" 2>&1 &
+    start_redis "$PORT" "$workdir/server.log"
   fi
-  server_pid=$!
-  wait_ping "$PORT" "$workdir/server.log"
+  server_pid=$SERVER_PID
+  wait_ping "$PORT" "$1" "$workdir/server.log"
 }
 
 # Sidekiq 6.4.1's Scheduled::Enq LUA_ZPOPBYSCORE, byte for byte.
@@ -132,7 +118,7 @@ run_workload() {  # kind workload -> requests/s
       local total; total=$(redis-cli -h 127.0.0.1 -p "$PORT" get counter)
       [[ "$total" == "$N" ]] || echo "warning: $1 counter is $total, expected $N" >&2 ;;
   esac
-  stop_server
+  stop_server "$server_pid"
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

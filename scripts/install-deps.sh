@@ -3,7 +3,9 @@
 # packages are skipped and apt-get update runs at most once.
 set -euo pipefail
 
-APT_PACKAGES=(liburing-dev libxxhash-dev liblua5.1-0-dev lua-cjson lua-bitop redis-server redis-tools ruby-sidekiq zlib1g-dev)
+# dpkg-dev and tcl: scripts/redis-suite.sh unpacks and runs Redis's own test suite.
+APT_PACKAGES=(liburing-dev libxxhash-dev liblua5.1-0-dev lua-cjson lua-bitop redis-server redis-tools ruby-sidekiq zlib1g-dev
+  dpkg-dev tcl)
 PIP_PACKAGES=(redis hypothesis xxhash pytest)
 
 SUDO=""

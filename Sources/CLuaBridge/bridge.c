@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <limits.h>
+#include <stdint.h>
 
 struct dfly_lua {
     lua_State *L;
@@ -385,6 +387,45 @@ static int redis_status_reply(lua_State *L) {
     return 1;
 }
 
+/* unpack(t [, i [, j]]) with its element count checked in 64 bits: the system Lua 5.1's
+ * own unpack computes j - i + 1 in an int, so unpack({}, -2, 2147483647) wraps, skips the
+ * stack check and writes past the stack (a crash any EVAL could cause). Redis's bundled
+ * Lua has the same check; the error text is Lua's. */
+static int safe_unpack(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int i = luaL_optint(L, 2, 1);
+    int e = luaL_opt(L, luaL_checkint, 3, (int)lua_objlen(L, 1));
+    if (i > e) return 0;
+    long long n = (long long)e - (long long)i + 1;
+    if (n <= 0 || n >= INT_MAX || !lua_checkstack(L, (int)n))
+        return luaL_error(L, "too many results to unpack");
+    for (long long k = 0; k < n; k++) lua_rawgeti(L, 1, (int)(i + k));
+    return (int)n;
+}
+
+/* A Lua number as the bit library reads it: its low 32 bits, for any value. */
+static int32_t bit_arg(lua_State *L, int index) {
+    union { lua_Number n; uint64_t b; } v;
+    v.n = luaL_checknumber(L, index) + 6755399441055744.0; /* 2^52 + 2^51: integer in the low bits */
+    return (int32_t)v.b;
+}
+
+/* bit.tohex(x [, n]) with n = -2^31 handled: lua-bitop negates n to get the digit count,
+ * which overflows for INT32_MIN and writes past its buffer (a crash any EVAL could cause).
+ * As in Redis's bundled copy, -2^31 means 2^31 - 1 upper-case digits, capped at 8. */
+static int safe_bit_tohex(lua_State *L) {
+    uint32_t x = (uint32_t)bit_arg(L, 1);
+    int32_t n = lua_isnone(L, 2) ? 8 : bit_arg(L, 2);
+    const char *digits = "0123456789abcdef";
+    char buf[8];
+    if (n == INT32_MIN) n = INT32_MIN + 1;
+    if (n < 0) { n = -n; digits = "0123456789ABCDEF"; }
+    if (n > 8) n = 8;
+    for (int i = n - 1; i >= 0; i--) { buf[i] = digits[x & 15]; x >>= 4; }
+    lua_pushlstring(L, buf, (size_t)n);
+    return 1;
+}
+
 static int redis_sha1hex(lua_State *L) {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
@@ -542,10 +583,14 @@ dfly_lua *dfly_lua_create(void) {
     lua_pushcfunction(L, luaopen_math); lua_pushstring(L, LUA_MATHLIBNAME); lua_call(L, 1, 0);
     load_module(L, "liblua5.1-cjson.so.0", "luaopen_cjson", "cjson");
     load_module(L, "liblua5.1-bitop.so.0", "luaopen_bit", "bit");
+    lua_getglobal(L, "bit");
+    if (lua_istable(L, -1)) { lua_pushcfunction(L, safe_bit_tohex); lua_setfield(L, -2, "tohex"); }
+    lua_pop(L, 1);
     dfly_open_cmsgpack(L);
     dfly_open_struct(L);
     lua_pushnil(L); lua_setglobal(L, "loadfile");
     lua_pushnil(L); lua_setglobal(L, "dofile");
+    lua_pushcfunction(L, safe_unpack); lua_setglobal(L, "unpack");
 
     lua_newtable(L);
     lua_pushcfunction(L, redis_call); lua_setfield(L, -2, "call");
@@ -557,8 +602,8 @@ dfly_lua *dfly_lua_create(void) {
     lua_pushcfunction(L, redis_setresp); lua_setfield(L, -2, "setresp");
     lua_pushcfunction(L, redis_noop); lua_setfield(L, -2, "set_repl");
     lua_pushcfunction(L, redis_true); lua_setfield(L, -2, "replicate_commands");
-    lua_pushstring(L, "7.2.4"); lua_setfield(L, -2, "REDIS_VERSION");
-    lua_pushnumber(L, 0x070204); lua_setfield(L, -2, "REDIS_VERSION_NUM");
+    lua_pushstring(L, "7.0.15"); lua_setfield(L, -2, "REDIS_VERSION");
+    lua_pushnumber(L, 0x07000f); lua_setfield(L, -2, "REDIS_VERSION_NUM");
     lua_pushnumber(L, 0); lua_setfield(L, -2, "LOG_DEBUG");
     lua_pushnumber(L, 1); lua_setfield(L, -2, "LOG_VERBOSE");
     lua_pushnumber(L, 2); lua_setfield(L, -2, "LOG_NOTICE");

@@ -56,7 +56,7 @@ public enum BitFamily {
         switch value {
         case .int(let v): return RedisNumber.withDecimalBytes(of: v) { Array($0) }
         case .bytes(let b), .raw(let b): return b
-        case .list, .hash, .set, .zset: return nil
+        case .list, .hash, .set, .zset, .stream: return nil
         }
     }
 
@@ -101,7 +101,7 @@ public enum BitFamily {
             switch value {
             case .int(let v): bytes = RedisNumber.withDecimalBytes(of: v) { Array($0) }
             case .bytes(let b), .raw(let b): bytes = b
-            case .list, .hash, .set, .zset: return .wrongType
+            case .list, .hash, .set, .zset, .stream: return .wrongType
             }
             value = .int(0)  // drop our reference so `bytes` is unique
             if bytes.count < needed { bytes.append(contentsOf: repeatElement(0, count: needed - bytes.count)) }
@@ -532,7 +532,7 @@ extension StoredValue {
     static func isStringValue(_ value: StoredValue) -> Bool {
         switch value {
         case .int, .bytes, .raw: return true
-        case .list, .hash, .set, .zset: return false
+        case .list, .hash, .set, .zset, .stream: return false
         }
     }
 }

@@ -58,7 +58,8 @@ public enum BlockingFamily {
         case .success(let d): deadline = d
         }
         let keys = (1..<(call.args.count - 1)).map { call.key($0) }
-        let park = Parking(call: call, keys: keys, deadline: deadline, timeoutReply: .nullArray, keyState: { BlockingFamily.zsetState($0, $1) }) {
+        let park = Parking(call: call, keys: keys, deadline: deadline, timeoutReply: .nullArray, giveBack: .zset,
+                           keyState: { BlockingFamily.zsetState($0, $1) }) {
             (ctx: ShardContext, position: Int, _: Bool) -> Reply in
             let key = keys[position]
             guard case .popped(let entries) = SortedSetFamily.opPop(ctx, key, max: max, count: 1), let first = entries.first else {
@@ -75,6 +76,7 @@ public enum BlockingFamily {
 
     /// BLMPOP timeout numkeys key... LEFT|RIGHT [COUNT n] and
     /// BZMPOP timeout numkeys key... MIN|MAX [COUNT n].
+    /// Checked in Redis's order: numkeys, the side, COUNT, and the timeout last.
     static func blockingMultiPop(_ call: CommandCall, sorted: Bool) {
         guard let numkeys = call.integer(2), numkeys > 0 else {
             return call.reply(.error("ERR numkeys should be greater than 0"))
@@ -101,7 +103,8 @@ public enum BlockingFamily {
         let state: (ShardContext, KeyRef) -> KeyState = { ctx, key in
             sorted ? BlockingFamily.zsetState(ctx, key) : BlockingFamily.listState(ctx, key)
         }
-        let park = Parking(call: call, keys: keys, deadline: deadline, timeoutReply: .nullArray, keyState: state) {
+        let park = Parking(call: call, keys: keys, deadline: deadline, timeoutReply: .nullArray,
+                           giveBack: sorted ? .zset : .list(fromLeft: fromLow), keyState: state) {
             (ctx: ShardContext, position: Int, _: Bool) -> Reply in
             let key = keys[position]
             var context = ctx
@@ -190,7 +193,8 @@ public enum BlockingFamily {
         case .success(let d): deadline = d
         }
         let keys = (1..<(call.args.count - 1)).map { call.key($0) }
-        let park = Parking(call: call, keys: keys, deadline: deadline, timeoutReply: .nullArray) { ctx, position, _ in
+        let park = Parking(call: call, keys: keys, deadline: deadline, timeoutReply: .nullArray, giveBack: .list(fromLeft: fromLeft)) {
+            ctx, position, _ in
             let key = keys[position]
             guard let element = popOne(ctx, key, fromLeft: fromLeft) else { return .nullArray }
             ctx.shard.noteWritten([lockFingerprint(keyHash: key.hash, database: ctx.databaseIndex)])
@@ -214,7 +218,8 @@ public enum BlockingFamily {
         // The waiter watches the source only; serving pops there and pushes
         // to the destination (on its own shard when it lives elsewhere).
         let park = Parking(call: call, keys: [source], extraLockKeys: [destination], deadline: deadline, timeoutReply: .nullArray,
-                           nonBlockingEmptyReply: .null, destinationCheck: destination) { ctx, _, _ in
+                           nonBlockingEmptyReply: .null, destinationCheck: destination,
+                           giveBack: .move(source: source, destination: destination, fromLeft: fromLeft, toLeft: toLeft)) { ctx, _, _ in
             guard let element = popOne(ctx, source, fromLeft: fromLeft) else { return .null }
             let database = ctx.databaseIndex
             ctx.shard.noteWritten([lockFingerprint(keyHash: source.hash, database: database)])
@@ -237,6 +242,107 @@ public enum BlockingFamily {
             return .bulk(element)
         }
         park.run()
+    }
+}
+
+// MARK: - Giving back what a gone connection was served
+
+extension BlockingFamily {
+    /// What a blocking pop takes, so that it can be put back.
+    enum GiveBack {
+        /// BLPOP, BRPOP, BLMPOP: elements from one end of a list.
+        case list(fromLeft: Bool)
+        /// BZPOPMIN, BZPOPMAX, BZMPOP: members with their scores.
+        case zset
+        /// BLMOVE, BRPOPLPUSH: one element moved between lists.
+        case move(source: KeyRef, destination: KeyRef, fromLeft: Bool, toLeft: Bool)
+    }
+
+    /// A shard popped for a connection that closed before the reply reached
+    /// it (the shard could not know: its loop had not seen the close yet).
+    /// The reply was never sent, so what it holds goes back where it came
+    /// from, at the same end, as the first thing the shard does for this
+    /// loop; a moved element (BLMOVE) is moved back when it is still in its
+    /// destination (its nearest occurrence to the end it was pushed at: later
+    /// pushes there are in front of it), and left there otherwise. Runs on
+    /// the connection's loop; `reply` is the pop's own reply.
+    static func giveBack(_ reply: Reply, _ how: GiveBack, shardSet: ShardSet, loop: EventLoop, database: Int) {
+        switch how {
+        case .list(let fromLeft):
+            guard case .array(let parts) = reply, parts.count == 2, case .bulk(let keyBytes) = parts[0] else { return }
+            var elements: [[UInt8]] = []
+            switch parts[1] {
+            case .bulk(let element): elements = [element]
+            case .array(let items):
+                for case .bulk(let element) in items { elements.append(element) }
+            default: return
+            }
+            // The first popped was nearest the end: it is pushed back last.
+            pushBack(KeyRef(keyBytes), elements.reversed(), toLeft: fromLeft, shardSet: shardSet, loop: loop, database: database)
+        case .zset:
+            guard case .array(let parts) = reply, parts.count >= 2, case .bulk(let keyBytes) = parts[0] else { return }
+            var entries: [ZEntry] = []
+            if parts.count == 3, case .bulk(let member) = parts[1], case .double(let score) = parts[2] {
+                entries = [ZEntry(score: score, member: member)]
+            } else if case .array(let items) = parts[1] {
+                for case .array(let pair) in items {
+                    if pair.count == 2, case .bulk(let member) = pair[0], case .double(let score) = pair[1] {
+                        entries.append(ZEntry(score: score, member: member))
+                    }
+                }
+            }
+            guard !entries.isEmpty else { return }
+            let key = KeyRef(keyBytes)
+            onShard(key, shardSet: shardSet, loop: loop, database: database) { ctx in
+                var flags = SortedSetFamily.AddFlags()
+                flags.nx = true  // a member added again since keeps its new score
+                guard case .integer = SortedSetFamily.opAdd(ctx, key, flags, entries) else { return false }
+                var journal = [Array("ZADD".utf8), key.bytes, Array("NX".utf8)]
+                for entry in entries { journal += [Array("\(entry.score)".utf8), entry.member] }
+                ctx.journal(journal)
+                return true
+            }
+        case .move(let source, let destination, let fromLeft, let toLeft):
+            guard case .bulk(let element) = reply else { return }
+            onShard(destination, shardSet: shardSet, loop: loop, database: database, { ctx in
+                var context = ctx
+                let count: Int64 = toLeft ? 1 : -1
+                guard case .integer(1) = ListFamily.opRemove(&context, destination, count: count, value: element) else { return false }
+                ctx.journal([Array("LREM".utf8), destination.bytes, Array(String(count).utf8), element])
+                return true
+            }, then: { removed in
+                // Only what left the destination goes back: never in both.
+                if removed { pushBack(source, [element], toLeft: fromLeft, shardSet: shardSet, loop: loop, database: database) }
+            })
+        }
+    }
+
+    /// Pushes `elements` one by one at one end of the list at `key` (not over another type).
+    private static func pushBack(_ key: KeyRef, _ elements: [[UInt8]], toLeft: Bool, shardSet: ShardSet, loop: EventLoop, database: Int) {
+        onShard(key, shardSet: shardSet, loop: loop, database: database) { ctx in
+            var context = ctx
+            guard case .success = ListFamily.opPush(&context, key, elements, toLeft: toLeft, onlyIfExists: false) else { return false }
+            ctx.journal([Array((toLeft ? "LPUSH" : "RPUSH").utf8), key.bytes] + elements)
+            return true
+        }
+    }
+
+    /// Runs `body` on `key`'s shard under its exclusive lock, as a write to it
+    /// (WATCHers and waiters on it hear of it), then `then` back on `loop`
+    /// with what `body` returned (whether it changed anything).
+    private static func onShard(
+        _ key: KeyRef, shardSet: ShardSet, loop: EventLoop, database: Int,
+        _ body: @escaping (ShardContext) -> Bool, then: @escaping (Bool) -> Void = { _ in }
+    ) {
+        let shardIndex = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
+        let fingerprint = lockFingerprint(keyHash: key.hash, database: database)
+        shardSet.runSingleShard(
+            from: loop, shard: shardIndex, locks: ShardLockSet(fingerprints: [fingerprint], mode: .exclusive),
+            { shard in
+                let changed = body(ShardContext(shard: shard, databaseIndex: database))
+                if changed { shard.noteWritten([fingerprint]) }
+                return changed
+            }, done: then)
     }
 }
 
@@ -270,6 +376,8 @@ final class Parking {
     let timeoutReply: Reply
     let nonBlockingEmptyReply: Reply
     let destinationCheck: KeyRef?
+    /// How to put back what was popped for a connection that turned out to be gone.
+    let giveBack: BlockingFamily.GiveBack
     /// What a key looks like to this command (a list, or a sorted set).
     let keyState: (ShardContext, KeyRef) -> BlockingFamily.KeyState
     /// Pops for key `position` on its shard and returns the reply.
@@ -277,7 +385,7 @@ final class Parking {
 
     init(
         call: CommandCall, keys: [KeyRef], extraLockKeys: [KeyRef] = [], deadline: UInt64?, timeoutReply: Reply,
-        nonBlockingEmptyReply: Reply = .nullArray, destinationCheck: KeyRef? = nil,
+        nonBlockingEmptyReply: Reply = .nullArray, destinationCheck: KeyRef? = nil, giveBack: BlockingFamily.GiveBack,
         keyState: @escaping (ShardContext, KeyRef) -> BlockingFamily.KeyState = BlockingFamily.listState,
         pop: @escaping Pop
     ) {
@@ -289,6 +397,7 @@ final class Parking {
         self.timeoutReply = timeoutReply
         self.nonBlockingEmptyReply = nonBlockingEmptyReply
         self.destinationCheck = destinationCheck
+        self.giveBack = giveBack
         self.pop = pop
     }
 
@@ -324,6 +433,17 @@ final class Parking {
         let sink = call.sink
         let timeoutReply = self.timeoutReply
         let emptyReply = nonBlockingEmptyReply
+        let life = client.life
+        let giveBack = self.giveBack
+        /// Sends `reply`, or — the connection closed after a shard popped for
+        /// it — puts what was popped back where it came from.
+        let answer: (Reply) -> Void = { reply in
+            if canBlock && life.isClosed {
+                BlockingFamily.giveBack(reply, giveBack, shardSet: shardSet, loop: loop, database: database)
+            } else {
+                sink.complete(reply)
+            }
+        }
 
         // Where the waiter's reply goes, whichever comes first: a shard
         // serving it (possibly before the coordinator even learns it parked),
@@ -334,11 +454,14 @@ final class Parking {
             guard !state.finished else { return }
             state.finished = true
             if let blocked = state.blocked {
+                // The state, the blocked client and its `finish` closure
+                // form a cycle: broken here, on every way out.
+                state.blocked = nil
                 registry.remove(blocked)
                 counters.blockedClients.add(-1, ordering: .relaxed)
             }
             client.blockedOn = nil
-            if let reply { sink.complete(reply) }
+            if let reply { answer(reply) }
         }
         let deadline = self.deadline
         let makeWaiter: () -> Waiter = {
@@ -347,7 +470,7 @@ final class Parking {
                 (shard: shard, fingerprints: positionsOn(shard).map { lockFingerprint(keyHash: keys[$0].hash, database: database) })
             }
             return Waiter(
-                loop: loop, database: database, registrations: registrations, deadlineNanos: deadline,
+                loop: loop, owner: life, database: database, registrations: registrations, deadlineNanos: deadline,
                 ready: { shard, position in
                     let ctx = ShardContext(shard: shard, databaseIndex: database)
                     return keyState(ctx, keys[position]) == .ready
@@ -422,7 +545,7 @@ final class Parking {
             allKeys, mode: .exclusive, check: check, decide: decide, apply: apply, reply: finish,
             forceTransaction: !(call.engine.singleHopBlocking && singleShard)
         ) { reply in
-            if let reply { return sink.complete(reply) }
+            if let reply { return answer(reply) }
             // Registered on every shard.
             state.parked = true
             if let early = state.earlyReply { return deliver(early) }
@@ -433,6 +556,11 @@ final class Parking {
             client.blockedOn = blocked
             registry.add(client, blocked)
             counters.blockedClients.add(1, ordering: .relaxed)
+            if life.isClosed {
+                // The connection closed while the command was scheduled or
+                // parking, when there was no waiter yet for it to cancel.
+                blocked.cancel(reply: nil)
+            }
         }
     }
 }

@@ -36,6 +36,10 @@ public final class ClientState {
     private var scriptView: ClientState?
     /// The waiter of a blocking command this client is parked on.
     public var blockedOn: BlockedClient?
+    /// Whether the connection is still there, for the threads that work on
+    /// its behalf (set once by the connection when it closes; a migrated
+    /// connection gets a fresh client, so a migration is not a close).
+    public let life = ConnectionLife()
 
     /// The same client, owned by `loop` (connection migration): everything a
     /// command may have set is carried over.

@@ -35,7 +35,12 @@ public struct CommandCall {
     public let client: ClientState
     public let engine: Engine
     public let spec: CommandSpec
-    public unowned let sink: ReplySink
+    /// Held strongly: the closures a command sends to other threads capture
+    /// the call or its sink, and may come back after the connection closed
+    /// (a hop, a transaction, a parked pop, a script); the sink must still be
+    /// there to take, and drop, the reply. See "Who owns a connection" in
+    /// docs/architecture.md.
+    public let sink: ReplySink
     /// The command runs inside EXEC, whose transaction already holds every
     /// lock it needs and sits at the head of every shard queue it touches:
     /// shard work is sent straight to the shards, with no scheduling.
@@ -191,13 +196,14 @@ public struct CommandCall {
             let reply = work(shard)
             if writes {
                 script.wrote = true
-                shard.noteWritten(locks.fingerprints)
+                shard.noteWritten(locks.fingerprints, changed: spec.mayHaveChanged(reply))
             }
             return sink.complete(reply)
         }
+        let spec = self.spec
         let operation: (Shard) -> Reply = { shard in
             let reply = work(shard)
-            if writes { shard.noteWritten(locks.fingerprints) }
+            if writes { shard.noteWritten(locks.fingerprints, changed: spec.mayHaveChanged(reply)) }
             return reply
         }
         if insideExec {
@@ -458,7 +464,17 @@ public struct ShardContext {
         self.database = shard.database(databaseIndex)
         self.nowMs = Clock.wallMillis()
         self.noTouch = noTouch
+        // A mark left by an operation that no write consumed must not
+        // silence the next command here.
+        shard.keysUnchanged = false
     }
+
+    /// Tells the shard that this write command's operation changed nothing
+    /// here, so no WATCHer is dirtied and no blocked client woken (Redis
+    /// skips `signalModifiedKey` on such paths). Only for write commands:
+    /// the shard's next ``Shard/noteWritten(_:changed:)`` consumes it.
+    @inlinable
+    public func markUnchanged() { shard.keysUnchanged = true }
 
     /// Finds a live key for a read, counting keyspace hits and misses.
     @inlinable

@@ -39,6 +39,35 @@ public struct CommandFlags: OptionSet, Sendable {
     }
 }
 
+/// The replies by which a write command says it changed nothing, so that
+/// WATCHers, blocked clients and the save counter are left alone, as Redis
+/// calls `signalModifiedKey` only on the paths that modify (its t_*.c).
+/// Commands whose no-op reply is ambiguous (ZADD without CH, DEL of several
+/// keys across shards, SET ... GET) say so from their operation instead,
+/// through ``ShardContext/markUnchanged()``.
+public enum UnchangedReply: UInt8, Sendable {
+    /// Every successful reply counts as a change.
+    case never
+    /// `:0` (SADD of present members, DEL of a missing key, EXPIRE of a missing key or a refused condition).
+    case zero
+    /// `:0` or a negative integer (LINSERT: missing key, pivot not found).
+    case notPositive
+    /// nil or an empty array (a pop from a missing key, GETDEL of a missing key).
+    case nullOrEmpty
+
+    static let table: [String: UnchangedReply] = [
+        "sadd": .zero, "srem": .zero, "smove": .zero, "del": .zero, "unlink": .zero,
+        "expire": .zero, "pexpire": .zero, "expireat": .zero, "pexpireat": .zero, "persist": .zero,
+        "hsetnx": .zero, "hdel": .zero, "setnx": .zero, "msetnx": .zero,
+        "zrem": .zero, "zremrangebyscore": .zero, "zremrangebyrank": .zero, "zremrangebylex": .zero,
+        "lrem": .zero, "lpushx": .zero, "rpushx": .zero, "renamenx": .zero, "move": .zero, "copy": .zero,
+        "linsert": .notPositive,
+        "lpop": .nullOrEmpty, "rpop": .nullOrEmpty, "spop": .nullOrEmpty, "getdel": .nullOrEmpty,
+        "lmove": .nullOrEmpty, "rpoplpush": .nullOrEmpty, "zpopmin": .nullOrEmpty, "zpopmax": .nullOrEmpty,
+        "lmpop": .nullOrEmpty, "zmpop": .nullOrEmpty,
+    ]
+}
+
 /// Parses and schedules one command on the connection's thread. It must
 /// eventually call ``CommandCall/reply(_:)`` exactly once.
 public typealias CommandHandler = (CommandCall) -> Void
@@ -56,6 +85,8 @@ public final class CommandSpec: Sendable {
     public let handler: @Sendable (CommandCall) -> Void
     /// Per-loop call statistics for INFO commandstats.
     public let stats: [CommandStats]
+    /// Which of this write command's replies say it changed nothing.
+    public let unchangedWhen: UnchangedReply
 
     public init(
         _ name: String, arity: Int, flags: CommandFlags, firstKey: Int = 0, lastKey: Int = 0, keyStep: Int = 0,
@@ -70,6 +101,26 @@ public final class CommandSpec: Sendable {
         self.group = group
         self.handler = handler
         self.stats = (0..<max(loops, 1)).map { _ in CommandStats() }
+        self.unchangedWhen = UnchangedReply.table[name] ?? .never
+    }
+
+    /// Whether `reply` may come from a run that changed a key: not an error
+    /// (a write command checks before it modifies), not a reply that says
+    /// nothing happened.
+    @inlinable
+    public func mayHaveChanged(_ reply: Reply) -> Bool {
+        switch reply {
+        case .error: return false
+        case .integer(let n):
+            switch unchangedWhen {
+            case .zero: return n != 0
+            case .notPositive: return n > 0
+            case .never, .nullOrEmpty: return true
+            }
+        case .null, .nullArray: return unchangedWhen != .nullOrEmpty
+        case .array(let a), .set(let a): return !(a.isEmpty && unchangedWhen == .nullOrEmpty)
+        default: return true
+        }
     }
 
     /// Whether `count` arguments (the name included) satisfy the arity.

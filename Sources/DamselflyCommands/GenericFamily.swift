@@ -133,6 +133,8 @@ public enum GenericFamily {
         call.runOnKeys(keys, mode: mode, perShard: { ctx, positions in
             var n = 0
             for p in positions where test(&ctx, keys[p]) { n += 1 }
+            // DEL / UNLINK: nothing deleted on this shard, nothing to signal.
+            if n == 0 && mode == .exclusive { ctx.markUnchanged() }
             return n
         }, merge: { counts in .integer(counts.reduce(0, +)) })
     }
@@ -220,7 +222,7 @@ public enum GenericFamily {
             if onlyIfAbsent && combined.destinationExists { return (combined, .integer(0)) }
             return (combined, nil)
         }, apply: { ctx, positions, decision in
-            guard decision.1 == nil, let value = decision.0.value else { return }
+            guard decision.1 == nil, let value = decision.0.value else { return ctx.markUnchanged() }
             for p in positions {
                 if p == 0 { ctx.delete(source) }
                 if p == 1 { ctx.store(destination, value, expireAtMs: decision.0.expireAt) }
@@ -272,7 +274,7 @@ public enum GenericFamily {
             guard combined.value != nil, replace || !combined.destinationExists else { return nil }
             return combined
         }, apply: { ctx, positions, decision in
-            guard let decision, let value = decision.value, positions.contains(1) else { return }
+            guard let decision, let value = decision.value, positions.contains(1) else { return ctx.markUnchanged() }
             let destinationContext = ShardContext(shard: ctx.shard, databaseIndex: target)
             destinationContext.store(destination, value.duplicate(), expireAtMs: decision.expireAt)
         }, reply: { decision in .integer(decision == nil ? 0 : 1) })
@@ -400,7 +402,9 @@ public enum GenericFamily {
             } else {
                 shard.database(database).removeAll()
             }
-            shard.noteFlushed()
+            // No watcher is touched here: a watched key that existed at WATCH
+            // and is gone now is found by EXEC's check (as Redis's
+            // touchAllWatchedKeysInDb dirties only keys the flush removed).
             shard.publishStats()
             return 0
         }

@@ -232,7 +232,10 @@ public enum ListFamily {
     }
 
     static func opTrim(_ ctx: inout ShardContext, _ key: KeyRef, _ start: Int64, _ end: Int64) -> Reply {
-        guard let found = ctx.lookupWrite(key) else { return .ok }
+        guard let found = ctx.lookupWrite(key) else {
+            ctx.markUnchanged()
+            return .ok
+        }
         let emptied: Bool? = ctx.database.modifyValue(at: found) { stored in
             guard case .list(let list) = stored else { return nil }
             let length = list.count
@@ -436,7 +439,7 @@ public enum ListFamily {
                 return destinationWrongType ? .reply(.wrongType) : .move(element)
             }
         }, apply: { ctx, positions, decision in
-            guard case .move(let element) = decision else { return }
+            guard case .move(let element) = decision else { return ctx.markUnchanged() }
             for p in positions {
                 if p == 0 { _ = opPop(&ctx, source, fromLeft: fromLeft, count: 1) }
                 if p == 1 { _ = opPush(&ctx, destination, [element], toLeft: toLeft, onlyIfExists: false) }

@@ -600,6 +600,11 @@ public enum ScriptFamily {
     }
 
     static func eval(_ call: CommandCall, bySha: Bool) {
+        // Redis's evalShaCommand answers a digest of the wrong length before
+        // it reads numkeys (no script can match it).
+        if bySha && call.args[1].count != 40 {
+            return call.reply(.error("NOSCRIPT No matching script. Please use EVAL."))
+        }
         guard let keyCount = call.integer(2) else { return call.reply(.notInteger) }
         guard keyCount >= 0 else { return call.reply(.error("ERR Number of keys can't be negative")) }
         guard keyCount <= Int64(call.args.count - 3) else {
@@ -877,7 +882,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     }
 
     /// Key-less commands a script may call (they answer synchronously).
-    static let keylessAllowed: Set<String> = ["ping", "echo", "time", "publish", "select"]
+    static let keylessAllowed: Set<String> = ["ping", "echo", "time", "publish", "select", "xread", "xreadgroup"]
     /// Commands whose keys follow a count (no fixed key position in the
     /// table); their handlers find the keys and reach them like any other.
     static let numkeysCommands: Set<String> = ["lmpop", "blmpop", "zmpop", "bzmpop", "sintercard", "zunion", "zinter", "zdiff"]

@@ -228,6 +228,7 @@ public enum SetFamily {
         let source = call.key(1), destination = call.key(2), member = call.args.bytes(3)
         if source.bytes == destination.bytes {
             call.runOnKey(source, mode: .exclusive) { ctx in
+                ctx.markUnchanged()  // a move onto itself changes nothing (Redis signals nothing either)
                 switch lookup(&ctx, source, write: true) {
                 case .missing: return .integer(0)
                 case .wrongType: return .wrongType
@@ -256,7 +257,7 @@ public enum SetFamily {
             if sourceState == 2 || checks.contains(where: \.destinationWrongType) { return .wrongType }
             return .integer(sourceState == 4 ? 1 : 0)
         }, apply: { ctx, positions, decision in
-            guard case .integer(1) = decision else { return }
+            guard case .integer(1) = decision else { return ctx.markUnchanged() }
             for p in positions {
                 if p == 0 {
                     if case .found(let index, let set) = lookup(&ctx, source, write: true) {

@@ -168,7 +168,9 @@ extension SortedSetFamily {
             var excluded = Set<ZMemberKey>()
             for input in inputs.dropFirst() { for e in input.entries { excluded.insert(ZMemberKey(e.member)) } }
             result = first.entries.filter { !excluded.contains(ZMemberKey($0.member)) }
-            return result  // already in order
+            // In order only when the first source is a sorted set; a plain
+            // set's members come in hash order (the sort below is linear on
+            // sorted input).
         case .inter:
             // Smallest first (stable, as glibc's qsort is for few keys).
             inputs = stableSortedBySize(inputs)

@@ -238,6 +238,8 @@ public enum SortedSetFamily {
             if z.count > 0 { ctx.store(key, .zset(z)) }
         }
         if failed { return nanError }
+        // Redis signals only when an element was added or its score moved.
+        if added + updated == 0 { ctx.markUnchanged() }
         if flags.incr { return processed > 0 ? .double(lastScore) : .null }
         return .integer(flags.ch ? added + updated : added)
     }

@@ -127,7 +127,7 @@ public enum StringFamily {
     static func isString(_ value: StoredValue) -> Bool {
         switch value {
         case .int, .bytes, .raw: return true
-        case .list, .hash, .set, .zset: return false
+        case .list, .hash, .set, .zset, .stream: return false
         }
     }
 
@@ -137,7 +137,7 @@ public enum StringFamily {
         switch value {
         case .int(let v): return .bulkInteger(v)
         case .bytes(let b), .raw(let b): return .bulk(b)
-        case .list, .hash, .set, .zset: return nil
+        case .list, .hash, .set, .zset, .stream: return nil
         }
     }
 
@@ -146,7 +146,7 @@ public enum StringFamily {
         switch value {
         case .int(let v): return Array(String(v).utf8)
         case .bytes(let b), .raw(let b): return b
-        case .list, .hash, .set, .zset: return nil
+        case .list, .hash, .set, .zset, .stream: return nil
         }
     }
 
@@ -209,6 +209,7 @@ public enum StringFamily {
                 old = reply
             }
             if (opts.condition == 1 && found != nil) || (opts.condition == 2 && found == nil) {
+                ctx.markUnchanged()
                 return opts.get ? old : .null
             }
             ctx.store(key, .string(value), expireAtMs: expireAt, keepTTL: opts.keepTTL)
@@ -292,7 +293,7 @@ public enum StringFamily {
         call.runOnKeysTwoPhase(keys, mode: .exclusive, check: { ctx, positions in
             positions.allSatisfy { ctx.lookupWrite(keys[$0]) == nil }
         }, decide: { checks in checks.allSatisfy { $0 } }, apply: { ctx, positions, allAbsent in
-            guard allAbsent else { return }
+            guard allAbsent else { return ctx.markUnchanged() }
             for p in positions { ctx.store(keys[p], .string(values[p])) }
         }, reply: { allAbsent in .integer(allAbsent ? 1 : 0) })
     }
@@ -310,7 +311,7 @@ public enum StringFamily {
                 case .bytes(let b), .raw(let b):
                     guard let v = b.withUnsafeBytes({ RedisNumber.parseInt64($0) }) else { return .notInteger }
                     current = v
-                case .list, .hash, .set, .zset:
+                case .list, .hash, .set, .zset, .stream:
                     return .wrongType
                 }
             }
@@ -390,7 +391,7 @@ public enum StringFamily {
                 let count = bytes.count
                 value = .raw(bytes)
                 return count
-            case .list, .hash, .set, .zset:
+            case .list, .hash, .set, .zset, .stream:
                 return 0  // excluded by the isString check above
             }
         }
@@ -433,7 +434,7 @@ public enum StringFamily {
             switch stored {
             case .int(let v): bytes = Array(String(v).utf8)
             case .bytes(let b), .raw(let b): bytes = b
-            case .list, .hash, .set, .zset: return 0  // excluded by the isString check above
+            case .list, .hash, .set, .zset, .stream: return 0  // excluded by the isString check above
             }
             stored = .int(0)
             if bytes.count < offset + value.count {

@@ -38,7 +38,7 @@ public enum FunctionPayload {
     public static func decode(_ bytes: [UInt8]) throws(Failure) -> [[UInt8]] {
         let n = bytes.count
         guard n >= 10 else { throw .versionOrChecksum }
-        guard Int(readLE(bytes, n - 10, 2)) <= rdbVersionReadable else { throw .versionOrChecksum }
+        guard Int(readLE(bytes, n - 10, 2)) <= rdbVersionWritten else { throw .versionOrChecksum }
         guard readLE(bytes, n - 8, 8) == CRC64.checksum(bytes[0..<(n - 8)]) else { throw .versionOrChecksum }
         var cursor = RDBCursor(bytes: bytes, end: n - 10)
         var libraries: [[UInt8]] = []

@@ -210,7 +210,7 @@ struct RDBCursor {
         case RDBType.module, RDBType.module2:
             throw .unsupported(offset: typeOffset, reason: "module value")
         case RDBType.streamListpacks, RDBType.streamListpacks2, RDBType.streamListpacks3:
-            throw .unsupported(offset: typeOffset, reason: "stream value")
+            return .stream(try stream(type: type))
         default:
             throw .corrupt(offset: typeOffset, reason: "unknown value type \(type)")
         }

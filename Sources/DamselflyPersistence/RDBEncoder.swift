@@ -65,6 +65,7 @@ enum RDBEncoder {
             let small = pairs.count <= RDBLimits.zsetMaxListpackEntries
                 && pairs.allSatisfy { $0.0.count <= RDBLimits.zsetMaxListpackValue }
             return small ? RDBType.zsetListpack : RDBType.zset2
+        case .stream: return RDBType.streamListpacks2
         }
     }
 
@@ -123,6 +124,8 @@ enum RDBEncoder {
                     appendLE(&out, score.bitPattern, 8)
                 }
             }
+        case let .stream(stream):
+            appendStream(&out, stream)
         }
     }
 

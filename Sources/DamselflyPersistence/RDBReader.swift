@@ -154,7 +154,9 @@ public enum DumpPayload {
         let n = bytes.count
         guard n >= 11 else { throw .truncated(offset: n, needed: 11 - n) }
         let version = Int(readLE(bytes, n - 10, 2))
-        guard version <= rdbVersionReadable else {
+        // Redis 7.0's verifyDumpPayload: nothing newer than the version it
+        // writes (files from 7.2 load; a 7.2 DUMP payload does not restore).
+        guard version <= rdbVersionWritten else {
             throw .unsupported(offset: n - 10, reason: "DUMP payload of RDB version \(version)")
         }
         let stored = readLE(bytes, n - 8, 8)

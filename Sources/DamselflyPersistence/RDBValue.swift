@@ -14,6 +14,8 @@ public enum RDBValue: Equatable, Sendable {
     case hash([([UInt8], [UInt8])])
     /// Member/score pairs; NaN is not a valid score.
     case zset([([UInt8], Double)])
+    /// A stream with its consumer groups.
+    case stream(RDBStream)
 
     public static func == (lhs: RDBValue, rhs: RDBValue) -> Bool {
         switch (lhs, rhs) {
@@ -24,6 +26,7 @@ public enum RDBValue: Equatable, Sendable {
             return a.count == b.count && zip(a, b).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
         case let (.zset(a), .zset(b)):
             return a.count == b.count && zip(a, b).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        case let (.stream(a), .stream(b)): return a == b
         default: return false
         }
     }
@@ -36,6 +39,7 @@ public enum RDBValue: Equatable, Sendable {
         case let .set(members): return members.count
         case let .hash(pairs): return pairs.count
         case let .zset(pairs): return pairs.count
+        case let .stream(s): return s.entries.count
         }
     }
 }

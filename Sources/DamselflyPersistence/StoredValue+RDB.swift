@@ -12,6 +12,7 @@ public enum RDBConversion {
         case .hash(let hash): return .hash(hash.pairs)
         case .set(let set): return .set(set.members)
         case .zset(let zset): return .zset(zset.allEntries.map { ($0.member, $0.score) })
+        case .stream(let stream): return .stream(RDBStream(stream))
         }
     }
 
@@ -42,6 +43,8 @@ public enum RDBConversion {
                 if zset.score(of: member) == nil { zset.insert(member, score: score) }
             }
             return .zset(zset)
+        case .stream(let stream):
+            return .stream(stream.storedValue())
         }
     }
 }

@@ -80,7 +80,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     func socketClosed() {
         guard !isClosed else { return }
         isClosed = true
-        // A client that leaves while parked is unblocked at once; nothing is popped for it.
+        // First, so that no shard pops for this client from now on; then a
+        // client that leaves while parked is unblocked at once.
+        client.life.markClosed()
         client.blockedOn?.cancel(reply: nil)
         MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
         dropSubscriptions()
@@ -159,6 +161,16 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         if client.closeRequested && !waitingForReply { close() }
     }
 
+    /// An EXEC refused before it could run ends the transaction, MULTI or
+    /// not, as Redis's `execCommandAbort` does: queue and WATCHes dropped,
+    /// the reason given under EXECABORT.
+    private func abortExec(_ reason: String) {
+        client.multiQueue = nil
+        client.multiFailed = false
+        MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
+        emitError("EXECABORT Transaction discarded because of: " + reason)
+    }
+
     /// Runs the parsed command; `spec` is its registry entry (nil: unknown).
     private func dispatch(_ spec: CommandSpec?) {
         let engine = server.engine
@@ -180,6 +192,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         client.lastCommandName = spec.name
         guard spec.acceptsArgumentCount(args.count) else {
             spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            if spec.name == "exec" { return abortExec("wrong number of arguments for 'exec' command") }
             if client.multiQueue != nil { client.multiFailed = true }
             emitError("ERR wrong number of arguments for '\(spec.name)' command")
             return
@@ -196,7 +209,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             return
         }
         if subscriptionCount > 0 && client.protocolVersion == 2 && !PubSubFamily.allowedWhileSubscribed.contains(spec.name) {
-            emitError("ERR Can't execute '\(spec.name)': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
+            let text = "Can't execute '\(spec.name)': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+            if spec.name == "exec" { return abortExec(text) }
+            emitError("ERR " + text)
             return
         }
         if let busy = engine.scripts.busyError(forClientOn: loop.index), !ScriptRuntime.allowedWhileBusy(spec.name, args) {
@@ -431,6 +446,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             writeOutput()
             loop.close(socket)
         }
+        client.life.markClosed()
         client.blockedOn?.cancel(reply: nil)
         MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
         dropSubscriptions()

@@ -6,7 +6,11 @@ import DamselflyRuntime
 /// They touch only the client's own state (or, for CLIENT LIST/KILL, hop to
 /// every loop), so they never enter the transaction framework.
 enum ConnectionFamily {
-    static let helloVersion = "7.2.4"
+    /// The Redis version Damselfly claims (HELLO, INFO, Lua's REDIS_VERSION): 7.0.15, whose
+    /// behaviour, reply shapes and error texts are the specification. Clients switch
+    /// features on by this number (redis-py sends ZRANK ... WITHSCORE to 7.2), so it must not
+    /// name a version whose additions Damselfly lacks.
+    static let helloVersion = "7.0.15"
 
     static func register(_ r: CommandRegistry, server: Server) {
         let g = "connection"

@@ -9,8 +9,13 @@ import Glibc
 /// figures (connections, traffic, errors) by hopping to each, then formats
 /// the sections Redis and Dragonfly print, with CRLF line ends.
 enum InfoReport {
-    static let defaultSections = ["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "keyspace"]
-    static let allSections = defaultSections + ["transaction", "commandstats", "errorstats"]
+    /// Redis 7.0's default sections, in its order (`INFO` / `INFO default`).
+    static let defaultSections = [
+        "server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "errorstats", "cluster",
+        "keyspace",
+    ]
+    /// `INFO all` / `everything`: the defaults plus commandstats and Damselfly's transaction section.
+    static let allSections = defaultSections + ["commandstats", "transaction"]
     static let runID: String = {
         var generator = SystemRandomNumberGenerator()
         return (0..<40).map { _ in String(Int.random(in: 0..<16, using: &generator), radix: 16) }.joined()
@@ -111,6 +116,8 @@ enum InfoReport {
                     ("uptime_in_seconds", String(uptime)),
                     ("uptime_in_days", String(uptime / 86400)),
                     ("hz", String(config.hz)),
+                    ("configured_hz", String(config.hz)),
+                    ("io_threads_active", "0"),
                     ("executable", server.executablePath),
                     ("config_file", config.flagfile),
                     ("thread_count", String(server.loops.count)),
@@ -121,6 +128,7 @@ enum InfoReport {
             case "clients":
                 section("Clients", [
                     ("connected_clients", String(connected)),
+                    ("cluster_connections", "0"),
                     ("maxclients", String(config.maxclients)),
                     ("blocked_clients", String(blocked)),
                     ("tracking_clients", "0"),
@@ -165,6 +173,12 @@ enum InfoReport {
                     ("evicted_keys", "0"),
                     ("keyspace_hits", String(hits)),
                     ("keyspace_misses", String(misses)),
+                    ("evicted_clients", "0"),
+                    ("sync_full", "0"),
+                    ("sync_partial_ok", "0"),
+                    ("sync_partial_err", "0"),
+                    ("latest_fork_usec", "0"),
+                    ("total_forks", "0"),
                     ("total_error_replies", String(loops.reduce(0) { $0 + $1.totalErrors })),
                     ("connection_migrations", String(server.connectionMigrations.load(ordering: .relaxed))),
                 ])
@@ -172,8 +186,15 @@ enum InfoReport {
                 section("Replication", [
                     ("role", "master"),
                     ("connected_slaves", "0"),
+                    ("master_failover_state", "no-failover"),
                     ("master_replid", runID),
+                    ("master_replid2", String(repeating: "0", count: 40)),
                     ("master_repl_offset", "0"),
+                    ("second_repl_offset", "-1"),
+                    ("repl_backlog_active", "0"),
+                    ("repl_backlog_size", config.redisParameters["repl-backlog-size"] ?? "1048576"),
+                    ("repl_backlog_first_byte_offset", "0"),
+                    ("repl_backlog_histlen", "0"),
                 ])
             case "cpu":
                 var user = 0.0, system = 0.0
@@ -181,7 +202,15 @@ enum InfoReport {
                 section("CPU", [
                     ("used_cpu_sys", String(format6(system))),
                     ("used_cpu_user", String(format6(user))),
+                    // No child processes: snapshots are written by the shards' own threads.
+                    ("used_cpu_sys_children", "0.000000"),
+                    ("used_cpu_user_children", "0.000000"),
                 ])
+            case "modules":
+                section("Modules", [])
+            case "cluster":
+                // redis-py and other clients read cluster_enabled to choose their mode.
+                section("Cluster", [("cluster_enabled", "0")])
             case "keyspace":
                 var lines: [(String, String)] = []
                 for db in 0..<engine.databaseCount {

@@ -191,6 +191,9 @@ final class ExecRunner: ReplySink {
     private let arguments = CommandArguments()
     private var keepAlive: ExecRunner?
 
+    /// The connection that sent EXEC.
+    var connection: Connection? { call.sink as? Connection }
+
     init(call: CommandCall, queued: [QueuedCommand], done: @escaping ([Reply]) -> Void) {
         self.call = call
         self.queued = queued

@@ -46,17 +46,24 @@ enum PersistenceFamily {
         }
         r.register("restore", arity: -4, flags: [.write, .denyOOM], firstKey: 1, lastKey: 1, keyStep: 1, group: "generic") { call in
             // Redis's order: options, then BUSYKEY, then the TTL, then the payload.
-            var replace = false, absolute = false
+            var replace = false, absolute = false, idle = false, freq = false
             var i = 4
+            // Redis's restoreCommand: IDLETIME and FREQ exclude each other
+            // (syntax error) and are range-checked where they are read.
             while i < call.args.count {
                 if call.isArg(i, "replace") { replace = true }
                 else if call.isArg(i, "absttl") { absolute = true }
-                else if (call.isArg(i, "idletime") || call.isArg(i, "freq")) && i + 1 < call.args.count {
+                else if call.isArg(i, "idletime") && i + 1 < call.args.count && !freq {
                     guard let n = call.integer(i + 1) else { return call.reply(.notInteger) }
-                    if call.isArg(i, "idletime") && n < 0 { return call.reply(.error("ERR Invalid IDLETIME value, must be >= 0")) }
-                    if call.isArg(i, "freq") && (n < 0 || n > 255) {
+                    guard n >= 0 else { return call.reply(.error("ERR Invalid IDLETIME value, must be >= 0")) }
+                    idle = true
+                    i += 1
+                } else if call.isArg(i, "freq") && i + 1 < call.args.count && !idle {
+                    guard let n = call.integer(i + 1) else { return call.reply(.notInteger) }
+                    guard n >= 0 && n <= 255 else {
                         return call.reply(.error("ERR Invalid FREQ value, must be >= 0 and <= 255"))
                     }
+                    freq = true
                     i += 1
                 } else { return call.reply(.syntaxError) }
                 i += 1

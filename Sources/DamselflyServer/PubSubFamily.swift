@@ -11,7 +11,7 @@ enum PubSubFamily {
     static func register(_ r: CommandRegistry, server: Server) {
         let g = "pubsub"
         r.register("subscribe", arity: -2, flags: [.loading, .stale, .noscript], group: g) { call in
-            guard let connection = call.sink as? Connection else { return call.reply(.error("ERR not a client connection")) }
+            guard let connection = connection(of: call) else { return call.reply(.error("ERR not a client connection")) }
             var out = ReplyBuilder(protocolVersion: call.client.protocolVersion, capacity: 64)
             for i in 1..<call.args.count {
                 let channel = call.args.bytes(i)
@@ -21,7 +21,7 @@ enum PubSubFamily {
             call.reply(.raw(out.buffer))
         }
         r.register("psubscribe", arity: -2, flags: [.loading, .stale, .noscript], group: g) { call in
-            guard let connection = call.sink as? Connection else { return call.reply(.error("ERR not a client connection")) }
+            guard let connection = connection(of: call) else { return call.reply(.error("ERR not a client connection")) }
             var out = ReplyBuilder(protocolVersion: call.client.protocolVersion, capacity: 64)
             for i in 1..<call.args.count {
                 let pattern = call.args.bytes(i)
@@ -92,10 +92,16 @@ enum PubSubFamily {
         "    Prints this help.",
     ]
 
+    /// The client's connection: the reply sink, or inside EXEC the sink of
+    /// the EXEC itself (Redis runs (P)(UN)SUBSCRIBE queued in MULTI).
+    static func connection(of call: CommandCall) -> Connection? {
+        call.sink as? Connection ?? (call.sink as? ExecRunner)?.connection
+    }
+
     /// UNSUBSCRIBE / PUNSUBSCRIBE: the named channels (patterns), or all of
     /// them; one confirmation each (one with a null name when there were none).
     static func unsubscribe(_ call: CommandCall, server: Server, patterns: Bool) {
-        guard let connection = call.sink as? Connection else { return call.reply(.error("ERR not a client connection")) }
+        guard let connection = connection(of: call) else { return call.reply(.error("ERR not a client connection")) }
         let kind = patterns ? "punsubscribe" : "unsubscribe"
         var out = ReplyBuilder(protocolVersion: call.client.protocolVersion, capacity: 64)
         let current = patterns ? connection.patterns : connection.channels

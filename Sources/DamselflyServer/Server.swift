@@ -65,6 +65,7 @@ public final class Server: @unchecked Sendable {
         HashFamily.register(registry)
         SetFamily.register(registry)
         SortedSetFamily.register(registry)
+        StreamFamily.register(registry)
         BitFamily.register(registry)
         BlockingFamily.register(registry)
         ScriptFamily.register(registry)
@@ -75,6 +76,7 @@ public final class Server: @unchecked Sendable {
         PubSubFamily.register(registry, server: self)
         PersistenceFamily.register(registry, server: self)
         snapshots = SnapshotController(server: self)
+        ConfigParameters.applyEncodingLimits(config)
     }
 
     /// What start-up loaded, for the log.
@@ -86,6 +88,7 @@ public final class Server: @unchecked Sendable {
     /// Binds, starts the threads and begins accepting. Throws a message on failure.
     public func start() throws(ServerError) {
         // The dataset first: no client is accepted before it is loaded.
+        snapshots.removeStaleTempFiles()
         do {
             let loaded = try snapshots.load()
             if loaded > 0 { startupLog = "loaded \(loaded) keys from \(snapshots.path)" }
@@ -323,6 +326,7 @@ public final class Server: @unchecked Sendable {
         }
         for loop in loops { loop.stop() }
         for thread in threads { LoopThread.join(thread) }
+        snapshots.abandonInProgressSave()
         if listenFD >= 0 { Glibc.close(listenFD) }
     }
 }

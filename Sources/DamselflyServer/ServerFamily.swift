@@ -123,7 +123,10 @@ enum ServerFamily {
             server.slowlog.configure(thresholdMicros: updated.slowlogLogSlowerThan, maxLength: updated.slowlogMaxLen)
             server.limits.apply(updated)
             server.engine.maxBulkLengthSetting.store(updated.maxBulkLen, ordering: .relaxed)
+            ConfigParameters.applyEncodingLimits(updated)
             call.reply(.ok)
+        case "set" where call.args.count >= 3:
+            call.reply(.error("ERR syntax error"))
         case "resetstat" where call.args.count == 2:
             for spec in call.engine.registry.commands.values { for s in spec.stats { s.reset() } }
             for s in call.shardSet.stats { s.reset() }

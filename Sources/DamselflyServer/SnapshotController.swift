@@ -62,6 +62,41 @@ final class SnapshotController: @unchecked Sendable {
 
     var lastSaveTime: Int64 { state.withLock { $0.lastSaveTime } }
 
+    /// The temporary file a save writes before renaming it over ``path``:
+    /// `<dbfilename>.tmp-<pid>` inside dir.
+    static func tempName(_ dbfilename: String, pid: Int32) -> String { dbfilename + ".tmp-\(pid)" }
+
+    /// Start-up: removes temporary files a killed earlier process of ours left
+    /// in dir (`<dbfilename>.tmp-<pid>` whose pid no longer runs, or is ours).
+    /// A live pid is another server saving into the same dir: its file stays.
+    func removeStaleTempFiles() {
+        let config = server.configState.withLock { $0 }
+        let prefix = config.dbfilename + ".tmp-"
+        guard let directory = opendir(config.dir) else { return }
+        defer { closedir(directory) }
+        var stale: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard name.hasPrefix(prefix), let pid = Int32(name.dropFirst(prefix.count)), pid > 0 else { continue }
+            if pid == getpid() || (kill(pid, 0) != 0 && errno == ESRCH) { stale.append(name) }
+        }
+        for name in stale { unlink(config.dir + "/" + name) }
+    }
+
+    /// Shutdown while a save is still running (SHUTDOWN NOSAVE during BGSAVE):
+    /// the half-written temporary file is removed, the old snapshot stays.
+    func abandonInProgressSave() {
+        state.withLock { s in
+            guard s.inProgress else { return }
+            if s.fd >= 0 { close(s.fd) }
+            s.fd = -1
+            unlink(s.tempPath)
+            s.inProgress = false
+        }
+    }
+
     /// INFO persistence fields.
     func infoFields() -> [(String, String)] {
         let s = state.withLock { $0 }
@@ -88,7 +123,7 @@ final class SnapshotController: @unchecked Sendable {
     @discardableResult
     func start(from loop: EventLoop, done: ((Bool) -> Void)? = nil) -> Bool {
         let target = path
-        let temp = target + ".tmp-\(getpid())"
+        let temp = server.configState.withLock { $0.dir + "/" + Self.tempName($0.dbfilename, pid: getpid()) }
         let started: Bool = state.withLock { s in
             if s.inProgress {
                 if let done { s.waiters.append(SaveWaiter(loop: loop, done: done)) }

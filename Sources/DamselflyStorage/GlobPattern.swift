@@ -88,14 +88,17 @@ public enum GlobPattern {
                         p -= 1
                         break
                     } else if pEnd - p >= 3 && pattern[p + 1] == UInt8(ascii: "-") {
-                        var low = pattern[p]
-                        var high = pattern[p + 2]
-                        var ch = c
+                        // Redis compares `char`s, signed on the platforms it
+                        // ships for (a byte >= 0x80 sorts below '\0'), and
+                        // orders the bounds before lowering them.
+                        var low = Int8(bitPattern: pattern[p])
+                        var high = Int8(bitPattern: pattern[p + 2])
+                        var ch = Int8(bitPattern: c)
                         if low > high { swap(&low, &high) }
                         if nocase {
-                            low = lower(low)
-                            high = lower(high)
-                            ch = lower(ch)
+                            low = Int8(bitPattern: lower(UInt8(bitPattern: low)))
+                            high = Int8(bitPattern: lower(UInt8(bitPattern: high)))
+                            ch = Int8(bitPattern: lower(UInt8(bitPattern: ch)))
                         }
                         p += 2
                         if ch >= low && ch <= high { matched = true }

@@ -8,11 +8,11 @@
 /// ``maxListpackValue`` bytes; then "hashtable" (``ByteTable``). Like Redis,
 /// a hash never converts back.
 public final class HashValue {
-    /// Redis 7.0's built-in `hash-max-listpack-entries` default (its
-    /// sample redis.conf once said 128; the server's own default is 512).
-    public static let maxListpackEntries = 512
-    /// Redis's `hash-max-listpack-value` default.
-    public static let maxListpackValue = 64
+    /// `hash-max-listpack-entries` (Redis 7.0's built-in default 512; its
+    /// sample redis.conf once said 128), settable with CONFIG SET.
+    public static var maxListpackEntries: Int { EncodingLimits.hashMaxListpackEntries.load(ordering: .relaxed) }
+    /// `hash-max-listpack-value` (default 64), settable with CONFIG SET.
+    public static var maxListpackValue: Int { EncodingLimits.hashMaxListpackValue.load(ordering: .relaxed) }
 
     @usableFromInline var packed = PackedPairs()
     /// Non-nil once converted to the "hashtable" encoding.

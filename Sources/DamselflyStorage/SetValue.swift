@@ -8,8 +8,8 @@
 /// ``maxIntsetEntries``; otherwise "hashtable" (``ByteTable``). Like Redis,
 /// a set never converts back.
 public final class SetValue {
-    /// Redis's `set-max-intset-entries` default.
-    public static let maxIntsetEntries = 512
+    /// `set-max-intset-entries` (default 512), settable with CONFIG SET.
+    public static var maxIntsetEntries: Int { EncodingLimits.setMaxIntsetEntries.load(ordering: .relaxed) }
 
     /// The members while the encoding is "intset", ascending.
     @usableFromInline var ints: [Int64] = []

@@ -85,10 +85,10 @@ struct ZMember: Hashable {
 ///
 /// Every method that takes ranks uses ascending 0-based ranks.
 public final class SortedSetValue {
-    /// Redis's `zset-max-listpack-entries` default.
-    public static let maxListpackEntries = 128
-    /// Redis's `zset-max-listpack-value` default.
-    public static let maxListpackValue = 64
+    /// `zset-max-listpack-entries` (default 128), settable with CONFIG SET.
+    public static var maxListpackEntries: Int { EncodingLimits.zsetMaxListpackEntries.load(ordering: .relaxed) }
+    /// `zset-max-listpack-value` (default 64), settable with CONFIG SET.
+    public static var maxListpackValue: Int { EncodingLimits.zsetMaxListpackValue.load(ordering: .relaxed) }
 
     /// The elements while the encoding is "listpack", in order.
     @usableFromInline var list: ContiguousArray<ZEntry> = []
@@ -105,12 +105,14 @@ public final class SortedSetValue {
     /// An empty set in the encoding Redis picks when ZADD creates the key:
     /// "skiplist" straight away when the first member is too long.
     public init(firstMemberLength: Int) {
-        if firstMemberLength > Self.maxListpackValue { tree = ZTree() }
+        // Redis 7.0's ZADD: straight to "skiplist" when listpacks are switched off (0 entries).
+        if firstMemberLength > Self.maxListpackValue || Self.maxListpackEntries == 0 { tree = ZTree() }
     }
 
     /// A set holding `entries` (already in order, members distinct), encoded
     /// as Redis encodes a stored result: "listpack" when it fits the limits.
     public init(sortedEntries entries: [ZEntry]) {
+        assert(Self.isStrictlyOrdered(entries), "SortedSetValue(sortedEntries:) given entries out of order")
         let fits = entries.count <= Self.maxListpackEntries
             && entries.allSatisfy { $0.member.count <= Self.maxListpackValue }
         for e in entries { memberBytes += ByteArray.heapBytes(e.member) }
@@ -306,12 +308,19 @@ public final class SortedSetValue {
         tree = t
     }
 
+    /// Whether `entries` are in (score, member) order with no two alike: what
+    /// every constructor from a prepared array relies on (debug checks).
+    public static func isStrictlyOrdered(_ entries: [ZEntry]) -> Bool {
+        for i in 1..<Swift.max(entries.count, 1) where !entries[i - 1].isBefore(entries[i].score, entries[i].member) {
+            return false
+        }
+        return true
+    }
+
     /// Structural self-check for tests: order, counts, dictionary agreement.
     public func checkInvariants() -> Bool {
         let all = allEntries
-        for i in 1..<Swift.max(all.count, 1) where !all[i - 1].isBefore(all[i].score, all[i].member) {
-            return false
-        }
+        guard Self.isStrictlyOrdered(all) else { return false }
         if let tree {
             guard tree.checkCounts(), scores.count == all.count else { return false }
             for e in all where scores[ZMember(e.member)] != e.score { return false }

@@ -15,6 +15,7 @@ public enum StoredValue {
     case hash(HashValue)
     case set(SetValue)
     case zset(SortedSetValue)
+    case stream(StreamValue)
 
     /// Longest string Redis stores as "embstr"; longer ones report "raw".
     public static let embstrLimit = 44
@@ -48,6 +49,7 @@ public enum StoredValue {
         case .hash(let v): return v.typeName
         case .set(let v): return v.typeName
         case .zset(let v): return v.typeName
+        case .stream(let v): return v.typeName
         }
     }
 
@@ -61,6 +63,7 @@ public enum StoredValue {
         case .hash(let v): return v.encodingName
         case .set(let v): return v.encodingName
         case .zset(let v): return v.encodingName
+        case .stream(let v): return v.encodingName
         }
     }
 
@@ -69,7 +72,7 @@ public enum StoredValue {
     public var isString: Bool {
         switch self {
         case .int, .bytes, .raw: return true
-        case .list, .hash, .set, .zset: return false
+        case .list, .hash, .set, .zset, .stream: return false
         }
     }
 
@@ -80,7 +83,7 @@ public enum StoredValue {
         switch self {
         case .int(let n): return try RedisNumber.withDecimalBytes(of: n, body)
         case .bytes(let b), .raw(let b): return try b.withUnsafeBytes(body)
-        case .list, .hash, .set, .zset: return try body(UnsafeRawBufferPointer(start: nil, count: 0))
+        case .list, .hash, .set, .zset, .stream: return try body(UnsafeRawBufferPointer(start: nil, count: 0))
         }
     }
 
@@ -90,7 +93,7 @@ public enum StoredValue {
         switch self {
         case .int(let n): return RedisNumber.decimalLength(of: n)
         case .bytes(let b), .raw(let b): return b.count
-        case .list, .hash, .set, .zset: return 0
+        case .list, .hash, .set, .zset, .stream: return 0
         }
     }
 
@@ -106,6 +109,7 @@ public enum StoredValue {
         case .hash(let v): return v.memoryUsage
         case .set(let v): return v.memoryUsage
         case .zset(let v): return v.memoryUsage
+        case .stream(let v): return v.memoryUsage
         }
     }
 }
@@ -133,6 +137,8 @@ extension StoredValue {
             let copy = SortedSetValue(sortedEntries: zset.allEntries)
             if !zset.isListpack && copy.isListpack { copy.convertToSkiplist() }
             return .zset(copy)
+        case .stream(let stream):
+            return .stream(stream.copy())
         }
     }
 }

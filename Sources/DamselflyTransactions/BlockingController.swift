@@ -1,6 +1,23 @@
 import DamselflyRuntime
 import Synchronization
 
+/// Whether a connection is still there, as any thread may ask.
+///
+/// One per client connection, made with it. The connection's loop sets it
+/// the moment it learns the socket closed, before it cancels what the
+/// connection has in flight; a shard reads it before it claims a waiter, so
+/// nothing is popped for a connection its loop already knows is gone.
+public final class ConnectionLife: Sendable {
+    private let closed = Atomic<Bool>(false)
+
+    public init() {}
+
+    public var isClosed: Bool { closed.load(ordering: .acquiring) }
+
+    /// Called once, on the connection's loop.
+    public func markClosed() { closed.store(true, ordering: .releasing) }
+}
+
 /// A client parked on a blocking command (BLPOP, BRPOP, BLMOVE, BZPOPMIN...).
 ///
 /// One waiter may be registered on several keys and several shards; it is
@@ -17,6 +34,9 @@ public final class Waiter: @unchecked Sendable {
     public let state = Atomic<Int>(Waiter.waiting)
     /// The loop of the parked connection.
     public let loop: EventLoop
+    /// The parked connection's life: a shard never claims a waiter whose
+    /// connection is known to be gone.
+    public let owner: ConnectionLife
     public let database: Int
     /// Keys (position in the command → fingerprint), per shard, for cleanup.
     public let registrations: [(shard: Int, fingerprints: [LockFingerprint])]
@@ -27,12 +47,17 @@ public final class Waiter: @unchecked Sendable {
     public let serve: (Shard, Int) -> Void
     /// When to give up (monotonic ns), or nil to wait for ever.
     public let deadlineNanos: UInt64?
+    /// Set before registration by readers that wait for something of their
+    /// own (XREAD past an ID): when this waiter cannot be served yet, those
+    /// behind it are still tried (``Shard/serveWaitersBehind(_:)``).
+    public var servesOutOfOrder = false
 
     public init(
-        loop: EventLoop, database: Int, registrations: [(shard: Int, fingerprints: [LockFingerprint])],
+        loop: EventLoop, owner: ConnectionLife, database: Int, registrations: [(shard: Int, fingerprints: [LockFingerprint])],
         deadlineNanos: UInt64?, ready: @escaping (Shard, Int) -> Bool, serve: @escaping (Shard, Int) -> Void
     ) {
         self.loop = loop
+        self.owner = owner
         self.database = database
         self.registrations = registrations
         self.deadlineNanos = deadlineNanos
@@ -51,6 +76,9 @@ public final class Waiter: @unchecked Sendable {
     }
 
     public var isWaiting: Bool { state.load(ordering: .acquiring) == Waiter.waiting }
+
+    /// Still waiting, for a connection that is still there.
+    public var canBeServed: Bool { isWaiting && !owner.isClosed }
 }
 
 /// Per-shard registry of waiters by key, and the keys that became ready.
@@ -101,6 +129,9 @@ extension Shard {
         }
     }
 
+    /// Waiter registrations held here, over every key (for tests and checks; call on this shard's loop).
+    public var parkedRegistrationCount: Int { blocking.waiters.values.reduce(0) { $0 + $1.count } }
+
     /// Whether anyone waits on this key (cheap: checked by every push).
     @inline(__always)
     public func hasWaiters(_ fingerprint: LockFingerprint) -> Bool {
@@ -129,14 +160,19 @@ extension Shard {
         while let fingerprint = blocking.readyKeys.popLast() {
             while var list = blocking.waiters[fingerprint], let first = list.first {
                 let waiter = first.waiter
-                if !waiter.isWaiting {
+                // A waiter whose connection closed is dropped here; its loop
+                // cancels it and unregisters it everywhere else.
+                if !waiter.canBeServed {
                     list.removeFirst()
                     blocking.waiters[fingerprint] = list.isEmpty ? nil : list
                     continue
                 }
-                guard waiter.ready(self, first.position) else { break }
+                guard waiter.ready(self, first.position) else {
+                    if waiter.servesOutOfOrder { serveWaitersBehind(fingerprint) }
+                    break
+                }
                 guard waiter.claim() else {
-                    // Timed out or served elsewhere a moment ago.
+                    // Timed out, cancelled or served elsewhere a moment ago.
                     list.removeFirst()
                     blocking.waiters[fingerprint] = list.isEmpty ? nil : list
                     continue

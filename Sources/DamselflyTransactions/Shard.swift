@@ -24,6 +24,12 @@ public final class Shard: @unchecked Sendable {
     var committedTxid: UInt64 = 0
     /// Watched keys (WATCH), dirtied by writes.
     var watches = WatchTable()
+    /// Set by a write command's operation that found nothing to change (a
+    /// DEL of missing keys, an SADD of present members, ...) and consumed by
+    /// the next ``noteWritten(_:changed:)`` on this shard, which then leaves
+    /// WATCHers, blocked clients and the save counter alone, as Redis's
+    /// `signalModifiedKey` is never called on such paths.
+    public var keysUnchanged = false
     /// Clients blocked on keys of this shard.
     var blocking = BlockingTable()
     /// A global transaction lent this shard's keyspace to its coordinating

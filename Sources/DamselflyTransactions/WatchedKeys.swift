@@ -28,10 +28,6 @@ struct WatchTable {
         guard let list = watchers[fingerprint] else { return }
         for token in list { token.dirty.store(true, ordering: .releasing) }
     }
-
-    func touchAll() {
-        for list in watchers.values { for token in list { token.dirty.store(true, ordering: .releasing) } }
-    }
 }
 
 extension Shard {
@@ -42,9 +38,16 @@ extension Shard {
 
     /// Called after a write command ran on these keys: dirties WATCHers and
     /// marks keys that blocked clients wait on as ready to serve (the waiter's
-    /// own `ready` check decides whether the key can really serve).
+    /// own `ready` check decides whether the key can really serve). Nothing
+    /// happens when the command changed nothing: `changed` false (an error
+    /// reply, a reply that says so) or the operation set ``keysUnchanged``.
     @inline(__always)
-    public func noteWritten(_ fingerprints: [LockFingerprint]) {
+    public func noteWritten(_ fingerprints: [LockFingerprint], changed: Bool = true) {
+        if keysUnchanged {
+            keysUnchanged = false
+            return
+        }
+        guard changed else { return }
         changesSinceSave.add(1, ordering: .relaxed)
         if !watches.isEmpty {
             for f in fingerprints { watches.touch(f) }
@@ -52,11 +55,5 @@ extension Shard {
         if !blocking.isEmpty {
             for f in fingerprints { signalKeyReady(f) }
         }
-    }
-
-    /// FLUSHDB / FLUSHALL: every watcher here is dirty.
-    public func noteFlushed() {
-        guard !watches.isEmpty else { return }
-        watches.touchAll()
     }
 }

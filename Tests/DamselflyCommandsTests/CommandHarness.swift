@@ -80,13 +80,7 @@ final class CommandHarness: @unchecked Sendable {
     @discardableResult
     func runBytes(_ args: [[UInt8]], on loopIndex: Int = 0, client: ClientState? = nil,
                   sourceLocation: SourceLocation = #_sourceLocation) -> RV {
-        let client = client ?? clients[loopIndex]
-        let loop = client.loop
-        let sink = ReplyCollector()
-        let engine = self.engine
-        loop.post {
-            Self.dispatch(args, client: client, engine: engine, sink: sink)
-        }
+        let sink = start(args, on: loopIndex, client: client)
         let deadline = Clock.monotonicNanos() + Self.replyTimeoutNanos
         while true {
             if let reply = sink.take() { return RV(reply) }
@@ -96,6 +90,18 @@ final class CommandHarness: @unchecked Sendable {
             }
             usleep(20)
         }
+    }
+
+    /// Sends one command to its loop without waiting: its reply lands in the
+    /// returned collector (blocking commands, several clients at once).
+    func start(_ args: [[UInt8]], on loopIndex: Int = 0, client: ClientState? = nil) -> ReplyCollector {
+        let client = client ?? clients[loopIndex]
+        let sink = ReplyCollector()
+        let engine = self.engine
+        client.loop.post {
+            Self.dispatch(args, client: client, engine: engine, sink: sink)
+        }
+        return sink
     }
 
     /// What `Connection.dispatch` does, minus AUTH/OOM: lookup, arity, handler.

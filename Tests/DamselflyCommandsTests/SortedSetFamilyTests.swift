@@ -75,6 +75,60 @@ import Testing
         #expect(h.run(["exists", k[3]]) == 0)
     }
 
+    /// Issue 20: a result built from plain sets (members in hash order, score
+    /// 1) must be stored and replied in (score, member) order. Random set and
+    /// sorted-set sources through every algebra command and ZRANGESTORE; each
+    /// stored result's ZRANGE must be ordered (and, in debug builds,
+    /// `SortedSetValue(sortedEntries:)` asserts the same).
+    @Test func algebraResultsAreOrdered() {
+        let k = h.keysOnEveryShard(prefix: "ord")
+        var rng = SystemRandomNumberGenerator()
+        let universe = ["1", "2", "10", "a", "b", "c", "B", "aa", "-1", "x y", "zz", "0"]
+        /// True when a WITHSCORES reply is in Redis's order.
+        func ordered(_ reply: RV) -> Bool {
+            guard case .array(let flat) = reply, flat.count % 2 == 0 else { return false }
+            var pairs: [(Double, [UInt8])] = []
+            var i = 0
+            while i < flat.count {
+                guard case .bulk(let m) = flat[i], case .bulk(let sc) = flat[i + 1],
+                      let score = Double(String(decoding: sc, as: UTF8.self)) else { return false }
+                pairs.append((score, m))
+                i += 2
+            }
+            return zip(pairs, pairs.dropFirst()).allSatisfy { a, b in
+                a.0 < b.0 || (a.0 == b.0 && a.1.lexicographicallyPrecedes(b.1))
+            }
+        }
+        for round in 0..<60 {
+            for source in k.prefix(3) {
+                h.run(["del", source])
+                let members = universe.filter { _ in Bool.random(using: &rng) }
+                guard !members.isEmpty else { continue }
+                if Bool.random(using: &rng) {
+                    h.run(["sadd", source] + members)
+                } else {
+                    h.run(["zadd", source] + members.flatMap { [String(Int.random(in: -2...2, using: &rng)), $0] })
+                }
+            }
+            let sources = Array(k.prefix(3)).shuffled(using: &rng)
+            let extra = round % 3 == 0 ? ["weights", "2", "1", "0.5"] : round % 3 == 1 ? ["aggregate", "max"] : []
+            for command in ["zunionstore", "zinterstore", "zdiffstore"] {
+                let options = command == "zdiffstore" ? [] : extra
+                h.run([command, k[3], "3"] + sources + options)
+                let stored = h.run(["zrange", k[3], "0", "-1", "withscores"])
+                #expect(ordered(stored), "\(command) \(sources) \(options): \(stored)")
+                let reply = h.run([String(command.dropLast(5)), "3"] + sources + options + ["withscores"])
+                #expect(reply == stored, "\(command) reply and stored result differ")
+            }
+            h.run(["zrangestore", k[2], k[3], "0", "-1", "rev"])
+            #expect(ordered(h.run(["zrange", k[2], "0", "-1", "withscores"])))
+        }
+        h.run(["del", k[0], k[1]])
+        h.run(["sadd", k[0], "a", "b", "c", "1", "2"])
+        #expect(h.run(["zdiffstore", k[1], "1", k[0]]) == 5)
+        #expect(h.run(["zrange", k[1], "0", "-1"]) == .strings(["1", "2", "a", "b", "c"]))
+    }
+
     @Test func largeSetRanges() {
         var args = ["zadd", "big"]
         for i in 0..<1000 { args += [String(i), "m\(i)"] }

@@ -275,6 +275,10 @@ extension RESPConnection {
                 try must([b("HSET"), e.key] + pairs.flatMap { [$0.0, $0.1] })
             case let .zset(pairs):
                 try must([b("ZADD"), e.key] + pairs.flatMap { [scoreArgument($0.1), $0.0] })
+            case let .stream(stream):
+                for entry in stream.entries {
+                    try must([b("XADD"), e.key, b(entry.id.description)] + entry.fields)
+                }
             }
             if let at = e.expireAtMs { try must([b("PEXPIREAT"), e.key, b(String(at))]) }
         }
@@ -309,7 +313,7 @@ extension RESPConnection {
 /// Order-insensitive form: sets sorted, hashes by field, zsets by (score, member).
 func normalized(_ v: RDBValue) -> RDBValue {
     switch v {
-    case .string, .list: return v
+    case .string, .list, .stream: return v
     case let .set(m): return .set(m.sorted { $0.lexicographicallyPrecedes($1) })
     case let .hash(p): return .hash(p.sorted { $0.0.lexicographicallyPrecedes($1.0) })
     case let .zset(p):

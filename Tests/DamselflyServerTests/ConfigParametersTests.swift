@@ -16,11 +16,16 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
         "client-query-buffer-limit", "client-output-buffer-limit",
     ]
 
+    /// Every name Redis 7.0 lists (the generated table), Damselfly's own settings among them.
+    static let allNames = RedisParameterTable.generated.filter { !$0.hidden }.map(\.name)
+
     @Test func star() {
         let pairs = ConfigParameters.get("*", from: ServerConfig())
-        #expect(Set(names(pairs)) == Set(Self.redisNames))
-        #expect(pairs.count == Self.redisNames.count)  // each once, aliases not repeated
-        #expect(ConfigParameters.names.count == Self.redisNames.count)
+        #expect(Set(names(pairs)) == Set(Self.allNames))
+        #expect(pairs.count == Self.allNames.count)  // each once
+        #expect(Set(Self.redisNames).isSubset(of: Set(Self.allNames)))
+        #expect(ConfigParameters.names.count == Self.allNames.count)
+        #expect(Self.allNames.count > 180)
     }
 
     @Test func defaultValues() {
@@ -33,7 +38,7 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
             "lua-time-limit": "5000", "busy-reply-threshold": "5000", "client-query-buffer-limit": "1073741824",
             "client-output-buffer-limit": "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
         ]
-        for (name, v) in ConfigParameters.get("*", from: c) {
+        for (name, v) in ConfigParameters.get("*", from: c) where Self.redisNames.contains(name) {
             #expect(expected[name] == v, "\(name)")
         }
     }
@@ -50,7 +55,8 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
 
     @Test func prefixPattern() {
         #expect(Set(names(ConfigParameters.get("max*", from: ServerConfig())))
-            == ["maxmemory", "maxclients", "maxmemory-policy"])
+            == ["maxmemory", "maxclients", "maxmemory-policy", "maxmemory-clients", "maxmemory-eviction-tenacity",
+                "maxmemory-samples"])
     }
 
     @Test func exactAndCaseInsensitive() {
@@ -75,14 +81,19 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
     @Test func questionMarkAndClasses() {
         let c = ServerConfig()
         #expect(names(ConfigParameters.get("h?", from: c)) == ["hz"])
-        #expect(Set(names(ConfigParameters.get("[pb]*", from: c))) == ["port", "bind", "proto-max-bulk-len", "busy-reply-threshold"])
-        #expect(names(ConfigParameters.get("d[^i]*", from: c)) == ["databases", "dbfilename"])
+        #expect(Set(names(ConfigParameters.get("[pb]*", from: c)))
+            == Set(Self.allNames.filter { $0.hasPrefix("p") || $0.hasPrefix("b") }))
+        #expect(Set(names(ConfigParameters.get("d[^i]*", from: c)))
+            == Set(Self.allNames.filter { $0.hasPrefix("d") && !$0.hasPrefix("di") }))
         #expect(names(ConfigParameters.get("[a-c]ind", from: c)) == ["bind"])
     }
 
     @Test func multiplePatterns() {
         let pairs = ConfigParameters.get(["port", "p*", "hz"], from: ServerConfig())
-        #expect(names(pairs) == ["port", "proto-max-bulk-len", "hz"])
+        // Damselfly's own settings first (table order), then the stored ones, each once.
+        #expect(Array(names(pairs).prefix(3)) == ["port", "proto-max-bulk-len", "hz"])
+        #expect(Set(names(pairs)) == Set(Self.allNames.filter { $0.hasPrefix("p") || $0 == "hz" }))
+        #expect(names(pairs).count == Set(names(pairs)).count)
     }
 
     @Test func glob() {
@@ -184,10 +195,15 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
 
     @Test func immutable() {
         var c = ServerConfig()
-        for name in ["port", "bind", "databases", "dbnum"] {
+        for name in ["databases", "dbnum", "daemonize", "io-threads"] {
             #expect(ConfigParameters.set(name, "1", in: &c)
                 == "ERR CONFIG SET failed (possibly related to argument '\(name)') - can't set immutable config")
         }
+        // Port and bind: Redis moves its listener; Damselfly refuses anything but the current value.
+        #expect(ConfigParameters.set("port", "1", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'port') - changing the port at runtime is not supported; restart with --port")
+        #expect(ConfigParameters.set("bind", "0.0.0.0", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'bind') - changing bind at runtime is not supported; restart with --bind")
         #expect(c == ServerConfig())
     }
 
@@ -240,5 +256,66 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
         #expect(throws: ConfigError.self) {
             try ConfigParser.parse(arguments: ["--default_lua_flags=no-such-flag"], environment: [:])
         }
+    }
+}
+
+@Suite struct RedisParameterTableTests {
+    @Test func storedParametersValidateAndKeepTheirValue() {
+        var c = ServerConfig()
+        #expect(ConfigParameters.set("lazyfree-lazy-user-del", "YES", in: &c) == nil)
+        #expect(value("lazyfree-lazy-user-del", c) == "yes")
+        #expect(ConfigParameters.set("lazyfree-lazy-user-del", "maybe", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'lazyfree-lazy-user-del') - argument must be 'yes' or 'no'")
+        #expect(ConfigParameters.set("list-compress-depth", "-1", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'list-compress-depth') - argument must be between 0 and 2147483647 inclusive")
+        #expect(ConfigParameters.set("daemonize", "yes", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'daemonize') - can't set immutable config")
+        #expect(ConfigParameters.set("repl-backlog-size", "2mb", in: &c) == nil)
+        #expect(value("repl-backlog-size", c) == "2097152")
+    }
+
+    @Test func aliasesShareOneValue() {
+        var c = ServerConfig()
+        #expect(ConfigParameters.set("list-max-ziplist-size", "-3", in: &c) == nil)
+        #expect(value("list-max-listpack-size", c) == "-3")
+        #expect(ConfigParameters.set("hash-max-ziplist-entries", "7", in: &c) == nil)
+        #expect(c.hashMaxListpackEntries == 7)
+        #expect(value("hash-max-listpack-entries", c) == "7")
+        #expect(ConfigParameters.set([("slave-read-only", "no"), ("replica-read-only", "yes")], in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'replica-read-only') - duplicate parameter")
+    }
+
+    @Test func failingPairLeavesEverythingUnchanged() {
+        var c = ServerConfig()
+        let before = c
+        #expect(ConfigParameters.set([("hz", "20"), ("activedefrag", "yes"), ("zset-max-listpack-entries", "x")], in: &c) != nil)
+        #expect(c == before)
+    }
+
+    @Test func clientOutputBufferLimitUpdatesOneClass() {
+        var c = ServerConfig()
+        #expect(ConfigParameters.set("client-output-buffer-limit", "replica 1mb 1kb 5", in: &c) == nil)
+        #expect(value("client-output-buffer-limit", c)
+            == "normal 0 0 0 slave 1048576 1024 5 pubsub 33554432 8388608 60")
+    }
+
+    @Test func hiddenParametersOnlyByExactName() {
+        #expect(value("key-load-delay", ServerConfig()) == "0")
+        #expect(value("KEY-LOAD-DELAY", ServerConfig()) == "0")
+        #expect(ConfigParameters.get("key-load-*", from: ServerConfig()).isEmpty)
+        #expect(!ConfigParameters.names.contains("key-load-delay"))
+    }
+
+    @Test func portAndBindAcceptOnlyTheirCurrentValue() {
+        var c = ServerConfig()
+        #expect(ConfigParameters.set([("port", "6379"), ("bind", "127.0.0.1")], in: &c) == nil)
+        #expect(ConfigParameters.set("port", "7000", in: &c) != nil)
+        #expect(c.port == 6379)
+    }
+
+    @Test func keyspaceNotificationsAreRefused() {
+        var c = ServerConfig()
+        #expect(ConfigParameters.set("notify-keyspace-events", "KEA", in: &c)?.contains("not implemented") == true)
+        #expect(ConfigParameters.set("notify-keyspace-events", "", in: &c) == nil)
     }
 }

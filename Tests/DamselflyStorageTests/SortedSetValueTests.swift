@@ -124,6 +124,46 @@ import Testing
         }
     }
 
+    /// Every structure's order checked after every operation (issue 20):
+    /// both encodings, sets built from prepared entries, conversions.
+    @Test func invariantsHoldAfterEveryOperation() {
+        var rng = SystemRandomNumberGenerator()
+        #expect(SortedSetValue.isStrictlyOrdered([ZEntry(score: 1, member: m("a")), ZEntry(score: 1, member: m("b"))]))
+        #expect(!SortedSetValue.isStrictlyOrdered([ZEntry(score: 1, member: m("b")), ZEntry(score: 1, member: m("a"))]))
+        #expect(!SortedSetValue.isStrictlyOrdered([ZEntry(score: 2, member: m("a")), ZEntry(score: 1, member: m("b"))]))
+        #expect(!SortedSetValue.isStrictlyOrdered([ZEntry(score: 1, member: m("a")), ZEntry(score: 1, member: m("a"))]))
+        for round in 0..<6 {
+            let universe = [40, 200, 1000][round % 3]
+            var prepared = (0..<Int.random(in: 0...universe, using: &rng)).map {
+                ZEntry(score: Double(Int.random(in: -5...5, using: &rng)), member: m("p\($0)"))
+            }
+            prepared.sort { $0.isBefore($1.score, $1.member) }
+            let z = round < 3 ? SortedSetValue(sortedEntries: prepared) : SortedSetValue()
+            #expect(z.checkInvariants())
+            for _ in 0..<1500 {
+                let member = m(Bool.random(using: &rng) ? "p\(Int.random(in: 0..<universe, using: &rng))"
+                                                        : "n\(Int.random(in: 0..<universe, using: &rng))")
+                let score = Double(Int.random(in: -20...20, using: &rng)) / 2
+                switch Int.random(in: 0..<8, using: &rng) {
+                case 0..<4:
+                    if let old = z.score(of: member) { z.update(member, from: old, to: score) } else { z.insert(member, score: score) }
+                case 4..<6:
+                    _ = z.remove(member)
+                case 6:
+                    if z.count > 0 {
+                        let lo = Int.random(in: 0..<z.count, using: &rng)
+                        z.removeRanks(lo..<Swift.min(z.count, lo + Int.random(in: 0...20, using: &rng)))
+                    }
+                default:
+                    if Int.random(in: 0..<50, using: &rng) == 0 { z.convertToSkiplist() }
+                }
+                #expect(z.checkInvariants())
+            }
+            let copy = SortedSetValue(sortedEntries: z.allEntries)
+            #expect(copy.checkInvariants() && copy.allEntries.map(\.member) == z.allEntries.map(\.member))
+        }
+    }
+
     @Test func largeRangeRemovalKeepsTreeValid() {
         let z = SortedSetValue()
         for i in 0..<100_000 { z.insert(m("job-\(i)"), score: Double(i % 977)) }

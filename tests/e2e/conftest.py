@@ -8,6 +8,12 @@ The binary comes from ``DAMSELFLY_BIN`` (default ``.build/release/damselfly``
 relative to the repository root).  When it is missing the whole suite is
 skipped, unless ``CI`` is set, in which case every test fails.
 
+Isolation: every server runs in a private temporary directory of its own
+(``--dir`` and its working directory; journals live in ``--dir`` too), never in
+the checkout, so a ``dump.rdb`` the user keeps there is neither loaded nor
+overwritten.  The directory is removed when the test passes and kept (its path
+printed with the server log) when it fails.
+
 Harness self-test: ``DAMSELFLY_BIN=tests/e2e/redis_as_damselfly.sh`` runs the
 suite with a real redis-server standing in for Damselfly; checks that only make
 sense for Damselfly then skip themselves (``server.is_redis``).
@@ -20,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -77,16 +84,25 @@ class ServerError(Exception):
     pass
 
 
+def private_dir(parent, name):
+    """A fresh directory for one server's files (snapshots, journals), under ``parent``."""
+    return tempfile.mkdtemp(prefix=f"{name}-", dir=parent)
+
+
 class Server:
-    def __init__(self, name, argv, port, logdir, is_redis):
+    """One server process, started with ``cwd`` = ``workdir`` (the directory that also holds its
+    files), so nothing it writes by a relative path lands in the checkout."""
+
+    def __init__(self, name, argv, port, logdir, is_redis, workdir):
         self.name = name
         self.argv = argv
         self.port = port
         self.is_redis = is_redis
+        self.workdir = str(workdir)
         self.logpath = os.path.join(logdir, f"{name}-{port}.log")
         self._log = open(self.logpath, "wb")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=str(REPO))
+                                     stdin=subprocess.DEVNULL, cwd=self.workdir)
         self.returncode = None
 
     def __repr__(self):
@@ -188,6 +204,7 @@ class Factory:
     def __init__(self, tmpdir):
         self.tmpdir = tmpdir
         self.servers = []
+        self.workdirs = []
 
     def start(self, *flags):
         if not binary_present():
@@ -195,8 +212,11 @@ class Factory:
         err = None
         for _attempt in range(3):  # a free port can be stolen between probe and bind
             port = free_port()
-            argv = [DAMSELFLY_BIN, f"--port={port}", "--bind=127.0.0.1", "--logtostdout", *flags]
-            srv = Server("damselfly", argv, port, self.tmpdir, SELFTEST_REDIS)
+            workdir = private_dir(self.tmpdir, "damselfly")
+            self.workdirs.append(workdir)
+            own_dir = [] if any(f.startswith("--dir=") for f in flags) else [f"--dir={workdir}"]
+            argv = [DAMSELFLY_BIN, f"--port={port}", "--bind=127.0.0.1", "--logtostdout", *own_dir, *flags]
+            srv = Server("damselfly", argv, port, self.tmpdir, SELFTEST_REDIS, workdir)
             try:
                 srv.wait_ready()
             except ServerError as e:
@@ -212,9 +232,11 @@ class Factory:
         err = None
         for _attempt in range(3):
             port = free_port()
+            workdir = private_dir(self.tmpdir, "redis")
+            self.workdirs.append(workdir)
             argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                    "--save", "", "--appendonly", "no", *extra]
-            srv = Server("redis", argv, port, self.tmpdir, True)
+                    "--save", "", "--appendonly", "no", "--dir", workdir, *extra]
+            srv = Server("redis", argv, port, self.tmpdir, True, workdir)
             try:
                 srv.wait_ready()
             except ServerError as e:
@@ -232,8 +254,12 @@ class Factory:
             except ServerError as e:
                 errors.append(str(e))
             if failed:
-                sys.stderr.write(f"\n--- {s!r} log (test failed) ---\n{s.log_tail()}\n")
+                sys.stderr.write(f"\n--- {s!r} log (test failed; files kept in {s.workdir}) ---\n{s.log_tail()}\n")
         self.servers = []
+        if not failed and not errors:
+            for d in self.workdirs:
+                shutil.rmtree(d, ignore_errors=True)
+        self.workdirs = []
         if errors:
             pytest.fail("\n\n".join(errors), pytrace=False)
 
@@ -251,18 +277,20 @@ def damselfly(request, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def damselfly_module(tmp_path_factory):
+def damselfly_module(request, tmp_path_factory):
+    failed_before = request.session.testsfailed
     f = Factory(str(tmp_path_factory.mktemp("damselfly")))
     yield f.start
-    f.close()
+    f.close(failed=request.session.testsfailed > failed_before)
 
 
 @pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
+def redis_server(request, tmp_path_factory):
+    failed_before = request.session.testsfailed
     f = Factory(str(tmp_path_factory.mktemp("redis")))
     srv = f.start_redis()
     yield srv
-    f.close()
+    f.close(failed=request.session.testsfailed > failed_before)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ class Servers:
         port = free_port()
         argv = [DAMSELFLY_BIN, f"--port={port}", "--bind=127.0.0.1", "--logtostdout",
                 f"--proactor_threads={threads}", f"--dir={dir_}", *flags]
-        srv = Server("damselfly", argv, port, self.logdir, False)
+        srv = Server("damselfly", argv, port, self.logdir, False, dir_)
         self.servers.append(srv)
         srv.wait_ready(timeout=timeout)
         return srv
@@ -36,7 +36,7 @@ class Servers:
         port = free_port()
         argv = [DAMSELFLY_BIN, f"--port={port}", "--bind=127.0.0.1", "--logtostdout",
                 f"--proactor_threads={threads}", f"--dir={dir_}", *flags]
-        srv = Server("damselfly", argv, port, self.logdir, False)
+        srv = Server("damselfly", argv, port, self.logdir, False, dir_)
         self.servers.append(srv)
         answered = False
         deadline = time.monotonic() + timeout
@@ -65,7 +65,7 @@ class Servers:
         port = free_port()
         argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", str(dir_), *extra]
-        srv = Server("redis", argv, port, self.logdir, True)
+        srv = Server("redis", argv, port, self.logdir, True, dir_)
         self.servers.append(srv)
         srv.wait_ready(timeout=30)
         return srv

@@ -17,6 +17,7 @@ for a in "$@"; do
     --maxmemory=*)   args+=(--maxmemory "${a#*=}") ;;
     --dbnum=*)       args+=(--databases "${a#*=}") ;;
     --lua_time_limit=*) args+=(--lua-time-limit "${a#*=}") ;;
+    --dir=*)         args+=(--dir "${a#*=}") ;;
     --proactor_threads=*|--num_shards=*|--force_epoll|--force_epoll=*|--logtostdout) ;;
     *) echo "redis_as_damselfly.sh: unknown flag $a" >&2; exit 2 ;;
   esac

@@ -526,3 +526,20 @@ def test_maxmemory_oom(damselfly):
             assert time.monotonic() < deadline, "writes still refused after deleting the big values"
             time.sleep(0.1)
     assert r.get("after") == b"ok"
+
+
+def test_setrange_huge_offset_is_refused_like_redis(broad_server, redis_server):
+    # offset + length past Int64.max once overflowed past the size check and crashed the server.
+    answers = []
+    for srv in (broad_server, redis_server):
+        c = srv.client()
+        out = []
+        for offset in (9223372036854775807, 2147483647, 536870912):
+            try:
+                out.append(c.setrange("huge", offset, "A"))
+            except redis.ResponseError as e:
+                out.append(str(e))
+        out.append(c.exists("huge"))
+        answers.append(out)
+    assert answers[0] == answers[1]
+    assert answers[0][0] == "string exceeds maximum allowed size (proto-max-bulk-len)"

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import DamselflyStorage
 
 /// The parameters CONFIG GET / CONFIG SET / CONFIG REWRITE see, under their Redis names, with
 /// the Dragonfly flag names (underscores) accepted as aliases.
@@ -15,22 +16,35 @@ public enum ConfigParameters {
         get([pattern], from: config)
     }
 
-    /// CONFIG GET with several patterns (Redis 7): each matching parameter once.
+    /// CONFIG GET with several patterns (Redis 7): each matching parameter once; Damselfly's
+    /// own settings first, then the rest of Redis 7.0's table (``RedisParameterTable``).
     public static func get(_ patterns: [String], from config: ServerConfig) -> [(String, String)] {
         var result: [(String, String)] = []
         for parameter in table where patterns.contains(where: { parameter.matches($0) }) {
             result.append((parameter.name, parameter.get(config)))
         }
+        for entry in RedisParameterTable.generated where implementedNames[entry.name] == nil
+            && patterns.contains(where: { entry.matches($0) }) {
+            result.append((entry.name, RedisParameterTable.value(entry, in: config)))
+        }
         return result
     }
 
-    /// The names CONFIG GET reports (Redis names), in table order.
-    public static var names: [String] { table.map(\.name) }
+    /// The names CONFIG GET reports (Redis names): Damselfly's settings, then the stored ones.
+    public static var names: [String] {
+        table.map(\.name) + RedisParameterTable.generated.filter { !$0.hidden && implementedNames[$0.name] == nil }.map(\.name)
+    }
 
     /// Applies CONFIG SET name value; nil on success, otherwise the Redis error text.
     public static func set(_ name: String, _ value: String, in config: inout ServerConfig) -> String? {
         guard let parameter = lookup(name) else {
-            return "ERR Unknown option or number of arguments for CONFIG SET - '\(name)'"
+            guard let entry = RedisParameterTable.byName[name.lowercased()] else {
+                return "ERR Unknown option or number of arguments for CONFIG SET - '\(name)'"
+            }
+            switch RedisParameterTable.normalize(value, for: entry, current: RedisParameterTable.value(entry, in: config)) {
+            case .success(let stored): config.redisParameters[entry.canonicalName] = stored; return nil
+            case .failure(let reason): return failure(name, reason.text)
+            }
         }
         guard let setter = parameter.set else {
             return failure(name, "can't set immutable config")
@@ -47,13 +61,24 @@ public enum ConfigParameters {
         var updated = config
         var seen: Set<String> = []
         for (name, value) in pairs {
-            if let parameter = lookup(name), !seen.insert(parameter.name).inserted {
+            let canonical = lookup(name)?.name ?? RedisParameterTable.byName[name.lowercased()]?.canonicalName
+            if let canonical, !seen.insert(canonical).inserted {
                 return "ERR CONFIG SET failed (possibly related to argument '\(name)') - duplicate parameter"
             }
             if let error = set(name, value, in: &updated) { return error }
         }
         config = updated
         return nil
+    }
+
+    /// Makes the value encodings follow the thresholds in `config` (at start-up and after
+    /// every CONFIG SET).
+    public static func applyEncodingLimits(_ config: ServerConfig) {
+        EncodingLimits.hashMaxListpackEntries.store(config.hashMaxListpackEntries, ordering: .relaxed)
+        EncodingLimits.hashMaxListpackValue.store(config.hashMaxListpackValue, ordering: .relaxed)
+        EncodingLimits.zsetMaxListpackEntries.store(config.zsetMaxListpackEntries, ordering: .relaxed)
+        EncodingLimits.zsetMaxListpackValue.store(config.zsetMaxListpackValue, ordering: .relaxed)
+        EncodingLimits.setMaxIntsetEntries.store(config.setMaxIntsetEntries, ordering: .relaxed)
     }
 
     /// CONFIG REWRITE's file content, in flagfile syntax: every flag with its current value,
@@ -94,8 +119,16 @@ public enum ConfigParameters {
 
     static func lookup(_ name: String) -> Parameter? {
         let lowered = name.lowercased()
-        return table.first { $0.name == lowered || $0.aliases.contains(lowered) }
+        if let index = implementedNames[lowered] { return table[index] }
+        return table.first { $0.aliases.contains(lowered) }
     }
+
+    /// Damselfly's own settings by Redis name (index into ``table``).
+    static let implementedNames: [String: Int] = {
+        var names: [String: Int] = [:]
+        for (i, parameter) in table.enumerated() { names[parameter.name] = i }
+        return names
+    }()
 
     // Value parsers returning the Redis failure reason.
 
@@ -141,8 +174,18 @@ public enum ConfigParameters {
     }
 
     static let table: [Parameter] = [
-        immutable("port", [], { String($0.port) }),
-        immutable("bind", [], { $0.bind }),
+        // Redis can move its listener at run time; Damselfly cannot, so only the current value
+        // is accepted (as Redis accepts it: a no-op).
+        Parameter(
+            name: "port", aliases: [], get: { String($0.port) },
+            set: { config, text in
+                Int(text) == config.port ? nil : "changing the port at runtime is not supported; restart with --port"
+            }),
+        Parameter(
+            name: "bind", aliases: [], get: { $0.bind },
+            set: { config, text in
+                text == config.bind ? nil : "changing bind at runtime is not supported; restart with --bind"
+            }),
         Parameter(
             name: "requirepass", aliases: [], get: { $0.requirepass },
             set: { config, text in config.requirepass = text; return nil }),
@@ -234,6 +277,17 @@ public enum ConfigParameters {
         // answers CONFIG GET under the name asked: two parameters, one setting.
         intParameter("busy-reply-threshold", [], 0...Int.max, \.luaTimeLimit),
         intParameter("lua-time-limit", ["lua_time_limit"], 0...Int.max, \.luaTimeLimit),
+        // Encoding thresholds: honoured by the hash, sorted set and set encodings
+        // (``EncodingLimits``); the ziplist names are Redis 7.0's aliases, one setting.
+        intParameter("hash-max-listpack-entries", [], 0...Int.max, \.hashMaxListpackEntries),
+        intParameter("hash-max-ziplist-entries", [], 0...Int.max, \.hashMaxListpackEntries),
+        intParameter("hash-max-listpack-value", [], 0...Int.max, \.hashMaxListpackValue, memory: true),
+        intParameter("hash-max-ziplist-value", [], 0...Int.max, \.hashMaxListpackValue, memory: true),
+        intParameter("zset-max-listpack-entries", [], 0...Int.max, \.zsetMaxListpackEntries),
+        intParameter("zset-max-ziplist-entries", [], 0...Int.max, \.zsetMaxListpackEntries),
+        intParameter("zset-max-listpack-value", [], 0...Int.max, \.zsetMaxListpackValue, memory: true),
+        intParameter("zset-max-ziplist-value", [], 0...Int.max, \.zsetMaxListpackValue, memory: true),
+        intParameter("set-max-intset-entries", [], 0...Int.max, \.setMaxIntsetEntries),
         Parameter(
             name: "maxmemory-policy", aliases: ["maxmemory_policy"], get: { _ in "noeviction" },
             set: { _, text in

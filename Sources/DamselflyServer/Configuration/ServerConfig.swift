@@ -74,6 +74,19 @@ public struct ServerConfig: Sendable, Equatable {
     public var luaTimeLimit: Int = 5000
     /// --default_lua_flags: Dragonfly script flags (comma-separated) for scripts without a `--!df flags=` line.
     public var defaultLuaFlags: String = ""
+    /// CONFIG SET hash-max-listpack-entries: a hash converts to "hashtable" past this many fields.
+    public var hashMaxListpackEntries: Int = 512
+    /// CONFIG SET hash-max-listpack-value: ... or with a field or value longer than this.
+    public var hashMaxListpackValue: Int = 64
+    /// CONFIG SET zset-max-listpack-entries: a sorted set converts to "skiplist" past this many members.
+    public var zsetMaxListpackEntries: Int = 128
+    /// CONFIG SET zset-max-listpack-value: ... or with a member longer than this.
+    public var zsetMaxListpackValue: Int = 64
+    /// CONFIG SET set-max-intset-entries: an integer set converts to "hashtable" past this many members.
+    public var setMaxIntsetEntries: Int = 512
+    /// Values CONFIG SET gave the Redis parameters Damselfly only stores (canonical name →
+    /// value as CONFIG GET shows it); see ``RedisParameterTable``.
+    public var redisParameters: [String: String] = [:]
 
     public init() {}
 

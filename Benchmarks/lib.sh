@@ -1,0 +1,110 @@
+# Shared helpers for the scripts in Benchmarks/ and scripts/ — source it, don't run it:
+#
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"        # from Benchmarks/
+#   source "$(dirname "${BASH_SOURCE[0]}")/../Benchmarks/lib.sh"   # from scripts/
+#
+#   need_tools redis-server redis-cli python3   # exit 1 naming the first missing tool
+#   make_workdir                                # WORKDIR=private temp dir; removed (and every
+#                                               # server started below stopped) on exit
+#   port=$(free_port)
+#   start_damselfly "$port" "$WORKDIR/df.log" --proactor_threads=2   # sets SERVER_PID
+#   start_redis "$port" "$WORKDIR/redis.log" [extra redis-server args] # sets SERVER_PID
+#   wait_ping "$port" name "$log" [seconds]      # exit 1 with the log's tail if no PONG
+#   stop_server "$SERVER_PID"
+#
+# Every server gets a private --dir (and working directory) of its own under WORKDIR, so a
+# dump.rdb or journal in the checkout is never loaded or overwritten.
+
+# need_tools TOOL... — every tool must be on PATH.
+need_tools() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null 2>&1 || {
+      echo "error: $tool not found (scripts/install-deps.sh installs it)" >&2
+      exit 1
+    }
+  done
+}
+
+# free_port — a TCP port nothing listens on right now (the kernel's pick).
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+LIB_SERVER_PIDS=()
+
+# make_workdir — WORKDIR: a private temporary directory, removed on exit together with
+# every server started by start_damselfly / start_redis. KEEP_WORKDIR=1 keeps it.
+make_workdir() {
+  WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/damselfly-bench.XXXXXX")
+  trap lib_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+# A script may define on_exit: it runs first, while WORKDIR still exists.
+lib_cleanup() {
+  local pid
+  if declare -F on_exit >/dev/null; then on_exit; fi
+  for pid in "${LIB_SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${LIB_SERVER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  LIB_SERVER_PIDS=()
+  if [[ -n "${WORKDIR:-}" && "${KEEP_WORKDIR:-0}" != 1 ]]; then rm -rf "$WORKDIR"; fi
+}
+
+# server_dir NAME — a fresh directory under WORKDIR for one server's files.
+server_dir() {
+  mktemp -d "$WORKDIR/$1.XXXXXX"
+}
+
+# start_damselfly PORT LOG [FLAGS...] — runs $DAMSELFLY_BIN in the background with a
+# private --dir (also its cwd); SERVER_PID is its pid. RUN_PREFIX=(taskset -c 0) runs it
+# under a prefix command (both start functions).
+start_damselfly() {
+  local port=$1 log=$2 dir
+  shift 2
+  dir=$(server_dir damselfly)
+  (cd "$dir" && exec ${RUN_PREFIX[@]+"${RUN_PREFIX[@]}"} "$DAMSELFLY_BIN" --port="$port" --bind=127.0.0.1 \
+    --logtostdout --dir="$dir" "$@") >"$log" 2>&1 &
+  SERVER_PID=$!
+  LIB_SERVER_PIDS+=("$SERVER_PID")
+}
+
+# start_redis PORT LOG [ARGS...] — $REDIS_SERVER (default redis-server) without persistence,
+# private --dir.
+start_redis() {
+  local port=$1 log=$2 dir
+  shift 2
+  dir=$(server_dir redis)
+  (cd "$dir" && exec ${RUN_PREFIX[@]+"${RUN_PREFIX[@]}"} "${REDIS_SERVER:-redis-server}" --port "$port" --bind 127.0.0.1 \
+    --save '' --appendonly no --dir "$dir" "$@") >"$log" 2>&1 &
+  SERVER_PID=$!
+  LIB_SERVER_PIDS+=("$SERVER_PID")
+}
+
+# wait_ping PORT NAME LOG [SECONDS] — waits for PONG; exits 1 with the log's tail otherwise.
+wait_ping() {
+  local port=$1 name=$2 log=$3 deadline=$((SECONDS + ${4:-10}))
+  while ((SECONDS < deadline)); do
+    [[ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" == PONG ]] && return 0
+    sleep 0.05
+  done
+  echo "error: $name did not answer PING on port $port; log:" >&2
+  tail -n 40 "$log" >&2
+  exit 1
+}
+
+# stop_server PID — SIGTERM, wait (SIGKILL after 10 s).
+stop_server() {
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 200; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  local kept=()
+  for i in "${LIB_SERVER_PIDS[@]}"; do [[ "$i" != "$pid" ]] && kept+=("$i"); done
+  LIB_SERVER_PIDS=(${kept[@]+"${kept[@]}"})
+}

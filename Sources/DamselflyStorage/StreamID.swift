@@ -1,0 +1,106 @@
+/// A stream entry ID: a millisecond time and a sequence number, ordered as a
+/// pair (Redis's `streamID`).
+public struct StreamID: Comparable, Hashable, Sendable, CustomStringConvertible {
+    public var ms: UInt64
+    public var seq: UInt64
+
+    @inlinable
+    public init(_ ms: UInt64, _ seq: UInt64) {
+        self.ms = ms
+        self.seq = seq
+    }
+
+    public static let zero = StreamID(0, 0)
+    public static let max = StreamID(.max, .max)
+
+    @inlinable
+    public static func < (a: StreamID, b: StreamID) -> Bool {
+        a.ms != b.ms ? a.ms < b.ms : a.seq < b.seq
+    }
+
+    @inlinable public var isZero: Bool { ms == 0 && seq == 0 }
+
+    /// The next ID in order, nil after ``max``.
+    @inlinable
+    public var successor: StreamID? {
+        if seq != .max { return StreamID(ms, seq + 1) }
+        if ms != .max { return StreamID(ms + 1, 0) }
+        return nil
+    }
+
+    /// The previous ID in order, nil before ``zero``.
+    @inlinable
+    public var predecessor: StreamID? {
+        if seq != 0 { return StreamID(ms, seq - 1) }
+        if ms != 0 { return StreamID(ms - 1, .max) }
+        return nil
+    }
+
+    public var description: String { "\(ms)-\(seq)" }
+
+    /// The `ms-seq` text as bytes, for replies.
+    public var bytes: [UInt8] { Array(description.utf8) }
+
+    // MARK: - Parsing
+
+    /// What an ID argument says: a concrete ID, and whether the sequence
+    /// was given (false for `ms-*`, which XADD completes).
+    public struct Parsed: Sendable {
+        public var id: StreamID
+        public var seqGiven: Bool
+    }
+
+    /// Parses an ID argument by Redis's rules: `ms-seq`, `ms` (the sequence
+    /// is then `missingSeq`), `-` and `+` unless `strict`, `ms-*` when
+    /// `allowAutoSeq`. Each part is an unsigned 64-bit decimal as Redis's
+    /// `string2ull` reads it (strictly, else as `strtoull` would). Nil when
+    /// invalid.
+    public static func parse(
+        _ bytes: UnsafeRawBufferPointer, missingSeq: UInt64 = 0, strict: Bool = false, allowAutoSeq: Bool = false
+    ) -> Parsed? {
+        guard bytes.count <= 127 else { return nil }
+        if bytes.count == 1 && (bytes[0] == UInt8(ascii: "-") || bytes[0] == UInt8(ascii: "+")) {
+            if strict { return nil }
+            return Parsed(id: bytes[0] == UInt8(ascii: "-") ? .zero : .max, seqGiven: true)
+        }
+        let dash = bytes.firstIndex(of: UInt8(ascii: "-"))
+        let msPart = UnsafeRawBufferPointer(rebasing: bytes[0..<(dash ?? bytes.count)])
+        guard let ms = parseUnsigned(msPart) else { return nil }
+        guard let dash else { return Parsed(id: StreamID(ms, missingSeq), seqGiven: true) }
+        let seqPart = UnsafeRawBufferPointer(rebasing: bytes[(dash + 1)...])
+        if allowAutoSeq && seqPart.count == 1 && seqPart[0] == UInt8(ascii: "*") {
+            return Parsed(id: StreamID(ms, 0), seqGiven: false)
+        }
+        guard let seq = parseUnsigned(seqPart) else { return nil }
+        return Parsed(id: StreamID(ms, seq), seqGiven: true)
+    }
+
+    /// Redis's `string2ull`: a strict signed integer that is not negative,
+    /// or else what `strtoull` accepts in full (leading blanks, a sign,
+    /// leading zeros; a '-' negates, modulo 2^64), without overflow.
+    static func parseUnsigned(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
+        if let strict = RedisNumber.parseInt64(bytes) {
+            return strict < 0 ? nil : UInt64(strict)
+        }
+        var i = 0
+        let n = bytes.count
+        while i < n, bytes[i] == 0x20 || (bytes[i] >= 0x09 && bytes[i] <= 0x0d) { i += 1 }
+        var negative = false
+        if i < n, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") {
+            negative = bytes[i] == UInt8(ascii: "-")
+            i += 1
+        }
+        guard i < n else { return nil }
+        var value: UInt64 = 0
+        while i < n {
+            let c = bytes[i]
+            guard c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") else { return nil }
+            let (m, o1) = value.multipliedReportingOverflow(by: 10)
+            let (s, o2) = m.addingReportingOverflow(UInt64(c - UInt8(ascii: "0")))
+            if o1 || o2 { return nil }
+            value = s
+            i += 1
+        }
+        return negative ? 0 &- value : value
+    }
+}

@@ -1,0 +1,609 @@
+/// A stream stored under one key: entries in packed nodes ordered by ID, the
+/// stream's counters, and its consumer groups (Redis's `stream`).
+///
+/// Layout. Entries live in a sorted array of ``Node``s, each one byte buffer
+/// of up to ``nodeMaxEntries`` entries (or about ``nodeMaxBytes`` bytes, the
+/// limits of Redis's `stream-node-max-entries` / `-bytes`, so nodes split
+/// where Redis's listpacks do and `~` trimming removes the same entries). A
+/// node keeps its first entry's ID (the master ID) and field names (the
+/// master fields); an entry is written as
+///
+///     flags · varint(ms − master.ms) · varint(seq) · [varint(n) · fields…] · values…
+///
+/// where a string is `varint(length) · bytes`, and the field names are left
+/// out (flag ``sameFields``) when they equal the master fields, as they do in
+/// job-like streams whose records all have the same shape. A 5-field record of
+/// short values costs its value bytes plus about 9 bytes.
+///
+/// Lookup by ID is a binary search over nodes by master ID, then a scan of at
+/// most 100 entries. XDEL marks an entry deleted in place (Redis does the
+/// same); a node whose entries are all deleted is dropped. Trimming drops
+/// whole nodes from the front, then (exact trimming only) marks entries.
+///
+/// A reference type mutated in place on its shard, through
+/// `Database.modifyValue`, which re-reads ``memoryUsage`` (kept incrementally).
+public final class StreamValue {
+    // MARK: - Configuration
+
+    /// Entries (live or deleted) a node holds before a new one starts.
+    public static let nodeMaxEntries = 100
+    /// Bytes a node's buffer may reach before a new one starts.
+    public static let nodeMaxBytes = 4096
+    /// Bytes of the object itself, for accounting.
+    static let objectBytes = 128
+
+    /// Entry flags.
+    @usableFromInline static let deletedFlag: UInt8 = 1
+    @usableFromInline static let sameFieldsFlag: UInt8 = 2
+
+    /// One packed node.
+    @usableFromInline
+    struct Node {
+        /// ID of the node's first entry; IDs in the node are stored relative to it.
+        var master: StreamID
+        /// ID of the node's last entry (deleted or not).
+        var last: StreamID
+        var bytes: [UInt8]
+        /// Field names of the master entry, flat.
+        var masterFields: [[UInt8]]
+        var live: Int
+        var total: Int
+        /// What this node would take as a Redis listpack (see
+        /// ``ListpackSize``): Redis cuts nodes by that size, so tracking it
+        /// makes our nodes (and `~` trimming) end where Redis's do.
+        var listpackBytes: Int
+
+        var heapBytes: Int {
+            var n = ByteArray.heapBytes(bytes) + (masterFields.capacity == 0 ? 0 : 32 + masterFields.capacity * 8)
+            for f in masterFields { n += ByteArray.heapBytes(f) }
+            return n
+        }
+    }
+
+    /// One entry as replies see it: its ID and flat field/value pairs.
+    public struct Entry: Equatable, Sendable {
+        public var id: StreamID
+        public var fields: [[UInt8]]
+        public init(id: StreamID, fields: [[UInt8]]) {
+            self.id = id
+            self.fields = fields
+        }
+    }
+
+    @usableFromInline var nodes: ContiguousArray<Node> = []
+    /// Heap bytes of the nodes' buffers and master fields.
+    var nodeBytes = 0
+
+    /// Number of live entries.
+    public private(set) var count = 0
+    /// The greatest ID ever added (or set by XSETID).
+    public var lastID = StreamID.zero
+    /// Entries ever added (XSETID may set it).
+    public var entriesAdded: UInt64 = 0
+    /// The greatest ID removed by XDEL (or set by XSETID).
+    public var maxDeletedID = StreamID.zero
+    /// The first live entry's ID as last recorded (Redis's `first_id`).
+    public internal(set) var firstID = StreamID.zero
+    /// Consumer groups ordered by name.
+    public internal(set) var groups: [StreamGroup] = []
+
+    public init() {}
+
+    public var typeName: String { "stream" }
+    public var encodingName: String { "stream" }
+
+    /// Number of nodes (XINFO STREAM's radix-tree-keys).
+    public var nodeCount: Int { nodes.count }
+
+    /// Approximate heap bytes, for MEMORY USAGE and used_memory.
+    public var memoryUsage: Int {
+        var n = StreamValue.objectBytes + nodeBytes + nodes.capacity * MemoryLayout<Node>.stride
+        for g in groups { n += g.memoryUsage }
+        return n
+    }
+
+    // MARK: - Encoding helpers
+
+    @inlinable @inline(__always)
+    static func varintSize(_ v: UInt64) -> Int {
+        var size = 1
+        var rest = v >> 7
+        while rest != 0 {
+            size += 1
+            rest >>= 7
+        }
+        return size
+    }
+
+    @inlinable @inline(__always)
+    static func putVarint(_ out: inout [UInt8], _ v: UInt64) {
+        var v = v
+        while v >= 0x80 {
+            out.append(UInt8(v & 0x7f) | 0x80)
+            v >>= 7
+        }
+        out.append(UInt8(v))
+    }
+
+    /// Reads node bytes from an offset.
+    @usableFromInline
+    struct Reader {
+        let p: UnsafeRawBufferPointer
+        var at: Int
+
+        @inline(__always)
+        mutating func varint() -> UInt64 {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while true {
+                let b = p[at]
+                at += 1
+                value |= UInt64(b & 0x7f) << shift
+                if b & 0x80 == 0 { return value }
+                shift += 7
+            }
+        }
+
+        @inline(__always)
+        mutating func string() -> [UInt8] {
+            let n = Int(varint())
+            let s = ByteArray.copy(UnsafeRawBufferPointer(rebasing: p[at..<(at + n)]))
+            at += n
+            return s
+        }
+
+        @inline(__always)
+        mutating func skipString() {
+            let n = Int(varint())
+            at += n
+        }
+    }
+
+    /// What the scan of one node entry sees.
+    struct Header {
+        var offset: Int
+        var id: StreamID
+        var deleted: Bool
+    }
+
+    /// Calls `body` for each entry of node `n` in order (stopping when it
+    /// returns false), with its header and a reader positioned after it.
+    func scan(_ n: Int, _ body: (Header, inout Reader) -> Bool) {
+        let node = nodes[n]
+        let fieldCount = node.masterFields.count
+        node.bytes.withUnsafeBytes { p in
+            var r = Reader(p: p, at: 0)
+            while r.at < p.count {
+                let offset = r.at
+                let flags = p[r.at]
+                r.at += 1
+                let ms = node.master.ms &+ r.varint()
+                let seq = r.varint()
+                var entryReader = r
+                let header = Header(offset: offset, id: StreamID(ms, seq), deleted: flags & StreamValue.deletedFlag != 0)
+                if !body(header, &entryReader) { return }
+                if flags & StreamValue.sameFieldsFlag != 0 {
+                    for _ in 0..<fieldCount { r.skipString() }
+                } else {
+                    let pairs = Int(r.varint())
+                    for _ in 0..<(pairs * 2) { r.skipString() }
+                }
+            }
+        }
+    }
+
+    /// Decodes the fields of the entry whose body starts at `r` in node `n`.
+    func fields(_ n: Int, flagsAt offset: Int, _ r: inout Reader) -> [[UInt8]] {
+        let node = nodes[n]
+        let flags = node.bytes[offset]
+        if flags & StreamValue.sameFieldsFlag != 0 {
+            var out: [[UInt8]] = []
+            out.reserveCapacity(node.masterFields.count * 2)
+            for f in node.masterFields {
+                out.append(f)
+                out.append(r.string())
+            }
+            return out
+        }
+        let pairs = Int(r.varint())
+        var out: [[UInt8]] = []
+        out.reserveCapacity(pairs * 2)
+        for _ in 0..<(pairs * 2) { out.append(r.string()) }
+        return out
+    }
+
+    // MARK: - Appending
+
+    /// Why XADD's ID cannot be used.
+    public enum AddIDError: Error, Equatable {
+        /// Equal to or smaller than the last ID (or its sequence is exhausted).
+        case notGreater
+    }
+
+    /// The ID XADD uses: the next one after ``lastID`` for `*` (nil explicit),
+    /// the explicit one, or with `ms-*` the next sequence in that millisecond.
+    public func resolveAddID(_ explicit: StreamID.Parsed?, nowMs: Int64) -> Result<StreamID, AddIDError> {
+        let id: StreamID
+        if let explicit {
+            if explicit.seqGiven {
+                id = explicit.id
+            } else if explicit.id.ms == lastID.ms {
+                guard lastID.seq != .max else { return .failure(.notGreater) }
+                id = StreamID(lastID.ms, lastID.seq + 1)
+            } else {
+                id = explicit.id
+            }
+        } else {
+            let now = UInt64(Swift.max(nowMs, 0))
+            if now > lastID.ms {
+                id = StreamID(now, 0)
+            } else {
+                guard let next = lastID.successor else { return .failure(.notGreater) }
+                id = next
+            }
+        }
+        guard lastID < id else { return .failure(.notGreater) }
+        return .success(id)
+    }
+
+    /// Appends an entry with `id` (greater than ``lastID``) and flat
+    /// field/value pairs.
+    public func append(_ id: StreamID, _ pairs: [[UInt8]]) {
+        precondition(lastID < id && pairs.count % 2 == 0)
+        var dataBytes = 0
+        for p in pairs { dataBytes += p.count }
+        var needNode = nodes.isEmpty
+        if let last = nodes.last {
+            if last.listpackBytes + dataBytes >= StreamValue.nodeMaxBytes || last.total >= StreamValue.nodeMaxEntries {
+                needNode = true
+            }
+        }
+        if needNode {
+            var fieldNames: [[UInt8]] = []
+            fieldNames.reserveCapacity(pairs.count / 2)
+            var i = 0
+            while i < pairs.count {
+                fieldNames.append(pairs[i])
+                i += 2
+            }
+            var lp = ListpackSize.header + ListpackSize.integer(1) + ListpackSize.integer(0)
+                + ListpackSize.integer(Int64(fieldNames.count)) + ListpackSize.integer(0)
+            for f in fieldNames { lp += ListpackSize.string(f) }
+            let node = Node(master: id, last: id, bytes: [], masterFields: fieldNames, live: 0, total: 0, listpackBytes: lp)
+            nodes.append(node)
+            nodeBytes += node.heapBytes
+        }
+        let n = nodes.count - 1
+        let before = ByteArray.heapBytes(nodes[n].bytes)
+        let master = nodes[n].master
+        var same = nodes[n].masterFields.count * 2 == pairs.count
+        if same {
+            for (i, f) in nodes[n].masterFields.enumerated() where f != pairs[i * 2] {
+                same = false
+                break
+            }
+        }
+        var lp = ListpackSize.integer(same ? 2 : 0) + ListpackSize.integer(Int64(bitPattern: id.ms &- master.ms))
+            + ListpackSize.integer(Int64(bitPattern: id.seq &- master.seq))
+            + ListpackSize.integer(Int64(pairs.count / 2 + 3 + (same ? 0 : pairs.count / 2 + 1)))
+        if !same { lp += ListpackSize.integer(Int64(pairs.count / 2)) }
+        for (i, p) in pairs.enumerated() where !same || i % 2 == 1 { lp += ListpackSize.string(p) }
+        nodes[n].listpackBytes += lp
+        nodes[n].bytes.append(same ? StreamValue.sameFieldsFlag : 0)
+        StreamValue.putVarint(&nodes[n].bytes, id.ms - master.ms)
+        StreamValue.putVarint(&nodes[n].bytes, id.seq)
+        if same {
+            var i = 1
+            while i < pairs.count {
+                StreamValue.putVarint(&nodes[n].bytes, UInt64(pairs[i].count))
+                nodes[n].bytes.append(contentsOf: pairs[i])
+                i += 2
+            }
+        } else {
+            StreamValue.putVarint(&nodes[n].bytes, UInt64(pairs.count / 2))
+            for p in pairs {
+                StreamValue.putVarint(&nodes[n].bytes, UInt64(p.count))
+                nodes[n].bytes.append(contentsOf: p)
+            }
+        }
+        nodes[n].last = id
+        nodes[n].live += 1
+        nodes[n].total += 1
+        nodeBytes += ByteArray.heapBytes(nodes[n].bytes) - before
+        if n > 0 && nodes[n].total == 1 { sealNode(n - 1) }
+        count += 1
+        entriesAdded &+= 1
+        lastID = id
+        if count == 1 { firstID = id }
+    }
+
+    /// Gives back a full node's spare capacity: it never grows again.
+    func sealNode(_ n: Int) {
+        guard nodes[n].bytes.capacity > nodes[n].bytes.count else { return }
+        let before = ByteArray.heapBytes(nodes[n].bytes)
+        nodes[n].bytes = nodes[n].bytes.withUnsafeBytes { ByteArray.copy($0) }
+        nodeBytes += ByteArray.heapBytes(nodes[n].bytes) - before
+    }
+
+    // MARK: - Lookup
+
+    /// Index of the last node whose master ID is ≤ `id` (0 when none is).
+    func nodeIndex(atOrBefore id: StreamID) -> Int {
+        var lo = 0, hi = nodes.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if nodes[mid].master <= id { lo = mid + 1 } else { hi = mid }
+        }
+        return Swift.max(lo - 1, 0)
+    }
+
+    /// The live entry with `id`, nil when absent.
+    public func entry(_ id: StreamID) -> Entry? {
+        guard !nodes.isEmpty else { return nil }
+        let n = nodeIndex(atOrBefore: id)
+        var found: Entry? = nil
+        scan(n) { h, r in
+            if h.id == id {
+                if !h.deleted { found = Entry(id: id, fields: fields(n, flagsAt: h.offset, &r)) }
+                return false
+            }
+            return h.id < id
+        }
+        return found
+    }
+
+    /// Whether a live entry has `id`.
+    public func contains(_ id: StreamID) -> Bool {
+        guard !nodes.isEmpty else { return false }
+        let n = nodeIndex(atOrBefore: id)
+        var found = false
+        scan(n) { h, _ in
+            if h.id == id {
+                found = !h.deleted
+                return false
+            }
+            return h.id < id
+        }
+        return found
+    }
+
+    /// Live entries with `start ≤ id ≤ end`, ascending (descending when
+    /// `reverse`), at most `limit` of them (0: no limit).
+    public func range(_ start: StreamID, _ end: StreamID, limit: Int = 0, reverse: Bool = false) -> [Entry] {
+        var out: [Entry] = []
+        guard !nodes.isEmpty, start <= end else { return out }
+        if !reverse {
+            var n = nodeIndex(atOrBefore: start)
+            while n < nodes.count {
+                if nodes[n].master > end { break }
+                var done = false
+                scan(n) { h, r in
+                    if h.id > end {
+                        done = true
+                        return false
+                    }
+                    if h.id >= start && !h.deleted {
+                        out.append(Entry(id: h.id, fields: fields(n, flagsAt: h.offset, &r)))
+                        if limit > 0 && out.count >= limit {
+                            done = true
+                            return false
+                        }
+                    }
+                    return true
+                }
+                if done { break }
+                n += 1
+            }
+        } else {
+            var n = nodeIndex(atOrBefore: end)
+            while n >= 0 {
+                if nodes[n].last < start { break }
+                var part: [Entry] = []
+                scan(n) { h, r in
+                    if h.id > end { return false }
+                    if h.id >= start && !h.deleted {
+                        part.append(Entry(id: h.id, fields: fields(n, flagsAt: h.offset, &r)))
+                    }
+                    return true
+                }
+                for e in part.reversed() {
+                    out.append(e)
+                    if limit > 0 && out.count >= limit { return out }
+                }
+                n -= 1
+            }
+        }
+        return out
+    }
+
+    /// The first or last live entry's ID (nil when empty).
+    public func edgeID(last: Bool) -> StreamID? {
+        (last ? range(.zero, .max, limit: 1, reverse: true) : range(.zero, .max, limit: 1)).first?.id
+    }
+
+    /// Re-reads ``firstID`` from the entries (0-0 when empty).
+    func refreshFirstID() {
+        firstID = count == 0 ? .zero : (edgeID(last: false) ?? .zero)
+    }
+
+    // MARK: - Deleting
+
+    /// Marks the entry at `offset` of node `n` deleted; drops the node when
+    /// nothing in it lives any more. Returns whether the node was dropped.
+    @discardableResult
+    func markDeleted(_ n: Int, offset: Int) -> Bool {
+        nodes[n].bytes[offset] |= StreamValue.deletedFlag
+        nodes[n].live -= 1
+        count -= 1
+        if nodes[n].live == 0 {
+            nodeBytes -= nodes[n].heapBytes
+            nodes.remove(at: n)
+            shrinkNodesIfSparse()
+            return true
+        }
+        return false
+    }
+
+    /// XDEL: deletes the entries with these IDs; the number deleted.
+    /// Updates the max deleted ID and the recorded first ID as Redis does.
+    public func delete(_ ids: [StreamID]) -> Int {
+        var deleted = 0
+        var firstDeleted = false
+        for id in ids where !nodes.isEmpty {
+            let n = nodeIndex(atOrBefore: id)
+            var at: Int? = nil
+            scan(n) { h, _ in
+                if h.id == id {
+                    if !h.deleted { at = h.offset }
+                    return false
+                }
+                return h.id < id
+            }
+            guard let offset = at else { continue }
+            markDeleted(n, offset: offset)
+            deleted += 1
+            if id == firstID { firstDeleted = true }
+            if maxDeletedID < id { maxDeletedID = id }
+        }
+        if deleted > 0 {
+            if count == 0 {
+                firstID = .zero
+            } else if firstDeleted {
+                refreshFirstID()
+            }
+        }
+        return deleted
+    }
+
+    // MARK: - Trimming
+
+    /// What to trim to.
+    public enum TrimStrategy: Sendable {
+        case maxLength(Int)
+        case minID(StreamID)
+    }
+
+    /// XTRIM / XADD's trimming: removes entries from the front until the
+    /// stream is at most `maxLength` long or starts at `minID`. With
+    /// `approximate` only whole nodes go; `limit` (0: none) caps the
+    /// entries removed. Returns the number removed.
+    public func trim(_ strategy: TrimStrategy, approximate: Bool, limit: Int) -> Int {
+        var deleted = 0
+        while !nodes.isEmpty {
+            if case .maxLength(let maxLength) = strategy, count <= maxLength { break }
+            let live = nodes[0].live
+            if limit > 0 && deleted + live > limit { break }
+            let removeNode: Bool
+            switch strategy {
+            case .maxLength(let maxLength): removeNode = count - live >= maxLength
+            case .minID(let minID): removeNode = nodes[0].last < minID
+            }
+            if removeNode {
+                nodeBytes -= nodes[0].heapBytes
+                nodes.remove(at: 0)
+                count -= live
+                deleted += live
+                continue
+            }
+            if approximate { break }
+            var offsets: [Int] = []
+            var remaining = count
+            scan(0) { h, _ in
+                if h.deleted { return true }
+                switch strategy {
+                case .maxLength(let maxLength): if remaining <= maxLength { return false }
+                case .minID(let minID): if h.id >= minID { return false }
+                }
+                offsets.append(h.offset)
+                remaining -= 1
+                return true
+            }
+            for offset in offsets {
+                markDeleted(0, offset: offset)
+                deleted += 1
+            }
+            break
+        }
+        if deleted > 0 {
+            shrinkNodesIfSparse()
+            refreshFirstID()
+        }
+        return deleted
+    }
+
+    /// Gives back the node array's storage when most of it is unused.
+    func shrinkNodesIfSparse() {
+        if nodes.isEmpty {
+            nodes = []
+        } else if nodes.capacity > 16 && nodes.count * 4 < nodes.capacity {
+            var fresh = ContiguousArray<Node>()
+            fresh.reserveCapacity(nodes.count)
+            fresh.append(contentsOf: nodes)
+            nodes = fresh
+        }
+    }
+
+    // MARK: - Copying
+
+    /// A deep copy (COPY), groups included.
+    public func copy() -> StreamValue {
+        let c = StreamValue()
+        c.nodes = nodes
+        c.nodeBytes = nodeBytes
+        c.count = count
+        c.lastID = lastID
+        c.entriesAdded = entriesAdded
+        c.maxDeletedID = maxDeletedID
+        c.firstID = firstID
+        c.groups = groups.map { $0.copy() }
+        return c
+    }
+
+    /// Builds a stream from its parts (RDB load, RESTORE).
+    public static func restore(
+        entries: [Entry], lastID: StreamID, entriesAdded: UInt64, maxDeletedID: StreamID, firstID: StreamID?
+    ) -> StreamValue {
+        let s = StreamValue()
+        for e in entries { s.append(e.id, e.fields) }
+        s.lastID = Swift.max(lastID, s.lastID)
+        s.entriesAdded = entriesAdded
+        s.maxDeletedID = maxDeletedID
+        if let firstID { s.firstID = firstID }
+        return s
+    }
+}
+
+/// Sizes of Redis listpack elements, for cutting stream nodes where Redis does.
+enum ListpackSize {
+    /// Total-bytes and count header plus the end byte.
+    static let header = 7
+
+    static func backlen(_ l: Int) -> Int {
+        l <= 127 ? 1 : l < 16383 ? 2 : l < 2_097_151 ? 3 : l < 268_435_455 ? 4 : 5
+    }
+
+    static func integer(_ v: Int64) -> Int {
+        let encoded: Int
+        if v >= 0 && v <= 127 {
+            encoded = 1
+        } else if v >= -4096 && v <= 4095 {
+            encoded = 2
+        } else if v >= Int64(Int16.min) && v <= Int64(Int16.max) {
+            encoded = 3
+        } else if v >= -(1 << 23) && v < (1 << 23) {
+            encoded = 4
+        } else if v >= Int64(Int32.min) && v <= Int64(Int32.max) {
+            encoded = 5
+        } else {
+            encoded = 9
+        }
+        return encoded + backlen(encoded)
+    }
+
+    /// A string element; one that reads as an integer is stored as one.
+    static func string(_ s: [UInt8]) -> Int {
+        if s.count <= 20, let v = s.withUnsafeBytes({ RedisNumber.parseInt64($0) }) { return integer(v) }
+        let encoded = s.count < 64 ? 1 + s.count : s.count < 4096 ? 2 + s.count : 5 + s.count
+        return encoded + backlen(encoded)
+    }
+}

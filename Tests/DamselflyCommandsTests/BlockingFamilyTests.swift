@@ -1,0 +1,206 @@
+import DamselflyRuntime
+import DamselflyTransactions
+import Glibc
+import Synchronization
+import Testing
+@testable import DamselflyCommands
+
+/// ``BlockingFamily``'s parked state: what a timed-out, cancelled or
+/// disconnected waiter leaves behind (nothing), and what a shard may pop for
+/// a connection that is gone (nothing; or it goes back).
+@Suite struct BlockingFamilyTests {
+    let h: CommandHarness
+
+    init() {
+        h = CommandHarness()
+        ListFamily.register(h.registry)
+        SortedSetFamily.register(h.registry)
+        BlockingFamily.register(h.registry)
+    }
+
+    /// Runs `body` on loop `index`'s thread and returns its result.
+    func onLoop(_ index: Int, _ body: @escaping () -> Int) -> Int {
+        let result = Atomic<Int>(Int.min)
+        h.loops[index].post { result.store(body(), ordering: .releasing) }
+        let deadline = Clock.monotonicNanos() + 5_000_000_000
+        while Clock.monotonicNanos() < deadline {
+            let value = result.load(ordering: .acquiring)
+            if value != Int.min { return value }
+            usleep(50)
+        }
+        Issue.record("loop \(index) did not answer")
+        return -1
+    }
+
+    /// Waiter registrations left on every shard (each read on its own loop).
+    func registrations() -> Int {
+        h.shardSet.shards.map { shard in onLoop(shard.loop.index) { shard.parkedRegistrationCount } }.reduce(0, +)
+    }
+
+    /// Polls until `condition` holds (up to 2 s).
+    func eventually(_ condition: () -> Bool) -> Bool {
+        for _ in 0..<2000 {
+            if condition() { return true }
+            usleep(1000)
+        }
+        return condition()
+    }
+
+    func waitForReply(_ sink: ReplyCollector) -> RV? {
+        guard eventually({ sink.take() != nil }), let reply = sink.take() else { return nil }
+        return RV(reply)
+    }
+
+    /// The waiter `client` is parked on (nil while it is not parked yet).
+    func parkedWaiter(_ client: ClientState) -> Waiter? {
+        let box = Mutex<Waiter?>(nil)
+        _ = onLoop(client.loop.index) {
+            let waiter = client.blockedOn?.waiter
+            box.withLock { $0 = waiter }
+            return 0
+        }
+        return box.withLock { $0 }
+    }
+
+    func parked(_ client: ClientState) -> Waiter? {
+        var waiter: Waiter?
+        _ = eventually {
+            waiter = parkedWaiter(client)
+            return waiter != nil
+        }
+        return waiter
+    }
+
+    @Test func timedOutWaitersLeaveNothingBehind() {
+        let keys = h.keysOnEveryShard(prefix: "empty")
+        let shapes: [[String]] = [
+            ["blpop", keys[1], "100"],
+            ["brpop", keys[0], keys[1], keys[2], keys[3], "100"],
+            ["bzpopmin", keys[2], keys[3], "100"],
+            ["blmove", keys[1], keys[2], "LEFT", "RIGHT", "100"],
+            ["blmpop", "100", "2", keys[3], keys[0], "LEFT"],
+        ]
+        let client = h.makeClient(on: 0)
+        weak var lastWaiter: Waiter?
+        for shape in shapes {
+            for _ in 0..<20 {
+                let sink = h.start(shape.map { Array($0.utf8) }, client: client)
+                guard let waiter = parked(client) else {
+                    Issue.record("\(shape) did not park")
+                    return
+                }
+                lastWaiter = waiter
+                // The loop's timer, a deadline later.
+                let registry = h.engine.blockedClients[0]
+                _ = onLoop(0) {
+                    registry.expire(nowNanos: Clock.monotonicNanos() + 200_000_000_000)
+                    return 0
+                }
+                #expect(waitForReply(sink) == .nullArray)
+            }
+            // The shards drop their registrations by message: soon, all of them.
+            #expect(eventually { registrations() == 0 }, "\(shape) left registrations")
+            #expect(eventually { lastWaiter == nil }, "\(shape)'s waiter is still alive")
+            #expect(onLoop(0) { h.engine.blockedClients[0].count } == 0)
+        }
+    }
+
+    @Test func cancelledAndDisconnectedWaitersLeaveNothingBehind() {
+        let keys = h.keysOnEveryShard(prefix: "gone")
+        weak var lastWaiter: Waiter?
+        for round in 0..<20 {
+            let client = h.makeClient(on: round % 4)
+            let sink = h.start([Array("brpop".utf8)] + keys.map { Array($0.utf8) } + [Array("0".utf8)], client: client)
+            guard let waiter = parked(client) else {
+                Issue.record("did not park")
+                return
+            }
+            lastWaiter = waiter
+            _ = onLoop(client.loop.index) {
+                if round % 2 == 0 {
+                    // CLIENT UNBLOCK
+                    client.blockedOn?.cancel(reply: .nullArray)
+                } else {
+                    // What Connection does when the socket closes.
+                    client.life.markClosed()
+                    client.blockedOn?.cancel(reply: nil)
+                }
+                return 0
+            }
+            if round % 2 == 0 { #expect(waitForReply(sink) == .nullArray) }
+        }
+        #expect(eventually { registrations() == 0 })
+        #expect(eventually { lastWaiter == nil })
+    }
+
+    /// A shard never pops for a connection its loop knows is gone, even
+    /// before the loop got round to cancelling the waiter.
+    @Test func aGoneConnectionIsNotServed() {
+        let keys = h.keysOnEveryShard(prefix: "q")
+        let client = h.makeClient(on: 0)
+        _ = h.start([Array("brpop".utf8)] + keys[1...].map { Array($0.utf8) } + [Array("0".utf8)], client: client)
+        #expect(parked(client) != nil)
+        client.life.markClosed()
+        #expect(h.run(["lpush", keys[2], "job"], on: 1) == 1)
+        #expect(h.run(["lrange", keys[2], "0", "-1"], on: 1) == .strings(["job"]))
+    }
+
+    /// The loop learns of the close only after a shard popped for the
+    /// waiter: what was popped goes back, at the same end.
+    @Test(arguments: ["brpop", "blpop", "blmpop", "bzpopmin", "bzmpop", "blmove"])
+    func whatAGoneConnectionWasServedGoesBack(_ command: String) {
+        let keys = h.keysOnEveryShard(prefix: command)
+        let client = h.makeClient(on: 0)
+        let args: [String]
+        switch command {
+        case "blmpop": args = ["blmpop", "0", "2", keys[1], keys[2], "RIGHT", "COUNT", "2"]
+        case "bzpopmin": args = ["bzpopmin", keys[1], keys[2], "0"]
+        case "bzmpop": args = ["bzmpop", "0", "2", keys[1], keys[2], "MIN", "COUNT", "2"]
+        case "blmove": args = ["blmove", keys[2], keys[3], "RIGHT", "LEFT", "0"]
+        default: args = [command, keys[1], keys[2], "0"]
+        }
+        _ = h.start(args.map { Array($0.utf8) }, client: client)
+        #expect(parked(client) != nil)
+        // Hold loop 0 (the client's; it owns shard 0, which is not used) so
+        // the served reply waits in its queue.
+        let hold = Atomic<Bool>(true)
+        h.loops[0].post { while hold.load(ordering: .acquiring) { usleep(100) } }
+        if command.hasPrefix("bz") {
+            #expect(h.run(["zadd", keys[2], "1", "a", "2", "b", "3", "c"], on: 1) == 3)
+        } else {
+            #expect(h.run(["rpush", keys[2], "a", "b", "c"], on: 1) == 3)
+        }
+        // Served by now (the waiter was claimed on shard 2's loop before it answered the push).
+        client.life.markClosed()
+        hold.store(false, ordering: .releasing)
+        let everything: () -> RV = {
+            command.hasPrefix("bz")
+                ? h.run(["zrange", keys[2], "0", "-1", "WITHSCORES"], on: 1)
+                : h.run(["lrange", keys[2], "0", "-1"], on: 1)
+        }
+        let expected: RV = command.hasPrefix("bz") ? .strings(["a", "1", "b", "2", "c", "3"]) : .strings(["a", "b", "c"])
+        #expect(eventually { everything() == expected }, "\(command): \(everything())")
+        if command == "blmove" { #expect(h.run(["llen", keys[3]], on: 1) == 0) }
+        #expect(eventually { registrations() == 0 })
+    }
+}
+
+extension BlockingFamilyTests {
+    /// BLMOVE's element goes back even when another push landed in front of
+    /// it in the destination meanwhile, and is then in the source only.
+    @Test func aMovedElementGoesBackOnceWhenTheDestinationMoved() {
+        let keys = h.keysOnEveryShard(prefix: "mv")
+        let client = h.makeClient(on: 0)
+        _ = h.start(["blmove", keys[2], keys[3], "RIGHT", "LEFT", "0"].map { Array($0.utf8) }, client: client)
+        #expect(parked(client) != nil)
+        let hold = Atomic<Bool>(true)
+        h.loops[0].post { while hold.load(ordering: .acquiring) { usleep(100) } }
+        #expect(h.run(["rpush", keys[2], "a", "b", "c"], on: 1) == 3)
+        #expect(eventually { h.run(["lrange", keys[3], "0", "-1"], on: 1) == .strings(["c"]) })
+        #expect(h.run(["lpush", keys[3], "x"], on: 1) == 2)
+        client.life.markClosed()
+        hold.store(false, ordering: .releasing)
+        #expect(eventually { h.run(["lrange", keys[2], "0", "-1"], on: 1) == .strings(["a", "b", "c"]) })
+        #expect(h.run(["lrange", keys[3], "0", "-1"], on: 1) == .strings(["x"]))
+    }
+}
