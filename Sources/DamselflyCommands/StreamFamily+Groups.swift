@@ -46,13 +46,13 @@ extension StreamFamily {
     static func xgroup(_ call: CommandCall) {
         let sub = call.args.string(1).lowercased()
         guard let arity = groupSubcommands[sub] else {
-            return call.reply(.error("ERR unknown subcommand '\(call.args.string(1))'. Try XGROUP HELP."))
+            return call.reply(.error("ERR unknown subcommand '\(call.args.subcommandName(1))'. Try XGROUP HELP."))
         }
         let argc = call.args.count
         guard arity >= 0 ? argc == arity : argc >= -arity else {
             return call.reply(.error("ERR wrong number of arguments for 'xgroup|\(sub)' command"))
         }
-        let subSyntax = Reply.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.string(1))'. Try XGROUP HELP.")
+        let subSyntax = Reply.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.subcommandName(1))'. Try XGROUP HELP.")
         if sub == "help" {
             return call.reply(.array([
                 "XGROUP <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

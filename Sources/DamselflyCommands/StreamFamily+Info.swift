@@ -8,7 +8,7 @@ extension StreamFamily {
     static func xinfo(_ call: CommandCall) {
         let sub = call.args.string(1).lowercased()
         guard let arity = infoSubcommands[sub] else {
-            return call.reply(.error("ERR unknown subcommand '\(call.args.string(1))'. Try XINFO HELP."))
+            return call.reply(.error("ERR unknown subcommand '\(call.args.subcommandName(1))'. Try XINFO HELP."))
         }
         let argc = call.args.count
         guard arity >= 0 ? argc == arity : argc >= -arity else {
@@ -27,7 +27,7 @@ extension StreamFamily {
                 "    Prints this help.",
             ].map { .simple($0) }))
         }
-        let subSyntax = Reply.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.string(1))'. Try XINFO HELP.")
+        let subSyntax = Reply.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.subcommandName(1))'. Try XINFO HELP.")
         let key = call.key(2)
         let groupName = argc > 3 ? call.args.bytes(3) : []
         // XINFO STREAM's options, checked once the key is found.

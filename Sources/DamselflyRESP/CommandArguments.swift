@@ -89,6 +89,14 @@ public final class CommandArguments {
         return String(decoding: arg[..<(arg.firstIndex(of: 0) ?? arg.count)], as: UTF8.self)
     }
 
+    /// Argument `index` as Redis names a subcommand in an error (`'%.128s'`): up to its first
+    /// NUL byte and at most 128 bytes.
+    public func subcommandName(_ index: Int) -> String {
+        let arg = self[index]
+        let end = min(arg.firstIndex(of: 0) ?? arg.count, 128)
+        return String(decoding: arg[..<end], as: UTF8.self)
+    }
+
     /// Compares argument `index` with a lowercase ASCII literal, ignoring ASCII case: this is how
     /// Redis matches command names and options (strcasecmp), without allocating.
     @inlinable

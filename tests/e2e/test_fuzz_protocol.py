@@ -3,7 +3,7 @@ negative / huge / non-numeric lengths, a 1 GB declared bulk then a close, deeply
 aggregates and 100,000 pipelined commands sent without reading. Afterwards the server
 answers PING, the data written before is intact and its RSS is back within a bound.
 
-Seeded and bounded: ``FUZZ_SEED`` (default random, printed), ``FUZZ_SECONDS`` (default 20
+Seeded and bounded: ``FUZZ_SEED`` (default 7 under CI, else random; printed), ``FUZZ_SECONDS`` (default 20
 for the random part; the fixed hostile cases run in a few seconds more).
 """
 
@@ -99,7 +99,8 @@ def assert_healthy(srv, written, seed):
 
 
 def test_protocol_fuzz(damselfly):
-    seed = int(os.environ.get("FUZZ_SEED") or random.randrange(1 << 31))
+    # A fixed seed under CI (a gate must not fail on a draw); random by hand.
+    seed = int(os.environ.get("FUZZ_SEED") or (7 if os.environ.get("CI") else random.randrange(1 << 31)))
     seconds = float(os.environ.get("FUZZ_SECONDS", "20"))
     print(f"\nfuzz_protocol: FUZZ_SEED={seed} FUZZ_SECONDS={seconds}", file=sys.stderr)
     rng = random.Random(seed)

@@ -217,6 +217,13 @@ public enum ConfigParameters {
         Parameter(
             name: "client-output-buffer-limit", aliases: ["client_output_buffer_limit"], get: { $0.clientOutputBufferLimit },
             set: { config, text in
+                // Redis's texts for a malformed value come from the parameter table's check.
+                let words = text.split(separator: " ").map(String.init)
+                if case .failure(let reason) = RedisParameterTable.clientOutputBufferLimit(
+                    words, current: config.clientOutputBufferLimit)
+                {
+                    return reason.text
+                }
                 let current = ClientLimits.parseOutputLimits(config.clientOutputBufferLimit, base: ClientLimits.defaultOutputLimits)
                 guard let updated = ClientLimits.parseOutputLimits(text, base: current ?? ClientLimits.defaultOutputLimits) else {
                     return "argument must be a memory or percent value"
