@@ -218,7 +218,7 @@ done
 mv "$results.new" "$results"
 mv "$failures.new" "$failures"
 total=$((SECONDS - total_start))
-awk -F'\t' -v t="$total" '{p += $2; f += $3} END {printf "total: %d passed, %d failed, %d s\n", p, f, t}' "$results"
+awk -F'\t' -v t="$total" '{p += $2; f += $3} END {printf "Redis suite total: %d of its tests passed here (%d did not), %d s; the gate is the floors below\n", p, f, t}' "$results"
 fi
 
 if [[ $against == redis ]]; then
