@@ -401,24 +401,7 @@ struct ScanArguments: Sendable {
     static func parseCursor(_ argument: UnsafeRawBufferPointer) -> UInt64? {
         let bytes = UnsafeRawBufferPointer(rebasing: argument[..<(argument.firstIndex(of: 0) ?? argument.count)])
         if bytes.isEmpty { return 0 }
-        var i = 0
-        var negative = false
-        if bytes[0] == UInt8(ascii: "-") || bytes[0] == UInt8(ascii: "+") {
-            negative = bytes[0] == UInt8(ascii: "-")
-            i = 1
-        }
-        guard i < bytes.count else { return nil }
-        var value: UInt64 = 0
-        while i < bytes.count {
-            let c = bytes[i]
-            guard c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") else { return nil }
-            let (m, o1) = value.multipliedReportingOverflow(by: 10)
-            let (s, o2) = m.addingReportingOverflow(UInt64(c - UInt8(ascii: "0")))
-            if o1 || o2 { return nil }
-            value = s
-            i += 1
-        }
-        return negative ? 0 &- value : value
+        return RedisNumber.parseWrappingUnsigned(bytes, from: 0)
     }
 }
 

@@ -9,6 +9,31 @@ import Darwin
 /// Many commands (INCR, EXPIRE, SETRANGE, ZADD, ...) must accept and reject exactly what Redis
 /// does, and the string type decides its "int" encoding with the same rule, so they all share this.
 public enum RedisNumber {
+    /// C's `strtoul`/`strtoull` body from `start`: an optional sign (a '-' negates modulo
+    /// 2^64), then decimal digits to the end, at least one, without overflow. Nil otherwise.
+    /// What may come before `start` (blanks, a strict fast path) is the caller's rule.
+    public static func parseWrappingUnsigned(_ bytes: UnsafeRawBufferPointer, from start: Int) -> UInt64? {
+        var i = start
+        let n = bytes.count
+        var negative = false
+        if i < n, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") {
+            negative = bytes[i] == UInt8(ascii: "-")
+            i += 1
+        }
+        guard i < n else { return nil }
+        var value: UInt64 = 0
+        while i < n {
+            let c = bytes[i]
+            guard c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") else { return nil }
+            let (m, o1) = value.multipliedReportingOverflow(by: 10)
+            let (s, o2) = m.addingReportingOverflow(UInt64(c - UInt8(ascii: "0")))
+            if o1 || o2 { return nil }
+            value = s
+            i += 1
+        }
+        return negative ? 0 &- value : value
+    }
+
     /// Redis's `string2ll`: optional '-', then digits with no leading zeros (except "0" itself),
     /// no spaces, no '+', and the value must fit `Int64`. "-0" is rejected.
     @inlinable

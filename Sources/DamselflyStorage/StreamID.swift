@@ -85,22 +85,6 @@ public struct StreamID: Comparable, Hashable, Sendable, CustomStringConvertible 
         var i = 0
         let n = bytes.count
         while i < n, bytes[i] == 0x20 || (bytes[i] >= 0x09 && bytes[i] <= 0x0d) { i += 1 }
-        var negative = false
-        if i < n, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") {
-            negative = bytes[i] == UInt8(ascii: "-")
-            i += 1
-        }
-        guard i < n else { return nil }
-        var value: UInt64 = 0
-        while i < n {
-            let c = bytes[i]
-            guard c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") else { return nil }
-            let (m, o1) = value.multipliedReportingOverflow(by: 10)
-            let (s, o2) = m.addingReportingOverflow(UInt64(c - UInt8(ascii: "0")))
-            if o1 || o2 { return nil }
-            value = s
-            i += 1
-        }
-        return negative ? 0 &- value : value
+        return RedisNumber.parseWrappingUnsigned(bytes, from: i)
     }
 }

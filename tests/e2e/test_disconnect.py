@@ -20,7 +20,7 @@ import time
 import pytest
 
 from resp import RespConn, encode, to_py
-from util import keys_on_shards
+from util import blocked_clients_settled, keys_on_shards
 
 # Commands that end the server, replace its role or take the connection over
 # for good: not sent.
@@ -220,12 +220,6 @@ def test_every_command_then_close(damselfly, tmp_path, threads, engine):
         populate(admin, keys)
         for k in keys["list"]:
             assert to_py(admin.call("LLEN", k)) == 20
-        deadline = time.monotonic() + 5
-        while True:
-            info = to_py(admin.call("INFO", "clients")).decode()
-            blocked = int(info.split("blocked_clients:")[1].split()[0])
-            if blocked == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        blocked = blocked_clients_settled(admin, poll=0.05)
         assert blocked == 0, "closed connections stayed parked"
         assert sent > 300

@@ -34,7 +34,7 @@ import time
 import pytest
 
 from resp import RespConn, encode, to_py
-from util import keys_on_shards
+from util import blocked_clients_settled, keys_on_shards
 
 SECONDS = float(os.environ.get("DISCONNECT_STRESS_SECONDS", "2"))
 CONSUMERS = 24
@@ -181,13 +181,7 @@ def run_rounds(srv, threads, seconds, seed):
     duplicated = sorted(x for x, n in counts.items() if n > 1)
     lost_late = sorted(x for x in late if x not in counts)
     lost_racing = [x for x in racing if x not in counts]
-    deadline = time.monotonic() + 5
-    while True:
-        info = to_py(admin.call("INFO", "clients")).decode()
-        blocked = int(info.split("blocked_clients:")[1].split()[0])
-        if blocked == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
+    blocked = blocked_clients_settled(admin)
     admin.close()
     producer_admin.close()
     return {

@@ -32,3 +32,16 @@ def spread_keys(num_shards, per_shard, prefix="key"):
     """Flat list, interleaved so consecutive keys sit on different shards."""
     by = keys_on_shards(num_shards, per_shard, prefix)
     return [by[s][i] for i in range(per_shard) for s in range(num_shards)]
+
+
+def blocked_clients_settled(conn, timeout=5.0, poll=0.02):
+    """Polls INFO clients until ``blocked_clients`` is 0 or ``timeout`` passes; returns the last count."""
+    import time
+    from resp import to_py
+    deadline = time.monotonic() + timeout
+    while True:
+        info = to_py(conn.call("INFO", "clients")).decode()
+        blocked = int(info.split("blocked_clients:")[1].split()[0])
+        if blocked == 0 or time.monotonic() > deadline:
+            return blocked
+        time.sleep(poll)
