@@ -215,32 +215,95 @@ public enum BlockingFamily {
         let source = call.key(1), destination = call.key(2)
         let shardSet = call.shardSet
         let destinationShard = destination.withBytes { shardSet.shardIndex(of: $0, hash: destination.hash) }
-        // The waiter watches the source only; serving pops there and pushes
-        // to the destination (on its own shard when it lives elsewhere).
-        let park = Parking(call: call, keys: [source], extraLockKeys: [destination], deadline: deadline, timeoutReply: .nullArray,
-                           nonBlockingEmptyReply: .null, destinationCheck: destination,
-                           giveBack: .move(source: source, destination: destination, fromLeft: fromLeft, toLeft: toLeft)) { ctx, _, _ in
+        let database = call.client.database
+        let loop = call.loop
+        /// Pops from the source and pushes onto a destination on the same shard.
+        let moveHere: (ShardContext) -> Reply = { ctx in
             guard let element = popOne(ctx, source, fromLeft: fromLeft) else { return .null }
-            let database = ctx.databaseIndex
             ctx.shard.noteWritten([lockFingerprint(keyHash: source.hash, database: database)])
             ctx.journal([Array((fromLeft ? "LPOP" : "RPOP").utf8), source.bytes])
-            let push = [Array((toLeft ? "LPUSH" : "RPUSH").utf8), destination.bytes, element]
-            if destinationShard == ctx.shard.index {
-                pushOne(ctx, destination, element, toLeft: toLeft)
-                ctx.shard.noteWritten([lockFingerprint(keyHash: destination.hash, database: database)])
-                ctx.journal(push)
-            } else {
-                let target = shardSet.shards[destinationShard]
-                target.loop.post {
-                    let destinationContext = ShardContext(shard: target, databaseIndex: database)
-                    pushOne(destinationContext, destination, element, toLeft: toLeft)
-                    target.noteWritten([lockFingerprint(keyHash: destination.hash, database: database)])
-                    destinationContext.journal(push)
-                    target.afterOperation()
-                }
-            }
+            pushOne(ctx, destination, element, toLeft: toLeft)
+            ctx.shard.noteWritten([lockFingerprint(keyHash: destination.hash, database: database)])
+            ctx.journal([Array((toLeft ? "LPUSH" : "RPUSH").utf8), destination.bytes, element])
             return .bulk(element)
         }
+        // The waiter watches the source only. Served on the source's shard, as
+        // Redis serves a blocked BLMOVE: a destination of another type gets the
+        // client WRONGTYPE and leaves the element where it was (never a string
+        // overwritten by a list).
+        let park = Parking(call: call, keys: [source], extraLockKeys: [destination], deadline: deadline, timeoutReply: .nullArray,
+                           nonBlockingEmptyReply: .null, destinationCheck: destination,
+                           giveBack: .move(source: source, destination: destination, fromLeft: fromLeft, toLeft: toLeft),
+                           pop: { ctx, _, _ in
+            if destinationShard == ctx.shard.index { return moveHere(ctx) }
+            // Not parked: the destination's lock is held too and its type was
+            // checked; the push runs on its shard's loop.
+            guard let element = popOne(ctx, source, fromLeft: fromLeft) else { return .null }
+            ctx.shard.noteWritten([lockFingerprint(keyHash: source.hash, database: database)])
+            ctx.journal([Array((fromLeft ? "LPOP" : "RPOP").utf8), source.bytes])
+            let target = shardSet.shards[destinationShard]
+            target.loop.post {
+                let destinationContext = ShardContext(shard: target, databaseIndex: database)
+                pushOne(destinationContext, destination, element, toLeft: toLeft)
+                target.noteWritten([lockFingerprint(keyHash: destination.hash, database: database)])
+                destinationContext.journal([Array((toLeft ? "LPUSH" : "RPUSH").utf8), destination.bytes, element])
+                target.afterOperation()
+            }
+            return .bulk(element)
+        },
+                           serve: { ctx, _, complete in
+            if destinationShard == ctx.shard.index {
+                if let found = ctx.lookupWrite(destination) {
+                    guard case .list = ctx.database.value(at: found) else { return complete(.wrongType) }
+                }
+                return complete(moveHere(ctx))
+            }
+            // The destination lives on another shard: pop here, then push there
+            // on that shard's loop. This shard serves no other waiter until the
+            // destination answered: a destination of another type sends the
+            // element back to the end it left, and the next waiter gets it, in
+            // Redis's order.
+            guard let element = popOne(ctx, source, fromLeft: fromLeft) else { return complete(.null) }
+            let sourceFingerprint = lockFingerprint(keyHash: source.hash, database: database)
+            ctx.shard.noteWritten([sourceFingerprint])
+            ctx.journal([Array((fromLeft ? "LPOP" : "RPOP").utf8), source.bytes])
+            let here = ctx.shard
+            here.suspendServing()
+            let target = shardSet.shards[destinationShard]
+            target.loop.post {
+                let destinationContext = ShardContext(shard: target, databaseIndex: database)
+                if let found = destinationContext.lookupWrite(destination) {
+                    guard case .list = destinationContext.database.value(at: found) else {
+                        return here.loop.post {
+                            let sourceContext = ShardContext(shard: here, databaseIndex: database)
+                            if let found = sourceContext.lookupWrite(source) {
+                                // The source was replaced by another type meanwhile: the
+                                // element has no list to go back to; the client keeps it.
+                                guard case .list = sourceContext.database.value(at: found) else {
+                                    complete(.bulk(element))
+                                    return here.resumeServing()
+                                }
+                            }
+                            pushOne(sourceContext, source, element, toLeft: fromLeft)
+                            here.noteWritten([sourceFingerprint])
+                            sourceContext.journal([Array((fromLeft ? "LPUSH" : "RPUSH").utf8), source.bytes, element])
+                            complete(.wrongType)
+                            here.resumeServing()
+                            here.afterOperation()
+                        }
+                    }
+                }
+                pushOne(destinationContext, destination, element, toLeft: toLeft)
+                target.noteWritten([lockFingerprint(keyHash: destination.hash, database: database)])
+                destinationContext.journal([Array((toLeft ? "LPUSH" : "RPUSH").utf8), destination.bytes, element])
+                target.afterOperation()
+                complete(.bulk(element))
+                here.loop.post {
+                    here.resumeServing()
+                    here.afterOperation()
+                }
+            }
+        })
         park.run()
     }
 }
@@ -318,7 +381,7 @@ extension BlockingFamily {
     }
 
     /// Pushes `elements` one by one at one end of the list at `key` (not over another type).
-    private static func pushBack(_ key: KeyRef, _ elements: [[UInt8]], toLeft: Bool, shardSet: ShardSet, loop: EventLoop, database: Int) {
+    static func pushBack(_ key: KeyRef, _ elements: [[UInt8]], toLeft: Bool, shardSet: ShardSet, loop: EventLoop, database: Int) {
         onShard(key, shardSet: shardSet, loop: loop, database: database) { ctx in
             var context = ctx
             guard case .success = ListFamily.opPush(&context, key, elements, toLeft: toLeft, onlyIfExists: false) else { return false }
@@ -368,6 +431,10 @@ final class WaiterSlot {
 /// every key; serve, time out or cancel exactly once.
 final class Parking {
     typealias Pop = (ShardContext, Int, Bool) -> Reply
+    /// Serves a parked waiter for key `position` and hands the reply to the
+    /// completion, possibly later and from another shard's loop (BLMOVE
+    /// across shards); nil: the waiter serves with ``pop``.
+    typealias Serve = (ShardContext, Int, @escaping (Reply) -> Void) -> Void
 
     let call: CommandCall
     let keys: [KeyRef]
@@ -382,13 +449,15 @@ final class Parking {
     let keyState: (ShardContext, KeyRef) -> BlockingFamily.KeyState
     /// Pops for key `position` on its shard and returns the reply.
     let pop: Pop
+    let serve: Serve?
 
     init(
         call: CommandCall, keys: [KeyRef], extraLockKeys: [KeyRef] = [], deadline: UInt64?, timeoutReply: Reply,
         nonBlockingEmptyReply: Reply = .nullArray, destinationCheck: KeyRef? = nil, giveBack: BlockingFamily.GiveBack,
         keyState: @escaping (ShardContext, KeyRef) -> BlockingFamily.KeyState = BlockingFamily.listState,
-        pop: @escaping Pop
+        pop: @escaping Pop, serve: Serve? = nil
     ) {
+        self.serve = serve
         self.keyState = keyState
         self.call = call
         self.keys = keys
@@ -417,6 +486,7 @@ final class Parking {
         let canBlock = call.canBlock
         let pop = self.pop
         let keyState = self.keyState
+        let serve = self.serve
         let destination = destinationCheck
         // Where each key lives (watched keys first, then the extra lock
         // keys), resolved once.
@@ -477,10 +547,12 @@ final class Parking {
                 },
                 serve: { shard, position in
                     let ctx = ShardContext(shard: shard, databaseIndex: database)
-                    let reply = pop(ctx, position, true)
-                    loop.post {
-                        if state.parked { deliver(reply) } else { state.earlyReply = reply }
+                    let complete: (Reply) -> Void = { reply in
+                        loop.post {
+                            if state.parked { deliver(reply) } else { state.earlyReply = reply }
+                        }
                     }
+                    if let serve { serve(ctx, position, complete) } else { complete(pop(ctx, position, true)) }
                 })
         }
         let slot = WaiterSlot()

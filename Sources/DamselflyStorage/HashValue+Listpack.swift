@@ -9,9 +9,10 @@ import Darwin
 /// in insertion order, searched linearly — as Redis's listpack, one
 /// allocation for the whole hash instead of two per entry.
 ///
-/// Lengths fit one byte because the encoding only holds strings of at
-/// most ``HashValue/maxListpackValue`` (64) bytes; a longer one converts the
-/// hash to a ``ByteTable`` first.
+/// Each length is a little-endian base-128 varint: one byte for the default
+/// thresholds (strings of at most 64 bytes), more when CONFIG SET
+/// hash-max-listpack-value allows longer strings (Redis's suite packs
+/// 16 KiB values this way), so no threshold can overflow a length.
 public struct PackedPairs {
     @usableFromInline var buffer: [UInt8] = []
     public private(set) var count = 0
@@ -20,8 +21,10 @@ public struct PackedPairs {
 
     /// Where an entry sits in the buffer.
     public struct Position {
-        /// Offset of the field's length byte.
+        /// Offset of the field's length prefix.
         public let entry: Int
+        /// Offset of the value's length prefix.
+        public let valueHeader: Int
         /// Offset and length of the value bytes.
         public let valueStart: Int
         public let valueLength: Int
@@ -29,8 +32,9 @@ public struct PackedPairs {
         public var end: Int { valueStart + valueLength }
 
         @inlinable
-        init(entry: Int, valueStart: Int, valueLength: Int) {
+        init(entry: Int, valueHeader: Int, valueStart: Int, valueLength: Int) {
             self.entry = entry
+            self.valueHeader = valueHeader
             self.valueStart = valueStart
             self.valueLength = valueLength
         }
@@ -43,16 +47,54 @@ public struct PackedPairs {
         try buffer.withUnsafeBytes { raw in
             var i = 0
             while i < raw.count {
-                let fieldLength = Int(raw[i])
-                let fieldStart = i + 1
-                let valueLength = Int(raw[fieldStart + fieldLength])
-                let valueStart = fieldStart + fieldLength + 1
-                let position = Position(entry: i, valueStart: valueStart, valueLength: valueLength)
+                var fieldStart = i
+                let fieldLength = Self.readLength(raw, &fieldStart)
+                let valueHeader = fieldStart + fieldLength
+                var valueStart = valueHeader
+                let valueLength = Self.readLength(raw, &valueStart)
+                let position = Position(entry: i, valueHeader: valueHeader, valueStart: valueStart, valueLength: valueLength)
                 let field = UnsafeRawBufferPointer(rebasing: raw[fieldStart..<(fieldStart + fieldLength)])
                 let value = UnsafeRawBufferPointer(rebasing: raw[valueStart..<(valueStart + valueLength)])
                 if try !body(position, field, value) { return }
                 i = valueStart + valueLength
             }
+        }
+    }
+
+    /// Reads the varint length at `offset`, leaving `offset` just past it.
+    @inlinable
+    static func readLength(_ raw: UnsafeRawBufferPointer, _ offset: inout Int) -> Int {
+        var length = 0
+        var shift = 0
+        while true {
+            let byte = raw[offset]
+            offset += 1
+            length |= Int(byte & 0x7F) << shift
+            if byte < 0x80 { return length }
+            shift += 7
+        }
+    }
+
+    /// `length` as a varint.
+    @inlinable
+    static func lengthBytes(_ length: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var rest = length
+        while rest >= 0x80 {
+            out.append(UInt8(truncatingIfNeeded: rest) | 0x80)
+            rest >>= 7
+        }
+        out.append(UInt8(rest))
+        return out
+    }
+
+    /// Appends `length` as a varint.
+    @inlinable
+    mutating func appendLength(_ length: Int) {
+        if length < 0x80 {
+            buffer.append(UInt8(length))
+        } else {
+            buffer.append(contentsOf: Self.lengthBytes(length))
         }
     }
 
@@ -87,7 +129,7 @@ public struct PackedPairs {
         return out
     }
 
-    /// Sets `field` to `value` (both at most 255 bytes), replacing an
+    /// Sets `field` to `value` (any lengths), replacing an
     /// existing value in place or appending a new entry. Whether it was new.
     @discardableResult
     public mutating func set(_ field: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Bool {
@@ -96,9 +138,9 @@ public struct PackedPairs {
             return false
         }
         buffer.reserveCapacity(buffer.count + field.count + value.count + 2)
-        buffer.append(UInt8(field.count))
+        appendLength(field.count)
         buffer.append(contentsOf: field)
-        buffer.append(UInt8(value.count))
+        appendLength(value.count)
         buffer.append(contentsOf: value)
         count += 1
         return true
@@ -106,8 +148,12 @@ public struct PackedPairs {
 
     /// Replaces the value of the entry at `position`.
     public mutating func setValue(_ value: UnsafeRawBufferPointer, at position: Position) {
-        buffer[position.valueStart - 1] = UInt8(value.count)
-        buffer.replaceSubrange(position.valueStart..<position.end, with: value)
+        if position.valueStart - position.valueHeader == 1 && value.count < 0x80 {
+            buffer[position.valueHeader] = UInt8(value.count)
+            buffer.replaceSubrange(position.valueStart..<position.end, with: value)
+        } else {
+            buffer.replaceSubrange(position.valueHeader..<position.end, with: Self.lengthBytes(value.count) + Array(value))
+        }
     }
 
     /// Removes `field`; whether it was there.

@@ -155,10 +155,20 @@ extension Shard {
 
     /// Serves waiters of the keys that became ready: first come, first
     /// served, each waiter once, as long as its key can serve.
+    ///
+    /// Keys are served in the order they became ready, as Redis does (a
+    /// MULTI that pushes onto two keys serves the first key's waiters
+    /// first). A waiter's serve may suspend serving (BLMOVE across shards
+    /// waits for its destination's answer): the rest waits for the resume.
     public func serveReadyKeys() {
         guard blocking.suspended == 0, !blocking.readyKeys.isEmpty else { return }
-        while let fingerprint = blocking.readyKeys.popLast() {
+        while blocking.suspended == 0, !blocking.readyKeys.isEmpty {
+            let fingerprint = blocking.readyKeys.removeFirst()
             while var list = blocking.waiters[fingerprint], let first = list.first {
+                if blocking.suspended > 0 {
+                    blocking.readyKeys.insert(fingerprint, at: 0)
+                    return
+                }
                 let waiter = first.waiter
                 // A waiter whose connection closed is dropped here; its loop
                 // cancels it and unregisters it everywhere else.

@@ -28,6 +28,39 @@ import Testing
         #expect(h.encodingName == "listpack")
     }
 
+    /// Regression (Redis suite, "Hash ziplist of various encodings"): with
+    /// hash-max-listpack-value raised, values of 128, 300 and 16,383 bytes stay
+    /// packed; a one-byte length trapped on the 300-byte one.
+    @Test func packedLengthsPastOneByte() {
+        var p = PackedPairs()
+        let sizes = [0, 1, 127, 128, 255, 256, 300, 16_383, 16_384, 70_000]
+        for (i, n) in sizes.enumerated() {
+            let field = Array(repeating: UInt8(65 + i), count: n)
+            let value = Array(repeating: UInt8(97 + i), count: sizes[sizes.count - 1 - i])
+            #expect(field.withUnsafeBytes { f in value.withUnsafeBytes { v in p.set(f, v) } })
+        }
+        #expect(p.count == sizes.count)
+        for (i, n) in sizes.enumerated() {
+            let (f, v) = p.entry(i)
+            #expect(f == Array(repeating: UInt8(65 + i), count: n))
+            #expect(v == Array(repeating: UInt8(97 + i), count: sizes[sizes.count - 1 - i]))
+        }
+        // Replacing values across the one-byte / two-byte / three-byte boundary keeps the rest.
+        for (i, n) in sizes.enumerated() {
+            let field = Array(repeating: UInt8(65 + i), count: n)
+            let value = Array(repeating: UInt8(48 + i), count: sizes[(i + 3) % sizes.count])
+            #expect(!field.withUnsafeBytes { f in value.withUnsafeBytes { v in p.set(f, v) } })
+        }
+        for (i, n) in sizes.enumerated() {
+            let field = Array(repeating: UInt8(65 + i), count: n)
+            let position = field.withUnsafeBytes { p.find($0) }
+            #expect(position.map { p.value(at: $0) } == Array(repeating: UInt8(48 + i), count: sizes[(i + 3) % sizes.count]))
+        }
+        #expect(Array(repeating: UInt8(65 + 3), count: 128).withUnsafeBytes { p.remove($0) })
+        #expect(p.count == sizes.count - 1)
+        #expect(p.pairs.map { $0.0.count } == [0, 1, 127, 255, 256, 300, 16_383, 16_384, 70_000])
+    }
+
     @Test func convertsPastEntryCount() {
         let h = HashValue()
         for i in 0..<HashValue.maxListpackEntries { h.set(b("f\(i)"), b("\(i)")) }
