@@ -216,17 +216,26 @@ public enum BlockingFamily {
         let shardSet = call.shardSet
         let destinationShard = destination.withBytes { shardSet.shardIndex(of: $0, hash: destination.hash) }
         let database = call.client.database
-        let loop = call.loop
-        /// Pops from the source and pushes onto a destination on the same shard.
-        let moveHere: (ShardContext) -> Reply = { ctx in
-            guard let element = popOne(ctx, source, fromLeft: fromLeft) else { return .null }
+        /// Pops from the source, as a recorded write; nil when it is empty.
+        let popSource: (ShardContext) -> [UInt8]? = { ctx in
+            guard let element = popOne(ctx, source, fromLeft: fromLeft) else { return nil }
             ctx.shard.noteWritten([lockFingerprint(keyHash: source.hash, database: database)])
             ctx.journal([Array((fromLeft ? "LPOP" : "RPOP").utf8), source.bytes])
-            pushOne(ctx, destination, element, toLeft: toLeft)
-            ctx.shard.noteWritten([lockFingerprint(keyHash: destination.hash, database: database)])
-            ctx.journal([Array((toLeft ? "LPUSH" : "RPUSH").utf8), destination.bytes, element])
-            return .bulk(element)
+            return element
         }
+        /// Pushes onto `key` on `ctx`'s shard, as a recorded write.
+        let push: (ShardContext, KeyRef, [UInt8], Bool) -> Void = { ctx, key, element, left in
+            pushOne(ctx, key, element, toLeft: left)
+            ctx.shard.noteWritten([lockFingerprint(keyHash: key.hash, database: database)])
+            ctx.journal([Array((left ? "LPUSH" : "RPUSH").utf8), key.bytes, element])
+        }
+        /// Whether `key` holds something other than a list.
+        let holdsOtherType: (ShardContext, KeyRef) -> Bool = { ctx, key in
+            guard let found = ctx.lookupWrite(key) else { return false }
+            if case .list = ctx.database.value(at: found) { return false }
+            return true
+        }
+        let target = shardSet.shards[destinationShard]
         // The waiter watches the source only. Served on the source's shard, as
         // Redis serves a blocked BLMOVE: a destination of another type gets the
         // client WRONGTYPE and leaves the element where it was (never a string
@@ -235,67 +244,52 @@ public enum BlockingFamily {
                            nonBlockingEmptyReply: .null, destinationCheck: destination,
                            giveBack: .move(source: source, destination: destination, fromLeft: fromLeft, toLeft: toLeft),
                            pop: { ctx, _, _ in
-            if destinationShard == ctx.shard.index { return moveHere(ctx) }
             // Not parked: the destination's lock is held too and its type was
-            // checked; the push runs on its shard's loop.
-            guard let element = popOne(ctx, source, fromLeft: fromLeft) else { return .null }
-            ctx.shard.noteWritten([lockFingerprint(keyHash: source.hash, database: database)])
-            ctx.journal([Array((fromLeft ? "LPOP" : "RPOP").utf8), source.bytes])
-            let target = shardSet.shards[destinationShard]
-            target.loop.post {
-                let destinationContext = ShardContext(shard: target, databaseIndex: database)
-                pushOne(destinationContext, destination, element, toLeft: toLeft)
-                target.noteWritten([lockFingerprint(keyHash: destination.hash, database: database)])
-                destinationContext.journal([Array((toLeft ? "LPUSH" : "RPUSH").utf8), destination.bytes, element])
-                target.afterOperation()
+            // checked; on another shard the push runs on that shard's loop.
+            guard let element = popSource(ctx) else { return .null }
+            if destinationShard == ctx.shard.index {
+                push(ctx, destination, element, toLeft)
+            } else {
+                target.loop.post {
+                    push(ShardContext(shard: target, databaseIndex: database), destination, element, toLeft)
+                    target.afterOperation()
+                }
             }
             return .bulk(element)
         },
                            serve: { ctx, _, complete in
             if destinationShard == ctx.shard.index {
-                if let found = ctx.lookupWrite(destination) {
-                    guard case .list = ctx.database.value(at: found) else { return complete(.wrongType) }
-                }
-                return complete(moveHere(ctx))
+                if holdsOtherType(ctx, destination) { return complete(.wrongType) }
+                guard let element = popSource(ctx) else { return complete(.null) }
+                push(ctx, destination, element, toLeft)
+                return complete(.bulk(element))
             }
             // The destination lives on another shard: pop here, then push there
             // on that shard's loop. This shard serves no other waiter until the
             // destination answered: a destination of another type sends the
             // element back to the end it left, and the next waiter gets it, in
             // Redis's order.
-            guard let element = popOne(ctx, source, fromLeft: fromLeft) else { return complete(.null) }
-            let sourceFingerprint = lockFingerprint(keyHash: source.hash, database: database)
-            ctx.shard.noteWritten([sourceFingerprint])
-            ctx.journal([Array((fromLeft ? "LPOP" : "RPOP").utf8), source.bytes])
+            guard let element = popSource(ctx) else { return complete(.null) }
             let here = ctx.shard
             here.suspendServing()
-            let target = shardSet.shards[destinationShard]
             target.loop.post {
                 let destinationContext = ShardContext(shard: target, databaseIndex: database)
-                if let found = destinationContext.lookupWrite(destination) {
-                    guard case .list = destinationContext.database.value(at: found) else {
-                        return here.loop.post {
-                            let sourceContext = ShardContext(shard: here, databaseIndex: database)
-                            if let found = sourceContext.lookupWrite(source) {
-                                // The source was replaced by another type meanwhile: the
-                                // element has no list to go back to; the client keeps it.
-                                guard case .list = sourceContext.database.value(at: found) else {
-                                    complete(.bulk(element))
-                                    return here.resumeServing()
-                                }
-                            }
-                            pushOne(sourceContext, source, element, toLeft: fromLeft)
-                            here.noteWritten([sourceFingerprint])
-                            sourceContext.journal([Array((fromLeft ? "LPUSH" : "RPUSH").utf8), source.bytes, element])
+                if holdsOtherType(destinationContext, destination) {
+                    return here.loop.post {
+                        let sourceContext = ShardContext(shard: here, databaseIndex: database)
+                        if holdsOtherType(sourceContext, source) {
+                            // The source was replaced by another type meanwhile: the
+                            // element has no list to go back to; the client keeps it.
+                            complete(.bulk(element))
+                        } else {
+                            push(sourceContext, source, element, fromLeft)
                             complete(.wrongType)
-                            here.resumeServing()
-                            here.afterOperation()
                         }
+                        here.resumeServing()
+                        here.afterOperation()
                     }
                 }
-                pushOne(destinationContext, destination, element, toLeft: toLeft)
-                target.noteWritten([lockFingerprint(keyHash: destination.hash, database: database)])
-                destinationContext.journal([Array((toLeft ? "LPUSH" : "RPUSH").utf8), destination.bytes, element])
+                push(destinationContext, destination, element, toLeft)
                 target.afterOperation()
                 complete(.bulk(element))
                 here.loop.post {

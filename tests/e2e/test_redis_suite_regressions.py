@@ -109,3 +109,40 @@ def test_blocked_brpoplpush_into_wrong_type_gets_wrongtype(damselfly, redis_serv
         expected = _blocked_move_onto_wrong_type(redis_server, source, target, other)
         assert expected == ({"first": "WRONGTYPE", "second": b"c"}, [b"a", b"b"], b"nolist", [b"c"])
         assert _blocked_move_onto_wrong_type(d, source, target, other) == expected
+
+
+def _multi_pushes_serve(server, a, b):
+    """Four BLMPOP clients wait on two keys; one MULTI fills both: the key filled first
+    serves first (Redis's "BLMPOP with multiple blocked clients")."""
+    import threading
+    c = server.client()
+    c.flushall()
+    replies = [None] * 4
+    threads = []
+    for i, (where, count) in enumerate([("LEFT", 1), ("RIGHT", 10), ("LEFT", 10), ("RIGHT", 1)]):
+        def block(i=i, where=where, count=count):
+            replies[i] = server.client().execute_command("BLMPOP", 2, 2, a, b, where, "COUNT", count)
+        t = threading.Thread(target=block)
+        t.start()
+        threads.append(t)
+        _wait_blocked(c, i + 1)
+    p = c.pipeline(transaction=True)
+    p.lpush(a, "a", "b", "c", "d", "e")
+    p.lpush(b, "1", "2", "3", "4", "5")
+    p.execute()
+    for t in threads:
+        t.join()
+    return replies, c.exists(a, b)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ready_keys_serve_in_the_order_they_became_ready(damselfly, redis_server, threads):
+    # Serving took the last key made ready first: the first client got the second key.
+    # On several threads the two keys share a shard here: keys on two shards are served
+    # by each shard on its own, in no promised order between them.
+    from util import keys_on_shards
+    d = damselfly(f"--proactor_threads={threads}")
+    pairs = [("blist{t}", "blist2{t}"), ("ka", "kb")] if threads == 1 else [tuple(keys_on_shards(threads, 2, "rk")[0])]
+    for a, b in pairs:
+        expected = _multi_pushes_serve(redis_server, a, b)
+        assert _multi_pushes_serve(d, a, b) == expected
