@@ -17,6 +17,12 @@ public final class ClientState {
     public var closeRequested = false
     public var address = ""
     public var localAddress = ""
+    /// Whether the peer is this machine (loopback or a Unix socket): Redis's
+    /// rule for `enable-protected-configs local`.
+    public var isLocal: Bool {
+        address.hasPrefix("127.") || address.hasPrefix("[::1]") || address.hasPrefix("::1") || address.isEmpty
+            || address.hasPrefix("/")
+    }
     public var createdAtMs: Int64 = 0
     public var lastCommandAtMs: Int64 = 0
     public var lastCommandName = "NULL"

@@ -111,7 +111,7 @@ enum ServerFamily {
             }
             let result: (String?, ServerConfig) = server.configState.withLock { config in
                 var updated = config
-                if let error = ConfigParameters.set(pairs, in: &updated) { return (error, config) }
+                if let error = ConfigParameters.set(pairs, in: &updated, localClient: call.client.isLocal) { return (error, config) }
                 config = updated
                 return (nil, updated)
             }

@@ -207,6 +207,29 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
         #expect(c == ServerConfig())
     }
 
+    /// Redis 7's protected configs: `dir` and `dbfilename` change through CONFIG SET
+    /// only as `enable-protected-configs` allows (default no; local: loopback clients).
+    @Test func protectedConfigs() {
+        var c = ServerConfig()
+        for name in ["dir", "DBFILENAME"] {
+            #expect(ConfigParameters.set([(name, name == "dir" ? "/tmp" : "x.rdb")], in: &c)
+                == "ERR CONFIG SET failed (possibly related to argument '\(name)') - can't set protected config")
+        }
+        #expect(ConfigParameters.set([("timeout", "5"), ("dir", "/tmp")], in: &c) != nil)
+        #expect(c == ServerConfig())
+        #expect(value("enable-protected-configs", c) == "no")
+        #expect(ConfigParameters.set("enable-protected-configs", "yes", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'enable-protected-configs') - can't set immutable config")
+        c.enableProtectedConfigs = "local"
+        #expect(value("enable-protected-configs", c) == "local")
+        #expect(ConfigParameters.set([("dir", "/tmp")], in: &c, localClient: false) != nil)
+        #expect(ConfigParameters.set([("dir", "/tmp")], in: &c, localClient: true) == nil)
+        #expect(c.dir == "/tmp")
+        c.enableProtectedConfigs = "yes"
+        #expect(ConfigParameters.set([("dbfilename", "x.rdb")], in: &c, localClient: false) == nil)
+        #expect(c.dbfilename == "x.rdb")
+    }
+
     @Test func severalPairsAreAllOrNothing() {
         var c = ServerConfig()
         #expect(ConfigParameters.set([("timeout", "5"), ("hz", "20")], in: &c) == nil)

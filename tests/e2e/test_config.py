@@ -155,3 +155,24 @@ def test_encoding_thresholds_are_honoured(pair):
     assert ours == theirs
     assert ours[0] == [b"listpack", b"listpack", b"intset"]
     assert ours[1] == [b"hashtable", b"skiplist", b"hashtable"]
+
+
+def test_protected_configs_are_refused_as_redis_does(pair):
+    # Redis 7: dir and dbfilename are protected (enable-protected-configs no by default).
+    out = {}
+    for name, s in (("damselfly", pair[0]), ("redis", pair[1])):
+        c = s.client()
+        out[name] = [reply(c, "CONFIG", "SET", "dir", "/tmp"), reply(c, "CONFIG", "SET", "dbfilename", "x.rdb"),
+                     reply(c, "CONFIG", "SET", "timeout", "0", "dir", "/tmp"),
+                     reply(c, "CONFIG", "SET", "enable-protected-configs", "yes"),
+                     c.config_get("enable-protected-configs"), c.config_get("dbfilename")]
+    assert out["damselfly"] == out["redis"]
+    assert out["damselfly"][0].endswith("can't set protected config")
+
+
+def test_protected_configs_can_be_enabled(damselfly):
+    d = damselfly("--enable_protected_configs=local")
+    c = d.client()
+    assert c.config_get("enable-protected-configs") == {"enable-protected-configs": "local"}
+    assert c.config_set("dbfilename", "other.rdb")  # the test client is on loopback
+    assert c.config_get("dbfilename") == {"dbfilename": "other.rdb"}

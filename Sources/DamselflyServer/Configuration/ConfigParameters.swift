@@ -57,13 +57,20 @@ public enum ConfigParameters {
 
     /// CONFIG SET with several name/value pairs (Redis 7): all or nothing. Returns nil on
     /// success or the error for the first pair that fails, leaving `config` unchanged.
-    public static func set(_ pairs: [(String, String)], in config: inout ServerConfig) -> String? {
+    ///
+    /// Protected parameters (Redis's PROTECTED_CONFIG: `dir`, `dbfilename`) change only
+    /// as `enable-protected-configs` allows: "yes", or "local" for a `localClient`.
+    public static func set(_ pairs: [(String, String)], in config: inout ServerConfig, localClient: Bool = true) -> String? {
         var updated = config
         var seen: Set<String> = []
+        let protectedAllowed = config.enableProtectedConfigs == "yes" || (config.enableProtectedConfigs == "local" && localClient)
         for (name, value) in pairs {
             let canonical = lookup(name)?.name ?? RedisParameterTable.byName[name.lowercased()]?.canonicalName
             if let canonical, !seen.insert(canonical).inserted {
                 return "ERR CONFIG SET failed (possibly related to argument '\(name)') - duplicate parameter"
+            }
+            if !protectedAllowed, let canonical, case .protected = RedisParameterTable.byName[canonical]?.kind {
+                return failure(name, "can't set protected config")
             }
             if let error = set(name, value, in: &updated) { return error }
         }
@@ -191,6 +198,7 @@ public enum ConfigParameters {
             set: { config, text in config.requirepass = text; return nil }),
         intParameter("maxmemory", [], 0...Int.max, \.maxmemory, memory: true),
         immutable("databases", ["dbnum"], { String($0.dbnum) }),
+        immutable("enable-protected-configs", [], { $0.enableProtectedConfigs }),
         Parameter(
             name: "dir", aliases: [], get: { $0.dir },
             set: { config, text in

@@ -37,6 +37,10 @@ public struct ServerConfig: Sendable, Equatable {
     public var save: String = ""
     /// --dbfilename: snapshot file name.
     public var dbfilename: String = "dump.rdb"
+    /// --enable_protected_configs: whether CONFIG SET may change the protected
+    /// parameters (`dir`, `dbfilename`): "no" (Redis 7's default), "yes", or
+    /// "local" (only from loopback and Unix-socket clients).
+    public var enableProtectedConfigs: String = "no"
     /// --max_bulk_len: largest bulk string accepted from clients, bytes (human sizes accepted).
     public var maxBulkLen: Int = 512 * 1024 * 1024
     /// --max_multibulk_len: most elements in one multibulk request.
@@ -278,6 +282,8 @@ struct ConfigFlagSpec: Sendable {
         .bool("lock_on_hashtags", "Shard and lock keys by their {hashtag} instead of the whole key.", \.lockOnHashtags),
         .string("dir", "Working directory for snapshot files.", \.dir),
         .string("dbfilename", "Snapshot file name inside dir.", \.dbfilename),
+        .string("enable_protected_configs", "Whether CONFIG SET may change dir and dbfilename: no, yes, or local (loopback clients only).",
+                \.enableProtectedConfigs, choices: ["no", "yes", "local"]),
         .bool("migrate_connections", "Move a connection to the thread owning the shard its commands use (a blocking pop at once; other commands after 16 in a row on one shard), so they run inline.", \.migrateConnections),
         .int("poll_before_sleep_us", 0...100_000, "Microseconds a thread keeps polling for messages from other threads before it sleeps (0 = sleep at once); trades CPU for hop latency.", \.pollBeforeSleepMicros),
         .bool("appendonly", "Journal every write command (one file per shard) and replay the journal at start-up.", \.appendonly),
