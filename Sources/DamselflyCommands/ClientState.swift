@@ -19,9 +19,11 @@ public final class ClientState {
     public var localAddress = ""
     /// Whether the peer is this machine (loopback or a Unix socket): Redis's
     /// rule for `enable-protected-configs local`.
-    public var isLocal: Bool {
-        address.hasPrefix("127.") || address.hasPrefix("[::1]") || address.hasPrefix("::1") || address.isEmpty
-            || address.hasPrefix("/")
+    public var isLocal: Bool { Self.isLocal(address) }
+
+    /// Whether an "ip:port" peer name is this machine.
+    public static func isLocal(_ address: String) -> Bool {
+        address.isEmpty || address.hasPrefix("127.") || address.hasPrefix("::1:") || address.hasPrefix("::ffff:127.")
     }
     public var createdAtMs: Int64 = 0
     public var lastCommandAtMs: Int64 = 0

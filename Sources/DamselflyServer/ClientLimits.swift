@@ -10,6 +10,8 @@ import Synchronization
 ///   limit off. Classes `normal` and `pubsub` (a client with subscriptions); `replica` is
 ///   accepted and kept for CONFIG GET (there are no replicas yet).
 /// - `maxclients`, `timeout`: checked at accept and once a second.
+/// - `protected-mode`: with no password, a client not on this machine gets Redis's
+///   DENIED text at accept and is closed.
 final class ClientLimits: Sendable {
     struct OutputLimit: Equatable, Sendable {
         var hard: Int
@@ -20,6 +22,7 @@ final class ClientLimits: Sendable {
     let queryBufferLimit: Atomic<Int>
     let maxClients: Atomic<Int>
     let timeoutSeconds: Atomic<Int>
+    let protectedMode: Atomic<Bool>
     /// The normal and pubsub classes (the replica one is kept in the configuration only).
     private let normalHard = Atomic<Int>(0), normalSoft = Atomic<Int>(0), normalSeconds = Atomic<Int>(0)
     private let pubsubHard = Atomic<Int>(0), pubsubSoft = Atomic<Int>(0), pubsubSeconds = Atomic<Int>(0)
@@ -30,6 +33,7 @@ final class ClientLimits: Sendable {
         queryBufferLimit = Atomic(config.clientQueryBufferLimit)
         maxClients = Atomic(config.maxclients)
         timeoutSeconds = Atomic(config.timeout)
+        protectedMode = Atomic(config.protectedMode)
         apply(config)
     }
 
@@ -37,6 +41,7 @@ final class ClientLimits: Sendable {
         queryBufferLimit.store(config.clientQueryBufferLimit, ordering: .relaxed)
         maxClients.store(config.maxclients, ordering: .relaxed)
         timeoutSeconds.store(config.timeout, ordering: .relaxed)
+        protectedMode.store(config.protectedMode, ordering: .relaxed)
         let limits = Self.parseOutputLimits(config.clientOutputBufferLimit, base: Self.defaultOutputLimits)
             ?? Self.defaultOutputLimits
         normalHard.store(limits[0].hard, ordering: .relaxed)

@@ -195,18 +195,39 @@ public final class Server: @unchecked Sendable {
             Glibc.close(fd)
             return
         }
+        let address = Self.socketName(fd, local: false)
+        if limits.protectedMode.load(ordering: .relaxed) && engine.requirePass.isEmpty && !ClientState.isLocal(address) {
+            counters.rejectedConnections += 1
+            _ = Self.protectedModeDenial.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+            Glibc.close(fd)
+            return
+        }
         dfly_prepare_client_socket(fd, 0, Int32(config.tcpKeepalive))
         let id = nextClientID.add(1, ordering: .relaxed).newValue
         let client = ClientState(id: id, loop: loop, authenticated: engine.requirePass.isEmpty)
         client.createdAtMs = Clock.wallMillis()
         client.lastCommandAtMs = client.createdAtMs
-        client.address = Self.socketName(fd, local: false)
+        client.address = address
         client.localAddress = Self.socketName(fd, local: true)
         let connection = Connection(server: self, loop: loop, client: client)
         connectionsByLoop[loop.index][ObjectIdentifier(connection)] = connection
         counters.connectedClients.add(1, ordering: .relaxed)
         connection.socket = loop.register(fd: fd, handler: connection)
     }
+
+    /// What Redis 7.0 sends a client it refuses in protected mode (its text, word for word).
+    static let protectedModeDenial =
+        "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set "
+        + "for the default user. In this mode connections are only accepted from the loopback interface. If you "
+        + "want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just "
+        + "disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by "
+        + "connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly "
+        + "accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively "
+        + "you can just disable the protected mode by editing the Redis configuration file, and setting the protected "
+        + "mode option to 'no', and then restarting the server. 3) If you started the server manually just for "
+        + "testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the "
+        + "default user. NOTE: You only need to do one of the above things in order for the server to start "
+        + "accepting connections from the outside.\r\n"
 
     static func socketName(_ fd: Int32, local: Bool) -> String {
         var buffer = [CChar](repeating: 0, count: 96)

@@ -271,6 +271,14 @@ public enum ConfigParameters {
                 return nil
             }),
         Parameter(
+            name: "protected-mode", aliases: [], get: { $0.protectedMode ? "yes" : "no" },
+            set: { config, text in
+                switch text.lowercased() {
+                case "no", "yes": config.protectedMode = text.lowercased() == "yes"; return nil
+                default: return "argument must be 'yes' or 'no'"
+                }
+            }),
+        Parameter(
             name: "appendonly", aliases: [], get: { $0.appendonly ? "yes" : "no" },
             set: { config, text in
                 switch text.lowercased() {

@@ -41,6 +41,9 @@ public struct ServerConfig: Sendable, Equatable {
     /// parameters (`dir`, `dbfilename`): "no" (Redis 7's default), "yes", or
     /// "local" (only from loopback and Unix-socket clients).
     public var enableProtectedConfigs: String = "no"
+    /// --protected_mode: with no password set, refuse clients that are not on
+    /// this machine (Redis's protected mode; CONFIG SET protected-mode).
+    public var protectedMode: Bool = true
     /// --max_bulk_len: largest bulk string accepted from clients, bytes (human sizes accepted).
     public var maxBulkLen: Int = 512 * 1024 * 1024
     /// --max_multibulk_len: most elements in one multibulk request.
@@ -284,6 +287,7 @@ struct ConfigFlagSpec: Sendable {
         .string("dbfilename", "Snapshot file name inside dir.", \.dbfilename),
         .string("enable_protected_configs", "Whether CONFIG SET may change dir and dbfilename: no, yes, or local (loopback clients only).",
                 \.enableProtectedConfigs, choices: ["no", "yes", "local"]),
+        .bool("protected_mode", "With no requirepass, refuse clients not on this machine (Redis's protected mode).", \.protectedMode),
         .bool("migrate_connections", "Move a connection to the thread owning the shard its commands use (a blocking pop at once; other commands after 16 in a row on one shard), so they run inline.", \.migrateConnections),
         .int("poll_before_sleep_us", 0...100_000, "Microseconds a thread keeps polling for messages from other threads before it sleeps (0 = sleep at once); trades CPU for hop latency.", \.pollBeforeSleepMicros),
         .bool("appendonly", "Journal every write command (one file per shard) and replay the journal at start-up.", \.appendonly),
