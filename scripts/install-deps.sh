@@ -4,8 +4,9 @@
 set -euo pipefail
 
 # dpkg-dev and tcl: scripts/redis-suite.sh unpacks and runs Redis's own test suite.
+# prometheus: promtool checks the /metrics exposition (tests/e2e/test_metrics.py).
 APT_PACKAGES=(liburing-dev libxxhash-dev liblua5.1-0-dev lua-cjson lua-bitop redis-server redis-tools ruby-sidekiq zlib1g-dev
-  dpkg-dev tcl)
+  dpkg-dev tcl prometheus)
 PIP_PACKAGES=(redis hypothesis xxhash pytest)
 
 SUDO=""

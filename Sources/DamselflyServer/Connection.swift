@@ -43,6 +43,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// The driver refused a deferred detach: run the next command here
     /// instead of trying again (cleared once it has been dispatched).
     private var migrationRefused = false
+    /// Nothing has been read yet: only the first bytes can be an HTTP request.
+    private var firstInput = true
     /// Pub/sub: channels and patterns this connection is subscribed to.
     var channels: Set<[UInt8]> = []
     var patterns: Set<[UInt8]> = []
@@ -127,6 +129,16 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private func processInput() {
         while !waitingForReply && !isClosed && inputStart < inputEnd {
             let view = UnsafeRawBufferPointer(start: input + inputStart, count: inputEnd - inputStart)
+            if firstInput {
+                switch HTTPRequest.detect(view) {
+                case .notHTTP: firstInput = false
+                case .incomplete: return
+                case .request(let path):
+                    firstInput = false
+                    inputStart = inputEnd
+                    return serveHTTP(path)
+                }
+            }
             switch parser.parse(view, into: args) {
             case .needMoreData:
                 flush()
@@ -394,6 +406,25 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         for pattern in patterns { server.pubsub.punsubscribe(self, pattern: pattern) }
         channels = []
         patterns = []
+    }
+
+    /// `GET /metrics` (Prometheus, Dragonfly's way: on the main port, told
+    /// apart by its first bytes) answered from the INFO report, then closed;
+    /// any other path is 404.
+    private func serveHTTP(_ path: String) {
+        waitingForReply = true
+        let respond: (String, String, String) -> Void = { [self] status, type, body in
+            let head = "HTTP/1.1 \(status)\r\nContent-Type: \(type)\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n"
+            output.buffer.append(contentsOf: Array(head.utf8) + Array(body.utf8))
+            waitingForReply = false
+            close()
+        }
+        guard path == "/metrics" || path.hasPrefix("/metrics?") else {
+            return respond("404 Not Found", "text/plain; charset=utf-8", "Not Found: Damselfly serves /metrics\n")
+        }
+        InfoReport.build(server: server, from: loop, sections: ["all"]) { text in
+            respond("200 OK", "text/plain; version=0.0.4; charset=utf-8", MetricsExposition.render(info: text))
+        }
     }
 
     /// Sends what is queued; with `appendfsync always`, only once the loop's
