@@ -198,9 +198,10 @@ public enum HyperLogLog {
         }
     }
 
-    /// Calls `body(firstRegister, value, length)` for each opcode of a sparse
-    /// HLL, stopping where a VAL run would pass the last register; returns
-    /// the number of registers described (16384 when well formed).
+    /// Calls `body(firstRegister, value, length)` for each VAL opcode of a
+    /// sparse HLL; returns the number of registers described (16384 when
+    /// well formed), or -1 as soon as a VAL run would pass the last register
+    /// (redis-server refuses such a value whatever follows).
     @inline(__always)
     static func forEachRun(_ bytes: [UInt8], _ body: (Int, Int, Int) -> Void) -> Int {
         bytes.withUnsafeBytes { s in
@@ -208,7 +209,7 @@ public enum HyperLogLog {
             while p < s.count {
                 let op = opcode(s, p)
                 if op.value > 0 {
-                    if index + op.length > registerCount { break }
+                    if index + op.length > registerCount { return -1 }
                     body(index, op.value, op.length)
                 }
                 index += op.length
@@ -293,6 +294,9 @@ public enum HyperLogLog {
                 return promote(&bytes, index, count)
             }
             bytes.replaceSubrange(p..<(min(p + oldLength, end)), with: seq)
+            // A truncated XZERO as the last byte: Redis grows the string by
+            // the sequence's size less two, so its last byte is cut off.
+            if p + oldLength > end { bytes.removeLast() }
         }
         // Step 4: merge adjacent VAL opcodes of equal value, scanning up to
         // five opcodes from the one before the change.
