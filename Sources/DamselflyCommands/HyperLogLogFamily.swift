@@ -200,9 +200,7 @@ public enum HyperLogLogFamily {
             let limit = sparseMaxBytes
             let write: (inout [UInt8]) -> Reply = { bytes in
                 if merged.dense { _ = HyperLogLog.toDense(&bytes) }
-                for (i, value) in merged.registers.enumerated() where value != 0 {
-                    _ = HyperLogLog.setRegister(&bytes, i, value, sparseMaxBytes: limit)
-                }
+                HyperLogLog.raiseRegisters(&bytes, to: merged.registers, sparseMaxBytes: limit)
                 HyperLogLog.invalidateCache(&bytes)
                 return .ok
             }
@@ -241,7 +239,7 @@ public enum HyperLogLogFamily {
                     }
                     if kind == .todense { return .integer(converted ? 1 : 0) }
                     return .array((0..<HyperLogLog.registerCount).map {
-                        .integer(Int(HyperLogLog.denseRegister(&bytes, $0)))
+                        .integer(Int(HyperLogLog.denseRegister(bytes, $0)))
                     })
                 case .decode:
                     guard HyperLogLog.isSparse(bytes) else { return .error("ERR HLL encoding is not sparse") }

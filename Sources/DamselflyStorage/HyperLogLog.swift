@@ -134,7 +134,7 @@ public enum HyperLogLog {
     // MARK: - Dense registers
 
     @inline(__always)
-    static func denseGet(_ p: UnsafeMutableRawBufferPointer, _ base: Int, _ regnum: Int) -> UInt8 {
+    static func denseGet(_ p: UnsafeRawBufferPointer, _ base: Int, _ regnum: Int) -> UInt8 {
         let byte = base + regnum * bitsPerRegister / 8
         let fb = UInt8(regnum * bitsPerRegister & 7)
         let b0 = p[byte]
@@ -156,16 +156,68 @@ public enum HyperLogLog {
     }
 
     /// Register `regnum` of a dense HLL.
-    public static func denseRegister(_ bytes: inout [UInt8], _ regnum: Int) -> UInt8 {
-        bytes.withUnsafeMutableBytes { denseGet($0, headerSize, regnum) }
+    public static func denseRegister(_ bytes: [UInt8], _ regnum: Int) -> UInt8 {
+        bytes.withUnsafeBytes { denseGet($0, headerSize, regnum) }
     }
 
     /// Raises register `index` to `count` if it is lower (`hllDenseSet`).
     static func denseSet(_ bytes: inout [UInt8], _ index: Int, _ count: UInt8) -> Bool {
         bytes.withUnsafeMutableBytes { p in
-            guard count > denseGet(p, headerSize, index) else { return false }
+            guard count > denseGet(UnsafeRawBufferPointer(p), headerSize, index) else { return false }
             denseSetRegister(p, headerSize, index, count)
             return true
+        }
+    }
+
+    /// Calls `body(register, value)` for every register of a dense HLL, three
+    /// bytes (four registers) at a time: the whole-HLL paths (PFCOUNT of
+    /// several keys, PFMERGE, the estimate) read all 16384.
+    @inline(__always)
+    static func forEachDenseRegister(_ bytes: [UInt8], _ body: (Int, UInt8) -> Void) {
+        bytes.withUnsafeBytes { p in
+            var byte = headerSize, r = 0
+            while r < registerCount {
+                let b0 = p[byte], b1 = p[byte + 1], b2 = p[byte + 2]
+                body(r, b0 & 63)
+                body(r + 1, (b0 >> 6) | ((b1 & 15) << 2))
+                body(r + 2, (b1 >> 4) | ((b2 & 3) << 4))
+                body(r + 3, b2 >> 2)
+                byte += 3
+                r += 4
+            }
+        }
+    }
+
+    /// Writes every register of a dense HLL from one byte per register
+    /// (each at most 63).
+    static func writeDenseRegisters(_ bytes: inout [UInt8], _ registers: [UInt8]) {
+        bytes.withUnsafeMutableBytes { p in
+            registers.withUnsafeBufferPointer { r in
+                var byte = headerSize, i = 0
+                while i < registerCount {
+                    let r0 = r[i], r1 = r[i + 1], r2 = r[i + 2], r3 = r[i + 3]
+                    p[byte] = r0 | (r1 << 6)
+                    p[byte + 1] = (r1 >> 2) | (r2 << 4)
+                    p[byte + 2] = (r2 >> 4) | (r3 << 2)
+                    byte += 3
+                    i += 4
+                }
+            }
+        }
+    }
+
+    /// PFMERGE's write: raises the registers of `bytes` to `merged` (one
+    /// byte per register). A dense HLL is rewritten whole, which is the same
+    /// as raising each register since `merged` already holds its own.
+    public static func raiseRegisters(_ bytes: inout [UInt8], to merged: [UInt8], sparseMaxBytes: Int) {
+        if bytes[4] == denseEncoding {
+            var registers = merged
+            forEachDenseRegister(bytes) { r, v in if v > registers[r] { registers[r] = v } }
+            writeDenseRegisters(&bytes, registers)
+            return
+        }
+        for (i, value) in merged.enumerated() where value != 0 {
+            _ = setRegister(&bytes, i, value, sparseMaxBytes: sparseMaxBytes)
         }
     }
 
@@ -349,10 +401,7 @@ public enum HyperLogLog {
     static func histogram(_ bytes: [UInt8]) -> [Int]? {
         var histo = [Int](repeating: 0, count: 64)
         if bytes[4] == denseEncoding {
-            var copy = bytes
-            copy.withUnsafeMutableBytes { p in
-                for r in 0..<registerCount { histo[Int(denseGet(p, headerSize, r))] += 1 }
-            }
+            forEachDenseRegister(bytes) { _, v in histo[Int(v)] += 1 }
             return histo
         }
         var index = 0
@@ -418,12 +467,8 @@ public enum HyperLogLog {
     /// `bytes` (`hllMerge`); false when a sparse HLL is corrupted.
     public static func merge(into registers: inout [UInt8], _ bytes: [UInt8]) -> Bool {
         if bytes[4] == denseEncoding {
-            var copy = bytes
-            copy.withUnsafeMutableBytes { p in
-                for r in 0..<registerCount {
-                    let v = denseGet(p, headerSize, r)
-                    if v > registers[r] { registers[r] = v }
-                }
+            registers.withUnsafeMutableBufferPointer { max in
+                forEachDenseRegister(bytes) { r, v in if v > max[r] { max[r] = v } }
             }
             return true
         }
@@ -474,7 +519,7 @@ public enum HyperLogLog {
                     denseSetRegister(p, headerSize, r, v)
                 }
             }
-            for r in 0..<registerCount where denseRegister(&dense, r) != expected[r] {
+            for r in 0..<registerCount where denseRegister(dense, r) != expected[r] {
                 return "TESTFAILED Register error at round \(round), register \(r)"
             }
         }

@@ -56,9 +56,8 @@ import Testing
         #expect(!HyperLogLog.isSparse(dense))
         #expect(HyperLogLog.count(sparse) == HyperLogLog.count(dense))
         #expect(HyperLogLog.toDense(&sparse))
-        var d = dense
         for r in stride(from: 0, to: HyperLogLog.registerCount, by: 7) {
-            #expect(HyperLogLog.denseRegister(&sparse, r) == HyperLogLog.denseRegister(&d, r))
+            #expect(HyperLogLog.denseRegister(sparse, r) == HyperLogLog.denseRegister(dense, r))
         }
     }
 
@@ -85,6 +84,29 @@ import Testing
         #expect(!HyperLogLog.isValid(b("HYLL\u{0}") + [UInt8](repeating: 0, count: 20)))  // dense of the wrong size
         #expect(!HyperLogLog.isValid([72, 89, 76, 76, 2] + [UInt8](repeating: 0, count: 13)))
         #expect(!HyperLogLog.isValid(b("hyll") + [1] + [UInt8](repeating: 0, count: 13)))
+    }
+
+    @Test func wholeRegisterPathsAgreeWithOneRegisterAtATime() {
+        var dense = HyperLogLog.empty()
+        _ = HyperLogLog.toDense(&dense)
+        var values = [UInt8](repeating: 0, count: HyperLogLog.registerCount)
+        var seed: UInt64 = 42
+        for i in values.indices {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            values[i] = UInt8(truncatingIfNeeded: seed >> 33) & 63
+        }
+        HyperLogLog.writeDenseRegisters(&dense, values)
+        var read = [UInt8](repeating: 0, count: HyperLogLog.registerCount)
+        HyperLogLog.forEachDenseRegister(dense) { r, v in read[r] = v }
+        #expect(read == values)
+        #expect((0..<HyperLogLog.registerCount).allSatisfy { HyperLogLog.denseRegister(dense, $0) == values[$0] })
+        // Raising to a mix of higher and lower values keeps the maxima.
+        var target = dense
+        let other = values.map { 63 - $0 }
+        HyperLogLog.raiseRegisters(&target, to: other, sparseMaxBytes: 3000)
+        #expect((0..<HyperLogLog.registerCount).allSatisfy {
+            HyperLogLog.denseRegister(target, $0) == max(values[$0], other[$0])
+        })
     }
 
     @Test func cacheBitsRoundTrip() {
