@@ -507,14 +507,15 @@ public enum HyperLogLog {
     /// that sparse and dense forms of the same HLL estimate the same, and
     /// that the estimate stays within a few standard errors as it grows.
     public static func selfTest() -> String? {
-        var rng = SplitMix64(seed: 0x5EED)
+        var state: UInt64 = 0x5EED  // a fixed LCG, so a failure repeats
         var dense = [UInt8](repeating: 0, count: denseSize)
         dense.replaceSubrange(0..<4, with: Array("HYLL".utf8))
         var expected = [UInt8](repeating: 0, count: registerCount)
         for round in 0..<100 {
             dense.withUnsafeMutableBytes { p in
                 for r in 0..<registerCount {
-                    let v = UInt8(truncatingIfNeeded: rng.next()) & registerMax
+                    state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                    let v = UInt8(truncatingIfNeeded: state >> 58)
                     expected[r] = v
                     denseSetRegister(p, headerSize, r, v)
                 }
@@ -548,18 +549,5 @@ public enum HyperLogLog {
             }
         }
         return nil
-    }
-}
-
-/// A small deterministic generator for the self-test.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
