@@ -4,6 +4,7 @@
 #   source "$(dirname "${BASH_SOURCE[0]}")/../Benchmarks/lib.sh"   # from scripts/
 #
 #   need_tools redis-server redis-cli python3   # exit 1 naming the first missing tool
+#   resolve_damselfly_bin                       # DAMSELFLY_BIN absolute (built when unset)
 #   make_workdir                                # WORKDIR=private temp dir; removed (and every
 #                                               # server started below stopped) on exit
 #   port=$(free_port)
@@ -24,6 +25,17 @@ need_tools() {
       exit 1
     }
   done
+}
+
+# resolve_damselfly_bin — DAMSELFLY_BIN made absolute, or a release build when unset; exits 1
+# when it is not executable. Run from the repository root.
+resolve_damselfly_bin() {
+  if [[ -z "${DAMSELFLY_BIN:-}" ]]; then
+    swift build -c release --product damselfly
+    DAMSELFLY_BIN=.build/release/damselfly
+  fi
+  [[ -x "$DAMSELFLY_BIN" ]] || { echo "error: $DAMSELFLY_BIN not executable" >&2; exit 1; }
+  DAMSELFLY_BIN=$(realpath "$DAMSELFLY_BIN")
 }
 
 # free_port — a TCP port nothing listens on right now (the kernel's pick).

@@ -67,6 +67,7 @@ public final class Server: @unchecked Sendable {
         SortedSetFamily.register(registry)
         StreamFamily.register(registry)
         BitFamily.register(registry)
+        HyperLogLogFamily.register(registry)
         BlockingFamily.register(registry)
         ScriptFamily.register(registry)
         FunctionFamily.register(registry)

@@ -1,8 +1,8 @@
 import Synchronization
 
 /// The encoding thresholds Redis lets CONFIG SET change at runtime
-/// (`hash-max-listpack-*`, `zset-max-listpack-*`, `set-max-intset-entries` and
-/// their `ziplist` aliases). Process-wide, like Redis's `server.*` fields: the
+/// (`hash-max-listpack-*`, `zset-max-listpack-*`, `set-max-intset-entries`,
+/// `hll-sparse-max-bytes` and their `ziplist` aliases). Process-wide, like Redis's `server.*` fields: the
 /// value types read them on every insertion that may convert an encoding, so
 /// they are relaxed atomics (one load, no lock). A change applies to the next
 /// conversion check; values already converted stay converted, as in Redis.
@@ -12,4 +12,6 @@ public enum EncodingLimits {
     public static let zsetMaxListpackEntries = Atomic<Int>(128)
     public static let zsetMaxListpackValue = Atomic<Int>(64)
     public static let setMaxIntsetEntries = Atomic<Int>(512)
+    /// `hll-sparse-max-bytes`: a sparse HyperLogLog that would grow past this turns dense.
+    public static let hllSparseMaxBytes = Atomic<Int>(3000)
 }

@@ -86,6 +86,7 @@ public enum ConfigParameters {
         EncodingLimits.zsetMaxListpackEntries.store(config.zsetMaxListpackEntries, ordering: .relaxed)
         EncodingLimits.zsetMaxListpackValue.store(config.zsetMaxListpackValue, ordering: .relaxed)
         EncodingLimits.setMaxIntsetEntries.store(config.setMaxIntsetEntries, ordering: .relaxed)
+        EncodingLimits.hllSparseMaxBytes.store(config.hllSparseMaxBytes, ordering: .relaxed)
     }
 
     /// CONFIG REWRITE's file content, in flagfile syntax: every flag with its current value,
@@ -311,6 +312,7 @@ public enum ConfigParameters {
         intParameter("zset-max-listpack-value", [], 0...Int.max, \.zsetMaxListpackValue, memory: true),
         intParameter("zset-max-ziplist-value", [], 0...Int.max, \.zsetMaxListpackValue, memory: true),
         intParameter("set-max-intset-entries", [], 0...Int.max, \.setMaxIntsetEntries),
+        intParameter("hll-sparse-max-bytes", [], 0...Int.max, \.hllSparseMaxBytes, memory: true),
         Parameter(
             name: "maxmemory-policy", aliases: ["maxmemory_policy"], get: { _ in "noeviction" },
             set: { _, text in

@@ -91,6 +91,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var zsetMaxListpackValue: Int = 64
     /// CONFIG SET set-max-intset-entries: an integer set converts to "hashtable" past this many members.
     public var setMaxIntsetEntries: Int = 512
+    /// CONFIG SET hll-sparse-max-bytes: a sparse HyperLogLog turns dense rather than grow past this.
+    public var hllSparseMaxBytes: Int = 3000
     /// Values CONFIG SET gave the Redis parameters Damselfly only stores (canonical name →
     /// value as CONFIG GET shows it); see ``RedisParameterTable``.
     public var redisParameters: [String: String] = [:]
