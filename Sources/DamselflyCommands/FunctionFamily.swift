@@ -427,8 +427,8 @@ public enum FunctionFamily {
                 ])),
             ]))
         case "kill":
-            // Runs while busy (allowedWhileBusy): a function on another thread may be asked to stop.
-            if let failure = call.engine.scripts.requestKill(kind: .function, fromLoop: call.loop.index) {
+            // Runs while busy (allowedWhileBusy), from any thread, the function's own included.
+            if let failure = call.engine.scripts.requestKill(kind: .function) {
                 call.reply(.error(failure))
             } else {
                 call.reply(.ok)

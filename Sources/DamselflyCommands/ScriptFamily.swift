@@ -79,14 +79,36 @@ public final class RunningScript: Sendable {
         self.settings = settings
     }
 
+    /// When the hook last served this thread's clients (see ``checkInterrupt()``);
+    /// touched only on the script's own thread.
+    private let lastServedNanos = Atomic<UInt64>(0)
+    /// How often, at most, a busy script's hook serves its thread's clients.
+    static let serveIntervalNanos: UInt64 = 2_000_000
+
     /// Called from the Lua hook on the script's own thread: notes the time
-    /// limit and says whether the script must stop.
+    /// limit, serves the thread's other clients once past it, and says
+    /// whether the script must stop.
+    ///
+    /// Past the limit the hook polls this loop's sockets (at most every
+    /// ``serveIntervalNanos``), as Redis's hook calls
+    /// `processEventsWhileBlocked`: clients on the script's own thread get
+    /// BUSY like everyone else's, and their SCRIPT KILL, FUNCTION KILL or
+    /// SHUTDOWN NOSAVE reach the script. The hook runs between Lua
+    /// instructions, never inside a command the script called, so the
+    /// shard is between commands; and nothing served from here runs a
+    /// command on it (see ``ScriptRuntime/runsInsideBusyScript(_:_:)``).
     func checkInterrupt() -> Bool {
         let started = startedNanos.load(ordering: .acquiring)
         guard started != 0 else { return false }
+        let now = Clock.monotonicNanos()
         if !timedOut.load(ordering: .relaxed) {
             let limit = UInt64(max(0, settings.timeLimitMillis.load(ordering: .relaxed))) * 1_000_000
-            if Clock.monotonicNanos() &- started >= limit { timedOut.store(true, ordering: .releasing) }
+            if now &- started >= limit { timedOut.store(true, ordering: .releasing) }
+        }
+        if timedOut.load(ordering: .relaxed), now &- lastServedNanos.load(ordering: .relaxed) >= Self.serveIntervalNanos,
+           let loop = EventLoop.current, loop.index == loopIndex {
+            lastServedNanos.store(now, ordering: .relaxed)
+            loop.serveClientsWhileBusy()
         }
         return killTarget.load(ordering: .acquiring) == started
     }
@@ -187,12 +209,15 @@ public final class ScriptRuntime: @unchecked Sendable {
         running[loop].wrote.store(true, ordering: .relaxed)
     }
 
-    /// The BUSY error a client on `loop` gets while a script on another
-    /// thread has run past the time limit; nil otherwise.
+    /// The BUSY error a client gets while a script has run past the time
+    /// limit; nil otherwise.
     @inline(__always)
-    public func busyError(forClientOn loop: Int) -> String? {
+    public func busyError() -> String? {
         guard activeCount.load(ordering: .acquiring) > 0 else { return nil }
-        for record in running where record.loopIndex != loop && record.timedOut.load(ordering: .acquiring)
+        // Every loop's record, this loop's included: a client on the
+        // script's own thread is only ever dispatched while the script runs
+        // from the script's hook (EventLoop.serveClientsWhileBusy).
+        for record in running where record.timedOut.load(ordering: .acquiring)
             && record.startedNanos.load(ordering: .acquiring) != 0 {
             return ScriptRuntime.busyText(record.kind)
         }
@@ -206,15 +231,16 @@ public final class ScriptRuntime: @unchecked Sendable {
         }
     }
 
-    /// SCRIPT KILL (`.eval`) or FUNCTION KILL (`.function`) from a client on
-    /// `loop`: asks every script past the time limit on another thread to
-    /// stop. Returns nil when one was asked to stop (reply OK), else the
+    /// SCRIPT KILL (`.eval`) or FUNCTION KILL (`.function`): asks every
+    /// script past the time limit to stop, on any thread (one on the
+    /// client's own thread hears it when its hook serves the client).
+    /// Returns nil when one was asked to stop (reply OK), else the
     /// error Redis 7.0 answers: NOTBUSY, UNKILLABLE after a write, or BUSY
     /// when the running script is of the other kind.
-    public func requestKill(kind: ScriptKind, fromLoop loop: Int) -> String? {
+    public func requestKill(kind: ScriptKind) -> String? {
         var failure: String? = nil
         var killed = false
-        for record in running where record.loopIndex != loop {
+        for record in running {
             let started = record.startedNanos.load(ordering: .acquiring)
             guard started != 0, record.timedOut.load(ordering: .acquiring) else { continue }
             if record.wrote.load(ordering: .acquiring) {
@@ -261,6 +287,19 @@ public final class ScriptRuntime: @unchecked Sendable {
             return (1..<args.count).contains { args.string($0).lowercased() == "nosave" }
         default:
             return false
+        }
+    }
+
+    /// Whether a command that runs while busy (``allowedWhileBusy(_:_:)``)
+    /// may also run from inside the busy script's hook, on the script's own
+    /// thread: only those that touch no shard and no interpreter. EXEC,
+    /// DISCARD, WATCH, UNWATCH and RESET reach the shards' watch tables or a
+    /// queued transaction, so a client on the script's thread that sends one
+    /// waits, its input unread, until the script ends.
+    public static func runsInsideBusyScript(_ name: String, _ args: CommandArguments) -> Bool {
+        switch name {
+        case "exec", "discard", "watch", "unwatch", "reset": return false
+        default: return allowedWhileBusy(name, args)
         }
     }
 
@@ -576,8 +615,8 @@ public enum ScriptFamily {
             runtime.flush()
             call.reply(.ok)
         case "kill" where call.args.count == 2:
-            // Runs while busy (allowedWhileBusy): a script on another thread may be asked to stop.
-            if let failure = runtime.requestKill(kind: .eval, fromLoop: call.loop.index) {
+            // Runs while busy (allowedWhileBusy), from any thread, the script's own included.
+            if let failure = runtime.requestKill(kind: .eval) {
                 call.reply(.error(failure))
             } else {
                 call.reply(.ok)
