@@ -41,7 +41,7 @@ public enum ScriptKind: Sendable {
 /// Settings every script run consults; changed by CONFIG SET from any thread.
 public final class ScriptSettings: Sendable {
     /// `lua-time-limit` / `busy-reply-threshold` (`--lua_time_limit`), in ms:
-    /// past it a running script makes other threads' clients get BUSY.
+    /// past it a running script makes every other client get BUSY.
     public let timeLimitMillis = Atomic<Int>(5000)
     /// `--default_lua_flags`: the Dragonfly script flags of scripts without
     /// a `--!df flags=` line.
@@ -54,11 +54,12 @@ public final class ScriptSettings: Sendable {
 /// What one loop thread's interpreter is running, readable from every thread:
 /// the process-wide record behind BUSY and SCRIPT KILL.
 ///
-/// A script runs to completion on one loop thread, which serves nothing else
-/// meanwhile; clients on other threads are still read and answered. Redis
-/// answers them BUSY once the script has run past lua-time-limit, and so does
-/// Damselfly: the Lua count hook (see bridge.c) notes `timedOut` here, other
-/// threads' connections read it before dispatching, and SCRIPT KILL sets
+/// A script runs to completion on one loop thread; clients on other threads
+/// are still read and answered. Redis answers every other client BUSY once
+/// the script has run past lua-time-limit, and so does Damselfly: the Lua
+/// count hook (see bridge.c) notes `timedOut` here and from then on serves
+/// the script's own thread's sockets too (``checkInterrupt()``), every
+/// connection reads it before dispatching, and SCRIPT KILL sets
 /// `killTarget`, which the hook turns into the script's error.
 public final class RunningScript: Sendable {
     let settings: ScriptSettings
@@ -275,10 +276,11 @@ public final class ScriptRuntime: @unchecked Sendable {
 
     /// Commands Redis 7.0 runs while a script is busy (CMD_ALLOW_BUSY, as
     /// observed on redis-server 7.0): connection and transaction bookkeeping,
-    /// the KILL subcommands and SHUTDOWN NOSAVE.
+    /// the KILL subcommands and SHUTDOWN NOSAVE. (EXEC is refused, with
+    /// EXECABORT and the BUSY text.)
     public static func allowedWhileBusy(_ name: String, _ args: CommandArguments) -> Bool {
         switch name {
-        case "auth", "hello", "multi", "exec", "discard", "watch", "unwatch", "reset", "quit":
+        case "auth", "hello", "multi", "discard", "watch", "unwatch", "reset", "quit":
             return true
         case "script", "function":
             // Any arity: the handler then answers SCRIPT KILL's own arity error, as Redis does.
@@ -292,13 +294,15 @@ public final class ScriptRuntime: @unchecked Sendable {
 
     /// Whether a command that runs while busy (``allowedWhileBusy(_:_:)``)
     /// may also run from inside the busy script's hook, on the script's own
-    /// thread: only those that touch no shard and no interpreter. EXEC,
-    /// DISCARD, WATCH, UNWATCH and RESET reach the shards' watch tables or a
-    /// queued transaction, so a client on the script's thread that sends one
-    /// waits, its input unread, until the script ends.
+    /// thread: only those that run no command on a shard and no
+    /// interpreter. WATCH is scheduled on the keys' shards like a command
+    /// and RESET does as much as a disconnect and more, so a client on the
+    /// script's thread that sends one waits, its input unread, until the
+    /// script ends. (DISCARD and UNWATCH only drop the client's entries
+    /// from the watch tables, as a client closing does.)
     public static func runsInsideBusyScript(_ name: String, _ args: CommandArguments) -> Bool {
         switch name {
-        case "exec", "discard", "watch", "unwatch", "reset": return false
+        case "watch", "reset": return false
         default: return allowedWhileBusy(name, args)
         }
     }

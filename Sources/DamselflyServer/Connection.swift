@@ -260,6 +260,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             // A script has run past lua_time_limit (Redis's BUSY): on another
             // thread, or on this one, whose hook is serving us now.
             spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            if spec.name == "exec" { return abortExec(busy) }
             if client.multiQueue != nil { client.multiFailed = true }
             emitError(busy)
             return
