@@ -416,9 +416,21 @@ public enum FunctionFamily {
             case .failure(let error): call.reply(.error(error.message))
             }
         case "stats":
+            // Runs while busy (allowedWhileBusy): names the function past the limit.
+            var running = Reply.null
+            switch call.engine.scripts.slowScript() {
+            case .failure(let busy)?: return call.reply(.error(busy.text))
+            case .success(let slow)?:
+                running = .map([
+                    (.bulkString("name"), .bulkString(slow.name)),
+                    (.bulkString("command"), .array(slow.command.map { .bulk($0) })),
+                    (.bulkString("duration_ms"), .integer(slow.millis)),
+                ])
+            case nil: break
+            }
             let (libraries, functions) = runtime.counts
             call.reply(.map([
-                (.bulkString("running_script"), .null),
+                (.bulkString("running_script"), running),
                 (.bulkString("engines"), .map([
                     (.bulkString("LUA"), .map([
                         (.bulkString("libraries_count"), .integer(libraries)),

@@ -75,6 +75,14 @@ public final class RunningScript: Sendable {
     /// a flag) keeps a late kill from stopping the thread's next script.
     let killTarget = Atomic<UInt64>(0)
 
+    /// The run in progress (set and cleared on the script's own thread),
+    /// read by the hook when the run goes past the limit.
+    nonisolated(unsafe) var currentRun: ScriptRun?
+    /// A function past the limit: its name and command line, for FUNCTION
+    /// STATS from any thread; nil otherwise (set once per slow run, so fast
+    /// runs pay nothing for it).
+    let slowFunction = Mutex<(name: String, command: [[UInt8]])?>(nil)
+
     init(loopIndex: Int, settings: ScriptSettings) {
         self.loopIndex = loopIndex
         self.settings = settings
@@ -104,7 +112,14 @@ public final class RunningScript: Sendable {
         let now = Clock.monotonicNanos()
         if !timedOut.load(ordering: .relaxed) {
             let limit = UInt64(max(0, settings.timeLimitMillis.load(ordering: .relaxed))) * 1_000_000
-            if now &- started >= limit { timedOut.store(true, ordering: .releasing) }
+            if now &- started >= limit {
+                if let run = currentRun, let function = run.function {
+                    let command = [run.sentName, Array(function.name.utf8),
+                                   Array(String(run.invocation.keyCount).utf8)] + run.invocation.items
+                    slowFunction.withLock { $0 = (function.name, command) }
+                }
+                timedOut.store(true, ordering: .releasing)
+            }
         }
         if timedOut.load(ordering: .relaxed), now &- lastServedNanos.load(ordering: .relaxed) >= Self.serveIntervalNanos,
            let loop = EventLoop.current, loop.index == loopIndex {
@@ -188,8 +203,9 @@ public final class ScriptRuntime: @unchecked Sendable {
     // MARK: Running scripts, BUSY and KILL
 
     /// Marks the start of a script on loop `loop` (its own thread).
-    public func begin(loop: Int, kind: ScriptKind) {
+    func begin(loop: Int, kind: ScriptKind, run: ScriptRun? = nil) {
         let record = running[loop]
+        record.currentRun = run
         record.wrote.store(false, ordering: .relaxed)
         record.timedOut.store(false, ordering: .relaxed)
         record.isFunction.store(kind == .function, ordering: .relaxed)
@@ -198,8 +214,10 @@ public final class ScriptRuntime: @unchecked Sendable {
     }
 
     /// Marks the end of the script running on loop `loop`.
-    public func end(loop: Int) {
+    func end(loop: Int) {
         let record = running[loop]
+        record.currentRun = nil
+        if record.timedOut.load(ordering: .relaxed) { record.slowFunction.withLock { $0 = nil } }
         record.startedNanos.store(0, ordering: .releasing)
         record.timedOut.store(false, ordering: .relaxed)
         activeCount.subtract(1, ordering: .releasing)
@@ -231,6 +249,24 @@ public final class ScriptRuntime: @unchecked Sendable {
         case .function: return "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
         }
     }
+
+    /// FUNCTION STATS's `running_script` while busy: the BUSY error when an
+    /// EVAL script is past the limit (as Redis answers), the function past
+    /// it (name, command line, ms run so far), or nil.
+    func slowScript() -> Result<(name: String, command: [[UInt8]], millis: Int), ReplyError>? {
+        guard activeCount.load(ordering: .acquiring) > 0 else { return nil }
+        for record in running where record.timedOut.load(ordering: .acquiring) {
+            let started = record.startedNanos.load(ordering: .acquiring)
+            guard started != 0 else { continue }
+            if record.kind == .eval { return .failure(ReplyError(ScriptRuntime.busyText(.eval))) }
+            if let slow = record.slowFunction.withLock({ $0 }) {
+                return .success((slow.name, slow.command, Int((Clock.monotonicNanos() &- started) / 1_000_000)))
+            }
+        }
+        return nil
+    }
+
+    struct ReplyError: Error { let text: String; init(_ text: String) { self.text = text } }
 
     /// SCRIPT KILL (`.eval`) or FUNCTION KILL (`.function`): asks every
     /// script past the time limit to stop, on any thread (one on the
@@ -276,15 +312,17 @@ public final class ScriptRuntime: @unchecked Sendable {
 
     /// Commands Redis 7.0 runs while a script is busy (CMD_ALLOW_BUSY, as
     /// observed on redis-server 7.0): connection and transaction bookkeeping,
-    /// the KILL subcommands and SHUTDOWN NOSAVE. (EXEC is refused, with
+    /// the KILL subcommands, FUNCTION STATS and SHUTDOWN NOSAVE. (EXEC is refused, with
     /// EXECABORT and the BUSY text.)
     public static func allowedWhileBusy(_ name: String, _ args: CommandArguments) -> Bool {
         switch name {
         case "auth", "hello", "multi", "discard", "watch", "unwatch", "reset", "quit":
             return true
-        case "script", "function":
+        case "script":
             // Any arity: the handler then answers SCRIPT KILL's own arity error, as Redis does.
             return args.count >= 2 && args.string(1).lowercased() == "kill"
+        case "function":
+            return args.count >= 2 && ["kill", "stats"].contains(args.string(1).lowercased())
         case "shutdown":
             return (1..<args.count).contains { args.string($0).lowercased() == "nosave" }
         default:
@@ -469,6 +507,15 @@ struct ScriptInvocation {
     let singleShard: Int?
 
     var argumentCount: Int { ends.count - keyCount }
+
+    /// The keys, then the arguments, as copies (FUNCTION STATS's command line).
+    var items: [[UInt8]] {
+        var start = 1
+        return ends.map { end in
+            defer { start = end }
+            return Array(storage[start..<end])
+        }
+    }
 
     /// The keys are `keyCount` arguments from index `firstKey`; ARGV is the rest.
     init(_ call: CommandCall, firstKey: Int, keyCount: Int) {
@@ -705,6 +752,8 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     let reach: ScriptReach
     /// Set for FCALL: the function run instead of the script `body`.
     let function: FunctionTarget?
+    /// FCALL's command name as the client spelled it (empty for EVAL).
+    let sentName: [UInt8]
     /// The script may write over maxmemory (Redis 7's `allow-oom` flag).
     let allowsOOM: Bool
     /// Write commands are refused inside (Redis 7's `no-writes` flag).
@@ -733,6 +782,9 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         self.invocation = invocation
         self.reach = reach
         self.function = function
+        // FUNCTION STATS shows the command as sent; read now, while the
+        // argument views are still those of this command.
+        self.sentName = function == nil ? [] : call.args.bytes(0)
     }
 
     func complete(_ reply: Reply) { lastReply = reply }
@@ -818,7 +870,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         var out: UnsafeMutablePointer<CChar>? = nil
         var outLength = 0
         let context = Unmanaged.passUnretained(self).toOpaque()
-        runtime.begin(loop: loopIndex, kind: .eval)
+        runtime.begin(loop: loopIndex, kind: .eval, run: self)
         runningLoop = loopIndex
         defer { runtime.end(loop: loopIndex) }
         // Run first, compile only when this thread has not seen the script:
@@ -853,7 +905,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         case .failure(let error): return .error(error.message)
         case .success(let e): engine = e
         }
-        call.engine.scripts.begin(loop: loopIndex, kind: .function)
+        call.engine.scripts.begin(loop: loopIndex, kind: .function, run: self)
         runningLoop = loopIndex
         defer { call.engine.scripts.end(loop: loopIndex) }
         var out: UnsafeMutablePointer<CChar>? = nil

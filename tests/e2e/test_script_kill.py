@@ -324,6 +324,12 @@ def test_own_thread_function_kill_and_unkillable(damselfly, only_damselfly, driv
     thread.start()
     peer = busy_peer(conns[1:], function_busy)
     assert peer.call("SCRIPT", "KILL") == ("-", function_busy)
+    stats = peer.call("FUNCTION", "STATS")       # allowed while busy: names the running function
+    assert stats[0] == "*" and stats[1][0] == ("$", b"running_script"), stats
+    running = stats[1][1][1]
+    assert running[:4] == [("$", b"name"), ("$", b"spin"), ("$", b"command"),
+                           ("*", [("$", b"FCALL"), ("$", b"spin"), ("$", b"0")])], running
+    assert running[4] == ("$", b"duration_ms") and running[5][0] == ":" and running[5][1] >= 100, running
     assert peer.call("FUNCTION", "KILL") == ("+", b"OK")
     thread.join(60)
     assert not thread.is_alive()
@@ -331,6 +337,7 @@ def test_own_thread_function_kill_and_unkillable(damselfly, only_damselfly, driv
     # a script that wrote cannot be killed; its own connection gets its reply once it ends
     script = LongScript(conns[0], WRITE_THEN_WAIT, ["written"])
     peer = busy_peer(conns[1:])
+    assert peer.call("FUNCTION", "STATS") == ("-", BUSY)   # an EVAL script: Redis's answer
     assert peer.call("SCRIPT", "KILL") == ("-", UNKILLABLE)
     script.join()
     assert script.reply == ("$", b"done"), script.error
