@@ -39,16 +39,16 @@ def sha1(text):
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-class LongScript:
-    """Runs EVAL on its own connection in a thread; `.reply` once it returns."""
+class LongCall:
+    """Runs a command on its own connection in a thread; `.reply` once it returns."""
 
-    def __init__(self, conn, script, keys=()):
+    def __init__(self, conn, *command):
         self.reply = None
         self.error = None
 
         def run():
             try:
-                self.reply = conn.call("EVAL", script, str(len(keys)), *keys)
+                self.reply = conn.call(*command)
             except Exception as e:  # noqa: BLE001
                 self.error = e
         self.thread = threading.Thread(target=run, daemon=True)
@@ -56,7 +56,11 @@ class LongScript:
 
     def join(self):
         self.thread.join(60)
-        assert not self.thread.is_alive(), "the script never returned"
+        assert not self.thread.is_alive(), "the command never returned"
+
+
+def LongScript(conn, script, keys=()):  # noqa: N802 (reads as the class it was)
+    return LongCall(conn, "EVAL", script, str(len(keys)), *keys)
 
 
 def busy_peer(conns, busy=BUSY):
@@ -200,19 +204,13 @@ def test_busy_function_then_function_kill(busy_server):
     conns = [RespConn(busy_server.port, timeout=30) for _ in range(5)]
     assert conns[1].call("FUNCTION", "LOAD", SPIN_LIBRARY) == ("$", b"spinlib")
     assert conns[1].call("FUNCTION", "KILL") == ("-", NOTBUSY)
-    result = {}
-
-    def run():
-        result["reply"] = conns[0].call("FCALL", "spin", "0")
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    spin = LongCall(conns[0], "FCALL", "spin", "0")
     peer = busy_peer(conns[2:], function_busy)
     assert peer.call("GET", "k") == ("-", function_busy)
     assert peer.call("SCRIPT", "KILL") == ("-", function_busy)
     assert peer.call("FUNCTION", "KILL") == ("+", b"OK")
-    thread.join(60)
-    assert not thread.is_alive()
-    assert result["reply"] == ("-", b"ERR Script killed by user with SCRIPT KILL... script: spin, on @user_function:2.")
+    spin.join()
+    assert spin.reply == ("-", b"ERR Script killed by user with SCRIPT KILL... script: spin, on @user_function:2.")
     assert peer.call("FUNCTION", "KILL") == ("-", NOTBUSY)
     assert peer.call("SET", "k", "v") == ("+", b"OK")
     for c in conns:
@@ -294,17 +292,11 @@ def test_script_on_another_threads_shard_serves_that_thread(damselfly, only_dams
     body = "if ARGV[1] == 'spin' then local i = 0 while true do i = i + 1 end end return 1"
     assert owner.call("EVAL", body, "1", key, "once") == (":", 1)
     mates = on_thread(conns[1:], 1 - here)
-    result = {}
-
-    def spin():
-        result["reply"] = owner.call("EVALSHA", sha1(body), "1", key, "spin")
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
+    spin = LongCall(owner, "EVALSHA", sha1(body), "1", key, "spin")
     peer = busy_peer(mates)
     assert peer.call("SCRIPT", "KILL") == ("+", b"OK")
-    thread.join(60)
-    assert not thread.is_alive()
-    assert result["reply"][0] == "-" and result["reply"][1].startswith(b"ERR Script killed by user"), result
+    spin.join()
+    assert spin.reply[0] == "-" and spin.reply[1].startswith(b"ERR Script killed by user"), spin.reply
     for c in conns:
         assert c.call("PING") == ("+", b"PONG")
         c.close()
@@ -316,12 +308,7 @@ def test_own_thread_function_kill_and_unkillable(damselfly, only_damselfly, driv
     srv = start_busy(damselfly, 1, driver)
     conns = [RespConn(srv.port, timeout=30) for _ in range(3)]
     assert conns[1].call("FUNCTION", "LOAD", SPIN_LIBRARY) == ("$", b"spinlib")
-    result = {}
-
-    def run():
-        result["reply"] = conns[0].call("FCALL", "spin", "0")
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    spin = LongCall(conns[0], "FCALL", "spin", "0")
     peer = busy_peer(conns[1:], function_busy)
     assert peer.call("SCRIPT", "KILL") == ("-", function_busy)
     stats = peer.call("FUNCTION", "STATS")       # allowed while busy: names the running function
@@ -331,9 +318,8 @@ def test_own_thread_function_kill_and_unkillable(damselfly, only_damselfly, driv
                            ("*", [("$", b"FCALL"), ("$", b"spin"), ("$", b"0")])], running
     assert running[4] == ("$", b"duration_ms") and running[5][0] == ":" and running[5][1] >= 100, running
     assert peer.call("FUNCTION", "KILL") == ("+", b"OK")
-    thread.join(60)
-    assert not thread.is_alive()
-    assert result["reply"] == ("-", b"ERR Script killed by user with SCRIPT KILL... script: spin, on @user_function:2.")
+    spin.join()
+    assert spin.reply == ("-", b"ERR Script killed by user with SCRIPT KILL... script: spin, on @user_function:2.")
     # a script that wrote cannot be killed; its own connection gets its reply once it ends
     script = LongScript(conns[0], WRITE_THEN_WAIT, ["written"])
     peer = busy_peer(conns[1:])
