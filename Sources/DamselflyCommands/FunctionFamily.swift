@@ -416,9 +416,21 @@ public enum FunctionFamily {
             case .failure(let error): call.reply(.error(error.message))
             }
         case "stats":
+            // Runs while busy (allowedWhileBusy): names the function past the limit.
+            var running = Reply.null
+            switch call.engine.scripts.slowScript() {
+            case .failure(let busy)?: return call.reply(.error(busy.text))
+            case .success(let slow)?:
+                running = .map([
+                    (.bulkString("name"), .bulkString(slow.name)),
+                    (.bulkString("command"), .array(slow.command.map { .bulk($0) })),
+                    (.bulkString("duration_ms"), .integer(slow.millis)),
+                ])
+            case nil: break
+            }
             let (libraries, functions) = runtime.counts
             call.reply(.map([
-                (.bulkString("running_script"), .null),
+                (.bulkString("running_script"), running),
                 (.bulkString("engines"), .map([
                     (.bulkString("LUA"), .map([
                         (.bulkString("libraries_count"), .integer(libraries)),
@@ -427,8 +439,8 @@ public enum FunctionFamily {
                 ])),
             ]))
         case "kill":
-            // Runs while busy (allowedWhileBusy): a function on another thread may be asked to stop.
-            if let failure = call.engine.scripts.requestKill(kind: .function, fromLoop: call.loop.index) {
+            // Runs while busy (allowedWhileBusy), from any thread, the function's own included.
+            if let failure = call.engine.scripts.requestKill(kind: .function) {
                 call.reply(.error(failure))
             } else {
                 call.reply(.ok)

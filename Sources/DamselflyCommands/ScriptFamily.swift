@@ -41,7 +41,7 @@ public enum ScriptKind: Sendable {
 /// Settings every script run consults; changed by CONFIG SET from any thread.
 public final class ScriptSettings: Sendable {
     /// `lua-time-limit` / `busy-reply-threshold` (`--lua_time_limit`), in ms:
-    /// past it a running script makes other threads' clients get BUSY.
+    /// past it a running script makes every other client get BUSY.
     public let timeLimitMillis = Atomic<Int>(5000)
     /// `--default_lua_flags`: the Dragonfly script flags of scripts without
     /// a `--!df flags=` line.
@@ -54,11 +54,12 @@ public final class ScriptSettings: Sendable {
 /// What one loop thread's interpreter is running, readable from every thread:
 /// the process-wide record behind BUSY and SCRIPT KILL.
 ///
-/// A script runs to completion on one loop thread, which serves nothing else
-/// meanwhile; clients on other threads are still read and answered. Redis
-/// answers them BUSY once the script has run past lua-time-limit, and so does
-/// Damselfly: the Lua count hook (see bridge.c) notes `timedOut` here, other
-/// threads' connections read it before dispatching, and SCRIPT KILL sets
+/// A script runs to completion on one loop thread; clients on other threads
+/// are still read and answered. Redis answers every other client BUSY once
+/// the script has run past lua-time-limit, and so does Damselfly: the Lua
+/// count hook (see bridge.c) notes `timedOut` here and from then on serves
+/// the script's own thread's sockets too (``checkInterrupt()``), every
+/// connection reads it before dispatching, and SCRIPT KILL sets
 /// `killTarget`, which the hook turns into the script's error.
 public final class RunningScript: Sendable {
     let settings: ScriptSettings
@@ -74,19 +75,56 @@ public final class RunningScript: Sendable {
     /// a flag) keeps a late kill from stopping the thread's next script.
     let killTarget = Atomic<UInt64>(0)
 
+    /// The run in progress (set and cleared on the script's own thread),
+    /// read by the hook when the run goes past the limit.
+    nonisolated(unsafe) var currentRun: ScriptRun?
+    /// A function past the limit: its name and command line, for FUNCTION
+    /// STATS from any thread; nil otherwise (set once per slow run, so fast
+    /// runs pay nothing for it).
+    let slowFunction = Mutex<(name: String, command: [[UInt8]])?>(nil)
+
     init(loopIndex: Int, settings: ScriptSettings) {
         self.loopIndex = loopIndex
         self.settings = settings
     }
 
+    /// When the hook last served this thread's clients (see ``checkInterrupt()``);
+    /// touched only on the script's own thread.
+    private let lastServedNanos = Atomic<UInt64>(0)
+    /// How often, at most, a busy script's hook serves its thread's clients.
+    static let serveIntervalNanos: UInt64 = 2_000_000
+
     /// Called from the Lua hook on the script's own thread: notes the time
-    /// limit and says whether the script must stop.
+    /// limit, serves the thread's other clients once past it, and says
+    /// whether the script must stop.
+    ///
+    /// Past the limit the hook polls this loop's sockets (at most every
+    /// ``serveIntervalNanos``), as Redis's hook calls
+    /// `processEventsWhileBlocked`: clients on the script's own thread get
+    /// BUSY like everyone else's, and their SCRIPT KILL, FUNCTION KILL or
+    /// SHUTDOWN NOSAVE reach the script. The hook runs between Lua
+    /// instructions, never inside a command the script called, so the
+    /// shard is between commands; and nothing served from here runs a
+    /// command on it (see ``ScriptRuntime/runsInsideBusyScript(_:_:)``).
     func checkInterrupt() -> Bool {
         let started = startedNanos.load(ordering: .acquiring)
         guard started != 0 else { return false }
+        let now = Clock.monotonicNanos()
         if !timedOut.load(ordering: .relaxed) {
             let limit = UInt64(max(0, settings.timeLimitMillis.load(ordering: .relaxed))) * 1_000_000
-            if Clock.monotonicNanos() &- started >= limit { timedOut.store(true, ordering: .releasing) }
+            if now &- started >= limit {
+                if let run = currentRun, let function = run.function {
+                    let command = [run.sentName, Array(function.name.utf8),
+                                   Array(String(run.invocation.keyCount).utf8)] + run.invocation.items
+                    slowFunction.withLock { $0 = (function.name, command) }
+                }
+                timedOut.store(true, ordering: .releasing)
+            }
+        }
+        if timedOut.load(ordering: .relaxed), now &- lastServedNanos.load(ordering: .relaxed) >= Self.serveIntervalNanos,
+           let loop = EventLoop.current, loop.index == loopIndex {
+            lastServedNanos.store(now, ordering: .relaxed)
+            loop.serveClientsWhileBusy()
         }
         return killTarget.load(ordering: .acquiring) == started
     }
@@ -165,8 +203,9 @@ public final class ScriptRuntime: @unchecked Sendable {
     // MARK: Running scripts, BUSY and KILL
 
     /// Marks the start of a script on loop `loop` (its own thread).
-    public func begin(loop: Int, kind: ScriptKind) {
+    func begin(loop: Int, kind: ScriptKind, run: ScriptRun? = nil) {
         let record = running[loop]
+        record.currentRun = run
         record.wrote.store(false, ordering: .relaxed)
         record.timedOut.store(false, ordering: .relaxed)
         record.isFunction.store(kind == .function, ordering: .relaxed)
@@ -175,8 +214,10 @@ public final class ScriptRuntime: @unchecked Sendable {
     }
 
     /// Marks the end of the script running on loop `loop`.
-    public func end(loop: Int) {
+    func end(loop: Int) {
         let record = running[loop]
+        record.currentRun = nil
+        if record.timedOut.load(ordering: .relaxed) { record.slowFunction.withLock { $0 = nil } }
         record.startedNanos.store(0, ordering: .releasing)
         record.timedOut.store(false, ordering: .relaxed)
         activeCount.subtract(1, ordering: .releasing)
@@ -187,12 +228,15 @@ public final class ScriptRuntime: @unchecked Sendable {
         running[loop].wrote.store(true, ordering: .relaxed)
     }
 
-    /// The BUSY error a client on `loop` gets while a script on another
-    /// thread has run past the time limit; nil otherwise.
+    /// The BUSY error a client gets while a script has run past the time
+    /// limit; nil otherwise.
     @inline(__always)
-    public func busyError(forClientOn loop: Int) -> String? {
+    public func busyError() -> String? {
         guard activeCount.load(ordering: .acquiring) > 0 else { return nil }
-        for record in running where record.loopIndex != loop && record.timedOut.load(ordering: .acquiring)
+        // Every loop's record, this loop's included: a client on the
+        // script's own thread is only ever dispatched while the script runs
+        // from the script's hook (EventLoop.serveClientsWhileBusy).
+        for record in running where record.timedOut.load(ordering: .acquiring)
             && record.startedNanos.load(ordering: .acquiring) != 0 {
             return ScriptRuntime.busyText(record.kind)
         }
@@ -206,15 +250,34 @@ public final class ScriptRuntime: @unchecked Sendable {
         }
     }
 
-    /// SCRIPT KILL (`.eval`) or FUNCTION KILL (`.function`) from a client on
-    /// `loop`: asks every script past the time limit on another thread to
-    /// stop. Returns nil when one was asked to stop (reply OK), else the
+    /// FUNCTION STATS's `running_script` while busy: the BUSY error when an
+    /// EVAL script is past the limit (as Redis answers), the function past
+    /// it (name, command line, ms run so far), or nil.
+    func slowScript() -> Result<(name: String, command: [[UInt8]], millis: Int), ReplyError>? {
+        guard activeCount.load(ordering: .acquiring) > 0 else { return nil }
+        for record in running where record.timedOut.load(ordering: .acquiring) {
+            let started = record.startedNanos.load(ordering: .acquiring)
+            guard started != 0 else { continue }
+            if record.kind == .eval { return .failure(ReplyError(ScriptRuntime.busyText(.eval))) }
+            if let slow = record.slowFunction.withLock({ $0 }) {
+                return .success((slow.name, slow.command, Int((Clock.monotonicNanos() &- started) / 1_000_000)))
+            }
+        }
+        return nil
+    }
+
+    struct ReplyError: Error { let text: String; init(_ text: String) { self.text = text } }
+
+    /// SCRIPT KILL (`.eval`) or FUNCTION KILL (`.function`): asks every
+    /// script past the time limit to stop, on any thread (one on the
+    /// client's own thread hears it when its hook serves the client).
+    /// Returns nil when one was asked to stop (reply OK), else the
     /// error Redis 7.0 answers: NOTBUSY, UNKILLABLE after a write, or BUSY
     /// when the running script is of the other kind.
-    public func requestKill(kind: ScriptKind, fromLoop loop: Int) -> String? {
+    public func requestKill(kind: ScriptKind) -> String? {
         var failure: String? = nil
         var killed = false
-        for record in running where record.loopIndex != loop {
+        for record in running {
             let started = record.startedNanos.load(ordering: .acquiring)
             guard started != 0, record.timedOut.load(ordering: .acquiring) else { continue }
             if record.wrote.load(ordering: .acquiring) {
@@ -249,18 +312,36 @@ public final class ScriptRuntime: @unchecked Sendable {
 
     /// Commands Redis 7.0 runs while a script is busy (CMD_ALLOW_BUSY, as
     /// observed on redis-server 7.0): connection and transaction bookkeeping,
-    /// the KILL subcommands and SHUTDOWN NOSAVE.
+    /// the KILL subcommands, FUNCTION STATS and SHUTDOWN NOSAVE. (EXEC is refused, with
+    /// EXECABORT and the BUSY text.)
     public static func allowedWhileBusy(_ name: String, _ args: CommandArguments) -> Bool {
         switch name {
-        case "auth", "hello", "multi", "exec", "discard", "watch", "unwatch", "reset", "quit":
+        case "auth", "hello", "multi", "discard", "watch", "unwatch", "reset", "quit":
             return true
-        case "script", "function":
+        case "script":
             // Any arity: the handler then answers SCRIPT KILL's own arity error, as Redis does.
             return args.count >= 2 && args.string(1).lowercased() == "kill"
+        case "function":
+            return args.count >= 2 && ["kill", "stats"].contains(args.string(1).lowercased())
         case "shutdown":
             return (1..<args.count).contains { args.string($0).lowercased() == "nosave" }
         default:
             return false
+        }
+    }
+
+    /// Whether a command that runs while busy (``allowedWhileBusy(_:_:)``)
+    /// may also run from inside the busy script's hook, on the script's own
+    /// thread: only those that run no command on a shard and no
+    /// interpreter. WATCH is scheduled on the keys' shards like a command
+    /// and RESET does as much as a disconnect and more, so a client on the
+    /// script's thread that sends one waits, its input unread, until the
+    /// script ends. (DISCARD and UNWATCH only drop the client's entries
+    /// from the watch tables, as a client closing does.)
+    public static func runsInsideBusyScript(_ name: String, _ args: CommandArguments) -> Bool {
+        switch name {
+        case "watch", "reset": return false
+        default: return allowedWhileBusy(name, args)
         }
     }
 
@@ -427,6 +508,15 @@ struct ScriptInvocation {
 
     var argumentCount: Int { ends.count - keyCount }
 
+    /// The keys, then the arguments, as copies (FUNCTION STATS's command line).
+    var items: [[UInt8]] {
+        var start = 1
+        return ends.map { end in
+            defer { start = end }
+            return Array(storage[start..<end])
+        }
+    }
+
     /// The keys are `keyCount` arguments from index `firstKey`; ARGV is the rest.
     init(_ call: CommandCall, firstKey: Int, keyCount: Int) {
         var storage: [UInt8] = [0]
@@ -576,8 +666,8 @@ public enum ScriptFamily {
             runtime.flush()
             call.reply(.ok)
         case "kill" where call.args.count == 2:
-            // Runs while busy (allowedWhileBusy): a script on another thread may be asked to stop.
-            if let failure = runtime.requestKill(kind: .eval, fromLoop: call.loop.index) {
+            // Runs while busy (allowedWhileBusy), from any thread, the script's own included.
+            if let failure = runtime.requestKill(kind: .eval) {
                 call.reply(.error(failure))
             } else {
                 call.reply(.ok)
@@ -662,6 +752,8 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     let reach: ScriptReach
     /// Set for FCALL: the function run instead of the script `body`.
     let function: FunctionTarget?
+    /// FCALL's command name as the client spelled it (empty for EVAL).
+    let sentName: [UInt8]
     /// The script may write over maxmemory (Redis 7's `allow-oom` flag).
     let allowsOOM: Bool
     /// Write commands are refused inside (Redis 7's `no-writes` flag).
@@ -690,6 +782,9 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         self.invocation = invocation
         self.reach = reach
         self.function = function
+        // FUNCTION STATS shows the command as sent; read now, while the
+        // argument views are still those of this command.
+        self.sentName = function == nil ? [] : call.args.bytes(0)
     }
 
     func complete(_ reply: Reply) { lastReply = reply }
@@ -775,7 +870,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         var out: UnsafeMutablePointer<CChar>? = nil
         var outLength = 0
         let context = Unmanaged.passUnretained(self).toOpaque()
-        runtime.begin(loop: loopIndex, kind: .eval)
+        runtime.begin(loop: loopIndex, kind: .eval, run: self)
         runningLoop = loopIndex
         defer { runtime.end(loop: loopIndex) }
         // Run first, compile only when this thread has not seen the script:
@@ -810,7 +905,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         case .failure(let error): return .error(error.message)
         case .success(let e): engine = e
         }
-        call.engine.scripts.begin(loop: loopIndex, kind: .function)
+        call.engine.scripts.begin(loop: loopIndex, kind: .function, run: self)
         runningLoop = loopIndex
         defer { call.engine.scripts.end(loop: loopIndex) }
         var out: UnsafeMutablePointer<CChar>? = nil

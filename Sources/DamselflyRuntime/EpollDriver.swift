@@ -149,6 +149,22 @@ final class EpollDriver {
 
     func poll(loop: EventLoop, block: Bool, timeoutNanos: UInt64) -> Int {
         let timeout: Int32 = block ? Int32(min(timeoutNanos / 1_000_000 + 1, 1000)) : 0
+        return dispatchEvents(into: events, scratch: scratch, timeout: timeout)
+    }
+
+    /// A poll from inside a handler of ``poll(loop:block:timeoutNanos:)``
+    /// (a busy script's hook, see ``EventLoop/serveClientsWhileBusy()``):
+    /// its own event array and read buffer, so the outer poll's are intact
+    /// when the script returns to it.
+    func pollWhileBusy(loop: EventLoop) -> Int {
+        dispatchEvents(into: nestedEvents, scratch: nestedScratch, timeout: 0)
+    }
+
+    private lazy var nestedEvents = UnsafeMutablePointer<epoll_event>.allocate(capacity: 256)
+    private lazy var nestedScratch = UnsafeMutableRawPointer.allocate(byteCount: 64 * 1024, alignment: 64)
+
+    private func dispatchEvents(into events: UnsafeMutablePointer<epoll_event>, scratch: UnsafeMutableRawPointer,
+                                timeout: Int32) -> Int {
         let n = epoll_wait(epollFD, events, 256, timeout)
         guard n > 0 else { return 0 }
         for i in 0..<Int(n) {
@@ -168,7 +184,7 @@ final class EpollDriver {
             guard state.inUse, !state.dead else { continue }
             if ev.events & EPOLLOUT.rawValue != 0 { flush(state, slot: slot) }
             if ev.events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
-                readAll(state, slot: slot)
+                readAll(state, slot: slot, scratch: scratch)
             }
         }
         return Int(n)
@@ -182,7 +198,7 @@ final class EpollDriver {
         }
     }
 
-    private func readAll(_ state: SocketState, slot: Int32) {
+    private func readAll(_ state: SocketState, slot: Int32, scratch: UnsafeMutableRawPointer) {
         let generation = state.generation
         for _ in 0..<16 {
             let n = Glibc.recv(state.fd, scratch, 64 * 1024, 0)

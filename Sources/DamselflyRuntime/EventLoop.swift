@@ -141,6 +141,34 @@ public final class EventLoop: @unchecked Sendable {
         return ran
     }
 
+    // MARK: - Serving clients while a script is busy
+
+    /// True while ``serveClientsWhileBusy()`` runs: the loop is inside a
+    /// script that has run past the busy threshold, and its sockets are being
+    /// served from the script's hook. A handler then must answer without
+    /// touching this thread's shards or its script interpreters (BUSY, or one
+    /// of the few commands Redis allows while busy).
+    public private(set) var isServingWhileBusy = false
+
+    /// Polls this loop's sockets once without blocking, from inside a long
+    /// script on this thread (Redis's `processEventsWhileBlocked`): accepts,
+    /// receives and sends run, and handlers see ``isServingWhileBusy``.
+    ///
+    /// The inbox, deferred tasks, durable actions and timers are left alone:
+    /// they may carry work for this loop's shards, which the script holds;
+    /// they run once the script has ended and the loop goes round again.
+    /// Not re-entrant: a nested call returns at once.
+    public func serveClientsWhileBusy() {
+        assertOnLoop()
+        guard !isServingWhileBusy, driver != nil else { return }
+        isServingWhileBusy = true
+        defer { isServingWhileBusy = false }
+        switch driver! {
+        case .uring(let d): _ = d.pollWhileBusy(loop: self)
+        case .epoll(let d): _ = d.pollWhileBusy(loop: self)
+        }
+    }
+
     // MARK: - The loop
 
     /// The loop running on the calling thread, if any.

@@ -234,6 +234,21 @@ final class UringDriver {
 
     func poll(loop: EventLoop, block: Bool, timeoutNanos: UInt64) -> Int {
         _ = dfly_ring_submit(ring, block ? 1 : 0, timeoutNanos)
+        return reap(into: completions)
+    }
+
+    /// A poll from inside a completion handler (a busy script's hook, see
+    /// ``EventLoop/serveClientsWhileBusy()``): the outer poll has already
+    /// copied and advanced past its batch, so only the copy needs a buffer
+    /// of its own.
+    func pollWhileBusy(loop: EventLoop) -> Int {
+        _ = dfly_ring_submit(ring, 0, 0)
+        return reap(into: nestedCompletions)
+    }
+
+    private lazy var nestedCompletions = UnsafeMutablePointer<dfly_cqe>.allocate(capacity: 256)
+
+    private func reap(into completions: UnsafeMutablePointer<dfly_cqe>) -> Int {
         var handled = 0
         while true {
             let n = Int(dfly_ring_reap(ring, completions, 256))
@@ -318,10 +333,15 @@ final class UringDriver {
         if res > 0, flags & UInt32(DFLY_CQE_F_BUFFER) != 0 {
             let bufferID = Int(flags >> UInt32(DFLY_CQE_BUFFER_SHIFT))
             let base = bufferMemory + bufferID * bufferSize
+            let generation = state.generation
             if !state.dead, let handler = state.handler {
                 handler.socketReceived(UnsafeRawBufferPointer(start: base, count: Int(res)))
             }
             dfly_ring_recycle_buffer(ring, base, UInt32(bufferSize), UInt32(bufferID))
+            // A busy script's hook may have polled inside that handler (see
+            // pollWhileBusy) and closed and released this slot, or given it
+            // to a new socket: then there is nothing left here to arm or close.
+            guard state.inUse, state.generation == generation else { return }
             if !more && !state.dead { armReceive(state, slot: slot) }
             if state.dead && !state.receiving { finishClose(state, slot: slot) }
             return

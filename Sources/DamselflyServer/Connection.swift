@@ -75,9 +75,20 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             close()
             return
         }
+        if dispatching {
+            // Our own command is still on the stack (a busy script served
+            // its thread's sockets from its hook): its argument views point
+            // into `input`, which must not move; keep the bytes aside.
+            heldInput.append(contentsOf: bytes)
+            return
+        }
         appendInput(bytes)
         if !waitingForReply && !migrating { processInput() }
     }
+
+    /// Bytes that arrived while this connection's own handler ran (see
+    /// ``socketReceived(_:)``); appended once it returns.
+    private var heldInput: [UInt8] = []
 
     func socketClosed() {
         guard !isClosed else { return }
@@ -148,6 +159,21 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             case .command(let consumed):
                 // One lookup serves the migration check and the dispatch.
                 let spec = server.engine.registry.lookup(args[0])
+                if loop.isServingWhileBusy {
+                    // Inside a busy script's hook (EventLoop.serveClientsWhileBusy):
+                    // no migration; a command Redis allows while busy that
+                    // would touch this thread's shards waits, unparsed, for
+                    // the script to end; everything else is answered now
+                    // (BUSY, from dispatch, or one that touches no shard).
+                    if let spec, ScriptRuntime.allowedWhileBusy(spec.name, args),
+                       !ScriptRuntime.runsInsideBusyScript(spec.name, args) {
+                        resumeAfterBusyScript()
+                        return
+                    }
+                    inputStart += consumed
+                    dispatch(spec)
+                    continue
+                }
                 if let spec, let target = migrationTarget(spec) {
                     // Leave the command unconsumed: the new loop parses it again.
                     if migrate(to: target) { return }
@@ -172,6 +198,22 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         if !waitingForReply { flush() }
         if client.closeRequested && !waitingForReply { close() }
     }
+
+    /// Stops reading input inside a busy script's hook and picks it up again
+    /// once the loop goes round after the script (deferred tasks never run
+    /// from the hook), so what waits is answered in order.
+    private func resumeAfterBusyScript() {
+        flush()
+        guard !resumeScheduled else { return }
+        resumeScheduled = true
+        loop.defer_ { [self] in
+            resumeScheduled = false
+            if !waitingForReply && !migrating && !isClosed { processInput() }
+        }
+    }
+
+    /// A resume after a busy script is already scheduled.
+    private var resumeScheduled = false
 
     /// An EXEC refused before it could run ends the transaction, MULTI or
     /// not, as Redis's `execCommandAbort` does: queue and WATCHes dropped,
@@ -226,9 +268,11 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             emitError("ERR " + text)
             return
         }
-        if let busy = engine.scripts.busyError(forClientOn: loop.index), !ScriptRuntime.allowedWhileBusy(spec.name, args) {
-            // A script on another thread has run past lua_time_limit (Redis's BUSY).
+        if let busy = engine.scripts.busyError(), !ScriptRuntime.allowedWhileBusy(spec.name, args) {
+            // A script has run past lua_time_limit (Redis's BUSY): on another
+            // thread, or on this one, whose hook is serving us now.
             spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            if spec.name == "exec" { return abortExec(busy) }
             if client.multiQueue != nil { client.multiFailed = true }
             emitError(busy)
             return
@@ -250,6 +294,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         dispatching = true
         spec.handler(CommandCall(args: args, client: client, engine: engine, spec: spec, sink: self))
         dispatching = false
+        if !heldInput.isEmpty && !isClosed {
+            heldInput.withUnsafeBytes { appendInput($0) }
+            heldInput.removeAll()
+        }
         if waitingForReply && spec.flags.contains(.blocking) {
             // Parked (or about to): replies to the commands before it go out now.
             flush()

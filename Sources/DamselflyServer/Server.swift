@@ -181,6 +181,10 @@ public final class Server: @unchecked Sendable {
     private func accepted(_ fd: Int32) {
         let target = loops[nextLoop % loops.count]
         nextLoop += 1
+        // Adopted at once when it stays on the accepting loop: a busy
+        // script's hook accepts too (EventLoop.serveClientsWhileBusy) but
+        // never runs the inbox, and the new client must get its BUSY.
+        if target.inLoopThread { return adopt(fd, on: target) }
         target.post { [self] in adopt(fd, on: target) }
     }
 

@@ -38,11 +38,11 @@ import Testing
 
     @Test func killWithNothingRunning() {
         #expect(h.run(["script", "kill"]) == .error("NOTBUSY No scripts in execution right now."))
-        #expect(h.engine.scripts.busyError(forClientOn: 0) == nil)
-        #expect(h.engine.scripts.requestKill(kind: .function, fromLoop: 1) == "NOTBUSY No scripts in execution right now.")
+        #expect(h.engine.scripts.busyError() == nil)
+        #expect(h.engine.scripts.requestKill(kind: .function) == "NOTBUSY No scripts in execution right now.")
     }
 
-    /// A looping script on loop 0: once past the limit a client on loop 1
+    /// A looping script on loop 0: once past the limit a client
     /// would get BUSY, and SCRIPT KILL from loop 1 stops it with Redis's error.
     @Test func scriptKillStopsALoopingScript() throws {
         h.engine.scripts.configure(timeLimitMillis: 20, defaultFlags: "")
@@ -57,19 +57,19 @@ import Testing
         // Bounded wait for the hook to mark the script timed out (no timing is asserted).
         var busy: String? = nil
         for _ in 0..<4000 where busy == nil {
-            busy = h.engine.scripts.busyError(forClientOn: 1)
+            busy = h.engine.scripts.busyError()
             if busy == nil { usleep(1000) }
         }
         #expect(busy == "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.")
-        // The script's own thread is not told BUSY (it cannot be serving anyone else).
-        #expect(h.engine.scripts.busyError(forClientOn: 0) == nil)
+        // Every client is told BUSY, the script's own thread's too (its hook serves them).
+        #expect(h.engine.scripts.busyError() == busy)
         // FUNCTION KILL may not stop an EVAL (Redis answers with the EVAL's BUSY text).
-        #expect(h.engine.scripts.requestKill(kind: .function, fromLoop: 1) == busy)
+        #expect(h.engine.scripts.requestKill(kind: .function) == busy)
         #expect(h.run(["script", "kill"], on: 1) == .ok)
         LoopThread.join(thread)
         #expect(reply.withLock { $0 }
             == .error("ERR Script killed by user with SCRIPT KILL... script: \(sha), on @user_script:1."))
-        #expect(h.engine.scripts.busyError(forClientOn: 1) == nil)
+        #expect(h.engine.scripts.busyError() == nil)
         #expect(h.run(["script", "kill"], on: 1) == .error("NOTBUSY No scripts in execution right now."))
         #expect(h.run(["eval", "return 7", "0"], on: 0) == .int(7))
     }
@@ -80,21 +80,21 @@ import Testing
         scripts.configure(timeLimitMillis: 0, defaultFlags: "")
         scripts.begin(loop: 0, kind: .eval)
         scripts.noteWrite(loop: 0)
-        #expect(scripts.busyError(forClientOn: 1) == nil)  // not timed out until the hook says so
+        #expect(scripts.busyError() == nil)  // not timed out until the hook says so
         #expect(scripts.running[0].checkInterrupt() == false)
-        #expect(scripts.busyError(forClientOn: 1) != nil)
-        #expect(scripts.requestKill(kind: .eval, fromLoop: 1)?.hasPrefix("UNKILLABLE Sorry the script already executed write commands") == true)
+        #expect(scripts.busyError() != nil)
+        #expect(scripts.requestKill(kind: .eval)?.hasPrefix("UNKILLABLE Sorry the script already executed write commands") == true)
         #expect(scripts.running[0].checkInterrupt() == false)
         scripts.end(loop: 0)
-        #expect(scripts.busyError(forClientOn: 1) == nil)
+        #expect(scripts.busyError() == nil)
         // A function past the limit: SCRIPT KILL answers with the FUNCTION text.
         scripts.begin(loop: 0, kind: .function)
         _ = scripts.running[0].checkInterrupt()
-        #expect(scripts.busyError(forClientOn: 1)
+        #expect(scripts.busyError()
             == "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.")
-        #expect(scripts.requestKill(kind: .eval, fromLoop: 1)
+        #expect(scripts.requestKill(kind: .eval)
             == "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.")
-        #expect(scripts.requestKill(kind: .function, fromLoop: 1) == nil)
+        #expect(scripts.requestKill(kind: .function) == nil)
         #expect(scripts.running[0].checkInterrupt() == true)
         scripts.end(loop: 0)
         // A kill aimed at that run does not stop the thread's next script.

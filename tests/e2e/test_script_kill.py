@@ -1,20 +1,18 @@
 """Long scripts: --lua_time_limit, BUSY, SCRIPT KILL, UNKILLABLE, SHUTDOWN NOSAVE,
 and --default_lua_flags.
 
-Damselfly runs a script on one loop thread, which serves none of its other
-clients until the script ends; clients on the other threads are answered, and
-once the script has run past ``--lua_time_limit`` they get Redis's BUSY error
-except for the commands Redis 7.0 allows while busy (SCRIPT KILL, SHUTDOWN
-NOSAVE, MULTI, HELLO, ...).  The tests open their connections first (the
-server hands them to its threads in turn), start a looping script on the
-first one, and find a connection on another thread as one whose PING is
-answered; a connection on the script's thread gets its reply once the script
-ends.  Nothing asserts timing: socket timeouts only tell which thread a
-connection is on, and waits are bounded loops.
+Damselfly runs a script on one loop thread.  Once the script has run past
+``--lua_time_limit`` every client gets Redis's BUSY error except for the
+commands Redis 7.0 allows while busy (SCRIPT KILL, SHUTDOWN NOSAVE, MULTI,
+HELLO, ...): clients on other threads from their own loops, clients on the
+script's own thread from the script's hook, which polls that loop's sockets
+(as Redis's hook does).  The tests open their connections first (the server
+hands them to its threads in turn), start a looping script on the first one,
+and ask the others until they answer BUSY.  Nothing asserts timing: waits are
+bounded loops.
 
 Texts checked against redis-server 7.0 (these tests also pass with
-DAMSELFLY_BIN=tests/e2e/redis_as_damselfly.sh, where every other connection
-counts as "another thread").
+DAMSELFLY_BIN=tests/e2e/redis_as_damselfly.sh).
 """
 
 import hashlib
@@ -24,7 +22,7 @@ import time
 
 import pytest
 
-from resp import ConnectionClosed, RespConn
+from resp import ConnectionClosed, RespConn, encode
 from util import keys_on_shards
 
 BUSY = b"BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
@@ -41,16 +39,16 @@ def sha1(text):
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-class LongScript:
-    """Runs EVAL on its own connection in a thread; `.reply` once it returns."""
+class LongCall:
+    """Runs a command on its own connection in a thread; `.reply` once it returns."""
 
-    def __init__(self, conn, script, keys=()):
+    def __init__(self, conn, *command):
         self.reply = None
         self.error = None
 
         def run():
             try:
-                self.reply = conn.call("EVAL", script, str(len(keys)), *keys)
+                self.reply = conn.call(*command)
             except Exception as e:  # noqa: BLE001
                 self.error = e
         self.thread = threading.Thread(target=run, daemon=True)
@@ -58,39 +56,25 @@ class LongScript:
 
     def join(self):
         self.thread.join(60)
-        assert not self.thread.is_alive(), "the script never returned"
+        assert not self.thread.is_alive(), "the command never returned"
 
 
-def busy_peer(conns, stuck):
-    """A connection on another thread than the script, once it answers BUSY.
+def LongScript(conn, script, keys=()):  # noqa: N802 (reads as the class it was)
+    return LongCall(conn, "EVAL", script, str(len(keys)), *keys)
 
-    PING on each candidate: a timeout means the connection shares the
-    script's thread (its reply is read later, see `drain`); PONG means the
-    script has not run past the limit yet, so ask again."""
+
+def busy_peer(conns, busy=BUSY):
+    """The first of `conns` to answer BUSY to PING (PONG: the script has not
+    run past the limit yet, so ask again).  Every connection answers, on
+    whichever thread it lives."""
     for _ in range(200):
         for c in conns:
-            if c in stuck:
-                continue
-            c.sock.settimeout(1.0)
-            try:
-                rep = c.call("PING")
-            except (TimeoutError, socket.timeout):
-                stuck.add(c)
-                continue
-            finally:
-                c.sock.settimeout(30)
-            if rep == ("-", BUSY):
+            rep = c.call("PING")
+            if rep == ("-", busy):
                 return c
             assert rep == ("+", b"PONG"), rep
         time.sleep(0.05)
-    raise AssertionError("no connection on another thread was told BUSY")
-
-
-def drain(stuck):
-    """The PINGs sent on the script's thread are answered once it ends."""
-    for c in stuck:
-        c.sock.settimeout(30)
-        assert c.read_reply() == ("+", b"PONG")
+    raise AssertionError("no connection was told BUSY")
 
 
 @pytest.fixture
@@ -102,8 +86,7 @@ def test_busy_then_script_kill(busy_server):
     conns = [RespConn(busy_server.port, timeout=30) for _ in range(5)]
     assert conns[1].call("CONFIG", "GET", "lua-time-limit")[1][1] == ("$", b"100")
     script = LongScript(conns[0], LOOP)
-    stuck = set()
-    peer = busy_peer(conns[2:], stuck)
+    peer = busy_peer(conns[2:])
     # refused while busy, as redis-server 7.0 does
     for cmd in (["GET", "k"], ["SET", "k", "v"], ["ECHO", "x"], ["SCRIPT", "FLUSH"], ["EVAL", "return 1", "0"],
                 ["INFO"], ["SHUTDOWN"]):
@@ -118,7 +101,6 @@ def test_busy_then_script_kill(busy_server):
     script.join()
     assert script.reply == ("-", b"ERR Script killed by user with SCRIPT KILL... script: %s, on @user_script:1."
                             % sha1(LOOP).encode()), script.error
-    drain(stuck)
     # served normally afterwards, on every connection
     assert peer.call("SCRIPT", "KILL") == ("-", NOTBUSY)
     for i, c in enumerate(conns):
@@ -134,13 +116,11 @@ def test_pcall_cannot_swallow_the_kill(busy_server):
     body = "local n = 0\nwhile true do\n  pcall(function() while true do end end)\n  n = n + 1\nend"
     conns = [RespConn(busy_server.port, timeout=30) for _ in range(4)]
     script = LongScript(conns[0], body)
-    stuck = set()
-    peer = busy_peer(conns[1:], stuck)
+    peer = busy_peer(conns[1:])
     assert peer.call("SCRIPT", "KILL") == ("+", b"OK")
     script.join()
     assert script.reply[0] == "-" and script.reply[1].startswith(b"ERR Script killed by user with SCRIPT KILL..."), \
         script.reply
-    drain(stuck)
     for c in conns:
         c.close()
 
@@ -149,12 +129,10 @@ def test_script_that_wrote_is_unkillable(busy_server):
     key = "written"
     conns = [RespConn(busy_server.port, timeout=30) for _ in range(4)]
     script = LongScript(conns[0], WRITE_THEN_WAIT, [key])
-    stuck = set()
-    peer = busy_peer(conns[1:], stuck)
+    peer = busy_peer(conns[1:])
     assert peer.call("SCRIPT", "KILL") == ("-", UNKILLABLE)
     script.join()
     assert script.reply == ("$", b"done"), script.error
-    drain(stuck)
     assert peer.call("SCRIPT", "KILL") == ("-", NOTBUSY)
     assert peer.call("GET", key) == ("$", b"written")
     for c in conns:
@@ -164,8 +142,7 @@ def test_script_that_wrote_is_unkillable(busy_server):
 def test_shutdown_nosave_while_busy(busy_server):
     conns = [RespConn(busy_server.port, timeout=30) for _ in range(4)]
     script = LongScript(conns[0], LOOP)
-    stuck = set()
-    peer = busy_peer(conns[1:], stuck)
+    peer = busy_peer(conns[1:])
     peer.send_raw(b"*2\r\n$8\r\nSHUTDOWN\r\n$6\r\nNOSAVE\r\n")
     with pytest.raises((ConnectionClosed, ConnectionResetError)):
         peer.read_reply()                      # no reply: the server goes away
@@ -227,43 +204,174 @@ def test_busy_function_then_function_kill(busy_server):
     conns = [RespConn(busy_server.port, timeout=30) for _ in range(5)]
     assert conns[1].call("FUNCTION", "LOAD", SPIN_LIBRARY) == ("$", b"spinlib")
     assert conns[1].call("FUNCTION", "KILL") == ("-", NOTBUSY)
-    result = {}
-
-    def run():
-        result["reply"] = conns[0].call("FCALL", "spin", "0")
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    stuck = set()
-    for _ in range(200):
-        peer = next((c for c in conns[2:] if c not in stuck and _answers_busy(c, stuck, function_busy)), None)
-        if peer:
-            break
-        time.sleep(0.05)
-    assert peer is not None, "no connection on another thread was told BUSY"
+    spin = LongCall(conns[0], "FCALL", "spin", "0")
+    peer = busy_peer(conns[2:], function_busy)
     assert peer.call("GET", "k") == ("-", function_busy)
     assert peer.call("SCRIPT", "KILL") == ("-", function_busy)
     assert peer.call("FUNCTION", "KILL") == ("+", b"OK")
-    thread.join(60)
-    assert not thread.is_alive()
-    assert result["reply"] == ("-", b"ERR Script killed by user with SCRIPT KILL... script: spin, on @user_function:2.")
-    drain(stuck)
+    spin.join()
+    assert spin.reply == ("-", b"ERR Script killed by user with SCRIPT KILL... script: spin, on @user_function:2.")
     assert peer.call("FUNCTION", "KILL") == ("-", NOTBUSY)
     assert peer.call("SET", "k", "v") == ("+", b"OK")
     for c in conns:
         c.close()
 
 
-def _answers_busy(c, stuck, busy):
-    """PING on `c`: True once it answers `busy`; a timeout puts it in `stuck` (the function's thread)."""
-    c.sock.settimeout(1.0)
-    try:
-        rep = c.call("PING")
-    except (TimeoutError, socket.timeout):
-        stuck.add(c)
-        return False
-    finally:
-        c.sock.settimeout(30)
-    if rep == ("-", busy):
-        return True
-    assert rep == ("+", b"PONG"), rep
-    return False
+# --- The script's own thread (issue 12) ---------------------------------------
+# A client whose connection lives on the busy script's thread is served from
+# the script's hook: BUSY, and the commands allowed while busy, on io_uring
+# and on epoll, with one thread and with two.
+
+DRIVERS = {"uring": (), "epoll": ("--force_epoll",)}
+
+
+def start_busy(damselfly, threads, driver, limit=100):
+    srv = damselfly(f"--proactor_threads={threads}", f"--num_shards={threads}", f"--lua_time_limit={limit}",
+                    *DRIVERS[driver])
+    api = srv.info("server")["multiplexing_api"]
+    if driver == "uring" and api != "iouring":
+        pytest.skip(f"io_uring unavailable here (multiplexing_api={api})")
+    assert api == ("epoll" if driver == "epoll" else "iouring")
+    return srv
+
+
+def thread_of(c):
+    """The loop a connection lives on (Damselfly's CLIENT INFO `thread=`)."""
+    rep = c.call("CLIENT", "INFO")
+    assert rep[0] in ("$", "="), rep
+    return int(rep[1].decode().rsplit("thread=", 1)[1].split()[0])
+
+
+def on_thread(conns, thread):
+    found = [c for c in conns if thread_of(c) == thread]
+    assert found, f"no connection on thread {thread}"
+    return found
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_own_thread_gets_busy_and_script_kill(damselfly, only_damselfly, threads, driver):
+    srv = start_busy(damselfly, threads, driver)
+    conns = [RespConn(srv.port, timeout=30) for _ in range(6)]
+    owner = conns[0]
+    mates = on_thread(conns[1:], thread_of(owner))
+    script = LongScript(owner, LOOP)
+    peer = busy_peer(mates)
+    assert peer.call("GET", "k") == ("-", BUSY)
+    assert peer.call("MULTI") == ("+", b"OK")
+    assert peer.call("SET", "k", "v") == ("-", BUSY)
+    assert peer.call("EXEC") == ("-", b"EXECABORT Transaction discarded because of: " + BUSY)
+    # a client connecting now is served too (accepted from the hook)
+    late = RespConn(srv.port, timeout=30)
+    assert late.call("PING") == ("-", BUSY)
+    # pipelined: answered in order, the kill included
+    other = mates[-1]
+    other.send_raw(b"*1\r\n$4\r\nPING\r\n*2\r\n$6\r\nSCRIPT\r\n$4\r\nKILL\r\n*2\r\n$4\r\nECHO\r\n$1\r\nx\r\n")
+    assert other.read_reply() == ("-", BUSY)
+    assert other.read_reply() == ("+", b"OK")
+    script.join()
+    assert script.reply == ("-", b"ERR Script killed by user with SCRIPT KILL... script: %s, on @user_script:1."
+                            % sha1(LOOP).encode()), script.error
+    # the ECHO after the kill: BUSY if the script had not stopped yet, else served
+    assert other.read_reply() in (("-", BUSY), ("$", b"x"))
+    for c in conns + [late]:
+        assert c.call("PING") == ("+", b"PONG")
+        c.close()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_script_on_another_threads_shard_serves_that_thread(damselfly, only_damselfly, driver):
+    """A script whose keys are on the other thread's shard runs there (after
+    its first, lent, run): that thread's clients are served from its hook,
+    this one's from their own loop."""
+    srv = start_busy(damselfly, 2, driver)
+    conns = [RespConn(srv.port, timeout=30) for _ in range(6)]
+    owner = conns[0]
+    here = thread_of(owner)
+    key = keys_on_shards(2, 1, "busy")[1 - here][0]
+    body = "if ARGV[1] == 'spin' then local i = 0 while true do i = i + 1 end end return 1"
+    assert owner.call("EVAL", body, "1", key, "once") == (":", 1)
+    mates = on_thread(conns[1:], 1 - here)
+    spin = LongCall(owner, "EVALSHA", sha1(body), "1", key, "spin")
+    peer = busy_peer(mates)
+    assert peer.call("SCRIPT", "KILL") == ("+", b"OK")
+    spin.join()
+    assert spin.reply[0] == "-" and spin.reply[1].startswith(b"ERR Script killed by user"), spin.reply
+    for c in conns:
+        assert c.call("PING") == ("+", b"PONG")
+        c.close()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_own_thread_function_kill_and_unkillable(damselfly, only_damselfly, driver):
+    function_busy = b"BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+    srv = start_busy(damselfly, 1, driver)
+    conns = [RespConn(srv.port, timeout=30) for _ in range(3)]
+    assert conns[1].call("FUNCTION", "LOAD", SPIN_LIBRARY) == ("$", b"spinlib")
+    spin = LongCall(conns[0], "FCALL", "spin", "0")
+    peer = busy_peer(conns[1:], function_busy)
+    assert peer.call("SCRIPT", "KILL") == ("-", function_busy)
+    stats = peer.call("FUNCTION", "STATS")       # allowed while busy: names the running function
+    assert stats[0] == "*" and stats[1][0] == ("$", b"running_script"), stats
+    running = stats[1][1][1]
+    assert running[:4] == [("$", b"name"), ("$", b"spin"), ("$", b"command"),
+                           ("*", [("$", b"FCALL"), ("$", b"spin"), ("$", b"0")])], running
+    assert running[4] == ("$", b"duration_ms") and running[5][0] == ":" and running[5][1] >= 100, running
+    assert peer.call("FUNCTION", "KILL") == ("+", b"OK")
+    spin.join()
+    assert spin.reply == ("-", b"ERR Script killed by user with SCRIPT KILL... script: spin, on @user_function:2.")
+    # a script that wrote cannot be killed; its own connection gets its reply once it ends
+    script = LongScript(conns[0], WRITE_THEN_WAIT, ["written"])
+    peer = busy_peer(conns[1:])
+    assert peer.call("FUNCTION", "STATS") == ("-", BUSY)   # an EVAL script: Redis's answer
+    assert peer.call("SCRIPT", "KILL") == ("-", UNKILLABLE)
+    script.join()
+    assert script.reply == ("$", b"done"), script.error
+    assert peer.call("GET", "written") == ("$", b"written")
+    for c in conns:
+        c.close()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_own_thread_shutdown_nosave(damselfly, only_damselfly, driver):
+    srv = start_busy(damselfly, 1, driver)
+    conns = [RespConn(srv.port, timeout=30) for _ in range(3)]
+    script = LongScript(conns[0], LOOP)
+    peer = busy_peer(conns[1:])
+    peer.send_raw(b"*2\r\n$8\r\nSHUTDOWN\r\n$6\r\nNOSAVE\r\n")
+    with pytest.raises((ConnectionClosed, ConnectionResetError)):
+        peer.read_reply()
+    script.join()
+    srv.proc.wait(30)
+    assert srv.proc.returncode == 0
+    for c in conns:
+        c.close()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_pipeline_on_script_thread_answered_in_order_after(damselfly, only_damselfly, driver):
+    """Under the limit nothing is read on the script's thread; what was sent
+    meanwhile is answered in order once the script ends.  Past the limit, a
+    WATCH (which the hook leaves for later) keeps the commands behind it in
+    order too."""
+    srv = start_busy(damselfly, 1, driver, limit=5000)
+    conns = [RespConn(srv.port, timeout=30) for _ in range(2)]
+    wait = ("local t0 = tonumber(redis.call('TIME')[1]) "
+            "while tonumber(redis.call('TIME')[1]) < t0 + 1 do end return 'slept'")
+    script = LongScript(conns[0], wait)
+    time.sleep(0.2)
+    conns[1].send_raw(encode("SET", "n", "1") + encode("INCR", "n") + encode("INCR", "n") + encode("GET", "n"))
+    assert [conns[1].read_reply() for _ in range(4)] == [("+", b"OK"), (":", 2), (":", 3), ("$", b"3")]
+    script.join()
+    assert script.reply == ("$", b"slept"), script.error
+    assert conns[1].call("CONFIG", "SET", "lua-time-limit", "100") == ("+", b"OK")
+    script = LongScript(conns[0], LOOP)
+    peer = busy_peer(conns[1:])
+    peer.send_raw(encode("PING") + encode("WATCH", "n") + encode("UNWATCH") + encode("ECHO", "e"))
+    assert peer.read_reply() == ("-", BUSY)
+    with RespConn(srv.port, timeout=30) as killer:
+        assert busy_peer([killer]).call("SCRIPT", "KILL") == ("+", b"OK")
+    script.join()
+    assert [peer.read_reply() for _ in range(3)] == [("+", b"OK"), ("+", b"OK"), ("$", b"e")]
+    for c in conns:
+        c.close()

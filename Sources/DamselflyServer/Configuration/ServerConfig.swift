@@ -77,7 +77,7 @@ public struct ServerConfig: Sendable, Equatable {
     public var slowlogMaxLen: Int = 128
     /// --hz: background (active expiry) cycles per second, 1..500.
     public var hz: Int = 10
-    /// --lua_time_limit: ms a script runs before clients on other threads get BUSY (Redis's lua-time-limit).
+    /// --lua_time_limit: ms a script runs before other clients get BUSY (Redis's lua-time-limit).
     public var luaTimeLimit: Int = 5000
     /// --default_lua_flags: Dragonfly script flags (comma-separated) for scripts without a `--!df flags=` line.
     public var defaultLuaFlags: String = ""
@@ -320,7 +320,7 @@ struct ConfigFlagSpec: Sendable {
         .int("slowlog_max_len", 0...Int.max, "Entries kept in the slow log.", \.slowlogMaxLen),
         .int("hz", 1...500, "Background cycles (active expiry) per second, 1..500.", \.hz),
         .int("lua_time_limit", 0...Int(Int32.max),
-             "Milliseconds a Lua script may run before clients on other threads get BUSY and SCRIPT KILL may stop it.",
+             "Milliseconds a Lua script may run before other clients get BUSY and SCRIPT KILL may stop it.",
              \.luaTimeLimit),
         .string("default_lua_flags",
                 "Script flags (comma-separated: allow-undeclared-keys, disable-atomicity) for scripts without a --!df flags= line.",
