@@ -379,7 +379,10 @@ public enum GeoFamily {
         if destination == nil, case .success(let q) = existing.result { destination = q.store }
         let resp3 = call.client.protocolVersion >= 3
         guard let destination else {
+            let writeVariant = variant.acceptsStoreOption
             call.runOnKey(source, mode: .shared) { ctx in
+                // GEORADIUS without STORE is a write command that wrote nothing: WATCH stays clean.
+                if writeVariant { ctx.markUnchanged() }
                 switch locate(ctx, source, existing: existing, absent: absent) {
                 case .error(let reply): return reply
                 case .points(let points, let q): return reply(points, q, resp3: resp3)

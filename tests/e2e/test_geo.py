@@ -297,3 +297,21 @@ def test_geo_errors_and_edges(pair, proto):
         for i, cmd in enumerate(checks):
             history.append(cmd)
             _compare(dc, rc, cmd, i, history, f"errors resp{proto}")
+
+
+def test_georadius_without_store_leaves_watch_clean(pair):
+    """GEORADIUS is a write command, but without STORE it writes nothing: a
+    transaction WATCHing its key still commits (as on redis-server); with
+    STORE the destination is written and a WATCH on it aborts."""
+    d, r = pair
+    script = [["GEOADD", "w", "13.361389", "38.115556", "a"], ["WATCH", "w"],
+              ["GEORADIUS", "w", "13", "38", "100", "km"], ["GEORADIUSBYMEMBER", "w", "a", "1", "km"],
+              ["MULTI"], ["PING"], ["EXEC"],
+              ["WATCH", DESTS[1]], ["GEORADIUS", "w", "13", "38", "100", "km", "STORE", DESTS[1]],
+              ["MULTI"], ["PING"], ["EXEC"], ["ZRANGE", DESTS[1], "0", "-1", "WITHSCORES"]]
+    with RespConn(d.port) as dc, RespConn(r.port) as rc:
+        _fresh(dc, 2)
+        _fresh(rc, 2)
+        replies = [_compare(dc, rc, cmd, i, script[:i + 1], "watch") for i, cmd in enumerate(script)]
+    assert replies[6] == ("*", [("+", b"PONG")])
+    assert replies[11][0] == "*" and replies[11][1] is None
