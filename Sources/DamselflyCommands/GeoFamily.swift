@@ -80,10 +80,23 @@ public enum GeoFamily {
         let scaled = (value * 10000).rounded(.toNearestOrEven)
         guard scaled.magnitude < 9.2e18 else { return Array((scaled < 0 ? "-inf" : "inf").utf8) }
         let v = Int64(scaled)
-        let magnitude = v.magnitude
-        var fraction = String(magnitude % 10000)
-        fraction = String(repeating: "0", count: 4 - fraction.count) + fraction
-        return Array(((v < 0 ? "-" : "") + String(magnitude / 10000) + "." + fraction).utf8)
+        // Digits least significant first; at least one before the point.
+        var digits: [UInt8] = []
+        digits.reserveCapacity(24)
+        var rest = v.magnitude
+        repeat {
+            digits.append(UInt8(ascii: "0") + UInt8(rest % 10))
+            rest /= 10
+        } while rest > 0
+        while digits.count < 5 { digits.append(UInt8(ascii: "0")) }
+        var out: [UInt8] = []
+        out.reserveCapacity(digits.count + 2)
+        if v < 0 { out.append(UInt8(ascii: "-")) }
+        for (i, d) in digits.enumerated().reversed() {
+            out.append(d)
+            if i == 4 { out.append(UInt8(ascii: ".")) }
+        }
+        return out
     }
 
     /// C's `(long long)` of a score for WITHHASH (scores set by ZADD may be

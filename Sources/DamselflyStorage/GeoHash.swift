@@ -233,36 +233,26 @@ public enum GeoHash {
                 moved(1, 1), moved(-1, 1), moved(1, -1), moved(-1, -1)]
     }
 
-    static func moveX(_ hash: inout GeoHashBits, _ d: Int) {
-        if d == 0 { return }
-        var x = hash.bits & 0xaaaa_aaaa_aaaa_aaaa
-        let y = hash.bits & 0x5555_5555_5555_5555
-        let shift = UInt64(64 - Int(hash.step) * 2)
-        let zz: UInt64 = 0x5555_5555_5555_5555 >> shift
-        if d > 0 {
-            x = x &+ (zz &+ 1)
-        } else {
-            x = x | zz
-            x = x &- (zz &+ 1)
-        }
-        x &= (0xaaaa_aaaa_aaaa_aaaa >> shift)
-        hash.bits = x | y
-    }
+    static func moveX(_ hash: inout GeoHashBits, _ d: Int) { move(&hash, d, along: 0xaaaa_aaaa_aaaa_aaaa) }
+    static func moveY(_ hash: inout GeoHashBits, _ d: Int) { move(&hash, d, along: 0x5555_5555_5555_5555) }
 
-    static func moveY(_ hash: inout GeoHashBits, _ d: Int) {
+    /// One cell along the axis whose bits `mask` selects (odd bits: longitude,
+    /// even bits: latitude): add or subtract one in those bits only, letting
+    /// the carry skip the other axis's bits and wrap at the edge.
+    static func move(_ hash: inout GeoHashBits, _ d: Int, along mask: UInt64) {
         if d == 0 { return }
-        let x = hash.bits & 0xaaaa_aaaa_aaaa_aaaa
-        var y = hash.bits & 0x5555_5555_5555_5555
+        var moving = hash.bits & mask
+        let fixed = hash.bits & ~mask
         let shift = UInt64(64 - Int(hash.step) * 2)
-        let zz: UInt64 = 0xaaaa_aaaa_aaaa_aaaa >> shift
+        let others: UInt64 = ~mask >> shift
         if d > 0 {
-            y = y &+ (zz &+ 1)
+            moving = moving &+ (others &+ 1)
         } else {
-            y = y | zz
-            y = y &- (zz &+ 1)
+            moving = moving | others
+            moving = moving &- (others &+ 1)
         }
-        y &= (0x5555_5555_5555_5555 >> shift)
-        hash.bits = x | y
+        moving &= (mask >> shift)
+        hash.bits = moving | fixed
     }
 
     // MARK: - Distance
