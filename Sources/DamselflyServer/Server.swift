@@ -65,6 +65,7 @@ public final class Server: @unchecked Sendable {
         HashFamily.register(registry)
         SetFamily.register(registry)
         SortedSetFamily.register(registry)
+        GeoFamily.register(registry)
         StreamFamily.register(registry)
         BitFamily.register(registry)
         HyperLogLogFamily.register(registry)
