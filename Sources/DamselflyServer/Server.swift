@@ -65,6 +65,7 @@ public final class Server: @unchecked Sendable {
         HashFamily.register(registry)
         SetFamily.register(registry)
         SortedSetFamily.register(registry)
+        SortFamily.register(registry)
         StreamFamily.register(registry)
         BitFamily.register(registry)
         BlockingFamily.register(registry)
