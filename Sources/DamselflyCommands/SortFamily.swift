@@ -26,6 +26,26 @@ public enum SortFamily {
         }
     }
 
+    /// SORT's keys as Redis's `sortGetKeys` finds them in `args` (the
+    /// command name first): the sorted key and the last STORE destination,
+    /// skipping the arguments of LIMIT, GET and BY (COMMAND GETKEYS).
+    public static func keyPositions(_ args: [[UInt8]]) -> [Int] {
+        var store: Int? = nil
+        var i = 2
+        while i < args.count {
+            switch String(decoding: args[i], as: UTF8.self).lowercased() {
+            case "limit": i += 2
+            case "get", "by": i += 1
+            case "store" where i + 1 < args.count:
+                store = i + 1
+                i += 1
+            default: break
+            }
+            i += 1
+        }
+        return [1] + (store.map { [$0] } ?? [])
+    }
+
     // MARK: - Options
 
     /// SORT's parsed options.
