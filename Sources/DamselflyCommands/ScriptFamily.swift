@@ -853,7 +853,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     static let keylessAllowed: Set<String> = ["ping", "echo", "time", "publish", "select", "xread", "xreadgroup"]
     /// Commands whose keys follow a count (no fixed key position in the
     /// table); their handlers find the keys and reach them like any other.
-    static let numkeysCommands: Set<String> = ["lmpop", "blmpop", "zmpop", "bzmpop", "sintercard", "zunion", "zinter", "zdiff"]
+    static let numkeysCommands: Set<String> = ["lmpop", "blmpop", "zmpop", "bzmpop", "sintercard", "zintercard", "zunion", "zinter", "zdiff"]
     /// Key-less commands that walk the keyspace: synchronous when every shard is lent.
     static let keyspaceWide: Set<String> = ["dbsize", "keys", "scan", "randomkey"]
 }

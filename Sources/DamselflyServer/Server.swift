@@ -60,7 +60,9 @@ public final class Server: @unchecked Sendable {
         connectionsByLoop = Array(repeating: [:], count: loops.count)
         port = config.port
         StringFamily.register(registry)
+        StringFamily.registerLCS(registry)
         GenericFamily.register(registry)
+        GenericFamily.registerSwapDB(registry)
         ListFamily.register(registry)
         HashFamily.register(registry)
         SetFamily.register(registry)
