@@ -21,10 +21,18 @@ extension GenericFamily {
         let count = call.shardSet.shards[0].keyspace.databaseCount
         let a = Int(first), b = Int(second)
         guard a >= 0, a < count, b >= 0, b < count else { return call.reply(.outOfRangeDB) }
+        runOnEveryShard(call) { shard in swapOnShard(shard, a, b) }
+    }
+
+    /// Runs `work` on every shard at once under a global transaction (inside
+    /// EXEC, whose transaction already holds every shard whole, by plain
+    /// hops), journals the command once, then replies OK: FLUSHALL, FLUSHDB,
+    /// SWAPDB.
+    static func runOnEveryShard(_ call: CommandCall, _ work: @escaping (Shard) -> Void) {
         let database = call.client.database
         let journalArgs = call.journalArguments()
         var txid: UInt64 = 0
-        let swap: (Shard) -> Int = { shard in
+        let step: (Shard) -> Int = { shard in
             if let journalArgs {
                 if call.insideExec || call.script != nil {
                     if shard.index == 0 { shard.journal?.append(database: database, journalArgs) }
@@ -34,18 +42,17 @@ extension GenericFamily {
                         command: shard.index == 0 ? journalArgs : nil)
                 }
             }
-            swapOnShard(shard, a, b)
+            work(shard)
             return 0
         }
         if call.insideExec {
-            // EXEC already holds every shard whole.
-            call.shardSet.broadcast(from: call.loop, swap, done: { _ in call.reply(.ok) })
+            call.shardSet.broadcast(from: call.loop, step, done: { _ in call.reply(.ok) })
             return
         }
         let transaction = Transaction(globalOn: call.shardSet, loop: call.loop)
         transaction.schedule {
             txid = transaction.txid
-            transaction.execute(conclude: true, swap, done: { _ in call.reply(.ok) })
+            transaction.execute(conclude: true, step, done: { _ in call.reply(.ok) })
         }
     }
 
