@@ -244,6 +244,51 @@ public struct CommandCall {
         }
     }
 
+    /// Runs `body` on this connection's thread with every shard's keyspace
+    /// lent to it, then `done` with its result once every shard has it back.
+    ///
+    /// For work that cannot name its keys in advance (a script touching
+    /// undeclared keys, SORT with BY/GET patterns): a global transaction
+    /// reaches the head of every shard's queue, each shard holds blocked
+    /// clients back and lends its keyspace; `body` may then read and write
+    /// any key synchronously, and nothing else runs on any key meanwhile.
+    /// Inside EXEC (whose transaction is already global, holding every shard)
+    /// the shards are lent by plain hops: a transaction of its own would queue
+    /// behind EXEC's forever.
+    public func withEveryShardLent<R>(_ body: @escaping () -> R, done: @escaping (R) -> Void) {
+        let borrower = loop
+        if insideExec {
+            let all = Array(0..<shardSet.count)
+            hopEach(all, { shard in
+                shard.lend(to: borrower)
+                return 0
+            }, done: { _ in
+                let result = body()
+                self.hopEach(all, { shard in
+                    shard.takeBack()
+                    return 0
+                }, done: { _ in done(result) })
+            })
+            return
+        }
+        let transaction = Transaction(globalOn: shardSet, loop: loop)
+        transaction.schedule {
+            transaction.execute(conclude: false, { shard in
+                shard.suspendServing()
+                shard.lend(to: borrower)
+                return 0
+            }, done: { _ in
+                let result = body()
+                transaction.execute(conclude: true, { shard in
+                    shard.takeBack()
+                    shard.resumeServing()
+                    shard.publishStats()
+                    return 0
+                }, done: { _ in done(result) })
+            })
+        }
+    }
+
     /// Runs a command over several keys atomically: `perShard` runs once on
     /// every shard owning some of them, with the positions (into `keys`) of
     /// its keys; `merge` turns the results into the reply. One shard: the

@@ -385,18 +385,7 @@ public enum GenericFamily {
             return call.reply(.syntaxError)
         }
         let database = call.client.database
-        let journalArgs = call.journalArguments()
-        var txid: UInt64 = 0
-        let flush: (Shard) -> Int = { shard in
-            if let journalArgs {
-                if call.insideExec || call.script != nil {
-                    if shard.index == 0 { shard.journal?.append(database: database, journalArgs) }
-                } else {
-                    shard.journal?.appendTransaction(
-                        txid: txid, participants: call.shardSet.count, database: database,
-                        command: shard.index == 0 ? journalArgs : nil)
-                }
-            }
+        runOnEveryShard(call) { shard in
             if allDatabases {
                 for db in shard.keyspace.databases { db.removeAll() }
             } else {
@@ -406,17 +395,6 @@ public enum GenericFamily {
             // and is gone now is found by EXEC's check (as Redis's
             // touchAllWatchedKeysInDb dirties only keys the flush removed).
             shard.publishStats()
-            return 0
-        }
-        if call.insideExec {
-            // EXEC already holds every shard whole.
-            call.shardSet.broadcast(from: call.loop, flush, done: { _ in call.reply(.ok) })
-            return
-        }
-        let transaction = Transaction(globalOn: call.shardSet, loop: call.loop)
-        transaction.schedule {
-            txid = transaction.txid
-            transaction.execute(conclude: true, flush, done: { _ in call.reply(.ok) })
         }
     }
 

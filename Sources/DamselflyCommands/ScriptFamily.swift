@@ -816,47 +816,15 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     /// General path: a global transaction lends every shard to this thread.
     func withLentShards(declaredShard: Int?) {
         call.engine.scripts.counters.ioCoordination.add(1, ordering: .relaxed)
-        if call.insideExec { return withLentShardsInsideExec() }
-        let transaction = Transaction(globalOn: call.shardSet, loop: call.loop)
         let sink = call.sink
-        transaction.schedule { [self] in
-            let borrower = call.loop
-            transaction.execute(conclude: false, { shard in
-                shard.suspendServing()
-                shard.lend(to: borrower)
-                return 0
-            }, done: { [self] _ in
-                let execution = ScriptExecution(mode: .lentShards)
-                let reply = run(execution, loopIndex: call.loop.index)
-                if let declaredShard, execution.touchedShards.isSubset(of: [declaredShard]) {
-                    reach.markKnownLocal()
-                }
-                transaction.execute(conclude: true, { shard in
-                    shard.takeBack()
-                    shard.resumeServing()
-                    return 0
-                }, done: { _ in sink.complete(reply) })
-            })
-        }
-    }
-
-    /// Inside EXEC: a queued script makes EXEC's transaction global, so every
-    /// shard is already held (and suspended) for this connection; a transaction
-    /// of its own would queue behind EXEC's forever. Lend them by plain hops.
-    private func withLentShardsInsideExec() {
-        let borrower = call.loop
-        let sink = call.sink
-        let all = Array(0..<call.shardSet.count)
-        call.hopEach(all, { shard in
-            shard.lend(to: borrower)
-            return 0
-        }, done: { [self] _ in
-            let reply = run(ScriptExecution(mode: .lentShards), loopIndex: call.loop.index)
-            call.hopEach(all, { shard in
-                shard.takeBack()
-                return 0
-            }, done: { _ in sink.complete(reply) })
-        })
+        call.withEveryShardLent({ [self] in
+            let execution = ScriptExecution(mode: .lentShards)
+            let reply = run(execution, loopIndex: call.loop.index)
+            if let declaredShard, execution.touchedShards.isSubset(of: [declaredShard]) {
+                reach.markKnownLocal()
+            }
+            return reply
+        }, done: { sink.complete($0) })
     }
 
     /// Runs the script with this execution mode on the calling thread.
@@ -980,7 +948,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     static let keylessAllowed: Set<String> = ["ping", "echo", "time", "publish", "select", "xread", "xreadgroup"]
     /// Commands whose keys follow a count (no fixed key position in the
     /// table); their handlers find the keys and reach them like any other.
-    static let numkeysCommands: Set<String> = ["lmpop", "blmpop", "zmpop", "bzmpop", "sintercard", "zunion", "zinter", "zdiff"]
+    static let numkeysCommands: Set<String> = ["lmpop", "blmpop", "zmpop", "bzmpop", "sintercard", "zintercard", "zunion", "zinter", "zdiff"]
     /// Key-less commands that walk the keyspace: synchronous when every shard is lent.
     static let keyspaceWide: Set<String> = ["dbsize", "keys", "scan", "randomkey"]
 }

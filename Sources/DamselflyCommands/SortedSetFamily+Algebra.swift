@@ -35,6 +35,7 @@ extension SortedSetFamily {
 
     static func registerAlgebra(_ r: CommandRegistry, group g: String) {
         let ops: [(String, SetOp)] = [("union", .union), ("inter", .inter), ("diff", .diff)]
+        r.register("zintercard", arity: -3, flags: [.readonly], group: g, handler: zintercard)
         for (name, op) in ops {
             r.register("z\(name)store", arity: -4, flags: [.write, .denyOOM], firstKey: 1, lastKey: 1, keyStep: 1, group: g) { call in
                 algebra(call, op: op, store: true)
@@ -43,6 +44,61 @@ extension SortedSetFamily {
                 algebra(call, op: op, store: false)
             }
         }
+    }
+
+    /// ZINTERCARD numkeys key [key ...] [LIMIT limit]: the size of the
+    /// intersection, counting stops at a non-zero limit. Redis's order of
+    /// errors: numkeys, the keys' types, then the options.
+    static func zintercard(_ call: CommandCall) {
+        guard let setnum = call.integer(1) else { return call.reply(.notInteger) }
+        guard setnum >= 1 else {
+            return call.reply(.error("ERR at least 1 input key is needed for 'zintercard' command"))
+        }
+        guard setnum <= Int64(call.args.count - 2) else { return call.reply(.syntaxError) }
+        let n = Int(setnum)
+        var limit = 0
+        var optionError: Reply? = nil
+        var j = 2 + n
+        while j < call.args.count {
+            if call.args.count - j >= 2 && call.isArg(j, "limit") {
+                guard let l = call.integer(j + 1), l >= 0 else {
+                    optionError = .error("ERR LIMIT can't be negative")
+                    break
+                }
+                limit = Int(l)
+                j += 2
+            } else {
+                optionError = .syntaxError
+                break
+            }
+        }
+        let keys = (2..<(2 + n)).map { call.key($0) }
+        let cap = limit, failure = optionError
+        call.runOnKeys(keys, mode: .shared, perShard: { ctx, positions in
+            positions.map { ($0, readSource(ctx, keys[$0])) }
+        }, merge: { parts in
+            var sources = [Source](repeating: .missing, count: n)
+            for part in parts { for (p, s) in part { sources[p] = s } }
+            var inputs: [[ZEntry]] = []
+            var anyMissing = false
+            for source in sources {
+                switch source {
+                case .wrongType: return .wrongType
+                case .missing: anyMissing = true
+                case .entries(let e): inputs.append(e)
+                }
+            }
+            if let failure { return failure }
+            if anyMissing { return .integer(0) }
+            inputs.sort { $0.count < $1.count }
+            let others = inputs.dropFirst().map { Set($0.map(\.member)) }
+            var found = 0
+            for entry in inputs[0] where others.allSatisfy({ $0.contains(entry.member) }) {
+                found += 1
+                if cap > 0 && found >= cap { break }
+            }
+            return .integer(found)
+        })
     }
 
     static func algebra(_ call: CommandCall, op: SetOp, store: Bool) {

@@ -55,6 +55,10 @@ enum CommandDocs {
             guard spec.firstKey > 0, spec.acceptsArgumentCount(argc) else {
                 return call.reply(.error("ERR The command has no key arguments"))
             }
+            if spec.name == "sort" {
+                let args = (2..<call.args.count).map { call.args.bytes($0) }
+                return call.reply(.array(SortFamily.keyPositions(args).map { .bulk(args[$0]) }))
+            }
             let last = spec.lastKey < 0 ? argc + spec.lastKey : spec.lastKey
             var keys: [Reply] = []
             var i = spec.firstKey

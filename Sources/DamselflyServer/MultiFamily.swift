@@ -111,7 +111,9 @@ enum MultiFamily {
         var database = client.database
         for command in queued {
             let spec = command.spec
-            if spec.name == "select" || spec.name == "move" || spec.name == "copy" || spec.name == "swapdb" {
+            if spec.name == "select" || spec.name == "move" || spec.name == "copy" || spec.name == "swapdb"
+                || spec.name == "sort" || spec.name == "sort_ro" {
+                // (SORT's patterns and STORE destination name keys beyond its table positions.)
                 global = true
             }
             let positions = command.keyPositions

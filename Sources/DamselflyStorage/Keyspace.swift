@@ -3,7 +3,7 @@
 /// Every shard thread owns one; a key of database n lives in database n of the shard its hash
 /// picks, so the databases of one shard hold only that shard's part of each logical database.
 public final class Keyspace {
-    public let databases: [Database]
+    public private(set) var databases: [Database]
 
     public init(databaseCount: Int = 16) {
         precondition(databaseCount > 0, "a keyspace needs at least one database")
@@ -12,6 +12,12 @@ public final class Keyspace {
 
     @inlinable
     public var databaseCount: Int { databases.count }
+
+    /// SWAPDB: databases `a` and `b` trade places (their keys, TTLs and
+    /// accounting go with them).
+    public func swapDatabases(_ a: Int, _ b: Int) {
+        databases.swapAt(a, b)
+    }
 
     /// Accounted bytes of all databases.
     public var usedBytes: Int {

@@ -56,4 +56,15 @@ extension Shard {
             for f in fingerprints { signalKeyReady(f) }
         }
     }
+
+    /// Whether any client WATCHes a key of this shard.
+    public var hasWatchers: Bool { !watches.isEmpty }
+
+    /// Dirties the WATCHers of these keys (SWAPDB: no single write to note).
+    public func touchWatchers(_ fingerprints: [LockFingerprint]) {
+        for f in fingerprints { watches.touch(f) }
+    }
+
+    /// Whether any client is blocked on a key of this shard.
+    public var hasBlockedClients: Bool { !blocking.isEmpty }
 }
