@@ -290,7 +290,9 @@ public enum HashFamily {
         }
         let withValues = call.args.count == 4
         if call.args.count > 4 || (withValues && !call.isArg(3, "withvalues")) { return call.reply(.syntaxError) }
-        if withValues && (count < -Int64.max / 2 || count > Int64.max / 2) {
+        // Beyond Redis's WITHVALUES bound: as ZRANDMEMBER, absurd negative counts are refused
+        // rather than allocated (redis-server 7.0 loops on them for ever).
+        if (withValues && (count < -Int64.max / 2 || count > Int64.max / 2)) || count < -Int64(SortedSetFamily.maxRandomPicks) {
             return call.reply(.error("ERR value is out of range"))
         }
         let resp3 = call.client.protocolVersion >= 3

@@ -198,6 +198,11 @@ public enum SetFamily {
             return call.reply(.error(
                 "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"))
         }
+        // As ZRANDMEMBER: a reply is built as a value, so absurd negative counts are
+        // refused rather than allocated (redis-server 7.0 loops on them for ever).
+        if count < -Int64(SortedSetFamily.maxRandomPicks) {
+            return call.reply(.error("ERR value is out of range"))
+        }
         call.runOnKey(key, mode: .shared) { ctx in
             read(&ctx, key, empty: .array([])) { set in
                 var rng = SplitMix64()

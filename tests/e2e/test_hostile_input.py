@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+import redis
 
 from resp import RespConn, encode
 
@@ -220,3 +221,21 @@ def test_query_buffer_limit(damselfly):
         assert closed
         assert admin.call("EXISTS", "q") == (":", 0)
         assert admin.call("PING") == ("+", b"PONG")
+
+
+@pytest.mark.parametrize("cmd,setup", [
+    ("SRANDMEMBER", ("SADD", "r", "a", "b")),
+    ("HRANDFIELD", ("HSET", "r", "a", "1")),
+    ("ZRANDMEMBER", ("ZADD", "r", "1", "a")),
+])
+def test_random_picks_with_an_absurd_negative_count_are_refused(damselfly, cmd, setup):
+    # SRANDMEMBER fz:set -4611686018427387904 (FUZZ_SEED=1) built its reply for ever and the
+    # server stopped answering, even SIGTERM; every *RANDMEMBER is bounded as ZRANDMEMBER was.
+    d = damselfly()
+    c = d.client()
+    c.execute_command(*setup)
+    for count in (-4611686018427387904, -(1 << 40)):
+        with pytest.raises(redis.ResponseError, match="value is out of range"):
+            c.execute_command(cmd, "r", count)
+    assert len(c.execute_command(cmd, "r", -1000)) == 1000
+    assert c.ping()
