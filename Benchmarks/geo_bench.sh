@@ -20,12 +20,7 @@ CLIENTS="${CLIENTS:-50}"
 THREADS="${THREADS:-2}"
 
 need_tools redis-server redis-benchmark redis-cli python3
-if [[ -z "${DAMSELFLY_BIN:-}" ]]; then
-  swift build -c release --product damselfly
-  DAMSELFLY_BIN=.build/release/damselfly
-fi
-[[ -x "$DAMSELFLY_BIN" ]] || { echo "error: $DAMSELFLY_BIN not executable" >&2; exit 1; }
-DAMSELFLY_BIN=$(realpath "$DAMSELFLY_BIN")
+resolve_damselfly_bin
 make_workdir
 
 fill() {  # port: 100,000 points in `pts`, 500 per GEOADD

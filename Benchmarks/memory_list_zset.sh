@@ -29,13 +29,7 @@ MODE="${MODE:-list,zset}"
 DAMSELFLY_FLAGS="${DAMSELFLY_FLAGS:---proactor_threads=2}"
 
 need_tools redis-server redis-cli python3
-if [[ -z "${DAMSELFLY_BIN:-}" ]]; then
-  swift build -c release --product damselfly
-  DAMSELFLY_BIN=.build/release/damselfly
-fi
-[[ -x "$DAMSELFLY_BIN" ]] || { echo "error: $DAMSELFLY_BIN not executable" >&2; exit 1; }
-
-DAMSELFLY_BIN=$(realpath "$DAMSELFLY_BIN")
+resolve_damselfly_bin
 make_workdir
 workdir=$WORKDIR
 
