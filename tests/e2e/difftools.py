@@ -157,6 +157,14 @@ def _scan_all(conn, rounds_limit=10000):
     raise AssertionError("SCAN did not terminate")
 
 
+def fresh(conn, proto):
+    """Empties the server and switches `conn` to RESP `proto` (2 or 3): the start of
+    every differential stream."""
+    assert conn.call("FLUSHALL") == ("+", b"OK")
+    rep = conn.call("HELLO", str(proto))
+    assert rep[0] in "*%", rep
+
+
 def run_one(conn, cmd):
     if cmd == ["SCAN"]:
         return _scan_all(conn)

@@ -13,6 +13,7 @@ import random
 
 import pytest
 
+from difftools import fresh
 from resp import RespConn
 from util import keys_on_shards
 
@@ -147,11 +148,6 @@ def pair(damselfly_module, redis_server):
     return d, redis_server
 
 
-def _fresh(conn, proto):
-    assert conn.call("FLUSHALL") == ("+", b"OK")
-    rep = conn.call("HELLO", str(proto))
-    assert rep[0] in "*%", rep
-
 
 def _compare(dc, rc, cmd, i, history, label):
     a, b = dc.call(*cmd), rc.call(*cmd)
@@ -168,8 +164,8 @@ def test_geo_random(pair, proto, seed):
     rng = random.Random(seed)
     found = 0
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, proto)
-        _fresh(rc, proto)
+        fresh(dc, proto)
+        fresh(rc, proto)
         history = []
         for i in range(1500):
             cmd = _gen(rng)
@@ -190,8 +186,8 @@ def test_geo_huge_radius_and_poles(pair):
     d, r = pair
     rng = random.Random(7)
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, 2)
-        _fresh(rc, 2)
+        fresh(dc, 2)
+        fresh(rc, 2)
         history = []
         for _ in range(6):
             cmd = ["GEOADD", KEYS[0]]
@@ -282,8 +278,8 @@ def test_geo_errors_and_edges(pair, proto):
     setup = [["GEOADD", "pts", "13.361389", "38.115556", "a", "15.087269", "37.502669", "b"],
              ["SET", "str", "x"], ["ZADD", "pts", "-5", "neg", "9007199254740993", "big", "0.5", "half"]]
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, proto)
-        _fresh(rc, proto)
+        fresh(dc, proto)
+        fresh(rc, proto)
         for cmd in setup:
             _compare(dc, rc, cmd, 0, [], "setup")
         checks = BAD + [["GEOPOS", "pts", "neg", "big", "half", "a"], ["GEOHASH", "pts", "neg", "big", "half"],
@@ -310,8 +306,8 @@ def test_georadius_without_store_leaves_watch_clean(pair):
               ["WATCH", DESTS[1]], ["GEORADIUS", "w", "13", "38", "100", "km", "STORE", DESTS[1]],
               ["MULTI"], ["PING"], ["EXEC"], ["ZRANGE", DESTS[1], "0", "-1", "WITHSCORES"]]
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, 2)
-        _fresh(rc, 2)
+        fresh(dc, 2)
+        fresh(rc, 2)
         replies = [_compare(dc, rc, cmd, i, script[:i + 1], "watch") for i, cmd in enumerate(script)]
     assert replies[6] == ("*", [("+", b"PONG")])
     assert replies[11][0] == "*" and replies[11][1] is None

@@ -22,6 +22,7 @@ import random
 
 import pytest
 
+from difftools import fresh
 from resp import RespConn
 from util import keys_on_shards
 
@@ -348,18 +349,13 @@ def pair(damselfly_module, redis_server):
     return d, redis_server
 
 
-def _fresh(conn, proto):
-    assert conn.call("FLUSHALL") == ("+", b"OK")
-    rep = conn.call("HELLO", str(proto))
-    assert rep[0] in "*%", rep
-
 
 @pytest.mark.parametrize("proto,n,seed", [(2, N_RESP2, SEED), (3, N_RESP3, SEED + 1)], ids=["resp2", "resp3"])
 def test_hash_set_differential(pair, proto, n, seed):
     d, r = pair
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, proto)
-        _fresh(rc, proto)
+        fresh(dc, proto)
+        fresh(rc, proto)
         c = Chooser(random.Random(seed))
         runner = Runner(dc, rc, proto)
         for i in range(n):
@@ -390,8 +386,8 @@ def test_encoding_switch_over(pair, proto):
     OBJECT ENCODING and the contents agree with Redis at every step."""
     d, r = pair
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, proto)
-        _fresh(rc, proto)
+        fresh(dc, proto)
+        fresh(rc, proto)
         cases = [
             # hash: 512 entries stay listpack, the 513th converts (Redis 7.0's
             # built-in hash-max-listpack-entries)

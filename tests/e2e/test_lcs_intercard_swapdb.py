@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from difftools import fresh
 from resp import RespConn
 
 
@@ -15,10 +16,6 @@ def pair(damselfly_module, redis_server):
     d = damselfly_module("--proactor_threads=4")
     return d, redis_server
 
-
-def _fresh(conn, proto):
-    assert conn.call("FLUSHALL") == ("+", b"OK")
-    assert conn.call("HELLO", str(proto))[0] in "*%"
 
 
 def _same(dc, rc, cmd):
@@ -32,8 +29,8 @@ def test_lcs_differential(pair, proto):
     d, r = pair
     rng = random.Random(4401 + proto)
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, proto)
-        _fresh(rc, proto)
+        fresh(dc, proto)
+        fresh(rc, proto)
         for cmd in (["SET", "k1", "ohmytext"], ["SET", "k2", "mynewtext"], ["RPUSH", "list", "x"],
                     ["SET", "n", "12345"], ["SET", "e", ""]):
             _same(dc, rc, cmd)
@@ -66,8 +63,8 @@ def test_zintercard_differential(pair, proto):
     rng = random.Random(4501 + proto)
     keys = [f"z:{i}" for i in range(8)] + ["s:1", "s:2"]
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, proto)
-        _fresh(rc, proto)
+        fresh(dc, proto)
+        fresh(rc, proto)
         for k in keys:
             members = rng.sample(range(30), rng.randint(1, 25))
             if k.startswith("s:"):
@@ -100,8 +97,8 @@ def test_swapdb_differential(pair):
     d, r = pair
     rng = random.Random(4601)
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, 2)
-        _fresh(rc, 2)
+        fresh(dc, 2)
+        fresh(rc, 2)
         for cmd in (["SWAPDB", "0"], ["SWAPDB", "x", "1"], ["SWAPDB", "0", "x"], ["SWAPDB", "0", "16"],
                     ["SWAPDB", "-1", "0"], ["SWAPDB", "0", "4294967296"], ["SWAPDB", "3", "3"]):
             _same(dc, rc, cmd)
@@ -123,7 +120,7 @@ def test_swapdb_differential(pair):
 def test_swapdb_touches_watched_keys_and_wakes_blocked_clients(pair):
     d, _ = pair
     with RespConn(d.port) as c, RespConn(d.port) as w1, RespConn(d.port) as w2, RespConn(d.port) as blocked:
-        _fresh(c, 2)
+        fresh(c, 2)
         c.call("SELECT", "1")
         c.call("RPUSH", "jobs", "j1")
         c.call("SET", "present", "1")

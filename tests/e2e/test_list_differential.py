@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import difftools as dt
+from difftools import fresh
 from resp import RespConn
 from util import keys_on_shards
 
@@ -134,18 +135,13 @@ def pair(damselfly_module, redis_server):
     return d, redis_server
 
 
-def _fresh(conn, proto):
-    assert conn.call("FLUSHALL") == ("+", b"OK")
-    rep = conn.call("HELLO", str(proto))
-    assert rep[0] in "*%", rep
-
 
 @pytest.mark.parametrize("proto,n,seed", [(2, 4000, SEED), (3, 2500, SEED + 1)], ids=["resp2", "resp3"])
 def test_list_differential_random(pair, proto, n, seed):
     d, r = pair
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, proto)
-        _fresh(rc, proto)
+        fresh(dc, proto)
+        fresh(rc, proto)
         chooser = dt.RandomChooser(random.Random(seed))
         commands = [gen_command(chooser) for _ in range(n)]
         compared = dt.compare_sequence(dc, rc, commands)
@@ -191,8 +187,8 @@ def test_list_differential_long_lists(pair, proto):
     d, r = pair
     n = 1500
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, proto)
-        _fresh(rc, proto)
+        fresh(dc, proto)
+        fresh(rc, proto)
         chooser = dt.RandomChooser(random.Random(SEED + 10 + proto))
         # start each long key with ~2,000 elements
         setup = [["RPUSH", k] + [_long_val(chooser) for _ in range(500)] for k in LONG_KEYS for _ in range(4)]
@@ -209,8 +205,8 @@ def test_list_encoding_switch_over(pair):
     at every step (Redis 7.0 reports "quicklist" for every list)."""
     d, r = pair
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, 2)
-        _fresh(rc, 2)
+        fresh(dc, 2)
+        fresh(rc, 2)
         key = LONG_KEYS[1]
         steps = 0
 
@@ -239,7 +235,7 @@ def test_list_memory_usage_is_sane(pair, only_damselfly):
     """MEMORY USAGE of a packed list stays close to the payload size."""
     d, _ = pair
     with RespConn(d.port) as dc:
-        _fresh(dc, 2)
+        fresh(dc, 2)
         payload = "j" * 120
         for _ in range(20):
             dc.call("RPUSH", "mem", *([payload] * 500))
@@ -266,8 +262,8 @@ class DataChooser:
 def test_list_differential_hypothesis(pair, data, length):
     d, r = pair
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, 3)
-        _fresh(rc, 3)
+        fresh(dc, 3)
+        fresh(rc, 3)
         c = DataChooser(data)
         commands = [gen_command(c) for _ in range(length)]
         dt.compare_sequence(dc, rc, commands)

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from difftools import fresh
 from resp import RespConn
 
 SEED = 9151
@@ -26,10 +27,6 @@ def pair(damselfly_module, redis_server):
     d = damselfly_module("--proactor_threads=4")
     return d, redis_server
 
-
-def _fresh(conn, proto):
-    assert conn.call("FLUSHALL") == ("+", b"OK")
-    assert conn.call("HELLO", str(proto))[0] in "*%"
 
 
 def _dataset(rng):
@@ -118,8 +115,8 @@ def test_sort_differential(pair, proto):
     compared = 0
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
         for _round in range(ROUNDS):
-            _fresh(dc, proto)
-            _fresh(rc, proto)
+            fresh(dc, proto)
+            fresh(rc, proto)
             for cmd in _dataset(rng):
                 assert dc.call(*cmd) == rc.call(*cmd), cmd
             for _ in range(CMDS_PER_ROUND):
@@ -181,8 +178,8 @@ FIXED = [
 def test_sort_fixed_cases(pair, proto):
     d, r = pair
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, proto)
-        _fresh(rc, proto)
+        fresh(dc, proto)
+        fresh(rc, proto)
         for cmd in FIXED:
             assert dc.call(*cmd) == rc.call(*cmd), cmd
 
@@ -192,7 +189,7 @@ def test_sort_store_wakes_blocked_client_and_touches_watch(pair):
     blocked on the destination and aborts a transaction WATCHing it."""
     d, _ = pair
     with RespConn(d.port) as c, RespConn(d.port) as blocked, RespConn(d.port) as watcher:
-        _fresh(c, 2)
+        fresh(c, 2)
         c.call("RPUSH", "src", "2", "1")
         c.call("SET", "w_1", "10")
         c.call("SET", "w_2", "5")
@@ -215,7 +212,7 @@ def test_sort_with_patterns_is_atomic(pair):
     atomic); SORT BY/GET over them never sees a half-done move."""
     d, _ = pair
     with RespConn(d.port) as c:
-        _fresh(c, 2)
+        fresh(c, 2)
         c.call("RPUSH", "items", "a", "b")
         c.call("MSET", "w_a", "1", "w_b", "2")
     stop = threading.Event()

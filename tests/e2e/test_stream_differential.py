@@ -16,6 +16,7 @@ import random
 import pytest
 
 import difftools as dt
+from difftools import fresh
 from resp import RespConn
 from util import keys_on_shards
 
@@ -254,11 +255,6 @@ def pair(damselfly_module, redis_server):
     return d, redis_server
 
 
-def _fresh(conn, proto):
-    assert conn.call("FLUSHALL") == ("+", b"OK")
-    rep = conn.call("HELLO", str(proto))
-    assert rep[0] in "*%", rep
-
 
 def _compare(dc, rc, commands):
     done = []
@@ -277,8 +273,8 @@ def _compare(dc, rc, commands):
 def test_stream_differential_random(pair, proto, n, seed):
     d, r = pair
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, proto)
-        _fresh(rc, proto)
+        fresh(dc, proto)
+        fresh(rc, proto)
         gen = Gen(random.Random(seed))
         commands = [gen.command() for _ in range(n)]
         compared = _compare(dc, rc, commands)
@@ -294,8 +290,8 @@ def test_stream_long_streams_and_trimming(pair):
     d, r = pair
     rng = random.Random(SEED + 7)
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, 2)
-        _fresh(rc, 2)
+        fresh(dc, 2)
+        fresh(rc, 2)
         commands = []
         for k, key in enumerate(KEYS[:4]):
             for i in range(1, 1500):
@@ -334,6 +330,6 @@ def test_stream_errors_and_arity(pair):
     ]
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
         for proto in (2, 3):
-            _fresh(dc, proto)
-            _fresh(rc, proto)
+            fresh(dc, proto)
+            fresh(rc, proto)
             _compare(dc, rc, cases)

@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+from difftools import fresh
 from resp import RespConn
 from util import keys_on_shards
 
@@ -291,18 +292,13 @@ def pair(damselfly_module, redis_server):
     return d, redis_server
 
 
-def _fresh(conn, proto):
-    assert conn.call("FLUSHALL") == ("+", b"OK")
-    rep = conn.call("HELLO", str(proto))
-    assert rep[0] in "*%", rep
-
 
 def _run_stream(pair, proto, seed, n, gen):
     d, r = pair
     rng = random.Random(seed)
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
-        _fresh(dc, proto)
-        _fresh(rc, proto)
+        fresh(dc, proto)
+        fresh(rc, proto)
         history = []
         for i in range(n):
             cmd = gen(rng)
@@ -375,7 +371,7 @@ def test_large_zset_operations(pair, proto):
 
     with RespConn(pair[0].port) as dc, RespConn(pair[1].port) as rc:
         for conn in (dc, rc):
-            _fresh(conn, proto)
+            fresh(conn, proto)
             args = []
             for i in range(5000):
                 args += [str(rng.randint(-2000, 2000) / 8) if False else str((i * 7919) % 4001 / 8 - 250), f"m{i}"]
@@ -394,7 +390,7 @@ def test_encoding_switch_over(pair):
     d, r = pair
     with RespConn(d.port) as dc, RespConn(r.port) as rc:
         for conn in (dc, rc):
-            _fresh(conn, 2)
+            fresh(conn, 2)
 
         def both(*cmd):
             a, b = dc.call(*cmd), rc.call(*cmd)
