@@ -19,9 +19,10 @@ public enum BitFamily {
             }
             let key = call.key(1)
             call.runOnKey(key, mode: .exclusive) { ctx in
-                opWrite(ctx, key, highestBit: offset) { bytes in
+                opWrite(ctx, key, highestBit: offset) { bytes, changed in
                     let old = readBits(bytes, offset, 1)
                     writeBits(&bytes, offset, 1, UInt64(on))
+                    changed = old != UInt64(on)
                     return .integer(Int(old))
                 }
             }
@@ -87,11 +88,18 @@ public enum BitFamily {
     /// Redis's `lookupStringForBitCommand` then a write: the string is
     /// created or zero-extended to hold bit `highestBit`, handed to `body`
     /// to change in place, and stored back as `.raw`.
-    static func opWrite(_ ctx: ShardContext, _ key: KeyRef, highestBit: Int, _ body: (inout [UInt8]) -> Reply) -> Reply {
+    ///
+    /// `body` sets its flag when it changed a bit; a write that neither changed
+    /// a bit nor created or grew the string is no write for WATCH, blocked
+    /// clients and `rdb_changes_since_last_save` (Redis 7.0 counts it so).
+    static func opWrite(
+        _ ctx: ShardContext, _ key: KeyRef, highestBit: Int, _ body: (inout [UInt8], inout Bool) -> Reply
+    ) -> Reply {
         let needed = highestBit >> 3 + 1
+        var changed = false
         guard let found = ctx.lookupWrite(key) else {
             var bytes = [UInt8](repeating: 0, count: needed)
-            let reply = body(&bytes)
+            let reply = body(&bytes, &changed)
             ctx.store(key, .raw(bytes))
             return reply
         }
@@ -104,9 +112,11 @@ public enum BitFamily {
             case .list, .hash, .set, .zset, .stream: return .wrongType
             }
             value = .int(0)  // drop our reference so `bytes` is unique
-            if bytes.count < needed { bytes.append(contentsOf: repeatElement(0, count: needed - bytes.count)) }
-            let reply = body(&bytes)
+            let grew = bytes.count < needed
+            if grew { bytes.append(contentsOf: repeatElement(0, count: needed - bytes.count)) }
+            let reply = body(&bytes, &changed)
             value = .raw(bytes)
+            if !grew && !changed { ctx.markUnchanged() }
             return reply
         }
     }
@@ -311,7 +321,7 @@ public enum BitFamily {
         }, reply: { result in
             guard let result else { return .wrongType }
             return .integer(result.count)
-        })
+        }, writtenPositions: [0])
     }
 
     /// BITOP over the inputs; shorter inputs are padded with zero bytes.
@@ -417,11 +427,11 @@ public enum BitFamily {
             return
         }
         call.runOnKey(key, mode: .exclusive) { ctx in
-            opWrite(ctx, key, highestBit: highest) { bytes in
+            opWrite(ctx, key, highestBit: highest) { bytes, changed in
                 .array(fieldOps.map { op in
                     switch op.kind {
                     case .get: return getReply(bytes, op)
-                    case .set, .incrby: return apply(&bytes, op)
+                    case .set, .incrby: return apply(&bytes, op, changed: &changed)
                     }
                 })
             }
@@ -441,8 +451,9 @@ public enum BitFamily {
         return Int64(bitPattern: raw)
     }
 
-    /// SET or INCRBY, with Redis's overflow checks and replies.
-    static func apply(_ bytes: inout [UInt8], _ op: FieldOp) -> Reply {
+    /// SET or INCRBY, with Redis's overflow checks and replies. `changed`: an
+    /// INCRBY that ran, or a SET that wrote other bits (as Redis counts them).
+    static func apply(_ bytes: inout [UInt8], _ op: FieldOp, changed: inout Bool) -> Reply {
         let raw = readBits(bytes, op.offset, op.bits)
         if op.signed {
             let old = signExtend(raw, op.bits)
@@ -461,6 +472,7 @@ public enum BitFamily {
             }
             if overflowed && op.overflow == .fail { return .null }
             writeBits(&bytes, op.offset, op.bits, UInt64(bitPattern: newValue))
+            if op.kind == .incrby || readBits(bytes, op.offset, op.bits) != raw { changed = true }
             return .integer(Int(reply))
         }
         let old = raw
@@ -479,6 +491,7 @@ public enum BitFamily {
         }
         if overflowed && op.overflow == .fail { return .null }
         writeBits(&bytes, op.offset, op.bits, newValue)
+        if op.kind == .incrby || readBits(bytes, op.offset, op.bits) != raw { changed = true }
         return .integer(Int(Int64(bitPattern: reply)))
     }
 

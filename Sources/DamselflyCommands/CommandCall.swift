@@ -381,12 +381,13 @@ public struct CommandCall {
         decide: @escaping ([C]) -> D,
         apply: @escaping (inout ShardContext, [Int], D) -> Void,
         reply: @escaping (D) -> Reply,
-        forceTransaction: Bool = false
+        forceTransaction: Bool = false,
+        writtenPositions: [Int]? = nil
     ) {
         let sink = self.sink
         runOnKeysTwoPhaseRaw(
             keys, mode: mode, check: check, decide: decide, apply: apply, reply: reply,
-            forceTransaction: forceTransaction, completion: { sink.complete($0) })
+            forceTransaction: forceTransaction, writtenPositions: writtenPositions, completion: { sink.complete($0) })
     }
 
     public func runOnKeysTwoPhaseRaw<C, D, R>(
@@ -396,6 +397,7 @@ public struct CommandCall {
         apply: @escaping (inout ShardContext, [Int], D) -> Void,
         reply: @escaping (D) -> R,
         forceTransaction: Bool = false,
+        writtenPositions: [Int]? = nil,
         completion: @escaping (R) -> Void
     ) {
         let database = client.database
@@ -403,6 +405,14 @@ public struct CommandCall {
                 let byShard = positionsByShard(keys)
         let writes = self.writes
         let fingerprints = keys.map { lockFingerprint(keyHash: $0.hash, database: database) }
+        // A store command writes its destination only: its sources' WATCHers
+        // and blocked clients are left alone, as Redis signals only the
+        // destination. `noteWritten` is skipped on a shard holding no written key.
+        let isWritten: (Int) -> Bool = writtenPositions.map { written in { written.contains($0) } } ?? { _ in true }
+        func note(_ shard: Shard, _ positions: [Int]) {
+            let touched = positions.filter(isWritten)
+            if !touched.isEmpty { shard.noteWritten(touched.map { fingerprints[$0] }) }
+        }
         let journalArgs = journalArguments()
         let firstShard = byShard.keys.min() ?? 0
         if let script {
@@ -423,7 +433,7 @@ public struct CommandCall {
                 apply(&context, positions, decision)
                 if writes {
                     script.wrote = true
-                    shard.noteWritten(positions.map { fingerprints[$0] })
+                    note(shard, positions)
                 }
                 if let journalArgs, shard.index == firstShard { shard.journal?.append(database: database, journalArgs) }
             }
@@ -441,7 +451,7 @@ public struct CommandCall {
                     let positions = byShard[shard.index]!
                     if let journalArgs, shard.index == firstShard { shard.journal?.append(database: database, journalArgs) }
                     apply(&context, positions, decision)
-                    if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
+                    if writes { note(shard, positions) }
                     return 0
                 }, done: { _ in completion(reply(decision)) })
             })
@@ -453,7 +463,7 @@ public struct CommandCall {
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
                 let decision = decide([check(&context, positions)])
                 apply(&context, positions, decision)
-                if writes { shard.noteWritten(fingerprints) }
+                if writes { note(shard, positions) }
                 if let journalArgs { shard.journal?.append(database: database, journalArgs) }
                 return reply(decision)
             }, done: { result in completion(result) })
@@ -472,7 +482,7 @@ public struct CommandCall {
                     var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
                     let positions = positionsByShard[shard.index]!
                     apply(&context, positions, decision)
-                    if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
+                    if writes { note(shard, positions) }
                     if let journalArgs {
                         shard.journal?.appendTransaction(
                             txid: transaction.txid, participants: participants.count, database: database,
@@ -512,6 +522,7 @@ public struct ShardContext {
         // A mark left by an operation that no write consumed must not
         // silence the next command here.
         shard.keysUnchanged = false
+        shard.onlyWritten = nil
     }
 
     /// Tells the shard that this write command's operation changed nothing
@@ -520,6 +531,14 @@ public struct ShardContext {
     /// the shard's next ``Shard/noteWritten(_:changed:)`` consumes it.
     @inlinable
     public func markUnchanged() { shard.keysUnchanged = true }
+
+    /// Tells the shard that of the keys this write command holds here it
+    /// changed only `keys` (a store command's destination, not its sources):
+    /// only their WATCHers are dirtied and their blocked clients woken.
+    /// Consumed like ``markUnchanged()``; an empty list is the same as it.
+    public func markOnlyWritten(_ keys: [KeyRef]) {
+        shard.onlyWritten = keys.map { lockFingerprint(keyHash: $0.hash, database: databaseIndex) }
+    }
 
     /// Finds a live key for a read, counting keyspace hits and misses.
     @inlinable

@@ -277,7 +277,7 @@ public enum GenericFamily {
             guard let decision, let value = decision.value, positions.contains(1) else { return ctx.markUnchanged() }
             let destinationContext = ShardContext(shard: ctx.shard, databaseIndex: target)
             destinationContext.store(destination, value.duplicate(), expireAtMs: decision.expireAt)
-        }, reply: { decision in .integer(decision == nil ? 0 : 1) })
+        }, reply: { decision in .integer(decision == nil ? 0 : 1) }, writtenPositions: [1])
     }
 
     static func move(_ call: CommandCall) {

@@ -417,7 +417,7 @@ public enum GeoFamily {
             case .points(let points, let q):
                 return q.store == nil ? reply(points, q, resp3: resp3) : .integer(points.count)
             }
-        })
+        }, writtenPositions: [1])
     }
 
     /// The shard's part of a search: type check, member positions, the scan.

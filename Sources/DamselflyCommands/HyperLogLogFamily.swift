@@ -216,7 +216,7 @@ public enum HyperLogLogFamily {
             case .failure(let error): return error.reply
             case .success: return .ok
             }
-        })
+        }, writtenPositions: [0])
     }
 
     // MARK: - PFDEBUG

@@ -497,7 +497,9 @@ public enum ListFamily {
             }
             return .success(nil)
         }, apply: { ctx, positions, decision in
-            guard case .success(let chosen?) = decision, positions.contains(chosen) else { return }
+            // Only the key popped from is written (WATCH on the others holds).
+            guard case .success(let chosen?) = decision, positions.contains(chosen) else { return ctx.markUnchanged() }
+            ctx.markOnlyWritten([keys[chosen]])
             if case .success(let values?) = opPop(&ctx, keys[chosen], fromLeft: fromLeft, count: popCount) {
                 box.values = values
             }

@@ -263,15 +263,20 @@ public enum SetFamily {
             return .integer(sourceState == 4 ? 1 : 0)
         }, apply: { ctx, positions, decision in
             guard case .integer(1) = decision else { return ctx.markUnchanged() }
+            var written: [KeyRef] = []
             for p in positions {
                 if p == 0 {
                     if case .found(let index, let set) = lookup(&ctx, source, write: true) {
                         _ = modify(&ctx, index, set) { $0.remove(member) }
                     }
-                } else {
-                    _ = opAdd(&ctx, destination, [member])
+                    written.append(source)
+                } else if case .integer(let added) = opAdd(&ctx, destination, [member]), added > 0 {
+                    written.append(destination)
                 }
             }
+            // A member already in the destination leaves it untouched: Redis
+            // signals only the source then (WATCH on the destination holds).
+            ctx.markOnlyWritten(written)
         }, reply: { $0 })
     }
 
@@ -385,7 +390,7 @@ public enum SetFamily {
         }, reply: { result in
             guard let result else { return .wrongType }
             return .integer(result.count)
-        })
+        }, writtenPositions: [0])
     }
 
     static func sintercard(_ call: CommandCall) {

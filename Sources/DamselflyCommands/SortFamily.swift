@@ -363,7 +363,7 @@ public enum SortFamily {
                 case .success(let rows): return .integer(rows.count)
                 case .failure(let error): return error
                 }
-            })
+            }, writtenPositions: [1])
     }
 
     /// The reply of a SORT without STORE.

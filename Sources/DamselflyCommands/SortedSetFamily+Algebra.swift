@@ -183,7 +183,7 @@ extension SortedSetFamily {
             case .failure(let e): return e.reply
             case .success(let entries): return .integer(entries.count)
             }
-        })
+        }, writtenPositions: [0])
     }
 
     /// A source key's elements (a plain set's members score 1).

@@ -323,7 +323,7 @@ extension SortedSetFamily {
             case .wrongType: return .wrongType
             case .entries(let entries): return .integer(entries.count)
             }
-        })
+        }, writtenPositions: [0])
     }
 
     /// Stores a computed sorted set (in order, members distinct) under

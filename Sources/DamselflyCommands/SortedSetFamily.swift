@@ -336,7 +336,9 @@ public enum SortedSetFamily {
             }
             return nil
         }, apply: { ctx, positions, chosen in
-            guard let chosen, chosen >= 0, positions.contains(chosen) else { return }
+            // Only the key popped from is written (WATCH on the others holds).
+            guard let chosen, chosen >= 0, positions.contains(chosen) else { return ctx.markUnchanged() }
+            ctx.markOnlyWritten([keys[chosen]])
             if case .popped(let entries) = opPop(ctx, keys[chosen], max: max, count: popCount) {
                 box.entries = entries
             }

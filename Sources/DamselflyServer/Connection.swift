@@ -37,6 +37,12 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private var dispatching = false
     private var currentSpec: CommandSpec?
     private var commandStartNanos: UInt64 = 0
+    /// Bumped whenever `input` is compacted or reallocated. A command that
+    /// finished after a hop logs its arguments to SLOWLOG only when the
+    /// count is what it was at dispatch: then its views into `input` are
+    /// still the bytes it was parsed from.
+    private var inputMoves = 0
+    private var inputMovesAtDispatch = 0
     private(set) var isClosed = false
     /// Handing the socket to another loop: no more parsing here.
     private var migrating = false
@@ -111,6 +117,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 if live > 0 { (input).copyMemory(from: input + inputStart, byteCount: live) }
                 inputStart = 0
                 inputEnd = live
+                inputMoves &+= 1
                 parserNeedsRestart()
             }
             if inputEnd + bytes.count > inputCapacity {
@@ -125,6 +132,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 input.deallocate()
                 input = grown
                 inputCapacity = capacity
+                inputMoves &+= 1
             }
         }
         (input + inputEnd).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
@@ -138,7 +146,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     // MARK: - Commands
 
     private func processInput() {
-        while !waitingForReply && !isClosed && inputStart < inputEnd {
+        // After QUIT nothing more is run: pipelined commands behind it are dropped, as Redis does.
+        while !waitingForReply && !isClosed && !client.closeRequested && inputStart < inputEnd {
             let view = UnsafeRawBufferPointer(start: input + inputStart, count: inputEnd - inputStart)
             if firstInput {
                 switch HTTPRequest.detect(view) {
@@ -191,7 +200,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 return
             }
         }
-        if inputStart == inputEnd {
+        // Not while a command waits: its argument views still point at these bytes.
+        if inputStart == inputEnd && !waitingForReply {
             inputStart = 0
             inputEnd = 0
         }
@@ -290,6 +300,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         }
         currentSpec = spec
         commandStartNanos = Clock.monotonicNanos()
+        inputMovesAtDispatch = inputMoves
         waitingForReply = true
         dispatching = true
         spec.handler(CommandCall(args: args, client: client, engine: engine, spec: spec, sink: self))
@@ -420,10 +431,12 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 counters.countError(message)
             }
             if server.slowlog.isSlow(elapsed) {
-                // After a hop the argument views may be stale: log the name only.
+                // After a hop the argument views are stale if `input` moved
+                // meanwhile (more pipelined bytes arrived): then the name only.
+                let viewsValid = dispatching || inputMoves == inputMovesAtDispatch
                 server.slowlog.record(
                     durationMicros: elapsed,
-                    arguments: dispatching ? (0..<args.count).map { args.bytes($0) } : [Array(spec.name.utf8)],
+                    arguments: viewsValid ? (0..<args.count).map { args.bytes($0) } : [Array(spec.name.utf8)],
                     client: client)
             }
             currentSpec = nil

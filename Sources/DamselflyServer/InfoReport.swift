@@ -152,6 +152,10 @@ enum InfoReport {
                     ("maxmemory_human", humanBytes(maxmemory)),
                     ("maxmemory_policy", "noeviction"),
                     ("mem_allocator", "libc"),
+                    // FLUSHALL/FLUSHDB/UNLINK ASYNC free on the shard's own thread at once:
+                    // nothing is ever pending or freed in the background.
+                    ("lazyfree_pending_objects", "0"),
+                    ("lazyfreed_objects", "0"),
                 ])
             case "persistence":
                 section("Persistence", server.snapshots.infoFields())
@@ -179,6 +183,8 @@ enum InfoReport {
                     ("sync_partial_err", "0"),
                     ("latest_fork_usec", "0"),
                     ("total_forks", "0"),
+                    // No MIGRATE, so no cached sockets (clients and the suite read the field).
+                    ("migrate_cached_sockets", "0"),
                     ("total_error_replies", String(loops.reduce(0) { $0 + $1.totalErrors })),
                     ("connection_migrations", String(server.connectionMigrations.load(ordering: .relaxed))),
                 ])

@@ -30,6 +30,12 @@ public final class Shard: @unchecked Sendable {
     /// WATCHers, blocked clients and the save counter alone, as Redis's
     /// `signalModifiedKey` is never called on such paths.
     public var keysUnchanged = false
+    /// Set by an operation that wrote only some of the keys it holds (a
+    /// store command's destination, the one key LMPOP popped, SMOVE's source
+    /// when the member was already in the destination): the next
+    /// ``noteWritten(_:changed:)`` signals only these, as Redis signals
+    /// only the keys it modified.
+    public var onlyWritten: [LockFingerprint]?
     /// Clients blocked on keys of this shard.
     var blocking = BlockingTable()
     /// A global transaction lent this shard's keyspace to its coordinating

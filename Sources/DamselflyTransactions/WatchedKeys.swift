@@ -45,7 +45,14 @@ extension Shard {
     public func noteWritten(_ fingerprints: [LockFingerprint], changed: Bool = true) {
         if keysUnchanged {
             keysUnchanged = false
+            onlyWritten = nil
             return
+        }
+        var fingerprints = fingerprints
+        if let only = onlyWritten {
+            onlyWritten = nil
+            fingerprints.removeAll { !only.contains($0) }
+            if fingerprints.isEmpty { return }
         }
         guard changed else { return }
         changesSinceSave.add(1, ordering: .relaxed)

@@ -146,3 +146,164 @@ def test_ready_keys_serve_in_the_order_they_became_ready(damselfly, redis_server
     for a, b in pairs:
         expected = _multi_pushes_serve(redis_server, a, b)
         assert _multi_pushes_serve(d, a, b) == expected
+
+
+# --- Differences the suite's small units found (slowlog, quit, bitops, set, lazyfree, dump) ---
+
+
+def test_slowlog_keeps_the_arguments_of_commands_that_hopped(damselfly, redis_server):
+    # unit/slowlog "Rewritten commands are logged as their original command" / "too many
+    # arguments are trimmed": a command run on another thread's shard was logged by name only.
+    d = damselfly("--proactor_threads=4")
+    commands = [
+        ["SADD", f"set{i}", *[str(n) for n in range(3, 3 + 31 + i)]] for i in range(6)
+    ] + [["SPOP", f"set{i}", "10"] for i in range(6)] + [["SET", f"s{i}", "A" * 200] for i in range(6)]
+    logged = []
+    for server in (redis_server, d):
+        c = server.client()
+        c.flushall()
+        c.config_set("slowlog-log-slower-than", 0)
+        got = []
+        for cmd in commands:
+            c.slowlog_reset()
+            c.execute_command(*cmd)
+            entry = c.execute_command("SLOWLOG", "GET", "1")[0]
+            got.append(entry[3])
+        c.config_set("slowlog-log-slower-than", 10000)
+        logged.append(got)
+    assert logged[1] == logged[0]
+
+
+@pytest.mark.parametrize("tail_size", [3, 1024])
+def test_pipelined_commands_after_quit_are_not_run(damselfly, redis_server, tail_size):
+    # unit/quit: a SET pipelined behind QUIT was executed (Redis drops it and closes).
+    import socket
+    d = damselfly("--proactor_threads=2")
+    results = []
+    for server in (redis_server, d):
+        server.client().delete("foo")
+        value = b"x" * tail_size
+        frame = b"*1\r\n$4\r\nQUIT\r\n" + b"*3\r\n$3\r\nSET\r\n$3\r\nfoo\r\n$%d\r\n%s\r\n" % (len(value), value)
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        s.sendall(frame)
+        received = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        s.close()
+        results.append((received, server.client().get("foo")))
+    assert results[0] == (b"+OK\r\n", None)
+    assert results[1] == results[0]
+
+
+def _changes(c):
+    return c.info("persistence")["rdb_changes_since_last_save"]
+
+
+def _bit_writes_dirty(c):
+    c.flushall()
+    deltas = []
+    steps = [
+        [("SETBIT", "foo", 0, 0), ("BITFIELD", "foo2", "SET", "i5", 0, 0)],  # created: counted
+        [("SETBIT", "foo", 0, 0), ("BITFIELD", "foo2", "SET", "i5", 0, 0)],  # no change
+        [("SETBIT", "foo", 0, 1), ("SETBIT", "foo", 0, 1), ("SETBIT", "foo", 0, 0), ("SETBIT", "foo", 0, 0),
+         ("BITFIELD", "foo2", "SET", "i5", 0, 1), ("BITFIELD", "foo2", "SET", "i5", 0, 1),
+         ("BITFIELD", "foo2", "SET", "i5", 0, 0), ("BITFIELD", "foo2", "SET", "i5", 0, 0)],
+        [("BITFIELD", "foo3", "INCRBY", "i5", 0, 1), ("BITFIELD", "foo3", "INCRBY", "i5", 0, 1)],
+        [("SETBIT", "foo", 90, 0), ("BITFIELD", "foo2", "SET", "i5", 90, 0)],  # grew only
+        [("BITFIELD", "foo3", "OVERFLOW", "FAIL", "INCRBY", "u2", 0, 100)],  # failed: nothing
+    ]
+    for step in steps:
+        before = _changes(c)
+        for cmd in step:
+            c.execute_command(*cmd)
+        deltas.append(_changes(c) - before)
+    return deltas
+
+
+def test_setbit_and_bitfield_count_a_change_only_when_a_bit_changed(damselfly, redis_server):
+    # unit/bitops "SETBIT/BITFIELD only increase dirty when the value changed".
+    d = damselfly()
+    expected = _bit_writes_dirty(redis_server.client())
+    assert expected[:5] == [2, 0, 4, 2, 2]
+    assert _bit_writes_dirty(d.client()) == expected
+
+
+def _watch_survives(server, setup, watched, other):
+    """WATCH `watched`, run `other` from a second client, then EXEC: True when EXEC ran."""
+    c = server.client()
+    c.flushall()
+    for cmd in setup:
+        c.execute_command(*cmd)
+    p = server.client().pipeline(transaction=True)
+    p.watch(watched)
+    other_client = server.client()
+    try:
+        other_client.execute_command(*other)
+    except redis.ResponseError:
+        pass
+    p.multi()
+    p.get("unrelated")
+    try:
+        p.execute()
+        return True
+    except redis.WatchError:
+        return False
+
+
+# (setup, watched key, command from another client): for each, WATCH holds or aborts as in Redis.
+WATCH_CASES = [
+    # unit/type/set "SMOVE only notify dstset when the addition is successful"
+    ([("SADD", "src", "a", "b"), ("SADD", "dst", "a")], "dst", ("SMOVE", "src", "dst", "a")),
+    ([("SADD", "src", "a", "b"), ("SADD", "dst", "a")], "src", ("SMOVE", "src", "dst", "a")),
+    ([("SADD", "src", "a", "b"), ("SADD", "dst", "x")], "dst", ("SMOVE", "src", "dst", "a")),
+    # store commands signal their destination only, never their sources
+    ([("SADD", "s1", "a"), ("SADD", "s2", "b")], "s1", ("SUNIONSTORE", "out", "s1", "s2")),
+    ([("SADD", "s1", "a"), ("SADD", "s2", "b")], "out", ("SUNIONSTORE", "out", "s1", "s2")),
+    ([("SADD", "s1", "a"), ("SADD", "s2", "a")], "s2", ("SINTERSTORE", "out", "s1", "s2")),
+    ([("SADD", "s1", "a"), ("SADD", "s2", "a")], "s1", ("SDIFFSTORE", "out", "s1", "s2")),
+    ([("ZADD", "z1", 1, "a"), ("ZADD", "z2", 2, "b")], "z2", ("ZUNIONSTORE", "out", 2, "z1", "z2")),
+    ([("ZADD", "z1", 1, "a"), ("ZADD", "z2", 2, "a")], "z1", ("ZINTERSTORE", "out", 2, "z1", "z2")),
+    ([("ZADD", "z1", 1, "a"), ("ZADD", "z2", 2, "b")], "z1", ("ZDIFFSTORE", "out", 2, "z1", "z2")),
+    ([("ZADD", "z1", 1, "a", 2, "b")], "z1", ("ZRANGESTORE", "out", "z1", 0, -1)),
+    ([("ZADD", "z1", 1, "a", 2, "b")], "out", ("ZRANGESTORE", "out", "z1", 0, -1)),
+    ([("SET", "b1", "ab"), ("SET", "b2", "cd")], "b2", ("BITOP", "AND", "out", "b1", "b2")),
+    ([("PFADD", "h1", "a"), ("PFADD", "h2", "b")], "h2", ("PFMERGE", "out", "h1", "h2")),
+    ([("PFADD", "h1", "a"), ("PFADD", "h2", "b")], "out", ("PFMERGE", "out", "h1", "h2")),
+    ([("GEOADD", "g", 13.36, 38.11, "p")], "g", ("GEOSEARCHSTORE", "out", "g", "FROMLONLAT", 13.36, 38.11,
+                                                  "BYRADIUS", 10, "km")),
+    ([("RPUSH", "l", 3, 1, 2)], "l", ("SORT", "l", "STORE", "out")),
+    ([("SET", "c1", "v")], "c1", ("COPY", "c1", "c2")),
+    ([("SET", "c1", "v")], "c2", ("COPY", "c1", "c2")),
+    # LMPOP / ZMPOP write only the key they popped from
+    ([("RPUSH", "l2", "x")], "l1", ("LMPOP", 2, "l1", "l2", "LEFT")),
+    ([("RPUSH", "l1", "x"), ("RPUSH", "l2", "x")], "l2", ("LMPOP", 2, "l1", "l2", "LEFT")),
+    ([("RPUSH", "l1", "x"), ("RPUSH", "l2", "x")], "l1", ("LMPOP", 2, "l1", "l2", "LEFT")),
+    ([("ZADD", "z2", 1, "x")], "z1", ("ZMPOP", 2, "z1", "z2", "MIN")),
+    ([("ZADD", "z1", 1, "x"), ("ZADD", "z2", 1, "y")], "z2", ("ZMPOP", 2, "z1", "z2", "MIN")),
+    # SETBIT / BITFIELD that change nothing
+    ([("SETBIT", "bits", 3, 1)], "bits", ("SETBIT", "bits", 3, 1)),
+    ([("SETBIT", "bits", 3, 1)], "bits", ("SETBIT", "bits", 3, 0)),
+    ([("SETBIT", "bits", 3, 1)], "bits", ("BITFIELD", "bits", "SET", "u1", 3, 1)),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_watch_is_dirtied_only_by_keys_the_command_changed(damselfly, redis_server, threads):
+    d = damselfly(f"--proactor_threads={threads}")
+    expected = [_watch_survives(redis_server, *case) for case in WATCH_CASES]
+    got = [_watch_survives(d, *case) for case in WATCH_CASES]
+    assert [(case[2][0], case[1], g) for case, g in zip(WATCH_CASES, got)] == \
+        [(case[2][0], case[1], e) for case, e in zip(WATCH_CASES, expected)]
+
+
+def test_info_has_the_lazyfree_and_migrate_fields_the_suite_waits_on(damselfly, redis_server):
+    # unit/lazyfree waits for lazyfree_pending_objects to be 0; unit/dump for migrate_cached_sockets:0.
+    d = damselfly()
+    for server in (redis_server, d):
+        info = server.client().info("everything")
+        assert info["lazyfree_pending_objects"] == 0
+        assert info["migrate_cached_sockets"] == 0
+        assert "lazyfreed_objects" in info
