@@ -553,6 +553,19 @@ public struct ShardContext {
         return found
     }
 
+    /// Finds a live key for a read that leaves its access time alone (TYPE,
+    /// TTL, EXISTS: Redis's LOOKUP_NOTOUCH), counting hits and misses.
+    @inlinable
+    public func lookupPeek(_ key: KeyRef) -> EntryIndex? {
+        let found = key.withBytes { database.find($0, hash: key.hash, nowMs: nowMs) }
+        if found != nil {
+            shard.keyspaceHits.add(1, ordering: .relaxed)
+        } else {
+            shard.keyspaceMisses.add(1, ordering: .relaxed)
+        }
+        return found
+    }
+
     /// Finds a live key for a write (no hit/miss accounting, as Redis).
     @inlinable
     public func lookupWrite(_ key: KeyRef) -> EntryIndex? {

@@ -28,6 +28,8 @@ public final class Engine: Sendable {
     public let singleHopBlocking: Bool
     /// `--appendonly`: write commands are journaled by the shards that run them.
     public let journaling: Bool
+    /// Clients in MONITOR mode, fed by connections and by scripts' redis.call.
+    public let monitors = MonitorFeed()
     private let password: Mutex<String>
 
     public init(

@@ -15,7 +15,7 @@ public enum GenericFamily {
             countKeys(call, mode: .exclusive) { ctx, key in ctx.delete(key) }
         }
         r.register("exists", arity: -2, flags: [.readonly, .fast], firstKey: 1, lastKey: -1, keyStep: 1, group: g) { call in
-            countKeys(call, mode: .shared) { ctx, key in ctx.lookupRead(key) != nil }
+            countKeys(call, mode: .shared) { ctx, key in ctx.lookupPeek(key) != nil }
         }
         r.register("touch", arity: -2, flags: [.readonly, .fast], firstKey: 1, lastKey: -1, keyStep: 1, group: g) { call in
             countKeys(call, mode: .shared) { ctx, key in ctx.lookupWrite(key) != nil }
@@ -23,7 +23,7 @@ public enum GenericFamily {
         r.register("type", arity: 2, flags: [.readonly, .fast], firstKey: 1, lastKey: 1, keyStep: 1, group: g) { call in
             let key = call.key(1)
             call.runOnKey(key, mode: .shared) { ctx in
-                guard let found = ctx.lookupWrite(key) else { return .simple("none") }
+                guard let found = ctx.lookupPeek(key) else { return .simple("none") }
                 return .simple(ctx.database.value(at: found).typeName)
             }
         }
@@ -178,7 +178,7 @@ public enum GenericFamily {
     static func ttl(_ call: CommandCall, milliseconds: Bool, absolute: Bool) {
         let key = call.key(1)
         call.runOnKey(key, mode: .shared) { ctx in
-            guard let found = ctx.lookupWrite(key) else { return .integer(-2) }
+            guard let found = ctx.lookupPeek(key) else { return .integer(-2) }
             guard let expire = ctx.database.expireTime(at: found) else { return .integer(-1) }
             var remaining = absolute ? expire : expire - ctx.nowMs
             if remaining < 0 { remaining = 0 }

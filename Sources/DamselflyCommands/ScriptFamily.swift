@@ -938,6 +938,12 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         let client = scriptClient ?? call.client.forScript()
         scriptClient = client
         client.protocolVersion = resp
+        if call.engine.monitors.isActive && !spec.flags.contains(.admin) {
+            let arguments = commandArguments
+            call.engine.monitors.feed(
+                database: client.database, source: "lua", name: spec.name, count: arguments.count,
+                argument: { Array(arguments[$0]) })
+        }
         spec.handler(CommandCall(
             args: commandArguments, client: client, engine: call.engine, spec: spec, sink: self, script: execution))
         lastReply.encode(into: &out)

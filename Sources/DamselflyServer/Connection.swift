@@ -105,6 +105,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         client.blockedOn?.cancel(reply: nil)
         MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
         dropSubscriptions()
+        stopMonitoring()
         server.connectionClosed(self)
     }
 
@@ -189,7 +190,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 }
                 inputStart += consumed
                 migrationRefused = false
+                beginReply(spec)
                 dispatch(spec)
+                if !waitingForReply { endReply() }
                 // A long pipeline's replies leave in pieces, so the output limit sees them.
                 if output.buffer.count >= 1 << 16 && !waitingForReply { flush() }
             case .protocolError(let message):
@@ -298,6 +301,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             output.simpleString("QUEUED")
             return
         }
+        if engine.monitors.isActive && !spec.flags.contains(.admin) { feedMonitors(spec) }
         currentSpec = spec
         commandStartNanos = Clock.monotonicNanos()
         inputMovesAtDispatch = inputMoves
@@ -327,7 +331,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// inline too (Sidekiq's scheduler on `schedule`, a producer filling one
     /// queue), while a client spreading its keys over shards never moves.
     private func migrationTarget(_ spec: CommandSpec) -> EventLoop? {
-        guard server.loops.count > 1, server.config.migrateConnections, !migrationRefused, !isClosed, client.multiQueue == nil, subscriptionCount == 0,
+        guard server.loops.count > 1, server.config.migrateConnections, !migrationRefused, !isClosed, client.multiQueue == nil, subscriptionCount == 0, !isMonitoring,
               client.watchToken == nil, client.authenticated, !waitingForReply,
               spec.acceptsArgumentCount(args.count), let keys = keyPositions(spec) else { return nil }
         let shardSet = server.engine.shardSet
@@ -446,6 +450,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             reply.encode(into: &output)
         }
         if !dispatching {
+            endReply()
             // An asynchronous reply: pick up where we left off.
             processInput()
         }
@@ -455,10 +460,104 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// RESP3, an array under RESP2, sent at once.
     func pushMessage(_ parts: [[UInt8]]) {
         guard !isClosed else { return }
+        // Messages are pushes: CLIENT REPLY OFF does not hold them back (as Redis, RESP2 too).
         output.protocolVersion = client.protocolVersion
         output.pushHeader(parts.count)
         for part in parts { output.bulk(part) }
+        keepPushes()
         if !waitingForReply { flush() }
+    }
+
+    // MARK: - CLIENT REPLY
+
+    /// CLIENT REPLY OFF: no command is answered until CLIENT REPLY ON.
+    private(set) var repliesOff = false
+    /// CLIENT REPLY SKIP: the next command is not answered.
+    private var skipNextReply = false
+    /// Where the current command's reply starts in `output`, when it is to
+    /// be dropped; nil when it is sent.
+    private var droppedReplyStart: Int?
+
+    /// CLIENT REPLY ON / OFF / SKIP; `answerThis`: whether CLIENT REPLY
+    /// itself is answered (only ON is).
+    func setReplyMode(off: Bool, skipNext: Bool, answerThis: Bool) {
+        repliesOff = off
+        skipNextReply = skipNext
+        droppedReplyStart = answerThis ? nil : (droppedReplyStart ?? output.buffer.count)
+    }
+
+    /// Before a command runs: marks its reply for dropping under OFF or SKIP.
+    /// Subscription confirmations are pushes, which Redis sends anyway (RESP2 too).
+    @inline(__always)
+    private func beginReply(_ spec: CommandSpec?) {
+        guard repliesOff || skipNextReply else { return }
+        skipNextReply = false
+        if let spec, PubSubFamily.confirmsWithPush.contains(spec.name) { return }
+        droppedReplyStart = output.buffer.count
+    }
+
+    /// After a push (a message, a monitor line) while a parked command's
+    /// reply is to be dropped: that reply starts after the push.
+    @inline(__always)
+    private func keepPushes() {
+        if droppedReplyStart != nil { droppedReplyStart = output.buffer.count }
+    }
+
+    /// After its reply is written: drops it when so marked.
+    @inline(__always)
+    private func endReply() {
+        guard let start = droppedReplyStart else { return }
+        droppedReplyStart = nil
+        if start <= output.buffer.count { output.buffer.removeSubrange(start...) }
+    }
+
+    // MARK: - MONITOR
+
+    /// In MONITOR mode: registered with the engine's feed under the client's id.
+    private(set) var isMonitoring = false
+
+    /// MONITOR: from now on every command any client runs is reported here.
+    func startMonitoring() {
+        guard !isMonitoring else { return }
+        isMonitoring = true
+        let loop = self.loop
+        server.engine.monitors.add(id: client.id) { [self] line in
+            loop.post { self.pushMonitorLine(line) }
+        }
+    }
+
+    /// Leaves MONITOR mode (disconnect, RESET).
+    func stopMonitoring() {
+        guard isMonitoring else { return }
+        isMonitoring = false
+        server.engine.monitors.remove(id: client.id)
+    }
+
+    private func pushMonitorLine(_ line: [UInt8]) {
+        guard !isClosed, isMonitoring else { return }
+        output.buffer.append(contentsOf: line)
+        keepPushes()
+        if !waitingForReply { flush() }
+    }
+
+    /// Reports the command about to run to every monitor, as Redis does: a
+    /// transaction's queued commands when EXEC runs them, just before EXEC.
+    private func feedMonitors(_ spec: CommandSpec) {
+        let monitors = server.engine.monitors
+        if spec.name == "exec", let queue = client.multiQueue, !client.multiFailed {
+            for queued in queue where !queued.spec.flags.contains(.admin) {
+                monitors.feed(
+                    database: client.database, source: client.address, name: queued.spec.name,
+                    count: queued.arguments.count, argument: { queued.arguments[$0] })
+            }
+        }
+        var database = client.database
+        if spec.name == "select", args.count == 2, let n = Int(args.string(1)), n >= 0, n < server.engine.databaseCount {
+            database = n  // Redis reports SELECT under the database it selected
+        }
+        monitors.feed(
+            database: database, source: client.address, name: spec.name, count: args.count,
+            argument: { self.args.bytes($0) })
     }
 
     /// Drops every subscription (disconnect, RESET).
@@ -503,6 +602,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         guard !output.isEmpty else { return }
         counters.netOutputBytes += output.buffer.count
         loop.write(socket, &output.buffer)
+        // A parked command's reply that CLIENT REPLY drops starts after what just left.
+        if droppedReplyStart != nil { droppedReplyStart = output.buffer.count }
         checkOutputLimit()
     }
 
@@ -542,6 +643,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         client.blockedOn?.cancel(reply: nil)
         MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
         dropSubscriptions()
+        stopMonitoring()
         server.connectionClosed(self)
     }
 

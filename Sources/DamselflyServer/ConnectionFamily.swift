@@ -49,6 +49,7 @@ enum ConnectionFamily {
             client.multiFailed = false
             MultiFamily.unwatch(client, shardSet: call.shardSet)
             (call.sink as? Connection)?.dropSubscriptions()
+            (call.sink as? Connection)?.stopMonitoring()
             call.reply(.simple("RESET"))
         }
         r.register("auth", arity: -2, flags: [.noAuth, .fast, .loading, .stale, .noscript], group: g) { call in
@@ -133,6 +134,18 @@ enum ConnectionFamily {
         let sub = call.args.string(1).lowercased()
         let client = call.client
         switch (sub, call.args.count) {
+        case ("reply", 3):
+            guard let connection = call.sink as? Connection else { return call.reply(.ok) }
+            if call.isArg(2, "on") {
+                connection.setReplyMode(off: false, skipNext: false, answerThis: true)
+            } else if call.isArg(2, "off") {
+                connection.setReplyMode(off: true, skipNext: false, answerThis: false)
+            } else if call.isArg(2, "skip") {
+                connection.setReplyMode(off: connection.repliesOff, skipNext: true, answerThis: false)
+            } else {
+                return call.reply(.syntaxError)
+            }
+            call.reply(.ok)
         case ("id", 2):
             call.reply(.integer(client.id))
         case ("getname", 2):

@@ -8,6 +8,11 @@ enum PubSubFamily {
         "subscribe", "psubscribe", "unsubscribe", "punsubscribe", "ssubscribe", "sunsubscribe", "ping", "quit", "reset",
     ]
 
+    /// Commands whose confirmations are pushes: sent even under CLIENT REPLY OFF, as Redis.
+    static let confirmsWithPush: Set<String> = [
+        "subscribe", "psubscribe", "unsubscribe", "punsubscribe", "ssubscribe", "sunsubscribe",
+    ]
+
     static func register(_ r: CommandRegistry, server: Server) {
         let g = "pubsub"
         r.register("subscribe", arity: -2, flags: [.loading, .stale, .noscript], group: g) { call in

@@ -79,6 +79,7 @@ public final class Server: @unchecked Sendable {
         ServerFamily.register(registry, server: self)
         MultiFamily.register(registry, server: self)
         PubSubFamily.register(registry, server: self)
+        MonitorFamily.register(registry)
         PersistenceFamily.register(registry, server: self)
         snapshots = SnapshotController(server: self)
         ConfigParameters.applyEncodingLimits(config)
