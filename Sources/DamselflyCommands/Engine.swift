@@ -26,8 +26,11 @@ public final class Engine: Sendable {
     /// `--singlehop_blocking`: a blocking pop whose keys share a shard finds
     /// and pops in one hop.
     public let singleHopBlocking: Bool
-    /// `--appendonly`: write commands are journaled by the shards that run them.
-    public let journaling: Bool
+    /// `--appendonly`, or replication started: write commands are journaled
+    /// by the shards that run them.
+    @inlinable public var journaling: Bool { journalingFlag.load(ordering: .relaxed) }
+    /// Turned on (never off) when the first replica connects.
+    public let journalingFlag: Atomic<Bool>
     /// Clients in MONITOR mode, fed by connections and by scripts' redis.call.
     public let monitors = MonitorFeed()
     private let password: Mutex<String>
@@ -36,7 +39,7 @@ public final class Engine: Sendable {
         shardSet: ShardSet, registry: CommandRegistry, databaseCount: Int, maxMemory: Int, maxBulkLength: Int,
         requirePass: String, singleHopBlocking: Bool = true, journaling: Bool = false
     ) {
-        self.journaling = journaling
+        self.journalingFlag = Atomic(journaling)
         self.blockedClients = shardSet.loops.map { _ in BlockedClientRegistry() }
         self.scripts = ScriptRuntime(loopCount: shardSet.loops.count)
         self.functions = FunctionRuntime(loopCount: shardSet.loops.count, scripts: scripts)

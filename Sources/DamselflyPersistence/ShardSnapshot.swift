@@ -81,9 +81,17 @@ public final class ShardSnapshot {
             for db in keyspace.databases { db.accessHook = nil }
             pending = []
         }
-        return writer.takeBytes()
+        return takeBytes()
     }
 
     /// Bytes serialized by hooks since the last step (writes between steps).
-    public func drain() -> [UInt8] { writer.takeBytes() }
+    public func drain() -> [UInt8] { takeBytes() }
+
+    /// Every chunk handed out starts with its own SELECTDB: the chunks of
+    /// all shards are interleaved in one file, so the database another
+    /// shard's chunk selected may precede this one.
+    private func takeBytes() -> [UInt8] {
+        writerDatabase = -1
+        return writer.takeBytes()
+    }
 }

@@ -55,6 +55,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     var channels: Set<[UInt8]> = []
     var patterns: Set<[UInt8]> = []
     var subscriptionCount: Int { channels.count + patterns.count }
+    /// Set by SYNC / PSYNC: this connection is a replica's link.
+    var replicaLink: ReplicaLink?
+    /// Runs once when the connection closes (a replica leaving the stream).
+    var onClose: (() -> Void)?
 
     init(server: Server, loop: EventLoop, client: ClientState) {
         self.server = server
@@ -107,6 +111,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         dropSubscriptions()
         stopMonitoring()
         server.connectionClosed(self)
+        runOnClose()
     }
 
     private func appendInput(_ bytes: UnsafeRawBufferPointer) {
@@ -645,6 +650,13 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         dropSubscriptions()
         stopMonitoring()
         server.connectionClosed(self)
+        runOnClose()
+    }
+
+    private func runOnClose() {
+        let action = onClose
+        onClose = nil
+        action?()
     }
 
     /// CLIENT KILL / shutdown from this loop: closes once the command in flight is answered.

@@ -166,6 +166,7 @@ enum InfoReport {
                     hits += shard.keyspaceHits.load(ordering: .relaxed)
                     misses += shard.keyspaceMisses.load(ordering: .relaxed)
                 }
+                let syncs = server.replication.syncCounters()
                 section("Stats", [
                     ("total_connections_received", String(loops.reduce(0) { $0 + $1.connections })),
                     ("total_commands_processed", String(loops.reduce(0) { $0 + $1.commands })),
@@ -178,9 +179,9 @@ enum InfoReport {
                     ("keyspace_hits", String(hits)),
                     ("keyspace_misses", String(misses)),
                     ("evicted_clients", "0"),
-                    ("sync_full", "0"),
-                    ("sync_partial_ok", "0"),
-                    ("sync_partial_err", "0"),
+                    ("sync_full", String(syncs.0)),
+                    ("sync_partial_ok", String(syncs.1)),
+                    ("sync_partial_err", String(syncs.2)),
                     ("latest_fork_usec", "0"),
                     ("total_forks", "0"),
                     // No MIGRATE, so no cached sockets (clients and the suite read the field).
@@ -189,19 +190,7 @@ enum InfoReport {
                     ("connection_migrations", String(server.connectionMigrations.load(ordering: .relaxed))),
                 ])
             case "replication":
-                section("Replication", [
-                    ("role", "master"),
-                    ("connected_slaves", "0"),
-                    ("master_failover_state", "no-failover"),
-                    ("master_replid", runID),
-                    ("master_replid2", String(repeating: "0", count: 40)),
-                    ("master_repl_offset", "0"),
-                    ("second_repl_offset", "-1"),
-                    ("repl_backlog_active", "0"),
-                    ("repl_backlog_size", config.redisParameters["repl-backlog-size"] ?? "1048576"),
-                    ("repl_backlog_first_byte_offset", "0"),
-                    ("repl_backlog_histlen", "0"),
-                ])
+                section("Replication", server.replication.infoFields())
             case "cpu":
                 var user = 0.0, system = 0.0
                 dfly_cpu_usage(&user, &system, 0)

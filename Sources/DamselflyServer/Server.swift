@@ -24,6 +24,8 @@ public final class Server: @unchecked Sendable {
     let slowlog: SlowLog
     let pubsub = PubSubRegistry()
     private(set) var snapshots: SnapshotController!
+    /// The master side of replication (SYNC / PSYNC, the stream, WAIT).
+    private(set) var replication: ReplicationMaster!
     let configState: Mutex<ServerConfig>
     /// Client limits CONFIG SET changes at run time (query/output buffers, maxclients, timeout).
     let limits: ClientLimits
@@ -81,6 +83,8 @@ public final class Server: @unchecked Sendable {
         PubSubFamily.register(registry, server: self)
         MonitorFamily.register(registry)
         PersistenceFamily.register(registry, server: self)
+        replication = ReplicationMaster(server: self)
+        ReplicationFamily.register(registry, server: self)
         snapshots = SnapshotController(server: self)
         ConfigParameters.applyEncodingLimits(config)
     }

@@ -228,7 +228,18 @@ public final class Shard: @unchecked Sendable {
     private func runStep(_ entry: ShardTransaction, _ step: (Shard) -> Void) {
         entry.pendingStep = nil
         if entry.txid > committedTxid { committedTxid = entry.txid }
+        // Replication: a coordinated transaction's writes here, from its first
+        // step to its conclusion (EXEC's hops and a lent script's writes
+        // included), form this shard's part of one unit of the stream.
+        let tap = entry.participants > 0 ? journal?.tap : nil
+        if let tap, !entry.unitOpened {
+            entry.unitOpened = true
+            tap.beginUnit(shard: index, txid: entry.txid, participants: entry.participants)
+        }
         step(self)
+        if entry.concludeAfterStep, entry.unitOpened, let tap = journal?.tap {
+            tap.endUnit(shard: index, txid: entry.txid)
+        }
         if entry.concludeAfterStep {
             if let position = queue.firstIndex(where: { $0 === entry }) {
                 queue.remove(at: position)
@@ -252,10 +263,16 @@ final class ShardTransaction: @unchecked Sendable {
     var outOfOrder = false
     var pendingStep: ((Shard) -> Void)?
     var concludeAfterStep = false
+    /// Shards of the coordinated transaction this entry belongs to (0: a
+    /// queued single-shard command).
+    let participants: Int
+    /// Replication's unit was opened here (see ``Shard/runStep``).
+    var unitOpened = false
 
-    init(txid: UInt64, locks: ShardLockSet, isGlobal: Bool) {
+    init(txid: UInt64, locks: ShardLockSet, isGlobal: Bool, participants: Int = 0) {
         self.txid = txid
         self.locks = locks
         self.isGlobal = isGlobal
+        self.participants = participants
     }
 }

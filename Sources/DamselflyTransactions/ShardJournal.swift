@@ -15,6 +15,19 @@ import Glibc
 /// Fsync policy: `always` writes and fsyncs before the command's reply is
 /// produced; `everysec` writes at the end of each loop iteration's batch and
 /// fsyncs once a second; `no` leaves flushing to the kernel.
+/// Receives every write a shard records, for the replication stream (see
+/// ReplicationFeed in DamselflyServer). Called on the recording shard's thread
+/// (or on a thread the shard's keyspace is lent to); implementations lock.
+public protocol ShardWriteTap: AnyObject, Sendable {
+    /// A write as it took effect on `shard`.
+    func record(shard: Int, database: Int, _ args: [[UInt8]])
+    /// A transaction over `participants` shards ran its first step on `shard`:
+    /// what the shard records until ``endUnit(shard:txid:)`` belongs to it.
+    func beginUnit(shard: Int, txid: UInt64, participants: Int)
+    /// The transaction concluded on `shard`.
+    func endUnit(shard: Int, txid: UInt64)
+}
+
 public final class ShardJournal: @unchecked Sendable {
     // Invariant: used only on its shard's thread.
     public enum Fsync: String, Sendable { case always, everysec, no }
@@ -30,6 +43,10 @@ public final class ShardJournal: @unchecked Sendable {
     private var dirtySinceFsync = false
     /// The file generation being written; a snapshot starts a new one.
     public private(set) var generation: Int
+    /// Replication's tap: every record also goes there (set on the shard's thread).
+    public var tap: ShardWriteTap?
+    /// No file: a journal that only feeds ``tap`` (replication without `--appendonly`).
+    public let memoryOnly: Bool
 
     public init(directory: String, baseName: String, shardIndex: Int, generation: Int, fsync: Fsync) {
         self.directory = directory
@@ -37,7 +54,18 @@ public final class ShardJournal: @unchecked Sendable {
         self.shardIndex = shardIndex
         self.generation = generation
         self.fsync = fsync
+        self.memoryOnly = false
         open()
+    }
+
+    /// A journal without a file, kept only to feed replication's ``tap``.
+    public init(memoryOnlyFor shardIndex: Int) {
+        directory = ""
+        baseName = ""
+        self.shardIndex = shardIndex
+        generation = 0
+        fsync = .no
+        memoryOnly = true
     }
 
     /// `<dir>/<base>.<generation>.<shard>`.
@@ -73,6 +101,8 @@ public final class ShardJournal: @unchecked Sendable {
 
     /// Records a command that ran on this shard alone.
     public func append(database db: Int, _ args: [[UInt8]]) {
+        tap?.record(shard: shardIndex, database: db, args)
+        guard !memoryOnly else { return }
         select(db)
         encode(args)
         afterAppend()
@@ -80,6 +110,9 @@ public final class ShardJournal: @unchecked Sendable {
 
     /// Records this shard's part of a multi-shard (or global) transaction.
     public func appendTransaction(txid: UInt64, participants: Int, database db: Int, command: [[UInt8]]?) {
+        // Replication groups the transaction itself (beginUnit/endUnit around its steps).
+        if let command { tap?.record(shard: shardIndex, database: db, command) }
+        guard !memoryOnly else { return }
         select(db)
         // The first participant carries the command inside its marker.
         encode([Array("DFLY.TX".utf8), Array(String(txid).utf8), Array(String(participants).utf8)] + (command ?? []))
@@ -118,6 +151,7 @@ public final class ShardJournal: @unchecked Sendable {
     /// the snapshot). Returns the previous generation.
     @discardableResult
     public func rotate(to newGeneration: Int) -> Int {
+        guard !memoryOnly else { return generation }
         flush(sync: true)
         if fd >= 0 { Glibc.close(fd) }
         let old = generation
@@ -127,6 +161,7 @@ public final class ShardJournal: @unchecked Sendable {
     }
 
     public func close() {
+        guard !memoryOnly else { return }
         flush(sync: true)
         if fd >= 0 { Glibc.close(fd) }
         fd = -1

@@ -16,6 +16,8 @@ public final class ShardSet: Sendable {
     let nextTxid = Atomic<UInt64>(1)
     /// Per-loop transaction counters, indexed by loop.
     public let stats: [TransactionStats]
+    /// Set once replication starts: no out-of-order transactions from then on.
+    public let inOrderOnly = Atomic<Bool>(false)
 
     public init(loops: [EventLoop], shardCount: Int, databaseCount: Int, lockOnHashtags: Bool, roundRobinPrefix: String = "") {
         precondition(shardCount >= 1 && shardCount <= loops.count)

@@ -67,11 +67,14 @@ public final class Transaction {
         let stats = shardSet.stats[loop.index]
         txid = shardSet.takeTxid()
         entries = zip(participants, lockSets).map { _, locks in
-            ShardTransaction(txid: txid, locks: locks, isGlobal: isGlobal)
+            ShardTransaction(txid: txid, locks: locks, isGlobal: isGlobal, participants: participants.count)
         }
         let gather = Gather<(Bool, Bool)>(count: participants.count) { [self] outcomes in
             if outcomes.allSatisfy({ $0.0 }) {
-                outOfOrder = !isGlobal && outcomes.allSatisfy { $0.1 }
+                // With replicas, transactions run in txid order on every shard
+                // (no out-of-order): the replication stream merges the shards'
+                // histories by transaction, which needs one order everywhere.
+                outOfOrder = !isGlobal && outcomes.allSatisfy { $0.1 } && !shardSet.inOrderOnly.load(ordering: .relaxed)
                 if isGlobal {
                     stats.global.add(1, ordering: .relaxed)
                 } else if outOfOrder {

@@ -1,0 +1,295 @@
+import DamselflyCommands
+import DamselflyPersistence
+import DamselflyRuntime
+import DamselflyStorage
+import DamselflyTransactions
+import Synchronization
+
+/// The master side of replication: starting the stream when the first
+/// replica arrives, full syncs (a forkless snapshot cut at one point of the
+/// stream), WAIT, the periodic PING, and what INFO / ROLE report.
+final class ReplicationMaster: @unchecked Sendable {
+    // Invariant: `control` guards activation, the per-connection REPLCONF
+    // settings and WAIT's waiters; the feed locks itself.
+    struct Waiter: @unchecked Sendable {
+        // Invariant: `reply` is only called on `loop` (posted there).
+        let loop: EventLoop
+        let offset: Int
+        let needed: Int
+        let deadlineMs: Int64?
+        let reply: (Int) -> Void
+    }
+
+    struct Control {
+        var feed: ReplicationFeed?
+        var activating: [Deferred]?
+        /// REPLCONF settings by client id, before its SYNC / PSYNC.
+        var settings: [Int: (port: Int, capaEOF: Bool)] = [:]
+        var waiters: [Waiter] = []
+        var lastPingMs: Int64 = 0
+    }
+
+    /// A continuation that only posts to its loop.
+    struct Deferred: @unchecked Sendable {
+        let run: () -> Void
+    }
+
+    let server: Server
+    let control = Mutex(Control())
+    /// The feed once replication started (read lock-free by hot paths).
+    private let started = Atomic<Bool>(false)
+
+    init(server: Server) {
+        self.server = server
+    }
+
+    var feed: ReplicationFeed? {
+        guard started.load(ordering: .acquiring) else { return nil }
+        return control.withLock { $0.feed }
+    }
+
+    func rememberSetting(client: Int, port: Int? = nil, capaEOF: Bool? = nil) {
+        control.withLock { c in
+            var entry = c.settings[client] ?? (0, false)
+            if let port { entry.port = port }
+            if let capaEOF { entry.capaEOF = entry.capaEOF || capaEOF }
+            c.settings[client] = entry
+        }
+    }
+
+    func forget(client: Int) { _ = control.withLock { $0.settings.removeValue(forKey: client) } }
+
+    // MARK: - Starting the stream
+
+    /// Starts journaling every write into the stream (once), then runs `then` on `loop`.
+    ///
+    /// The journaling flag goes on first; a round over every loop then makes
+    /// sure any command that computed its arguments without it has been posted
+    /// to its shard before the first snapshot's cut is scheduled, so it lands
+    /// in that snapshot. The shards get the tap in the same round.
+    func activate(from loop: EventLoop, then: @escaping () -> Void) {
+        let startNow: Bool = control.withLock { c in
+            if c.feed != nil { return false }
+            if c.activating != nil {
+                c.activating!.append(Deferred { loop.post(then) })
+                return false
+            }
+            c.activating = [Deferred { loop.post(then) }]
+            return true
+        }
+        if !startNow {
+            if feed != nil { then() }
+            return
+        }
+        let engine = server.engine
+        let backlog = parseHumanSize(server.configState.withLock { $0.redisParameters["repl-backlog-size"] ?? "1mb" }) ?? 1 << 20
+        let feed = ReplicationFeed(shardCount: engine.shardSet.count, backlogSize: backlog, replid: InfoReport.runID)
+        engine.journalingFlag.store(true, ordering: .releasing)
+        engine.shardSet.inOrderOnly.store(true, ordering: .releasing)
+        let shards = engine.shardSet.shards
+        server.gatherLoops(from: loop, { target -> Int in
+            if target.index < shards.count {
+                let shard = shards[target.index]
+                if shard.journal == nil { shard.journal = ShardJournal(memoryOnlyFor: shard.index) }
+                shard.journal?.tap = feed
+            }
+            return 0
+        }, done: { [self] _ in
+            let waiting: [Deferred] = control.withLock { c in
+                c.feed = feed
+                c.lastPingMs = Clock.wallMillis()
+                let w = c.activating ?? []
+                c.activating = nil
+                return w
+            }
+            started.store(true, ordering: .releasing)
+            startTicker()
+            for task in waiting { task.run() }
+        })
+    }
+
+    // MARK: - Full sync
+
+    /// Snapshots every shard at one cut of the stream and sends it to `link`.
+    ///
+    /// The snapshot begins inside a global transaction, which is itself a unit
+    /// of the stream: the replica's offset is where that unit lands, so what
+    /// ran before it on any shard is in the RDB and what ran after is in the
+    /// stream that follows, exactly once.
+    func fullSync(_ link: ReplicaLink, feed: ReplicationFeed, from loop: EventLoop) {
+        feed.countFullSync()
+        let shardSet = server.engine.shardSet
+        let builder = RDBBuilder(shards: shardSet.count) { payload in feed.rdbReady(link, payload) }
+        var header = RDBWriter()
+        header.writeHeader(aux: RDBWriter.standardAux(usedMemory: server.engine.usedMemory))
+        builder.append(header.takeBytes())
+        let functions = server.engine.functions
+        let transaction = Transaction(globalOn: shardSet, loop: loop)
+        transaction.schedule {
+            feed.attachCut(txid: transaction.txid, participants: shardSet.count, link: link)
+            transaction.execute(conclude: true, { shard -> Int in
+                let snapshot = ShardSnapshot(keyspace: shard.keyspace, nowMs: Clock.wallMillis())
+                snapshot.begin()
+                if shard.index == 0 {
+                    var writer = RDBWriter()
+                    for library in functions.libraries { writer.writeFunctionLibrary(library.code) }
+                    builder.append(writer.takeBytes())
+                }
+                shard.loop.defer_ { builder.slice(snapshot, shard: shard) }
+                return 0
+            }, done: { _ in })
+        }
+    }
+
+    // MARK: - WAIT
+
+    /// Parks a WAIT until `needed` replicas acknowledged the stream as it is
+    /// now, or the timeout (0: none) passes; `reply` gets the count.
+    func wait(needed: Int, timeoutMs: Int, on loop: EventLoop, reply: @escaping (Int) -> Void) {
+        let feed = self.feed
+        let offset = feed?.offset ?? 0
+        let acked = feed?.replicasAcknowledging(offset) ?? 0
+        if acked >= needed { return reply(acked) }
+        feed?.requestAcks()
+        let deadline = timeoutMs > 0 ? Clock.wallMillis() + Int64(timeoutMs) : nil
+        control.withLock { $0.waiters.append(Waiter(loop: loop, offset: offset, needed: needed, deadlineMs: deadline, reply: reply)) }
+        startTicker()
+    }
+
+    private let tickerStarted = Atomic<Bool>(false)
+
+    /// Loop 0's 10 ms timer (WAIT deadlines and ACKs, the PING), started once.
+    private func startTicker() {
+        guard tickerStarted.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        let loop = server.loops[0]
+        loop.post { [self] in loop.addPeriodicTimer(intervalMillis: 10) { [self] in tick() } }
+    }
+
+    /// Answers the WAITs that are satisfied or timed out.
+    private func serveWaiters(feed: ReplicationFeed?) {
+        let now = Clock.wallMillis()
+        let due: [(Waiter, Int)] = control.withLock { c in
+            var done: [(Waiter, Int)] = []
+            c.waiters.removeAll { w in
+                let acked = feed?.replicasAcknowledging(w.offset) ?? 0
+                if acked >= w.needed || (w.deadlineMs.map { now >= $0 } ?? false) {
+                    done.append((w, acked))
+                    return true
+                }
+                return false
+            }
+            return done
+        }
+        for (w, acked) in due { w.loop.post { w.reply(acked) } }
+    }
+
+    /// Every 10 ms on loop 0: WAIT, and once replication started the PING
+    /// every `repl-ping-replica-period` seconds.
+    private func tick() {
+        let feed = self.feed
+        if control.withLock({ !$0.waiters.isEmpty }) { serveWaiters(feed: feed) }
+        guard let feed else { return }
+        let now = Clock.wallMillis()
+        let period = Int64(server.configState.withLock { $0.redisParameters["repl-ping-replica-period"] }.flatMap { Int($0) } ?? 10) * 1000
+        let ping: Bool = control.withLock { c in
+            if now - c.lastPingMs >= period { c.lastPingMs = now; return true }
+            return false
+        }
+        if ping { feed.ping() }
+    }
+
+    // MARK: - Reporting
+
+    /// INFO replication, Redis 7.0's fields.
+    func infoFields() -> [(String, String)] {
+        let replicaLines: [(String, String)]
+        var offset = 0, backlogFirst = 0, histlen = 0, active = false
+        var backlogSize = parseHumanSize(server.configState.withLock { $0.redisParameters["repl-backlog-size"] ?? "1mb" }) ?? 1 << 20
+        let now = Clock.wallMillis()
+        if let feed {
+            let s = feed.state.withLock { s in
+                (s.offset, s.backlog.firstByteOffset, s.backlog.histlen, s.backlog.capacity, s.replicas.filter { $0.phase != .closed })
+            }
+            (offset, backlogFirst, histlen, backlogSize) = (s.0, s.1, s.2, s.3)
+            active = true
+            replicaLines = s.4.enumerated().map { i, link in
+                let state: String
+                switch link.phase {
+                case .online, .waitingAck: state = "online"
+                case .waitingRDB: state = "send_bulk"
+                default: state = "wait_bgsave"
+                }
+                let lag = link.lastAckMs > 0 ? (now - link.lastAckMs) / 1000 : 0
+                return ("slave\(i)", "ip=\(link.ip),port=\(link.listeningPort),state=\(state),offset=\(link.ackOffset.load(ordering: .relaxed)),lag=\(lag)")
+            }
+        } else {
+            replicaLines = []
+        }
+        return [("role", "master"), ("connected_slaves", String(replicaLines.count))] + replicaLines + [
+            ("master_failover_state", "no-failover"),
+            ("master_replid", InfoReport.runID),
+            ("master_replid2", String(repeating: "0", count: 40)),
+            ("master_repl_offset", String(offset)),
+            ("second_repl_offset", "-1"),
+            ("repl_backlog_active", active ? "1" : "0"),
+            ("repl_backlog_size", String(backlogSize)),
+            ("repl_backlog_first_byte_offset", String(backlogFirst)),
+            ("repl_backlog_histlen", String(histlen)),
+        ]
+    }
+
+    /// INFO stats: sync_full, sync_partial_ok, sync_partial_err.
+    func syncCounters() -> (Int, Int, Int) {
+        guard let feed else { return (0, 0, 0) }
+        return feed.state.withLock { ($0.syncFull, $0.syncPartialOK, $0.syncPartialErr) }
+    }
+
+    /// ROLE: `master`, the offset, and each online replica's ip, port and acknowledged offset.
+    func role() -> Reply {
+        guard let feed else { return .array([.bulkString("master"), .integer(0), .array([])]) }
+        let (offset, links) = feed.state.withLock { s in (s.offset, s.replicas.filter { $0.phase == .online }) }
+        return .array([
+            .bulkString("master"), .integer(offset),
+            .array(links.map { .array([.bulkString($0.ip), .bulkString(String($0.listeningPort)), .bulkString(String($0.ackOffset.load(ordering: .relaxed)))]) }),
+        ])
+    }
+}
+
+/// An RDB assembled in memory from every shard's slices, then handed over
+/// whole with its EOF opcode and checksum.
+final class RDBBuilder: @unchecked Sendable {
+    // Invariant: `state` under its mutex; slices run on their shard's thread.
+    private let state: Mutex<(bytes: [UInt8], remaining: Int)>
+    private let done: ([UInt8]) -> Void
+
+    init(shards: Int, done: @escaping ([UInt8]) -> Void) {
+        state = Mutex(([], shards))
+        self.done = done
+    }
+
+    func append(_ bytes: [UInt8]) {
+        guard !bytes.isEmpty else { return }
+        state.withLock { $0.bytes.append(contentsOf: bytes) }
+    }
+
+    /// On `shard`'s thread: one slice of its keyspace, then the next between commands.
+    func slice(_ snapshot: ShardSnapshot, shard: Shard) {
+        append(snapshot.step(budget: 512))
+        guard snapshot.isFinished else {
+            shard.loop.defer_ { self.slice(snapshot, shard: shard) }
+            return
+        }
+        let finished: [UInt8]? = state.withLock { s in
+            s.remaining -= 1
+            guard s.remaining == 0 else { return nil }
+            s.bytes.append(0xFF)
+            var crc = CRC64.update(0, s.bytes)
+            for _ in 0..<8 {
+                s.bytes.append(UInt8(crc & 0xFF))
+                crc >>= 8
+            }
+            return s.bytes
+        }
+        if let finished { done(finished) }
+    }
+}
