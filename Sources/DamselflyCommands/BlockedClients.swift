@@ -36,7 +36,7 @@ public final class BlockedClient {
             let shard = shardSet.shards[registration.shard]
             let waiter = self.waiter
             let fingerprints = registration.fingerprints
-            shard.loop.post { shard.unregister(waiter, fingerprints: fingerprints) }
+            shard.postWhenAvailable { shard.unregister(waiter, fingerprints: fingerprints) }
         }
         finish(reply)
         return true

@@ -250,7 +250,7 @@ public enum BlockingFamily {
             if destinationShard == ctx.shard.index {
                 push(ctx, destination, element, toLeft)
             } else {
-                target.loop.post {
+                target.postWhenAvailable {
                     push(ShardContext(shard: target, databaseIndex: database), destination, element, toLeft)
                     target.afterOperation()
                 }
@@ -272,10 +272,10 @@ public enum BlockingFamily {
             guard let element = popSource(ctx) else { return complete(.null) }
             let here = ctx.shard
             here.suspendServing()
-            target.loop.post {
+            target.postWhenAvailable {
                 let destinationContext = ShardContext(shard: target, databaseIndex: database)
                 if holdsOtherType(destinationContext, destination) {
-                    return here.loop.post {
+                    return here.postWhenAvailable {
                         let sourceContext = ShardContext(shard: here, databaseIndex: database)
                         if holdsOtherType(sourceContext, source) {
                             // The source was replaced by another type meanwhile: the
@@ -292,7 +292,7 @@ public enum BlockingFamily {
                 push(destinationContext, destination, element, toLeft)
                 target.afterOperation()
                 complete(.bulk(element))
-                here.loop.post {
+                here.postWhenAvailable {
                     here.resumeServing()
                     here.afterOperation()
                 }

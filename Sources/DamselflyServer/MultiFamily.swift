@@ -80,9 +80,9 @@ enum MultiFamily {
             let shard = shardSet.shards[shardIndex]
             let fingerprint = lockFingerprint(keyHash: hash, database: database)
             if shard.loop === client.loop {
-                shard.unwatch(fingerprint, token)
+                shard.whenAvailable { shard.unwatch(fingerprint, token) }
             } else {
-                shard.loop.post { shard.unwatch(fingerprint, token) }
+                shard.postWhenAvailable { shard.unwatch(fingerprint, token) }
             }
         }
         client.watchedKeys = []

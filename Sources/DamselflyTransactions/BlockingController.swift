@@ -124,7 +124,7 @@ extension Shard {
             } else {
                 let peer = peers[registration.shard]
                 let fingerprints = registration.fingerprints
-                peer.loop.post { peer.unregister(waiter, fingerprints: fingerprints) }
+                peer.postWhenAvailable { peer.unregister(waiter, fingerprints: fingerprints) }
             }
         }
     }

@@ -106,6 +106,16 @@ public final class Shard: @unchecked Sendable {
         if isLent { waitingForReturn.append(task) } else { task() }
     }
 
+    /// Runs `task` on this shard's thread once the keyspace is not lent out:
+    /// how work that touches shard state outside a transaction (a cancelled
+    /// waiter's unregistration, an UNWATCH, the push half of a cross-shard
+    /// BLMOVE) reaches a shard. A plain `loop.post` would run it on the owning
+    /// thread while a borrower (a script's or SORT's global transaction) is
+    /// using the same tables from its own thread.
+    public func postWhenAvailable(_ task: @escaping () -> Void) {
+        loop.post { [self] in whenAvailable(task) }
+    }
+
     /// Runs after every operation on this shard: serves clients blocked on
     /// keys the operation made ready, then refreshes the published counters.
     @inline(__always)
