@@ -234,8 +234,8 @@ final class UringDriver {
 
     func poll(loop: EventLoop, block: Bool, timeoutNanos: UInt64) -> Int {
         _ = dfly_ring_submit(ring, block ? 1 : 0, timeoutNanos)
-        let handled = reap(into: completions)
-        if poolReleaseRequested { releasePoolIfQuiet() }
+        var handled = reap(into: completions)
+        if poolReleaseRequested { handled += releasePoolIfQuiet() }
         return handled
     }
 
@@ -262,10 +262,13 @@ final class UringDriver {
     /// thread enters the kernel (the madvise's own return included, after the
     /// pages are gone), so an empty queue right before the madvise means no
     /// buffer holds anything yet to be read.
-    private func releasePoolIfQuiet() {
-        guard reap(into: completions) == 0 else { return }
+    /// Returns the completions it handled instead (then it tries again at the next poll).
+    private func releasePoolIfQuiet() -> Int {
+        let handled = reap(into: completions)
+        guard handled == 0 else { return handled }
         poolReleaseRequested = false
         _ = madvise(bufferMemory, Int(bufferCount) * bufferSize, MADV_DONTNEED)
+        return 0
     }
 
     /// A poll from inside a completion handler (a busy script's hook, see
