@@ -9,24 +9,16 @@ come back down within a few seconds, while with ``0`` (the old behaviour,
 run as the control) it must stay up, which shows the burst did hold the memory.
 """
 
-import socket
 import time
 
 import pytest
 
 from resp import RespConn, encode
+from util import rss_kb
 
 VALUE = b"v" * (15 * 1024)
 COMMANDS = 400  # ~6 MB through the receive pool (4 MB per thread) and the heap
 SETTLE_S = 2.5
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def burst(port):
