@@ -182,6 +182,15 @@ public final class EventLoop: @unchecked Sendable {
         timers.append(PeriodicTimer(intervalNanos: interval, nextFire: Clock.monotonicNanos() + interval, callback: callback))
     }
 
+    /// Lets the io_uring driver drop the resident pages of its receive pool
+    /// once nothing is waiting in it (see ``MemoryTrim``); nothing under epoll,
+    /// whose one scratch buffer is small. On the loop's thread.
+    public func releaseIdlePages() {
+        assertOnLoop()
+        guard let driver, case .uring(let d) = driver else { return }
+        d.requestPoolRelease()
+    }
+
     /// Asks the loop to return from ``run()``.
     public func stop() {
         stopRequested.store(true, ordering: .releasing)

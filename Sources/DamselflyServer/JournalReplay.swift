@@ -34,9 +34,7 @@ final class JournalReplay {
         var found: [(Int, Int)] = []
         let prefix = baseName + "."
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
-            }
+            let name = direntName(entry)
             guard name.hasPrefix(prefix) else { continue }
             let parts = name.dropFirst(prefix.count).split(separator: ".")
             if parts.count == 2, let generation = Int(parts[0]), let shard = Int(parts[1]) {

@@ -137,6 +137,19 @@ public final class Server: @unchecked Sendable {
                 loop.addPeriodicTimer(intervalMillis: 2) { blocked.expire(nowNanos: Clock.monotonicNanos()) }
             }
         }
+        if config.memReleaseInterval > 0 {
+            // Free memory back to the kernel (see MemoryTrim): every loop's receive
+            // pool; malloc_trim once for the process, from the first loop.
+            let interval = config.memReleaseInterval * 1000
+            for loop in loops {
+                loop.post {
+                    loop.addPeriodicTimer(intervalMillis: interval) {
+                        loop.releaseIdlePages()
+                        if loop.index == 0 { MemoryTrim.trimHeap() }
+                    }
+                }
+            }
+        }
         for loop in loops {
             // Always armed: CONFIG SET timeout may turn the idle timeout on later.
             loop.post { [weak self] in

@@ -76,9 +76,7 @@ final class SnapshotController: @unchecked Sendable {
         defer { closedir(directory) }
         var stale: [String] = []
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
+            let name = direntName(entry)
             guard name.hasPrefix(prefix), let pid = Int32(name.dropFirst(prefix.count)), pid > 0 else { continue }
             if pid == getpid() || (kill(pid, 0) != 0 && errno == ESRCH) { stale.append(name) }
         }
@@ -383,5 +381,14 @@ extension SnapshotController {
             unlink(ShardJournal.path(directory: server.config.dir, baseName: server.config.appendfilename,
                                      generation: file.generation, shard: file.shard))
         }
+    }
+}
+
+/// A directory entry's name, read in place up to its NUL: copying the whole
+/// 256-byte `d_name` reads past a short record's end (uninitialised bytes,
+/// which valgrind reported at every start).
+func direntName(_ entry: UnsafeMutablePointer<dirent>) -> String {
+    withUnsafePointer(to: &entry.pointee.d_name) {
+        String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
     }
 }

@@ -27,6 +27,8 @@ private func parseError(_ arguments: [String], env: [String: String] = [:]) -> C
         #expect(c.bind == "127.0.0.1")
         #expect(c.requirepass == "")
         #expect(c.maxmemory == 0)
+        #expect(c.memReleaseInterval == 10)
+        #expect(try config(["--mem_release_interval=0"]).memReleaseInterval == 0)
         #expect(c.dbnum == 16)
         #expect(c.proactorThreads == 0)
         #expect(c.numShards == 0)
@@ -353,6 +355,8 @@ private func parseError(_ arguments: [String], env: [String: String] = [:]) -> C
         #expect(parseError(["--timeout=-5"]) != nil)
         #expect(parseError(["--slowlog_log_slower_than=-2"]) != nil)
         #expect(parseError(["--slowlog_max_len=-1"]) != nil)
+        #expect(parseError(["--mem_release_interval=-1"]) != nil)
+        #expect(parseError(["--mem_release_interval=86401"]) != nil)
     }
 
     @Test func errorDescriptions() {
@@ -372,6 +376,7 @@ private func parseError(_ arguments: [String], env: [String: String] = [:]) -> C
         "pin_threads", "flagfile", "slowlog_log_slower_than", "slowlog_max_len", "hz",
         "save", "appendonly", "appendfsync", "appendfilename", "poll_before_sleep_us", "migrate_connections",
         "lua_time_limit", "default_lua_flags", "client_query_buffer_limit", "client_output_buffer_limit",
+        "mem_release_interval",
     ]
 
     @Test func helpListsEveryFlagWithItsDefault() throws {

@@ -18,7 +18,7 @@ for a in "$@"; do
     --dbnum=*)       args+=(--databases "${a#*=}") ;;
     --lua_time_limit=*) args+=(--lua-time-limit "${a#*=}") ;;
     --dir=*)         args+=(--dir "${a#*=}") ;;
-    --proactor_threads=*|--num_shards=*|--force_epoll|--force_epoll=*|--logtostdout) ;;
+    --proactor_threads=*|--num_shards=*|--force_epoll|--force_epoll=*|--mem_release_interval=*|--logtostdout) ;;
     *) echo "redis_as_damselfly.sh: unknown flag $a" >&2; exit 2 ;;
   esac
 done

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import Factory
 from resp import RespConn, encode, to_py
-from util import keys_on_shards
+from util import keys_on_shards, rss_kb
 
 THREADS = 2
 CALLS = 3000
@@ -27,14 +27,6 @@ CALLS = 3000
 BOUND_KB = 1024
 # redis-server gets a fifth of each load: its 0.001 s timeouts cost ~2 ms each even at hz 500.
 REDIS_SHARE = 5
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def timed_out_pops(port, n):

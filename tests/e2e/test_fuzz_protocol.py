@@ -14,14 +14,7 @@ import sys
 import time
 
 from resp import RespConn, encode
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+from util import rss_kb as rss_kib
 
 
 SEEDS = [

@@ -45,3 +45,12 @@ def blocked_clients_settled(conn, timeout=5.0, poll=0.02):
         if blocked == 0 or time.monotonic() > deadline:
             return blocked
         time.sleep(poll)
+
+
+def rss_kb(pid):
+    """A process's resident set (VmRSS) in kB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
