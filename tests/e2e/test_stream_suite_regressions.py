@@ -30,7 +30,8 @@ def _node_limits_workload(c):
         c.delete("s")
         for i in range(1, 101):
             c.execute_command("XADD", "s", f"{i}-1", "xitem", "v" * (i % 7))
-        out.append(_reply(c, "XINFO", "STREAM", "s")[:4])  # length, radix-tree-keys
+        info = c.execute_command("XINFO", "STREAM", "s")
+        out.append((info[b"length"], info[b"radix-tree-keys"]))
         out.append(_reply(c, "XADD", "s", "MAXLEN", "~", "55", "LIMIT", "30", "101-1", "xitem", "v"))
         out.append(c.xlen("s"))
         out.append(_reply(c, "XADD", "s", "MAXLEN", "~", "55", "LIMIT", "30", "102-1", "xitem", "v"))
@@ -150,8 +151,7 @@ def _legacy_restore(c):
     c.delete("x")
     c.restore("x", 0, LEGACY_STREAM_DUMP)
     info = c.execute_command("XINFO", "STREAM", "x", "FULL")
-    info = dict(zip(info[::2], info[1::2]))
-    groups = [dict(zip(g[::2], g[1::2])) for g in info[b"groups"]]
+    groups = info[b"groups"]
     return ([info[k] for k in (b"length", b"max-deleted-entry-id", b"entries-added", b"recorded-first-entry-id")],
             [(g[b"name"], g[b"entries-read"], g[b"lag"]) for g in groups],
             c.execute_command("XINFO", "GROUPS", "x"))
