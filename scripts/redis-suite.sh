@@ -49,9 +49,13 @@ RUNTEST_FLAGS=(--timeout 60 --ignore-encoding --ignore-digest --durable --tags "
 # loop hops, so the push can overtake it; the client left behind waits out the 60 s test
 # timeout and the unit aborts (66 passes instead of 215). Cross-connection send order is
 # not something Damselfly's threads promise; the unit's own content runs on one thread here,
-# and tests/e2e covers blocking pops on several.
+# and tests/e2e covers blocking pops on several. unit/type/stream-cgroups does the same with
+# XREADGROUP BLOCK on one connection and DEL / SET of its stream on another ("Blocking
+# XREADGROUP: key deleted"): the DEL can run first, and the reader gets NOGROUP at once
+# instead of "no longer exists"; tests/e2e/test_stream_*.py cover streams on several threads.
 declare -A UNIT_FLAGS=(
   [unit/type/list]="--proactor_threads=1"
+  [unit/type/stream-cgroups]="--proactor_threads=1"
 )
 
 # The units run by default: every unit/ file in Redis 7.0's own test list (tests/test_helper.tcl's

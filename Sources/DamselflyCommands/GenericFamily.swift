@@ -391,6 +391,7 @@ public enum GenericFamily {
             } else {
                 shard.database(database).removeAll()
             }
+            if shard.hasBlockedClients { shard.signalWaitedKeys(database: allDatabases ? nil : database) }
             // No watcher is touched here: a watched key that existed at WATCH
             // and is gone now is found by EXEC's check (as Redis's
             // touchAllWatchedKeysInDb dirties only keys the flush removed).

@@ -178,7 +178,9 @@ public enum StreamFamily {
                 return nil
             }
         } else {
-            t.limit = t.approximate ? 100 * StreamValue.nodeMaxEntries : 0
+            // Redis's default work cap for `~`: 100 nodes' worth, at most 10,000.
+            let cap = 100 * StreamValue.nodeMaxEntries
+            t.limit = t.approximate ? (cap <= 0 || cap > 10_000 ? 10_000 : cap) : 0
         }
         return t
     }

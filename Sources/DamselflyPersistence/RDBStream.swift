@@ -35,6 +35,9 @@ public struct RDBStream: Equatable, Sendable {
     public var maxDeletedID = StreamID.zero
     public var entriesAdded: UInt64 = 0
     public var groups: [Group] = []
+    /// False for RDB types before 7.0's (15), which record no group read
+    /// counters: loading estimates them from the stream, as Redis does.
+    public var groupCountersRecorded = true
 
     public init() {}
 }
@@ -66,7 +69,9 @@ extension RDBStream {
             entries: entries.map { StreamValue.Entry(id: $0.id, fields: $0.fields) },
             lastID: lastID, entriesAdded: entriesAdded, maxDeletedID: maxDeletedID, firstID: firstID)
         for g in groups {
-            let group = StreamGroup(name: g.name, lastID: g.lastID, entriesRead: g.entriesRead)
+            let entriesRead = groupCountersRecorded
+                ? g.entriesRead : s.entriesRead(upTo: g.lastID) ?? StreamGroup.invalidEntriesRead
+            let group = StreamGroup(name: g.name, lastID: g.lastID, entriesRead: entriesRead)
             for p in g.pending {
                 group.pel.set(p.id, StreamNACK(consumer: nil, deliveryTime: p.deliveryTime, deliveryCount: Int64(truncatingIfNeeded: p.deliveryCount)))
             }
@@ -98,13 +103,14 @@ extension RDBEncoder {
     /// flags, ID deltas, fields or values, and the entry's element count),
     /// the counters, then every group with its PEL and consumers.
     static func appendStream(_ out: inout [UInt8], _ s: RDBStream) {
-        // Nodes as Redis would cut them when appending: 100 entries or 4 KiB.
+        // Nodes as Redis would cut them when appending (stream-node-max-entries / -bytes).
         var nodes: [ArraySlice<RDBStream.Entry>] = []
         var start = 0
         var bytes = 0
+        let maxEntries = StreamValue.nodeMaxEntries, maxBytes = StreamValue.nodeMaxBytes
         for (i, e) in s.entries.enumerated() {
             let size = e.fields.reduce(0) { $0 + $1.count + 2 } + 8
-            if i > start && (i - start >= StreamValue.nodeMaxEntries || bytes + size >= StreamValue.nodeMaxBytes) {
+            if i > start && ((maxEntries > 0 && i - start >= maxEntries) || bytes + size >= maxBytes) {
                 nodes.append(s.entries[start..<i])
                 start = i
                 bytes = 0
@@ -243,6 +249,7 @@ extension RDBCursor {
         } else {
             s.firstID = s.entries.first?.id ?? .zero
             s.entriesAdded = UInt64(s.entries.count)
+            s.groupCountersRecorded = false
         }
         let groupCount = try count()
         for _ in 0..<groupCount {

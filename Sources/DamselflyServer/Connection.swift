@@ -369,12 +369,37 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             guard spec.firstKey <= last else { return nil }
             return stride(from: spec.firstKey, to: last + 1, by: max(spec.keyStep, 1))
         }
+        if spec.name == "xread" || spec.name == "xreadgroup" { return streamReadKeyPositions() }
         guard Connection.declaredKeyCommands.contains(spec.name), args.count > 3,
               let count = Int(args.string(2)), count > 0, count <= args.count - 3 else { return nil }
         return stride(from: 3, to: 3 + count, by: 1)
     }
 
     private static let declaredKeyCommands: Set<String> = ["eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"]
+
+    /// XREAD / XREADGROUP name their keys after STREAMS (the first half of
+    /// what follows), found by skipping the options as Redis's `xreadGetKeys`
+    /// does: a consumer blocking on streams of one shard moves there, as a
+    /// blocking pop does. Nil when the arguments do not parse.
+    private func streamReadKeyPositions() -> StrideTo<Int>? {
+        var i = 1
+        while i < args.count {
+            if args.equalsASCIICaseInsensitive(i, "block") || args.equalsASCIICaseInsensitive(i, "count") {
+                i += 2
+            } else if args.equalsASCIICaseInsensitive(i, "group") {
+                i += 3
+            } else if args.equalsASCIICaseInsensitive(i, "noack") {
+                i += 1
+            } else if args.equalsASCIICaseInsensitive(i, "streams") {
+                let rest = args.count - i - 1
+                guard rest > 0, rest % 2 == 0 else { return nil }
+                return stride(from: i + 1, to: i + 1 + rest / 2, by: 1)
+            } else {
+                return nil
+            }
+        }
+        return nil
+    }
 
     /// Detaches the socket here and re-creates the connection on `target`
     /// with the bytes not yet run. False when the socket cannot move now.

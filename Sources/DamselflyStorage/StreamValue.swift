@@ -3,7 +3,8 @@
 ///
 /// Layout. Entries live in a sorted array of ``Node``s, each one byte buffer
 /// of up to ``nodeMaxEntries`` entries (or about ``nodeMaxBytes`` bytes, the
-/// limits of Redis's `stream-node-max-entries` / `-bytes`, so nodes split
+/// limits of Redis's `stream-node-max-entries` / `-bytes`, read at each
+/// append as CONFIG SET leaves them, so nodes split
 /// where Redis's listpacks do and `~` trimming removes the same entries). A
 /// node keeps its first entry's ID (the master ID) and field names (the
 /// master fields); an entry is written as
@@ -25,10 +26,15 @@
 public final class StreamValue {
     // MARK: - Configuration
 
-    /// Entries (live or deleted) a node holds before a new one starts.
-    public static let nodeMaxEntries = 100
-    /// Bytes a node's buffer may reach before a new one starts.
-    public static let nodeMaxBytes = 4096
+    /// Entries (live or deleted) a node holds before a new one starts
+    /// (`stream-node-max-entries`; 0: no limit).
+    public static var nodeMaxEntries: Int { EncodingLimits.streamNodeMaxEntries.load(ordering: .relaxed) }
+    /// Listpack bytes a node may reach before a new one starts
+    /// (`stream-node-max-bytes`; 0 or more than 1 GiB: Redis's 1 GiB cap).
+    public static var nodeMaxBytes: Int {
+        let limit = EncodingLimits.streamNodeMaxBytes.load(ordering: .relaxed)
+        return limit == 0 || limit > 1 << 30 ? 1 << 30 : limit
+    }
     /// Bytes of the object itself, for accounting.
     static let objectBytes = 128
 
@@ -254,7 +260,8 @@ public final class StreamValue {
         for p in pairs { dataBytes += p.count }
         var needNode = nodes.isEmpty
         if let last = nodes.last {
-            if last.listpackBytes + dataBytes >= StreamValue.nodeMaxBytes || last.total >= StreamValue.nodeMaxEntries {
+            let maxEntries = StreamValue.nodeMaxEntries
+            if last.listpackBytes + dataBytes >= StreamValue.nodeMaxBytes || (maxEntries > 0 && last.total >= maxEntries) {
                 needNode = true
             }
         }

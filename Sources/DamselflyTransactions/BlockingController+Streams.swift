@@ -23,4 +23,17 @@ extension Shard {
             waiter.serve(self, position)
         }
     }
+
+    /// FLUSHALL / FLUSHDB emptied `database` (nil: every database): each key
+    /// someone waits on there is looked at again, so a reader of a consumer
+    /// group hears that its stream is gone, as Redis 7.0's flush does
+    /// (`scanDatabaseForDeletedStreams`); list and XREAD waiters find nothing
+    /// and stay parked.
+    public func signalWaitedKeys(database: Int?) {
+        for (fingerprint, list) in blocking.waiters
+        where list.contains(where: { database == nil || $0.waiter.database == database }) {
+            blocking.readyKeys.append(fingerprint)
+        }
+        serveReadyKeys()
+    }
 }

@@ -210,3 +210,46 @@ def test_stream_blocking_reads_match_redis(damselfly, redis_server, proto):
     dfly = _blocking_scenario(srv.port, proto)
     redis = _blocking_scenario(redis_server.port, proto)
     assert dfly == redis
+
+
+def test_stream_consumers_move_to_their_streams_thread(damselfly):
+    """XREADGROUP / XREAD name their keys after STREAMS: a consumer whose streams
+    live on one shard of another thread moves there and then reads inline; one
+    reading streams on two shards stays where it is."""
+    if SELFTEST_REDIS:
+        pytest.skip("connection migration is Damselfly's")
+    threads = 2
+    srv = damselfly(f"--proactor_threads={threads}", f"--num_shards={threads}")
+    by_shard = keys_on_shards(threads, 1, "jobs")
+    home, other = by_shard[0][0], by_shard[1][0]
+    admin = srv.client()
+    for s in (home, other):
+        admin.xgroup_create(s, "g", "0", mkstream=True)
+        for i in range(40):
+            admin.xadd(s, {"n": str(i)})
+    before = int(admin.info("stats")["connection_migrations"])
+    # One consumer per thread (connections are spread over the threads), so one
+    # starts away from `home`'s owner.
+    consumers = [srv.client() for _ in range(threads)]
+    for c in consumers:
+        c.ping()
+    got = []
+    for k, c in enumerate(consumers):
+        for _ in range(5):
+            reply = c.execute_command("XREADGROUP", "GROUP", "g", f"c{k}", "COUNT", "2", "BLOCK", "100",
+                                      "STREAMS", home, ">")
+            got += [e[0] for e in reply[0][1]]
+    moved = int(admin.info("stats")["connection_migrations"])
+    assert moved - before >= 1, "a consumer on another thread should have moved to its stream's"
+    assert len(got) == len(set(got)) == 2 * 5 * threads
+    tx = admin.info("transaction")["tx_type_cnt"]
+    start_inline = int(tx["inline"]) if isinstance(tx, dict) else int(dict(p.split("=") for p in tx.split(","))["inline"])
+    for c in consumers:  # every consumer now reads inline
+        assert c.execute_command("XREAD", "COUNT", "1", "STREAMS", home, "0")
+    tx = admin.info("transaction")["tx_type_cnt"]
+    end_inline = int(tx["inline"]) if isinstance(tx, dict) else int(dict(p.split("=") for p in tx.split(","))["inline"])
+    assert end_inline - start_inline >= threads
+    # Streams on two shards: nobody moves.
+    for c in consumers:
+        c.execute_command("XREAD", "COUNT", "1", "BLOCK", "10", "STREAMS", home, other, "0", "0")
+    assert int(admin.info("stats")["connection_migrations"]) == moved

@@ -87,6 +87,8 @@ public enum ConfigParameters {
         EncodingLimits.zsetMaxListpackValue.store(config.zsetMaxListpackValue, ordering: .relaxed)
         EncodingLimits.setMaxIntsetEntries.store(config.setMaxIntsetEntries, ordering: .relaxed)
         EncodingLimits.hllSparseMaxBytes.store(config.hllSparseMaxBytes, ordering: .relaxed)
+        EncodingLimits.streamNodeMaxEntries.store(config.streamNodeMaxEntries, ordering: .relaxed)
+        EncodingLimits.streamNodeMaxBytes.store(config.streamNodeMaxBytes, ordering: .relaxed)
     }
 
     /// CONFIG REWRITE's file content, in flagfile syntax: every flag with its current value,
@@ -313,6 +315,8 @@ public enum ConfigParameters {
         intParameter("zset-max-ziplist-value", [], 0...Int.max, \.zsetMaxListpackValue, memory: true),
         intParameter("set-max-intset-entries", [], 0...Int.max, \.setMaxIntsetEntries),
         intParameter("hll-sparse-max-bytes", [], 0...Int.max, \.hllSparseMaxBytes, memory: true),
+        intParameter("stream-node-max-entries", [], 0...Int.max, \.streamNodeMaxEntries),
+        intParameter("stream-node-max-bytes", [], 0...Int.max, \.streamNodeMaxBytes, memory: true),
         Parameter(
             name: "maxmemory-policy", aliases: ["maxmemory_policy"], get: { _ in "noeviction" },
             set: { _, text in

@@ -96,6 +96,9 @@ public struct ServerConfig: Sendable, Equatable {
     public var setMaxIntsetEntries: Int = 512
     /// CONFIG SET hll-sparse-max-bytes: a sparse HyperLogLog turns dense rather than grow past this.
     public var hllSparseMaxBytes: Int = 3000
+    /// CONFIG SET stream-node-max-entries / -bytes: where a stream starts a new node.
+    public var streamNodeMaxEntries: Int = 100
+    public var streamNodeMaxBytes: Int = 4096
     /// Values CONFIG SET gave the Redis parameters Damselfly only stores (canonical name →
     /// value as CONFIG GET shows it); see ``RedisParameterTable``.
     public var redisParameters: [String: String] = [:]
