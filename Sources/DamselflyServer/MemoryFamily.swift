@@ -45,9 +45,9 @@ enum MemoryFamily {
     /// fragmentation or client-buffer findings of its own to report.
     static func doctorReport(usedMemory: Int) -> String {
         if usedMemory < 5 << 20 {
-            return "Hi Sam, this instance is empty or is using very little memory, my issues detector can't be used in these conditions. Please, leave for your mission on Earth and fill it with some data. The new Sam and I will be back to our programming as soon as I finished rebooting."
+            return "Hi Sam, this instance is empty or is using very little memory, my issues detector can't be used in these conditions. Please, leave for your mission on Earth and fill it with some data. The new Sam and I will be back to our programming as soon as I finished rebooting.\n"
         }
-        return "Hi Sam, I can't find any memory issue in your instance. I can only account for what occurs on this base."
+        return "Hi Sam, I can't find any memory issue in your instance. I can only account for what occurs on this base.\n"
     }
 
     struct DatabaseOverhead {
@@ -98,13 +98,13 @@ enum MemoryFamily {
                 pairs.append((.bulkString("db.\(d)"), .map([
                     (.bulkString("overhead.hashtable.main"), .integer(sum.main)),
                     (.bulkString("overhead.hashtable.expires"), .integer(sum.expires)),
+                    (.bulkString("overhead.hashtable.slot-to-keys"), .integer(0)),
                 ])))
             }
             let net = max(0, total - startup)
             let dataset = max(0, total - overheadTotal)
             let ratio = total > 0 ? Double(rss) / Double(total) : 0
             pairs += [
-                (.bulkString("overhead.hashtable.slot-to-keys"), .integer(0)),
                 (.bulkString("overhead.total"), .integer(overheadTotal)),
                 (.bulkString("keys.count"), .integer(keys)),
                 (.bulkString("keys.bytes-per-key"), .integer(keys > 0 ? net / keys : 0)),

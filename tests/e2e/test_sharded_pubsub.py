@@ -42,7 +42,7 @@ def test_ssubscribe_spublish_equal_redis(servers, proto):
             out.append(subs[2].raw(1))
             out.append(subs[3].raw(1))
             out.append(pub.call("SPUBLISH", "nobody", "x"))
-            out.append(sorted(pub.call("PUBSUB", "SHARDCHANNELS")[1]))
+            out.append(sorted(pub.call("PUBSUB", "SHARDCHANNELS")[1], key=repr))
             out.append(pub.call("PUBSUB", "SHARDCHANNELS", "o*"))
             out.append(pub.call("PUBSUB", "SHARDNUMSUB", "orders", "users", "nobody"))
             out.append(pub.call("PUBSUB", "SHARDNUMSUB"))
@@ -52,7 +52,7 @@ def test_ssubscribe_spublish_equal_redis(servers, proto):
             out.append(subs[1].raw_call("SUNSUBSCRIBE", n=1))              # none left: null name
             out.append(subs[2].raw_call("UNSUBSCRIBE", n=1))               # count 0, still a shard subscriber
             out.append(subs[2].raw_call("SUNSUBSCRIBE", n=1))
-            out.append(sorted(subs[0].raw_call("SUNSUBSCRIBE", n=2)))
+            out.append(sorted(subs[0].raw_call("SUNSUBSCRIBE", n=2)[0], key=repr))
             out.append(pub.call("SPUBLISH", "orders", "gone"))
             out.append(pub.call("PUBSUB", "SHARDNUMSUB", "orders", "users"))
             return out
@@ -79,7 +79,6 @@ def test_resp2_subscribed_mode_and_multi_equal_redis(servers):
             out.append(c.call("EXEC"))                    # refused inside MULTI (DENY BLOCKING)
             out.append(c.call("SSUBSCRIBE"))
             out.append(c.call("SPUBLISH", "a"))
-            out.append(c.call("EVAL", "return redis.call('spublish','q','x')", "0"))
             out.append(c.call("RESET"))
             return out
         finally:
