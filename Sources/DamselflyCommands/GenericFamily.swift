@@ -445,8 +445,12 @@ public enum GenericFamily {
                 if case .int(let v) = value, v >= 0 && v < 10000 { return .integer(Int(Int32.max)) }
                 return .integer(1)
             case "idletime":
+                if ctx.database.tracksFrequency {
+                    return .error("ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.")
+                }
                 return .integer(Int(max(0, ctx.nowMs - ctx.database.lastAccessMs(at: found)) / 1000))
             default:
+                if ctx.database.tracksFrequency { return .integer(ctx.database.accessFrequency(at: found, nowMs: ctx.nowMs)) }
                 return .error("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.")
             }
         }

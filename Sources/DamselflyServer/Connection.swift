@@ -54,7 +54,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// Pub/sub: channels and patterns this connection is subscribed to.
     var channels: Set<[UInt8]> = []
     var patterns: Set<[UInt8]> = []
-    var subscriptionCount: Int { channels.count + patterns.count }
+    /// Shard channels (SSUBSCRIBE); they count towards the subscribed state, not
+    /// towards SUBSCRIBE's confirmation count (Redis 7 keeps two counts).
+    var shardChannels: Set<[UInt8]> = []
+    var subscriptionCount: Int { channels.count + patterns.count + shardChannels.count }
     /// Set by SYNC / PSYNC: this connection is a replica's link.
     var replicaLink: ReplicaLink?
     /// Runs once when the connection closes (a replica leaving the stream).
@@ -473,6 +476,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                     arguments: viewsValid ? (0..<args.count).map { args.bytes($0) } : [Array(spec.name.utf8)],
                     client: client)
             }
+            let latencyThreshold = server.latency.thresholdMs.load(ordering: .relaxed)
+            if latencyThreshold > 0 && elapsed / 1000 >= latencyThreshold {
+                server.latency.record(spec.flags.contains(.fast) ? "fast-command" : "command", latencyMs: elapsed / 1000)
+            }
             currentSpec = nil
         }
         if !isClosed {
@@ -592,10 +599,12 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
 
     /// Drops every subscription (disconnect, RESET).
     func dropSubscriptions() {
-        for channel in channels { server.pubsub.unsubscribe(self, channel: channel) }
-        for pattern in patterns { server.pubsub.punsubscribe(self, pattern: pattern) }
+        for channel in channels { server.pubsub.unsubscribe(self, channel, kind: .channel) }
+        for pattern in patterns { server.pubsub.unsubscribe(self, pattern, kind: .pattern) }
+        for channel in shardChannels { server.pubsub.unsubscribe(self, channel, kind: .shardChannel) }
         channels = []
         patterns = []
+        shardChannels = []
     }
 
     /// `GET /metrics` (Prometheus, Dragonfly's way: on the main port, told

@@ -179,7 +179,7 @@ enum ConnectionFamily {
             if sub == "no-evict" { client.noEvict = on } else { client.noTouch = on }
             call.reply(.ok)
         case ("info", 2):
-            call.reply(.verbatim(describe(client, on: server) + "\n"))
+            call.reply(.verbatim(describe(client, on: server, PubSubFamily.connection(of: call)) + "\n"))
         case ("list", _):
             var wantedIDs: Set<Int>? = nil
             var i = 2
@@ -204,7 +204,7 @@ enum ConnectionFamily {
             server.gatherLoops(from: call.loop, { loop in
                 server.connections(on: loop)
                     .filter { filter == nil || filter!.contains($0.client.id) }
-                    .map { ($0.client.id, describe($0.client, on: server)) }
+                    .map { ($0.client.id, describe($0.client, on: server, $0)) }
             }, done: { parts in
                 let lines = parts.flatMap { $0 }.sorted { $0.0 < $1.0 }.map { $0.1 + "\n" }.joined()
                 call.reply(.verbatim(lines))
@@ -248,15 +248,18 @@ enum ConnectionFamily {
     }
 
     /// One CLIENT LIST line, fields in Redis's order.
-    static func describe(_ client: ClientState, on server: Server) -> String {
+    /// `connection` (on its own loop) gives the subscription counts, as Redis's sub= / psub= / ssub=.
+    static func describe(_ client: ClientState, on server: Server, _ connection: Connection?) -> String {
         let now = Clock.wallMillis()
         let age = (now - client.createdAtMs) / 1000
         let idle = (now - client.lastCommandAtMs) / 1000
         var flags = ""
+        let (sub, psub, ssub) = (connection?.channels.count ?? 0, connection?.patterns.count ?? 0, connection?.shardChannels.count ?? 0)
+        if sub + psub + ssub > 0 { flags += "P" }
         if client.noEvict { flags += "e" }
         if client.noTouch { flags += "T" }
         if flags.isEmpty { flags = "N" }
-        return "id=\(client.id) addr=\(client.address) laddr=\(client.localAddress) fd=-1 name=\(client.name) age=\(age) idle=\(idle) flags=\(flags) db=\(client.database) sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=\(client.lastCommandName) user=default redir=-1 resp=\(client.protocolVersion) lib-name=\(client.libraryName) lib-ver=\(client.libraryVersion) thread=\(client.loop.index)"
+        return "id=\(client.id) addr=\(client.address) laddr=\(client.localAddress) fd=-1 name=\(client.name) age=\(age) idle=\(idle) flags=\(flags) db=\(client.database) sub=\(sub) psub=\(psub) ssub=\(ssub) multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=\(client.lastCommandName) user=default redir=-1 resp=\(client.protocolVersion) lib-name=\(client.libraryName) lib-ver=\(client.libraryVersion) thread=\(client.loop.index)"
     }
 
     static func clientKill(_ call: CommandCall, server: Server) {

@@ -150,7 +150,7 @@ enum InfoReport {
                     ("used_memory_functions", String(engine.functions.registryMemory)),
                     ("maxmemory", String(maxmemory)),
                     ("maxmemory_human", humanBytes(maxmemory)),
-                    ("maxmemory_policy", "noeviction"),
+                    ("maxmemory_policy", config.maxmemoryPolicy),
                     ("mem_allocator", "libc"),
                     // FLUSHALL/FLUSHDB/UNLINK ASYNC free on the shard's own thread at once:
                     // nothing is ever pending or freed in the background.
@@ -175,7 +175,10 @@ enum InfoReport {
                     ("total_net_output_bytes", String(loops.reduce(0) { $0 + $1.output })),
                     ("rejected_connections", String(loops.reduce(0) { $0 + $1.rejected })),
                     ("expired_keys", String(expired)),
-                    ("evicted_keys", "0"),
+                    ("evicted_keys", String(shardSet.shards.reduce(0) { $0 + $1.evictedKeys.load(ordering: .relaxed) })),
+                    // Each shard evicts from its own keys against its share of maxmemory.
+                    ("evicted_keys_per_shard",
+                     shardSet.shards.map { String($0.evictedKeys.load(ordering: .relaxed)) }.joined(separator: ",")),
                     ("keyspace_hits", String(hits)),
                     ("keyspace_misses", String(misses)),
                     ("evicted_clients", "0"),

@@ -4,40 +4,56 @@ import DamselflyRuntime
 import DamselflyStorage
 import Synchronization
 
-/// The server's channel and pattern subscriptions.
+/// What a subscription names: a channel (SUBSCRIBE), a glob pattern (PSUBSCRIBE) or a
+/// shard channel (SSUBSCRIBE, Redis 7's sharded pub/sub).
+enum SubscriptionKind: Sendable {
+    case channel, pattern, shardChannel
+}
+
+/// The server's channel, pattern and shard-channel subscriptions.
 ///
 /// PUBLISH is not on the key-value path, so one mutex-guarded registry is
 /// enough: PUBLISH takes a snapshot of the receivers under the lock and posts
 /// the message to each receiver's loop, where its connection writes it.
+///
+/// Shard channels are Redis Cluster's slot-scoped channels; a single Damselfly
+/// node owns every slot, so they form one namespace of their own, apart from the
+/// classic channels (SPUBLISH never reaches a SUBSCRIBE and no pattern matches them).
 final class PubSubRegistry: Sendable {
     private struct State {
         var channels: [[UInt8]: [Connection]] = [:]
         var patterns: [[UInt8]: [Connection]] = [:]
+        var shardChannels: [[UInt8]: [Connection]] = [:]
+
+        subscript(kind: SubscriptionKind) -> [[UInt8]: [Connection]] {
+            get {
+                switch kind {
+                case .channel: return channels
+                case .pattern: return patterns
+                case .shardChannel: return shardChannels
+                }
+            }
+            set {
+                switch kind {
+                case .channel: channels = newValue
+                case .pattern: patterns = newValue
+                case .shardChannel: shardChannels = newValue
+                }
+            }
+        }
     }
 
     private let state = Mutex(State())
 
-    func subscribe(_ connection: Connection, channel: [UInt8]) {
-        state.withLock { $0.channels[channel, default: []].append(connection) }
+    func subscribe(_ connection: Connection, _ name: [UInt8], kind: SubscriptionKind) {
+        state.withLock { $0[kind][name, default: []].append(connection) }
     }
 
-    func unsubscribe(_ connection: Connection, channel: [UInt8]) {
+    func unsubscribe(_ connection: Connection, _ name: [UInt8], kind: SubscriptionKind) {
         state.withLock { s in
-            guard var list = s.channels[channel] else { return }
+            guard var list = s[kind][name] else { return }
             list.removeAll { $0 === connection }
-            s.channels[channel] = list.isEmpty ? nil : list
-        }
-    }
-
-    func psubscribe(_ connection: Connection, pattern: [UInt8]) {
-        state.withLock { $0.patterns[pattern, default: []].append(connection) }
-    }
-
-    func punsubscribe(_ connection: Connection, pattern: [UInt8]) {
-        state.withLock { s in
-            guard var list = s.patterns[pattern] else { return }
-            list.removeAll { $0 === connection }
-            s.patterns[pattern] = list.isEmpty ? nil : list
+            s[kind][name] = list.isEmpty ? nil : list
         }
     }
 
@@ -64,18 +80,27 @@ final class PubSubRegistry: Sendable {
         return direct.count + patterned.count
     }
 
-    /// Active channels (with at least one subscriber) matching `pattern`.
-    func channels(matching pattern: [UInt8]?) -> [[UInt8]] {
+    /// SPUBLISH: delivers `message` as an `smessage` to the shard channel's subscribers.
+    func publishSharded(channel: [UInt8], message: [UInt8]) -> Int {
+        let receivers = state.withLock { $0.shardChannels[channel] ?? [] }
+        for connection in receivers {
+            connection.loop.post { connection.pushMessage([Array("smessage".utf8), channel, message]) }
+        }
+        return receivers.count
+    }
+
+    /// Active channels (or shard channels) with at least one subscriber, matching `pattern`.
+    func channels(matching pattern: [UInt8]?, kind: SubscriptionKind = .channel) -> [[UInt8]] {
         state.withLock { s in
-            s.channels.keys.filter { channel in
+            s[kind].keys.filter { channel in
                 guard let pattern else { return true }
                 return pattern.withUnsafeBytes { p in channel.withUnsafeBytes { c in GlobPattern.matches(pattern: p, string: c) } }
             }
         }
     }
 
-    func subscriberCount(_ channel: [UInt8]) -> Int {
-        state.withLock { $0.channels[channel]?.count ?? 0 }
+    func subscriberCount(_ channel: [UInt8], kind: SubscriptionKind = .channel) -> Int {
+        state.withLock { $0[kind][channel]?.count ?? 0 }
     }
 
     var patternCount: Int {

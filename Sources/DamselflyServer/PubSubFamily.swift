@@ -1,7 +1,7 @@
 import DamselflyCommands
 import DamselflyRESP
 
-/// SUBSCRIBE, PSUBSCRIBE, UNSUBSCRIBE, PUNSUBSCRIBE, PUBLISH, PUBSUB.
+/// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE, their UNSUBSCRIBEs, PUBLISH, SPUBLISH, PUBSUB.
 enum PubSubFamily {
     /// What a RESP2 client may send while subscribed.
     static let allowedWhileSubscribed: Set<String> = [
@@ -16,30 +16,27 @@ enum PubSubFamily {
     static func register(_ r: CommandRegistry, server: Server) {
         let g = "pubsub"
         r.register("subscribe", arity: -2, flags: [.loading, .stale, .noscript], group: g) { call in
-            guard let connection = connection(of: call) else { return call.reply(.error("ERR not a client connection")) }
-            var out = ReplyBuilder(protocolVersion: call.client.protocolVersion, capacity: 64)
-            for i in 1..<call.args.count {
-                let channel = call.args.bytes(i)
-                if connection.channels.insert(channel).inserted { server.pubsub.subscribe(connection, channel: channel) }
-                confirmation(&out, "subscribe", channel, connection.subscriptionCount)
-            }
-            call.reply(.raw(out.buffer))
+            subscribe(call, server: server, kind: .channel)
         }
         r.register("psubscribe", arity: -2, flags: [.loading, .stale, .noscript], group: g) { call in
-            guard let connection = connection(of: call) else { return call.reply(.error("ERR not a client connection")) }
-            var out = ReplyBuilder(protocolVersion: call.client.protocolVersion, capacity: 64)
-            for i in 1..<call.args.count {
-                let pattern = call.args.bytes(i)
-                if connection.patterns.insert(pattern).inserted { server.pubsub.psubscribe(connection, pattern: pattern) }
-                confirmation(&out, "psubscribe", pattern, connection.subscriptionCount)
-            }
-            call.reply(.raw(out.buffer))
+            subscribe(call, server: server, kind: .pattern)
+        }
+        r.register("ssubscribe", arity: -2, flags: [.loading, .stale, .noscript], group: g) { call in
+            // Redis 7.0 refuses it inside MULTI (a DENY BLOCKING client), unlike SUBSCRIBE.
+            if call.sink is ExecRunner { return call.reply(.error("ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client")) }
+            subscribe(call, server: server, kind: .shardChannel)
         }
         r.register("unsubscribe", arity: -1, flags: [.loading, .stale, .noscript], group: g) { call in
-            unsubscribe(call, server: server, patterns: false)
+            unsubscribe(call, server: server, kind: .channel)
         }
         r.register("punsubscribe", arity: -1, flags: [.loading, .stale, .noscript], group: g) { call in
-            unsubscribe(call, server: server, patterns: true)
+            unsubscribe(call, server: server, kind: .pattern)
+        }
+        r.register("sunsubscribe", arity: -1, flags: [.loading, .stale, .noscript], group: g) { call in
+            unsubscribe(call, server: server, kind: .shardChannel)
+        }
+        r.register("spublish", arity: 3, flags: [.loading, .stale, .fast], group: g) { call in
+            call.reply(.integer(server.pubsub.publishSharded(channel: call.args.bytes(1), message: call.args.bytes(2))))
         }
         r.register("publish", arity: 3, flags: [.loading, .stale, .fast], group: g) { call in
             call.reply(.integer(server.pubsub.publish(channel: call.args.bytes(1), message: call.args.bytes(2))))
@@ -64,10 +61,12 @@ enum PubSubFamily {
                 // (arity -2) fails inside the handler with the generic text.
                 call.reply(.error("ERR wrong number of arguments for 'pubsub|numpat' command"))
             case "shardchannels" where call.args.count <= 3:
-                // No sharded channels (SSUBSCRIBE) yet: none is ever active.
-                call.reply(.array([]))
+                let pattern = call.args.count == 3 ? call.args.bytes(2) : nil
+                call.reply(.array(server.pubsub.channels(matching: pattern, kind: .shardChannel).map { .bulk($0) }))
             case "shardnumsub":
-                call.reply(.array((2..<max(call.args.count, 2)).flatMap { [Reply.bulk(call.args.bytes($0)), .integer(0)] }))
+                call.reply(.array((2..<max(call.args.count, 2)).flatMap {
+                    [Reply.bulk(call.args.bytes($0)), .integer(server.pubsub.subscriberCount(call.args.bytes($0), kind: .shardChannel))]
+                }))
             case "help" where call.args.count == 2:
                 call.reply(.array(PubSubFamily.helpLines.map { .simple($0) }))
             case "help":
@@ -103,22 +102,68 @@ enum PubSubFamily {
         call.sink as? Connection ?? (call.sink as? ExecRunner)?.connection
     }
 
-    /// UNSUBSCRIBE / PUNSUBSCRIBE: the named channels (patterns), or all of
-    /// them; one confirmation each (one with a null name when there were none).
-    static func unsubscribe(_ call: CommandCall, server: Server, patterns: Bool) {
+    /// The confirmation verb of each kind.
+    static func verb(_ kind: SubscriptionKind, subscribe: Bool) -> String {
+        let base: String
+        switch kind {
+        case .channel: base = "subscribe"
+        case .pattern: base = "psubscribe"
+        case .shardChannel: base = "ssubscribe"
+        }
+        guard !subscribe else { return base }
+        return kind == .channel ? "un" + base : String(base.first!) + "un" + base.dropFirst()
+    }
+
+    /// The connection's names of one kind.
+    static func names(_ connection: Connection, _ kind: SubscriptionKind) -> Set<[UInt8]> {
+        switch kind {
+        case .channel: return connection.channels
+        case .pattern: return connection.patterns
+        case .shardChannel: return connection.shardChannels
+        }
+    }
+
+    /// Adds or removes one name of the connection's set; whether it changed.
+    static func update(_ connection: Connection, _ name: [UInt8], _ kind: SubscriptionKind, insert: Bool) -> Bool {
+        switch (kind, insert) {
+        case (.channel, true): return connection.channels.insert(name).inserted
+        case (.pattern, true): return connection.patterns.insert(name).inserted
+        case (.shardChannel, true): return connection.shardChannels.insert(name).inserted
+        case (.channel, false): return connection.channels.remove(name) != nil
+        case (.pattern, false): return connection.patterns.remove(name) != nil
+        case (.shardChannel, false): return connection.shardChannels.remove(name) != nil
+        }
+    }
+
+    /// The count a confirmation carries: Redis 7 counts shard channels apart from
+    /// channels and patterns, which share one count.
+    static func confirmationCount(_ connection: Connection, _ kind: SubscriptionKind) -> Int {
+        kind == .shardChannel ? connection.shardChannels.count : connection.channels.count + connection.patterns.count
+    }
+
+    /// SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE: one confirmation per name.
+    static func subscribe(_ call: CommandCall, server: Server, kind: SubscriptionKind) {
         guard let connection = connection(of: call) else { return call.reply(.error("ERR not a client connection")) }
-        let kind = patterns ? "punsubscribe" : "unsubscribe"
         var out = ReplyBuilder(protocolVersion: call.client.protocolVersion, capacity: 64)
-        let current = patterns ? connection.patterns : connection.channels
-        let targets = call.args.count > 1 ? (1..<call.args.count).map { call.args.bytes($0) } : Array(current)
-        if targets.isEmpty { confirmation(&out, kind, nil, connection.subscriptionCount) }
+        for i in 1..<call.args.count {
+            let name = call.args.bytes(i)
+            if update(connection, name, kind, insert: true) { server.pubsub.subscribe(connection, name, kind: kind) }
+            confirmation(&out, verb(kind, subscribe: true), name, confirmationCount(connection, kind))
+        }
+        call.reply(.raw(out.buffer))
+    }
+
+    /// UNSUBSCRIBE / PUNSUBSCRIBE / SUNSUBSCRIBE: the named channels (patterns), or all of
+    /// them; one confirmation each (one with a null name when there were none).
+    static func unsubscribe(_ call: CommandCall, server: Server, kind: SubscriptionKind) {
+        guard let connection = connection(of: call) else { return call.reply(.error("ERR not a client connection")) }
+        let verb = verb(kind, subscribe: false)
+        var out = ReplyBuilder(protocolVersion: call.client.protocolVersion, capacity: 64)
+        let targets = call.args.count > 1 ? (1..<call.args.count).map { call.args.bytes($0) } : Array(names(connection, kind))
+        if targets.isEmpty { confirmation(&out, verb, nil, confirmationCount(connection, kind)) }
         for name in targets {
-            if patterns {
-                if connection.patterns.remove(name) != nil { server.pubsub.punsubscribe(connection, pattern: name) }
-            } else {
-                if connection.channels.remove(name) != nil { server.pubsub.unsubscribe(connection, channel: name) }
-            }
-            confirmation(&out, kind, name, connection.subscriptionCount)
+            if update(connection, name, kind, insert: false) { server.pubsub.unsubscribe(connection, name, kind: kind) }
+            confirmation(&out, verb, name, confirmationCount(connection, kind))
         }
         call.reply(.raw(out.buffer))
     }

@@ -36,6 +36,12 @@ public final class Server: @unchecked Sendable {
     private let nextClientID = Atomic<Int>(0)
     private let shuttingDown = Atomic<Bool>(false)
     let peakMemory = Atomic<Int>(0)
+    /// Used memory when the server began accepting (MEMORY STATS startup.allocated).
+    let startupMemory = Atomic<Int>(0)
+    /// DEBUG SET-ACTIVE-EXPIRE: whether the shards' timers expire keys nobody reads.
+    let activeExpireEnabled = Atomic<Bool>(true)
+    /// LATENCY's events and `latency-monitor-threshold`.
+    let latency = LatencyMonitor()
     let executablePath: String
 
     /// Builds the server: loops, shards, command table. Nothing runs yet.
@@ -58,6 +64,8 @@ public final class Server: @unchecked Sendable {
             maxBulkLength: config.maxBulkLen, requirePass: config.requirepass,
             singleHopBlocking: config.singlehopBlocking, journaling: config.appendonly)
         engine.scripts.configure(timeLimitMillis: config.luaTimeLimit, defaultFlags: config.defaultLuaFlags)
+        shardSet.configureEviction(maxMemory: config.maxmemory, settings: config.evictionSettings)
+        latency.configure(config)
         slowlog = SlowLog(thresholdMicros: config.slowlogLogSlowerThan, maxLength: config.slowlogMaxLen)
         connectionsByLoop = Array(repeating: [:], count: loops.count)
         port = config.port
@@ -85,6 +93,9 @@ public final class Server: @unchecked Sendable {
         PersistenceFamily.register(registry, server: self)
         replication = ReplicationMaster(server: self)
         ReplicationFamily.register(registry, server: self)
+        DebugFamily.register(registry, server: self)
+        MemoryFamily.register(registry, server: self)
+        LatencyFamily.register(registry, server: self)
         snapshots = SnapshotController(server: self)
         ConfigParameters.applyEncodingLimits(config)
     }
@@ -116,13 +127,16 @@ public final class Server: @unchecked Sendable {
         }
         for loop in loops { while !loop.isReady { sched_yield() } }
         if config.appendonly { startJournal(from: journalFrom) }
+        startupMemory.store(engine.usedMemory, ordering: .relaxed)
         // Active expiry and stats on every shard, `hz` times a second.
         for shard in engine.shardSet.shards {
             let interval = 1000 / max(1, config.hz)
             shard.loop.post { [weak self] in
                 shard.loop.addPeriodicTimer(intervalMillis: interval) {
                     guard !shard.isLent else { return }
-                    _ = shard.keyspace.activeExpire(nowMs: Clock.wallMillis())
+                    if self?.activeExpireEnabled.load(ordering: .relaxed) ?? true {
+                        _ = shard.keyspace.activeExpire(nowMs: Clock.wallMillis())
+                    }
                     shard.publishStats()
                     self?.notePeakMemory()
                 }

@@ -6,8 +6,8 @@ import DamselflyStorage
 import DamselflyTransactions
 import Glibc
 
-/// Server commands: INFO, CONFIG, COMMAND, TIME, LASTSAVE, SHUTDOWN, DEBUG,
-/// MEMORY, SLOWLOG.
+/// Server commands: INFO, CONFIG, COMMAND, TIME, LASTSAVE, SHUTDOWN, SLOWLOG
+/// (DEBUG, MEMORY and LATENCY have their own files).
 enum ServerFamily {
     static func register(_ r: CommandRegistry, server: Server) {
         let g = "server"
@@ -43,33 +43,6 @@ enum ServerFamily {
             call.client.closeRequested = true
             server.requestShutdown(save: save)
             call.reply(.none)
-        }
-        r.register("debug", arity: -2, flags: [.admin, .noscript, .loading, .stale], group: g) { call in
-            if call.isArg(1, "sleep") && call.args.count == 3 {
-                guard let seconds = call.double(2) else { return call.reply(.notFloat) }
-                usleep(UInt32(max(0, min(seconds, 3600)) * 1_000_000))
-                return call.reply(.ok)
-            }
-            if call.isArg(1, "shard") && call.args.count == 3 {
-                // Which shard owns a key (and so which thread runs its commands).
-                let key = call.args[2]
-                return call.reply(.integer(call.shardSet.shardIndex(of: key, hash: KeyHash.hash(key))))
-            }
-            call.reply(.error("ERR unknown subcommand '\(call.args.string(1))'. Try DEBUG HELP."))
-        }
-        r.register("memory", arity: -2, flags: [.readonly], firstKey: 2, lastKey: 2, keyStep: 1, group: g) { call in
-            if call.isArg(1, "usage") {
-                guard call.args.count == 3 || (call.args.count == 5 && call.isArg(3, "samples")) else {
-                    return call.reply(.syntaxError)
-                }
-                let key = call.key(2)
-                call.runOnKey(key, mode: .shared) { ctx in
-                    guard let found = key.withBytes({ ctx.database.find($0, hash: key.hash, nowMs: ctx.nowMs) }) else { return .null }
-                    return .integer(ctx.database.memoryUsage(at: found))
-                }
-                return
-            }
-            call.reply(.error("ERR unknown subcommand '\(call.args.string(1))'. Try MEMORY HELP."))
         }
         r.register("slowlog", arity: -2, flags: [.admin, .loading, .stale], group: g) { call in
             if call.isArg(1, "len") && call.args.count == 2 { return call.reply(.integer(server.slowlog.length)) }
@@ -118,6 +91,8 @@ enum ServerFamily {
             if let error = result.0 { return call.reply(.error(error)) }
             let updated = result.1
             server.engine.maxMemory.store(updated.maxmemory, ordering: .relaxed)
+            server.latency.configure(updated)
+            server.engine.shardSet.configureEviction(maxMemory: updated.maxmemory, settings: updated.evictionSettings)
             server.engine.scripts.settings.timeLimitMillis.store(updated.luaTimeLimit, ordering: .relaxed)
             server.engine.setRequirePass(updated.requirepass)
             server.slowlog.configure(thresholdMicros: updated.slowlogLogSlowerThan, maxLength: updated.slowlogMaxLen)
@@ -130,6 +105,7 @@ enum ServerFamily {
         case "resetstat" where call.args.count == 2:
             for spec in call.engine.registry.commands.values { for s in spec.stats { s.reset() } }
             for s in call.shardSet.stats { s.reset() }
+            for shard in call.shardSet.shards { shard.evictedKeys.store(0, ordering: .relaxed) }
             call.engine.scripts.counters.reset()
             server.gatherLoops(from: call.loop, { loop in server.engine.loopCounters[loop.index].reset() }, done: { _ in
                 call.reply(.ok)

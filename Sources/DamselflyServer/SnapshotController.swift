@@ -311,7 +311,7 @@ final class SnapshotController: @unchecked Sendable {
         var description: String { message }
     }
 
-    private func readFile(_ path: String) -> [UInt8]? {
+    func readFile(_ path: String) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

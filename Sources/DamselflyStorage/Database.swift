@@ -38,6 +38,14 @@ public final class Database {
     @usableFromInline var clockMs: Int64 = 0
     /// State of the SplitMix64 generator used by `randomEntry`.
     @usableFromInline var randomState: UInt64
+    /// Under an LFU `maxmemory-policy` the entries' access field holds Redis's packed LFU
+    /// counter instead of the last access second (see ``LFU``); set by the shard.
+    @usableFromInline var lfuMode = false
+    @usableFromInline var lfuLogFactor = 10
+    @usableFromInline var lfuDecayMinutes = 1
+
+    /// Whether access tracking is LFU (OBJECT FREQ answers) rather than LRU (OBJECT IDLETIME).
+    public var tracksFrequency: Bool { lfuMode }
 
     /// Keys removed by lazy or active expiry since creation (never reset by `removeAll`).
     public private(set) var expiredKeys: Int = 0
@@ -212,7 +220,8 @@ public final class Database {
         if let nowMs { clockMs = nowMs }
         let keyBytes = ByteArray.copy(key)
         let bucket = Int(truncatingIfNeeded: hash & mask)
-        let entry = Entry(key: keyBytes, value: value, hash: hash, next: buckets[bucket], accessSeconds: Database.seconds(clockMs))
+        let access = lfuMode ? LFU.initial(nowMs: clockMs) : Database.seconds(clockMs)
+        let entry = Entry(key: keyBytes, value: value, hash: hash, next: buckets[bucket], accessSeconds: access)
         let index: EntryIndex
         if freeHead >= 0 {
             index = freeHead
@@ -475,6 +484,13 @@ public final class Database {
             + dataBytes
     }
 
+    /// MEMORY STATS's per-database overheads: the slab and bucket arrays (the main table)
+    /// and the TTL index (the expires table), at their capacities.
+    public var tableOverheadBytes: (main: Int, expires: Int) {
+        (entries.capacity * MemoryLayout<Entry>.stride + buckets.capacity * Database.linkBytes,
+         ttlIndex.capacity * Database.linkBytes)
+    }
+
     /// MEMORY USAGE key: the slab slot, the bucket link share, the TTL slot if any, and the heap
     /// bytes of the key and the value.
     public func memoryUsage(at index: EntryIndex) -> Int {
@@ -495,7 +511,11 @@ public final class Database {
     @inlinable
     public func touch(at index: EntryIndex, nowMs: Int64) {
         clockMs = nowMs
-        entries[Int(index)].accessSeconds = Database.seconds(nowMs)
+        if lfuMode {
+            entries[Int(index)].accessSeconds = lfuAccessed(entries[Int(index)].accessSeconds, nowMs: nowMs)
+        } else {
+            entries[Int(index)].accessSeconds = Database.seconds(nowMs)
+        }
     }
 
     /// The last access time in unix ms (second resolution).

@@ -39,6 +39,9 @@ struct IntentLockTable {
 
     var isEmpty: Bool { counts.isEmpty && globalHolders == 0 }
 
+    /// A global transaction holds every key of the shard.
+    var isGloballyHeld: Bool { globalHolders > 0 }
+
     /// Whether `set` could be granted now without waiting for anyone.
     func isFree(_ set: ShardLockSet) -> Bool {
         if globalHolders > 0 { return false }

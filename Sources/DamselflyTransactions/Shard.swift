@@ -60,6 +60,14 @@ public final class Shard: @unchecked Sendable {
     public let keyCount = Atomic<Int>(0)
     /// Write commands since the last successful snapshot (INFO's rdb_changes_since_last_save).
     public let changesSinceSave = Atomic<Int>(0)
+    /// Keys evicted under `maxmemory` (INFO's evicted_keys).
+    public let evictedKeys = Atomic<Int>(0)
+
+    /// This shard's share of `maxmemory` in bytes; 0 when there is no limit, so the
+    /// check after each operation is one compare (see Shard+Eviction.swift).
+    public internal(set) var evictionLimit = 0
+    var evictionSettings = EvictionSettings()
+    var evictionPool = EvictionPool()
 
     public init(index: Int, loop: EventLoop, databaseCount: Int) {
         self.index = index
@@ -121,6 +129,7 @@ public final class Shard: @unchecked Sendable {
     @inline(__always)
     public func afterOperation() {
         if !blocking.readyKeys.isEmpty { serveReadyKeys() }
+        if evictionLimit > 0 { evictIfNeeded() }
         publishStats()
     }
 

@@ -1,5 +1,6 @@
 import Testing
 @testable import DamselflyServer
+import DamselflyStorage
 
 private func names(_ pairs: [(String, String)]) -> [String] { pairs.map(\.0) }
 
@@ -140,6 +141,13 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
         #expect(ConfigParameters.set("save", "", in: &c) == nil)
         #expect(ConfigParameters.set("appendonly", "no", in: &c) == nil)
         #expect(ConfigParameters.set("maxmemory-policy", "noeviction", in: &c) == nil)
+        #expect(ConfigParameters.set("MAXMEMORY-POLICY", "AllKeys-LFU", in: &c) == nil)
+        #expect(c.evictionSettings.policy == .allkeysLFU)
+        #expect(ConfigParameters.set("maxmemory_samples", "9", in: &c) == nil)
+        #expect(ConfigParameters.set("lfu-log-factor", "3", in: &c) == nil)
+        #expect(ConfigParameters.set("lfu-decay-time", "0", in: &c) == nil)
+        #expect(c.evictionSettings == EvictionSettings(policy: .allkeysLFU, samples: 9, tenacity: 10, lfuLogFactor: 3, lfuDecayMinutes: 0))
+        #expect(ConfigParameters.get("maxmemory-policy", from: c).first?.1 == "allkeys-lfu")
     }
 
     @Test func aliases() {
@@ -183,7 +191,10 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
         #expect(ConfigParameters.set("appendonly", "maybe", in: &c)
             == "ERR CONFIG SET failed (possibly related to argument 'appendonly') - argument must be 'yes' or 'no'")
         #expect(ConfigParameters.set("appendonly", "yes", in: &c) != nil)
-        #expect(ConfigParameters.set("maxmemory-policy", "allkeys-lru", in: &c) != nil)
+        #expect(ConfigParameters.set("maxmemory-policy", "lru-please", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'maxmemory-policy') - argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction")
+        #expect(ConfigParameters.set("maxmemory-samples", "0", in: &c) != nil)
+        #expect(ConfigParameters.set("maxmemory-eviction-tenacity", "101", in: &c) != nil)
         #expect(ConfigParameters.set("dbfilename", "a/b.rdb", in: &c)
             == "ERR CONFIG SET failed (possibly related to argument 'dbfilename') - dbfilename can't be a path, just a filename")
         #expect(ConfigParameters.set("dir", "/nonexistent/dir", in: &c)

@@ -318,10 +318,18 @@ public enum ConfigParameters {
         intParameter("stream-node-max-entries", [], 0...Int.max, \.streamNodeMaxEntries),
         intParameter("stream-node-max-bytes", [], 0...Int.max, \.streamNodeMaxBytes, memory: true),
         Parameter(
-            name: "maxmemory-policy", aliases: ["maxmemory_policy"], get: { _ in "noeviction" },
-            set: { _, text in
-                text.lowercased() == "noeviction" ? nil : "argument(s) must be one of the following: noeviction"
+            name: "maxmemory-policy", aliases: ["maxmemory_policy"], get: { $0.maxmemoryPolicy },
+            set: { config, text in
+                guard let policy = EvictionPolicy(rawValue: text.lowercased()) else {
+                    return "argument(s) must be one of the following: " + EvictionPolicy.allCases.map(\.rawValue).joined(separator: ", ")
+                }
+                config.maxmemoryPolicy = policy.rawValue
+                return nil
             }),
+        intParameter("maxmemory-samples", ["maxmemory_samples"], 1...Int(Int32.max), \.maxmemorySamples),
+        intParameter("maxmemory-eviction-tenacity", [], 0...100, \.maxmemoryEvictionTenacity),
+        intParameter("lfu-log-factor", ["lfu_log_factor"], 0...Int(Int32.max), \.lfuLogFactor),
+        intParameter("lfu-decay-time", ["lfu_decay_time"], 0...Int(Int32.max), \.lfuDecayTime),
     ]
 }
 

@@ -1,4 +1,5 @@
 import DamselflyCommands
+import DamselflyStorage
 
 /// Every server setting, with its default. Filled by `ConfigParser.parse` from, in increasing
 /// precedence, the defaults, `DFLY_<flag>` environment variables, `--flagfile` and the command line.
@@ -11,6 +12,16 @@ public struct ServerConfig: Sendable, Equatable {
     public var requirepass: String = ""
     /// --maxmemory: bytes; 0 = no limit. Human sizes accepted (512mb, 4gb, 1g, 100k, 10kb).
     public var maxmemory: Int = 0
+    /// --maxmemory_policy: which keys are evicted past maxmemory (Redis 7's policies).
+    public var maxmemoryPolicy: String = "noeviction"
+    /// --maxmemory_samples: keys sampled per eviction round (approximated LRU / LFU / TTL).
+    public var maxmemorySamples: Int = 5
+    /// CONFIG SET maxmemory-eviction-tenacity: accepted (Redis's time budget per eviction round).
+    public var maxmemoryEvictionTenacity: Int = 10
+    /// --lfu_log_factor: how slowly the LFU counter grows.
+    public var lfuLogFactor: Int = 10
+    /// --lfu_decay_time: minutes per decrement of an idle key's LFU counter.
+    public var lfuDecayTime: Int = 1
     /// --dbnum: number of logical databases (SELECT 0..dbnum-1).
     public var dbnum: Int = 16
     /// --proactor_threads: I/O threads; 0 = CPUs available to the process (resolved by the server).
@@ -104,6 +115,13 @@ public struct ServerConfig: Sendable, Equatable {
     public var redisParameters: [String: String] = [:]
 
     public init() {}
+
+    /// The eviction settings the shards apply (the policy string was validated on the way in).
+    public var evictionSettings: EvictionSettings {
+        EvictionSettings(
+            policy: EvictionPolicy(rawValue: maxmemoryPolicy) ?? .noEviction, samples: maxmemorySamples,
+            tenacity: maxmemoryEvictionTenacity, lfuLogFactor: lfuLogFactor, lfuDecayMinutes: lfuDecayTime)
+    }
 
     /// The version line printed by `--version`.
     public static let versionString = "damselfly v0.1.0"
@@ -286,6 +304,11 @@ struct ConfigFlagSpec: Sendable {
         .string("requirepass", "Password clients must AUTH with; empty disables authentication.", \.requirepass),
         .int("maxmemory", 0...Int.max, "Memory limit in bytes (human sizes like 512mb, 4gb accepted); 0 = no limit.",
              \.maxmemory, size: true),
+        .string("maxmemory_policy", "Which keys are evicted past maxmemory: noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random or volatile-ttl.",
+                \.maxmemoryPolicy, choices: EvictionPolicy.allCases.map(\.rawValue)),
+        .int("maxmemory_samples", 1...Int(Int32.max), "Keys sampled per eviction round (higher: closer to true LRU/LFU, more CPU).", \.maxmemorySamples),
+        .int("lfu_log_factor", 0...Int(Int32.max), "LFU counter growth: higher makes the counter grow more slowly.", \.lfuLogFactor),
+        .int("lfu_decay_time", 0...Int(Int32.max), "Minutes after which an idle key's LFU counter is decremented; 0 = never.", \.lfuDecayTime),
         .int("dbnum", 1...1024, "Number of logical databases (SELECT 0..dbnum-1).", \.dbnum),
         .int("proactor_threads", 0...4096, "I/O threads; 0 = one per CPU available to the process.", \.proactorThreads),
         .int("num_shards", 0...4096, "Data shards; 0 = one per thread; must not exceed proactor_threads.", \.numShards),

@@ -1,0 +1,207 @@
+import DamselflyCommands
+import DamselflyPersistence
+import DamselflyRESP
+import DamselflyRuntime
+import DamselflyStorage
+import DamselflyTransactions
+import Glibc
+
+/// DEBUG: the subcommands Redis's own test suite and operators call (OBJECT, SLEEP,
+/// RELOAD, SET-ACTIVE-EXPIRE, PROTOCOL, POPULATE, CHANGE-REPL-ID,
+/// QUICKLIST-PACKED-THRESHOLD) plus Damselfly's SHARD. Crash, leak and allocator
+/// subcommands (SEGFAULT, JMAP, MALLCTL, ...) are not offered: they answer Redis's
+/// unknown-subcommand error.
+enum DebugFamily {
+    static func register(_ r: CommandRegistry, server: Server) {
+        r.register("debug", arity: -2, flags: [.admin, .noscript, .loading, .stale], group: "server") { call in
+            debug(call, server: server)
+        }
+    }
+
+    static func unknown(_ call: CommandCall) {
+        call.reply(.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.string(1))'. Try DEBUG HELP."))
+    }
+
+    static func debug(_ call: CommandCall, server: Server) {
+        let n = call.args.count
+        switch call.args.string(1).lowercased() {
+        case "help" where n == 2:
+            call.reply(.array(helpLines.map { .simple($0) }))
+        case "sleep" where n == 3:
+            // Blocks this thread as Redis's blocks its only one: the connections and
+            // shards of the other threads go on.
+            guard let seconds = call.double(2) else { return call.reply(.notFloat) }
+            usleep(UInt32(max(0, min(seconds, 3600)) * 1_000_000))
+            call.reply(.ok)
+        case "shard" where n == 3:
+            // Which shard owns a key (and so which thread runs its commands).
+            let key = call.args[2]
+            call.reply(.integer(call.shardSet.shardIndex(of: key, hash: KeyHash.hash(key))))
+        case "object" where n == 3:
+            object(call)
+        case "set-active-expire" where n == 3:
+            guard let flag = call.integer(2) else { return call.reply(.notInteger) }
+            server.activeExpireEnabled.store(flag != 0, ordering: .relaxed)
+            call.reply(.ok)
+        case "change-repl-id" where n == 2, "quicklist-packed-threshold" where n == 3:
+            // No replication IDs to rotate here, and lists have no packed-node threshold:
+            // accepted as the no-ops they are for this server.
+            call.reply(.ok)
+        case "protocol" where n == 3:
+            protocolSample(call)
+        case "populate" where n >= 3 && n <= 5:
+            populate(call)
+        case "reload":
+            reload(call, server: server)
+        default:
+            unknown(call)
+        }
+    }
+
+    // MARK: - OBJECT
+
+    /// Redis's line: `Value at:<addr> refcount:<n> encoding:<name> serializedlength:<n>
+    /// lru:<clock> lru_seconds_idle:<n>`; the address is the entry's identity, not memory.
+    static func object(_ call: CommandCall) {
+        let key = call.key(2)
+        call.runOnKey(key, mode: .shared) { ctx in
+            guard let found = key.withBytes({ ctx.database.find($0, hash: key.hash, nowMs: ctx.nowMs) }) else {
+                return .error("ERR no such key")
+            }
+            let value = ctx.database.value(at: found)
+            var refcount = 1
+            if case .int(let v) = value, v >= 0 && v < 10000 { refcount = Int(Int32.max) }
+            // The DUMP payload less its type byte, RDB version and CRC: rdbSavedObjectLen.
+            let serialized = DumpPayload.encode(RDBConversion.rdbValue(value)).count - 11
+            let lastAccess = ctx.database.lastAccessMs(at: found)
+            let lru = (lastAccess / 1000) & 0xFF_FFFF
+            let idle = ctx.database.tracksFrequency ? 0 : max(0, ctx.nowMs - lastAccess) / 1000
+            let address = String(UInt(bitPattern: Int(ctx.database.hash(at: found) & 0x7FFF_FFFF_FFFF)), radix: 16)
+            return .simple(
+                "Value at:0x\(address) refcount:\(refcount) encoding:\(value.encodingName) serializedlength:\(serialized) lru:\(lru) lru_seconds_idle:\(idle)")
+        }
+    }
+
+    // MARK: - PROTOCOL
+
+    static let protocolTypes = "string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|true|false"
+
+    /// A sample reply of each RESP type, as Redis's (its RESP2 fallbacks included).
+    static func protocolSample(_ call: CommandCall) {
+        let resp3 = call.client.protocolVersion == 3
+        switch call.args.string(2).lowercased() {
+        case "string": call.reply(.bulkString("Hello World"))
+        case "integer": call.reply(.integer(12345))
+        case "double": call.reply(.double(3.141))
+        case "bignum":
+            let digits = "1234567999999999999999999999999999999"
+            call.reply(resp3 ? .raw(Array("(\(digits)\r\n".utf8)) : .bulkString(digits))
+        case "null": call.reply(.null)
+        case "array": call.reply(.array([.integer(0), .integer(1), .integer(2)]))
+        case "set": call.reply(.set([.integer(0), .integer(1), .integer(2)]))
+        case "map":
+            call.reply(.map([(.integer(0), .boolean(false)), (.integer(1), .boolean(true)), (.integer(2), .boolean(false))]))
+        case "attrib":
+            let text = "Some real reply following the attribute"
+            guard resp3 else { return call.reply(.bulkString(text)) }
+            call.reply(.raw(Array("|1\r\n$14\r\nkey-popularity\r\n*2\r\n$7\r\nkey:123\r\n:90\r\n$\(text.utf8.count)\r\n\(text)\r\n".utf8)))
+        case "push":
+            guard resp3 else { return call.reply(.error("ERR RESP2 is not supported by this command")) }
+            let text = "Some real reply following the push reply"
+            call.reply(.raw(Array(">2\r\n$16\r\nserver-cpu-usage\r\n:42\r\n$\(text.utf8.count)\r\n\(text)\r\n".utf8)))
+        case "verbatim": call.reply(.verbatim("This is a verbatim\nstring"))
+        case "true": call.reply(.boolean(true))
+        case "false": call.reply(.boolean(false))
+        default:
+            call.reply(.error("ERR Wrong protocol type name. Please use one of the following: \(protocolTypes)"))
+        }
+    }
+
+    // MARK: - POPULATE
+
+    /// `POPULATE count [prefix] [size]`: string keys `prefix:i` holding `value:i` (padded
+    /// with zero bytes to `size`); keys that exist are left alone. Each shard writes its own.
+    static func populate(_ call: CommandCall) {
+        guard let count = call.integer(2), count >= 0 else {
+            return call.reply(.error("ERR value is out of range, must be positive"))
+        }
+        let prefix = call.args.count >= 4 ? call.args.string(3) : "key"
+        var size: Int? = nil
+        if call.args.count == 5 {
+            guard let s = call.integer(4), s >= 0 else { return call.reply(.error("ERR value is out of range, must be positive")) }
+            size = Int(s)
+        }
+        let database = call.client.database
+        let shardSet = call.shardSet
+        shardSet.broadcast(from: call.loop, { shard -> Void in
+            let db = shard.database(database)
+            let now = Clock.wallMillis()
+            for i in 0..<Int(count) {
+                let key = Array("\(prefix):\(i)".utf8)
+                let hash = key.withUnsafeBytes { KeyHash.hash($0) }
+                guard key.withUnsafeBytes({ shardSet.shardIndex(of: $0, hash: hash) }) == shard.index else { continue }
+                if key.withUnsafeBytes({ db.find($0, hash: hash, nowMs: now) }) != nil { continue }
+                var value = Array("value:\(i)".utf8)
+                if let size {
+                    if value.count > size { value.removeLast(value.count - size) } else { value += [UInt8](repeating: 0, count: size - value.count) }
+                }
+                key.withUnsafeBytes { _ = db.insert($0, hash: hash, value: .bytes(value), expireAtMs: nil, nowMs: now) }
+            }
+            shard.publishStats()
+        }, done: { _ in call.reply(.ok) })
+    }
+
+    // MARK: - RELOAD
+
+    /// `DEBUG RELOAD`: saves the snapshot, then reads the file back and decodes every
+    /// entry, failing as Redis does when either step fails. The dataset in memory is the
+    /// one just saved, so it is kept rather than replaced (the options that load a
+    /// different file, NOSAVE, NOFLUSH and MERGE, are refused).
+    static func reload(_ call: CommandCall, server: Server) {
+        guard call.args.count == 2 else {
+            return call.reply(.error("ERR DEBUG RELOAD options (NOSAVE, NOFLUSH, MERGE) are not supported by Damselfly"))
+        }
+        server.snapshots.start(from: call.loop) { ok in
+            guard ok else { return call.reply(.error("ERR Error trying to save the RDB dump, check server logs.")) }
+            guard let bytes = server.snapshots.readFile(server.snapshots.path) else {
+                return call.reply(.error("ERR Error trying to load the RDB dump, check server logs."))
+            }
+            var reader = RDBReader(bytes: bytes)
+            do {
+                while try reader.next() != nil {}
+                call.reply(.ok)
+            } catch {
+                call.reply(.error("ERR Error trying to load the RDB dump, check server logs."))
+            }
+        }
+    }
+
+    static let helpLines = [
+        "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "CHANGE-REPL-ID",
+        "    Accepted; Damselfly has no replication IDs to change.",
+        "OBJECT <key>",
+        "    Show low level info about `key` and associated value.",
+        "POPULATE <count> [<prefix>] [<size>]",
+        "    Create <count> string keys named key:<num>. If <prefix> is specified then",
+        "    it is used instead of the 'key' prefix.",
+        "PROTOCOL <type>",
+        "    Reply with a test value of the specified type. <type> can be: string,",
+        "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
+        "    true, false.",
+        "QUICKLIST-PACKED-THRESHOLD <size>",
+        "    Accepted; Damselfly's lists have no packed-node threshold.",
+        "RELOAD",
+        "    Save the RDB on disk and check that it loads back.",
+        "SET-ACTIVE-EXPIRE <0|1>",
+        "    Setting it to 0 disables expiring keys in background when they are not",
+        "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
+        "    default.",
+        "SHARD <key>",
+        "    The index of the shard (and thread) that owns <key>.",
+        "SLEEP <seconds>",
+        "    Stop the server for <seconds>. Decimals allowed.",
+        "HELP",
+        "    Prints this help.",
+    ]
+}
