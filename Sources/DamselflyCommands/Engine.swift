@@ -1,3 +1,4 @@
+import DamselflyACL
 import DamselflyRuntime
 import DamselflyStorage
 import DamselflyTransactions
@@ -29,6 +30,11 @@ public final class Engine: Sendable {
     /// `--appendonly`: write commands are journaled by the shards that run them.
     public let journaling: Bool
     private let password: Mutex<String>
+    /// ACL users and the ACL log; `requirepass` is the default user's password.
+    public let acl = ACLRegistry()
+    /// How a client is described (CLIENT LIST's line), for ACL LOG's client-info; set
+    /// by the server, which owns that format.
+    public let clientDescriber = Mutex<(@Sendable (ClientState) -> String)?>(nil)
 
     public init(
         shardSet: ShardSet, registry: CommandRegistry, databaseCount: Int, maxMemory: Int, maxBulkLength: Int,
@@ -47,6 +53,7 @@ public final class Engine: Sendable {
         self.loopCounters = shardSet.loops.map { _ in LoopCounters() }
         self.password = Mutex(requirePass)
         self.maxMemory.store(maxMemory, ordering: .relaxed)
+        acl.setDefaultPassword(requirePass)
     }
 
     /// `requirepass`; read on AUTH and connection set-up only.
@@ -56,6 +63,7 @@ public final class Engine: Sendable {
 
     public func setRequirePass(_ value: String) {
         password.withLock { $0 = value }
+        acl.setDefaultPassword(value)
     }
 
     /// The memory all shards account, summed from their published counters.
