@@ -33,6 +33,15 @@ enum AclFamily {
         guard entry.arity >= 0 ? argc == entry.arity : argc >= -entry.arity else {
             return call.reply(.error("ERR wrong number of arguments for '\(entry.name)' command"))
         }
+        let forms: [String: ClosedRange<Int>] = [
+            "getuser": 3...3, "list": 2...2, "users": 2...2, "whoami": 2...2, "cat": 2...3, "genpass": 2...3,
+            "log": 2...3, "help": 2...2,
+        ]
+        let fileless = (sub == "load" || sub == "save") && server.config.aclfile.isEmpty
+        if let form = forms[sub] ?? ((sub == "load" || sub == "save") && !fileless ? 2...2 : nil), !form.contains(argc) {
+            // Redis's aclCommand answers a form it does not take so.
+            return call.reply(.error("ERR unknown subcommand or wrong number of arguments for '\(String(call.args.string(1).prefix(128)))'. Try ACL HELP."))
+        }
         let registry = call.engine.acl
         switch sub {
         case "setuser":
@@ -236,7 +245,7 @@ enum AclFamily {
         "WHOAMI",
         "    Return the current connection username.",
         "HELP",
-        "    Print this help.",
+        "    Prints this help.",
     ]
 }
 

@@ -115,7 +115,9 @@ def test_setuser_errors_match_redis(pair):
                  ["ACL", "SETUSER", "a b"], ["ACL", "DELUSER", "default"], ["ACL", "GETUSER", "nobody"],
                  ["ACL", "GENPASS", "0"], ["ACL", "GENPASS", "x"], ["ACL", "LOG", "x"], ["ACL", "NOSUCH"],
                  ["ACL", "WHOAMI", "x"], ["ACL", "DRYRUN", "nobody", "get", "x"], ["ACL", "DRYRUN", "default", "nosuch"],
-                 ["ACL", "DRYRUN", "default", "get"], ["ACL", "LOAD"], ["ACL", "SAVE"], ["ACL", "USERS"]):
+                 ["ACL", "DRYRUN", "default", "get"], ["ACL", "LOAD"], ["ACL", "SAVE"], ["ACL", "USERS"],
+                 ["ACL", "CAT", "a", "b"], ["ACL", "GETUSER", "a", "b"], ["ACL", "LIST", "x"], ["ACL", "LOG", "1", "2"],
+                 ["ACL", "HELP", "x"], ["ACL", "GENPASS", "1", "2"]):
         assert call(dc, *args) == call(rc, *args), args
     assert len(dc.execute_command("ACL", "GENPASS")) == 64
     assert len(dc.execute_command("ACL", "GENPASS", "5")) == 2
