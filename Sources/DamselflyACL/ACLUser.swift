@@ -55,23 +55,11 @@ public struct ACLUser: Sendable {
         default:
             switch op[0] {
             case UInt8(ascii: ">"), UInt8(ascii: "#"):
-                let hash: String
-                if op[0] == UInt8(ascii: ">") {
-                    hash = SHA256.hex(Array(op[1...]))
-                } else {
-                    guard ACLUser.isValidHash(op[1...]) else { throw .badHash }
-                    hash = String(decoding: op[1...], as: UTF8.self)
-                }
+                let hash = try ACLUser.passwordHash(op, cleartext: op[0] == UInt8(ascii: ">"))
                 if !passwords.contains(hash) { passwords.append(hash) }
                 noPass = false
             case UInt8(ascii: "<"), UInt8(ascii: "!"):
-                let hash: String
-                if op[0] == UInt8(ascii: "<") {
-                    hash = SHA256.hex(Array(op[1...]))
-                } else {
-                    guard ACLUser.isValidHash(op[1...]) else { throw .badHash }
-                    hash = String(decoding: op[1...], as: UTF8.self)
-                }
+                let hash = try ACLUser.passwordHash(op, cleartext: op[0] == UInt8(ascii: "<"))
                 guard let i = passwords.firstIndex(of: hash) else { throw .noSuchPassword }
                 passwords.remove(at: i)
             case UInt8(ascii: "(") where op.last == UInt8(ascii: ")"):
@@ -82,6 +70,14 @@ public struct ACLUser: Sendable {
                 try selectors[0].apply(op)
             }
         }
+    }
+
+    /// The hash a password rule names: of the cleartext after `>` / `<`, or the one
+    /// written after `#` / `!` (64 lower-case hex digits).
+    static func passwordHash(_ op: [UInt8], cleartext: Bool) throws(ACLRuleError) -> String {
+        if cleartext { return SHA256.hex(Array(op[1...])) }
+        guard isValidHash(op[1...]) else { throw .badHash }
+        return String(decoding: op[1...], as: UTF8.self)
     }
 
     static func isValidHash(_ bytes: ArraySlice<UInt8>) -> Bool {

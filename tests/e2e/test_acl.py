@@ -117,7 +117,7 @@ def test_setuser_errors_match_redis(pair):
                  ["ACL", "WHOAMI", "x"], ["ACL", "DRYRUN", "nobody", "get", "x"], ["ACL", "DRYRUN", "default", "nosuch"],
                  ["ACL", "DRYRUN", "default", "get"], ["ACL", "LOAD"], ["ACL", "SAVE"], ["ACL", "USERS"],
                  ["ACL", "CAT", "a", "b"], ["ACL", "GETUSER", "a", "b"], ["ACL", "LIST", "x"], ["ACL", "LOG", "1", "2"],
-                 ["ACL", "HELP", "x"], ["ACL", "GENPASS", "1", "2"]):
+                 ["ACL", "HELP", "x"], ["ACL", "GENPASS", "1", "2"], ["ACL", "HELP"]):
         assert call(dc, *args) == call(rc, *args), args
     assert len(dc.execute_command("ACL", "GENPASS")) == 64
     assert len(dc.execute_command("ACL", "GENPASS", "5")) == 2
