@@ -35,6 +35,7 @@ let package = Package(
         .library(name: "DamselflyStorage", targets: ["DamselflyStorage"]),
         .library(name: "DamselflyRuntime", targets: ["DamselflyRuntime"]),
         .library(name: "DamselflyTransactions", targets: ["DamselflyTransactions"]),
+        .library(name: "DamselflyACL", targets: ["DamselflyACL"]),
         .library(name: "DamselflyCommands", targets: ["DamselflyCommands"]),
         .library(name: "DamselflyServer", targets: ["DamselflyServer"]),
     ],
@@ -60,14 +61,15 @@ let package = Package(
         ),
         .target(
             name: "DamselflyCommands",
-            dependencies: ["DamselflyRESP", "DamselflyStorage", "DamselflyTransactions", "DamselflyRuntime", "CLuaBridge", "DamselflyPersistence"],
+            dependencies: ["DamselflyRESP", "DamselflyStorage", "DamselflyTransactions", "DamselflyRuntime", "CLuaBridge", "DamselflyPersistence", "DamselflyACL"],
             swiftSettings: strictSettings
         ),
         .target(
             name: "DamselflyServer",
-            dependencies: ["DamselflyCommands", "DamselflyRESP", "DamselflyRuntime", "DamselflyTransactions", "DamselflyStorage", "DamselflyPersistence", "CDamselfly"],
+            dependencies: ["DamselflyCommands", "DamselflyACL", "DamselflyRESP", "DamselflyRuntime", "DamselflyTransactions", "DamselflyStorage", "DamselflyPersistence", "CDamselfly"],
             swiftSettings: strictSettings
         ),
+        .target(name: "DamselflyACL", dependencies: ["DamselflyStorage"], swiftSettings: strictSettings),
         .target(name: "DamselflyPersistence", dependencies: ["DamselflyStorage", "CDamselfly"], swiftSettings: strictSettings),
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
         .target(name: "DamselflyJobs", dependencies: ["DamselflyRESP", "CDamselfly", "CZlib"]),
@@ -83,6 +85,7 @@ let package = Package(
         .testTarget(name: "DamselflyRuntimeTests", dependencies: ["DamselflyRuntime"]),
         .testTarget(name: "DamselflyCommandsTests", dependencies: ["DamselflyCommands", "DamselflyServer"]),
         .testTarget(name: "DamselflyServerTests", dependencies: ["DamselflyServer"]),
+        .testTarget(name: "DamselflyACLTests", dependencies: ["DamselflyACL"]),
         .testTarget(name: "DamselflyPersistenceTests", dependencies: ["DamselflyPersistence"]),
         .testTarget(name: "DamselflyJobsTests", dependencies: ["DamselflyJobs"]),
     ],

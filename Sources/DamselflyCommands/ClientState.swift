@@ -1,3 +1,4 @@
+import DamselflyACL
 import DamselflyRuntime
 import DamselflyTransactions
 
@@ -11,6 +12,9 @@ public final class ClientState {
     public var libraryName = ""
     public var libraryVersion = ""
     public var authenticated: Bool
+    /// The ACL user this client runs as; nil for the server's own clients (journal
+    /// replay), which may run anything, as Redis's clients without a user.
+    public var user: ACLUserHandle?
     public var noEvict = false
     public var noTouch = false
     /// Set by QUIT/CLIENT KILL: close after the pending replies are sent.
@@ -53,6 +57,7 @@ public final class ClientState {
     /// command may have set is carried over.
     public func moved(to loop: EventLoop) -> ClientState {
         let copy = ClientState(id: id, loop: loop, authenticated: authenticated)
+        copy.user = user
         copy.database = database
         copy.protocolVersion = protocolVersion
         copy.name = name
@@ -81,6 +86,7 @@ public final class ClientState {
         scriptView = copy
         copy.protocolVersion = 2
         copy.authenticated = authenticated
+        copy.user = user
         copy.database = database
         copy.name = name
         copy.noEvict = noEvict

@@ -1,3 +1,4 @@
+import DamselflyACL
 import DamselflyRESP
 import Synchronization
 
@@ -87,6 +88,9 @@ public final class CommandSpec: Sendable {
     public let stats: [CommandStats]
     /// Which of this write command's replies say it changed nothing.
     public let unchangedWhen: UnchangedReply
+    /// Its id in Redis's command table (``ACLCommandTable``), the bit ACL rules set;
+    /// nil for a command Redis does not have.
+    public let aclCommandID: Int?
 
     public init(
         _ name: String, arity: Int, flags: CommandFlags, firstKey: Int = 0, lastKey: Int = 0, keyStep: Int = 0,
@@ -102,6 +106,7 @@ public final class CommandSpec: Sendable {
         self.handler = handler
         self.stats = (0..<max(loops, 1)).map { _ in CommandStats() }
         self.unchangedWhen = UnchangedReply.table[name] ?? .never
+        self.aclCommandID = ACLCommandTable.id(name)
     }
 
     /// Whether `reply` may come from a run that changed a key: not an error

@@ -1,3 +1,4 @@
+import DamselflyACL
 import DamselflyRuntime
 import DamselflyStorage
 import DamselflyTransactions
@@ -34,6 +35,11 @@ public final class Engine: Sendable {
     /// Clients in MONITOR mode, fed by connections and by scripts' redis.call.
     public let monitors = MonitorFeed()
     private let password: Mutex<String>
+    /// ACL users and the ACL log; `requirepass` is the default user's password.
+    public let acl = ACLRegistry()
+    /// How a client is described (CLIENT LIST's line), for ACL LOG's client-info; set
+    /// by the server, which owns that format.
+    public let clientDescriber = Mutex<(@Sendable (ClientState) -> String)?>(nil)
 
     public init(
         shardSet: ShardSet, registry: CommandRegistry, databaseCount: Int, maxMemory: Int, maxBulkLength: Int,
@@ -52,6 +58,7 @@ public final class Engine: Sendable {
         self.loopCounters = shardSet.loops.map { _ in LoopCounters() }
         self.password = Mutex(requirePass)
         self.maxMemory.store(maxMemory, ordering: .relaxed)
+        acl.setDefaultPassword(requirePass)
     }
 
     /// `requirepass`; read on AUTH and connection set-up only.
@@ -61,6 +68,7 @@ public final class Engine: Sendable {
 
     public func setRequirePass(_ value: String) {
         password.withLock { $0 = value }
+        acl.setDefaultPassword(value)
     }
 
     /// The memory all shards account, summed from their published counters.

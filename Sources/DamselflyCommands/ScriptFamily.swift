@@ -1,3 +1,4 @@
+import DamselflyACL
 import CLuaBridge
 import Glibc
 import DamselflyRESP
@@ -912,6 +913,12 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
             out.error("ERR This Redis command is not allowed from script")
             return out.buffer
         }
+        if let user = call.client.user, !user.unrestricted.load(ordering: .relaxed),
+           let refusal = call.engine.aclRefusal(call.client, user, spec, commandArguments, context: .lua) {
+            // The caller's user, checked like a command of its own (Redis's scriptVerifyACL).
+            out.error("ERR The user executing the script " + ScriptRun.aclMessage(refusal.denial))
+            return out.buffer
+        }
         if ScriptRun.keyspaceWide.contains(spec.name), let execution {
             // Walks every shard: only possible with every shard lent.
             switch execution.mode {
@@ -948,6 +955,15 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
             args: commandArguments, client: client, engine: call.engine, spec: spec, sink: self, script: execution))
         lastReply.encode(into: &out)
         return out.buffer
+    }
+
+    /// Redis's getAclErrorMessage: why a script's call was refused.
+    static func aclMessage(_ denial: ACLDenial) -> String {
+        switch denial {
+        case .command: return "can't run this command or subcommand"
+        case .key: return "can't access at least one of the keys mentioned in the command arguments"
+        case .channel: return "can't publish to the channel mentioned in the command"
+        }
     }
 
     /// Key-less commands a script may call (they answer synchronously).

@@ -1,8 +1,16 @@
+import DamselflyACL
 import DamselflyCommands
 import DamselflyRESP
 
 /// COMMAND and its subcommands, answered from the command table.
 enum CommandDocs {
+    /// The command's ACL categories as Redis's table has them; its group for a command
+    /// Redis lacks.
+    static func aclCategories(_ spec: CommandSpec) -> [String] {
+        guard let id = spec.aclCommandID else { return [spec.group] }
+        return ACLCategory.allCases.filter { ACLCommandTable.entries[id].isIn($0) }.map(\.name)
+    }
+
     static func info(_ spec: CommandSpec) -> Reply {
         .array([
             .bulkString(spec.name),
@@ -11,7 +19,7 @@ enum CommandDocs {
             .integer(spec.firstKey),
             .integer(spec.lastKey),
             .integer(spec.keyStep),
-            .set([.simple("@" + spec.group)]),
+            .set(aclCategories(spec).map { Reply.simple("@" + $0) }),
             .set([]),
             .array([]),
             .array([]),

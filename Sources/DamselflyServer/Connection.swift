@@ -1,4 +1,5 @@
 import CDamselfly
+import DamselflyACL
 import DamselflyCommands
 import DamselflyRESP
 import DamselflyRuntime
@@ -275,6 +276,16 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         if !client.authenticated && !spec.flags.contains(.noAuth) {
             spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
             emitError("NOAUTH Authentication required.")
+            return
+        }
+        if let user = client.user, !user.unrestricted.load(ordering: .relaxed),
+           let refusal = engine.aclRefusal(client, user, spec, args, context: client.multiQueue != nil ? .multi : .toplevel) {
+            // A restricted user (the default user never gets here: one flag load).
+            spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            let text = AclFamily.noPermission(refusal)
+            if spec.name == "exec" { return abortExec(text) }
+            if client.multiQueue != nil { client.multiFailed = true }
+            emitError(text)
             return
         }
         if spec.flags.contains(.denyOOM) && engine.isOverMemoryLimit {

@@ -1,3 +1,4 @@
+import DamselflyACL
 import DamselflyCommands
 import DamselflyRESP
 import DamselflyRuntime
@@ -44,7 +45,8 @@ enum ConnectionFamily {
             client.name = ""
             client.noEvict = false
             client.noTouch = false
-            client.authenticated = call.engine.requirePass.isEmpty
+            client.user = call.engine.acl.defaultUser
+            client.authenticated = call.engine.defaultUserNeedsNoAuth
             client.multiQueue = nil
             client.multiFailed = false
             MultiFamily.unwatch(client, shardSet: call.shardSet)
@@ -54,14 +56,11 @@ enum ConnectionFamily {
         }
         r.register("auth", arity: -2, flags: [.noAuth, .fast, .loading, .stale, .noscript], group: g) { call in
             guard call.args.count <= 3 else { return call.reply(.syntaxError) }
-            let password = call.engine.requirePass
-            if call.args.count == 2 && password.isEmpty {
+            if call.args.count == 2 && call.engine.acl.defaultUser.user.noPass {
                 return call.reply(.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"))
             }
             let user = call.args.count == 3 ? call.args.string(1) : "default"
-            let given = call.args.string(call.args.count - 1)
-            if user == "default" && (password.isEmpty || given == password) {
-                call.client.authenticated = true
+            if authenticate(call, user: user, password: call.args.bytes(call.args.count - 1)) {
                 call.reply(.ok)
             } else {
                 call.reply(.error("WRONGPASS invalid username-password pair or user is disabled."))
@@ -71,6 +70,20 @@ enum ConnectionFamily {
         r.register("client", arity: -2, flags: [.admin, .noscript, .loading, .stale], group: g) { call in
             client(call, server: server)
         }
+    }
+
+    /// AUTH / HELLO AUTH: on success the client runs as `user` from now on; a failure
+    /// goes to ACL LOG (reason `auth`, the command's name as sent as the object).
+    static func authenticate(_ call: CommandCall, user: String, password: [UInt8]) -> Bool {
+        let client = call.client
+        if let handle = call.engine.acl.authenticate(user, password) {
+            client.user = handle
+            client.authenticated = true
+            return true
+        }
+        call.engine.aclLog(.init(reason: .auth, context: client.multiQueue != nil ? .multi : .toplevel,
+                                 object: call.args.string(0), username: user), client: client)
+        return false
     }
 
     static func hello(_ call: CommandCall) {
@@ -99,11 +112,9 @@ enum ConnectionFamily {
             }
         }
         if let (user, password) = authenticate {
-            let required = call.engine.requirePass
-            guard user == "default" && (required.isEmpty || password == required) else {
+            guard ConnectionFamily.authenticate(call, user: user, password: Array(password.utf8)) else {
                 return call.reply(.error("WRONGPASS invalid username-password pair or user is disabled."))
             }
-            client.authenticated = true
         }
         if !client.authenticated {
             return call.reply(.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"))
@@ -259,13 +270,14 @@ enum ConnectionFamily {
         if client.noEvict { flags += "e" }
         if client.noTouch { flags += "T" }
         if flags.isEmpty { flags = "N" }
-        return "id=\(client.id) addr=\(client.address) laddr=\(client.localAddress) fd=-1 name=\(client.name) age=\(age) idle=\(idle) flags=\(flags) db=\(client.database) sub=\(sub) psub=\(psub) ssub=\(ssub) multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=\(client.lastCommandName) user=default redir=-1 resp=\(client.protocolVersion) lib-name=\(client.libraryName) lib-ver=\(client.libraryVersion) thread=\(client.loop.index)"
+        return "id=\(client.id) addr=\(client.address) laddr=\(client.localAddress) fd=-1 name=\(client.name) age=\(age) idle=\(idle) flags=\(flags) db=\(client.database) sub=\(sub) psub=\(psub) ssub=\(ssub) multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=\(client.lastCommandName) user=\(client.user?.name ?? "default") redir=-1 resp=\(client.protocolVersion) lib-name=\(client.libraryName) lib-ver=\(client.libraryVersion) thread=\(client.loop.index)"
     }
 
     static func clientKill(_ call: CommandCall, server: Server) {
         var byID: Int? = nil
         var byAddress: String? = nil
         var byLocalAddress: String? = nil
+        var byUser: String? = nil
         var skipMe = true
         let oldForm = call.args.count == 3
         if oldForm {
@@ -283,8 +295,13 @@ enum ConnectionFamily {
                     byLocalAddress = value
                 } else if call.isArg(i, "skipme") {
                     if value.lowercased() == "yes" { skipMe = true } else if value.lowercased() == "no" { skipMe = false } else { return call.reply(.syntaxError) }
-                } else if call.isArg(i, "type") || call.isArg(i, "user") || call.isArg(i, "maxage") {
-                    // Accepted; every client here is a normal client of the default user.
+                } else if call.isArg(i, "user") {
+                    guard server.engine.acl.handle(value) != nil else {
+                        return call.reply(.error("ERR No such user '\(value)'"))
+                    }
+                    byUser = value
+                } else if call.isArg(i, "type") || call.isArg(i, "maxage") {
+                    // Accepted; every client here is a normal client.
                 } else {
                     return call.reply(.syntaxError)
                 }
@@ -300,6 +317,7 @@ enum ConnectionFamily {
                 if let byID, c.id != byID { continue }
                 if let byAddress, c.address != byAddress { continue }
                 if let byLocalAddress, c.localAddress != byLocalAddress { continue }
+                if let byUser, c.user?.name != byUser { continue }
                 if c.id == me {
                     if skipMe && !oldForm { continue }
                     c.closeRequested = true

@@ -1,3 +1,4 @@
+import DamselflyACL
 import DamselflyCommands
 import DamselflyRESP
 import DamselflyRuntime
@@ -213,6 +214,13 @@ final class ExecRunner: ReplySink {
             arguments.removeAll()
             for argument in command.arguments {
                 argument.withUnsafeBytes { arguments.append($0) }
+            }
+            if let user = call.client.user, !user.unrestricted.load(ordering: .relaxed),
+               let refusal = call.engine.aclRefusal(call.client, user, command.spec, arguments, context: .multi) {
+                // Allowed when queued; the rules changed before EXEC.
+                replies.append(.error(AclFamily.execRefusal(refusal)))
+                index += 1
+                continue
             }
             running = true
             completedDuringHandler = false

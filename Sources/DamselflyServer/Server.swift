@@ -1,4 +1,5 @@
 import CDamselfly
+import DamselflyACL
 import DamselflyCommands
 import DamselflyRESP
 import DamselflyRuntime
@@ -96,6 +97,15 @@ public final class Server: @unchecked Sendable {
         DebugFamily.register(registry, server: self)
         MemoryFamily.register(registry, server: self)
         LatencyFamily.register(registry, server: self)
+        AclFamily.register(registry, server: self)
+        if !config.aclfile.isEmpty {
+            switch ACLFile.load(config.aclfile) {
+            case .success(let users): _ = engine.acl.replaceAll(users)
+            case .failure(let error):
+                _ = "damselfly: \(error.message)\n".withCString { Glibc.write(2, $0, strlen($0)) }
+                exit(1)
+            }
+        }
         snapshots = SnapshotController(server: self)
         ConfigParameters.applyEncodingLimits(config)
     }
@@ -245,7 +255,8 @@ public final class Server: @unchecked Sendable {
         }
         dfly_prepare_client_socket(fd, 0, Int32(config.tcpKeepalive))
         let id = nextClientID.add(1, ordering: .relaxed).newValue
-        let client = ClientState(id: id, loop: loop, authenticated: engine.requirePass.isEmpty)
+        let client = ClientState(id: id, loop: loop, authenticated: engine.defaultUserNeedsNoAuth)
+        client.user = engine.acl.defaultUser
         client.createdAtMs = Clock.wallMillis()
         client.lastCommandAtMs = client.createdAtMs
         client.address = address

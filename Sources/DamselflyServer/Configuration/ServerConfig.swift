@@ -10,6 +10,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var bind: String = "127.0.0.1"
     /// --requirepass: password for AUTH; empty = no authentication.
     public var requirepass: String = ""
+    /// --aclfile: where ACL LOAD / ACL SAVE read and write users (loaded at start-up).
+    public var aclfile: String = ""
     /// --maxmemory: bytes; 0 = no limit. Human sizes accepted (512mb, 4gb, 1g, 100k, 10kb).
     public var maxmemory: Int = 0
     /// --maxmemory_policy: which keys are evicted past maxmemory (Redis 7's policies).
@@ -302,6 +304,7 @@ struct ConfigFlagSpec: Sendable {
         .int("port", 0...65535, "TCP port to listen on; 0 picks any free port.", \.port),
         .string("bind", "Address to listen on; 0.0.0.0 listens on every interface.", \.bind),
         .string("requirepass", "Password clients must AUTH with; empty disables authentication.", \.requirepass),
+        .string("aclfile", "ACL users file: loaded at start-up, by ACL LOAD, written by ACL SAVE.", \.aclfile),
         .int("maxmemory", 0...Int.max, "Memory limit in bytes (human sizes like 512mb, 4gb accepted); 0 = no limit.",
              \.maxmemory, size: true),
         .string("maxmemory_policy", "Which keys are evicted past maxmemory: noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random or volatile-ttl.",
