@@ -94,7 +94,7 @@ extension JobsWeb {
         let keys = [("redis_version", "Redis version"), ("damselfly_version", "Damselfly version"), ("uptime_in_days", "Uptime (days)"),
                     ("connected_clients", "Connections"), ("used_memory_human", "Memory usage"),
                     ("used_memory_peak_human", "Peak memory usage")]
-        context["info"] = keys.compactMap { key, name in server[key].map { ["key": key, "name": name, "value": $0] } }
+        context["info"] = keys.compactMap { key, name in server[key].map { ["key": key, "name": name, "value": $0] as [String: Any] } }
         context["days"] = days
         context["ranges"] = [(7, "1 week"), (30, "1 month"), (90, "3 months"), (180, "6 months")].map {
             ["days": $0.0, "label": $0.1, "active": $0.0 == days] as [String: Any]

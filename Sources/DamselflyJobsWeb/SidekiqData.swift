@@ -53,7 +53,8 @@ struct SidekiqData: Sendable {
     func serverInfo() async throws -> [String: String] {
         let text = try await redis.call("INFO").text ?? ""
         var info: [String: String] = [:]
-        for line in text.split(whereSeparator: { $0 == "\r" || $0 == "\n" }) where !line.hasPrefix("#") {
+        // `\r\n` is one Character in Swift: split on any newline.
+        for line in text.split(whereSeparator: \.isNewline) where !line.hasPrefix("#") {
             let parts = line.split(separator: ":", maxSplits: 1)
             if parts.count == 2 { info[String(parts[0])] = String(parts[1]) }
         }

@@ -146,6 +146,7 @@ def test_failed_job_shows_in_retries_and_retry_now_runs_it(srv, web, browser, r,
     processed_before = counter(browser, "processed")
     assert counter(browser, "failed") >= 1
     assert browser.find_element("id", "history-chart").tag_name == "svg"
+    assert browser.find_element("id", "info-damselfly_version").text  # the server's own version line
     shot(browser, tmp_path, "dashboard")
 
     browser.get(web + "retries")
