@@ -31,6 +31,7 @@ let package = Package(
         .executable(name: "damselfly-bench", targets: ["damselfly-bench"]),
         .executable(name: "damselfly-jobs", targets: ["damselfly-jobs"]),
         .library(name: "DamselflyJobs", targets: ["DamselflyJobs"]),
+        .library(name: "DamselflyJobsWeb", targets: ["DamselflyJobsWeb"]),
         .library(name: "DamselflyRESP", targets: ["DamselflyRESP"]),
         .library(name: "DamselflyStorage", targets: ["DamselflyStorage"]),
         .library(name: "DamselflyRuntime", targets: ["DamselflyRuntime"]),
@@ -41,6 +42,13 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // The jobs runner and its dashboard only: the server targets stay free of these.
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // No default traits: swift-configuration support is not used and costs build time.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         .target(
@@ -72,8 +80,29 @@ let package = Package(
         .target(name: "DamselflyACL", dependencies: ["DamselflyStorage"], swiftSettings: strictSettings),
         .target(name: "DamselflyPersistence", dependencies: ["DamselflyStorage", "CDamselfly"], swiftSettings: strictSettings),
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
-        .target(name: "DamselflyJobs", dependencies: ["DamselflyRESP", "CDamselfly", "CZlib"]),
-        .executableTarget(name: "damselfly-jobs", dependencies: ["DamselflyJobs"]),
+        .target(
+            name: "DamselflyJobs",
+            dependencies: [
+                "DamselflyRESP", "CDamselfly", "CZlib",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        .target(
+            name: "DamselflyJobsWeb",
+            dependencies: [
+                "DamselflyJobs",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
+            ]
+        ),
+        .executableTarget(
+            name: "damselfly-jobs",
+            dependencies: [
+                "DamselflyJobs", "DamselflyJobsWeb",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .executableTarget(name: "damselfly", dependencies: ["DamselflyServer"], swiftSettings: strictSettings),
         .executableTarget(
             name: "damselfly-bench",

@@ -5,9 +5,10 @@ set -euo pipefail
 
 # dpkg-dev and tcl: scripts/redis-suite.sh unpacks and runs Redis's own test suite.
 # prometheus: promtool checks the /metrics exposition (tests/e2e/test_metrics.py).
+# chromium, chromium-driver and selenium: the jobs dashboard's browser tests (tests/e2e/test_jobs_web.py).
 APT_PACKAGES=(liburing-dev libxxhash-dev liblua5.1-0-dev lua-cjson lua-bitop redis-server redis-tools ruby-sidekiq zlib1g-dev
-  dpkg-dev tcl prometheus)
-PIP_PACKAGES=(redis hypothesis xxhash pytest)
+  dpkg-dev tcl prometheus chromium chromium-driver)
+PIP_PACKAGES=(redis hypothesis xxhash pytest selenium)
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then

@@ -1,3 +1,4 @@
+import Logging
 import DamselflyRESP
 import Glibc
 import Synchronization
@@ -322,7 +323,7 @@ public struct ReliableFetch: Fetcher {
                     let count = (payload["recovery_count"]?.intValue ?? 0) + 1
                     if case .object = payload, count > maxRecoveries {
                         payload["recovery_count"] = .int(count)
-                        log.warn("job \(payload["jid"]?.stringValue ?? "?") recovered \(count) times: to the dead set")
+                        log.warning("job \(payload["jid"]?.stringValue ?? "?") recovered \(count) times: to the dead set")
                         try await retry.kill(payload.serialized(), redis: redis)
                         try await redis.call("LREM", mine, "1", job)
                     } else {

@@ -1,3 +1,4 @@
+import Logging
 import CDamselfly
 import Glibc
 

@@ -1,3 +1,4 @@
+import Logging
 import Dispatch
 import Glibc
 import Synchronization
@@ -19,7 +20,12 @@ public struct WorkerOptions: Sendable {
     public var retry = JobRetry()
     public var tag = ""
     public var labels: [String] = []
+    /// Used when ``logger`` is nil (a `damselfly.jobs` logger from `LoggingSystem`).
     public var logLevel: Logger.Level = .info
+    /// Where the runner logs: swift-log, so an embedding app's own backend gets the lines;
+    /// nil: `Logger(label: "damselfly.jobs")` at ``logLevel`` (`damselfly-jobs` bootstraps
+    /// ``SidekiqLogHandler``, Sidekiq's line format).
+    public var logger: Logger?
 
     public init() {}
 }
@@ -45,7 +51,11 @@ public final class JobWorker: Sendable {
         self.options = options
         self.registry = registry
         self.middleware = middleware
-        self.logger = Logger(level: options.logLevel)
+        self.logger = options.logger ?? {
+            var logger = Logger(label: "damselfly.jobs")
+            logger.logLevel = options.logLevel
+            return logger
+        }()
         hostname = Heartbeat.hostname()
         identity = Heartbeat.makeIdentity(hostname: hostname)
         pools = options.capsules.map { RedisPool(config: options.redis, limit: $0.poolSize ?? $0.concurrency + 5) }
@@ -127,7 +137,7 @@ public final class JobWorker: Sendable {
             switch signal {
             case "TSTP": quiet()
             case "TERM": stop()
-            default: logger.warn("unknown remote signal \(signal)")
+            default: logger.warning("unknown remote signal \(signal)")
             }
         }
         logger.info("Starting processing, hit Ctrl-C to stop (identity \(identity), queues \(allQueues), reliable fetch \(options.reliable ? "on" : "off"))")
@@ -197,7 +207,7 @@ public final class JobWorker: Sendable {
         }
         let unfinished = state.abandonRunning()
         if !unfinished.isEmpty {
-            logger.warn("Terminating \(unfinished.count) busy threads")
+            logger.warning("Terminating \(unfinished.count) busy threads")
             for (i, fetcher) in fetchers.enumerated() {
                 let mine = unfinished.filter { $0.capsule == i }.map(\.work)
                 do {

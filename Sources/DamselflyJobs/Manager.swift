@@ -1,3 +1,4 @@
+import Logging
 import Synchronization
 
 /// A group of queues with its own concurrency and its own connection pool (Sidekiq 7's
@@ -95,7 +96,7 @@ final class Manager: Sendable {
                         try await fetcher.acknowledge(done)
                         done = []
                     } catch {
-                        logger.error("acknowledge: \(error)", context: "tid=\(tid)")
+                        logger.error("acknowledge: \(error)", metadata: ["tid": "\(tid)"])
                     }
                 }
                 if let finished = await process(work, tid: tid) { done.append(finished) }
@@ -109,7 +110,7 @@ final class Manager: Sendable {
             } catch {
                 held.release(extra)
                 // `done` is kept: acknowledging it twice is harmless, never doing it is not.
-                logger.error("fetch: \(error)", context: "tid=\(tid)")
+                logger.error("fetch: \(error)", metadata: ["tid": "\(tid)"])
                 try? await Task.sleep(for: .seconds(1))
                 continue
             }
@@ -123,7 +124,7 @@ final class Manager: Sendable {
             held.store(fetched.dropFirst(), releasing: extra)
             if let finished = await process(work, tid: tid) { done.append(finished) }
         }
-        do { try await fetcher.acknowledge(done) } catch { logger.error("acknowledge: \(error)", context: "tid=\(tid)") }
+        do { try await fetcher.acknowledge(done) } catch { logger.error("acknowledge: \(error)", metadata: ["tid": "\(tid)"]) }
         await requeueHeld()
     }
 
@@ -147,7 +148,7 @@ final class Manager: Sendable {
         defer { state.end(tid: tid, failed: failed) }
         let fields: [JSONValue?]
         do {
-            fields = try JSONValue.parseFields(work.job, ["class", "jid", "args"])
+            fields = try JSONValue.parseFields(work.job, ["class", "jid", "args", "enqueued_at"])
         } catch {
             // Sidekiq sends unparseable jobs straight to the dead set.
             logger.error("Invalid JSON for job, sent to the dead set: \(work.job)")
@@ -158,27 +159,30 @@ final class Manager: Sendable {
         let className = fields[0]?.stringValue ?? ""
         let jid = fields[1]?.stringValue ?? ""
         // Built only when a line is written (no-op jobs ran at a few µs; this was a share).
-        let logContext = { "tid=\(tid) class=\(className) jid=\(jid)" }
+        let logContext: () -> Logger.Metadata = { ["tid": "\(tid)", "class": "\(className)", "jid": "\(jid)"] }
         let context = JobContext(jid: jid, className: className, queue: work.queueName, rawPayload: work.job, redis: pool)
         let args = fields[2]?.arrayValue ?? []
         let started = JobPayload.now()
-        logger.info("start", context: logContext())
+        JobMetrics.started(queue: work.queueName, className: className, enqueuedAt: fields[3]?.doubleValue, now: started)
+        defer { JobMetrics.finished(queue: work.queueName, className: className, seconds: JobPayload.now() - started, failed: failed) }
+        logger.info("start", metadata: logContext())
         do {
             guard let entry = registry.entry(className) else {
                 throw JobError("uninitialized constant \(className)", errorClass: "NameError")
             }
             try await runMiddleware(0, context: context, args: args) { try await entry.perform(args, context) }
-            logger.info("done: \(elapsed(started)) sec", context: logContext())
+            logger.info("done: \(elapsed(started)) sec", metadata: logContext())
         } catch {
             failed = true
-            logger.warn("fail: \(elapsed(started)) sec: \(JobRetry.errorClass(of: error)): \(JobRetry.message(of: error))", context: logContext())
+            logger.warning("fail: \(elapsed(started)) sec: \(JobRetry.errorClass(of: error)): \(JobRetry.message(of: error))", metadata: logContext())
             // The whole payload only now: the retry carries every field on.
             let decision = retry.decide(payload: context.payload, queue: work.queueName, error: error)
+            JobMetrics.decided(decision, queue: work.queueName, className: className)
             do {
                 try await retry.apply(decision, redis: pool)
             } catch {
                 // The job stays un-acknowledged: with reliable fetch a peer puts it back.
-                logger.error("could not record the failure: \(error)", context: logContext())
+                logger.error("could not record the failure: \(error)", metadata: logContext())
                 return nil
             }
         }

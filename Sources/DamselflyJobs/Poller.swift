@@ -1,3 +1,4 @@
+import Logging
 /// Moves due jobs from the `retry` and `schedule` sorted sets to their queues: Sidekiq's
 /// `Scheduled::Poller`, with its own Lua script loaded once (`SCRIPT LOAD`) and run with
 /// `EVALSHA`. On a server without scripting it falls back to `ZRANGEBYSCORE ... LIMIT 0 1`

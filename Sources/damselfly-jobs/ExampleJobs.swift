@@ -38,6 +38,22 @@ struct FailingJob: Job {
     }
 }
 
+/// Fails while the key `args[0]` is missing, then records `<jid>:swift` in the list `args[1]`:
+/// a job that fails until someone fixes its cause, then is retried by hand (the dashboard's
+/// "Retry now" test). Retrying by hand lowers `retry_count`, so a job that counts its own
+/// attempts, like ``FailingJob``, would fail again there.
+struct FlakyJob: Job {
+    func perform(_ args: [JSONValue], context: JobContext) async throws {
+        let flag = args.first?.stringValue ?? "flaky:fixed"
+        guard try await context.redis.call("EXISTS", flag).int == 1 else {
+            throw JobError("FlakyJob failed: \(flag) is not set")
+        }
+        if args.count > 1, let key = args[1].stringValue {
+            try await context.redis.call("RPUSH", key, "\(context.jid):swift")
+        }
+    }
+}
+
 /// Kills its own process (SIGKILL): a worker crash in the middle of work.
 struct CrashJob: Job {
     func perform(_ args: [JSONValue], context: JobContext) async throws {
@@ -66,6 +82,7 @@ func exampleRegistry() -> JobRegistry {
     registry.register(SleepJob.self)
     registry.register(RecordJob.self)
     registry.register(FailingJob.self)
+    registry.register(FlakyJob.self)
     registry.register(CrashJob.self)
     registry.register(PoolJob.self)
     return registry

@@ -1,5 +1,9 @@
 import DamselflyJobs
+import DamselflyJobsWeb
 import Glibc
+import Logging
+import Metrics
+import Prometheus
 
 /// `damselfly-jobs work|push|stats|bench`: a Sidekiq-compatible worker with the example jobs
 /// compiled in, a shell client, a `sidekiqmon`-style report, and multi_queue_bench.
@@ -9,10 +13,11 @@ let usage = """
       work   [-c N] [-q queue[,weight]]... [-t SECONDS] [--no-reliable] [--poll-interval S]
              [--retry-delay S] [--max-recoveries N] [--capsule name:concurrency:q1,q2] [-g tag]
              [--prefetch N]   (jobs a fetch takes beyond the one it runs, default 3; 0: one per fetch)
-             [--log-level debug|info|warn|error]
+             [--log-level debug|info|warn|error] [--metrics-port N]   (Prometheus text on GET /metrics)
       push   --class NAME [--queue Q] [--args JSON] [--count N] [--in SECONDS | --at EPOCH] [--retry true|false|N]
              [--backtrace true|false|N]
       stats
+      web    [--port N (9292)] [--bind HOST (127.0.0.1)] [--redis URL] [--poll SECONDS (5; 0: no live refresh)]
       bench  [--queues N] [--processes N] [--concurrency N] [--elements N] [--iterations N]
              [--no-reliable] [--prefetch N] [--ruby-require FILE]   (or QUEUES=.. PROCESSES=.. CONCURRENCY=.. ELEMENTS=.. ITERATIONS=..)
 
@@ -68,7 +73,7 @@ struct Arguments {
 }
 
 func redisConfig(_ args: Arguments) -> RedisConfig {
-    let url = args.last("--url", "-u") ?? env("REDIS_URL") ?? "redis://127.0.0.1:6379/0"
+    let url = args.last("--url", "-u", "--redis") ?? env("REDIS_URL") ?? "redis://127.0.0.1:6379/0"
     guard let config = RedisConfig(url: url) else { fail("bad Redis URL \(url)") }
     return config
 }
@@ -111,13 +116,27 @@ func work(_ args: Arguments) async throws {
     switch args.last("--log-level") ?? (args.flags.contains("-v") ? "debug" : "info") {
     case "debug": options.logLevel = .debug
     case "info": options.logLevel = .info
-    case "warn": options.logLevel = .warn
+    case "warn": options.logLevel = .warning
     case "error": options.logLevel = .error
     case let other: fail("bad --log-level \(other)")
     }
     let worker = JobWorker(options: options, registry: exampleRegistry())
     let signals = worker.installSignalHandlers()
-    try await worker.run()
+    if let port = args.last("--metrics-port") {
+        // The runner's swift-metrics (counters, latency and duration timers) as Prometheus text.
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await MetricsEndpoint.serve(registry: registry, host: args.last("--metrics-bind") ?? "127.0.0.1",
+                                                port: must(Int(port), "bad --metrics-port"))
+            }
+            try await worker.run()
+            group.cancelAll()
+        }
+    } else {
+        try await worker.run()
+    }
     withExtendedLifetime(signals) {}
 }
 
@@ -166,6 +185,16 @@ func push(_ args: Arguments) async throws {
 func stats(_ args: Arguments) async throws {
     let pool = RedisPool(config: redisConfig(args), limit: 2)
     print(try await JobStats.read(redis: pool).render(), terminator: "")
+}
+
+// MARK: - web
+
+/// Sidekiq Web's pages over the same Redis (`DamselflyJobsWeb`).
+func web(_ args: Arguments) async throws {
+    let port = args.int("--port", "-p", env: "PORT", default: 9292)
+    let host = args.last("--bind", "-b") ?? "127.0.0.1"
+    let poll = args.int("--poll", env: "POLL", default: 5)
+    try await JobsWeb.run(host: host, port: port, redis: redisConfig(args), pollInterval: poll)
 }
 
 // MARK: - bench
@@ -317,12 +346,15 @@ func spawn(_ argv: [String], extraEnv: [String]) -> pid_t {
 
 let argv = CommandLine.arguments
 guard argv.count >= 2 else { fail(usage) }
+// Sidekiq's log lines on stderr; a program embedding DamselflyJobs bootstraps its own backend.
+LoggingSystem.bootstrap(SidekiqLogHandler.init)
 let rest = Arguments(argv.dropFirst(2))
 do {
     switch argv[1] {
     case "work": try await work(rest)
     case "push": try await push(rest)
     case "stats": try await stats(rest)
+    case "web": try await web(rest)
     case "bench": try await bench(rest)
     case "-h", "--help", "help": print(usage, terminator: "")
     default: fail("unknown command \(argv[1])\n\(usage)")
