@@ -967,7 +967,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     }
 
     /// Key-less commands a script may call (they answer synchronously).
-    static let keylessAllowed: Set<String> = ["ping", "echo", "time", "publish", "select", "xread", "xreadgroup"]
+    static let keylessAllowed: Set<String> = ["ping", "echo", "time", "publish", "spublish", "select", "xread", "xreadgroup"]
     /// Commands whose keys follow a count (no fixed key position in the
     /// table); their handlers find the keys and reach them like any other.
     static let numkeysCommands: Set<String> = ["lmpop", "blmpop", "zmpop", "bzmpop", "sintercard", "zintercard", "zunion", "zinter", "zdiff"]
