@@ -11,7 +11,7 @@ enum AclFamily {
         r.register("acl", arity: -2, flags: [.admin, .noscript, .loading, .stale], group: "server") { call in
             acl(call, server: server)
         }
-        server.engine.clientDescriber.withLock { $0 = { [unowned server] client in ConnectionFamily.describe(client, on: server) } }
+        server.engine.clientDescriber.withLock { $0 = { [unowned server] client in ConnectionFamily.describe(client, on: server, nil) } }
     }
 
     /// The NOPERM text of a refused call, Redis 7.0's words.
