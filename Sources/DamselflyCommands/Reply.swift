@@ -76,3 +76,10 @@ public enum Reply: Sendable {
         }
     }
 }
+
+
+/// Text for an error reply that Redis formats with `%s`: C strings end at the
+/// first NUL, so a name holding one is cut there, as redis-server cuts it.
+public func printfText(_ bytes: some Collection<UInt8>) -> String {
+    String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+}

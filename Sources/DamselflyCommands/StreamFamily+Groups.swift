@@ -4,7 +4,7 @@ import DamselflyTransactions
 /// Consumer groups: XGROUP, XACK, XPENDING, XCLAIM and XAUTOCLAIM.
 extension StreamFamily {
     static func noGroup(_ key: KeyRef, _ group: [UInt8]) -> Reply {
-        .error("NOGROUP No such key '\(String(decoding: key.bytes, as: UTF8.self))' or consumer group '\(String(decoding: group, as: UTF8.self))'")
+        .error("NOGROUP No such key '\(printfText(key.bytes))' or consumer group '\(printfText(group))'")
     }
 
     /// The stream and group for a group command, or the reply when missing.

@@ -151,7 +151,7 @@ final class StreamReader {
         var streamGroup: StreamGroup? = nil
         if let group {
             guard let stream, let g = stream.group(group) else {
-                slot.error = .error("NOGROUP No such key '\(String(decoding: key.bytes, as: UTF8.self))' or consumer group '\(String(decoding: group, as: UTF8.self))' in XREADGROUP with GROUP option")
+                slot.error = .error("NOGROUP No such key '\(printfText(key.bytes))' or consumer group '\(printfText(group))' in XREADGROUP with GROUP option")
                 return
             }
             streamGroup = g

@@ -40,7 +40,7 @@ enum ReplicationFamily {
                     // Only a master's request to its replica; a master ignores it.
                     return call.reply(.none)
                 default:
-                    return call.reply(.error("ERR Unrecognized REPLCONF option: \(call.args.string(i))"))
+                    return call.reply(.error("ERR Unrecognized REPLCONF option: \(printfText(call.args.bytes(i)))"))
                 }
                 i += 2
             }
