@@ -80,15 +80,21 @@ public final class ShardJournal: @unchecked Sendable {
     }
 
     private func encode(_ args: [[UInt8]]) {
-        buffer.append(UInt8(ascii: "*"))
-        buffer.append(contentsOf: String(args.count).utf8)
-        buffer.append(contentsOf: [13, 10])
+        ShardJournal.encodeCommand(args, into: &buffer)
+    }
+
+    /// One command as a RESP array of bulk strings: the journal's record and
+    /// the replication stream's (which carries the same records).
+    public static func encodeCommand(_ args: [[UInt8]], into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "*"))
+        out.append(contentsOf: String(args.count).utf8)
+        out.append(contentsOf: [13, 10])
         for arg in args {
-            buffer.append(UInt8(ascii: "$"))
-            buffer.append(contentsOf: String(arg.count).utf8)
-            buffer.append(contentsOf: [13, 10])
-            buffer.append(contentsOf: arg)
-            buffer.append(contentsOf: [13, 10])
+            out.append(UInt8(ascii: "$"))
+            out.append(contentsOf: String(arg.count).utf8)
+            out.append(contentsOf: [13, 10])
+            out.append(contentsOf: arg)
+            out.append(contentsOf: [13, 10])
         }
     }
 

@@ -175,16 +175,7 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
     }
 
     static func encodeArgs(_ args: [[UInt8]], _ out: inout [UInt8]) {
-        out.append(UInt8(ascii: "*"))
-        out.append(contentsOf: String(args.count).utf8)
-        out.append(contentsOf: [13, 10])
-        for arg in args {
-            out.append(UInt8(ascii: "$"))
-            out.append(contentsOf: String(arg.count).utf8)
-            out.append(contentsOf: [13, 10])
-            out.append(contentsOf: arg)
-            out.append(contentsOf: [13, 10])
-        }
+        ShardJournal.encodeCommand(args, into: &out)
     }
 
     /// Appends stream bytes: offset, backlog, every attached replica.
