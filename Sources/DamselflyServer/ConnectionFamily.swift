@@ -278,7 +278,11 @@ enum ConnectionFamily {
         var byAddress: String? = nil
         var byLocalAddress: String? = nil
         var byUser: String? = nil
+        var byType: String? = nil
         var skipMe = true
+        guard call.args.count > 2 else {
+            return call.reply(.error("ERR wrong number of arguments for 'client|kill' command"))
+        }
         let oldForm = call.args.count == 3
         if oldForm {
             byAddress = call.args.string(2)
@@ -300,8 +304,12 @@ enum ConnectionFamily {
                         return call.reply(.error("ERR No such user '\(value)'"))
                     }
                     byUser = value
-                } else if call.isArg(i, "type") || call.isArg(i, "maxage") {
-                    // Accepted; every client here is a normal client.
+                } else if call.isArg(i, "type") {
+                    let type = value.lowercased()
+                    guard ["normal", "master", "replica", "slave", "pubsub"].contains(type) else {
+                        return call.reply(.error("ERR Unknown client type '\(value)'"))
+                    }
+                    byType = type == "slave" ? "replica" : type
                 } else {
                     return call.reply(.syntaxError)
                 }
@@ -314,6 +322,12 @@ enum ConnectionFamily {
             var killed = 0
             for connection in server.connections(on: loop) {
                 let c = connection.client
+                // Redis's client types: a replica's link, a subscriber, or normal
+                // (a monitor too); never a master, Damselfly being no replica yet.
+                if let byType {
+                    let type = connection.replicaLink != nil ? "replica" : connection.subscriptionCount > 0 ? "pubsub" : "normal"
+                    if type != byType { continue }
+                }
                 if let byID, c.id != byID { continue }
                 if let byAddress, c.address != byAddress { continue }
                 if let byLocalAddress, c.localAddress != byLocalAddress { continue }

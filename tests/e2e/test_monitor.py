@@ -166,3 +166,40 @@ def test_pubsub_pushes_arrive_under_client_reply_off(damselfly, redis_server, pr
     expected = _pubsub_under_reply_off(redis_server, proto)
     assert b"hello" in expected
     assert _pubsub_under_reply_off(d, proto) == expected
+
+
+def _kill_by_type(server):
+    """CLIENT KILL TYPE against one subscriber and one plain client, from a third."""
+    import redis
+    out = []
+    for kind in ["master", "replica", "pubsub", "normal"]:
+        sub = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        sub.sendall(b"SUBSCRIBE ch\r\n")
+        sub.recv(4096)
+        plain = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        plain.sendall(b"PING\r\n")
+        plain.recv(4096)
+        c = redis.Redis(port=server.port)
+        out.append((kind, c.execute_command("CLIENT", "KILL", "TYPE", kind)))
+        for s in (sub, plain):
+            s.sendall(b"PING\r\n")
+            try:
+                out.append(bool(s.recv(4096)))
+            except OSError:
+                out.append(False)
+            s.close()
+        c.close()
+    for bad in (["CLIENT", "KILL"], ["CLIENT", "KILL", "TYPE", "wrong"], ["CLIENT", "KILL", "MAXAGE", "10"]):
+        try:
+            redis.Redis(port=server.port).execute_command(*bad)
+        except redis.ResponseError as e:
+            out.append(str(e))
+    return out
+
+
+def test_client_kill_by_type(damselfly, redis_server):
+    # CLIENT KILL TYPE was accepted and ignored: TYPE normal killed every client.
+    d = damselfly("--proactor_threads=2")
+    expected = _kill_by_type(redis_server)
+    assert ("pubsub", 1) in expected and ("normal", 1) in expected
+    assert _kill_by_type(d) == expected
