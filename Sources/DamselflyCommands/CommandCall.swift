@@ -543,13 +543,8 @@ public struct ShardContext {
     /// Finds a live key for a read, counting keyspace hits and misses.
     @inlinable
     public func lookupRead(_ key: KeyRef) -> EntryIndex? {
-        let found = key.withBytes { database.find($0, hash: key.hash, nowMs: nowMs) }
-        if let found {
-            shard.keyspaceHits.add(1, ordering: .relaxed)
-            if !noTouch { database.touch(at: found, nowMs: nowMs) }
-        } else {
-            shard.keyspaceMisses.add(1, ordering: .relaxed)
-        }
+        let found = lookupPeek(key)
+        if let found, !noTouch { database.touch(at: found, nowMs: nowMs) }
         return found
     }
 

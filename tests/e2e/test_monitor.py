@@ -7,7 +7,16 @@ import time
 
 import pytest
 
-from resp import RespConn
+from resp import RespConn, encode
+
+
+def _recv_until(sock, done, received=b""):
+    """Reads from `sock` until `done(received)`; a close before that fails the test."""
+    while not done(received):
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed"
+        received += chunk
+    return received
 
 
 def _monitor_lines(server, commands):
@@ -16,19 +25,12 @@ def _monitor_lines(server, commands):
     port taken out."""
     mon = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     mon.sendall(b"*1\r\n$7\r\nMONITOR\r\n")
-    received = b""
-    while not received.endswith(b"\r\n"):
-        received += mon.recv(4096)
-    assert received == b"+OK\r\n"
+    assert _recv_until(mon, lambda r: r.endswith(b"\r\n")) == b"+OK\r\n"
     with RespConn(server.port, timeout=5) as c:
         for cmd in commands:
             c.call(*cmd)
         c.call("PING", "last")
-    received = b""
-    while b'"PING" "last"' not in received and b'"ping" "last"' not in received:
-        chunk = mon.recv(65536)
-        assert chunk, "monitor closed"
-        received += chunk
+    received = _recv_until(mon, lambda r: b'"ping" "last"' in r.lower())
     mon.close()
     lines = received.decode("latin-1").split("\r\n")[:-1]
     normalised = []
@@ -72,17 +74,12 @@ def test_monitor_ends_with_reset_and_close(damselfly):
     mon.sendall(b"MONITOR\r\n")
     assert mon.recv(5) == b"+OK\r\n"
     d.client().set("x", "1")
-    received = b""
-    while b'"set" "x" "1"' not in received.lower():
-        received += mon.recv(4096)
+    received = _recv_until(mon, lambda r: b'"set" "x" "1"' in r.lower())
     mon.sendall(b"RESET\r\n")  # leaves MONITOR mode
-    while b"+RESET\r\n" not in received:
-        received += mon.recv(4096)
+    _recv_until(mon, lambda r: b"+RESET\r\n" in r, received)
     d.client().set("after", "reset")
     mon.sendall(b"PING\r\n")
-    tail = b""
-    while not tail.endswith(b"+PONG\r\n"):
-        tail += mon.recv(4096)
+    tail = _recv_until(mon, lambda r: r.endswith(b"+PONG\r\n"))
     assert b"after" not in tail
     mon.close()
     for _ in range(50):  # the server forgets the closed monitor; commands keep working
@@ -95,22 +92,13 @@ def _client_reply_exchange(server):
     """CLIENT REPLY OFF / SKIP / ON on one connection, as unit/introspection drives them:
     the bytes the client receives."""
     s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-    def cmd(*parts):
-        out = b"*%d\r\n" % len(parts)
-        for p in parts:
-            p = p.encode() if isinstance(p, str) else p
-            out += b"$%d\r\n%s\r\n" % (len(p), p)
-        return out
+    cmd = encode
     s.sendall(cmd("CLIENT", "REPLY", "OFF") + cmd("SET", "a", "1") + cmd("GET", "a") + cmd("NOSUCH")
               + cmd("CLIENT", "REPLY", "ON") + cmd("GET", "a")
               + cmd("CLIENT", "REPLY", "SKIP") + cmd("SET", "b", "2") + cmd("GET", "b")
               + cmd("CLIENT", "REPLY", "SKIP") + cmd("CLIENT", "REPLY", "ON") + cmd("PING")
               + cmd("CLIENT", "REPLY", "SKIP") + cmd("BLPOP", "nolist", "0.05") + cmd("ECHO", "end"))
-    received = b""
-    while not received.endswith(b"$3\r\nend\r\n"):
-        chunk = s.recv(4096)
-        assert chunk
-        received += chunk
+    received = _recv_until(s, lambda r: r.endswith(b"$3\r\nend\r\n"))
     s.close()
     return received
 
@@ -151,11 +139,7 @@ def _pubsub_under_reply_off(server, proto):
     time.sleep(0.2)
     redis.Redis(port=server.port).publish("channel", "hello")
     s.sendall(b"UNSUBSCRIBE channel\r\nPUNSUBSCRIBE ch*\r\nECHO x\r\nCLIENT REPLY ON\r\nECHO end\r\n")
-    received = b""
-    while not received.endswith(b"$3\r\nend\r\n"):
-        chunk = s.recv(65536)
-        assert chunk
-        received += chunk
+    received = _recv_until(s, lambda r: r.endswith(b"$3\r\nend\r\n"))
     s.close()
     return received
 
