@@ -18,7 +18,6 @@ resolve_damselfly_bin
 N="${N:-300000}"; FLAGS="${FLAGS:---proactor_threads=2}"; ROUNDS="${ROUNDS:-1}"
 TICK=$(getconf CLK_TCK)
 make_workdir
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
 run_case() {  # name binary [redis-benchmark auth args...]
   local name=$1 bin=$2 port before after us t

@@ -17,7 +17,6 @@ A="$1"; B="$2"
 ROUNDS="${ROUNDS:-3}"; N="${N:-300000}"; FLAGS="${FLAGS:---proactor_threads=2}"
 TICK=$(getconf CLK_TCK)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 results=$(mktemp)
 for round in $(seq 1 "$ROUNDS"); do
   for bin in "$A" "$B"; do

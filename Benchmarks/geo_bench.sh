@@ -47,7 +47,6 @@ while buf.count(b"\r\n") < calls:
 EOF
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 declare -A RPS CPU
 run() {  # kind

@@ -30,7 +30,6 @@ make_workdir
 
 KEYS3=(hll:a hll:b hll:c)
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 fill() {  # port key count: PFADD count distinct elements, pipelined
   python3 - "$@" <<'EOF'

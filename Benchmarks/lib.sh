@@ -12,6 +12,8 @@
 #   start_redis "$port" "$WORKDIR/redis.log" [extra redis-server args] # sets SERVER_PID
 #   wait_ping "$port" name "$log" [seconds]      # exit 1 with the log's tail if no PONG
 #   stop_server "$SERVER_PID"
+#   cpu_ticks "$SERVER_PID"                     # utime+stime in clock ticks (getconf CLK_TCK)
+#   rss_kb "$SERVER_PID"                        # VmRSS in kB
 #
 # Every server gets a private --dir (and working directory) of its own under WORKDIR, so a
 # dump.rdb or journal in the checkout is never loaded or overwritten.
@@ -120,3 +122,11 @@ stop_server() {
   for i in "${LIB_SERVER_PIDS[@]}"; do [[ "$i" != "$pid" ]] && kept+=("$i"); done
   LIB_SERVER_PIDS=(${kept[@]+"${kept[@]}"})
 }
+
+# cpu_ticks PID — the process's user + system CPU so far, in clock ticks (fields 14 and 15 of
+# /proc/PID/stat; divide by `getconf CLK_TCK`). Server CPU per request is the difference
+# around a fixed load divided by the requests: steadier than throughput on a shared VM.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# rss_kb PID — the process's resident set (VmRSS) in kB.
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }

@@ -33,7 +33,6 @@ resolve_damselfly_bin
 make_workdir
 workdir=$WORKDIR
 
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # The load as RESP, generated once per workload: distinct payloads such as
 # {"class":"HardJob","args":[123456],"retry":true,"queue":"default","jid":"…24 hex…","created_at":1700000123.4}

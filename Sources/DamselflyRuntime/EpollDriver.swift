@@ -9,8 +9,9 @@ final class EpollDriver {
     private let epollFD: Int32
     private let wakeFD: Int32
     private var sockets = SocketTable()
-    private var listenFD: Int32 = -1
-    private var onAccept: ((Int32) -> Void)?
+    /// Listening sockets (the client port, `--admin_port`); listener i is
+    /// registered under token `listenToken - i`. A stopped one keeps its place with fd -1.
+    private var listeners: [(fd: Int32, onAccept: (Int32) -> Void)] = []
     private let scratch = UnsafeMutableRawPointer.allocate(byteCount: 64 * 1024, alignment: 64)
     private let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: 256)
     private static let wakeToken: UInt64 = UInt64.max
@@ -26,22 +27,20 @@ final class EpollDriver {
     }
 
     func listen(fd: Int32, onAccept: @escaping (Int32) -> Void) {
-        listenFD = fd
-        self.onAccept = onAccept
+        listeners.append((fd, onAccept))
         let flags = fcntl(fd, F_GETFL, 0)
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
         var ev = epoll_event()
         ev.events = EPOLLIN.rawValue
-        ev.data.u64 = Self.listenToken
+        ev.data.u64 = Self.listenToken - UInt64(listeners.count - 1)
         epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev)
     }
 
     func stopListening() {
-        if listenFD >= 0 {
-            epoll_ctl(epollFD, EPOLL_CTL_DEL, listenFD, nil)
-            Glibc.shutdown(listenFD, Int32(SHUT_RDWR))
-            listenFD = -1
-            onAccept = nil
+        for i in listeners.indices where listeners[i].fd >= 0 {
+            epoll_ctl(epollFD, EPOLL_CTL_DEL, listeners[i].fd, nil)
+            Glibc.shutdown(listeners[i].fd, Int32(SHUT_RDWR))
+            listeners[i] = (-1, { Glibc.close($0) })
         }
     }
 
@@ -174,8 +173,8 @@ final class EpollDriver {
                 _ = dfly_eventfd_drain(wakeFD)
                 continue
             }
-            if token == Self.listenToken {
-                acceptAll()
+            if token <= Self.listenToken, Self.listenToken - token < UInt64(listeners.count) {
+                acceptAll(Int(Self.listenToken - token))
                 continue
             }
             let slot = Int32(truncatingIfNeeded: token)
@@ -190,11 +189,11 @@ final class EpollDriver {
         return Int(n)
     }
 
-    private func acceptAll() {
-        while listenFD >= 0 {
-            let fd = dfly_accept(listenFD)
+    private func acceptAll(_ index: Int) {
+        while listeners[index].fd >= 0 {
+            let fd = dfly_accept(listeners[index].fd)
             if fd < 0 { return }
-            if let onAccept { onAccept(fd) } else { Glibc.close(fd) }
+            listeners[index].onAccept(fd)
         }
     }
 

@@ -268,7 +268,8 @@ public final class EventLoop: @unchecked Sendable {
 
     // MARK: - Sockets
 
-    /// Starts accepting on `listenFD`; `onAccept` runs on this loop for every new fd.
+    /// Starts accepting on the listening socket `fd` (a loop may have several:
+    /// the client port and `--admin_port`); `onAccept` runs on this loop for every new fd.
     public func listen(fd: Int32, onAccept: @escaping (Int32) -> Void) {
         driver.listen(loop: self, fd: fd, onAccept: onAccept)
     }

@@ -22,8 +22,9 @@ final class UringDriver {
     private let bufferGroup: Int32 = 7
     private var bufferMemory: UnsafeMutableRawPointer
     private var sockets = SocketTable()
-    private var listenFD: Int32 = -1
-    private var onAccept: ((Int32) -> Void)?
+    /// Listening sockets (the client port, `--admin_port`); an accept CQE's
+    /// slot is its index here. A stopped one keeps its place with fd -1.
+    private var listeners: [(fd: Int32, onAccept: (Int32) -> Void)] = []
     private let completions = UnsafeMutablePointer<dfly_cqe>.allocate(capacity: 256)
     /// Setup flags actually in force, for INFO/debugging.
     let setupFlags: UInt32
@@ -85,8 +86,8 @@ final class UringDriver {
         dfly_ring_prep_read(ring, wakeFD, wakeBuffer, 8, Self.userData(.wake, slot: 0))
     }
 
-    private func armAccept() {
-        dfly_ring_prep_accept_multishot(ring, listenFD, Self.userData(.accept, slot: 0))
+    private func armAccept(_ index: Int) {
+        dfly_ring_prep_accept_multishot(ring, listeners[index].fd, Self.userData(.accept, slot: Int32(index)))
     }
 
     private func armReceive(_ state: SocketState, slot: Int32) {
@@ -107,16 +108,14 @@ final class UringDriver {
     // MARK: - Driver API
 
     func listen(fd: Int32, onAccept: @escaping (Int32) -> Void) {
-        listenFD = fd
-        self.onAccept = onAccept
-        armAccept()
+        listeners.append((fd, onAccept))
+        armAccept(listeners.count - 1)
     }
 
     func stopListening() {
-        if listenFD >= 0 {
-            Glibc.shutdown(listenFD, Int32(SHUT_RDWR))
-            listenFD = -1
-            onAccept = nil
+        for i in listeners.indices where listeners[i].fd >= 0 {
+            Glibc.shutdown(listeners[i].fd, Int32(SHUT_RDWR))
+            listeners[i] = (-1, { Glibc.close($0) })
         }
     }
 
@@ -320,10 +319,13 @@ final class UringDriver {
         case .wake:
             armWake()
         case .accept:
-            if res >= 0 {
-                if let onAccept { onAccept(res) } else { Glibc.close(res) }
+            let index = Int(slot)
+            guard index >= 0, index < listeners.count else {
+                if res >= 0 { Glibc.close(res) }
+                return
             }
-            if flags & UInt32(DFLY_CQE_F_MORE) == 0, listenFD >= 0 { armAccept() }
+            if res >= 0 { listeners[index].onAccept(res) }
+            if flags & UInt32(DFLY_CQE_F_MORE) == 0, listeners[index].fd >= 0 { armAccept(index) }
         case .receive:
             // A receive or send is always reaped before its slot is released
             // (`receiving`/`sending` hold it), so a stale one would be a bug;

@@ -167,6 +167,7 @@ enum InfoReport {
                     misses += shard.keyspaceMisses.load(ordering: .relaxed)
                 }
                 let syncs = server.replication.syncCounters()
+                let pubsub = server.pubsub.counts
                 section("Stats", [
                     ("total_connections_received", String(loops.reduce(0) { $0 + $1.connections })),
                     ("total_commands_processed", String(loops.reduce(0) { $0 + $1.commands })),
@@ -181,6 +182,9 @@ enum InfoReport {
                      shardSet.shards.map { String($0.evictedKeys.load(ordering: .relaxed)) }.joined(separator: ",")),
                     ("keyspace_hits", String(hits)),
                     ("keyspace_misses", String(misses)),
+                    ("pubsub_channels", String(pubsub.channels)),
+                    ("pubsub_patterns", String(pubsub.patterns)),
+                    ("pubsubshard_channels", String(pubsub.shardChannels)),
                     ("evicted_clients", "0"),
                     ("sync_full", String(syncs.0)),
                     ("sync_partial_ok", String(syncs.1)),

@@ -106,4 +106,10 @@ final class PubSubRegistry: Sendable {
     var patternCount: Int {
         state.withLock { $0.patterns.count }
     }
+
+    /// Channels, patterns and shard channels with at least one subscriber (INFO's
+    /// `pubsub_channels`, `pubsub_patterns`, `pubsubshard_channels`).
+    var counts: (channels: Int, patterns: Int, shardChannels: Int) {
+        state.withLock { ($0.channels.count, $0.patterns.count, $0.shardChannels.count) }
+    }
 }

@@ -32,6 +32,7 @@ public final class Server: @unchecked Sendable {
     let limits: ClientLimits
     private var threads: [pthread_t] = []
     private var listenFD: Int32 = -1
+    private var adminListenFD: Int32 = -1
     private var nextLoop = 0
     private var connectionsByLoop: [[ObjectIdentifier: Connection]]
     private let nextClientID = Atomic<Int>(0)
@@ -131,6 +132,16 @@ public final class Server: @unchecked Sendable {
         guard fd >= 0 else { throw ServerError.listen(config.bind, config.port, String(cString: strerror(-fd))) }
         listenFD = fd
         boundPort = Int(dfly_socket_port(fd))
+        if config.adminPort > 0 {
+            let bind = config.adminBind.isEmpty ? config.bind : config.adminBind
+            let adminFD = dfly_listen_tcp(bind, Int32(config.adminPort), 512)
+            guard adminFD >= 0 else {
+                Glibc.close(fd)
+                listenFD = -1
+                throw ServerError.listen(bind, config.adminPort, String(cString: strerror(-adminFD)))
+            }
+            adminListenFD = adminFD
+        }
         for loop in loops {
             let cpu: Int? = config.pinThreads ? loop.index % Int(dfly_available_cpus()) : nil
             threads.append(LoopThread.spawn(name: "proactor\(loop.index)", cpu: cpu) { loop.run() })
@@ -182,7 +193,10 @@ public final class Server: @unchecked Sendable {
         }
         let acceptLoop = loops[0]
         acceptLoop.post { [self] in
-            acceptLoop.listen(fd: fd) { [self] clientFD in self.accepted(clientFD) }
+            acceptLoop.listen(fd: fd) { [self] clientFD in self.accepted(clientFD, admin: false) }
+            if adminListenFD >= 0 {
+                acceptLoop.listen(fd: adminListenFD) { [self] clientFD in self.accepted(clientFD, admin: true) }
+            }
             acceptLoop.addPeriodicTimer(intervalMillis: 1000) { [self] in snapshots.checkRules(on: acceptLoop) }
         }
     }
@@ -224,22 +238,25 @@ public final class Server: @unchecked Sendable {
     // MARK: - Connections
 
     /// On loop 0: hand the socket to the next loop in turn.
-    private func accepted(_ fd: Int32) {
+    /// `admin`: accepted on `--admin_port`, whose clients `maxclients` does not turn away.
+    private func accepted(_ fd: Int32, admin: Bool) {
         let target = loops[nextLoop % loops.count]
         nextLoop += 1
         // Adopted at once when it stays on the accepting loop: a busy
         // script's hook accepts too (EventLoop.serveClientsWhileBusy) but
         // never runs the inbox, and the new client must get its BUSY.
-        if target.inLoopThread { return adopt(fd, on: target) }
-        target.post { [self] in adopt(fd, on: target) }
+        if target.inLoopThread { return adopt(fd, on: target, admin: admin) }
+        target.post { [self] in adopt(fd, on: target, admin: admin) }
     }
 
-    private func adopt(_ fd: Int32, on loop: EventLoop) {
+    private func adopt(_ fd: Int32, on loop: EventLoop, admin: Bool) {
         let counters = engine.loopCounters[loop.index]
         counters.connectionsReceived += 1
         var connected = 0
-        for c in engine.loopCounters { connected += c.connectedClients.load(ordering: .relaxed) }
-        if connected >= limits.maxClients.load(ordering: .relaxed) || shuttingDown.load(ordering: .relaxed) {
+        if !admin {
+            for c in engine.loopCounters { connected += c.connectedClients.load(ordering: .relaxed) }
+        }
+        if (!admin && connected >= limits.maxClients.load(ordering: .relaxed)) || shuttingDown.load(ordering: .relaxed) {
             counters.rejectedConnections += 1
             let message = "-ERR max number of clients reached\r\n"
             _ = message.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
@@ -401,6 +418,7 @@ public final class Server: @unchecked Sendable {
         for thread in threads { LoopThread.join(thread) }
         snapshots.abandonInProgressSave()
         if listenFD >= 0 { Glibc.close(listenFD) }
+        if adminListenFD >= 0 { Glibc.close(adminListenFD) }
     }
 }
 

@@ -62,7 +62,7 @@ let log: (String) -> Void = { line in
     writeLine(line, to: config.logtostdout ? 1 : 2)
 }
 if !server.startupLog.isEmpty { log("damselfly: " + server.startupLog) }
-log("damselfly \(ServerConfig.versionString): listening on \(config.bind):\(server.boundPort), \(server.loops.count) threads, \(server.engine.shardSet.count) shards, \(server.usesIOUring ? "io_uring" : "epoll")")
+log("damselfly \(ServerConfig.versionString): listening on \(config.bind):\(server.boundPort)\(config.adminPort > 0 ? ", admin port \(config.adminBind.isEmpty ? config.bind : config.adminBind):\(config.adminPort)" : ""), \(server.loops.count) threads, \(server.engine.shardSet.count) shards, \(server.usesIOUring ? "io_uring" : "epoll")")
 
 var received: Int32 = 0
 sigwait(&signals, &received)

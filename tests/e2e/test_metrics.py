@@ -123,3 +123,108 @@ def test_other_paths_and_resp_clients_are_unaffected(damselfly):
             data += chunk
     assert data.startswith(b"HTTP/1.1 200 OK\r\n") and b"damselfly_connected_clients" in data
     assert c.ping()
+
+
+def test_admin_port_serves_resp_and_metrics_past_maxclients(damselfly):
+    """`--admin_port` (Dragonfly's flag): the same RESP and /metrics as the client port, but
+    `maxclients` does not turn its clients away, so a full server can still be inspected."""
+    from conftest import free_port
+
+    admin = free_port()
+    d = damselfly("--proactor_threads=2", "--maxclients=2", f"--admin_port={admin}")
+    held = [d.client(), d.client()]
+    for c in held:
+        assert c.ping()
+    with socket.create_connection(("127.0.0.1", d.port), timeout=5) as s:
+        s.sendall(b"PING\r\n")
+        assert s.recv(100) == b"-ERR max number of clients reached\r\n"
+    # Several admin clients at once, past the limit, served like any client.
+    admins = [redis.Redis(port=admin, socket_timeout=10) for _ in range(3)]
+    for i, a in enumerate(admins):
+        assert a.set(f"admin{i}", i)
+    assert held[0].get("admin2") == b"2"
+    assert admins[0].info("clients")["connected_clients"] >= 5
+    status, ctype, body = scrape(admin)
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+    assert samples(body)['damselfly_db_keys{db="0"}'] == 3
+    for a in admins:
+        a.close()
+
+
+def test_a_real_prometheus_scrapes_it(damselfly, tmp_path):
+    """Prometheus itself (Debian's package) scrapes /metrics on the admin port and stores
+    the samples: `up` is 1 and the command counter it read matches the server's."""
+    from conftest import free_port
+
+    prometheus = shutil.which("prometheus")
+    if not prometheus:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus missing (scripts/install-deps.sh installs it)")
+        pytest.skip("prometheus not installed")
+    admin = free_port()
+    d = damselfly(f"--admin_port={admin}")
+    c = d.client()
+    for i in range(100):
+        c.set(f"k{i}", i)
+    web = free_port()
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n"
+        "scrape_configs:\n  - job_name: damselfly\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{admin}']\n")
+    proc = subprocess.Popen(
+        [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{web}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def query(expr):
+        url = f"http://127.0.0.1:{web}/api/v1/query?query=" + urllib.request.quote(expr)
+        with urllib.request.urlopen(url, timeout=5) as r:
+            import json
+            return json.loads(r.read())["data"]["result"]
+
+    try:
+        deadline = time.monotonic() + 60
+        up = sets = []
+        while time.monotonic() < deadline:
+            try:
+                up = query('up{job="damselfly"}')
+                sets = query('damselfly_commands_total{cmd="set"}')
+                if up and up[0]["value"][1] == "1" and sets and float(sets[0]["value"][1]) >= 100:
+                    break
+            except (urllib.error.URLError, ConnectionError, KeyError):
+                pass
+            time.sleep(0.5)
+        assert up and up[0]["value"][1] == "1", up
+        assert float(sets[0]["value"][1]) == c.info("commandstats")["cmdstat_set"]["calls"] == 100
+        keys = query('damselfly_db_keys{db="0"}')
+        assert float(keys[0]["value"][1]) == 100
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_pubsub_counts_in_info_and_metrics(damselfly, redis_server):
+    """INFO stats' `pubsub_channels` / `pubsub_patterns` / `pubsubshard_channels` (Redis 7.0's
+    fields, equal to redis-server's for the same subscriptions) reach /metrics as gauges."""
+    d = damselfly("--proactor_threads=2")
+    fields = ("pubsub_channels", "pubsub_patterns", "pubsubshard_channels")
+    seen, metrics = [], []
+    for client in (d.client(), redis_server.client()):
+        p = client.pubsub()
+        p.subscribe("a", "b")
+        p.psubscribe("n*")
+        p.execute_command("SSUBSCRIBE", "s")
+        deadline = time.monotonic() + 10
+        while client.info("stats").get("pubsubshard_channels", 0) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        stats = client.info("stats")
+        seen.append(tuple(stats[f] for f in fields))
+        if not metrics:
+            s = samples(scrape(d.port)[2])
+            metrics.append(tuple(int(s["damselfly_" + f]) for f in fields))
+        p.close()
+    assert seen[0] == seen[1] == metrics[0] == (2, 1, 1)

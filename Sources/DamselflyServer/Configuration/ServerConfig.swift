@@ -8,6 +8,12 @@ public struct ServerConfig: Sendable, Equatable {
     public var port: Int = 6379
     /// --bind: address to listen on; the safe default listens on loopback only.
     public var bind: String = "127.0.0.1"
+    /// --admin_port: a second port for operators (Dragonfly's flag): RESP and HTTP
+    /// `GET /metrics` as on the client port, but not counted against `maxclients`,
+    /// so a server full of clients can still be inspected and scraped. 0 = off.
+    public var adminPort: Int = 0
+    /// --admin_bind: address the admin port listens on; empty = the `--bind` address.
+    public var adminBind: String = ""
     /// --requirepass: password for AUTH; empty = no authentication.
     public var requirepass: String = ""
     /// --aclfile: where ACL LOAD / ACL SAVE read and write users (loaded at start-up).
@@ -303,6 +309,8 @@ struct ConfigFlagSpec: Sendable {
     static let all: [ConfigFlagSpec] = [
         .int("port", 0...65535, "TCP port to listen on; 0 picks any free port.", \.port),
         .string("bind", "Address to listen on; 0.0.0.0 listens on every interface.", \.bind),
+        .int("admin_port", 0...65535, "Admin port (RESP and HTTP /metrics, not counted against maxclients); 0 = off.", \.adminPort),
+        .string("admin_bind", "Address the admin port listens on; empty = the --bind address.", \.adminBind),
         .string("requirepass", "Password clients must AUTH with; empty disables authentication.", \.requirepass),
         .string("aclfile", "ACL users file: loaded at start-up, by ACL LOAD, written by ACL SAVE.", \.aclfile),
         .int("maxmemory", 0...Int.max, "Memory limit in bytes (human sizes like 512mb, 4gb accepted); 0 = no limit.",
