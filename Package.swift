@@ -12,7 +12,8 @@ import PackageDescription
 /// `DamselflyPersistence` (RDB format) → `DamselflyCommands` (one command family per file) →
 /// `DamselflyServer` (connections, configuration, INFO) → the `damselfly` executable.
 /// `DamselflyJobs` (the Sidekiq-compatible runner) sits beside them on `DamselflyRESP`, with
-/// `CZlib` (libz) for Sidekiq's compressed `error_backtrace`.
+/// `CZlib` (libz) for Sidekiq's compressed `error_backtrace`. `CTLS` (OpenSSL over memory BIOs)
+/// gives `DamselflyServer` its TLS sessions; the loops keep doing the socket I/O.
 ///
 /// Release builds use plain `-O`, which keeps Swift's overflow, bounds and unwrap checks: a
 /// check that was missed on client input then stops the server with a trap instead of
@@ -56,6 +57,10 @@ let package = Package(
             linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("xxhash")]
         ),
         .target(
+            name: "CTLS",
+            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
+        ),
+        .target(
             name: "CLuaBridge",
             linkerSettings: [.linkedLibrary("lua5.1"), .linkedLibrary("dl")]
         ),
@@ -74,7 +79,7 @@ let package = Package(
         ),
         .target(
             name: "DamselflyServer",
-            dependencies: ["DamselflyCommands", "DamselflyACL", "DamselflyRESP", "DamselflyRuntime", "DamselflyTransactions", "DamselflyStorage", "DamselflyPersistence", "CDamselfly"],
+            dependencies: ["DamselflyCommands", "DamselflyACL", "DamselflyRESP", "DamselflyRuntime", "DamselflyTransactions", "DamselflyStorage", "DamselflyPersistence", "CDamselfly", "CTLS"],
             swiftSettings: strictSettings
         ),
         .target(name: "DamselflyACL", dependencies: ["DamselflyStorage"], swiftSettings: strictSettings),

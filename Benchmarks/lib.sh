@@ -97,10 +97,11 @@ start_redis() {
 }
 
 # wait_ping PORT NAME LOG [SECONDS] — waits for PONG; exits 1 with the log's tail otherwise.
+# LIB_CLI_ARGS (an array, e.g. redis-cli's --tls options) goes to redis-cli.
 wait_ping() {
   local port=$1 name=$2 log=$3 deadline=$((SECONDS + ${4:-10}))
   while ((SECONDS < deadline)); do
-    [[ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" == PONG ]] && return 0
+    [[ "$(redis-cli -h 127.0.0.1 -p "$port" ${LIB_CLI_ARGS[@]+"${LIB_CLI_ARGS[@]}"} ping 2>/dev/null)" == PONG ]] && return 0
     sleep 0.05
   done
   echo "error: $name did not answer PING on port $port; log:" >&2

@@ -6,8 +6,10 @@ set -euo pipefail
 # dpkg-dev and tcl: scripts/redis-suite.sh unpacks and runs Redis's own test suite.
 # prometheus: promtool checks the /metrics exposition (tests/e2e/test_metrics.py).
 # chromium, chromium-driver and selenium: the jobs dashboard's browser tests (tests/e2e/test_jobs_web.py).
+# libssl-dev: TLS (Sources/CTLS); openssl: the TLS tests make their certificates with it;
+# tcl-tls: scripts/redis-suite.sh with REDIS_SUITE_TLS=1 (runtest --tls).
 APT_PACKAGES=(liburing-dev libxxhash-dev liblua5.1-0-dev lua-cjson lua-bitop redis-server redis-tools ruby-sidekiq zlib1g-dev
-  dpkg-dev tcl prometheus chromium chromium-driver)
+  dpkg-dev tcl tcl-tls prometheus chromium chromium-driver libssl-dev openssl)
 PIP_PACKAGES=(redis hypothesis xxhash pytest selenium)
 
 SUDO=""

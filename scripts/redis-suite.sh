@@ -25,7 +25,9 @@
 # could not be obtained (no apt access); 2 usage or set-up errors.
 #
 # Env: DAMSELFLY_BIN (default .build/release/damselfly), DAMSELFLY_FLAGS (extra flags), REDIS_SUITE_ALLOW,
-# UNIT_CAP_S (default 120), REDIS_SUITE_CACHE (default .cache/redis-src).
+# UNIT_CAP_S (default 120), REDIS_SUITE_CACHE (default .cache/redis-src). REDIS_SUITE_TLS=1 runs the
+# units over TLS (runtest --tls, the suite's own certificates from its utils/gen-test-certs.sh;
+# the server's client port speaks TLS): a trial, not the floors' profile.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source Benchmarks/lib.sh
@@ -145,11 +147,26 @@ fi
 
 # MARK: - Running
 
-results="$CACHE/results-$against.tsv"   # unit passed failed status seconds
-failures="$CACHE/failures-$against.txt" # unit: failing test name (one line each)
+TLS_SERVER_FLAGS=()
+tls_suffix=""
+if [[ "${REDIS_SUITE_TLS:-0}" == 1 ]]; then
+  # A trial over TLS: its own results files; no floors, no docs, no Redis counts recorded.
+  tls_suffix=-tls
+  need_tools openssl
+fi
+results="$CACHE/results-$against$tls_suffix.tsv"   # unit passed failed status seconds
+failures="$CACHE/failures-$against$tls_suffix.txt" # unit: failing test name (one line each)
 if ((docs_only == 0)); then
 make_workdir
 SUITE=$(realpath "$CACHE/src")
+if [[ -n "$tls_suffix" ]]; then
+  TLS_DIR="$SUITE/tests/tls"
+  [[ -f "$TLS_DIR/server.crt" ]] || (cd "$SUITE" && ./utils/gen-test-certs.sh >/dev/null 2>&1)
+  TLS_SERVER_FLAGS=(--tls "--tls_cert_file=$TLS_DIR/server.crt" "--tls_key_file=$TLS_DIR/server.key"
+    "--tls_ca_cert_file=$TLS_DIR/ca.crt")
+  LIB_CLI_ARGS=(--tls --cacert "$TLS_DIR/ca.crt" --cert "$TLS_DIR/client.crt" --key "$TLS_DIR/client.key")
+  RUNTEST_FLAGS+=(--tls)
+fi
 : >"$results.new"
 : >"$failures.new"
 if ((${#only[@]})); then
@@ -170,7 +187,10 @@ run_unit() {
   log="$WORKDIR/server-${unit//\//_}.log"
   if [[ $against == damselfly ]]; then
     # shellcheck disable=SC2086 # DAMSELFLY_FLAGS is a list of flags
-    start_damselfly "$port" "$log" ${DAMSELFLY_FLAGS:-} ${UNIT_FLAGS[$unit]:-}
+    start_damselfly "$port" "$log" ${DAMSELFLY_FLAGS:-} ${UNIT_FLAGS[$unit]:-} ${TLS_SERVER_FLAGS[@]+"${TLS_SERVER_FLAGS[@]}"}
+  elif ((${#TLS_SERVER_FLAGS[@]})); then
+    start_redis "$port" "$log" --port 0 --tls-port "$port" --tls-cert-file "$TLS_DIR/server.crt" \
+      --tls-key-file "$TLS_DIR/server.key" --tls-ca-cert-file "$TLS_DIR/ca.crt"
   else
     start_redis "$port" "$log"
   fi
@@ -239,6 +259,8 @@ mv "$failures.new" "$failures"
 total=$((SECONDS - total_start))
 awk -F'\t' -v t="$total" '{p += $2; f += $3} END {printf "Redis suite total: %d of its tests passed here (%d did not), %d s; the gate is the floors below\n", p, f, t}' "$results"
 fi
+
+[[ -n "$tls_suffix" ]] && exit 0
 
 if [[ $against == redis ]]; then
   if ((${#only[@]} == 0)); then

@@ -63,6 +63,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     var replicaLink: ReplicaLink?
     /// Runs once when the connection closes (a replica leaving the stream).
     var onClose: (() -> Void)?
+    /// The TLS session of a client on a TLS port: what arrives is decrypted before
+    /// the parser sees it and replies are encrypted on their way out.
+    var tls: TLSSession?
 
     init(server: Server, loop: EventLoop, client: ClientState) {
         self.server = server
@@ -82,6 +85,26 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     // MARK: - SocketHandler
 
     func socketReceived(_ bytes: UnsafeRawBufferPointer) {
+        if let tls { return receiveTLS(bytes, tls) }
+        receivePlain(bytes)
+    }
+
+    /// Ciphertext in: the handshake's answers go straight back; the plaintext
+    /// goes on as any client's bytes. A failed session (no or a bad client
+    /// certificate, a protocol error, the peer's close_notify) closes the connection.
+    private func receiveTLS(_ bytes: UnsafeRawBufferPointer, _ tls: TLSSession) {
+        guard !isClosed else { return }
+        var plain: [UInt8] = []
+        let ok = tls.receive(bytes, into: &plain)
+        var cipher: [UInt8] = []
+        tls.takeCiphertext(into: &cipher)
+        if !cipher.isEmpty { loop.write(socket, &cipher) }
+        if tls.hasEarlyOutput && tls.isEstablished { flush() }
+        if !plain.isEmpty { plain.withUnsafeBytes { receivePlain($0) } }
+        if !ok { close() }
+    }
+
+    private func receivePlain(_ bytes: UnsafeRawBufferPointer) {
         counters.netInputBytes += bytes.count
         guard !isClosed else { return }
         if inputEnd - inputStart + bytes.count > server.limits.queryBufferLimit.load(ordering: .relaxed) {
@@ -350,7 +373,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// inline too (Sidekiq's scheduler on `schedule`, a producer filling one
     /// queue), while a client spreading its keys over shards never moves.
     private func migrationTarget(_ spec: CommandSpec) -> EventLoop? {
-        guard server.loops.count > 1, server.config.migrateConnections, !migrationRefused, !isClosed, client.multiQueue == nil, subscriptionCount == 0, !isMonitoring,
+        guard server.loops.count > 1, server.config.migrateConnections, !migrationRefused, !isClosed, client.multiQueue == nil, subscriptionCount == 0, !isMonitoring, tls == nil,
               client.watchToken == nil, client.authenticated, !waitingForReply,
               spec.acceptsArgumentCount(args.count), let keys = keyPositions(spec) else { return nil }
         let shardSet = server.engine.shardSet
@@ -651,7 +674,13 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private func writeOutput() {
         guard !output.isEmpty else { return }
         counters.netOutputBytes += output.buffer.count
-        loop.write(socket, &output.buffer)
+        if let tls {
+            var cipher: [UInt8] = []
+            guard tls.send(&output.buffer, into: &cipher) else { return close() }
+            if !cipher.isEmpty { loop.write(socket, &cipher) }
+        } else {
+            loop.write(socket, &output.buffer)
+        }
         // A parked command's reply that CLIENT REPLY drops starts after what just left.
         if droppedReplyStart != nil { droppedReplyStart = output.buffer.count }
         checkOutputLimit()

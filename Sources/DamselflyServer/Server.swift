@@ -33,6 +33,11 @@ public final class Server: @unchecked Sendable {
     private var threads: [pthread_t] = []
     private var listenFD: Int32 = -1
     private var adminListenFD: Int32 = -1
+    private var tlsListenFD: Int32 = -1
+    /// The TLS context when `--tls` or `--tls_port` is set (made before any port is bound).
+    private(set) var tlsContext: TLSContext?
+    /// The TLS port actually bound (0: none).
+    public private(set) var boundTLSPort = 0
     private var nextLoop = 0
     private var connectionsByLoop: [[ObjectIdentifier: Connection]]
     private let nextClientID = Atomic<Int>(0)
@@ -128,6 +133,7 @@ public final class Server: @unchecked Sendable {
             throw ServerError.load(error.description)
         }
         let journalFrom = snapshots.journalGeneration
+        if config.tls || config.tlsPort > 0 { tlsContext = try TLSContext(config) }
         let fd = dfly_listen_tcp(config.bind, Int32(config.port), 4096)
         guard fd >= 0 else { throw ServerError.listen(config.bind, config.port, String(cString: strerror(-fd))) }
         listenFD = fd
@@ -141,6 +147,18 @@ public final class Server: @unchecked Sendable {
                 throw ServerError.listen(bind, config.adminPort, String(cString: strerror(-adminFD)))
             }
             adminListenFD = adminFD
+        }
+        if config.tlsPort > 0 {
+            let tlsFD = dfly_listen_tcp(config.bind, Int32(config.tlsPort), 4096)
+            guard tlsFD >= 0 else {
+                Glibc.close(fd)
+                listenFD = -1
+                if adminListenFD >= 0 { Glibc.close(adminListenFD) }
+                adminListenFD = -1
+                throw ServerError.listen(config.bind, config.tlsPort, String(cString: strerror(-tlsFD)))
+            }
+            tlsListenFD = tlsFD
+            boundTLSPort = Int(dfly_socket_port(tlsFD))
         }
         for loop in loops {
             let cpu: Int? = config.pinThreads ? loop.index % Int(dfly_available_cpus()) : nil
@@ -193,9 +211,13 @@ public final class Server: @unchecked Sendable {
         }
         let acceptLoop = loops[0]
         acceptLoop.post { [self] in
-            acceptLoop.listen(fd: fd) { [self] clientFD in self.accepted(clientFD, admin: false) }
+            // `--tls` makes the client port TLS (Dragonfly's flag); `--tls_port` adds one (Redis's).
+            acceptLoop.listen(fd: fd) { [self] clientFD in self.accepted(clientFD, admin: false, tls: config.tls) }
             if adminListenFD >= 0 {
-                acceptLoop.listen(fd: adminListenFD) { [self] clientFD in self.accepted(clientFD, admin: true) }
+                acceptLoop.listen(fd: adminListenFD) { [self] clientFD in self.accepted(clientFD, admin: true, tls: false) }
+            }
+            if tlsListenFD >= 0 {
+                acceptLoop.listen(fd: tlsListenFD) { [self] clientFD in self.accepted(clientFD, admin: false, tls: true) }
             }
             acceptLoop.addPeriodicTimer(intervalMillis: 1000) { [self] in snapshots.checkRules(on: acceptLoop) }
         }
@@ -238,18 +260,19 @@ public final class Server: @unchecked Sendable {
     // MARK: - Connections
 
     /// On loop 0: hand the socket to the next loop in turn.
-    /// `admin`: accepted on `--admin_port`, whose clients `maxclients` does not turn away.
-    private func accepted(_ fd: Int32, admin: Bool) {
+    /// `admin`: accepted on `--admin_port`, whose clients `maxclients` does not turn away;
+    /// `tls`: the client speaks TLS.
+    private func accepted(_ fd: Int32, admin: Bool, tls: Bool) {
         let target = loops[nextLoop % loops.count]
         nextLoop += 1
         // Adopted at once when it stays on the accepting loop: a busy
         // script's hook accepts too (EventLoop.serveClientsWhileBusy) but
         // never runs the inbox, and the new client must get its BUSY.
-        if target.inLoopThread { return adopt(fd, on: target, admin: admin) }
-        target.post { [self] in adopt(fd, on: target, admin: admin) }
+        if target.inLoopThread { return adopt(fd, on: target, admin: admin, tls: tls) }
+        target.post { [self] in adopt(fd, on: target, admin: admin, tls: tls) }
     }
 
-    private func adopt(_ fd: Int32, on loop: EventLoop, admin: Bool) {
+    private func adopt(_ fd: Int32, on loop: EventLoop, admin: Bool, tls: Bool) {
         let counters = engine.loopCounters[loop.index]
         counters.connectionsReceived += 1
         var connected = 0
@@ -279,6 +302,13 @@ public final class Server: @unchecked Sendable {
         client.address = address
         client.localAddress = Self.socketName(fd, local: true)
         let connection = Connection(server: self, loop: loop, client: client)
+        if tls {
+            guard let context = tlsContext, let session = TLSSession(context) else {
+                Glibc.close(fd)
+                return
+            }
+            connection.tls = session
+        }
         connectionsByLoop[loop.index][ObjectIdentifier(connection)] = connection
         counters.connectedClients.add(1, ordering: .relaxed)
         connection.socket = loop.register(fd: fd, handler: connection)
@@ -419,16 +449,19 @@ public final class Server: @unchecked Sendable {
         snapshots.abandonInProgressSave()
         if listenFD >= 0 { Glibc.close(listenFD) }
         if adminListenFD >= 0 { Glibc.close(adminListenFD) }
+        if tlsListenFD >= 0 { Glibc.close(tlsListenFD) }
     }
 }
 
 public enum ServerError: Error, CustomStringConvertible {
     case listen(String, Int, String)
     case load(String)
+    case tls(String)
     public var description: String {
         switch self {
         case .listen(let host, let port, let reason): return "cannot listen on \(host):\(port): \(reason)"
         case .load(let reason): return "cannot load the snapshot, refusing to start on half a dataset: \(reason)"
+        case .tls(let reason): return "cannot set up TLS: \(reason)"
         }
     }
 }

@@ -201,6 +201,16 @@ public enum ConfigParameters {
             set: { config, text in config.requirepass = text; return nil }),
         intParameter("maxmemory", [], 0...Int.max, \.maxmemory, memory: true),
         immutable("databases", ["dbnum"], { String($0.dbnum) }),
+        // TLS is set up once at start-up (Redis reloads its context on CONFIG SET; not here).
+        immutable("tls-port", ["tls_port"], { String($0.tlsPort) }),
+        immutable("tls-cert-file", ["tls_cert_file"], { $0.tlsCertFile }),
+        immutable("tls-key-file", ["tls_key_file"], { $0.tlsKeyFile }),
+        immutable("tls-ca-cert-file", ["tls_ca_cert_file"], { $0.tlsCaCertFile }),
+        immutable("tls-ca-cert-dir", ["tls_ca_cert_dir"], { $0.tlsCaCertDir }),
+        immutable("tls-auth-clients", ["tls_auth_clients"], { $0.tlsAuthClients }),
+        immutable("tls-protocols", ["tls_protocols"], { $0.tlsProtocols }),
+        immutable("tls-ciphers", ["tls_ciphers"], { $0.tlsCiphers }),
+        immutable("tls-ciphersuites", ["tls_ciphersuites"], { $0.tlsCiphersuites }),
         immutable("enable-protected-configs", [], { $0.enableProtectedConfigs }),
         Parameter(
             name: "dir", aliases: [], get: { $0.dir },

@@ -14,6 +14,23 @@ public struct ServerConfig: Sendable, Equatable {
     public var adminPort: Int = 0
     /// --admin_bind: address the admin port listens on; empty = the `--bind` address.
     public var adminBind: String = ""
+    /// --tls: the client port speaks TLS (Dragonfly's flag).
+    public var tls: Bool = false
+    /// --tls_port: a TLS port beside the plain one (Redis's `tls-port`); 0 = none.
+    public var tlsPort: Int = 0
+    /// --tls_cert_file / --tls_key_file: the server's certificate (chain) and key, PEM.
+    public var tlsCertFile: String = ""
+    public var tlsKeyFile: String = ""
+    /// --tls_ca_cert_file / --tls_ca_cert_dir: CAs that client certificates are verified against.
+    public var tlsCaCertFile: String = ""
+    public var tlsCaCertDir: String = ""
+    /// --tls_auth_clients: yes (a client certificate is required, Redis's default), no, optional.
+    public var tlsAuthClients: String = "yes"
+    /// --tls_protocols: Redis's `tls-protocols` ("TLSv1.2 TLSv1.3"); empty = TLSv1.2 and later.
+    public var tlsProtocols: String = ""
+    /// --tls_ciphers (TLSv1.2 and below) / --tls_ciphersuites (TLSv1.3); empty = OpenSSL's defaults.
+    public var tlsCiphers: String = ""
+    public var tlsCiphersuites: String = ""
     /// --requirepass: password for AUTH; empty = no authentication.
     public var requirepass: String = ""
     /// --aclfile: where ACL LOAD / ACL SAVE read and write users (loaded at start-up).
@@ -311,6 +328,17 @@ struct ConfigFlagSpec: Sendable {
         .string("bind", "Address to listen on; 0.0.0.0 listens on every interface.", \.bind),
         .int("admin_port", 0...65535, "Admin port (RESP and HTTP /metrics, not counted against maxclients); 0 = off.", \.adminPort),
         .string("admin_bind", "Address the admin port listens on; empty = the --bind address.", \.adminBind),
+        .bool("tls", "The client port speaks TLS (needs tls_cert_file and tls_key_file).", \.tls),
+        .int("tls_port", 0...65535, "A TLS port beside the plain one (Redis's tls-port); 0 = none.", \.tlsPort),
+        .string("tls_cert_file", "Server certificate (chain), PEM.", \.tlsCertFile),
+        .string("tls_key_file", "Server private key, PEM.", \.tlsKeyFile),
+        .string("tls_ca_cert_file", "CA certificates (PEM) that client certificates are verified against.", \.tlsCaCertFile),
+        .string("tls_ca_cert_dir", "Directory of CA certificates (c_rehash layout) for client verification.", \.tlsCaCertDir),
+        .string("tls_auth_clients", "Client certificates: yes (required), no, or optional (verified when given).",
+                \.tlsAuthClients, choices: ["yes", "no", "optional"]),
+        .string("tls_protocols", "TLS versions allowed, e.g. \"TLSv1.2 TLSv1.3\"; empty = TLSv1.2 and later.", \.tlsProtocols),
+        .string("tls_ciphers", "OpenSSL cipher list for TLSv1.2 and below; empty = OpenSSL's default.", \.tlsCiphers),
+        .string("tls_ciphersuites", "OpenSSL ciphersuites for TLSv1.3; empty = OpenSSL's default.", \.tlsCiphersuites),
         .string("requirepass", "Password clients must AUTH with; empty disables authentication.", \.requirepass),
         .string("aclfile", "ACL users file: loaded at start-up, by ACL LOAD, written by ACL SAVE.", \.aclfile),
         .int("maxmemory", 0...Int.max, "Memory limit in bytes (human sizes like 512mb, 4gb accepted); 0 = no limit.",
