@@ -12,8 +12,9 @@ import PackageDescription
 /// `DamselflyPersistence` (RDB format) → `DamselflyCommands` (one command family per file) →
 /// `DamselflyServer` (connections, configuration, INFO) → the `damselfly` executable.
 /// `DamselflyJobs` (the Sidekiq-compatible runner) sits beside them on `DamselflyRESP`, with
-/// `CZlib` (libz) for Sidekiq's compressed `error_backtrace`. `CTLS` (OpenSSL over memory BIOs)
-/// gives `DamselflyServer` its TLS sessions; the loops keep doing the socket I/O.
+/// `CZlib` (libz) for Sidekiq's compressed `error_backtrace`. `DamselflyTLS` (on `CTLS`:
+/// OpenSSL over memory BIOs) gives the server and the jobs runner their TLS sessions; whoever
+/// owns the socket keeps doing its I/O.
 ///
 /// Release builds use plain `-O`, which keeps Swift's overflow, bounds and unwrap checks: a
 /// check that was missed on client input then stops the server with a trap instead of
@@ -65,6 +66,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("lua5.1"), .linkedLibrary("dl")]
         ),
         .target(name: "DamselflyRESP", swiftSettings: strictSettings),
+        .target(name: "DamselflyTLS", dependencies: ["CTLS"], swiftSettings: strictSettings),
         .target(name: "DamselflyStorage", dependencies: ["CDamselfly"], swiftSettings: strictSettings),
         .target(name: "DamselflyRuntime", dependencies: ["CDamselfly"], swiftSettings: strictSettings),
         .target(
@@ -79,7 +81,7 @@ let package = Package(
         ),
         .target(
             name: "DamselflyServer",
-            dependencies: ["DamselflyCommands", "DamselflyACL", "DamselflyRESP", "DamselflyRuntime", "DamselflyTransactions", "DamselflyStorage", "DamselflyPersistence", "CDamselfly", "CTLS"],
+            dependencies: ["DamselflyCommands", "DamselflyACL", "DamselflyRESP", "DamselflyRuntime", "DamselflyTransactions", "DamselflyStorage", "DamselflyPersistence", "CDamselfly", "DamselflyTLS"],
             swiftSettings: strictSettings
         ),
         .target(name: "DamselflyACL", dependencies: ["DamselflyStorage"], swiftSettings: strictSettings),
@@ -88,7 +90,7 @@ let package = Package(
         .target(
             name: "DamselflyJobs",
             dependencies: [
-                "DamselflyRESP", "CDamselfly", "CZlib",
+                "DamselflyRESP", "DamselflyTLS", "CDamselfly", "CZlib",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]

@@ -1,7 +1,9 @@
 #include "CTLS.h"
 
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +120,43 @@ fail:
     return NULL;
 }
 
+dfly_tls_ctx *dfly_tls_client_ctx_new(const char *ca_file, const char *ca_dir, const char *cert_file,
+                                      const char *key_file, int verify, char *error, size_t error_len) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) { copy_error(error, error_len, "cannot create the TLS context: "); return NULL; }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if ((ca_file && *ca_file) || (ca_dir && *ca_dir)) {
+        if (SSL_CTX_load_verify_locations(ctx, (ca_file && *ca_file) ? ca_file : NULL,
+                                          (ca_dir && *ca_dir) ? ca_dir : NULL) <= 0) {
+            copy_error(error, error_len, "cannot load the CA certificates: ");
+            goto fail;
+        }
+    } else if (verify && SSL_CTX_set_default_verify_paths(ctx) <= 0) {
+        copy_error(error, error_len, "cannot load the system's CA certificates: ");
+        goto fail;
+    }
+    if ((cert_file && *cert_file) != (key_file && *key_file)) {
+        snprintf(error, error_len, "a client certificate needs both its certificate and its key");
+        goto fail;
+    }
+    if (cert_file && *cert_file) {
+        if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) <= 0 ||
+            SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) <= 0 || !SSL_CTX_check_private_key(ctx)) {
+            copy_error(error, error_len, "cannot load the client certificate: ");
+            goto fail;
+        }
+    }
+    SSL_CTX_set_verify(ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    dfly_tls_ctx *out = malloc(sizeof *out);
+    if (!out) goto fail;
+    out->ctx = ctx;
+    return out;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
 void dfly_tls_ctx_free(dfly_tls_ctx *ctx) {
     if (!ctx) return;
     SSL_CTX_free(ctx->ctx);
@@ -141,6 +180,23 @@ dfly_tls *dfly_tls_new(dfly_tls_ctx *ctx) {
     BIO_set_mem_eof_return(tls->out, -1);
     SSL_set_bio(tls->ssl, tls->in, tls->out);
     SSL_set_accept_state(tls->ssl);
+    return tls;
+}
+
+dfly_tls *dfly_tls_new_client(dfly_tls_ctx *ctx, const char *host) {
+    dfly_tls *tls = dfly_tls_new(ctx);
+    if (!tls) return NULL;
+    SSL_set_connect_state(tls->ssl);
+    if (host && *host) {
+        unsigned char addr[16];
+        int is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+        if (is_ip) {
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(tls->ssl), host);
+        } else {
+            SSL_set_tlsext_host_name(tls->ssl, host);
+            SSL_set1_host(tls->ssl, host);
+        }
+    }
     return tls;
 }
 

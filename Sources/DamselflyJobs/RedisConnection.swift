@@ -1,9 +1,12 @@
 import CDamselfly
 import DamselflyRESP
+import DamselflyTLS
 import Glibc
 import Synchronization
 
-/// Where and how to connect: parsed from `redis://[user:password@]host:port[/db]`.
+/// Where and how to connect: parsed from `redis://[user:password@]host:port[/db]`, or
+/// `rediss://…` for TLS, with redis-py's query parameters for the certificates
+/// (`?ssl_ca_certs=ca.crt&ssl_certfile=client.crt&ssl_keyfile=client.key&ssl_cert_reqs=none`).
 public struct RedisConfig: Sendable, Equatable {
     public var host: String = "127.0.0.1"
     public var port: Int = 6379
@@ -12,13 +15,41 @@ public struct RedisConfig: Sendable, Equatable {
     public var password: String?
     /// Ask for RESP3 with `HELLO 3`; servers that refuse it are spoken to in RESP2.
     public var preferRESP3 = true
+    /// TLS (`rediss://`): the CA file that verifies the server (empty: the system's),
+    /// a client certificate and key (empty: none), and whether to verify at all.
+    public var tls = false
+    public var tlsCACertFile = ""
+    public var tlsCertFile = ""
+    public var tlsKeyFile = ""
+    public var tlsVerify = true
 
     public init() {}
 
     /// Parses a Redis URL; `nil` when it is not one.
     public init?(url: String) {
         var rest = Substring(url)
-        if rest.hasPrefix("redis://") { rest = rest.dropFirst(8) } else { return nil }
+        if rest.hasPrefix("redis://") {
+            rest = rest.dropFirst(8)
+        } else if rest.hasPrefix("rediss://") {
+            rest = rest.dropFirst(9)
+            tls = true
+        } else {
+            return nil
+        }
+        if let question = rest.firstIndex(of: "?") {
+            for pair in rest[rest.index(after: question)...].split(separator: "&") {
+                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2 else { return nil }
+                switch parts[0] {
+                case "ssl_ca_certs": tlsCACertFile = parts[1]
+                case "ssl_certfile": tlsCertFile = parts[1]
+                case "ssl_keyfile": tlsKeyFile = parts[1]
+                case "ssl_cert_reqs": tlsVerify = parts[1].lowercased() != "none"
+                default: return nil
+                }
+            }
+            rest = rest[..<question]
+        }
         if let at = rest.lastIndex(of: "@") {
             let credentials = rest[..<at]
             rest = rest[rest.index(after: at)...]
@@ -46,7 +77,7 @@ public struct RedisConfig: Sendable, Equatable {
         if !rest.isEmpty { host = String(rest) }
     }
 
-    public var url: String { "redis://\(host):\(port)/\(database)" }
+    public var url: String { "\(tls ? "rediss" : "redis")://\(host):\(port)/\(database)" }
 }
 
 /// What went wrong talking to the server.
@@ -91,6 +122,9 @@ public final class RedisConnection: @unchecked Sendable {
     /// 4% of a worker's profile).
     private var scratch = [UInt8](repeating: 0, count: 16 * 1024)
     private var decoder = RESPReplyDecoder()
+    /// The TLS session of a `rediss://` connection: `flush` encrypts, `fill` decrypts.
+    private var tls: TLSSession?
+    private var cipher: [UInt8] = []
 
     init(fd: Int32, reactor: IOReactor) {
         self.fd = fd
@@ -110,6 +144,7 @@ public final class RedisConnection: @unchecked Sendable {
     public static func connect(_ config: RedisConfig, reactor: IOReactor = .shared) async throws -> RedisConnection {
         let fd = try openSocket(host: config.host, port: config.port)
         let connection = RedisConnection(fd: fd, reactor: reactor)
+        if config.tls { try await connection.startTLS(config) }
         var authed = false
         if config.preferRESP3 {
             var hello = ["HELLO", "3"]
@@ -227,7 +262,40 @@ public final class RedisConnection: @unchecked Sendable {
     /// Marks the connection unusable (a caller gave up on it half-way through a reply).
     public func markBroken() { isBroken = true }
 
+    /// The client side of the TLS handshake, before the first command.
+    private func startTLS(_ config: RedisConfig) async throws {
+        let context: TLSContext
+        do {
+            context = try TLSContext(
+                clientWithCACertFile: config.tlsCACertFile, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile,
+                verify: config.tlsVerify)
+        } catch {
+            throw RedisError.connect("TLS: \(error.description)")
+        }
+        guard let session = TLSSession(client: context, host: config.host) else {
+            throw RedisError.connect("TLS: cannot create a session")
+        }
+        tls = session
+        var hello: [UInt8] = []
+        guard session.start(into: &hello) else { throw RedisError.connect("TLS handshake failed") }
+        try await sendRaw(hello)
+        while !session.isEstablished {
+            do {
+                try await fill()
+            } catch {
+                throw RedisError.connect("TLS handshake with \(config.host):\(config.port) failed (\(error))")
+            }
+        }
+    }
+
     private func flush() async throws {
+        guard let tls else { return try await sendRaw(output) }
+        cipher.removeAll(keepingCapacity: true)
+        guard tls.send(&output, into: &cipher) else { throw RedisError.protocolError("TLS session failed") }
+        try await sendRaw(cipher)
+    }
+
+    private func sendRaw(_ output: [UInt8]) async throws {
         var offset = 0
         while offset < output.count {
             let n = output.withUnsafeBytes { raw in
@@ -277,6 +345,20 @@ public final class RedisConnection: @unchecked Sendable {
         while true {
             let n = scratch.withUnsafeMutableBytes { raw in Glibc.recv(fd, raw.baseAddress!, raw.count, 0) }
             let err = errno
+            if n > 0, let tls {
+                let before = input.count
+                let handshaking = !tls.isEstablished
+                let ok = scratch.withUnsafeBytes { tls.receive(UnsafeRawBufferPointer(rebasing: $0[0..<n]), into: &input) }
+                cipher.removeAll(keepingCapacity: true)
+                tls.takeCiphertext(into: &cipher)  // handshake records, key updates
+                if !cipher.isEmpty { try await sendRaw(cipher) }
+                guard ok else { throw RedisError.protocolError("TLS session failed") }
+                // Back to the caller with plaintext, or with a handshake step taken
+                // (startTLS decides); an established session's partial record or
+                // session ticket alone needs more ciphertext.
+                if input.count > before || handshaking { return }
+                continue
+            }
             if n > 0 {
                 input.append(contentsOf: scratch[0..<n])
                 return

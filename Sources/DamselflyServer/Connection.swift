@@ -4,6 +4,7 @@ import DamselflyCommands
 import DamselflyRESP
 import DamselflyRuntime
 import DamselflyStorage
+import DamselflyTLS
 import Glibc
 
 /// One client connection, living on one loop: it parses what arrives,

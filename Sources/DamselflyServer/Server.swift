@@ -4,6 +4,7 @@ import DamselflyCommands
 import DamselflyRESP
 import DamselflyRuntime
 import DamselflyStorage
+import DamselflyTLS
 import DamselflyTransactions
 import Glibc
 import Synchronization
@@ -133,7 +134,17 @@ public final class Server: @unchecked Sendable {
             throw ServerError.load(error.description)
         }
         let journalFrom = snapshots.journalGeneration
-        if config.tls || config.tlsPort > 0 { tlsContext = try TLSContext(config) }
+        if config.tls || config.tlsPort > 0 {
+            do {
+                tlsContext = try TLSContext(
+                    certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caCertFile: config.tlsCaCertFile,
+                    caCertDir: config.tlsCaCertDir,
+                    authClients: TLSContext.ClientAuth(redisName: config.tlsAuthClients),
+                    protocols: config.tlsProtocols, ciphers: config.tlsCiphers, ciphersuites: config.tlsCiphersuites)
+            } catch {
+                throw ServerError.tls(error.description)
+            }
+        }
         let fd = dfly_listen_tcp(config.bind, Int32(config.port), 4096)
         guard fd >= 0 else { throw ServerError.listen(config.bind, config.port, String(cString: strerror(-fd))) }
         listenFD = fd
@@ -462,6 +473,17 @@ public enum ServerError: Error, CustomStringConvertible {
         case .listen(let host, let port, let reason): return "cannot listen on \(host):\(port): \(reason)"
         case .load(let reason): return "cannot load the snapshot, refusing to start on half a dataset: \(reason)"
         case .tls(let reason): return "cannot set up TLS: \(reason)"
+        }
+    }
+}
+
+extension TLSContext.ClientAuth {
+    /// Redis's `tls-auth-clients` words: yes (the default), no, optional.
+    init(redisName: String) {
+        switch redisName.lowercased() {
+        case "no": self = .no
+        case "optional": self = .optional
+        default: self = .yes
         }
     }
 }

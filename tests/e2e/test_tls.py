@@ -234,3 +234,29 @@ def redis_server_factory_tls(tmp_path):
     f = Factory(str(tmp_path))
     yield f.start_redis
     f.close()
+
+
+def test_the_job_runner_speaks_rediss(damselfly, certs, tmp_path):
+    """`damselfly-jobs` over `rediss://` (redis-py's query parameters name the CA and the
+    client certificate): jobs pushed and worked over TLS; without the client certificate
+    the server refuses the runner, as it refuses any client."""
+    from test_jobs_interop import JOBS_BIN, Proc, _jobs_bin_or_skip, wait_for
+
+    _jobs_bin_or_skip()
+    tls_port = free_port()
+    d = damselfly("--proactor_threads=2", f"--tls_port={tls_port}", *server_tls_flags(certs))
+    url = (f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={certs / 'ca.crt'}"
+           f"&ssl_certfile={certs / 'client.crt'}&ssl_keyfile={certs / 'client.key'}")
+    out = subprocess.run([JOBS_BIN, "push", "--url", url, "--class", "NoopJob", "--count", "25"],
+                         capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr.decode()
+    plain = d.client()
+    assert plain.llen("queue:default") == 25
+    w = Proc([JOBS_BIN, "work", "--url", url, "-q", "default"], str(tmp_path / "worker.log"))
+    try:
+        wait_for(lambda: plain.get("stat:processed") == b"25", 30, "25 jobs processed over TLS", [w])
+    finally:
+        w.stop()
+    refused = subprocess.run([JOBS_BIN, "stats", "--url", f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={certs / 'ca.crt'}"],
+                             capture_output=True, timeout=30)
+    assert refused.returncode != 0

@@ -21,8 +21,17 @@ dfly_tls_ctx *dfly_tls_ctx_new(const char *cert_file, const char *key_file, cons
                                char *error, size_t error_len);
 void dfly_tls_ctx_free(dfly_tls_ctx *ctx);
 
+/// A client context: `ca_file` / `ca_dir` verify the server (NULL or "" with
+/// `verify` 1: the system's CAs); `cert_file` and `key_file` (both or neither) are
+/// the client's certificate. `verify` 0 skips the server's verification.
+dfly_tls_ctx *dfly_tls_client_ctx_new(const char *ca_file, const char *ca_dir, const char *cert_file,
+                                      const char *key_file, int verify, char *error, size_t error_len);
+
 /// A server-side session on `ctx`.
 dfly_tls *dfly_tls_new(dfly_tls_ctx *ctx);
+/// A client-side session on a client context, for `host` (SNI, and the name or
+/// IP address the server's certificate must carry when verifying).
+dfly_tls *dfly_tls_new_client(dfly_tls_ctx *ctx, const char *host);
 void dfly_tls_free(dfly_tls *tls);
 
 /// Ciphertext that arrived from the peer.
