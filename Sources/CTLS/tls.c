@@ -48,14 +48,17 @@ static int protocol_range(const char *protocols, int *min, int *max) {
     return *min ? 0 : -1;
 }
 
-dfly_tls_ctx *dfly_tls_ctx_new(const char *cert_file, const char *key_file, const char *ca_file,
-                               const char *ca_dir, int auth_clients, const char *protocols,
-                               const char *ciphers, const char *ciphersuites,
-                               char *error, size_t error_len) {
+dfly_tls_ctx *dfly_tls_ctx_new(const char *cert_file, const char *key_file, const char *key_pass,
+                               const char *ca_file, const char *ca_dir, int auth_clients,
+                               const char *protocols, const char *ciphers, const char *ciphersuites,
+                               int prefer_server, char *error, size_t error_len) {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) { copy_error(error, error_len, "cannot create the TLS context: "); return NULL; }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION);
+    if (prefer_server) SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* OpenSSL copies nothing: the password must outlive the key's loading only. */
+    if (key_pass && *key_pass) SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)key_pass);
     /* Redis's defaults: no session cache across the server (tickets only). */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);

@@ -35,8 +35,10 @@ public final class Server: @unchecked Sendable {
     private var listenFD: Int32 = -1
     private var adminListenFD: Int32 = -1
     private var tlsListenFD: Int32 = -1
-    /// The TLS context when `--tls` or `--tls_port` is set (made before any port is bound).
-    private(set) var tlsContext: TLSContext?
+    /// The TLS context when `--tls` or `--tls_port` is set (made before any port is bound,
+    /// remade by CONFIG SET tls-*): read by the accepting loops for each new TLS client.
+    private let tlsContextBox = Mutex<TLSContext?>(nil)
+    var tlsEnabled: Bool { config.tls || config.tlsPort > 0 }
     /// The TLS port actually bound (0: none).
     public private(set) var boundTLSPort = 0
     private var nextLoop = 0
@@ -134,13 +136,10 @@ public final class Server: @unchecked Sendable {
             throw ServerError.load(error.description)
         }
         let journalFrom = snapshots.journalGeneration
-        if config.tls || config.tlsPort > 0 {
+        if tlsEnabled {
             do {
-                tlsContext = try TLSContext(
-                    certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caCertFile: config.tlsCaCertFile,
-                    caCertDir: config.tlsCaCertDir,
-                    authClients: TLSContext.ClientAuth(redisName: config.tlsAuthClients),
-                    protocols: config.tlsProtocols, ciphers: config.tlsCiphers, ciphersuites: config.tlsCiphersuites)
+                let context = try Self.makeTLSContext(config)
+                tlsContextBox.withLock { $0 = context }
             } catch {
                 throw ServerError.tls(error.description)
             }
@@ -314,7 +313,7 @@ public final class Server: @unchecked Sendable {
         client.localAddress = Self.socketName(fd, local: true)
         let connection = Connection(server: self, loop: loop, client: client)
         if tls {
-            guard let context = tlsContext, let session = TLSSession(context) else {
+            guard let context = tlsContextBox.withLock({ $0 }), let session = TLSSession(context) else {
                 Glibc.close(fd)
                 return
             }
@@ -474,6 +473,26 @@ public enum ServerError: Error, CustomStringConvertible {
         case .load(let reason): return "cannot load the snapshot, refusing to start on half a dataset: \(reason)"
         case .tls(let reason): return "cannot set up TLS: \(reason)"
         }
+    }
+}
+
+extension Server {
+    /// The server's TLS context for the `tls*` settings of `config`.
+    static func makeTLSContext(_ config: ServerConfig) throws(TLSSetupError) -> TLSContext {
+        try TLSContext(
+            certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, keyFilePass: config.tlsKeyFilePass,
+            caCertFile: config.tlsCaCertFile, caCertDir: config.tlsCaCertDir,
+            authClients: TLSContext.ClientAuth(redisName: config.tlsAuthClients), protocols: config.tlsProtocols,
+            ciphers: config.tlsCiphers, ciphersuites: config.tlsCiphersuites,
+            preferServerCiphers: config.tlsPreferServerCiphers)
+    }
+
+    /// CONFIG SET of a `tls-*` setting: new TLS clients get a context made from `config`;
+    /// connected ones keep their sessions. False (nothing changed) when it cannot be made.
+    func reloadTLS(_ config: ServerConfig) -> Bool {
+        guard tlsEnabled, let context = try? Self.makeTLSContext(config) else { return !tlsEnabled }
+        tlsContextBox.withLock { $0 = context }
+        return true
     }
 }
 

@@ -85,6 +85,13 @@ enum ServerFamily {
             let result: (String?, ServerConfig) = server.configState.withLock { config in
                 var updated = config
                 if let error = ConfigParameters.set(pairs, in: &updated, localClient: call.client.isLocal) { return (error, config) }
+                // A TLS setting takes effect by remaking the context; one that cannot be made
+                // (a missing file, an encrypted key without its passphrase) changes nothing.
+                if updated.tlsSettings != config.tlsSettings, !server.reloadTLS(updated),
+                   let name = pairs.first(where: { $0.0.lowercased().hasPrefix("tls") })?.0
+                {
+                    return (ConfigParameters.failure(name, "Unable to update TLS configuration. Check server logs."), config)
+                }
                 config = updated
                 return (nil, updated)
             }

@@ -21,13 +21,16 @@ public final class TLSContext: @unchecked Sendable {
 
     /// A server context.
     public init(
-        certFile: String, keyFile: String, caCertFile: String = "", caCertDir: String = "",
-        authClients: ClientAuth = .yes, protocols: String = "", ciphers: String = "", ciphersuites: String = ""
+        certFile: String, keyFile: String, keyFilePass: String = "", caCertFile: String = "", caCertDir: String = "",
+        authClients: ClientAuth = .yes, protocols: String = "", ciphers: String = "", ciphersuites: String = "",
+        preferServerCiphers: Bool = false
     ) throws(TLSSetupError) {
         var error = [CChar](repeating: 0, count: 512)
-        guard let raw = dfly_tls_ctx_new(
-            certFile, keyFile, caCertFile, caCertDir, authClients.rawValue, protocols, ciphers, ciphersuites,
-            &error, error.count)
+        guard let raw = keyFilePass.withCString({ pass in
+            dfly_tls_ctx_new(
+                certFile, keyFile, pass, caCertFile, caCertDir, authClients.rawValue, protocols, ciphers, ciphersuites,
+                preferServerCiphers ? 1 : 0, &error, error.count)
+        })
         else { throw TLSSetupError(description: Self.text(error)) }
         self.raw = raw
         self.isClient = false

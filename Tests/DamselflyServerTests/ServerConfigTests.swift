@@ -371,7 +371,8 @@ private func parseError(_ arguments: [String], env: [String: String] = [:]) -> C
 @Suite struct ServerConfigHelpTests {
     static let flagNames = [
         "port", "bind", "admin_port", "admin_bind", "tls", "tls_port", "tls_cert_file", "tls_key_file", "tls_ca_cert_file",
-        "tls_ca_cert_dir", "tls_auth_clients", "tls_protocols", "tls_ciphers", "tls_ciphersuites", "requirepass", "maxmemory", "dbnum", "proactor_threads", "num_shards", "force_epoll",
+        "tls_ca_cert_dir", "tls_auth_clients", "tls_protocols", "tls_ciphers", "tls_ciphersuites", "tls_key_file_pass",
+        "tls_prefer_server_ciphers", "requirepass", "maxmemory", "dbnum", "proactor_threads", "num_shards", "force_epoll",
         "lock_on_hashtags", "dir", "dbfilename", "enable_protected_configs", "protected_mode", "max_bulk_len", "max_multibulk_len", "maxclients", "timeout",
         "tcp_keepalive", "logtostdout", "loglevel", "singlehop_blocking", "shard_round_robin_prefix",
         "pin_threads", "flagfile", "slowlog_log_slower_than", "slowlog_max_len", "hz",

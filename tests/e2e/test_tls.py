@@ -260,3 +260,32 @@ def test_the_job_runner_speaks_rediss(damselfly, certs, tmp_path):
     refused = subprocess.run([JOBS_BIN, "stats", "--url", f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={certs / 'ca.crt'}"],
                              capture_output=True, timeout=30)
     assert refused.returncode != 0
+
+
+def test_config_set_remakes_the_tls_context(damselfly, certs, tmp_path):
+    """CONFIG SET tls-* applies to new TLS clients at once (Redis remakes its context the
+    same way); a setting the context cannot be made from changes nothing and answers Redis's
+    error (an encrypted key without its passphrase)."""
+    tls_port = free_port()
+    d = damselfly("--proactor_threads=2", f"--tls_port={tls_port}", *server_tls_flags(certs))
+    c = d.client()
+    assert not can_talk(tls_port, certs, None)
+    assert c.config_set("tls-auth-clients", "no")
+    assert can_talk(tls_port, certs, None)
+    assert c.config_set("tls-auth-clients", "optional") and can_talk(tls_port, certs, None)
+    assert not can_talk(tls_port, certs, "stranger")
+    assert c.config_set("tls-auth-clients", "yes") and not can_talk(tls_port, certs, None)
+    encrypted = tmp_path / "server.key.encrypted"
+    _openssl("rsa", "-in", str(certs / "server.key"), "-out", str(encrypted), "-aes256", "-passout", "pass:1234",
+             cwd=tmp_path)
+    with pytest.raises(redis.ResponseError) as e:
+        c.config_set("tls-key-file", str(encrypted))
+    # Redis 7.0's text (config.c, applyTlsCfg), as unit/tls expects it.
+    assert str(e.value) == ("CONFIG SET failed (possibly related to argument 'tls-key-file') - "
+                            "Unable to update TLS configuration. Check server logs.")
+    assert c.config_get("tls-key-file")["tls-key-file"] == str(certs / "server.key")
+    assert can_talk(tls_port, certs, "client")
+    assert c.config_set("tls-key-file-pass", "1234") and c.config_set("tls-key-file", str(encrypted))
+    assert can_talk(tls_port, certs, "client")
+    with pytest.raises(redis.ResponseError):
+        c.config_set("tls-auth-clients", "maybe")

@@ -15,10 +15,12 @@ typedef struct dfly_tls dfly_tls;
 /// `protocols`: Redis's `tls-protocols` ("TLSv1.2 TLSv1.3"; NULL or "" = OpenSSL's
 /// defaults from TLSv1.2 on). NULL or "" leaves ca / ciphers / ciphersuites unset.
 /// Returns NULL with a message in `error` on failure.
-dfly_tls_ctx *dfly_tls_ctx_new(const char *cert_file, const char *key_file, const char *ca_file,
-                               const char *ca_dir, int auth_clients, const char *protocols,
-                               const char *ciphers, const char *ciphersuites,
-                               char *error, size_t error_len);
+/// `key_pass` decrypts an encrypted key file (NULL or "": none); `prefer_server`
+/// picks the server's cipher order (Redis's `tls-prefer-server-ciphers`).
+dfly_tls_ctx *dfly_tls_ctx_new(const char *cert_file, const char *key_file, const char *key_pass,
+                               const char *ca_file, const char *ca_dir, int auth_clients,
+                               const char *protocols, const char *ciphers, const char *ciphersuites,
+                               int prefer_server, char *error, size_t error_len);
 void dfly_tls_ctx_free(dfly_tls_ctx *ctx);
 
 /// A client context: `ca_file` / `ca_dir` verify the server (NULL or "" with

@@ -174,6 +174,25 @@ public enum ConfigParameters {
             })
     }
 
+    /// A TLS setting held as text (`tls-ciphers` → `tls_ciphers`); `choices` as Redis's enum check.
+    static func tlsParameter(
+        _ name: String, _ keyPath: WritableKeyPath<ServerConfig, String> & Sendable, choices: [String]? = nil
+    ) -> Parameter {
+        Parameter(
+            name: name, aliases: [String(name.map { $0 == "-" ? "_" : $0 })], get: { $0[keyPath: keyPath] },
+            set: { config, text in
+                if let choices {
+                    guard choices.contains(text.lowercased()) else {
+                        return "argument(s) must be one of the following: " + choices.joined(separator: ", ")
+                    }
+                    config[keyPath: keyPath] = text.lowercased()
+                } else {
+                    config[keyPath: keyPath] = text
+                }
+                return nil
+            })
+    }
+
     static func immutable(_ name: String, _ aliases: [String], _ get: @escaping @Sendable (ServerConfig) -> String) -> Parameter {
         Parameter(name: name, aliases: aliases, get: get, set: nil)
     }
@@ -201,16 +220,33 @@ public enum ConfigParameters {
             set: { config, text in config.requirepass = text; return nil }),
         intParameter("maxmemory", [], 0...Int.max, \.maxmemory, memory: true),
         immutable("databases", ["dbnum"], { String($0.dbnum) }),
-        // TLS is set up once at start-up (Redis reloads its context on CONFIG SET; not here).
-        immutable("tls-port", ["tls_port"], { String($0.tlsPort) }),
-        immutable("tls-cert-file", ["tls_cert_file"], { $0.tlsCertFile }),
-        immutable("tls-key-file", ["tls_key_file"], { $0.tlsKeyFile }),
-        immutable("tls-ca-cert-file", ["tls_ca_cert_file"], { $0.tlsCaCertFile }),
-        immutable("tls-ca-cert-dir", ["tls_ca_cert_dir"], { $0.tlsCaCertDir }),
-        immutable("tls-auth-clients", ["tls_auth_clients"], { $0.tlsAuthClients }),
-        immutable("tls-protocols", ["tls_protocols"], { $0.tlsProtocols }),
-        immutable("tls-ciphers", ["tls_ciphers"], { $0.tlsCiphers }),
-        immutable("tls-ciphersuites", ["tls_ciphersuites"], { $0.tlsCiphersuites }),
+        // TLS: the port is fixed as the client port is; the rest rebuilds the context for new
+        // connections after CONFIG SET (ServerFamily.config), as Redis does.
+        Parameter(
+            name: "tls-port", aliases: ["tls_port"], get: { String($0.tlsPort) },
+            set: { config, text in
+                Int(text) == config.tlsPort ? nil : "changing the TLS port at runtime is not supported; restart with --tls_port"
+            }),
+        tlsParameter("tls-cert-file", \.tlsCertFile),
+        tlsParameter("tls-key-file", \.tlsKeyFile),
+        tlsParameter("tls-key-file-pass", \.tlsKeyFilePass),
+        tlsParameter("tls-ca-cert-file", \.tlsCaCertFile),
+        tlsParameter("tls-ca-cert-dir", \.tlsCaCertDir),
+        tlsParameter("tls-auth-clients", \.tlsAuthClients, choices: ["no", "yes", "optional"]),
+        tlsParameter("tls-protocols", \.tlsProtocols),
+        tlsParameter("tls-ciphers", \.tlsCiphers),
+        tlsParameter("tls-ciphersuites", \.tlsCiphersuites),
+        Parameter(
+            name: "tls-prefer-server-ciphers", aliases: ["tls_prefer_server_ciphers"],
+            get: { $0.tlsPreferServerCiphers ? "yes" : "no" },
+            set: { config, text in
+                switch text.lowercased() {
+                case "yes": config.tlsPreferServerCiphers = true
+                case "no": config.tlsPreferServerCiphers = false
+                default: return "argument must be 'yes' or 'no'"
+                }
+                return nil
+            }),
         immutable("enable-protected-configs", [], { $0.enableProtectedConfigs }),
         Parameter(
             name: "dir", aliases: [], get: { $0.dir },

@@ -21,6 +21,8 @@ public struct ServerConfig: Sendable, Equatable {
     /// --tls_cert_file / --tls_key_file: the server's certificate (chain) and key, PEM.
     public var tlsCertFile: String = ""
     public var tlsKeyFile: String = ""
+    /// --tls_key_file_pass: the key file's passphrase, when it is encrypted.
+    public var tlsKeyFilePass: String = ""
     /// --tls_ca_cert_file / --tls_ca_cert_dir: CAs that client certificates are verified against.
     public var tlsCaCertFile: String = ""
     public var tlsCaCertDir: String = ""
@@ -31,6 +33,13 @@ public struct ServerConfig: Sendable, Equatable {
     /// --tls_ciphers (TLSv1.2 and below) / --tls_ciphersuites (TLSv1.3); empty = OpenSSL's defaults.
     public var tlsCiphers: String = ""
     public var tlsCiphersuites: String = ""
+    /// --tls_prefer_server_ciphers: the server's cipher order wins (Redis's default: the client's).
+    public var tlsPreferServerCiphers: Bool = false
+    /// Every setting the TLS context is made from (CONFIG SET remakes it when one changes).
+    var tlsSettings: [String] {
+        [tlsCertFile, tlsKeyFile, tlsKeyFilePass, tlsCaCertFile, tlsCaCertDir, tlsAuthClients, tlsProtocols, tlsCiphers,
+         tlsCiphersuites, String(tlsPreferServerCiphers)]
+    }
     /// --requirepass: password for AUTH; empty = no authentication.
     public var requirepass: String = ""
     /// --aclfile: where ACL LOAD / ACL SAVE read and write users (loaded at start-up).
@@ -332,6 +341,7 @@ struct ConfigFlagSpec: Sendable {
         .int("tls_port", 0...65535, "A TLS port beside the plain one (Redis's tls-port); 0 = none.", \.tlsPort),
         .string("tls_cert_file", "Server certificate (chain), PEM.", \.tlsCertFile),
         .string("tls_key_file", "Server private key, PEM.", \.tlsKeyFile),
+        .string("tls_key_file_pass", "Passphrase of an encrypted tls_key_file.", \.tlsKeyFilePass),
         .string("tls_ca_cert_file", "CA certificates (PEM) that client certificates are verified against.", \.tlsCaCertFile),
         .string("tls_ca_cert_dir", "Directory of CA certificates (c_rehash layout) for client verification.", \.tlsCaCertDir),
         .string("tls_auth_clients", "Client certificates: yes (required), no, or optional (verified when given).",
@@ -339,6 +349,7 @@ struct ConfigFlagSpec: Sendable {
         .string("tls_protocols", "TLS versions allowed, e.g. \"TLSv1.2 TLSv1.3\"; empty = TLSv1.2 and later.", \.tlsProtocols),
         .string("tls_ciphers", "OpenSSL cipher list for TLSv1.2 and below; empty = OpenSSL's default.", \.tlsCiphers),
         .string("tls_ciphersuites", "OpenSSL ciphersuites for TLSv1.3; empty = OpenSSL's default.", \.tlsCiphersuites),
+        .bool("tls_prefer_server_ciphers", "Pick the server's cipher order rather than the client's.", \.tlsPreferServerCiphers),
         .string("requirepass", "Password clients must AUTH with; empty disables authentication.", \.requirepass),
         .string("aclfile", "ACL users file: loaded at start-up, by ACL LOAD, written by ACL SAVE.", \.aclfile),
         .int("maxmemory", 0...Int.max, "Memory limit in bytes (human sizes like 512mb, 4gb accepted); 0 = no limit.",
