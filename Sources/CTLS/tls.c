@@ -248,6 +248,10 @@ int dfly_tls_write(dfly_tls *tls, const void *data, size_t len) {
     return fail_with(tls, n);
 }
 
+size_t dfly_tls_readable(dfly_tls *tls) {
+    return BIO_ctrl_pending(tls->in) + (size_t)SSL_pending(tls->ssl);
+}
+
 size_t dfly_tls_pending(dfly_tls *tls) {
     return BIO_ctrl_pending(tls->out);
 }

@@ -105,10 +105,16 @@ public final class TLSSession {
     private func readPlain(into plain: inout [UInt8]) -> Bool {
         let record = 16 * 1024  // TLS's largest record
         while true {
+            // Plaintext never exceeds what is buffered, so room for that much is enough (a
+            // small request costs a small copy, not a 16 KiB one), and once nothing is
+            // buffered an established session has nothing to give: no extra SSL_read.
+            let buffered = dfly_tls_readable(raw)
+            if buffered == 0 && isEstablished { return true }
+            let room = buffered > 0 ? min(record, buffered) : 64
             let start = plain.count
-            plain.append(contentsOf: repeatElement(0, count: record))
-            let n = plain.withUnsafeMutableBytes { dfly_tls_read(raw, $0.baseAddress! + start, record) }
-            plain.removeLast(record - max(0, Int(n)))
+            plain.append(contentsOf: repeatElement(0, count: room))
+            let n = plain.withUnsafeMutableBytes { dfly_tls_read(raw, $0.baseAddress! + start, room) }
+            plain.removeLast(room - max(0, Int(n)))
             if n <= 0 { return n == 0 }
         }
     }
@@ -117,6 +123,22 @@ public final class TLSSession {
     /// whatever the session has to send (handshake records included).
     /// False once the session has failed.
     public func send(_ plain: inout [UInt8], into cipher: inout [UInt8]) -> Bool {
+        if early.isEmpty && isEstablished {
+            // The usual case: encrypt straight from the caller's buffer.
+            var sent = 0
+            while sent < plain.count {
+                let n = plain.withUnsafeBytes { dfly_tls_write(raw, $0.baseAddress! + sent, $0.count - sent) }
+                if n < 0 { return false }
+                if n == 0 {  // a renegotiation in progress: the rest waits for it
+                    early.append(contentsOf: plain[sent...])
+                    break
+                }
+                sent += Int(n)
+            }
+            plain.removeAll(keepingCapacity: true)
+            takeCiphertext(into: &cipher)
+            return true
+        }
         if !plain.isEmpty {
             early.append(contentsOf: plain)
             plain.removeAll(keepingCapacity: true)

@@ -44,6 +44,9 @@ int dfly_tls_read(dfly_tls *tls, void *buf, size_t cap);
 /// Plaintext to send: the bytes taken (all of them once the handshake is
 /// done), 0 = not yet (handshake still running), -1 = failed.
 int dfly_tls_write(dfly_tls *tls, const void *data, size_t len);
+/// An upper bound on the plaintext `dfly_tls_read` can return now: the
+/// decrypted bytes OpenSSL holds plus the ciphertext fed and not yet read.
+size_t dfly_tls_readable(dfly_tls *tls);
 /// Ciphertext waiting to go to the peer, and taking it.
 size_t dfly_tls_pending(dfly_tls *tls);
 size_t dfly_tls_take(dfly_tls *tls, void *buf, size_t cap);
