@@ -11,6 +11,8 @@ final class EpollDriver {
     private var sockets = SocketTable()
     private var listenFD: Int32 = -1
     private var onAccept: ((Int32) -> Void)?
+    /// Opened by ``listen(fd:onAccept:)``: only the accepting loop holds one.
+    private var acceptReserve: AcceptReserve?
     private let scratch = UnsafeMutableRawPointer.allocate(byteCount: 64 * 1024, alignment: 64)
     private let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: 256)
     private static let wakeToken: UInt64 = UInt64.max
@@ -28,6 +30,7 @@ final class EpollDriver {
     func listen(fd: Int32, onAccept: @escaping (Int32) -> Void) {
         listenFD = fd
         self.onAccept = onAccept
+        acceptReserve = AcceptReserve()
         let flags = fcntl(fd, F_GETFL, 0)
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
         var ev = epoll_event()
@@ -193,7 +196,10 @@ final class EpollDriver {
     private func acceptAll() {
         while listenFD >= 0 {
             let fd = dfly_accept(listenFD)
-            if fd < 0 { return }
+            if fd < 0 {
+                if acceptReserve?.shed(listenFD: listenFD, error: errno) == true { continue }
+                return
+            }
             if let onAccept { onAccept(fd) } else { Glibc.close(fd) }
         }
     }
