@@ -1,15 +1,17 @@
 import CDamselfly
 import Glibc
 
-/// One descriptor held in reserve for the accepting loop.
+/// One descriptor held in reserve for the accepting loop (epoll).
 ///
 /// A process that runs out of descriptors (EMFILE / ENFILE: more clients than
 /// `ulimit -n` allows) cannot accept, so the pending connection stays in the
 /// backlog: under epoll the listening socket is ready again at once and the
-/// loop spins, under io_uring the failed accept is re-armed and fails again,
-/// and the client waits for ever. With a spare descriptor the loop frees it,
-/// takes that connection, sends Redis's maxclients text, closes it and opens
-/// the spare again: the backlog drains and every client gets an answer.
+/// loop spins while the client waits for ever. With a spare descriptor the
+/// loop frees it, takes that connection, sends Redis's maxclients text,
+/// closes it and opens the spare again: the backlog drains and every client
+/// gets an answer. Not used by the io_uring driver: there a failed multishot
+/// accept re-armed at once spun once the backlog was drained (measured), so
+/// it still leaves such clients in the backlog (docs/reliability.md).
 struct AcceptReserve {
     private var spare: Int32 = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
     private static let refusal = Array("-ERR max number of clients reached\r\n".utf8)

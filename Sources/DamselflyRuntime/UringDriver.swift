@@ -24,8 +24,6 @@ final class UringDriver {
     private var sockets = SocketTable()
     private var listenFD: Int32 = -1
     private var onAccept: ((Int32) -> Void)?
-    /// Opened by ``listen(fd:onAccept:)``: only the accepting loop holds one.
-    private var acceptReserve: AcceptReserve?
     private let completions = UnsafeMutablePointer<dfly_cqe>.allocate(capacity: 256)
     /// Setup flags actually in force, for INFO/debugging.
     let setupFlags: UInt32
@@ -111,7 +109,6 @@ final class UringDriver {
     func listen(fd: Int32, onAccept: @escaping (Int32) -> Void) {
         listenFD = fd
         self.onAccept = onAccept
-        acceptReserve = AcceptReserve()
         armAccept()
     }
 
@@ -325,8 +322,6 @@ final class UringDriver {
         case .accept:
             if res >= 0 {
                 if let onAccept { onAccept(res) } else { Glibc.close(res) }
-            } else {
-                _ = acceptReserve?.shed(listenFD: listenFD, error: -res)
             }
             if flags & UInt32(DFLY_CQE_F_MORE) == 0, listenFD >= 0 { armAccept() }
         case .receive:
