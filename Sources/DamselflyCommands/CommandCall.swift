@@ -213,16 +213,30 @@ public struct CommandCall {
         shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, operation, done: { reply in sink.complete(reply) })
     }
 
+    /// What a client gets when the transaction watchdog abandons its command
+    /// (`--tx_schedule_timeout_ms`): nothing of it ran.
+    public static let abandonedError =
+        "ERR command timed out waiting for keys locked by another transaction (tx_schedule_timeout_ms)"
+
+    /// Lets the watchdog abandon `transaction` (nothing of it ran yet) with
+    /// ``abandonedError`` as this command's reply.
+    public func abandonable(_ transaction: Transaction) -> Transaction {
+        let sink = self.sink
+        transaction.label = spec.name
+        transaction.onAbandon = { sink.complete(.error(Self.abandonedError)) }
+        return transaction
+    }
+
     /// A transaction over the shards of `byShard`, locking each shard's keys.
     func multiShardTransaction(_ keys: [KeyRef], _ byShard: [Int: [Int]], mode: LockMode) -> Transaction {
         let database = client.database
-        return Transaction(
+        return abandonable(Transaction(
             shardSet: shardSet, loop: loop,
             locksByShard: byShard.sorted { $0.key < $1.key }.map { shard, positions in
                 (shard, ShardLockSet(
                     fingerprints: positions.map { lockFingerprint(keyHash: keys[$0].hash, database: database) },
                     mode: mode))
-            })
+            }))
     }
 
     /// The positions (into `keys`) of the keys each shard owns.
@@ -271,12 +285,15 @@ public struct CommandCall {
             })
             return
         }
-        let transaction = Transaction(globalOn: shardSet, loop: loop)
+        let transaction = abandonable(Transaction(globalOn: shardSet, loop: loop))
         transaction.schedule {
             transaction.execute(conclude: false, { shard in
                 shard.suspendServing()
                 shard.lend(to: borrower)
                 return 0
+            }, undo: { shard in
+                shard.takeBack()
+                shard.resumeServing()
             }, done: { _ in
                 let result = body()
                 transaction.execute(conclude: true, { shard in

@@ -49,7 +49,7 @@ extension GenericFamily {
             call.shardSet.broadcast(from: call.loop, step, done: { _ in call.reply(.ok) })
             return
         }
-        let transaction = Transaction(globalOn: call.shardSet, loop: call.loop)
+        let transaction = call.abandonable(Transaction(globalOn: call.shardSet, loop: call.loop))
         transaction.schedule {
             txid = transaction.txid
             transaction.execute(conclude: true, step, done: { _ in call.reply(.ok) })

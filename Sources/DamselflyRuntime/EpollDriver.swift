@@ -9,9 +9,11 @@ final class EpollDriver {
     private let epollFD: Int32
     private let wakeFD: Int32
     private var sockets = SocketTable()
-    /// Listening sockets (the client port, `--admin_port`); listener i is
+    /// Listening sockets (the client port, `--admin_port`, `--tls_port`); listener i is
     /// registered under token `listenToken - i`. A stopped one keeps its place with fd -1.
     private var listeners: [(fd: Int32, onAccept: (Int32) -> Void)] = []
+    /// Opened by ``listen(fd:onAccept:)``: only the accepting loop holds one.
+    private var acceptReserve: AcceptReserve?
     private let scratch = UnsafeMutableRawPointer.allocate(byteCount: 64 * 1024, alignment: 64)
     private let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: 256)
     private static let wakeToken: UInt64 = UInt64.max
@@ -28,6 +30,7 @@ final class EpollDriver {
 
     func listen(fd: Int32, onAccept: @escaping (Int32) -> Void) {
         listeners.append((fd, onAccept))
+        if acceptReserve == nil { acceptReserve = AcceptReserve() }
         let flags = fcntl(fd, F_GETFL, 0)
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
         var ev = epoll_event()
@@ -192,7 +195,10 @@ final class EpollDriver {
     private func acceptAll(_ index: Int) {
         while listeners[index].fd >= 0 {
             let fd = dfly_accept(listeners[index].fd)
-            if fd < 0 { return }
+            if fd < 0 {
+                if acceptReserve?.shed(listenFD: listeners[index].fd, error: errno) == true { continue }
+                return
+            }
             listeners[index].onAccept(fd)
         }
     }

@@ -230,7 +230,7 @@ enum InfoReport {
                 }
                 section("Keyspace", lines)
             case "transaction":
-                var global = 0, normal = 0, ooo = 0, quick = 0, inline = 0, cancels = 0
+                var global = 0, normal = 0, ooo = 0, quick = 0, inline = 0, cancels = 0, timeouts = 0, stuck = 0
                 var widths = [Int](repeating: 0, count: shardSet.count)
                 for s in shardSet.stats {
                     global += s.global.load(ordering: .relaxed)
@@ -239,6 +239,8 @@ enum InfoReport {
                     quick += s.quick.load(ordering: .relaxed)
                     inline += s.inline.load(ordering: .relaxed)
                     cancels += s.scheduleCancels.load(ordering: .relaxed)
+                    timeouts += s.scheduleTimeouts.load(ordering: .relaxed)
+                    stuck += s.stuck.load(ordering: .relaxed)
                     for w in 1...shardSet.count { widths[w - 1] += s.widthCount(w) }
                 }
                 let queued = shardSet.shards.reduce(0) { $0 + $1.queueLength.load(ordering: .relaxed) }
@@ -247,6 +249,8 @@ enum InfoReport {
                     ("tx_type_cnt", "global=\(global),normal=\(normal),ooo=\(ooo),quick=\(quick),inline=\(inline)"),
                     ("tx_width_freq", widths.enumerated().map { "w\($0.offset + 1)=\($0.element)" }.joined(separator: ",")),
                     ("tx_schedule_cancel_total", String(cancels)),
+                    ("tx_schedule_timeout_total", String(timeouts)),
+                    ("tx_stuck_total", String(stuck)),
                     ("tx_queue_len", String(queued)),
                     ("eval_io_coordination_total", String(scriptCounters.ioCoordination.load(ordering: .relaxed))),
                     ("eval_shardlocal_coordination_total",

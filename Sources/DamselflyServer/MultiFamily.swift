@@ -148,6 +148,11 @@ enum MultiFamily {
             shardSet: shardSet, loop: call.loop,
             locksByShard: byShard.map { ($0.key, ShardLockSet(fingerprints: $0.value, mode: .exclusive)) },
             global: global)
+        transaction.label = "exec"
+        transaction.onAbandon = {
+            unwatch(client, shardSet: shardSet)
+            call.reply(.error(CommandCall.abandonedError))
+        }
         transaction.schedule {
             // Reach the head of every queue first; from then on nothing else
             // runs on these keys until the transaction concludes.
@@ -163,7 +168,7 @@ enum MultiFamily {
                     if gone { token?.dirty.store(true, ordering: .releasing) }
                 }
                 return 0
-            }, done: { _ in
+            }, undo: { shard in shard.resumeServing() }, done: { _ in
                 let release: () -> Void = {
                     transaction.execute(conclude: true, { shard in shard.resumeServing(); shard.publishStats(); return 0 }, done: { _ in })
                 }

@@ -219,6 +219,11 @@ public final class Server: @unchecked Sendable {
                 loop.addPeriodicTimer(intervalMillis: 1000) { self?.closeIdleConnections(on: loop) }
             }
         }
+        let logFD: Int32 = config.logtostdout ? 1 : 2
+        engine.shardSet.startWatchdog(timeoutMillis: config.txScheduleTimeoutMs) { line in
+            let text = line + "\n"
+            _ = text.withCString { Glibc.write(logFD, $0, strlen($0)) }
+        }
         let acceptLoop = loops[0]
         acceptLoop.post { [self] in
             // `--tls` makes the client port TLS (Dragonfly's flag); `--tls_port` adds one (Redis's).

@@ -184,6 +184,7 @@ public final class Shard: @unchecked Sendable {
     /// refused elsewhere) and releases its locks.
     func cancel(_ entry: ShardTransaction) {
         assertOnShard()
+        entry.coordinator = nil
         guard let position = queue.firstIndex(where: { $0 === entry }) else { return }
         queue.remove(at: position)
         release(entry)
@@ -196,10 +197,12 @@ public final class Shard: @unchecked Sendable {
     }
 
     /// Hands a scheduled transaction its next step and runs whatever can run.
-    func arm(_ entry: ShardTransaction, outOfOrder: Bool, conclude: Bool, _ step: @escaping (Shard) -> Void) {
+    func arm(_ entry: ShardTransaction, outOfOrder: Bool, conclude: Bool, undo: ((Shard) -> Void)? = nil,
+             _ step: @escaping (Shard) -> Void) {
         assertOnShard()
         entry.outOfOrder = outOfOrder && entry.lockGranted
         entry.pendingStep = step
+        entry.pendingUndo = undo
         entry.concludeAfterStep = conclude
         poll()
     }
@@ -246,6 +249,7 @@ public final class Shard: @unchecked Sendable {
 
     private func runStep(_ entry: ShardTransaction, _ step: (Shard) -> Void) {
         entry.pendingStep = nil
+        entry.noteStepRuns()
         if entry.txid > committedTxid { committedTxid = entry.txid }
         // Replication: a coordinated transaction's writes here, from its first
         // step to its conclusion (EXEC's hops and a lent script's writes
@@ -264,6 +268,7 @@ public final class Shard: @unchecked Sendable {
                 queue.remove(at: position)
             }
             release(entry)
+            entry.coordinator = nil
             queueLength.store(queue.count, ordering: .relaxed)
         }
         afterOperation()
@@ -287,6 +292,34 @@ final class ShardTransaction: @unchecked Sendable {
     let participants: Int
     /// Replication's unit was opened here (see ``Shard/runStep``).
     var unitOpened = false
+
+    // The watchdog's view (Shard+Watchdog.swift); all nil / zero when it is off.
+    /// The coordinating transaction, while the watchdog is on and this entry is
+    /// queued here (cleared at its conclusion or cancellation: no cycle outlives it).
+    var coordinator: Transaction?
+    /// How to take back the armed step if the transaction is abandoned (nil:
+    /// the step cannot be taken back once it ran).
+    var pendingUndo: ((Shard) -> Void)?
+    /// What takes back the reversible steps that ran here.
+    var undo: ((Shard) -> Void)?
+    /// A step that ran here and cannot be taken back: no abort from then on.
+    var ranIrreversibly = false
+    /// Sweeps that found this entry armed and still waiting for its turn.
+    var waitedSweeps = 0
+    /// A step held back while the coordinator decides whether to abandon it.
+    var withheldStep: ((Shard) -> Void)?
+
+    @inline(__always)
+    func noteStepRuns() {
+        if let pendingUndo {
+            let earlier = undo
+            undo = earlier.map { first in { shard in pendingUndo(shard); first(shard) } } ?? pendingUndo
+            self.pendingUndo = nil
+        } else {
+            ranIrreversibly = true
+        }
+        waitedSweeps = 0
+    }
 
     init(txid: UInt64, locks: ShardLockSet, isGlobal: Bool, participants: Int = 0) {
         self.txid = txid

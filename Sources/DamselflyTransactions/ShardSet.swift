@@ -18,6 +18,10 @@ public final class ShardSet: Sendable {
     public let stats: [TransactionStats]
     /// Set once replication starts: no out-of-order transactions from then on.
     public let inOrderOnly = Atomic<Bool>(false)
+    /// Set by ``startWatchdog(timeoutMillis:log:)``: coordinated transactions
+    /// are then reachable from their shards' entries (Shard+Watchdog.swift).
+    public let watchdogOn = Atomic<Bool>(false)
+    let watchdog = Mutex<Watchdog?>(nil)
 
     public init(loops: [EventLoop], shardCount: Int, databaseCount: Int, lockOnHashtags: Bool, roundRobinPrefix: String = "") {
         precondition(shardCount >= 1 && shardCount <= loops.count)

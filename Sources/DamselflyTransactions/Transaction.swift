@@ -14,6 +14,13 @@ import DamselflyStorage
 ///    transaction can take several steps (RENAME across shards reads on one
 ///    shard, then writes on another) while keeping its locks. The last step
 ///    concludes it: locks are released and the queues move on.
+/// 3. The watchdog (`--tx_schedule_timeout_ms`, Shard+Watchdog.swift): a
+///    transaction armed with a step that still waits for its turn on some
+///    shard after the bound is abandoned, if its owner gave ``onAbandon`` and
+///    nothing of it that cannot be taken back has run on any shard (a step
+///    given an `undo` can be taken back); its locks are released everywhere
+///    and ``onAbandon`` answers its client. Otherwise it is only logged and
+///    counted (`tx_stuck_total`) and keeps waiting.
 ///
 /// All methods are called on the coordinating loop.
 public final class Transaction {
@@ -26,6 +33,18 @@ public final class Transaction {
     private let isGlobal: Bool
     private var outOfOrder = false
     public private(set) var txid: UInt64 = 0
+    /// What the watchdog's log line calls this transaction (the command's name).
+    public var label = ""
+    /// Answers the client when the watchdog abandons this transaction (nil:
+    /// it is never abandoned, only reported). None of the pending `done`
+    /// callbacks run afterwards.
+    public var onAbandon: (() -> Void)?
+    private var watchdogBusy = false
+    private var reportedStuck = false
+    private var abandoned = false
+    /// Steps whose results all came back; the watchdog abandons nothing that
+    /// moved on while it asked the shards (see ``watchdogFired()``).
+    private var stepsDone = 0
 
     /// A transaction over `locksByShard` (shard index → its keys).
     public init(shardSet: ShardSet, loop: EventLoop, locksByShard: [(shard: Int, locks: ShardLockSet)]) {
@@ -68,6 +87,9 @@ public final class Transaction {
         txid = shardSet.takeTxid()
         entries = zip(participants, lockSets).map { _, locks in
             ShardTransaction(txid: txid, locks: locks, isGlobal: isGlobal, participants: participants.count)
+        }
+        if shardSet.watchdogOn.load(ordering: .relaxed) {
+            for entry in entries { entry.coordinator = self }
         }
         let gather = Gather<(Bool, Bool)>(count: participants.count) { [self] outcomes in
             if outcomes.allSatisfy({ $0.0 }) {
@@ -115,25 +137,96 @@ public final class Transaction {
 
     /// Runs `step` on every participant (in parallel); `done` gets the
     /// results in participant order. With `conclude`, the transaction ends.
-    public func execute<R>(conclude: Bool, _ step: @escaping (Shard) -> R, done: @escaping ([R]) -> Void) {
-        let gather = Gather<R>(count: participants.count, done: done)
+    /// `undo` (a step that does not conclude) takes the step back on a shard
+    /// where it ran if the watchdog abandons the transaction; without it, a
+    /// step that ran anywhere rules the abandonment out.
+    public func execute<R>(conclude: Bool, _ step: @escaping (Shard) -> R, undo: ((Shard) -> Void)? = nil,
+                           done: @escaping ([R]) -> Void) {
+        let undo = conclude ? nil : undo
+        let gather = Gather<R>(count: participants.count) { [self] results in
+            // Abandoned meanwhile: a last result (held back by whenDurable)
+            // may still complete the step; it was taken back everywhere.
+            guard !abandoned else { return }
+            stepsDone &+= 1
+            done(results)
+        }
         let loop = self.loop
         for (i, shardIndex) in participants.enumerated() {
             let shard = shardSet.shards[shardIndex]
             let entry = entries[i]
             let ooo = outOfOrder
             if shard.loop === loop {
-                shard.arm(entry, outOfOrder: ooo, conclude: conclude) { shard in
+                shard.arm(entry, outOfOrder: ooo, conclude: conclude, undo: undo) { shard in
                     let result = step(shard)
                     // Deliver after the shard finished its bookkeeping.
                     loop.defer_ { gather.deliver(i, result) }
                 }
             } else {
                 shard.loop.post {
-                    shard.arm(entry, outOfOrder: ooo, conclude: conclude) { shard in
+                    shard.arm(entry, outOfOrder: ooo, conclude: conclude, undo: undo) { shard in
                         let result = step(shard)
                         shard.loop.whenDurable { loop.post { gather.deliver(i, result) } }
                     }
+                }
+            }
+        }
+    }
+
+    /// A shard reported this transaction waiting past the watchdog's bound.
+    /// Every participant holds the step back and says whether anything that
+    /// cannot be taken back ran there; then the transaction is abandoned
+    /// everywhere, or the steps are given back and it is only reported.
+    /// While the coordinator waits for these answers it arms nothing new (it
+    /// is itself waiting for the step). A shard may still run its step (one
+    /// that can be taken back) just before the question reaches it; if that
+    /// completed the step everywhere, its results reach this loop before the
+    /// answers do, `stepsDone` moves, and nothing is abandoned.
+    func watchdogFired() {
+        guard !watchdogBusy, !abandoned, !entries.isEmpty else { return }
+        watchdogBusy = true
+        let stats = shardSet.stats[loop.index]
+        let entries = self.entries
+        let stepsBefore = stepsDone
+        let gather = Gather<Bool>(count: participants.count) { [self] safe in
+            watchdogBusy = false
+            let shardList = participants.map(String.init).joined(separator: ",")
+            let movedOn = stepsDone != stepsBefore
+            if let onAbandon, !movedOn, safe.allSatisfy({ $0 }) {
+                abandoned = true
+                self.onAbandon = nil
+                for (i, shardIndex) in participants.enumerated() {
+                    let entry = entries[i]
+                    post(to: shardSet.shards[shardIndex]) { shard in shard.abandon(entry) }
+                }
+                stats.scheduleTimeouts.add(1, ordering: .relaxed)
+                shardSet.watchdogLog(
+                    "damselfly: transaction \(txid) (\(label.isEmpty ? "?" : label)) waited past tx_schedule_timeout_ms "
+                        + "for shards \(shardList): abandoned, locks released")
+                onAbandon()
+                return
+            }
+            for (i, shardIndex) in participants.enumerated() where safe[i] {
+                let entry = entries[i]
+                post(to: shardSet.shards[shardIndex]) { shard in shard.restore(entry) }
+            }
+            if !reportedStuck && !movedOn {
+                reportedStuck = true
+                stats.stuck.add(1, ordering: .relaxed)
+                shardSet.watchdogLog(
+                    "damselfly: transaction \(txid) (\(label.isEmpty ? "?" : label)) waited past tx_schedule_timeout_ms "
+                        + "for shards \(shardList) and cannot be abandoned (part of it already ran); still waiting")
+            }
+        }
+        let loop = self.loop
+        for (i, shardIndex) in participants.enumerated() {
+            let shard = shardSet.shards[shardIndex]
+            let entry = entries[i]
+            if shard.loop === loop {
+                gather.deliver(i, shard.withhold(entry))
+            } else {
+                shard.loop.post {
+                    let safe = shard.withhold(entry)
+                    loop.post { gather.deliver(i, safe) }
                 }
             }
         }

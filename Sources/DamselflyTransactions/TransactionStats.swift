@@ -18,6 +18,10 @@ public final class TransactionStats: @unchecked Sendable {
     public let inline = Atomic<Int>(0)
     /// Schedules refused by a shard (an older id arrived after a newer one ran); retried.
     public let scheduleCancels = Atomic<Int>(0)
+    /// Transactions the watchdog abandoned (waited past `--tx_schedule_timeout_ms`).
+    public let scheduleTimeouts = Atomic<Int>(0)
+    /// Transactions that waited past the bound but could not be abandoned.
+    public let stuck = Atomic<Int>(0)
     /// How many shards each id-taking transaction touched: index w-1.
     private let widths: UnsafeMutablePointer<Atomic<Int>>
     public let maxWidth: Int
@@ -50,6 +54,8 @@ public final class TransactionStats: @unchecked Sendable {
         quick.store(0, ordering: .relaxed)
         inline.store(0, ordering: .relaxed)
         scheduleCancels.store(0, ordering: .relaxed)
+        scheduleTimeouts.store(0, ordering: .relaxed)
+        stuck.store(0, ordering: .relaxed)
         for i in 0..<maxWidth { widths[i].store(0, ordering: .relaxed) }
     }
 }

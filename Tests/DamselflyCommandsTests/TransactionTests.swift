@@ -1,5 +1,6 @@
 import DamselflyRuntime
-import DamselflyTransactions
+import DamselflyStorage
+@testable import DamselflyTransactions
 import Glibc
 import Synchronization
 import Testing
@@ -273,6 +274,121 @@ import Testing
         #expect(total.widths.reduce(0, +) == total.normal + total.ooo + total.global, "\(total)")
         #expect(keyed.value > 100)
         for shard in h.shardSet.shards { #expect(shard.queueLength.load(ordering: .relaxed) == 0) }
+    }
+
+    // MARK: - Watchdog (--tx_schedule_timeout_ms)
+
+    /// A transaction started on loop 0 that takes `locksByShard` (every shard
+    /// whole when nil), runs a first step and then holds its locks until
+    /// `release` is called: the holder that never lets go.
+    final class Holder: @unchecked Sendable {
+        // Invariant: `transaction` is only touched on loop 0's thread.
+        private var transaction: Transaction?
+        let holding = Atomic<Bool>(false)
+        let released = Atomic<Bool>(false)
+        let h: CommandHarness
+
+        init(_ h: CommandHarness, locksByShard: [(shard: Int, locks: ShardLockSet)]?) {
+            self.h = h
+            let loop = h.loops[0]
+            loop.post { [self] in
+                let t = locksByShard.map { Transaction(shardSet: h.shardSet, loop: loop, locksByShard: $0) }
+                    ?? Transaction(globalOn: h.shardSet, loop: loop)
+                transaction = t
+                t.schedule {
+                    t.execute(conclude: false, { _ in 0 }, done: { [self] _ in holding.store(true, ordering: .releasing) })
+                }
+            }
+            #expect(TransactionTests.waitUntil { holding.load(ordering: .acquiring) })
+        }
+
+        func release() {
+            h.loops[0].post { [self] in
+                transaction?.execute(conclude: true, { _ in 0 }, done: { [self] _ in released.store(true, ordering: .releasing) })
+            }
+            #expect(TransactionTests.waitUntil { released.load(ordering: .acquiring) })
+        }
+    }
+
+    static func waitUntil(seconds: Double = 5, _ condition: () -> Bool) -> Bool {
+        let deadline = Clock.monotonicNanos() + UInt64(seconds * 1e9)
+        while !condition() {
+            if Clock.monotonicNanos() > deadline { return false }
+            usleep(1_000)
+        }
+        return true
+    }
+
+    func watchdogCounts(_ h: CommandHarness) -> (timeouts: Int, stuck: Int) {
+        h.shardSet.stats.reduce((0, 0)) {
+            ($0.0 + $1.scheduleTimeouts.load(ordering: .relaxed), $0.1 + $1.stuck.load(ordering: .relaxed))
+        }
+    }
+
+    func queueLengths(_ h: CommandHarness) -> [Int] {
+        h.shardSet.shards.map { $0.queueLength.load(ordering: .relaxed) }
+    }
+
+    @Test func watchdogAbandonsATransactionThatCannotGetItsTurn() {
+        let h = CommandHarness()
+        let log = Shared<[String]>([])
+        h.shardSet.startWatchdog(timeoutMillis: 100) { line in log.withLock { $0.append(line) } }
+        let (a, b) = (h.key(onShard: 1), h.key(onShard: 2))
+        h.run(["set", a, "before"])
+        // Every shard is held by a transaction that never concludes.
+        let holder = Holder(h, locksByShard: nil)
+        #expect(queueLengths(h) == [1, 1, 1, 1])
+
+        // A multi-shard write queued behind it on shards 1 and 2: nothing of
+        // it can run, so it is abandoned with the error and its locks go.
+        let started = Clock.monotonicNanos()
+        #expect(h.run(["mset", a, "x", b, "y"], on: 3) == .error(CommandCall.abandonedError))
+        let waited = Double(Clock.monotonicNanos() - started) / 1e9
+        #expect(waited >= 0.09 && waited < 2, "abandoned after \(waited) s")
+        #expect(TransactionTests.waitUntil { queueLengths(h) == [1, 1, 1, 1] }, "\(queueLengths(h))")
+        // A global transaction (FLUSHALL) behind it: the same.
+        #expect(h.run(["flushall"], on: 2) == .error(CommandCall.abandonedError))
+        #expect(TransactionTests.waitUntil { queueLengths(h) == [1, 1, 1, 1] }, "\(queueLengths(h))")
+        #expect(watchdogCounts(h) == (2, 0))
+        #expect(h.shardSet.stats[3].scheduleTimeouts.load(ordering: .relaxed) == 1)
+        let lines = log.withLock { $0 }
+        #expect(lines.count == 2)
+        #expect(lines.first?.contains("(mset)") == true && lines.first?.contains("shards 1,2:") == true, "\(lines)")
+        #expect(lines.last?.contains("(flushall)") == true && lines.last?.contains("shards 0,1,2,3:") == true, "\(lines)")
+
+        // Once the holder lets go nothing of the abandoned ones is left: no
+        // lock, no queued entry, no write; the same commands now run.
+        holder.release()
+        #expect(TransactionTests.waitUntil { queueLengths(h) == [0, 0, 0, 0] }, "\(queueLengths(h))")
+        for shard in h.shardSet.shards { #expect(shard.locks.isEmpty, "shard \(shard.index) still locked") }
+        #expect(h.run(["mget", a, b]) == .array([.bulk("before"), .null]))
+        #expect(h.run(["mset", a, "x", b, "y"], on: 3) == .ok)
+        #expect(h.run(["mget", a, b]) == .array([.bulk("x"), .bulk("y")]))
+        #expect(watchdogCounts(h) == (2, 0))
+    }
+
+    @Test func watchdogOnlyReportsATransactionThatAlreadyRanSomewhere() {
+        let h = CommandHarness()
+        let log = Shared<[String]>([])
+        h.shardSet.startWatchdog(timeoutMillis: 100) { line in log.withLock { $0.append(line) } }
+        let (a, b) = (h.key(onShard: 1), h.key(onShard: 2))
+        let fingerprint = Array(b.utf8).withUnsafeBytes { lockFingerprint(keyHash: KeyHash.hash($0), database: 0) }
+        // Only shard 2's key is held: MSET's write on shard 1 runs at once,
+        // so abandoning it would leave half a command behind.
+        let holder = Holder(h, locksByShard: [(2, ShardLockSet(fingerprints: [fingerprint], mode: .exclusive))])
+        let reply = h.start(["mset", a, "x", b, "y"].map { Array($0.utf8) }, on: 3)
+        #expect(TransactionTests.waitUntil { watchdogCounts(h).stuck == 1 }, "\(watchdogCounts(h))")
+        #expect(reply.take() == nil)
+        #expect(log.withLock { $0.first?.contains("cannot be abandoned") } == true)
+        // Reported once, however long it waits.
+        usleep(300_000)
+        #expect(watchdogCounts(h) == (0, 1))
+        holder.release()
+        #expect(TransactionTests.waitUntil { reply.take() != nil })
+        #expect(reply.take().map(RV.init) == .ok)
+        #expect(h.run(["mget", a, b]) == .array([.bulk("x"), .bulk("y")]))
+        #expect(TransactionTests.waitUntil { queueLengths(h) == [0, 0, 0, 0] }, "\(queueLengths(h))")
+        #expect(log.withLock { $0.count } == 1)
     }
 }
 

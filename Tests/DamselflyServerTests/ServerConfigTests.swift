@@ -375,6 +375,7 @@ private func parseError(_ arguments: [String], env: [String: String] = [:]) -> C
         "tls_prefer_server_ciphers", "requirepass", "maxmemory", "dbnum", "proactor_threads", "num_shards", "force_epoll",
         "lock_on_hashtags", "dir", "dbfilename", "enable_protected_configs", "protected_mode", "max_bulk_len", "max_multibulk_len", "maxclients", "timeout",
         "tcp_keepalive", "logtostdout", "loglevel", "singlehop_blocking", "shard_round_robin_prefix",
+        "tx_schedule_timeout_ms",
         "pin_threads", "flagfile", "slowlog_log_slower_than", "slowlog_max_len", "hz",
         "save", "appendonly", "appendfsync", "appendfilename", "poll_before_sleep_us", "migrate_connections",
         "lua_time_limit", "default_lua_flags", "client_query_buffer_limit", "client_output_buffer_limit",

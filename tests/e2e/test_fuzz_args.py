@@ -6,6 +6,7 @@ Seeded and time-bounded: ``FUZZ_SEED`` (default: 1 under CI, else random; printe
 fuzz_known_differences.py for the accepted differences.
 """
 
+import collections
 import os
 import random
 import sys
@@ -36,12 +37,20 @@ def test_fuzz_arguments_against_redis(damselfly, redis_server):
     unexplained = {}
     explained = {}
     calls = 0
+    # The last calls, named when a server stops answering outside call_both (a reply
+    # still owed to an earlier call shows up as a timeout in the next pool reset).
+    recent = collections.deque(maxlen=5)
     deadline = time.monotonic() + seconds
     try:
         while time.monotonic() < deadline:
-            fz.reset_pool(dconn)
-            fz.reset_pool(rconn)
+            try:
+                fz.reset_pool(dconn)
+                fz.reset_pool(rconn)
+            except (TimeoutError, OSError) as e:
+                raise AssertionError(f"pool reset failed ({e!r}; seed {seed}) after "
+                                     f"{[fz.short(c) for c in recent]}") from e
             cmd = gen.call()
+            recent.append(cmd)
             calls += 1
             if fz.redis_would_stall(cmd):
                 dfly, _ = fz.call_both(dconn, None, cmd)

@@ -113,6 +113,9 @@ public struct ServerConfig: Sendable, Equatable {
     public var loglevel: String = "notice"
     /// --singlehop_blocking: run blocking commands in a single hop when possible.
     public var singlehopBlocking: Bool = true
+    /// --tx_schedule_timeout_ms: a transaction still waiting for its turn on a shard after
+    /// this long is abandoned (if nothing of it ran) or reported; 0 = no watchdog.
+    public var txScheduleTimeoutMs: Int = 30000
     /// --shard_round_robin_prefix: keys with this prefix are spread round-robin over shards.
     public var shardRoundRobinPrefix: String = ""
     /// --pin_threads: pin thread i to CPU i.
@@ -391,6 +394,9 @@ struct ConfigFlagSpec: Sendable {
         .string("loglevel", "Log verbosity: debug, verbose, notice or warning.", \.loglevel,
                 choices: ServerConfig.logLevels),
         .bool("singlehop_blocking", "Run blocking commands in a single hop when the keys allow it.", \.singlehopBlocking),
+        .int("tx_schedule_timeout_ms", 0...Int(Int32.max),
+             "Abandon a multi-shard transaction still waiting for other transactions' locks after this many milliseconds (its client gets an error; if part of it already ran it is only logged); 0 = never.",
+             \.txScheduleTimeoutMs),
         .string("shard_round_robin_prefix", "Keys starting with this prefix are spread round-robin over shards; empty = off.",
                 \.shardRoundRobinPrefix),
         .bool("pin_threads", "Pin thread i to CPU i.", \.pinThreads),
