@@ -5,8 +5,9 @@
 #   scripts/test.sh -k differential # extra arguments go to pytest
 #
 # Env: DAMSELFLY_BIN overrides the binary the e2e tests start (default: the
-# freshly built .build/release/damselfly). SKIP_BUILD=1 / SKIP_UNIT=1 /
-# SKIP_REDIS_SUITE=1 skip steps. The last step runs Redis's own test suite
+# freshly built .build/release/damselfly). SKIP_BUILD=1 / SKIP_UNIT=1 / SKIP_FUZZ=1 /
+# SKIP_REDIS_SUITE=1 skip steps; FUZZ_SECONDS sets the libFuzzer run's length (60). The
+# libFuzzer and Redis-suite steps run only without extra arguments. The last step runs Redis's own test suite
 # (scripts/redis-suite.sh) and fails on a unit below its floor; when the suite
 # cannot be obtained (no apt access) it is skipped with a warning, except in CI
 # (CI=1), where that is an error.
@@ -26,6 +27,12 @@ fi
 if [[ "${SKIP_UNIT:-0}" != 1 ]]; then
   step "swift test (unit tests)"
   swift test
+fi
+
+# Bounded libFuzzer run of the RESP parser and reply decoder; a finding fails the script.
+if [[ "${SKIP_FUZZ:-0}" != 1 && $# -eq 0 ]]; then
+  step "libFuzzer: RESP parser and reply decoder, ${FUZZ_SECONDS:-60} s (scripts/fuzz-resp.sh)"
+  scripts/fuzz-resp.sh "${FUZZ_SECONDS:-60}"
 fi
 
 export DAMSELFLY_BIN="${DAMSELFLY_BIN:-.build/release/damselfly}"

@@ -142,11 +142,15 @@ public struct RESPParser: Sendable {
                 position = r + 2
                 bulkLength = length
             }
-            let needed = position + bulkLength + 2
-            if needed > end {
-                wanted = needed - end
+            // Compared without forming `position + bulkLength + 2` first: proto-max-bulk-len
+            // may be configured up to Int.max, and that sum would overflow (a trap).
+            let available = end - position
+            if bulkLength > available - 2 {
+                // Saturated, so that callers can add their buffer size to it.
+                wanted = Swift.min(bulkLength - available, Int.max / 2) + 2
                 return .needMoreData
             }
+            let needed = position + bulkLength + 2
             args.appendEntry(start: position, count: bulkLength)
             argsSoFar += 1
             position = needed

@@ -125,7 +125,8 @@ struct RESPLineReader {
     @inlinable
     mutating func payload(_ length: Int, at element: Int) throws(RESPDecodeError) -> UnsafeRawBufferPointer? {
         guard length >= 0 else { throw RESPDecodeError("bad length", offset: element) }
-        guard end - position >= length + 2 else { return nil }
+        // Not `length + 2`: a hostile length near Int.max would overflow (a trap).
+        guard length <= end - position - 2 else { return nil }
         guard byte(position + length) == 0x0D && byte(position + length + 1) == 0x0A else {
             throw RESPDecodeError("payload not followed by CRLF", offset: element)
         }
@@ -183,7 +184,9 @@ public func RESPSkipReply(_ buffer: UnsafeRawBufferPointer) throws(RESPDecodeErr
         guard let (_, line) = try reader.line() else { return nil }
         let pairs = try reader.number(line, at: element)
         guard pairs >= 0 else { throw RESPDecodeError("bad attribute length", offset: element) }
-        guard try RESPSkipValues(&reader, count: 2 * pairs) else { return nil }
+        var values = 0
+        guard RESPAddPending(&values, pairs, times: 2, minus: 0),
+              try RESPSkipValues(&reader, count: values) else { return nil }
         if reader.position >= reader.end { return nil }
     }
     let type = reader.byte(reader.position)
@@ -214,21 +217,33 @@ func RESPSkipValues(_ reader: inout RESPLineReader, count: Int) throws(RESPDecod
                 pending -= 1
             } else {
                 guard n >= 0 else { throw RESPDecodeError("bad aggregate length", offset: element) }
-                pending += n - 1
+                guard RESPAddPending(&pending, n, times: 1, minus: 1) else { return false }
             }
         case UInt8(ascii: "%"):
             let n = try reader.number(line, at: element)
             guard n >= 0 else { throw RESPDecodeError("bad map length", offset: element) }
-            pending += 2 * n - 1
+            guard RESPAddPending(&pending, n, times: 2, minus: 1) else { return false }
         case UInt8(ascii: "|"):
             // An attribute's pairs come before the value it annotates, which is still pending.
             let n = try reader.number(line, at: element)
             guard n >= 0 else { throw RESPDecodeError("bad attribute length", offset: element) }
-            pending += 2 * n
+            guard RESPAddPending(&pending, n, times: 2, minus: 0) else { return false }
         default:
             throw RESPDecodeError("unknown reply type byte \(type)", offset: element)
         }
     }
+    return true
+}
+
+/// `pending += times * n - minus`, or false when that overflows: hostile lengths near Int.max
+/// must not trap. More than Int.max values cannot fit in any buffer, so the caller reports the
+/// reply as incomplete, as the decoder does when it runs out of elements.
+@inlinable
+func RESPAddPending(_ pending: inout Int, _ n: Int, times: Int, minus: Int) -> Bool {
+    let (product, o1) = n.multipliedReportingOverflow(by: times)
+    let (sum, o2) = pending.addingReportingOverflow(product &- minus)
+    if o1 || o2 { return false }
+    pending = sum
     return true
 }
 

@@ -254,6 +254,23 @@ func firstError(_ input: [UInt8], parser: RESPParser = RESPParser()) -> String? 
         #expect(parser.bytesWanted == 99)
     }
 
+    /// Found by the libFuzzer target (Fuzz/RESPParser): with proto-max-bulk-len at Int.max
+    /// (CONFIG SET allows it), a bulk of Int.max bytes made `position + length + 2` overflow,
+    /// a trap that stopped the server. Now it waits for the bytes, and the amount it reports
+    /// wanting is saturated so the connection can add its buffer size to it.
+    @Test func bulkLengthNearIntMaxWaitsInsteadOfTrapping() {
+        for length in [Int.max, Int.max - 1, Int.max - 2, Int.max / 2] {
+            var parser = RESPParser(maxBulkLength: .max, maxMultibulkLength: .max)
+            let args = CommandArguments()
+            let input = bytes("*1\r\n$\(length)\r\nab")
+            input.withUnsafeBytes { raw in
+                #expect(parser.parse(raw, into: args) == .needMoreData)
+            }
+            #expect(parser.bytesWanted >= Int.max / 2 && parser.bytesWanted <= Int.max / 2 + 2)
+            #expect(parser.bytesWanted + input.count > 0)
+        }
+    }
+
     /// Work stays linear however small the chunks: resumed calls never rescan earlier bytes.
     @Test func linearWorkForLargeBulkInSmallChunks() {
         let payload = [UInt8](repeating: 0x0D, count: 300_000)  // full of '\r' on purpose
