@@ -403,6 +403,7 @@ public final class Database {
     /// the table keeps load at least 1/8 so few probes are needed). Expired picks are deleted and
     /// another is tried; nil when no live key remains.
     public func randomEntry(nowMs: Int64) -> EntryIndex? {
+        var heldPicks = 0
         while liveCount > 0 {
             var head: Int32
             repeat {
@@ -421,6 +422,13 @@ public final class Database {
                 skip -= 1
             }
             if entries[Int(index)].expireAt <= nowMs {
+                if let expiryHold, expiryHold.isHeld(nowMs: nowMs) {
+                    // CLIENT PAUSE: nothing is deleted, so a table of expired keys must not
+                    // spin; after a few expired picks it reports none.
+                    heldPicks += 1
+                    if heldPicks >= 100 { return nil }
+                    continue
+                }
                 expire(at: index)
                 continue
             }
