@@ -4,371 +4,371 @@ extension ACLCommandTable {
     /// Every Redis 7.0 command and subcommand (Sentinel's aside), a container before its
     /// subcommands, in name order: 366 entries. Categories are bits of ``ACLCategory``.
     static let generated: [ACLCommandEntry] = [
-        ACLCommandEntry("acl", arity: -2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("acl|cat", arity: -2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("acl|deluser", arity: -3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("acl|dryrun", arity: -4, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("acl|genpass", arity: -2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("acl|getuser", arity: 3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("acl|help", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("acl|list", arity: 2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("acl|load", arity: 2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("acl|log", arity: -2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("acl|save", arity: 2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("acl|setuser", arity: -3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("acl|users", arity: 2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("acl|whoami", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("append", arity: 3, categories: 0x004084, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
-        ACLCommandEntry("asking", arity: 1, categories: 0x044000, noAuth: false, keySpecs: []),  // @fast @connection
-        ACLCommandEntry("auth", arity: -2, categories: 0x044000, noAuth: true, keySpecs: []),  // @fast @connection
-        ACLCommandEntry("bgrewriteaof", arity: 1, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("bgsave", arity: -1, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("bitcount", arity: -2, categories: 0x008102, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @bitmap @slow
-        ACLCommandEntry("bitfield", arity: -2, categories: 0x008104, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update, .access, .variableFlags], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @bitmap @slow
-        ACLCommandEntry("bitfield_ro", arity: -2, categories: 0x004102, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @bitmap @fast
-        ACLCommandEntry("bitop", arity: -4, categories: 0x008104, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(3), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @write @bitmap @slow
-        ACLCommandEntry("bitpos", arity: -3, categories: 0x008102, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @bitmap @slow
-        ACLCommandEntry("blmove", arity: 6, categories: 0x018024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.rw, .insert], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @slow @blocking
-        ACLCommandEntry("blmpop", arity: -5, categories: 0x018024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @write @list @slow @blocking
-        ACLCommandEntry("blpop", arity: -3, categories: 0x018024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: -2, step: 1, limit: 0))]),  // @write @list @slow @blocking
-        ACLCommandEntry("brpop", arity: -3, categories: 0x018024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: -2, step: 1, limit: 0))]),  // @write @list @slow @blocking
-        ACLCommandEntry("brpoplpush", arity: 4, categories: 0x018024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.rw, .insert], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @slow @blocking
-        ACLCommandEntry("bzmpop", arity: -5, categories: 0x018014, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @write @sortedset @slow @blocking
-        ACLCommandEntry("bzpopmax", arity: -3, categories: 0x014014, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: -2, step: 1, limit: 0))]),  // @write @sortedset @fast @blocking
-        ACLCommandEntry("bzpopmin", arity: -3, categories: 0x014014, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: -2, step: 1, limit: 0))]),  // @write @sortedset @fast @blocking
-        ACLCommandEntry("client", arity: -2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("client|caching", arity: 3, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("client|getname", arity: 2, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("client|getredir", arity: 2, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("client|help", arity: 2, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("client|id", arity: 2, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("client|info", arity: 2, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("client|kill", arity: -3, categories: 0x06a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous @connection
-        ACLCommandEntry("client|list", arity: -2, categories: 0x06a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous @connection
-        ACLCommandEntry("client|no-evict", arity: 3, categories: 0x06a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous @connection
-        ACLCommandEntry("client|pause", arity: -3, categories: 0x06a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous @connection
-        ACLCommandEntry("client|reply", arity: 3, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("client|setname", arity: 3, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("client|tracking", arity: -3, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("client|trackinginfo", arity: 2, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("client|unblock", arity: -3, categories: 0x06a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous @connection
-        ACLCommandEntry("client|unpause", arity: 2, categories: 0x06a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous @connection
-        ACLCommandEntry("cluster", arity: -2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("cluster|addslots", arity: -3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|addslotsrange", arity: -4, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|bumpepoch", arity: 2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|count-failure-reports", arity: 3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|countkeysinslot", arity: 3, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("cluster|delslots", arity: -3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|delslotsrange", arity: -4, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|failover", arity: -2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|flushslots", arity: 2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|forget", arity: 3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|getkeysinslot", arity: 4, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("cluster|help", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("cluster|info", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("cluster|keyslot", arity: 3, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("cluster|links", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("cluster|meet", arity: -4, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|myid", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("cluster|nodes", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("cluster|replicas", arity: 3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|replicate", arity: 3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|reset", arity: -2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|saveconfig", arity: 2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|set-config-epoch", arity: 3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|setslot", arity: -4, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|shards", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("cluster|slaves", arity: 3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("cluster|slots", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("command", arity: -1, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("command|count", arity: 2, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("command|docs", arity: -2, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("command|getkeys", arity: -4, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("command|getkeysandflags", arity: -4, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("command|help", arity: 2, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("command|info", arity: -2, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("command|list", arity: -2, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("config", arity: -2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("config|get", arity: -3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("config|help", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("config|resetstat", arity: 2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("config|rewrite", arity: 2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("config|set", arity: -4, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("copy", arity: -3, categories: 0x008005, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ow, .update], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @slow
-        ACLCommandEntry("dbsize", arity: 1, categories: 0x004003, noAuth: false, keySpecs: []),  // @keyspace @read @fast
-        ACLCommandEntry("debug", arity: -2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("decr", arity: 2, categories: 0x004084, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
-        ACLCommandEntry("decrby", arity: 3, categories: 0x004084, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
-        ACLCommandEntry("del", arity: -2, categories: 0x008005, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rm, .delete], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @keyspace @write @slow
-        ACLCommandEntry("discard", arity: 1, categories: 0x084000, noAuth: false, keySpecs: []),  // @fast @transaction
-        ACLCommandEntry("dump", arity: 2, categories: 0x008003, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @slow
-        ACLCommandEntry("echo", arity: 2, categories: 0x044000, noAuth: false, keySpecs: []),  // @fast @connection
-        ACLCommandEntry("eval", arity: -3, categories: 0x108000, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @slow @scripting
-        ACLCommandEntry("eval_ro", arity: -3, categories: 0x108000, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @slow @scripting
-        ACLCommandEntry("evalsha", arity: -3, categories: 0x108000, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @slow @scripting
-        ACLCommandEntry("evalsha_ro", arity: -3, categories: 0x108000, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @slow @scripting
-        ACLCommandEntry("exec", arity: 1, categories: 0x088000, noAuth: false, keySpecs: []),  // @slow @transaction
-        ACLCommandEntry("exists", arity: -2, categories: 0x004003, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @keyspace @read @fast
-        ACLCommandEntry("expire", arity: -3, categories: 0x004005, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @fast
-        ACLCommandEntry("expireat", arity: -3, categories: 0x004005, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @fast
-        ACLCommandEntry("expiretime", arity: 2, categories: 0x004003, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @fast
-        ACLCommandEntry("failover", arity: -1, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("fcall", arity: -3, categories: 0x108000, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @slow @scripting
-        ACLCommandEntry("fcall_ro", arity: -3, categories: 0x108000, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @slow @scripting
-        ACLCommandEntry("flushall", arity: -1, categories: 0x028005, noAuth: false, keySpecs: []),  // @keyspace @write @slow @dangerous
-        ACLCommandEntry("flushdb", arity: -1, categories: 0x028005, noAuth: false, keySpecs: []),  // @keyspace @write @slow @dangerous
-        ACLCommandEntry("function", arity: -2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("function|delete", arity: 3, categories: 0x108004, noAuth: false, keySpecs: []),  // @write @slow @scripting
-        ACLCommandEntry("function|dump", arity: 2, categories: 0x108000, noAuth: false, keySpecs: []),  // @slow @scripting
-        ACLCommandEntry("function|flush", arity: -2, categories: 0x108004, noAuth: false, keySpecs: []),  // @write @slow @scripting
-        ACLCommandEntry("function|help", arity: 2, categories: 0x108000, noAuth: false, keySpecs: []),  // @slow @scripting
-        ACLCommandEntry("function|kill", arity: 2, categories: 0x108000, noAuth: false, keySpecs: []),  // @slow @scripting
-        ACLCommandEntry("function|list", arity: -2, categories: 0x108000, noAuth: false, keySpecs: []),  // @slow @scripting
-        ACLCommandEntry("function|load", arity: -3, categories: 0x108004, noAuth: false, keySpecs: []),  // @write @slow @scripting
-        ACLCommandEntry("function|restore", arity: -3, categories: 0x108004, noAuth: false, keySpecs: []),  // @write @slow @scripting
-        ACLCommandEntry("function|stats", arity: 2, categories: 0x108000, noAuth: false, keySpecs: []),  // @slow @scripting
-        ACLCommandEntry("geoadd", arity: -5, categories: 0x008404, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @geo @slow
-        ACLCommandEntry("geodist", arity: -4, categories: 0x008402, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @geo @slow
-        ACLCommandEntry("geohash", arity: -2, categories: 0x008402, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @geo @slow
-        ACLCommandEntry("geopos", arity: -2, categories: 0x008402, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @geo @slow
-        ACLCommandEntry("georadius", arity: -6, categories: 0x008404, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ow, .update], begin: .keyword("store", startFrom: 6), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ow, .update], begin: .keyword("storedist", startFrom: 6), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @geo @slow
-        ACLCommandEntry("georadius_ro", arity: -6, categories: 0x008402, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @geo @slow
-        ACLCommandEntry("georadiusbymember", arity: -5, categories: 0x008404, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ow, .update], begin: .keyword("store", startFrom: 5), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ow, .update], begin: .keyword("storedist", startFrom: 5), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @geo @slow
-        ACLCommandEntry("georadiusbymember_ro", arity: -5, categories: 0x008402, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @geo @slow
-        ACLCommandEntry("geosearch", arity: -7, categories: 0x008402, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @geo @slow
-        ACLCommandEntry("geosearchstore", arity: -8, categories: 0x008404, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @geo @slow
-        ACLCommandEntry("get", arity: 2, categories: 0x004082, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @string @fast
-        ACLCommandEntry("getbit", arity: 3, categories: 0x004102, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @bitmap @fast
-        ACLCommandEntry("getdel", arity: 2, categories: 0x004084, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
-        ACLCommandEntry("getex", arity: -2, categories: 0x004084, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
-        ACLCommandEntry("getrange", arity: 4, categories: 0x008082, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @string @slow
-        ACLCommandEntry("getset", arity: 3, categories: 0x004084, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
-        ACLCommandEntry("hdel", arity: -3, categories: 0x004044, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @hash @fast
-        ACLCommandEntry("hello", arity: -1, categories: 0x044000, noAuth: true, keySpecs: []),  // @fast @connection
-        ACLCommandEntry("hexists", arity: 3, categories: 0x004042, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @fast
-        ACLCommandEntry("hget", arity: 3, categories: 0x004042, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @fast
-        ACLCommandEntry("hgetall", arity: 2, categories: 0x008042, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @slow
-        ACLCommandEntry("hincrby", arity: 4, categories: 0x004044, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @hash @fast
-        ACLCommandEntry("hincrbyfloat", arity: 4, categories: 0x004044, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @hash @fast
-        ACLCommandEntry("hkeys", arity: 2, categories: 0x008042, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @slow
-        ACLCommandEntry("hlen", arity: 2, categories: 0x004042, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @fast
-        ACLCommandEntry("hmget", arity: -3, categories: 0x004042, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @fast
-        ACLCommandEntry("hmset", arity: -4, categories: 0x004044, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @hash @fast
-        ACLCommandEntry("hrandfield", arity: -2, categories: 0x008042, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @slow
-        ACLCommandEntry("hscan", arity: -3, categories: 0x008042, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @slow
-        ACLCommandEntry("hset", arity: -4, categories: 0x004044, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @hash @fast
-        ACLCommandEntry("hsetnx", arity: 4, categories: 0x004044, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @hash @fast
-        ACLCommandEntry("hstrlen", arity: 3, categories: 0x004042, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @fast
-        ACLCommandEntry("hvals", arity: 2, categories: 0x008042, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @slow
-        ACLCommandEntry("incr", arity: 2, categories: 0x004084, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
-        ACLCommandEntry("incrby", arity: 3, categories: 0x004084, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
-        ACLCommandEntry("incrbyfloat", arity: 3, categories: 0x004084, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
-        ACLCommandEntry("info", arity: -1, categories: 0x028000, noAuth: false, keySpecs: []),  // @slow @dangerous
-        ACLCommandEntry("keys", arity: 2, categories: 0x028003, noAuth: false, keySpecs: []),  // @keyspace @read @slow @dangerous
-        ACLCommandEntry("lastsave", arity: 1, categories: 0x026000, noAuth: false, keySpecs: []),  // @admin @fast @dangerous
-        ACLCommandEntry("latency", arity: -2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("latency|doctor", arity: 2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("latency|graph", arity: 3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("latency|help", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("latency|histogram", arity: -2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("latency|history", arity: 3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("latency|latest", arity: 2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("latency|reset", arity: -2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("lcs", arity: -3, categories: 0x008082, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 1, step: 1, limit: 0))]),  // @read @string @slow
-        ACLCommandEntry("lindex", arity: 3, categories: 0x008022, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @list @slow
-        ACLCommandEntry("linsert", arity: 5, categories: 0x008024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @slow
-        ACLCommandEntry("llen", arity: 2, categories: 0x004022, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @list @fast
-        ACLCommandEntry("lmove", arity: 5, categories: 0x008024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.rw, .insert], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @slow
-        ACLCommandEntry("lmpop", arity: -4, categories: 0x008024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @write @list @slow
-        ACLCommandEntry("lolwut", arity: -1, categories: 0x004002, noAuth: false, keySpecs: []),  // @read @fast
-        ACLCommandEntry("lpop", arity: -2, categories: 0x004024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @fast
-        ACLCommandEntry("lpos", arity: -3, categories: 0x008022, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @list @slow
-        ACLCommandEntry("lpush", arity: -3, categories: 0x004024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @fast
-        ACLCommandEntry("lpushx", arity: -3, categories: 0x004024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @fast
-        ACLCommandEntry("lrange", arity: 4, categories: 0x008022, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @list @slow
-        ACLCommandEntry("lrem", arity: 4, categories: 0x008024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @slow
-        ACLCommandEntry("lset", arity: 4, categories: 0x008024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @slow
-        ACLCommandEntry("ltrim", arity: 4, categories: 0x008024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @slow
-        ACLCommandEntry("memory", arity: -2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("memory|doctor", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("memory|help", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("memory|malloc-stats", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("memory|purge", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("memory|stats", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("memory|usage", arity: -3, categories: 0x008002, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @slow
-        ACLCommandEntry("mget", arity: -2, categories: 0x004082, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @read @string @fast
-        ACLCommandEntry("migrate", arity: -6, categories: 0x028005, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(3), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.rw, .access, .delete, .incomplete], begin: .keyword("keys", startFrom: -2), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @keyspace @write @slow @dangerous
-        ACLCommandEntry("module", arity: -2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("module|help", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("module|list", arity: 2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("module|load", arity: -3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("module|loadex", arity: -3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("module|unload", arity: 3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("monitor", arity: 1, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("move", arity: 3, categories: 0x004005, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @fast
-        ACLCommandEntry("mset", arity: -3, categories: 0x008084, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: -1, step: 2, limit: 0))]),  // @write @string @slow
-        ACLCommandEntry("msetnx", arity: -3, categories: 0x008084, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ow, .insert], begin: .index(1), find: .range(lastKey: -1, step: 2, limit: 0))]),  // @write @string @slow
-        ACLCommandEntry("multi", arity: 1, categories: 0x084000, noAuth: false, keySpecs: []),  // @fast @transaction
-        ACLCommandEntry("object", arity: -2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("object|encoding", arity: 3, categories: 0x008003, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @slow
-        ACLCommandEntry("object|freq", arity: 3, categories: 0x008003, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @slow
-        ACLCommandEntry("object|help", arity: 2, categories: 0x008001, noAuth: false, keySpecs: []),  // @keyspace @slow
-        ACLCommandEntry("object|idletime", arity: 3, categories: 0x008003, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @slow
-        ACLCommandEntry("object|refcount", arity: 3, categories: 0x008003, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @slow
-        ACLCommandEntry("persist", arity: 2, categories: 0x004005, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @fast
-        ACLCommandEntry("pexpire", arity: -3, categories: 0x004005, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @fast
-        ACLCommandEntry("pexpireat", arity: -3, categories: 0x004005, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @fast
-        ACLCommandEntry("pexpiretime", arity: 2, categories: 0x004003, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @fast
-        ACLCommandEntry("pfadd", arity: -2, categories: 0x004204, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @hyperloglog @fast
-        ACLCommandEntry("pfcount", arity: -2, categories: 0x008202, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @read @hyperloglog @slow
-        ACLCommandEntry("pfdebug", arity: 3, categories: 0x02a204, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @hyperloglog @admin @slow @dangerous
-        ACLCommandEntry("pfmerge", arity: -2, categories: 0x008204, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @write @hyperloglog @slow
-        ACLCommandEntry("pfselftest", arity: 1, categories: 0x02a200, noAuth: false, keySpecs: []),  // @hyperloglog @admin @slow @dangerous
-        ACLCommandEntry("ping", arity: -1, categories: 0x044000, noAuth: false, keySpecs: []),  // @fast @connection
-        ACLCommandEntry("psetex", arity: 4, categories: 0x008084, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @slow
-        ACLCommandEntry("psubscribe", arity: -2, categories: 0x009000, noAuth: false, keySpecs: []),  // @pubsub @slow
-        ACLCommandEntry("psync", arity: -3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("pttl", arity: 2, categories: 0x004003, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @fast
-        ACLCommandEntry("publish", arity: 3, categories: 0x005000, noAuth: false, keySpecs: []),  // @pubsub @fast
-        ACLCommandEntry("pubsub", arity: -2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("pubsub|channels", arity: -2, categories: 0x009000, noAuth: false, keySpecs: []),  // @pubsub @slow
-        ACLCommandEntry("pubsub|help", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("pubsub|numpat", arity: 2, categories: 0x009000, noAuth: false, keySpecs: []),  // @pubsub @slow
-        ACLCommandEntry("pubsub|numsub", arity: -2, categories: 0x009000, noAuth: false, keySpecs: []),  // @pubsub @slow
-        ACLCommandEntry("pubsub|shardchannels", arity: -2, categories: 0x009000, noAuth: false, keySpecs: []),  // @pubsub @slow
-        ACLCommandEntry("pubsub|shardnumsub", arity: -2, categories: 0x009000, noAuth: false, keySpecs: []),  // @pubsub @slow
-        ACLCommandEntry("punsubscribe", arity: -1, categories: 0x009000, noAuth: false, keySpecs: []),  // @pubsub @slow
-        ACLCommandEntry("quit", arity: -1, categories: 0x044000, noAuth: true, keySpecs: []),  // @fast @connection
-        ACLCommandEntry("randomkey", arity: 1, categories: 0x008003, noAuth: false, keySpecs: []),  // @keyspace @read @slow
-        ACLCommandEntry("readonly", arity: 1, categories: 0x044000, noAuth: false, keySpecs: []),  // @fast @connection
-        ACLCommandEntry("readwrite", arity: 1, categories: 0x044000, noAuth: false, keySpecs: []),  // @fast @connection
-        ACLCommandEntry("rename", arity: 3, categories: 0x008005, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ow, .update], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @slow
-        ACLCommandEntry("renamenx", arity: 3, categories: 0x004005, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ow, .insert], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @fast
-        ACLCommandEntry("replconf", arity: -1, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("replicaof", arity: 3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("reset", arity: 1, categories: 0x044000, noAuth: true, keySpecs: []),  // @fast @connection
-        ACLCommandEntry("restore", arity: -4, categories: 0x028005, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @slow @dangerous
-        ACLCommandEntry("restore-asking", arity: -4, categories: 0x028005, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @slow @dangerous
-        ACLCommandEntry("role", arity: 1, categories: 0x026000, noAuth: false, keySpecs: []),  // @admin @fast @dangerous
-        ACLCommandEntry("rpop", arity: -2, categories: 0x004024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @fast
-        ACLCommandEntry("rpoplpush", arity: 3, categories: 0x008024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.rw, .insert], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @slow
-        ACLCommandEntry("rpush", arity: -3, categories: 0x004024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @fast
-        ACLCommandEntry("rpushx", arity: -3, categories: 0x004024, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @fast
-        ACLCommandEntry("sadd", arity: -3, categories: 0x00400c, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @set @fast
-        ACLCommandEntry("save", arity: 1, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("scan", arity: -2, categories: 0x008003, noAuth: false, keySpecs: []),  // @keyspace @read @slow
-        ACLCommandEntry("scard", arity: 2, categories: 0x00400a, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @set @fast
-        ACLCommandEntry("script", arity: -2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("script|debug", arity: 3, categories: 0x108000, noAuth: false, keySpecs: []),  // @slow @scripting
-        ACLCommandEntry("script|exists", arity: -3, categories: 0x108000, noAuth: false, keySpecs: []),  // @slow @scripting
-        ACLCommandEntry("script|flush", arity: -2, categories: 0x108000, noAuth: false, keySpecs: []),  // @slow @scripting
-        ACLCommandEntry("script|help", arity: 2, categories: 0x108000, noAuth: false, keySpecs: []),  // @slow @scripting
-        ACLCommandEntry("script|kill", arity: 2, categories: 0x108000, noAuth: false, keySpecs: []),  // @slow @scripting
-        ACLCommandEntry("script|load", arity: 3, categories: 0x108000, noAuth: false, keySpecs: []),  // @slow @scripting
-        ACLCommandEntry("sdiff", arity: -2, categories: 0x00800a, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @read @set @slow
-        ACLCommandEntry("sdiffstore", arity: -3, categories: 0x00800c, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @write @set @slow
-        ACLCommandEntry("select", arity: 2, categories: 0x044000, noAuth: false, keySpecs: []),  // @fast @connection
-        ACLCommandEntry("set", arity: -3, categories: 0x008084, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .update, .variableFlags], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @slow
-        ACLCommandEntry("setbit", arity: 4, categories: 0x008104, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @bitmap @slow
-        ACLCommandEntry("setex", arity: 4, categories: 0x008084, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @slow
-        ACLCommandEntry("setnx", arity: 3, categories: 0x004084, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ow, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
-        ACLCommandEntry("setrange", arity: 4, categories: 0x008084, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @slow
-        ACLCommandEntry("shutdown", arity: -1, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("sinter", arity: -2, categories: 0x00800a, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @read @set @slow
-        ACLCommandEntry("sintercard", arity: -3, categories: 0x00800a, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @read @set @slow
-        ACLCommandEntry("sinterstore", arity: -3, categories: 0x00800c, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @write @set @slow
-        ACLCommandEntry("sismember", arity: 3, categories: 0x00400a, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @set @fast
-        ACLCommandEntry("slaveof", arity: 3, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("slowlog", arity: -2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("slowlog|get", arity: -2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("slowlog|help", arity: 2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("slowlog|len", arity: 2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("slowlog|reset", arity: 2, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("smembers", arity: 2, categories: 0x00800a, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @set @slow
-        ACLCommandEntry("smismember", arity: -3, categories: 0x00400a, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @set @fast
-        ACLCommandEntry("smove", arity: 4, categories: 0x00400c, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.rw, .insert], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @set @fast
-        ACLCommandEntry("sort", arity: -2, categories: 0x02803c, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .unknown, find: .unknown), ACLKeySpec(flags: [.ow, .update], begin: .unknown, find: .unknown)]),  // @write @set @sortedset @list @slow @dangerous
-        ACLCommandEntry("sort_ro", arity: -2, categories: 0x02803a, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .unknown, find: .unknown)]),  // @read @set @sortedset @list @slow @dangerous
-        ACLCommandEntry("spop", arity: -2, categories: 0x00400c, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @set @fast
-        ACLCommandEntry("spublish", arity: 3, categories: 0x005000, noAuth: false, keySpecs: [ACLKeySpec(flags: [.notKey], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @pubsub @fast
-        ACLCommandEntry("srandmember", arity: -2, categories: 0x00800a, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @set @slow
-        ACLCommandEntry("srem", arity: -3, categories: 0x00400c, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @set @fast
-        ACLCommandEntry("sscan", arity: -3, categories: 0x00800a, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @set @slow
-        ACLCommandEntry("ssubscribe", arity: -2, categories: 0x009000, noAuth: false, keySpecs: [ACLKeySpec(flags: [.notKey], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @pubsub @slow
-        ACLCommandEntry("strlen", arity: 2, categories: 0x004082, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @string @fast
-        ACLCommandEntry("subscribe", arity: -2, categories: 0x009000, noAuth: false, keySpecs: []),  // @pubsub @slow
-        ACLCommandEntry("substr", arity: 4, categories: 0x008082, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @string @slow
-        ACLCommandEntry("sunion", arity: -2, categories: 0x00800a, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @read @set @slow
-        ACLCommandEntry("sunionstore", arity: -3, categories: 0x00800c, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @write @set @slow
-        ACLCommandEntry("sunsubscribe", arity: -1, categories: 0x009000, noAuth: false, keySpecs: [ACLKeySpec(flags: [.notKey], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @pubsub @slow
-        ACLCommandEntry("swapdb", arity: 3, categories: 0x024005, noAuth: false, keySpecs: []),  // @keyspace @write @fast @dangerous
-        ACLCommandEntry("sync", arity: 1, categories: 0x02a000, noAuth: false, keySpecs: []),  // @admin @slow @dangerous
-        ACLCommandEntry("time", arity: 1, categories: 0x004000, noAuth: false, keySpecs: []),  // @fast
-        ACLCommandEntry("touch", arity: -2, categories: 0x004003, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @keyspace @read @fast
-        ACLCommandEntry("ttl", arity: 2, categories: 0x004003, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @fast
-        ACLCommandEntry("type", arity: 2, categories: 0x004003, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @fast
-        ACLCommandEntry("unlink", arity: -2, categories: 0x004005, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rm, .delete], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @keyspace @write @fast
-        ACLCommandEntry("unsubscribe", arity: -1, categories: 0x009000, noAuth: false, keySpecs: []),  // @pubsub @slow
-        ACLCommandEntry("unwatch", arity: 1, categories: 0x084000, noAuth: false, keySpecs: []),  // @fast @transaction
-        ACLCommandEntry("wait", arity: 3, categories: 0x048000, noAuth: false, keySpecs: []),  // @slow @connection
-        ACLCommandEntry("watch", arity: -2, categories: 0x084000, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @fast @transaction
-        ACLCommandEntry("xack", arity: -4, categories: 0x004804, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @fast
-        ACLCommandEntry("xadd", arity: -5, categories: 0x004804, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @fast
-        ACLCommandEntry("xautoclaim", arity: -6, categories: 0x004804, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @fast
-        ACLCommandEntry("xclaim", arity: -6, categories: 0x004804, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @fast
-        ACLCommandEntry("xdel", arity: -3, categories: 0x004804, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @fast
-        ACLCommandEntry("xgroup", arity: -2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("xgroup|create", arity: -5, categories: 0x008804, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @slow
-        ACLCommandEntry("xgroup|createconsumer", arity: 5, categories: 0x008804, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @slow
-        ACLCommandEntry("xgroup|delconsumer", arity: 5, categories: 0x008804, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @slow
-        ACLCommandEntry("xgroup|destroy", arity: 4, categories: 0x008804, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @slow
-        ACLCommandEntry("xgroup|help", arity: 2, categories: 0x008800, noAuth: false, keySpecs: []),  // @stream @slow
-        ACLCommandEntry("xgroup|setid", arity: -5, categories: 0x008804, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @slow
-        ACLCommandEntry("xinfo", arity: -2, categories: 0x008000, noAuth: false, keySpecs: []),  // @slow
-        ACLCommandEntry("xinfo|consumers", arity: 4, categories: 0x008802, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @stream @slow
-        ACLCommandEntry("xinfo|groups", arity: 3, categories: 0x008802, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @stream @slow
-        ACLCommandEntry("xinfo|help", arity: 2, categories: 0x008800, noAuth: false, keySpecs: []),  // @stream @slow
-        ACLCommandEntry("xinfo|stream", arity: -3, categories: 0x008802, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @stream @slow
-        ACLCommandEntry("xlen", arity: 2, categories: 0x004802, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @stream @fast
-        ACLCommandEntry("xpending", arity: -3, categories: 0x008802, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @stream @slow
-        ACLCommandEntry("xrange", arity: -4, categories: 0x008802, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @stream @slow
-        ACLCommandEntry("xread", arity: -4, categories: 0x018802, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .keyword("streams", startFrom: 1), find: .range(lastKey: -1, step: 1, limit: 2))]),  // @read @stream @slow @blocking
-        ACLCommandEntry("xreadgroup", arity: -7, categories: 0x018804, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .keyword("streams", startFrom: 4), find: .range(lastKey: -1, step: 1, limit: 2))]),  // @write @stream @slow @blocking
-        ACLCommandEntry("xrevrange", arity: -4, categories: 0x008802, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @stream @slow
-        ACLCommandEntry("xsetid", arity: -3, categories: 0x004804, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @fast
-        ACLCommandEntry("xtrim", arity: -4, categories: 0x008804, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @slow
-        ACLCommandEntry("zadd", arity: -4, categories: 0x004014, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @fast
-        ACLCommandEntry("zcard", arity: 2, categories: 0x004012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @fast
-        ACLCommandEntry("zcount", arity: 4, categories: 0x004012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @fast
-        ACLCommandEntry("zdiff", arity: -3, categories: 0x008012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @read @sortedset @slow
-        ACLCommandEntry("zdiffstore", arity: -4, categories: 0x008014, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @write @sortedset @slow
-        ACLCommandEntry("zincrby", arity: 4, categories: 0x004014, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @fast
-        ACLCommandEntry("zinter", arity: -3, categories: 0x008012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @read @sortedset @slow
-        ACLCommandEntry("zintercard", arity: -3, categories: 0x008012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @read @sortedset @slow
-        ACLCommandEntry("zinterstore", arity: -4, categories: 0x008014, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @write @sortedset @slow
-        ACLCommandEntry("zlexcount", arity: 4, categories: 0x004012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @fast
-        ACLCommandEntry("zmpop", arity: -4, categories: 0x008014, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @write @sortedset @slow
-        ACLCommandEntry("zmscore", arity: -3, categories: 0x004012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @fast
-        ACLCommandEntry("zpopmax", arity: -2, categories: 0x004014, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @fast
-        ACLCommandEntry("zpopmin", arity: -2, categories: 0x004014, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @fast
-        ACLCommandEntry("zrandmember", arity: -2, categories: 0x008012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @slow
-        ACLCommandEntry("zrange", arity: -4, categories: 0x008012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @slow
-        ACLCommandEntry("zrangebylex", arity: -4, categories: 0x008012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @slow
-        ACLCommandEntry("zrangebyscore", arity: -4, categories: 0x008012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @slow
-        ACLCommandEntry("zrangestore", arity: -5, categories: 0x008014, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @slow
-        ACLCommandEntry("zrank", arity: 3, categories: 0x004012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @fast
-        ACLCommandEntry("zrem", arity: -3, categories: 0x004014, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @fast
-        ACLCommandEntry("zremrangebylex", arity: 4, categories: 0x008014, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @slow
-        ACLCommandEntry("zremrangebyrank", arity: 4, categories: 0x008014, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @slow
-        ACLCommandEntry("zremrangebyscore", arity: 4, categories: 0x008014, noAuth: false, keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @slow
-        ACLCommandEntry("zrevrange", arity: -4, categories: 0x008012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @slow
-        ACLCommandEntry("zrevrangebylex", arity: -4, categories: 0x008012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @slow
-        ACLCommandEntry("zrevrangebyscore", arity: -4, categories: 0x008012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @slow
-        ACLCommandEntry("zrevrank", arity: 3, categories: 0x004012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @fast
-        ACLCommandEntry("zscan", arity: -3, categories: 0x008012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @slow
-        ACLCommandEntry("zscore", arity: 3, categories: 0x004012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @fast
-        ACLCommandEntry("zunion", arity: -3, categories: 0x008012, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @read @sortedset @slow
-        ACLCommandEntry("zunionstore", arity: -4, categories: 0x008014, noAuth: false, keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @write @sortedset @slow
+        ACLCommandEntry("acl", arity: -2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("acl|cat", arity: -2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("acl|deluser", arity: -3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("acl|dryrun", arity: -4, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("acl|genpass", arity: -2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("acl|getuser", arity: 3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("acl|help", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("acl|list", arity: 2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("acl|load", arity: 2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("acl|log", arity: -2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("acl|save", arity: 2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("acl|setuser", arity: -3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("acl|users", arity: 2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("acl|whoami", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("append", arity: 3, categories: 0x004084, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
+        ACLCommandEntry("asking", arity: 1, categories: 0x044000, noAuth: false, flags: [], keySpecs: []),  // @fast @connection
+        ACLCommandEntry("auth", arity: -2, categories: 0x044000, noAuth: true, flags: [], keySpecs: []),  // @fast @connection
+        ACLCommandEntry("bgrewriteaof", arity: 1, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("bgsave", arity: -1, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("bitcount", arity: -2, categories: 0x008102, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @bitmap @slow
+        ACLCommandEntry("bitfield", arity: -2, categories: 0x008104, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update, .access, .variableFlags], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @bitmap @slow
+        ACLCommandEntry("bitfield_ro", arity: -2, categories: 0x004102, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @bitmap @fast
+        ACLCommandEntry("bitop", arity: -4, categories: 0x008104, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(3), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @write @bitmap @slow
+        ACLCommandEntry("bitpos", arity: -3, categories: 0x008102, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @bitmap @slow
+        ACLCommandEntry("blmove", arity: 6, categories: 0x018024, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.rw, .insert], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @slow @blocking
+        ACLCommandEntry("blmpop", arity: -5, categories: 0x018024, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @write @list @slow @blocking
+        ACLCommandEntry("blpop", arity: -3, categories: 0x018024, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: -2, step: 1, limit: 0))]),  // @write @list @slow @blocking
+        ACLCommandEntry("brpop", arity: -3, categories: 0x018024, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: -2, step: 1, limit: 0))]),  // @write @list @slow @blocking
+        ACLCommandEntry("brpoplpush", arity: 4, categories: 0x018024, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.rw, .insert], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @slow @blocking
+        ACLCommandEntry("bzmpop", arity: -5, categories: 0x018014, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @write @sortedset @slow @blocking
+        ACLCommandEntry("bzpopmax", arity: -3, categories: 0x014014, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: -2, step: 1, limit: 0))]),  // @write @sortedset @fast @blocking
+        ACLCommandEntry("bzpopmin", arity: -3, categories: 0x014014, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: -2, step: 1, limit: 0))]),  // @write @sortedset @fast @blocking
+        ACLCommandEntry("client", arity: -2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("client|caching", arity: 3, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("client|getname", arity: 2, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("client|getredir", arity: 2, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("client|help", arity: 2, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("client|id", arity: 2, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("client|info", arity: 2, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("client|kill", arity: -3, categories: 0x06a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous @connection
+        ACLCommandEntry("client|list", arity: -2, categories: 0x06a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous @connection
+        ACLCommandEntry("client|no-evict", arity: 3, categories: 0x06a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous @connection
+        ACLCommandEntry("client|pause", arity: -3, categories: 0x06a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous @connection
+        ACLCommandEntry("client|reply", arity: 3, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("client|setname", arity: 3, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("client|tracking", arity: -3, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("client|trackinginfo", arity: 2, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("client|unblock", arity: -3, categories: 0x06a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous @connection
+        ACLCommandEntry("client|unpause", arity: 2, categories: 0x06a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous @connection
+        ACLCommandEntry("cluster", arity: -2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("cluster|addslots", arity: -3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|addslotsrange", arity: -4, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|bumpepoch", arity: 2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|count-failure-reports", arity: 3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|countkeysinslot", arity: 3, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("cluster|delslots", arity: -3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|delslotsrange", arity: -4, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|failover", arity: -2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|flushslots", arity: 2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|forget", arity: 3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|getkeysinslot", arity: 4, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("cluster|help", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("cluster|info", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("cluster|keyslot", arity: 3, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("cluster|links", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("cluster|meet", arity: -4, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|myid", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("cluster|nodes", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("cluster|replicas", arity: 3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|replicate", arity: 3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|reset", arity: -2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|saveconfig", arity: 2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|set-config-epoch", arity: 3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|setslot", arity: -4, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|shards", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("cluster|slaves", arity: 3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("cluster|slots", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("command", arity: -1, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("command|count", arity: 2, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("command|docs", arity: -2, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("command|getkeys", arity: -4, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("command|getkeysandflags", arity: -4, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("command|help", arity: 2, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("command|info", arity: -2, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("command|list", arity: -2, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("config", arity: -2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("config|get", arity: -3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("config|help", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("config|resetstat", arity: 2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("config|rewrite", arity: 2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("config|set", arity: -4, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("copy", arity: -3, categories: 0x008005, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ow, .update], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @slow
+        ACLCommandEntry("dbsize", arity: 1, categories: 0x004003, noAuth: false, flags: [], keySpecs: []),  // @keyspace @read @fast
+        ACLCommandEntry("debug", arity: -2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("decr", arity: 2, categories: 0x004084, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
+        ACLCommandEntry("decrby", arity: 3, categories: 0x004084, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
+        ACLCommandEntry("del", arity: -2, categories: 0x008005, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rm, .delete], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @keyspace @write @slow
+        ACLCommandEntry("discard", arity: 1, categories: 0x084000, noAuth: false, flags: [], keySpecs: []),  // @fast @transaction
+        ACLCommandEntry("dump", arity: 2, categories: 0x008003, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @slow
+        ACLCommandEntry("echo", arity: 2, categories: 0x044000, noAuth: false, flags: [], keySpecs: []),  // @fast @connection
+        ACLCommandEntry("eval", arity: -3, categories: 0x108000, noAuth: false, flags: [.movableKeys, .mayReplicate, .noMandatoryKeys], keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @slow @scripting
+        ACLCommandEntry("eval_ro", arity: -3, categories: 0x108000, noAuth: false, flags: [.movableKeys, .noMandatoryKeys], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @slow @scripting
+        ACLCommandEntry("evalsha", arity: -3, categories: 0x108000, noAuth: false, flags: [.movableKeys, .mayReplicate, .noMandatoryKeys], keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @slow @scripting
+        ACLCommandEntry("evalsha_ro", arity: -3, categories: 0x108000, noAuth: false, flags: [.movableKeys, .noMandatoryKeys], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @slow @scripting
+        ACLCommandEntry("exec", arity: 1, categories: 0x088000, noAuth: false, flags: [], keySpecs: []),  // @slow @transaction
+        ACLCommandEntry("exists", arity: -2, categories: 0x004003, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @keyspace @read @fast
+        ACLCommandEntry("expire", arity: -3, categories: 0x004005, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @fast
+        ACLCommandEntry("expireat", arity: -3, categories: 0x004005, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @fast
+        ACLCommandEntry("expiretime", arity: 2, categories: 0x004003, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @fast
+        ACLCommandEntry("failover", arity: -1, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("fcall", arity: -3, categories: 0x108000, noAuth: false, flags: [.movableKeys, .mayReplicate, .noMandatoryKeys], keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @slow @scripting
+        ACLCommandEntry("fcall_ro", arity: -3, categories: 0x108000, noAuth: false, flags: [.movableKeys, .noMandatoryKeys], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @slow @scripting
+        ACLCommandEntry("flushall", arity: -1, categories: 0x028005, noAuth: false, flags: [], keySpecs: []),  // @keyspace @write @slow @dangerous
+        ACLCommandEntry("flushdb", arity: -1, categories: 0x028005, noAuth: false, flags: [], keySpecs: []),  // @keyspace @write @slow @dangerous
+        ACLCommandEntry("function", arity: -2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("function|delete", arity: 3, categories: 0x108004, noAuth: false, flags: [], keySpecs: []),  // @write @slow @scripting
+        ACLCommandEntry("function|dump", arity: 2, categories: 0x108000, noAuth: false, flags: [], keySpecs: []),  // @slow @scripting
+        ACLCommandEntry("function|flush", arity: -2, categories: 0x108004, noAuth: false, flags: [], keySpecs: []),  // @write @slow @scripting
+        ACLCommandEntry("function|help", arity: 2, categories: 0x108000, noAuth: false, flags: [], keySpecs: []),  // @slow @scripting
+        ACLCommandEntry("function|kill", arity: 2, categories: 0x108000, noAuth: false, flags: [], keySpecs: []),  // @slow @scripting
+        ACLCommandEntry("function|list", arity: -2, categories: 0x108000, noAuth: false, flags: [], keySpecs: []),  // @slow @scripting
+        ACLCommandEntry("function|load", arity: -3, categories: 0x108004, noAuth: false, flags: [], keySpecs: []),  // @write @slow @scripting
+        ACLCommandEntry("function|restore", arity: -3, categories: 0x108004, noAuth: false, flags: [], keySpecs: []),  // @write @slow @scripting
+        ACLCommandEntry("function|stats", arity: 2, categories: 0x108000, noAuth: false, flags: [], keySpecs: []),  // @slow @scripting
+        ACLCommandEntry("geoadd", arity: -5, categories: 0x008404, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @geo @slow
+        ACLCommandEntry("geodist", arity: -4, categories: 0x008402, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @geo @slow
+        ACLCommandEntry("geohash", arity: -2, categories: 0x008402, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @geo @slow
+        ACLCommandEntry("geopos", arity: -2, categories: 0x008402, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @geo @slow
+        ACLCommandEntry("georadius", arity: -6, categories: 0x008404, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ow, .update], begin: .keyword("store", startFrom: 6), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ow, .update], begin: .keyword("storedist", startFrom: 6), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @geo @slow
+        ACLCommandEntry("georadius_ro", arity: -6, categories: 0x008402, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @geo @slow
+        ACLCommandEntry("georadiusbymember", arity: -5, categories: 0x008404, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ow, .update], begin: .keyword("store", startFrom: 5), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ow, .update], begin: .keyword("storedist", startFrom: 5), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @geo @slow
+        ACLCommandEntry("georadiusbymember_ro", arity: -5, categories: 0x008402, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @geo @slow
+        ACLCommandEntry("geosearch", arity: -7, categories: 0x008402, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @geo @slow
+        ACLCommandEntry("geosearchstore", arity: -8, categories: 0x008404, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @geo @slow
+        ACLCommandEntry("get", arity: 2, categories: 0x004082, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @string @fast
+        ACLCommandEntry("getbit", arity: 3, categories: 0x004102, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @bitmap @fast
+        ACLCommandEntry("getdel", arity: 2, categories: 0x004084, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
+        ACLCommandEntry("getex", arity: -2, categories: 0x004084, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
+        ACLCommandEntry("getrange", arity: 4, categories: 0x008082, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @string @slow
+        ACLCommandEntry("getset", arity: 3, categories: 0x004084, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
+        ACLCommandEntry("hdel", arity: -3, categories: 0x004044, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @hash @fast
+        ACLCommandEntry("hello", arity: -1, categories: 0x044000, noAuth: true, flags: [], keySpecs: []),  // @fast @connection
+        ACLCommandEntry("hexists", arity: 3, categories: 0x004042, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @fast
+        ACLCommandEntry("hget", arity: 3, categories: 0x004042, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @fast
+        ACLCommandEntry("hgetall", arity: 2, categories: 0x008042, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @slow
+        ACLCommandEntry("hincrby", arity: 4, categories: 0x004044, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @hash @fast
+        ACLCommandEntry("hincrbyfloat", arity: 4, categories: 0x004044, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @hash @fast
+        ACLCommandEntry("hkeys", arity: 2, categories: 0x008042, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @slow
+        ACLCommandEntry("hlen", arity: 2, categories: 0x004042, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @fast
+        ACLCommandEntry("hmget", arity: -3, categories: 0x004042, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @fast
+        ACLCommandEntry("hmset", arity: -4, categories: 0x004044, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @hash @fast
+        ACLCommandEntry("hrandfield", arity: -2, categories: 0x008042, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @slow
+        ACLCommandEntry("hscan", arity: -3, categories: 0x008042, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @slow
+        ACLCommandEntry("hset", arity: -4, categories: 0x004044, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @hash @fast
+        ACLCommandEntry("hsetnx", arity: 4, categories: 0x004044, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @hash @fast
+        ACLCommandEntry("hstrlen", arity: 3, categories: 0x004042, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @fast
+        ACLCommandEntry("hvals", arity: 2, categories: 0x008042, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @hash @slow
+        ACLCommandEntry("incr", arity: 2, categories: 0x004084, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
+        ACLCommandEntry("incrby", arity: 3, categories: 0x004084, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
+        ACLCommandEntry("incrbyfloat", arity: 3, categories: 0x004084, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
+        ACLCommandEntry("info", arity: -1, categories: 0x028000, noAuth: false, flags: [], keySpecs: []),  // @slow @dangerous
+        ACLCommandEntry("keys", arity: 2, categories: 0x028003, noAuth: false, flags: [], keySpecs: []),  // @keyspace @read @slow @dangerous
+        ACLCommandEntry("lastsave", arity: 1, categories: 0x026000, noAuth: false, flags: [], keySpecs: []),  // @admin @fast @dangerous
+        ACLCommandEntry("latency", arity: -2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("latency|doctor", arity: 2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("latency|graph", arity: 3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("latency|help", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("latency|histogram", arity: -2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("latency|history", arity: 3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("latency|latest", arity: 2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("latency|reset", arity: -2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("lcs", arity: -3, categories: 0x008082, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 1, step: 1, limit: 0))]),  // @read @string @slow
+        ACLCommandEntry("lindex", arity: 3, categories: 0x008022, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @list @slow
+        ACLCommandEntry("linsert", arity: 5, categories: 0x008024, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @slow
+        ACLCommandEntry("llen", arity: 2, categories: 0x004022, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @list @fast
+        ACLCommandEntry("lmove", arity: 5, categories: 0x008024, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.rw, .insert], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @slow
+        ACLCommandEntry("lmpop", arity: -4, categories: 0x008024, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @write @list @slow
+        ACLCommandEntry("lolwut", arity: -1, categories: 0x004002, noAuth: false, flags: [], keySpecs: []),  // @read @fast
+        ACLCommandEntry("lpop", arity: -2, categories: 0x004024, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @fast
+        ACLCommandEntry("lpos", arity: -3, categories: 0x008022, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @list @slow
+        ACLCommandEntry("lpush", arity: -3, categories: 0x004024, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @fast
+        ACLCommandEntry("lpushx", arity: -3, categories: 0x004024, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @fast
+        ACLCommandEntry("lrange", arity: 4, categories: 0x008022, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @list @slow
+        ACLCommandEntry("lrem", arity: 4, categories: 0x008024, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @slow
+        ACLCommandEntry("lset", arity: 4, categories: 0x008024, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @slow
+        ACLCommandEntry("ltrim", arity: 4, categories: 0x008024, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @slow
+        ACLCommandEntry("memory", arity: -2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("memory|doctor", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("memory|help", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("memory|malloc-stats", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("memory|purge", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("memory|stats", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("memory|usage", arity: -3, categories: 0x008002, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @slow
+        ACLCommandEntry("mget", arity: -2, categories: 0x004082, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @read @string @fast
+        ACLCommandEntry("migrate", arity: -6, categories: 0x028005, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(3), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.rw, .access, .delete, .incomplete], begin: .keyword("keys", startFrom: -2), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @keyspace @write @slow @dangerous
+        ACLCommandEntry("module", arity: -2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("module|help", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("module|list", arity: 2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("module|load", arity: -3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("module|loadex", arity: -3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("module|unload", arity: 3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("monitor", arity: 1, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("move", arity: 3, categories: 0x004005, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @fast
+        ACLCommandEntry("mset", arity: -3, categories: 0x008084, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: -1, step: 2, limit: 0))]),  // @write @string @slow
+        ACLCommandEntry("msetnx", arity: -3, categories: 0x008084, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ow, .insert], begin: .index(1), find: .range(lastKey: -1, step: 2, limit: 0))]),  // @write @string @slow
+        ACLCommandEntry("multi", arity: 1, categories: 0x084000, noAuth: false, flags: [], keySpecs: []),  // @fast @transaction
+        ACLCommandEntry("object", arity: -2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("object|encoding", arity: 3, categories: 0x008003, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @slow
+        ACLCommandEntry("object|freq", arity: 3, categories: 0x008003, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @slow
+        ACLCommandEntry("object|help", arity: 2, categories: 0x008001, noAuth: false, flags: [], keySpecs: []),  // @keyspace @slow
+        ACLCommandEntry("object|idletime", arity: 3, categories: 0x008003, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @slow
+        ACLCommandEntry("object|refcount", arity: 3, categories: 0x008003, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @slow
+        ACLCommandEntry("persist", arity: 2, categories: 0x004005, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @fast
+        ACLCommandEntry("pexpire", arity: -3, categories: 0x004005, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @fast
+        ACLCommandEntry("pexpireat", arity: -3, categories: 0x004005, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @fast
+        ACLCommandEntry("pexpiretime", arity: 2, categories: 0x004003, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @fast
+        ACLCommandEntry("pfadd", arity: -2, categories: 0x004204, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @hyperloglog @fast
+        ACLCommandEntry("pfcount", arity: -2, categories: 0x008202, noAuth: false, flags: [.mayReplicate], keySpecs: [ACLKeySpec(flags: [.rw, .access], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @read @hyperloglog @slow
+        ACLCommandEntry("pfdebug", arity: 3, categories: 0x02a204, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @hyperloglog @admin @slow @dangerous
+        ACLCommandEntry("pfmerge", arity: -2, categories: 0x008204, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @write @hyperloglog @slow
+        ACLCommandEntry("pfselftest", arity: 1, categories: 0x02a200, noAuth: false, flags: [], keySpecs: []),  // @hyperloglog @admin @slow @dangerous
+        ACLCommandEntry("ping", arity: -1, categories: 0x044000, noAuth: false, flags: [], keySpecs: []),  // @fast @connection
+        ACLCommandEntry("psetex", arity: 4, categories: 0x008084, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @slow
+        ACLCommandEntry("psubscribe", arity: -2, categories: 0x009000, noAuth: false, flags: [], keySpecs: []),  // @pubsub @slow
+        ACLCommandEntry("psync", arity: -3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("pttl", arity: 2, categories: 0x004003, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @fast
+        ACLCommandEntry("publish", arity: 3, categories: 0x005000, noAuth: false, flags: [.mayReplicate], keySpecs: []),  // @pubsub @fast
+        ACLCommandEntry("pubsub", arity: -2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("pubsub|channels", arity: -2, categories: 0x009000, noAuth: false, flags: [], keySpecs: []),  // @pubsub @slow
+        ACLCommandEntry("pubsub|help", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("pubsub|numpat", arity: 2, categories: 0x009000, noAuth: false, flags: [], keySpecs: []),  // @pubsub @slow
+        ACLCommandEntry("pubsub|numsub", arity: -2, categories: 0x009000, noAuth: false, flags: [], keySpecs: []),  // @pubsub @slow
+        ACLCommandEntry("pubsub|shardchannels", arity: -2, categories: 0x009000, noAuth: false, flags: [], keySpecs: []),  // @pubsub @slow
+        ACLCommandEntry("pubsub|shardnumsub", arity: -2, categories: 0x009000, noAuth: false, flags: [], keySpecs: []),  // @pubsub @slow
+        ACLCommandEntry("punsubscribe", arity: -1, categories: 0x009000, noAuth: false, flags: [], keySpecs: []),  // @pubsub @slow
+        ACLCommandEntry("quit", arity: -1, categories: 0x044000, noAuth: true, flags: [], keySpecs: []),  // @fast @connection
+        ACLCommandEntry("randomkey", arity: 1, categories: 0x008003, noAuth: false, flags: [], keySpecs: []),  // @keyspace @read @slow
+        ACLCommandEntry("readonly", arity: 1, categories: 0x044000, noAuth: false, flags: [], keySpecs: []),  // @fast @connection
+        ACLCommandEntry("readwrite", arity: 1, categories: 0x044000, noAuth: false, flags: [], keySpecs: []),  // @fast @connection
+        ACLCommandEntry("rename", arity: 3, categories: 0x008005, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ow, .update], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @slow
+        ACLCommandEntry("renamenx", arity: 3, categories: 0x004005, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ow, .insert], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @fast
+        ACLCommandEntry("replconf", arity: -1, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("replicaof", arity: 3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("reset", arity: 1, categories: 0x044000, noAuth: true, flags: [], keySpecs: []),  // @fast @connection
+        ACLCommandEntry("restore", arity: -4, categories: 0x028005, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @slow @dangerous
+        ACLCommandEntry("restore-asking", arity: -4, categories: 0x028005, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @write @slow @dangerous
+        ACLCommandEntry("role", arity: 1, categories: 0x026000, noAuth: false, flags: [], keySpecs: []),  // @admin @fast @dangerous
+        ACLCommandEntry("rpop", arity: -2, categories: 0x004024, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @fast
+        ACLCommandEntry("rpoplpush", arity: 3, categories: 0x008024, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.rw, .insert], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @slow
+        ACLCommandEntry("rpush", arity: -3, categories: 0x004024, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @fast
+        ACLCommandEntry("rpushx", arity: -3, categories: 0x004024, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @list @fast
+        ACLCommandEntry("sadd", arity: -3, categories: 0x00400c, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @set @fast
+        ACLCommandEntry("save", arity: 1, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("scan", arity: -2, categories: 0x008003, noAuth: false, flags: [], keySpecs: []),  // @keyspace @read @slow
+        ACLCommandEntry("scard", arity: 2, categories: 0x00400a, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @set @fast
+        ACLCommandEntry("script", arity: -2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("script|debug", arity: 3, categories: 0x108000, noAuth: false, flags: [], keySpecs: []),  // @slow @scripting
+        ACLCommandEntry("script|exists", arity: -3, categories: 0x108000, noAuth: false, flags: [], keySpecs: []),  // @slow @scripting
+        ACLCommandEntry("script|flush", arity: -2, categories: 0x108000, noAuth: false, flags: [], keySpecs: []),  // @slow @scripting
+        ACLCommandEntry("script|help", arity: 2, categories: 0x108000, noAuth: false, flags: [], keySpecs: []),  // @slow @scripting
+        ACLCommandEntry("script|kill", arity: 2, categories: 0x108000, noAuth: false, flags: [], keySpecs: []),  // @slow @scripting
+        ACLCommandEntry("script|load", arity: 3, categories: 0x108000, noAuth: false, flags: [], keySpecs: []),  // @slow @scripting
+        ACLCommandEntry("sdiff", arity: -2, categories: 0x00800a, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @read @set @slow
+        ACLCommandEntry("sdiffstore", arity: -3, categories: 0x00800c, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @write @set @slow
+        ACLCommandEntry("select", arity: 2, categories: 0x044000, noAuth: false, flags: [], keySpecs: []),  // @fast @connection
+        ACLCommandEntry("set", arity: -3, categories: 0x008084, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .update, .variableFlags], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @slow
+        ACLCommandEntry("setbit", arity: 4, categories: 0x008104, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @bitmap @slow
+        ACLCommandEntry("setex", arity: 4, categories: 0x008084, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @slow
+        ACLCommandEntry("setnx", arity: 3, categories: 0x004084, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ow, .insert], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @fast
+        ACLCommandEntry("setrange", arity: 4, categories: 0x008084, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @string @slow
+        ACLCommandEntry("shutdown", arity: -1, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("sinter", arity: -2, categories: 0x00800a, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @read @set @slow
+        ACLCommandEntry("sintercard", arity: -3, categories: 0x00800a, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @read @set @slow
+        ACLCommandEntry("sinterstore", arity: -3, categories: 0x00800c, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @write @set @slow
+        ACLCommandEntry("sismember", arity: 3, categories: 0x00400a, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @set @fast
+        ACLCommandEntry("slaveof", arity: 3, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("slowlog", arity: -2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("slowlog|get", arity: -2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("slowlog|help", arity: 2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("slowlog|len", arity: 2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("slowlog|reset", arity: 2, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("smembers", arity: 2, categories: 0x00800a, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @set @slow
+        ACLCommandEntry("smismember", arity: -3, categories: 0x00400a, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @set @fast
+        ACLCommandEntry("smove", arity: 4, categories: 0x00400c, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.rw, .insert], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @set @fast
+        ACLCommandEntry("sort", arity: -2, categories: 0x02803c, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .unknown, find: .unknown), ACLKeySpec(flags: [.ow, .update], begin: .unknown, find: .unknown)]),  // @write @set @sortedset @list @slow @dangerous
+        ACLCommandEntry("sort_ro", arity: -2, categories: 0x02803a, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .unknown, find: .unknown)]),  // @read @set @sortedset @list @slow @dangerous
+        ACLCommandEntry("spop", arity: -2, categories: 0x00400c, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @set @fast
+        ACLCommandEntry("spublish", arity: 3, categories: 0x005000, noAuth: false, flags: [.mayReplicate], keySpecs: [ACLKeySpec(flags: [.notKey], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @pubsub @fast
+        ACLCommandEntry("srandmember", arity: -2, categories: 0x00800a, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @set @slow
+        ACLCommandEntry("srem", arity: -3, categories: 0x00400c, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @set @fast
+        ACLCommandEntry("sscan", arity: -3, categories: 0x00800a, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @set @slow
+        ACLCommandEntry("ssubscribe", arity: -2, categories: 0x009000, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.notKey], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @pubsub @slow
+        ACLCommandEntry("strlen", arity: 2, categories: 0x004082, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @string @fast
+        ACLCommandEntry("subscribe", arity: -2, categories: 0x009000, noAuth: false, flags: [], keySpecs: []),  // @pubsub @slow
+        ACLCommandEntry("substr", arity: 4, categories: 0x008082, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @string @slow
+        ACLCommandEntry("sunion", arity: -2, categories: 0x00800a, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @read @set @slow
+        ACLCommandEntry("sunionstore", arity: -3, categories: 0x00800c, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @write @set @slow
+        ACLCommandEntry("sunsubscribe", arity: -1, categories: 0x009000, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.notKey], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @pubsub @slow
+        ACLCommandEntry("swapdb", arity: 3, categories: 0x024005, noAuth: false, flags: [], keySpecs: []),  // @keyspace @write @fast @dangerous
+        ACLCommandEntry("sync", arity: 1, categories: 0x02a000, noAuth: false, flags: [], keySpecs: []),  // @admin @slow @dangerous
+        ACLCommandEntry("time", arity: 1, categories: 0x004000, noAuth: false, flags: [], keySpecs: []),  // @fast
+        ACLCommandEntry("touch", arity: -2, categories: 0x004003, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @keyspace @read @fast
+        ACLCommandEntry("ttl", arity: 2, categories: 0x004003, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @fast
+        ACLCommandEntry("type", arity: 2, categories: 0x004003, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @keyspace @read @fast
+        ACLCommandEntry("unlink", arity: -2, categories: 0x004005, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rm, .delete], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @keyspace @write @fast
+        ACLCommandEntry("unsubscribe", arity: -1, categories: 0x009000, noAuth: false, flags: [], keySpecs: []),  // @pubsub @slow
+        ACLCommandEntry("unwatch", arity: 1, categories: 0x084000, noAuth: false, flags: [], keySpecs: []),  // @fast @transaction
+        ACLCommandEntry("wait", arity: 3, categories: 0x048000, noAuth: false, flags: [], keySpecs: []),  // @slow @connection
+        ACLCommandEntry("watch", arity: -2, categories: 0x084000, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: -1, step: 1, limit: 0))]),  // @fast @transaction
+        ACLCommandEntry("xack", arity: -4, categories: 0x004804, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @fast
+        ACLCommandEntry("xadd", arity: -5, categories: 0x004804, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @fast
+        ACLCommandEntry("xautoclaim", arity: -6, categories: 0x004804, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @fast
+        ACLCommandEntry("xclaim", arity: -6, categories: 0x004804, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @fast
+        ACLCommandEntry("xdel", arity: -3, categories: 0x004804, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @fast
+        ACLCommandEntry("xgroup", arity: -2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("xgroup|create", arity: -5, categories: 0x008804, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @slow
+        ACLCommandEntry("xgroup|createconsumer", arity: 5, categories: 0x008804, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .insert], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @slow
+        ACLCommandEntry("xgroup|delconsumer", arity: 5, categories: 0x008804, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @slow
+        ACLCommandEntry("xgroup|destroy", arity: 4, categories: 0x008804, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @slow
+        ACLCommandEntry("xgroup|help", arity: 2, categories: 0x008800, noAuth: false, flags: [], keySpecs: []),  // @stream @slow
+        ACLCommandEntry("xgroup|setid", arity: -5, categories: 0x008804, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @slow
+        ACLCommandEntry("xinfo", arity: -2, categories: 0x008000, noAuth: false, flags: [], keySpecs: []),  // @slow
+        ACLCommandEntry("xinfo|consumers", arity: 4, categories: 0x008802, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @stream @slow
+        ACLCommandEntry("xinfo|groups", arity: 3, categories: 0x008802, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @stream @slow
+        ACLCommandEntry("xinfo|help", arity: 2, categories: 0x008800, noAuth: false, flags: [], keySpecs: []),  // @stream @slow
+        ACLCommandEntry("xinfo|stream", arity: -3, categories: 0x008802, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @stream @slow
+        ACLCommandEntry("xlen", arity: 2, categories: 0x004802, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @stream @fast
+        ACLCommandEntry("xpending", arity: -3, categories: 0x008802, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @stream @slow
+        ACLCommandEntry("xrange", arity: -4, categories: 0x008802, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @stream @slow
+        ACLCommandEntry("xread", arity: -4, categories: 0x018802, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .keyword("streams", startFrom: 1), find: .range(lastKey: -1, step: 1, limit: 2))]),  // @read @stream @slow @blocking
+        ACLCommandEntry("xreadgroup", arity: -7, categories: 0x018804, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .keyword("streams", startFrom: 4), find: .range(lastKey: -1, step: 1, limit: 2))]),  // @write @stream @slow @blocking
+        ACLCommandEntry("xrevrange", arity: -4, categories: 0x008802, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @stream @slow
+        ACLCommandEntry("xsetid", arity: -3, categories: 0x004804, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @fast
+        ACLCommandEntry("xtrim", arity: -4, categories: 0x008804, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @stream @slow
+        ACLCommandEntry("zadd", arity: -4, categories: 0x004014, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @fast
+        ACLCommandEntry("zcard", arity: 2, categories: 0x004012, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @fast
+        ACLCommandEntry("zcount", arity: 4, categories: 0x004012, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @fast
+        ACLCommandEntry("zdiff", arity: -3, categories: 0x008012, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @read @sortedset @slow
+        ACLCommandEntry("zdiffstore", arity: -4, categories: 0x008014, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @write @sortedset @slow
+        ACLCommandEntry("zincrby", arity: 4, categories: 0x004014, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @fast
+        ACLCommandEntry("zinter", arity: -3, categories: 0x008012, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @read @sortedset @slow
+        ACLCommandEntry("zintercard", arity: -3, categories: 0x008012, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @read @sortedset @slow
+        ACLCommandEntry("zinterstore", arity: -4, categories: 0x008014, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @write @sortedset @slow
+        ACLCommandEntry("zlexcount", arity: 4, categories: 0x004012, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @fast
+        ACLCommandEntry("zmpop", arity: -4, categories: 0x008014, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @write @sortedset @slow
+        ACLCommandEntry("zmscore", arity: -3, categories: 0x004012, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @fast
+        ACLCommandEntry("zpopmax", arity: -2, categories: 0x004014, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @fast
+        ACLCommandEntry("zpopmin", arity: -2, categories: 0x004014, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .access, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @fast
+        ACLCommandEntry("zrandmember", arity: -2, categories: 0x008012, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @slow
+        ACLCommandEntry("zrange", arity: -4, categories: 0x008012, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @slow
+        ACLCommandEntry("zrangebylex", arity: -4, categories: 0x008012, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @slow
+        ACLCommandEntry("zrangebyscore", arity: -4, categories: 0x008012, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @slow
+        ACLCommandEntry("zrangestore", arity: -5, categories: 0x008014, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @slow
+        ACLCommandEntry("zrank", arity: 3, categories: 0x004012, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @fast
+        ACLCommandEntry("zrem", arity: -3, categories: 0x004014, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @fast
+        ACLCommandEntry("zremrangebylex", arity: 4, categories: 0x008014, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @slow
+        ACLCommandEntry("zremrangebyrank", arity: 4, categories: 0x008014, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @slow
+        ACLCommandEntry("zremrangebyscore", arity: 4, categories: 0x008014, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.rw, .delete], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @write @sortedset @slow
+        ACLCommandEntry("zrevrange", arity: -4, categories: 0x008012, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @slow
+        ACLCommandEntry("zrevrangebylex", arity: -4, categories: 0x008012, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @slow
+        ACLCommandEntry("zrevrangebyscore", arity: -4, categories: 0x008012, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @slow
+        ACLCommandEntry("zrevrank", arity: 3, categories: 0x004012, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @fast
+        ACLCommandEntry("zscan", arity: -3, categories: 0x008012, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @slow
+        ACLCommandEntry("zscore", arity: 3, categories: 0x004012, noAuth: false, flags: [], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0))]),  // @read @sortedset @fast
+        ACLCommandEntry("zunion", arity: -3, categories: 0x008012, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.ro, .access], begin: .index(1), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @read @sortedset @slow
+        ACLCommandEntry("zunionstore", arity: -4, categories: 0x008014, noAuth: false, flags: [.movableKeys], keySpecs: [ACLKeySpec(flags: [.ow, .update], begin: .index(1), find: .range(lastKey: 0, step: 1, limit: 0)), ACLKeySpec(flags: [.ro, .access], begin: .index(2), find: .keyNumber(index: 0, firstKey: 1, step: 1))]),  // @write @sortedset @slow
     ]
 }

@@ -67,18 +67,34 @@ public struct ACLKeySpec: Sendable {
     public let find: Find
 }
 
+/// Command flags of Redis's table that Damselfly's own registrations do not carry.
+public struct ACLCommandFlags: OptionSet, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// COMMAND INFO's `movablekeys`: the (first, last, step) triple does not find every key.
+    public static let movableKeys = ACLCommandFlags(rawValue: 1 << 0)
+    /// `may_replicate` (EVAL, FCALL, PUBLISH, PFCOUNT...): paused by CLIENT PAUSE WRITE and
+    /// refused in read-only scripts, like a write.
+    public static let mayReplicate = ACLCommandFlags(rawValue: 1 << 1)
+    /// `no_mandatory_keys`: COMMAND GETKEYS answers an empty list, not an error, when it
+    /// finds no key (EVAL with numkeys 0).
+    public static let noMandatoryKeys = ACLCommandFlags(rawValue: 1 << 2)
+}
+
 /// One command or subcommand (`client|list`) of Redis's table: what ACL needs of it.
 public struct ACLCommandEntry: Sendable {
     public let name: String
     public let arity: Int
     public let categories: UInt32
     public let noAuth: Bool
+    public let flags: ACLCommandFlags
     public let keySpecs: [ACLKeySpec]
-    public init(_ name: String, arity: Int, categories: UInt32, noAuth: Bool, keySpecs: [ACLKeySpec]) {
+    public init(_ name: String, arity: Int, categories: UInt32, noAuth: Bool, flags: ACLCommandFlags = [], keySpecs: [ACLKeySpec]) {
         self.name = name
         self.arity = arity
         self.categories = categories
         self.noAuth = noAuth
+        self.flags = flags
         self.keySpecs = keySpecs
     }
     public func isIn(_ category: ACLCategory) -> Bool { categories & category.bit != 0 }

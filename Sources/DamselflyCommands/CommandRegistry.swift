@@ -91,6 +91,11 @@ public final class CommandSpec: Sendable {
     /// Its id in Redis's command table (``ACLCommandTable``), the bit ACL rules set;
     /// nil for a command Redis does not have.
     public let aclCommandID: Int?
+    /// Redis's flags for it that the registration does not carry (`movablekeys`,
+    /// `may_replicate`, `no_mandatory_keys`), from the same table.
+    public let tableFlags: ACLCommandFlags
+    /// A container (CLIENT, CONFIG...): Redis names its calls `client|list`.
+    public let hasSubcommands: Bool
 
     public init(
         _ name: String, arity: Int, flags: CommandFlags, firstKey: Int = 0, lastKey: Int = 0, keyStep: Int = 0,
@@ -107,6 +112,20 @@ public final class CommandSpec: Sendable {
         self.stats = (0..<max(loops, 1)).map { _ in CommandStats() }
         self.unchangedWhen = UnchangedReply.table[name] ?? .never
         self.aclCommandID = ACLCommandTable.id(name)
+        self.tableFlags = aclCommandID.map { ACLCommandTable.entries[$0].flags } ?? []
+        self.hasSubcommands = aclCommandID.map { !ACLCommandTable.subcommands[$0].isEmpty } ?? false
+    }
+
+    /// A write, or a command Redis marks `may_replicate` (PUBLISH, PFCOUNT, EVAL...): what
+    /// CLIENT PAUSE WRITE holds back and a read-only script may not call.
+    @inlinable
+    public var writesOrMayReplicate: Bool { flags.contains(.write) || tableFlags.contains(.mayReplicate) }
+
+    /// The name Redis gives the call (CLIENT LIST's `cmd=`): `client|list` for a known
+    /// subcommand of a container, else the command's own name.
+    public func fullName(subcommand: UnsafeRawBufferPointer) -> String {
+        guard hasSubcommands, let id = aclCommandID else { return name }
+        return ACLCommandTable.entries[ACLCommandTable.id(command: id, firstArgument: Array(subcommand))].name
     }
 
     /// Whether `reply` may come from a run that changed a key: not an error

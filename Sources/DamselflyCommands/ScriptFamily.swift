@@ -930,9 +930,9 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
                 execution.touchedShards.formUnion(0..<call.shardSet.count)
             }
         }
-        if spec.flags.contains(.write) && (call.spec.flags.contains(.readonly) || noWrites) {
-            // EVAL_RO / EVALSHA_RO / FCALL_RO, or a `no-writes` script or function
-            // (Redis 7.0's text, with its full stop)
+        if spec.writesOrMayReplicate && (call.spec.flags.contains(.readonly) || noWrites) {
+            // EVAL_RO / EVALSHA_RO / FCALL_RO, or a `no-writes` script or function; PUBLISH
+            // too, which would reach replicas (Redis 7.0's text, with its full stop)
             out.error("ERR Write commands are not allowed from read-only scripts.")
             return out.buffer
         }

@@ -187,7 +187,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
 
     private func processInput() {
         // After QUIT nothing more is run: pipelined commands behind it are dropped, as Redis does.
-        while !waitingForReply && !isClosed && !client.closeRequested && inputStart < inputEnd {
+        while !waitingForReply && !isHeldByPause && !isClosed && !client.closeRequested && inputStart < inputEnd {
             let view = UnsafeRawBufferPointer(start: input + inputStart, count: inputEnd - inputStart)
             if firstInput {
                 switch HTTPRequest.detect(view) {
@@ -223,11 +223,19 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                     dispatch(spec)
                     continue
                 }
+                if let spec, server.clientPause.mayBeActive, holdsForPause(spec) {
+                    // Left unconsumed: parsed again when the pause ends.
+                    flush()
+                    isHeldByPause = true
+                    server.clientPause.park(self)
+                    return
+                }
                 if let spec, let target = migrationTarget(spec) {
                     // Leave the command unconsumed: the new loop parses it again.
                     if migrate(to: target) { return }
                 }
                 inputStart += consumed
+                commandBytes = consumed
                 migrationRefused = false
                 beginReply(spec)
                 dispatch(spec)
@@ -267,6 +275,35 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// A resume after a busy script is already scheduled.
     private var resumeScheduled = false
 
+    /// The bytes of the command in flight, still part of the query buffer as Redis counts it.
+    private var commandBytes = 0
+
+    /// CLIENT LIST's `qbuf`: unparsed input plus the command running now (Redis trims its
+    /// query buffer only after the command), and `qbuf-free`.
+    var queryBuffer: (used: Int, free: Int) {
+        (inputEnd - inputStart + (waitingForReply ? commandBytes : 0), inputCapacity - inputEnd)
+    }
+
+    // MARK: - CLIENT PAUSE
+
+    /// Held by CLIENT PAUSE (see ``ClientPause``): the next command waits, unparsed, in `input`.
+    private(set) var isHeldByPause = false
+
+    /// Whether the pause in force holds this command: never a replica's link; never a
+    /// command refused before it could run anyway (unknown, wrong arity, before AUTH),
+    /// whose error Redis sends at once.
+    private func holdsForPause(_ spec: CommandSpec) -> Bool {
+        replicaLink == nil && spec.acceptsArgumentCount(args.count) && (client.authenticated || spec.flags.contains(.noAuth))
+            && server.clientPause.holds(spec, args, client: client, engine: server.engine)
+    }
+
+    /// The pause ended (on this loop): run what waits.
+    func resumeAfterPause() {
+        guard isHeldByPause else { return }
+        isHeldByPause = false
+        if !waitingForReply && !migrating && !isClosed { processInput() }
+    }
+
     /// An EXEC refused before it could run ends the transaction, MULTI or
     /// not, as Redis's `execCommandAbort` does: queue and WATCHes dropped,
     /// the reason given under EXECABORT.
@@ -295,7 +332,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             emitError(text)
             return
         }
-        client.lastCommandName = spec.name
+        client.lastCommandName = spec.hasSubcommands && args.count > 1 ? spec.fullName(subcommand: args[1]) : spec.name
         guard spec.acceptsArgumentCount(args.count) else {
             spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
             if spec.name == "exec" { return abortExec("wrong number of arguments for 'exec' command") }
@@ -735,6 +772,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     }
 
     private func runOnClose() {
+        if isHeldByPause {
+            isHeldByPause = false
+            server.clientPause.forget(self)
+        }
         let action = onClose
         onClose = nil
         action?()

@@ -222,6 +222,13 @@ enum ConnectionFamily {
             })
         case ("kill", _):
             clientKill(call, server: server)
+        case ("pause", 3), ("pause", 4):
+            ClientPause.pauseCommand(call, pause: server.clientPause)
+        case ("unpause", 2):
+            server.clientPause.unpause()
+            call.reply(.ok)
+        case ("unpause", _):
+            call.reply(.error("ERR wrong number of arguments for 'client|unpause' command"))
         case ("unblock", 3), ("unblock", 4):
             guard let id = call.integer(2) else { return call.reply(.notInteger) }
             var withError = false
@@ -246,6 +253,8 @@ enum ConnectionFamily {
                 "INFO", "    Return information about the current client connection.",
                 "KILL <ip:port>", "    Kill connection made from <ip:port>.",
                 "LIST [TYPE (NORMAL|MASTER|REPLICA|PUBSUB)] [ID <id> [<id> ...]]", "    Return information about client connections.",
+                "UNPAUSE", "    Stop the current client pause, resuming traffic.",
+                "PAUSE <timeout> [WRITE|ALL]", "    Suspend all, or just write, clients for <timeout> milliseconds.",
                 "NO-EVICT (ON|OFF)", "    Protect current client connection from eviction.",
                 "NO-TOUCH (ON|OFF)", "    Will not touch LRU/LFU stats when this mode is on.",
                 "SETINFO <option> <value>", "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
@@ -269,8 +278,12 @@ enum ConnectionFamily {
         if sub + psub + ssub > 0 { flags += "P" }
         if client.noEvict { flags += "e" }
         if client.noTouch { flags += "T" }
+        if client.blockedOn != nil || connection?.isHeldByPause == true { flags += "b" }
+        if client.multiQueue != nil { flags += "x" }
         if flags.isEmpty { flags = "N" }
-        return "id=\(client.id) addr=\(client.address) laddr=\(client.localAddress) fd=-1 name=\(client.name) age=\(age) idle=\(idle) flags=\(flags) db=\(client.database) sub=\(sub) psub=\(psub) ssub=\(ssub) multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=\(client.lastCommandName) user=\(client.user?.name ?? "default") redir=-1 resp=\(client.protocolVersion) lib-name=\(client.libraryName) lib-ver=\(client.libraryVersion) thread=\(client.loop.index)"
+        let (qbuf, qbufFree) = connection?.queryBuffer ?? (0, 0)
+        let multi = client.multiQueue?.count ?? -1
+        return "id=\(client.id) addr=\(client.address) laddr=\(client.localAddress) fd=-1 name=\(client.name) age=\(age) idle=\(idle) flags=\(flags) db=\(client.database) sub=\(sub) psub=\(psub) ssub=\(ssub) multi=\(multi) qbuf=\(qbuf) qbuf-free=\(qbufFree) argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=\(client.lastCommandName) user=\(client.user?.name ?? "default") redir=-1 resp=\(client.protocolVersion) lib-name=\(client.libraryName) lib-ver=\(client.libraryVersion) thread=\(client.loop.index)"
     }
 
     static func clientKill(_ call: CommandCall, server: Server) {

@@ -52,6 +52,8 @@ public final class Server: @unchecked Sendable {
     let activeExpireEnabled = Atomic<Bool>(true)
     /// LATENCY's events and `latency-monitor-threshold`.
     let latency = LatencyMonitor()
+    /// CLIENT PAUSE / UNPAUSE.
+    let clientPause: ClientPause
     let executablePath: String
 
     /// Builds the server: loops, shards, command table. Nothing runs yet.
@@ -65,6 +67,7 @@ public final class Server: @unchecked Sendable {
         let wantIOUring = !config.forceEpoll && EventLoop.ioUringAvailable()
         usesIOUring = wantIOUring
         loops = (0..<topology.threads).map { EventLoop(index: $0, preferIOUring: wantIOUring) }
+        clientPause = ClientPause(loops: loops)
         let shardSet = ShardSet(
             loops: loops, shardCount: topology.shards, databaseCount: config.dbnum, lockOnHashtags: config.lockOnHashtags,
             roundRobinPrefix: config.shardRoundRobinPrefix)
@@ -73,6 +76,7 @@ public final class Server: @unchecked Sendable {
             shardSet: shardSet, registry: registry, databaseCount: config.dbnum, maxMemory: config.maxmemory,
             maxBulkLength: config.maxBulkLen, requirePass: config.requirepass,
             singleHopBlocking: config.singlehopBlocking, journaling: config.appendonly)
+        for shard in shardSet.shards { shard.keyspace.setExpiryHold(clientPause.hold) }
         engine.scripts.configure(timeLimitMillis: config.luaTimeLimit, defaultFlags: config.defaultLuaFlags)
         shardSet.configureEviction(maxMemory: config.maxmemory, settings: config.evictionSettings)
         latency.configure(config)
@@ -191,6 +195,7 @@ public final class Server: @unchecked Sendable {
                 }
             }
         }
+        let clientPause = self.clientPause
         for loop in loops {
             let counters = engine.loopCounters[loop.index]
             let blocked = engine.blockedClients[loop.index]
@@ -198,6 +203,8 @@ public final class Server: @unchecked Sendable {
                 loop.addPeriodicTimer(intervalMillis: 1000) { counters.sampleOps(nowNanos: Clock.monotonicNanos()) }
                 // Blocking-command timeouts, to the millisecond or two.
                 loop.addPeriodicTimer(intervalMillis: 2) { blocked.expire(nowNanos: Clock.monotonicNanos()) }
+                // Clients held by a CLIENT PAUSE whose deadline passed go on (one check of an empty list otherwise).
+                loop.addPeriodicTimer(intervalMillis: 10) { clientPause.resumeIfEnded(on: loop) }
             }
         }
         if config.memReleaseInterval > 0 {
@@ -390,7 +397,8 @@ public final class Server: @unchecked Sendable {
         let timeout = limits.timeoutSeconds.load(ordering: .relaxed)
         guard timeout > 0 else { return }
         for connection in connections(on: loop)
-        where connection.idleSeconds > timeout && connection.client.blockedOn == nil && connection.subscriptionCount == 0 {
+        where connection.idleSeconds > timeout && connection.client.blockedOn == nil && connection.subscriptionCount == 0
+            && !connection.isHeldByPause {
             connection.kill()
         }
     }

@@ -44,6 +44,9 @@ public final class Database {
     @usableFromInline var lfuLogFactor = 10
     @usableFromInline var lfuDecayMinutes = 1
 
+    /// CLIENT PAUSE's hold: while held, expired keys read as missing but stay (see ``ExpiryHold``).
+    public var expiryHold: ExpiryHold?
+
     /// Whether access tracking is LFU (OBJECT FREQ answers) rather than LRU (OBJECT IDLETIME).
     public var tracksFrequency: Bool { lfuMode }
 
@@ -85,12 +88,14 @@ public final class Database {
     // MARK: Lookup
 
     /// Finds a live key. An expired key is deleted on the spot (lazy expiry), counted in
-    /// `expiredKeys`, and nil is returned.
+    /// `expiredKeys`, and nil is returned; while CLIENT PAUSE holds expiry it is only
+    /// reported missing.
     @inlinable
     public func find(_ key: UnsafeRawBufferPointer, hash: UInt64, nowMs: Int64) -> EntryIndex? {
         clockMs = nowMs
         guard let index = lookup(key, hash: hash) else { return nil }
         if entries[Int(index)].expireAt <= nowMs {
+            if let expiryHold, expiryHold.isHeld(nowMs: nowMs) { return nil }
             expire(at: index)
             return nil
         }
@@ -218,6 +223,12 @@ public final class Database {
     @discardableResult
     public func insert(_ key: UnsafeRawBufferPointer, hash: UInt64, value: StoredValue, expireAtMs: Int64?, nowMs: Int64? = nil) -> EntryIndex {
         if let nowMs { clockMs = nowMs }
+        if let expiryHold, expiryHold.isHeld(nowMs: clockMs), let stale = lookup(key, hash: hash) {
+            // `find` reported an expired key missing under a CLIENT PAUSE hold (a write
+            // the pause lets through, such as the rest of the EXEC that paused): the
+            // write replaces it, so it goes now rather than live on beside the new one.
+            expire(at: stale)
+        }
         let keyBytes = ByteArray.copy(key)
         let bucket = Int(truncatingIfNeeded: hash & mask)
         let access = lfuMode ? LFU.initial(nowMs: clockMs) : Database.seconds(clockMs)
@@ -392,6 +403,7 @@ public final class Database {
     /// the table keeps load at least 1/8 so few probes are needed). Expired picks are deleted and
     /// another is tried; nil when no live key remains.
     public func randomEntry(nowMs: Int64) -> EntryIndex? {
+        var heldPicks = 0
         while liveCount > 0 {
             var head: Int32
             repeat {
@@ -410,6 +422,13 @@ public final class Database {
                 skip -= 1
             }
             if entries[Int(index)].expireAt <= nowMs {
+                if let expiryHold, expiryHold.isHeld(nowMs: nowMs) {
+                    // CLIENT PAUSE: nothing is deleted, so a table of expired keys must not
+                    // spin; after a few expired picks it reports none.
+                    heldPicks += 1
+                    if heldPicks >= 100 { return nil }
+                    continue
+                }
                 expire(at: index)
                 continue
             }
@@ -436,6 +455,7 @@ public final class Database {
     /// (wrapping), so successive calls cover every TTL key rather than re-sampling at random.
     /// Returns the number deleted (also added to `expiredKeys`).
     public func activeExpire(nowMs: Int64, maxSamples: Int = 20) -> Int {
+        if let expiryHold, expiryHold.isHeld(nowMs: nowMs) { return 0 }
         let perRound = max(1, maxSamples)
         let budget = perRound > Int.max / 16 ? Int.max : perRound * 16
         var checks = 0

@@ -13,6 +13,14 @@ public final class Keyspace {
     @inlinable
     public var databaseCount: Int { databases.count }
 
+    /// CLIENT PAUSE's hold, shared by every database (set once, before the shard runs).
+    public private(set) var expiryHold: ExpiryHold?
+
+    public func setExpiryHold(_ hold: ExpiryHold) {
+        expiryHold = hold
+        for db in databases { db.expiryHold = hold }
+    }
+
     /// SWAPDB: databases `a` and `b` trade places (their keys, TTLs and
     /// accounting go with them).
     public func swapDatabases(_ a: Int, _ b: Int) {

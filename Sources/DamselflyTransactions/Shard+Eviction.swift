@@ -33,6 +33,8 @@ extension Shard {
         var used = keyspace.usedBytes
         guard used > evictionLimit else { return }
         let nowMs = Clock.wallMillis()
+        // CLIENT PAUSE keeps the dataset as it is (Redis's performEvictions waits too).
+        if let hold = keyspace.expiryHold, hold.isHeld(nowMs: nowMs) { return }
         while used > evictionLimit {
             guard let (database, index) = nextVictim(nowMs: nowMs) else { break }
             evict(database: database, at: index)

@@ -170,6 +170,33 @@ import Testing
         #expect(db.expiredKeys == 2)
     }
 
+    /// CLIENT PAUSE's hold: an expired key reads as missing but stays, active expiry
+    /// deletes nothing, a write over it replaces it; after the hold both delete again.
+    @Test func expiryHoldKeepsExpiredKeys() {
+        let ks = Keyspace(databaseCount: 1)
+        let hold = ExpiryHold()
+        ks.setExpiryHold(hold)
+        let db = ks.databases[0]
+        db.insert("a", "v", expireAtMs: 10)
+        db.insert("b", "v", expireAtMs: 10)
+        db.insert("c", "v", expireAtMs: 10)
+        hold.hold(untilMs: 500)
+        #expect(db.find("a", nowMs: 100) == nil)
+        #expect(ks.activeExpire(nowMs: 100) == 0)
+        #expect(db.randomEntry(nowMs: 100) == nil)  // only expired keys: none, and no spin
+        #expect(db.count == 3 && db.expiredKeys == 0)
+        // A write the pause lets through replaces the expired key rather than duplicating it.
+        db.insert("c", "new")
+        #expect(db.count == 3 && db.expiredKeys == 1)
+        #expect(db.find("c", nowMs: 100).map { db.valueString(at: $0) } == "new")
+        // Past the hold's deadline (or released) expiry goes on.
+        #expect(db.find("a", nowMs: 600) == nil)
+        #expect(db.expiredKeys == 2)
+        hold.hold(untilMs: 0)
+        #expect(ks.activeExpire(nowMs: 100) == 1)
+        #expect(db.count == 1)
+    }
+
     @Test func expiresCountFollowsTTLChanges() {
         let db = Database()
         let a = db.insert("a", "1")
