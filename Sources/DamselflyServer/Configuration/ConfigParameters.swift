@@ -330,6 +330,16 @@ public enum ConfigParameters {
         intParameter("maxmemory-eviction-tenacity", [], 0...100, \.maxmemoryEvictionTenacity),
         intParameter("lfu-log-factor", ["lfu_log_factor"], 0...Int(Int32.max), \.lfuLogFactor),
         intParameter("lfu-decay-time", ["lfu_decay_time"], 0...Int(Int32.max), \.lfuDecayTime),
+        Parameter(
+            name: "notify-keyspace-events", aliases: ["notify_keyspace_events"],
+            get: { KeyspaceEventClass.parse($0.notifyKeyspaceEvents)?.canonicalText ?? "" },
+            set: { config, text in
+                guard let flags = KeyspaceEventClass.parse(text) else {
+                    return "Invalid event class character. Use 'Ag$lshzxeKEtmdn'."
+                }
+                config.notifyKeyspaceEvents = flags.canonicalText
+                return nil
+            }),
     ]
 }
 
