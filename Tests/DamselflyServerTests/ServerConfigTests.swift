@@ -429,3 +429,18 @@ private func parseError(_ arguments: [String], env: [String: String] = [:]) -> C
         }
     }
 }
+
+@Suite struct ServerConfigKeyspaceEventsTests {
+    @Test func flagTakesRedisLetters() throws {
+        #expect(try config(["--notify_keyspace_events=KEA"]).notifyKeyspaceEvents == "KEA")
+        #expect(try config([]).notifyKeyspaceEvents == "")
+    }
+
+    @Test func flagRefusesAnUnknownLetter() {
+        guard case .invalidValue(let flag, let value, let reason)? = parseError(["--notify_keyspace_events=KEQ"]) else {
+            Issue.record("expected invalidValue")
+            return
+        }
+        #expect(flag == "notify_keyspace_events" && value == "KEQ" && reason.contains("Invalid event class character"))
+    }
+}

@@ -146,6 +146,11 @@ public struct ServerConfig: Sendable, Equatable {
                 reason: "unknown script flag(s) \(unknownScriptFlags.sorted().joined(separator: ", ")); known: "
                     + ScriptFlags.known.sorted().joined(separator: ", "))
         }
+        if KeyspaceEventClass.parse(notifyKeyspaceEvents) == nil {
+            throw .invalidValue(
+                flag: "notify_keyspace_events", value: notifyKeyspaceEvents,
+                reason: "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")
+        }
         if proactorThreads > 0, numShards > proactorThreads {
             throw .invalidValue(
                 flag: "num_shards", value: String(numShards),
