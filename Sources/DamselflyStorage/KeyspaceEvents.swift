@@ -50,6 +50,7 @@ public struct KeyspaceEventClass: OptionSet, Sendable, Hashable {
     }
 
     /// The text CONFIG GET shows: `A` for the whole set, else each class letter, then K, E, m.
+    /// As in Redis, `n` is printed only without `A` (with `A` it is set but not shown).
     public var canonicalText: String {
         var text = ""
         if isSuperset(of: .all) {

@@ -377,6 +377,7 @@ private func parseError(_ arguments: [String], env: [String: String] = [:]) -> C
         "save", "appendonly", "appendfsync", "appendfilename", "poll_before_sleep_us", "migrate_connections",
         "lua_time_limit", "default_lua_flags", "client_query_buffer_limit", "client_output_buffer_limit",
         "mem_release_interval", "aclfile", "maxmemory_policy", "maxmemory_samples", "lfu_log_factor", "lfu_decay_time",
+        "notify_keyspace_events",
     ]
 
     @Test func helpListsEveryFlagWithItsDefault() throws {

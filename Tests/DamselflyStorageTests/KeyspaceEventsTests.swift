@@ -22,7 +22,9 @@ private final class Recorder: Sendable {
         #expect(KeyspaceEventClass.parse("gKE")?.canonicalText == "gKE")
         #expect(KeyspaceEventClass.parse("$lshzxeKE")?.canonicalText == "$lshzxeKE")
         #expect(KeyspaceEventClass.parse("g$lshzxetd")?.canonicalText == "A")
-        #expect(KeyspaceEventClass.parse("Anm")?.canonicalText == "Anm")
+        // Redis's quirk, kept: with every A class set it prints "A" and never reaches "n".
+        #expect(KeyspaceEventClass.parse("Anm")?.canonicalText == "Am")
+        #expect(KeyspaceEventClass.parse("gn")?.canonicalText == "gn")
         #expect(KeyspaceEventClass.parse("")?.canonicalText == "")
         #expect(KeyspaceEventClass.parse("KEQ") == nil)
         #expect(KeyspaceEventClass.parse("a") == nil)
