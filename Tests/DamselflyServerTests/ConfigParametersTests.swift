@@ -356,7 +356,7 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
         #expect(ConfigParameters.set("notify-keyspace-events", "Em$n", in: &c) == nil)
         #expect(ConfigParameters.get("notify-keyspace-events", from: c).first?.1 == "$nEm")
         #expect(ConfigParameters.set("notify-keyspace-events", "KEQ", in: &c)?.contains("Invalid event class character") == true)
-        #expect(c.notifyKeyspaceEvents == "$nEm")
+        #expect(c.notifyKeyspaceEvents == "Em$n")
         #expect(ConfigParameters.set("notify-keyspace-events", "", in: &c) == nil)
         #expect(KeyspaceEventClass.parse(c.notifyKeyspaceEvents) == [])
     }

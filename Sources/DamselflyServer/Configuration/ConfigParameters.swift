@@ -334,10 +334,11 @@ public enum ConfigParameters {
             name: "notify-keyspace-events", aliases: ["notify_keyspace_events"],
             get: { KeyspaceEventClass.parse($0.notifyKeyspaceEvents)?.canonicalText ?? "" },
             set: { config, text in
-                guard let flags = KeyspaceEventClass.parse(text) else {
+                guard KeyspaceEventClass.parse(text) != nil else {
                     return "Invalid event class character. Use 'Ag$lshzxeKEtmdn'."
                 }
-                config.notifyKeyspaceEvents = flags.canonicalText
+                // The text as given: Redis's printed form can drop a class ("Anm" shows as "Am").
+                config.notifyKeyspaceEvents = text
                 return nil
             }),
     ]
