@@ -101,6 +101,7 @@ public enum BitFamily {
             var bytes = [UInt8](repeating: 0, count: needed)
             let reply = body(&bytes, &changed)
             ctx.store(key, .raw(bytes))
+            ctx.notify(.string, "setbit", key)
             return reply
         }
         guard StoredValue.isStringValue(ctx.database.value(at: found)) else { return .wrongType }
@@ -116,7 +117,7 @@ public enum BitFamily {
             if grew { bytes.append(contentsOf: repeatElement(0, count: needed - bytes.count)) }
             let reply = body(&bytes, &changed)
             value = .raw(bytes)
-            if !grew && !changed { ctx.markUnchanged() }
+            if !grew && !changed { ctx.markUnchanged() } else { ctx.notify(.string, "setbit", key) }
             return reply
         }
     }
@@ -317,7 +318,12 @@ public enum BitFamily {
             return combine(op, inputs)
         }, apply: { ctx, positions, result in
             guard positions.contains(0), let result else { return }
-            if result.isEmpty { ctx.delete(keys[0]) } else { ctx.store(keys[0], .raw(result)) }
+            if result.isEmpty {
+                if ctx.delete(keys[0]) { ctx.notify(.generic, "del", keys[0]) }
+            } else {
+                ctx.store(keys[0], .raw(result))
+                ctx.notify(.string, "set", keys[0])
+            }
         }, reply: { result in
             guard let result else { return .wrongType }
             return .integer(result.count)

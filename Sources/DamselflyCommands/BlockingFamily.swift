@@ -167,8 +167,18 @@ public enum BlockingFamily {
         ctx.database.modifyValue(at: found) { _ in
             element = fromLeft ? list.popFront() : list.popBack()
         }
-        if list.count == 0 { ctx.database.remove(at: found) }
+        if element != nil { ctx.notify(.list, fromLeft ? "lpop" : "rpop", key) }
+        if list.count == 0 {
+            ctx.database.remove(at: found)
+            ctx.notify(.generic, "del", key)
+        }
         return element
+    }
+
+    /// The events of a pop whose own were held back (BLMOVE: Redis sends the push first):
+    /// the pop, and `del` when the list is gone.
+    static func notifyPopped(_ ctx: ShardContext, _ key: KeyRef, fromLeft: Bool) {
+        ctx.notifyRemoval(.list, fromLeft ? "lpop" : "rpop", key)
     }
 
     /// Pushes `element` onto the list at `key`, creating it.
@@ -182,6 +192,7 @@ public enum BlockingFamily {
             list.pushBack(element)
             ctx.store(key, .list(list))
         }
+        ctx.notify(.list, toLeft ? "lpush" : "rpush", key)
     }
 
     // MARK: - BLPOP / BRPOP
@@ -246,9 +257,12 @@ public enum BlockingFamily {
                            pop: { ctx, _, _ in
             // Not parked: the destination's lock is held too and its type was
             // checked; on another shard the push runs on that shard's loop.
-            guard let element = popSource(ctx) else { return .null }
+            var muted = ctx
+            muted.notificationsMuted = destinationShard == ctx.shard.index
+            guard let element = popSource(muted) else { return .null }
             if destinationShard == ctx.shard.index {
                 push(ctx, destination, element, toLeft)
+                notifyPopped(ctx, source, fromLeft: fromLeft)
             } else {
                 target.postWhenAvailable {
                     push(ShardContext(shard: target, databaseIndex: database), destination, element, toLeft)
@@ -260,8 +274,11 @@ public enum BlockingFamily {
                            serve: { ctx, _, complete in
             if destinationShard == ctx.shard.index {
                 if holdsOtherType(ctx, destination) { return complete(.wrongType) }
-                guard let element = popSource(ctx) else { return complete(.null) }
+                var muted = ctx
+                muted.notificationsMuted = true
+                guard let element = popSource(muted) else { return complete(.null) }
                 push(ctx, destination, element, toLeft)
+                notifyPopped(ctx, source, fromLeft: fromLeft)
                 return complete(.bulk(element))
             }
             // The destination lives on another shard: pop here, then push there

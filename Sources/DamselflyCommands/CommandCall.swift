@@ -528,6 +528,9 @@ public struct ShardContext {
     public let databaseIndex: Int
     public let nowMs: Int64
     public let noTouch: Bool
+    /// Set around a step whose events another shard emits for it (LMOVE's push on the
+    /// destination's shard: the source's shard sends push and pop in Redis's order).
+    public var notificationsMuted = false
 
     @inlinable
     public init(shard: Shard, databaseIndex: Int, noTouch: Bool = false) {
@@ -557,6 +560,28 @@ public struct ShardContext {
         shard.onlyWritten = keys.map { lockFingerprint(keyHash: $0.hash, database: databaseIndex) }
     }
 
+    /// Emits keyspace notification `event` of class `type` for `key` (Redis's
+    /// `notifyKeyspaceEvent`), in this context's database. With the class off (by
+    /// default every class is) this is one compare of a field of the database.
+    @inlinable
+    public func notify(_ type: KeyspaceEventClass, _ event: StaticString, _ key: KeyRef) {
+        notify(type, event, key.bytes)
+    }
+
+    /// `notify` for a key given as bytes (one found by a scan, a pattern's expansion).
+    @inlinable
+    public func notify(_ type: KeyspaceEventClass, _ event: StaticString, _ key: [UInt8]) {
+        if database.notifyFlags & type.rawValue != 0, !notificationsMuted { database.emitNotification(event, key: key) }
+    }
+
+    /// The events of a removal from an aggregate: `event`, then `del` when the removal
+    /// emptied and so deleted the key (Redis's order).
+    public func notifyRemoval(_ type: KeyspaceEventClass, _ event: StaticString, _ key: KeyRef) {
+        guard database.notifyFlags != 0, !notificationsMuted else { return }
+        notify(type, event, key)
+        if key.withBytes({ database.lookup($0, hash: key.hash) }) == nil { notify(.generic, "del", key) }
+    }
+
     /// Finds a live key for a read, counting keyspace hits and misses.
     @inlinable
     public func lookupRead(_ key: KeyRef) -> EntryIndex? {
@@ -574,6 +599,7 @@ public struct ShardContext {
             shard.keyspaceHits.add(1, ordering: .relaxed)
         } else {
             shard.keyspaceMisses.add(1, ordering: .relaxed)
+            notify(.keyMiss, "keymiss", key)
         }
         return found
     }

@@ -9,10 +9,10 @@ public enum GenericFamily {
     public static func register(_ r: CommandRegistry) {
         let g = "generic"
         r.register("del", arity: -2, flags: [.write], firstKey: 1, lastKey: -1, keyStep: 1, group: g) { call in
-            countKeys(call, mode: .exclusive) { ctx, key in ctx.delete(key) }
+            countKeys(call, mode: .exclusive) { ctx, key in deleteNotifying(&ctx, key) }
         }
         r.register("unlink", arity: -2, flags: [.write, .fast], firstKey: 1, lastKey: -1, keyStep: 1, group: g) { call in
-            countKeys(call, mode: .exclusive) { ctx, key in ctx.delete(key) }
+            countKeys(call, mode: .exclusive) { ctx, key in deleteNotifying(&ctx, key) }
         }
         r.register("exists", arity: -2, flags: [.readonly, .fast], firstKey: 1, lastKey: -1, keyStep: 1, group: g) { call in
             countKeys(call, mode: .shared) { ctx, key in ctx.lookupPeek(key) != nil }
@@ -56,6 +56,7 @@ public enum GenericFamily {
             call.runOnKey(key, mode: .exclusive) { ctx in
                 guard let found = ctx.lookupWrite(key), ctx.database.expireTime(at: found) != nil else { return .integer(0) }
                 ctx.database.setExpireTime(nil, at: found)
+                ctx.notify(.generic, "persist", key)
                 return .integer(1)
             }
         }
@@ -139,6 +140,13 @@ public enum GenericFamily {
         }, merge: { counts in .integer(counts.reduce(0, +)) })
     }
 
+    /// DEL and UNLINK of one key: a `del` event when it existed.
+    static func deleteNotifying(_ ctx: inout ShardContext, _ key: KeyRef) -> Bool {
+        guard ctx.delete(key) else { return false }
+        ctx.notify(.generic, "del", key)
+        return true
+    }
+
     // MARK: - TTLs
 
     static func expire(_ call: CommandCall, unit: ExpireUnit) {
@@ -168,8 +176,10 @@ public enum GenericFamily {
             if lt, let current, when >= current { return .integer(0) }
             if when <= ctx.nowMs {
                 ctx.database.remove(at: found)
+                ctx.notify(.generic, "del", key)
             } else {
                 ctx.database.setExpireTime(when, at: found)
+                ctx.notify(.generic, "expire", key)
             }
             return .integer(1)
         }
@@ -227,6 +237,12 @@ public enum GenericFamily {
                 if p == 0 { ctx.delete(source) }
                 if p == 1 { ctx.store(destination, value, expireAtMs: decision.0.expireAt) }
             }
+            // Both events from the source's shard, so they arrive in Redis's order even when
+            // the destination lives on another shard.
+            if positions.contains(0) {
+                ctx.notify(.generic, "rename_from", source)
+                ctx.notify(.generic, "rename_to", destination)
+            }
         }, reply: { decision in decision.1 ?? (onlyIfAbsent ? .integer(1) : .ok) })
     }
 
@@ -277,6 +293,7 @@ public enum GenericFamily {
             guard let decision, let value = decision.value, positions.contains(1) else { return ctx.markUnchanged() }
             let destinationContext = ShardContext(shard: ctx.shard, databaseIndex: target)
             destinationContext.store(destination, value.duplicate(), expireAtMs: decision.expireAt)
+            destinationContext.notify(.generic, "copy_to", destination)
         }, reply: { decision in .integer(decision == nil ? 0 : 1) }, writtenPositions: [1])
     }
 
@@ -306,6 +323,8 @@ public enum GenericFamily {
             let expireAt = from.database.expireTime(at: found)
             from.database.remove(at: found)
             to.store(key, value, expireAtMs: expireAt)
+            from.notify(.generic, "move_from", key)
+            to.notify(.generic, "move_to", key)
             return .integer(1)
         }
     }

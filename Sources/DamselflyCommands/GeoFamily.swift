@@ -410,7 +410,8 @@ public enum GeoFamily {
             checks.compactMap { $0 }.first ?? .error(.syntaxError)
         }, apply: { ctx, positions, found in
             guard positions.contains(1), case .points(let points, let q) = found, q.store != nil else { return }
-            SortedSetFamily.storeResult(ctx, destination, storedEntries(points, q))
+            SortedSetFamily.storeResult(
+                ctx, destination, storedEntries(points, q), event: variant == .searchStore ? "geosearchstore" : "georadiusstore")
         }, reply: { found in
             switch found {
             case .error(let reply): return reply

@@ -178,6 +178,7 @@ public enum HashFamily {
                 return added
             }
             guard let added else { return .wrongType }
+            ctx.notify(.hash, "hset", key)
             return replyOK ? .ok : .integer(added)
         }
     }
@@ -191,6 +192,7 @@ public enum HashFamily {
             return true
         }
         guard let added else { return .wrongType }
+        if added { ctx.notify(.hash, "hset", key) }
         return .integer(added ? 1 : 0)
     }
 
@@ -207,7 +209,11 @@ public enum HashFamily {
                 }
                 return removed
             }
-            if hash.count == 0 { ctx.database.remove(at: index) }
+            if removed > 0 { ctx.notify(.hash, "hdel", key) }
+            if hash.count == 0 {
+                ctx.database.remove(at: index)
+                ctx.notify(.generic, "del", key)
+            }
             return .integer(removed)
         }
     }
@@ -226,6 +232,7 @@ public enum HashFamily {
             hash.set(field, RedisNumber.withDecimalBytes(of: sum) { Array($0) })
             return .integer(Int(sum))
         }
+        if case .integer = result { ctx.notify(.hash, "hincrby", key) }
         return result ?? .wrongType
     }
 
@@ -269,6 +276,7 @@ public enum HashFamily {
                 return .bulk(printed)
             }
         }
+        if case .bulk = result { ctx.notify(.hash, "hincrbyfloat", key) }
         return result ?? .wrongType
     }
 

@@ -95,6 +95,7 @@ public enum HyperLogLogFamily {
                 // Redis counts every register raised toward the next save.
                 ctx.shard.changesSinceSave.add(updated - 1, ordering: .relaxed)
             }
+            if !failed && updated > 0 { ctx.notify(.string, "pfadd", key) }
             return reply
         }
     }
@@ -211,6 +212,8 @@ public enum HyperLogLogFamily {
                 _ = write(&bytes)
                 ctx.store(keys[0], .raw(bytes))
             }
+            // Redis sends PFMERGE's write as a `pfadd` (a mass add, in its words).
+            ctx.notify(.string, "pfadd", keys[0])
         }, reply: { decision in
             switch decision {
             case .failure(let error): return error.reply

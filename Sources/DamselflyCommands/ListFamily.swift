@@ -121,12 +121,14 @@ public enum ListFamily {
                 return list.count
             }
             guard let length else { return .failure(.wrongType) }
+            ctx.notify(.list, toLeft ? "lpush" : "rpush", key)
             return .success(length)
         }
         if onlyIfExists { return .success(0) }
         let list = ListValue()
         pushAll(list, values, toLeft: toLeft)
         ctx.store(key, .list(list))
+        ctx.notify(.list, toLeft ? "lpush" : "rpush", key)
         return .success(list.count)
     }
 
@@ -153,7 +155,11 @@ public enum ListFamily {
             return (values, list.count == 0)
         }
         guard let (values, emptied) = popped else { return .failure(.wrongType) }
-        if emptied { ctx.database.remove(at: found) }
+        if !values.isEmpty { ctx.notify(.list, fromLeft ? "lpop" : "rpop", key) }
+        if emptied {
+            ctx.database.remove(at: found)
+            ctx.notify(.generic, "del", key)
+        }
         return .success(values)
     }
 
@@ -200,6 +206,7 @@ public enum ListFamily {
             guard let index else { return .notInteger }
             guard let i = resolveIndex(index, count: list.count) else { return .error("ERR index out of range") }
             value.withUnsafeBytes { list.replace(at: i, with: $0) }
+            ctx.notify(.list, "lset", key)
             return .ok
         }
     }
@@ -211,6 +218,7 @@ public enum ListFamily {
             let inserted = value.withUnsafeBytes { v in
                 pivot.withUnsafeBytes { p in list.insert(v, pivot: p, after: after) }
             }
+            if inserted { ctx.notify(.list, "linsert", key) }
             return .integer(inserted ? list.count : -1)
         }
     }
@@ -227,7 +235,11 @@ public enum ListFamily {
             return (removed, list.count == 0)
         }
         guard let (removed, emptied) = result else { return .wrongType }
-        if emptied { ctx.database.remove(at: found) }
+        if removed > 0 { ctx.notify(.list, "lrem", key) }
+        if emptied {
+            ctx.database.remove(at: found)
+            ctx.notify(.generic, "del", key)
+        }
         return .integer(removed)
     }
 
@@ -248,7 +260,11 @@ public enum ListFamily {
             return list.count == 0
         }
         guard let emptied else { return .wrongType }
-        if emptied { ctx.database.remove(at: found) }
+        ctx.notify(.list, "ltrim", key)
+        if emptied {
+            ctx.database.remove(at: found)
+            ctx.notify(.generic, "del", key)
+        }
         return .ok
     }
 
@@ -405,6 +421,8 @@ public enum ListFamily {
                     guard case .list(let list) = stored else { return .wrongType }
                     guard let element = fromLeft ? list.popFront() : list.popBack() else { return .null }
                     if toLeft { list.pushFront(element) } else { list.pushBack(element) }
+                    ctx.notify(.list, toLeft ? "lpush" : "rpush", source)
+                    ctx.notify(.list, fromLeft ? "lpop" : "rpop", source)
                     return .bulk(element)
                 }
             }
@@ -440,9 +458,19 @@ public enum ListFamily {
             }
         }, apply: { ctx, positions, decision in
             guard case .move(let element) = decision else { return ctx.markUnchanged() }
-            for p in positions {
-                if p == 0 { _ = opPop(&ctx, source, fromLeft: fromLeft, count: 1) }
-                if p == 1 { _ = opPush(&ctx, destination, [element], toLeft: toLeft, onlyIfExists: false) }
+            // Redis's events: the push on the destination, then the pop (and del) on the
+            // source; across shards the source's shard sends all of them, in that order.
+            let bothHere = positions.count == 2
+            for p in positions.reversed() {
+                if p == 0 {
+                    if !bothHere { ctx.notify(.list, toLeft ? "lpush" : "rpush", destination) }
+                    _ = opPop(&ctx, source, fromLeft: fromLeft, count: 1)
+                }
+                if p == 1 {
+                    ctx.notificationsMuted = !bothHere
+                    _ = opPush(&ctx, destination, [element], toLeft: toLeft, onlyIfExists: false)
+                    ctx.notificationsMuted = false
+                }
             }
         }, reply: { decision in
             switch decision {

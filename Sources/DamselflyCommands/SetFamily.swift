@@ -106,6 +106,12 @@ public enum SetFamily {
         return result
     }
 
+    /// A removal's events: `event`, then `del` when it emptied (and so deleted) the set.
+    static func notifyRemoved(_ ctx: inout ShardContext, _ key: KeyRef, _ set: SetValue, _ event: StaticString) {
+        ctx.notify(.set, event, key)
+        if set.count == 0 { ctx.notify(.generic, "del", key) }
+    }
+
     // MARK: - Single key
 
     static func opAdd(_ ctx: inout ShardContext, _ key: KeyRef, _ members: [[UInt8]]) -> Reply {
@@ -117,13 +123,16 @@ public enum SetFamily {
             var added = 0
             for m in members where set.add(m) { added += 1 }
             ctx.store(key, .set(set))
+            ctx.notify(.set, "sadd", key)
             return .integer(added)
         case .found(let index, let set):
-            return .integer(modify(&ctx, index, set) { set in
+            let added = modify(&ctx, index, set) { set in
                 var added = 0
                 for m in members where set.add(m) { added += 1 }
                 return added
-            })
+            }
+            if added > 0 { ctx.notify(.set, "sadd", key) }
+            return .integer(added)
         }
     }
 
@@ -132,14 +141,16 @@ public enum SetFamily {
         case .missing: return .integer(0)
         case .wrongType: return .wrongType
         case .found(let index, let set):
-            return .integer(modify(&ctx, index, set) { set in
+            let removed = modify(&ctx, index, set) { set in
                 var removed = 0
                 for m in members where set.remove(m) {
                     removed += 1
                     if set.count == 0 { break }
                 }
                 return removed
-            })
+            }
+            if removed > 0 { notifyRemoved(&ctx, key, set, "srem") }
+            return .integer(removed)
         }
     }
 
@@ -153,7 +164,9 @@ public enum SetFamily {
                 case .wrongType: return .wrongType
                 case .found(let index, let set):
                     var rng = SplitMix64()
-                    return .bulk(modify(&ctx, index, set) { $0.popRandom(using: &rng) })
+                    let popped = modify(&ctx, index, set) { $0.popRandom(using: &rng) }
+                    notifyRemoved(&ctx, key, set, "spop")
+                    return .bulk(popped)
                 }
             }
             return
@@ -173,12 +186,16 @@ public enum SetFamily {
                     out.reserveCapacity(set.count)
                     set.forEach { out.append(.bulk($0)) }
                     ctx.database.remove(at: index)
+                    ctx.notify(.set, "spop", key)
+                    ctx.notify(.generic, "del", key)
                     return .set(out)
                 }
                 var rng = SplitMix64()
-                return .set(modify(&ctx, index, set) { set in
+                let popped: [Reply] = modify(&ctx, index, set) { set in
                     (0..<Int(count)).map { _ in .bulk(set.popRandom(using: &rng)) }
-                })
+                }
+                notifyRemoved(&ctx, key, set, "spop")
+                return .set(popped)
             }
         }
     }
@@ -268,6 +285,7 @@ public enum SetFamily {
                 if p == 0 {
                     if case .found(let index, let set) = lookup(&ctx, source, write: true) {
                         _ = modify(&ctx, index, set) { $0.remove(member) }
+                        notifyRemoved(&ctx, source, set, "srem")
                     }
                     written.append(source)
                 } else if case .integer(let added) = opAdd(&ctx, destination, [member]), added > 0 {
@@ -384,8 +402,9 @@ public enum SetFamily {
             guard let result, positions.contains(0) else { return }
             if result.count > 0 {
                 ctx.store(keys[0], .set(result))
-            } else {
-                ctx.delete(keys[0])
+                ctx.notify(.set, operation == .intersection ? "sinterstore" : operation == .union ? "sunionstore" : "sdiffstore", keys[0])
+            } else if ctx.delete(keys[0]) {
+                ctx.notify(.generic, "del", keys[0])
             }
         }, reply: { result in
             guard let result else { return .wrongType }

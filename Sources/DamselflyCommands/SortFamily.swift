@@ -378,12 +378,13 @@ public enum SortFamily {
     /// empty result deletes the destination.
     static func storeRows(_ ctx: inout ShardContext, _ dest: KeyRef, _ rows: [[UInt8]?]) {
         if rows.isEmpty {
-            if !ctx.delete(dest) { ctx.markUnchanged() }
+            if ctx.delete(dest) { ctx.notify(.generic, "del", dest) } else { ctx.markUnchanged() }
             return
         }
         let list = ListValue()
         for row in rows { list.pushBack(row ?? []) }
         ctx.store(dest, .list(list))
+        ctx.notify(.list, "sortstore", dest)
     }
 
     /// A SORT whose patterns name other keys: every shard is lent to this

@@ -177,7 +177,7 @@ extension SortedSetFamily {
             return compute(sources)
         }, apply: { ctx, positions, decision in
             guard positions.contains(0), case .success(let entries) = decision else { return }
-            storeResult(ctx, destination, entries)
+            storeResult(ctx, destination, entries, event: op == .union ? "zunionstore" : op == .inter ? "zinterstore" : "zdiffstore")
         }, reply: { decision in
             switch decision {
             case .failure(let e): return e.reply

@@ -94,17 +94,17 @@ extension SortedSetFamily {
             guard let range = parseScoreRange(call.args[2], call.args[3]) else {
                 return call.reply(.error("ERR min or max is not a float"))
             }
-            removeRange(call) { z in span(z.countBefore(range.isBelow), z.countBefore(range.isNotAbove)) }
+            removeRange(call, "zremrangebyscore") { z in span(z.countBefore(range.isBelow), z.countBefore(range.isNotAbove)) }
         }
         r.register("zremrangebylex", arity: 4, flags: [.write], firstKey: 1, lastKey: 1, keyStep: 1, group: g) { call in
             guard let range = parseLexRange(call.args[2], call.args[3]) else {
                 return call.reply(.error("ERR min or max not valid string range item"))
             }
-            removeRange(call) { z in span(z.countBefore(range.isBelow), z.countBefore(range.isNotAbove)) }
+            removeRange(call, "zremrangebylex") { z in span(z.countBefore(range.isBelow), z.countBefore(range.isNotAbove)) }
         }
         r.register("zremrangebyrank", arity: 4, flags: [.write], firstKey: 1, lastKey: 1, keyStep: 1, group: g) { call in
             guard let start = call.integer(2), let end = call.integer(3) else { return call.reply(.notInteger) }
-            removeRange(call) { z in rankRange(start, end, count: z.count) ?? 0..<0 }
+            removeRange(call, "zremrangebyrank") { z in rankRange(start, end, count: z.count) ?? 0..<0 }
         }
     }
 
@@ -317,7 +317,7 @@ extension SortedSetFamily {
             checks.compactMap { $0 }.first ?? .entries([])
         }, apply: { ctx, positions, decision in
             guard positions.contains(0), case .entries(let entries) = decision else { return }
-            storeResult(ctx, destination, request.reverse ? entries.reversed() : entries)
+            storeResult(ctx, destination, request.reverse ? entries.reversed() : entries, event: "zrangestore")
         }, reply: { decision in
             switch decision {
             case .wrongType: return .wrongType
@@ -328,11 +328,13 @@ extension SortedSetFamily {
 
     /// Stores a computed sorted set (in order, members distinct) under
     /// `key`, replacing whatever was there; an empty result deletes the key.
-    static func storeResult(_ ctx: ShardContext, _ key: KeyRef, _ entries: [ZEntry]) {
+    /// `event` is the store command's keyspace event (a `del` when the key went instead).
+    static func storeResult(_ ctx: ShardContext, _ key: KeyRef, _ entries: [ZEntry], event: StaticString) {
         if entries.isEmpty {
-            ctx.delete(key)
+            if ctx.delete(key) { ctx.notify(.generic, "del", key) }
         } else {
             ctx.store(key, .zset(SortedSetValue(sortedEntries: entries)))
+            ctx.notify(.zset, event, key)
         }
     }
 
@@ -347,17 +349,19 @@ extension SortedSetFamily {
         }
     }
 
-    static func removeRange(_ call: CommandCall, _ ranks: @escaping (SortedSetValue) -> Range<Int>) {
+    static func removeRange(_ call: CommandCall, _ event: StaticString, _ ranks: @escaping (SortedSetValue) -> Range<Int>) {
         let key = call.key(1)
         call.runOnKey(key, mode: .exclusive) { ctx in
             guard let found = ctx.lookupWrite(key) else { return .integer(0) }
             guard case .zset = ctx.database.value(at: found) else { return .wrongType }
-            return .integer(modify(ctx, found) { z in
+            let removed = modify(ctx, found) { z in
                 let selected = ranks(z)
                 guard selected.lowerBound < selected.upperBound else { return 0 }
                 z.removeRanks(selected)
                 return selected.count
-            })
+            }
+            if removed > 0 { ctx.notifyRemoval(.zset, event, key) }
+            return .integer(removed)
         }
     }
 }

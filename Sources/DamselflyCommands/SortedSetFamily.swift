@@ -27,6 +27,7 @@ public enum SortedSetFamily {
                 guard let found = ctx.lookupWrite(key) else { return .integer(0) }
                 guard case .zset = ctx.database.value(at: found) else { return .wrongType }
                 let removed = modify(ctx, found) { z in members.reduce(0) { $0 + (z.remove($1) != nil ? 1 : 0) } }
+                if removed > 0 { ctx.notifyRemoval(.zset, "zrem", key) }
                 return .integer(removed)
             }
         }
@@ -239,7 +240,7 @@ public enum SortedSetFamily {
         }
         if failed { return nanError }
         // Redis signals only when an element was added or its score moved.
-        if added + updated == 0 { ctx.markUnchanged() }
+        if added + updated == 0 { ctx.markUnchanged() } else { ctx.notify(.zset, flags.incr ? "zincr" : "zadd", key) }
         if flags.incr { return processed > 0 ? .double(lastScore) : .null }
         return .integer(flags.ch ? added + updated : added)
     }
@@ -262,13 +263,15 @@ public enum SortedSetFamily {
         guard let found = ctx.lookupWrite(key) else { return .missing }
         guard case .zset = ctx.database.value(at: found) else { return .wrongType }
         if count <= 0 { return .popped([]) }
-        return .popped(modify(ctx, found) { z in
+        let popped = modify(ctx, found) { z in
             let n = Swift.min(count, z.count)
             let ranks = max ? (z.count - n)..<z.count : 0..<n
             let out = z.entries(ranks: ranks, reverse: max)
             z.removeRanks(ranks)
             return out
-        })
+        }
+        if !popped.isEmpty { ctx.notifyRemoval(.zset, max ? "zpopmax" : "zpopmin", key) }
+        return .popped(popped)
     }
 
     static func zpop(_ call: CommandCall, max: Bool) {

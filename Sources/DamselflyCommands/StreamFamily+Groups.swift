@@ -137,6 +137,7 @@ extension StreamFamily {
                     index = ctx.lookupWrite(key)
                 }
                 let made = ctx.database.modifyValue(at: index!) { _ in target.createGroup(name, lastID: id, entriesRead: entriesRead) }
+                if made != nil { ctx.notify(.stream, "xgroup-create", key) }
                 return made == nil ? .error("BUSYGROUP Consumer Group name already exists") : .ok
             case "setid":
                 guard argc == 5 || argc == 7, let stream, let group = stream.group(name) else { return subSyntax }
@@ -149,17 +150,23 @@ extension StreamFamily {
                 }
                 group.lastID = id
                 group.entriesRead = entriesRead
+                ctx.notify(.stream, "xgroup-setid", key)
                 return .ok
             case "destroy":
                 guard let stream, let index else { return .integer(0) }
-                return .integer(ctx.database.modifyValue(at: index) { _ in stream.destroyGroup(name) } ? 1 : 0)
+                let destroyed = ctx.database.modifyValue(at: index) { _ in stream.destroyGroup(name) }
+                if destroyed { ctx.notify(.stream, "xgroup-destroy", key) }
+                return .integer(destroyed ? 1 : 0)
             case "createconsumer":
                 guard let stream, let index, let group = stream.group(name) else { return .integer(0) }
                 let created = ctx.database.modifyValue(at: index) { _ in group.findOrCreateConsumer(argument, nowMs: ctx.nowMs).created }
+                if created { ctx.notify(.stream, "xgroup-createconsumer", key) }
                 return .integer(created ? 1 : 0)
             default:  // delconsumer
                 guard let stream, let index, let group = stream.group(name) else { return .integer(0) }
-                return .integer(ctx.database.modifyValue(at: index) { _ in group.deleteConsumer(argument) } ?? 0)
+                let pending = ctx.database.modifyValue(at: index) { _ in group.deleteConsumer(argument) }
+                if pending != nil { ctx.notify(.stream, "xgroup-delconsumer", key) }
+                return .integer(pending ?? 0)
             }
         }
     }
@@ -305,6 +312,8 @@ extension StreamFamily {
                 k += 1
             }
             if let t = options.deliveryTime, t < 0 || t > ctx.nowMs { options.deliveryTime = ctx.nowMs }
+            let consumerExisted = group.consumer(consumerName) != nil
+            defer { notifyConsumerCreated(&ctx, key, group, consumerName, existed: consumerExisted) }
             return ctx.database.modifyValue(at: index) { _ in
                 if group.lastID < lastID { group.lastID = lastID }
                 let pendingBefore = journaling ? Set(ids.filter { group.pel[$0] != nil }) : []
@@ -318,6 +327,12 @@ extension StreamFamily {
                 return .array(claimed.map { options.justID ? idReply($0.0) : entryReply($0.0, $0.1) })
             }
         }
+    }
+
+    /// XCLAIM and XAUTOCLAIM create their consumer when they claim something for it: Redis
+    /// then sends `xgroup-createconsumer`.
+    static func notifyConsumerCreated(_ ctx: inout ShardContext, _ key: KeyRef, _ group: StreamGroup, _ name: [UInt8], existed: Bool) {
+        if !existed, group.consumer(name) != nil { ctx.notify(.stream, "xgroup-createconsumer", key) }
     }
 
     static func xautoclaim(_ call: CommandCall) {
@@ -352,6 +367,8 @@ extension StreamFamily {
             case .failure(let error): return error.reply
             case .success(let found): (index, stream, group) = found
             }
+            let consumerExisted = group.consumer(consumerName) != nil
+            defer { notifyConsumerCreated(&ctx, key, group, consumerName, existed: consumerExisted) }
             return ctx.database.modifyValue(at: index) { _ in
                 let result = stream.autoClaim(
                     group, consumerName: consumerName, minIdle: max(minIdle, 0), start: start, limit: count, justID: justID, nowMs: ctx.nowMs)

@@ -197,6 +197,7 @@ final class StreamReader {
         return ctx.database.modifyValue(at: index) { _ in
             let (owner, created) = g.findOrCreateConsumer(consumer, nowMs: ctx.nowMs)
             owner.seenTime = ctx.nowMs
+            if created { ctx.notify(.stream, "xgroup-createconsumer", key) }
             if created && journaling {
                 ctx.journal([Array("XGROUP".utf8), Array("CREATECONSUMER".utf8), key.bytes, g.name, consumer])
             }

@@ -218,9 +218,10 @@ public enum StreamFamily {
             case .failure: return .error("ERR The ID specified in XADD is equal or smaller than the target stream top item")
             case .success(let resolved): id = resolved
             }
+            var trimmed = 0
             let apply = {
                 stream.append(id, pairs)
-                if let strategy = t.strategy { _ = stream.trim(strategy, approximate: t.approximate, limit: t.limit) }
+                if let strategy = t.strategy { trimmed = stream.trim(strategy, approximate: t.approximate, limit: t.limit) }
             }
             if let index {
                 ctx.database.modifyValue(at: index) { _ in apply() }
@@ -228,6 +229,8 @@ public enum StreamFamily {
                 apply()
                 ctx.store(key, .stream(stream))
             }
+            ctx.notify(.stream, "xadd", key)
+            if trimmed > 0 { ctx.notify(.stream, "xtrim", key) }
             if var args = journalArgs {
                 args[idIndex] = id.bytes
                 ctx.journal(args)
@@ -253,9 +256,11 @@ public enum StreamFamily {
         guard let t = parseTrimArgs(call, xadd: false), let strategy = t.strategy else { return }
         let key = call.key(1)
         call.runOnKey(key, mode: .exclusive) { ctx in
-            modify(&ctx, key, missing: .integer(0)) { stream in
+            let reply = modify(&ctx, key, missing: .integer(0)) { stream in
                 .integer(stream.trim(strategy, approximate: t.approximate, limit: t.limit))
             }
+            if case .integer(let n) = reply, n > 0 { ctx.notify(.stream, "xtrim", key) }
+            return reply
         }
     }
 
@@ -298,7 +303,9 @@ public enum StreamFamily {
                 }
                 ids.append(parsed.id)
             }
-            return modify(&ctx, key, missing: .integer(0)) { .integer($0.delete(ids)) }
+            let reply = modify(&ctx, key, missing: .integer(0)) { .integer($0.delete(ids)) }
+            if case .integer(let n) = reply, n > 0 { ctx.notify(.stream, "xdel", key) }
+            return reply
         }
     }
 
@@ -326,7 +333,7 @@ public enum StreamFamily {
         }
         let key = call.key(1)
         call.runOnKey(key, mode: .exclusive) { ctx in
-            modify(&ctx, key, missing: .error("ERR no such key")) { stream in
+            let reply = modify(&ctx, key, missing: .error("ERR no such key")) { stream in
                 if stream.count > 0 {
                     if newID < stream.lastValidID {
                         return .error("ERR The ID specified in XSETID is smaller than the target stream top item")
@@ -340,6 +347,8 @@ public enum StreamFamily {
                 if !maxDeleted.isZero { stream.maxDeletedID = maxDeleted }
                 return .ok
             }
+            if case .ok = reply { ctx.notify(.stream, "xsetid", key) }
+            return reply
         }
     }
 }

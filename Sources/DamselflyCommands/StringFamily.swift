@@ -21,6 +21,7 @@ public enum StringFamily {
             call.runOnKey(key, mode: .exclusive) { ctx in
                 if ctx.lookupWrite(key) != nil { return .integer(0) }
                 ctx.store(key, .string(value))
+                ctx.notify(.string, "set", key)
                 return .integer(1)
             }
         }
@@ -39,6 +40,7 @@ public enum StringFamily {
                     old = reply
                 }
                 ctx.store(key, .string(value))
+                ctx.notify(.string, "set", key)
                 return old
             }
         }
@@ -48,6 +50,7 @@ public enum StringFamily {
                 guard let found = ctx.lookupRead(key) else { return .null }
                 guard let reply = stringReply(ctx.database.value(at: found)) else { return .wrongType }
                 ctx.database.remove(at: found)
+                ctx.notify(.generic, "del", key)
                 return reply
             }
         }
@@ -213,6 +216,8 @@ public enum StringFamily {
                 return opts.get ? old : .null
             }
             ctx.store(key, .string(value), expireAtMs: expireAt, keepTTL: opts.keepTTL)
+            ctx.notify(.string, "set", key)
+            if expireAt != nil { ctx.notify(.generic, "expire", key) }
             return opts.get ? old : .ok
         }
     }
@@ -225,6 +230,8 @@ public enum StringFamily {
         let key = call.key(1), value = call.args.bytes(3)
         call.runOnKey(key, mode: .exclusive) { ctx in
             ctx.store(key, .string(value), expireAtMs: at)
+            ctx.notify(.string, "set", key)
+            ctx.notify(.generic, "expire", key)
             return .ok
         }
     }
@@ -261,11 +268,14 @@ public enum StringFamily {
                 }
                 if at <= ctx.nowMs {
                     ctx.database.remove(at: found)
+                    ctx.notify(.generic, "del", key)
                 } else {
                     ctx.database.setExpireTime(at, at: found)
+                    ctx.notify(.generic, "expire", key)
                 }
-            } else if persist {
+            } else if persist, ctx.database.expireTime(at: found) != nil {
                 ctx.database.setExpireTime(nil, at: found)
+                ctx.notify(.generic, "persist", key)
             }
             return reply
         }
@@ -283,7 +293,10 @@ public enum StringFamily {
         }
         if !onlyIfNoneExist {
             call.runOnKeys(keys, mode: .exclusive, perShard: { ctx, positions in
-                for p in positions { ctx.store(keys[p], .string(values[p])) }
+                for p in positions {
+                    ctx.store(keys[p], .string(values[p]))
+                    ctx.notify(.string, "set", keys[p])
+                }
                 return 0
             }, merge: { _ in .ok })
             return
@@ -294,7 +307,10 @@ public enum StringFamily {
             positions.allSatisfy { ctx.lookupWrite(keys[$0]) == nil }
         }, decide: { checks in checks.allSatisfy { $0 } }, apply: { ctx, positions, allAbsent in
             guard allAbsent else { return ctx.markUnchanged() }
-            for p in positions { ctx.store(keys[p], .string(values[p])) }
+            for p in positions {
+                ctx.store(keys[p], .string(values[p]))
+                ctx.notify(.string, "set", keys[p])
+            }
         }, reply: { allAbsent in .integer(allAbsent ? 1 : 0) })
     }
 
@@ -322,6 +338,7 @@ public enum StringFamily {
             } else {
                 ctx.store(key, .int(sum))
             }
+            ctx.notify(.string, "incrby", key)
             return .integer(Int(sum))
         }
     }
@@ -362,6 +379,7 @@ public enum StringFamily {
             } else {
                 ctx.store(key, value)
             }
+            ctx.notify(.string, "incrbyfloat", key)
             return .bulk(result)
         }
     }
@@ -371,6 +389,7 @@ public enum StringFamily {
     static func opAppend(_ ctx: inout ShardContext, _ key: KeyRef, _ suffix: [UInt8], limit: Int) -> Reply {
         guard let found = ctx.lookupWrite(key) else {
             ctx.store(key, .string(suffix))
+            ctx.notify(.string, "append", key)
             return .integer(suffix.count)
         }
         let current = ctx.database.value(at: found)
@@ -395,6 +414,7 @@ public enum StringFamily {
                 return 0  // excluded by the isString check above
             }
         }
+        ctx.notify(.string, "append", key)
         return .integer(newLength)
     }
 
@@ -423,6 +443,7 @@ public enum StringFamily {
             var bytes = [UInt8](repeating: 0, count: offset)
             bytes.append(contentsOf: value)
             ctx.store(key, .raw(bytes))
+            ctx.notify(.string, "setrange", key)
             return .integer(bytes.count)
         }
         let current = ctx.database.value(at: found)
@@ -444,6 +465,7 @@ public enum StringFamily {
             stored = .raw(bytes)
             return bytes.count
         }
+        ctx.notify(.string, "setrange", key)
         return .integer(newLength)
     }
 }

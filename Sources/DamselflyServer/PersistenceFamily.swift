@@ -83,8 +83,12 @@ enum PersistenceFamily {
                 // and the key counts as already expired: the same outcome, without the overflow.
                 let (sum, wrapped) = now.addingReportingOverflow(ttl)
                 let expireAt: Int64? = ttl == 0 ? nil : (absolute ? ttl : (wrapped ? Int64.min : sum))
-                if let expireAt, expireAt <= ctx.nowMs { return .ok }
+                if let expireAt, expireAt <= ctx.nowMs {
+                    if found != nil { ctx.notify(.generic, "del", key) }
+                    return .ok
+                }
                 ctx.store(key, RDBConversion.storedValue(value), expireAtMs: expireAt)
+                ctx.notify(.generic, "restore", key)
                 return .ok
             }
         }

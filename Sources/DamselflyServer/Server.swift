@@ -71,6 +71,10 @@ public final class Server: @unchecked Sendable {
         let shardSet = ShardSet(
             loops: loops, shardCount: topology.shards, databaseCount: config.dbnum, lockOnHashtags: config.lockOnHashtags,
             roundRobinPrefix: config.shardRoundRobinPrefix)
+        // No loop runs yet: the shards' databases take the start-up classes directly.
+        let notifyFlags = KeyspaceEventClass.parse(config.notifyKeyspaceEvents) ?? []
+        shardSet.keyspaceEvents.flags.store(notifyFlags.rawValue, ordering: .relaxed)
+        for shard in shardSet.shards { shard.keyspace.setNotifyFlags(notifyFlags.rawValue) }
         let registry = CommandRegistry(loopCount: loops.count)
         engine = Engine(
             shardSet: shardSet, registry: registry, databaseCount: config.dbnum, maxMemory: config.maxmemory,
@@ -121,6 +125,8 @@ public final class Server: @unchecked Sendable {
         }
         snapshots = SnapshotController(server: self)
         ConfigParameters.applyEncodingLimits(config)
+        let pubsub = self.pubsub
+        shardSet.keyspaceEvents.connect { channel, message in _ = pubsub.publish(channel: channel, message: message) }
     }
 
     /// What start-up loaded, for the log.

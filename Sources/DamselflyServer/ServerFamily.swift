@@ -111,7 +111,12 @@ enum ServerFamily {
             server.limits.apply(updated)
             server.engine.maxBulkLengthSetting.store(updated.maxBulkLen, ordering: .relaxed)
             ConfigParameters.applyEncodingLimits(updated)
-            call.reply(.ok)
+            let notifyFlags = KeyspaceEventClass.parse(updated.notifyKeyspaceEvents) ?? []
+            guard notifyFlags.rawValue != call.shardSet.keyspaceEvents.flags.load(ordering: .relaxed) else {
+                return call.reply(.ok)
+            }
+            // OK once every shard has the new classes, so the next command notifies under them.
+            call.shardSet.configureNotifications(notifyFlags, from: call.loop) { call.reply(.ok) }
         case "set" where call.args.count >= 3:
             call.reply(.error("ERR syntax error"))
         case "resetstat" where call.args.count == 2:

@@ -60,6 +60,24 @@ public final class Database {
     /// cost on the command path is one nil check.
     public var accessHook: ((EntryIndex) -> Void)?
 
+    /// The keyspace notification classes in force (``KeyspaceEvents``), a plain copy kept by
+    /// the owning shard's thread: 0 (the default) makes every notifying path one compare.
+    public var notifyFlags = 0
+    /// This database's number, for the notification channels (follows SWAPDB).
+    public var notifyIndex = 0
+    /// Where notifications go; nil in a database that belongs to no server.
+    public var notifier: KeyspaceEvents?
+
+    /// Emits keyspace notification `event` of class `type` for `key` when that class is on.
+    @inlinable
+    public func notify(_ type: KeyspaceEventClass, _ event: StaticString, key: [UInt8]) {
+        if notifyFlags & type.rawValue != 0 { emitNotification(event, key: key) }
+    }
+
+    public func emitNotification(_ event: StaticString, key: [UInt8]) {
+        notifier?.emit(event, key: key, database: notifyIndex, flags: notifyFlags)
+    }
+
     /// Number of slab slots (live or free): a snapshot walks `0..<slotCount`.
     public var slotCount: Int { entries.count }
 
@@ -252,6 +270,7 @@ public final class Database {
         if liveCount > buckets.count {
             rehash(bucketCount: buckets.count * 2)
         }
+        notify(.new, "new", key: keyBytes)
         return index
     }
 
@@ -303,8 +322,10 @@ public final class Database {
     /// Deletes an expired entry and counts it (lazy and active expiry).
     @usableFromInline
     func expire(at index: EntryIndex) {
+        let key = notifyFlags & KeyspaceEventClass.expired.rawValue != 0 ? entries[Int(index)].key : nil
         remove(at: index)
         expiredKeys += 1
+        if let key { emitNotification("expired", key: key) }
     }
 
     /// FLUSHDB: drops every key and returns to the minimum table; `expiredKeys` is kept.

@@ -5,9 +5,18 @@
 public final class Keyspace {
     public private(set) var databases: [Database]
 
-    public init(databaseCount: Int = 16) {
+    public init(databaseCount: Int = 16, events: KeyspaceEvents? = nil) {
         precondition(databaseCount > 0, "a keyspace needs at least one database")
         databases = (0..<databaseCount).map { _ in Database() }
+        for (i, db) in databases.enumerated() {
+            db.notifyIndex = i
+            db.notifier = events
+        }
+    }
+
+    /// Sets the keyspace notification classes of every database (on the owning shard's thread).
+    public func setNotifyFlags(_ flags: Int) {
+        for db in databases { db.notifyFlags = flags }
     }
 
     @inlinable
@@ -25,6 +34,8 @@ public final class Keyspace {
     /// accounting go with them).
     public func swapDatabases(_ a: Int, _ b: Int) {
         databases.swapAt(a, b)
+        databases[a].notifyIndex = a
+        databases[b].notifyIndex = b
     }
 
     /// Accounted bytes of all databases.

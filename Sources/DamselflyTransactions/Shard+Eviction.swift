@@ -1,3 +1,4 @@
+import Synchronization
 import DamselflyRuntime
 import DamselflyStorage
 
@@ -47,9 +48,11 @@ extension Shard {
     func evict(database databaseIndex: Int, at index: EntryIndex) {
         let database = keyspace.databases[databaseIndex]
         let hash = database.hash(at: index)
-        if let journal { journal.append(database: databaseIndex, [Array("DEL".utf8), database.key(at: index)]) }
+        let key = database.key(at: index)
+        if let journal { journal.append(database: databaseIndex, [Array("DEL".utf8), key]) }
         database.remove(at: index)
         evictedKeys.add(1, ordering: .relaxed)
+        database.notify(.evicted, "evicted", key: key)
         if hasWatchers { touchWatchers([lockFingerprint(keyHash: hash, database: databaseIndex)]) }
     }
 
@@ -101,5 +104,39 @@ extension ShardSet {
         for shard in shards {
             shard.loop.post { shard.whenAvailable { shard.configureEviction(limit: share, settings: settings) } }
         }
+    }
+}
+
+extension ShardSet {
+    /// Applies the keyspace notification classes on every shard (each on its own thread,
+    /// once its keyspace is not lent out), then calls `done` on `loop`: a command sent after
+    /// CONFIG SET's reply already notifies under the new classes.
+    public func configureNotifications(_ flags: KeyspaceEventClass, from loop: EventLoop, done: @escaping () -> Void) {
+        keyspaceEvents.flags.store(flags.rawValue, ordering: .relaxed)
+        let finish = NotificationBarrier(remaining: shards.count, loop: loop, done: done)
+        for shard in shards {
+            shard.postWhenAvailable {
+                shard.keyspace.setNotifyFlags(flags.rawValue)
+                finish.arrive()
+            }
+        }
+    }
+}
+
+/// Counts the shards that applied new notification classes; the last one posts `done`.
+private final class NotificationBarrier: @unchecked Sendable {
+    // Invariant: `remaining` is atomic; `done` runs once, on `loop`.
+    private let remaining: Atomic<Int>
+    private let loop: EventLoop
+    private let done: () -> Void
+
+    init(remaining: Int, loop: EventLoop, done: @escaping () -> Void) {
+        self.remaining = Atomic(remaining)
+        self.loop = loop
+        self.done = done
+    }
+
+    func arrive() {
+        if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { loop.post(done) }
     }
 }

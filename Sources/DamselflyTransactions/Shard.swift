@@ -69,10 +69,10 @@ public final class Shard: @unchecked Sendable {
     var evictionSettings = EvictionSettings()
     var evictionPool = EvictionPool()
 
-    public init(index: Int, loop: EventLoop, databaseCount: Int) {
+    public init(index: Int, loop: EventLoop, databaseCount: Int, events: KeyspaceEvents? = nil) {
         self.index = index
         self.loop = loop
-        self.keyspace = Keyspace(databaseCount: databaseCount)
+        self.keyspace = Keyspace(databaseCount: databaseCount, events: events)
     }
 
     @inline(__always)

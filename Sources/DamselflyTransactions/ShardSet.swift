@@ -23,13 +23,20 @@ public final class ShardSet: Sendable {
     public let watchdogOn = Atomic<Bool>(false)
     let watchdog = Mutex<Watchdog?>(nil)
 
-    public init(loops: [EventLoop], shardCount: Int, databaseCount: Int, lockOnHashtags: Bool, roundRobinPrefix: String = "") {
+    /// Keyspace notifications of every shard's databases (see ``KeyspaceEvents``).
+    public let keyspaceEvents: KeyspaceEvents
+
+    public init(
+        loops: [EventLoop], shardCount: Int, databaseCount: Int, lockOnHashtags: Bool, roundRobinPrefix: String = "",
+        keyspaceEvents: KeyspaceEvents = KeyspaceEvents()
+    ) {
+        self.keyspaceEvents = keyspaceEvents
         precondition(shardCount >= 1 && shardCount <= loops.count)
         self.loops = loops
         self.lockOnHashtags = lockOnHashtags
         self.roundRobin = roundRobinPrefix.isEmpty
             ? nil : RoundRobinPlacement(prefix: Array(roundRobinPrefix.utf8), shardCount: shardCount, loopCount: loops.count)
-        self.shards = (0..<shardCount).map { Shard(index: $0, loop: loops[$0], databaseCount: databaseCount) }
+        self.shards = (0..<shardCount).map { Shard(index: $0, loop: loops[$0], databaseCount: databaseCount, events: keyspaceEvents) }
         self.stats = loops.map { _ in TransactionStats(maxWidth: max(shardCount, 1)) }
         for shard in shards { shard.peers = shards }
     }

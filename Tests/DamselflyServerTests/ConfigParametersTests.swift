@@ -347,9 +347,17 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
         #expect(c.port == 6379)
     }
 
-    @Test func keyspaceNotificationsAreRefused() {
+    @Test func keyspaceNotificationClassesParseAndPrintAsRedis() {
         var c = ServerConfig()
-        #expect(ConfigParameters.set("notify-keyspace-events", "KEA", in: &c)?.contains("not implemented") == true)
+        #expect(ConfigParameters.set("notify-keyspace-events", "KEA", in: &c) == nil)
+        #expect(ConfigParameters.get("notify-keyspace-events", from: c).first?.1 == "AKE")
+        #expect(ConfigParameters.set("notify-keyspace-events", "gKE", in: &c) == nil)
+        #expect(ConfigParameters.get("notify-keyspace-events", from: c).first?.1 == "gKE")
+        #expect(ConfigParameters.set("notify-keyspace-events", "Em$n", in: &c) == nil)
+        #expect(ConfigParameters.get("notify-keyspace-events", from: c).first?.1 == "$nEm")
+        #expect(ConfigParameters.set("notify-keyspace-events", "KEQ", in: &c)?.contains("Invalid event class character") == true)
+        #expect(c.notifyKeyspaceEvents == "Em$n")
         #expect(ConfigParameters.set("notify-keyspace-events", "", in: &c) == nil)
+        #expect(KeyspaceEventClass.parse(c.notifyKeyspaceEvents) == [])
     }
 }

@@ -380,6 +380,7 @@ private func parseError(_ arguments: [String], env: [String: String] = [:]) -> C
         "save", "appendonly", "appendfsync", "appendfilename", "poll_before_sleep_us", "migrate_connections",
         "lua_time_limit", "default_lua_flags", "client_query_buffer_limit", "client_output_buffer_limit",
         "mem_release_interval", "aclfile", "maxmemory_policy", "maxmemory_samples", "lfu_log_factor", "lfu_decay_time",
+        "notify_keyspace_events",
     ]
 
     @Test func helpListsEveryFlagWithItsDefault() throws {
@@ -430,5 +431,20 @@ private func parseError(_ arguments: [String], env: [String: String] = [:]) -> C
         for name in ServerConfigHelpTests.flagNames where name != "flagfile" {
             #expect(text.contains("\n--\(name)="), "sample misses --\(name)")
         }
+    }
+}
+
+@Suite struct ServerConfigKeyspaceEventsTests {
+    @Test func flagTakesRedisLetters() throws {
+        #expect(try config(["--notify_keyspace_events=KEA"]).notifyKeyspaceEvents == "KEA")
+        #expect(try config([]).notifyKeyspaceEvents == "")
+    }
+
+    @Test func flagRefusesAnUnknownLetter() {
+        guard case .invalidValue(let flag, let value, let reason)? = parseError(["--notify_keyspace_events=KEQ"]) else {
+            Issue.record("expected invalidValue")
+            return
+        }
+        #expect(flag == "notify_keyspace_events" && value == "KEQ" && reason.contains("Invalid event class character"))
     }
 }

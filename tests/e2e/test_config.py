@@ -112,11 +112,16 @@ def test_every_parameter_can_be_set_to_its_own_value(pair):
     assert refused["damselfly"] <= refused["redis"] | {"dir", "dbfilename"}
 
 
-def test_notify_keyspace_events_is_refused_not_ignored(pair, only_damselfly):
-    d, _ = pair
-    c = d.client()
-    assert "not implemented" in reply(c, "CONFIG", "SET", "notify-keyspace-events", "KEA")
-    assert reply(c, "CONFIG", "SET", "notify-keyspace-events", "") == b"OK"
+def test_notify_keyspace_events_parses_and_prints_as_redis(pair):
+    d, r = pair
+    dc, rc = d.client(decode_responses=True), r.client(decode_responses=True)
+    for text in ["KEA", "AKE", "EA", "gKE", "$lshzxeKE", "Kg$lshzxetdnm", "Ag", "A$", "n", "Em", "KEAn", "xE", "", "Q", "KE?", "a"]:
+        ours = reply(dc, "CONFIG", "SET", "notify-keyspace-events", text)
+        theirs = reply(rc, "CONFIG", "SET", "notify-keyspace-events", text)
+        assert ours == theirs, text
+        assert dc.config_get("notify-keyspace-events") == rc.config_get("notify-keyspace-events"), text
+    dc.config_set("notify-keyspace-events", "")
+    rc.config_set("notify-keyspace-events", "")
 
 
 def encodings(c):

@@ -376,6 +376,17 @@ public enum ConfigParameters {
         intParameter("maxmemory-eviction-tenacity", [], 0...100, \.maxmemoryEvictionTenacity),
         intParameter("lfu-log-factor", ["lfu_log_factor"], 0...Int(Int32.max), \.lfuLogFactor),
         intParameter("lfu-decay-time", ["lfu_decay_time"], 0...Int(Int32.max), \.lfuDecayTime),
+        Parameter(
+            name: "notify-keyspace-events", aliases: ["notify_keyspace_events"],
+            get: { KeyspaceEventClass.parse($0.notifyKeyspaceEvents)?.canonicalText ?? "" },
+            set: { config, text in
+                guard KeyspaceEventClass.parse(text) != nil else {
+                    return "Invalid event class character. Use 'Ag$lshzxeKEtmdn'."
+                }
+                // The text as given: Redis's printed form can drop a class ("Anm" shows as "Am").
+                config.notifyKeyspaceEvents = text
+                return nil
+            }),
     ]
 }
 

@@ -47,11 +47,9 @@ enum RedisParameterTable {
         var canonicalName: String { aliasOf ?? name }
     }
 
-    /// Settings whose acceptance would be a lie a client acts on: keyspace notifications are
-    /// not sent, so a client subscribing for them must hear "no" rather than wait forever.
-    static let refusedNonDefault: [String: String] = [
-        "notify-keyspace-events": "keyspace notifications are not implemented by Damselfly",
-    ]
+    /// Settings whose acceptance would be a lie a client acts on (none today: keyspace
+    /// notifications, once the one entry, are implemented).
+    static let refusedNonDefault: [String: String] = [:]
 
     static let byName: [String: Entry] = {
         var table: [String: Entry] = [:]

@@ -56,6 +56,9 @@ public struct ServerConfig: Sendable, Equatable {
     public var lfuLogFactor: Int = 10
     /// --lfu_decay_time: minutes per decrement of an idle key's LFU counter.
     public var lfuDecayTime: Int = 1
+    /// --notify_keyspace_events: keyspace notification classes (Redis's letters, as CONFIG GET
+    /// shows them); empty = off.
+    public var notifyKeyspaceEvents: String = ""
     /// --dbnum: number of logical databases (SELECT 0..dbnum-1).
     public var dbnum: Int = 16
     /// --proactor_threads: I/O threads; 0 = CPUs available to the process (resolved by the server).
@@ -177,6 +180,11 @@ public struct ServerConfig: Sendable, Equatable {
                 flag: "default_lua_flags", value: defaultLuaFlags,
                 reason: "unknown script flag(s) \(unknownScriptFlags.sorted().joined(separator: ", ")); known: "
                     + ScriptFlags.known.sorted().joined(separator: ", "))
+        }
+        if KeyspaceEventClass.parse(notifyKeyspaceEvents) == nil {
+            throw .invalidValue(
+                flag: "notify_keyspace_events", value: notifyKeyspaceEvents,
+                reason: "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")
         }
         if proactorThreads > 0, numShards > proactorThreads {
             throw .invalidValue(
@@ -362,6 +370,7 @@ struct ConfigFlagSpec: Sendable {
         .int("maxmemory_samples", 1...Int(Int32.max), "Keys sampled per eviction round (higher: closer to true LRU/LFU, more CPU).", \.maxmemorySamples),
         .int("lfu_log_factor", 0...Int(Int32.max), "LFU counter growth: higher makes the counter grow more slowly.", \.lfuLogFactor),
         .int("lfu_decay_time", 0...Int(Int32.max), "Minutes after which an idle key's LFU counter is decremented; 0 = never.", \.lfuDecayTime),
+        .string("notify_keyspace_events", "Keyspace notification classes, Redis's letters (e.g. KEA); empty = none.", \.notifyKeyspaceEvents),
         .int("dbnum", 1...1024, "Number of logical databases (SELECT 0..dbnum-1).", \.dbnum),
         .int("proactor_threads", 0...4096, "I/O threads; 0 = one per CPU available to the process.", \.proactorThreads),
         .int("num_shards", 0...4096, "Data shards; 0 = one per thread; must not exceed proactor_threads.", \.numShards),
