@@ -24,6 +24,8 @@ public final class Server: @unchecked Sendable {
     public let usesIOUring: Bool
     let slowlog: SlowLog
     let pubsub = PubSubRegistry()
+    /// CLIENT TRACKING's clients, where the shards' invalidations go.
+    let tracking: TrackingRegistry
     private(set) var snapshots: SnapshotController!
     /// The master side of replication (SYNC / PSYNC, the stream, WAIT).
     private(set) var replication: ReplicationMaster!
@@ -67,6 +69,7 @@ public final class Server: @unchecked Sendable {
         engine.scripts.configure(timeLimitMillis: config.luaTimeLimit, defaultFlags: config.defaultLuaFlags)
         shardSet.configureEviction(maxMemory: config.maxmemory, settings: config.evictionSettings)
         latency.configure(config)
+        tracking = TrackingRegistry(hub: engine.shardSet.tracking)
         slowlog = SlowLog(thresholdMicros: config.slowlogLogSlowerThan, maxLength: config.slowlogMaxLen)
         connectionsByLoop = Array(repeating: [:], count: loops.count)
         port = config.port
@@ -139,11 +142,13 @@ public final class Server: @unchecked Sendable {
         if config.appendonly { startJournal(from: journalFrom) }
         startupMemory.store(engine.usedMemory, ordering: .relaxed)
         // Active expiry and stats on every shard, `hz` times a second.
+        configureTracking(config)
         for shard in engine.shardSet.shards {
             let interval = 1000 / max(1, config.hz)
             shard.loop.post { [weak self] in
                 shard.loop.addPeriodicTimer(intervalMillis: interval) {
                     guard !shard.isLent else { return }
+                    shard.trackingCron()
                     if self?.activeExpireEnabled.load(ordering: .relaxed) ?? true {
                         _ = shard.keyspace.activeExpire(nowMs: Clock.wallMillis())
                     }
@@ -412,5 +417,19 @@ public enum ServerError: Error, CustomStringConvertible {
         case .listen(let host, let port, let reason): return "cannot listen on \(host):\(port): \(reason)"
         case .load(let reason): return "cannot load the snapshot, refusing to start on half a dataset: \(reason)"
         }
+    }
+}
+
+extension Server {
+    /// Connects the shards' tracking hub to the registry and applies
+    /// `tracking-table-max-keys` (kept with Redis's other stored parameters).
+    func configureTracking(_ config: ServerConfig) {
+        let hub = engine.shardSet.tracking
+        if hub.deliver == nil {
+            let registry = tracking
+            hub.deliver = { registry.deliver($0) }
+            hub.onFlush = { registry.flushed() }
+        }
+        hub.maxKeys.store(Int(config.redisParameters["tracking-table-max-keys"] ?? "") ?? 1_000_000, ordering: .relaxed)
     }
 }

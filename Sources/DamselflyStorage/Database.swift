@@ -57,6 +57,11 @@ public final class Database {
     /// cost on the command path is one nil check.
     public var accessHook: ((EntryIndex) -> Void)?
 
+    /// Called with the key's name and hash when lazy or active expiry deletes
+    /// it, while some client tracks keys of this shard (CLIENT TRACKING: an
+    /// expired key is invalidated like a written one). Nil otherwise.
+    public var expiryHook: (([UInt8], UInt64) -> Void)?
+
     /// Number of slab slots (live or free): a snapshot walks `0..<slotCount`.
     public var slotCount: Int { entries.count }
 
@@ -292,6 +297,7 @@ public final class Database {
     /// Deletes an expired entry and counts it (lazy and active expiry).
     @usableFromInline
     func expire(at index: EntryIndex) {
+        if let expiryHook { expiryHook(entries[Int(index)].key, entries[Int(index)].hash) }
         remove(at: index)
         expiredKeys += 1
     }

@@ -46,6 +46,7 @@ extension Shard {
         let database = keyspace.databases[databaseIndex]
         let hash = database.hash(at: index)
         if let journal { journal.append(database: databaseIndex, [Array("DEL".utf8), database.key(at: index)]) }
+        if !tracking.isEmpty { invalidateTracked(name: database.key(at: index), database: databaseIndex, hash: hash) }
         database.remove(at: index)
         evictedKeys.add(1, ordering: .relaxed)
         if hasWatchers { touchWatchers([lockFingerprint(keyHash: hash, database: databaseIndex)]) }
