@@ -50,6 +50,8 @@ public final class ClientState {
     public var tracking: TrackingMode?
     /// CLIENT CACHING YES/NO was given for the next command (or transaction).
     public var trackingCaching = false
+    /// BCAST keys this client's command wrote, sent after its reply (made on first need).
+    public var trackingBroadcasts: TrackingBroadcastBuffer?
     /// The waiter of a blocking command this client is parked on.
     public var blockedOn: BlockedClient?
     /// Whether the connection is still there, for the threads that work on

@@ -243,9 +243,14 @@ public struct CommandCall {
         } else if readOnly && client.remembersReads {
             reader = client.id
         }
+        // BCAST keys gather on the connection's own client (a script's calls
+        // run as a view of it), to be sent after the whole command's reply.
+        let owner = script?.caller ?? client
+        if owner.trackingBroadcasts == nil { owner.trackingBroadcasts = TrackingBroadcastBuffer(loop: owner.loop) }
         return TrackingOp(
             writer: client.id, reader: reader, database: database, names: keys.map(\.bytes),
-            fingerprints: keys.map { lockFingerprint(keyHash: $0.hash, database: database) })
+            fingerprints: keys.map { lockFingerprint(keyHash: $0.hash, database: database) },
+            broadcasts: owner.trackingBroadcasts)
     }
 
     /// A script's read: its caller may now cache the script's declared keys,

@@ -551,8 +551,13 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         }
     }
 
+    /// After a reply: the BCAST keys the command wrote go out (see
+    /// ``TrackingBroadcastBuffer``), then what arrived for us meanwhile.
     @inline(__always)
     private func releaseHeldTrackingMessages() {
+        if let buffer = client.trackingBroadcasts, !buffer.isEmpty {
+            for delivery in buffer.take() { server.tracking.deliver(delivery) }
+        }
         guard !heldTrackingMessages.isEmpty else { return }
         let held = heldTrackingMessages
         heldTrackingMessages = []

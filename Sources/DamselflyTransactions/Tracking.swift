@@ -1,3 +1,4 @@
+import DamselflyRuntime
 import DamselflyStorage
 import Synchronization
 
@@ -72,19 +73,64 @@ public final class TrackingOp: @unchecked Sendable {
     /// The command's keys, names and lock fingerprints side by side.
     public let names: [[UInt8]]
     public let fingerprints: [LockFingerprint]
+    /// Where the BCAST keys this command writes gather until its reply.
+    public let broadcasts: TrackingBroadcastBuffer?
 
-    public init(writer: Int, reader: Int, database: Int, names: [[UInt8]], fingerprints: [LockFingerprint]) {
+    public init(
+        writer: Int, reader: Int, database: Int, names: [[UInt8]], fingerprints: [LockFingerprint],
+        broadcasts: TrackingBroadcastBuffer? = nil
+    ) {
         self.writer = writer
         self.reader = reader
         self.database = database
         self.names = names
         self.fingerprints = fingerprints
+        self.broadcasts = broadcasts
     }
 
     /// The name of the key with this fingerprint, if the command holds it.
     func name(of fingerprint: LockFingerprint) -> [UInt8]? {
         guard let i = fingerprints.firstIndex(of: fingerprint) else { return nil }
         return names[i]
+    }
+}
+
+/// The BCAST keys one client's command wrote, gathered on the client's loop
+/// and sent, one message per prefix, once the command (a whole EXEC or
+/// script) has replied: Redis sends them once per event-loop turn, so an
+/// MSET or an EXEC makes one message per prefix even when its keys live on
+/// several shards here.
+public final class TrackingBroadcastBuffer: @unchecked Sendable {
+    // Invariant: `pending` is touched only on `loop`; shards of other loops post.
+    public let loop: EventLoop
+    private var pending: [[UInt8]: (clients: [Int], keys: [[UInt8]: Int])] = [:]
+
+    public init(loop: EventLoop) { self.loop = loop }
+
+    public var isEmpty: Bool { pending.isEmpty }
+
+    /// From a shard: keys written under each prefix, with the prefix's clients.
+    func add(_ batch: [(prefix: [UInt8], clients: [Int], key: [UInt8], writer: Int)]) {
+        if loop.inLoopThread {
+            for item in batch {
+                var entry = pending[item.prefix] ?? (item.clients, [:])
+                entry.keys[item.key] = item.writer
+                pending[item.prefix] = entry
+            }
+        } else {
+            loop.post { self.add(batch) }
+        }
+    }
+
+    /// On the loop, after the reply: the messages to send.
+    public func take() -> [TrackingDelivery] {
+        let result = pending.values.map { entry in
+            TrackingDelivery.broadcast(
+                entry.keys.sorted { $0.key.lexicographicallyPrecedes($1.key) }.map { (key: $0.key, writer: $0.value) },
+                clients: entry.clients)
+        }
+        pending = [:]
+        return result
     }
 }
 
@@ -158,6 +204,13 @@ public struct TrackingTable {
         if list.isEmpty { pending[prefix] = nil }
     }
 
+    /// The BCAST prefixes `name` starts with, with their clients.
+    func prefixes(of name: [UInt8]) -> [(prefix: [UInt8], clients: [Int])] {
+        prefixes.compactMap { prefix, clients in
+            prefix.count <= name.count && name.starts(with: prefix) ? (prefix, clients) : nil
+        }
+    }
+
     /// A key was written: remembered under every prefix it starts with.
     public mutating func noteBroadcast(_ name: [UInt8], writer: Int) {
         for prefix in prefixes.keys where prefix.count <= name.count && name.starts(with: prefix) {
@@ -219,13 +272,21 @@ extension Shard {
     /// may cache these keys are told, BCAST prefixes collect them.
     func invalidateTracked(_ fingerprints: [LockFingerprint]) {
         let writer = trackingOp?.writer ?? 0
+        var batch: [(prefix: [UInt8], clients: [Int], key: [UInt8], writer: Int)] = []
         for f in fingerprints {
             let known = tracking.take(f)
             if let known { deliverTracked(known.name, known.clients, writer: writer) }
             if !tracking.prefixes.isEmpty, let name = known?.name ?? trackingOp?.name(of: f) {
-                tracking.noteBroadcast(name, writer: writer)
+                if trackingOp?.broadcasts != nil {
+                    for (prefix, clients) in tracking.prefixes(of: name) {
+                        batch.append((prefix, clients, name, writer))
+                    }
+                } else {
+                    tracking.noteBroadcast(name, writer: writer)
+                }
             }
         }
+        if !batch.isEmpty { trackingOp?.broadcasts?.add(batch) }
     }
 
     /// A key went away without a command (expiry, eviction): the same
