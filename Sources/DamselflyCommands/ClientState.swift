@@ -46,6 +46,12 @@ public final class ClientState {
     public var watchedExisting: [(shard: Int, database: Int, key: [UInt8], hash: UInt64)] = []
     /// The view ``forScript()`` hands out, made at the first script.
     private var scriptView: ClientState?
+    /// CLIENT TRACKING ON's mode; nil while tracking is off.
+    public var tracking: TrackingMode?
+    /// CLIENT CACHING YES/NO was given for the next command (or transaction).
+    public var trackingCaching = false
+    /// BCAST keys this client's command wrote, sent after its reply (made on first need).
+    public var trackingBroadcasts: TrackingBroadcastBuffer?
     /// The waiter of a blocking command this client is parked on.
     public var blockedOn: BlockedClient?
     /// Whether the connection is still there, for the threads that work on
@@ -100,6 +106,32 @@ public final class ClientState {
         self.id = id
         self.loop = loop
         self.authenticated = authenticated
+    }
+}
+
+/// How a client tracks keys (CLIENT TRACKING ON's options).
+public struct TrackingMode: Sendable, Equatable {
+    public var bcast = false
+    public var optin = false
+    public var optout = false
+    public var noloop = false
+    /// The client id invalidations go to (0: this client).
+    public var redirect = 0
+    /// BCAST prefixes (the empty prefix when none was given).
+    public var prefixes: [[UInt8]] = []
+
+    public init() {}
+}
+
+extension ClientState {
+    /// Whether a read-only command run now leaves its keys in this client's
+    /// cache: tracking on in the default mode, and OPTIN / OPTOUT as
+    /// CLIENT CACHING says (Redis's `trackingRememberKeys`).
+    public var remembersReads: Bool {
+        guard let mode = tracking, !mode.bcast else { return false }
+        if mode.optin && !trackingCaching { return false }
+        if mode.optout && trackingCaching { return false }
+        return true
     }
 }
 

@@ -171,7 +171,7 @@ public struct CommandCall {
         let noTouch = client.noTouch
         let journalArgs = journalArguments()
         let fixTTL = journalArgs != nil && CommandCall.relativeTTLCommands.contains(spec.name)
-        runOnShard(shardIndex, locks: locks) { shard in
+        runOnShard(shardIndex, locks: locks, keys: [key]) { shard in
             var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
             let reply = operation(&context)
             if let journalArgs, let journal = shard.journal, !reply.isError {
@@ -186,25 +186,33 @@ public struct CommandCall {
     /// queued; a plain hop inside EXEC), tells WATCHers when the command
     /// writes, and replies with the result.
     @inlinable
-    public func runOnShard(_ shardIndex: Int, locks: ShardLockSet, _ work: @escaping (Shard) -> Reply) {
+    public func runOnShard(
+        _ shardIndex: Int, locks: ShardLockSet, keys: [KeyRef] = [], _ work: @escaping (Shard) -> Reply
+    ) {
         let sink = self.sink
         let writes = self.writes
+        let tracking = trackingOp(keys)
         if let script {
             guard let shard = scriptShards(script, [shardIndex])?.first else {
                 return sink.complete(ScriptExecution.foreignKeyError)
             }
-            let reply = work(shard)
-            if writes {
-                script.wrote = true
-                shard.noteWritten(locks.fingerprints, changed: spec.mayHaveChanged(reply))
+            let reply = shard.withTracking(tracking) {
+                let reply = work(shard)
+                if writes {
+                    script.wrote = true
+                    shard.noteWritten(locks.fingerprints, changed: self.spec.mayHaveChanged(reply))
+                }
+                return reply
             }
             return sink.complete(reply)
         }
         let spec = self.spec
         let operation: (Shard) -> Reply = { shard in
-            let reply = work(shard)
-            if writes { shard.noteWritten(locks.fingerprints, changed: spec.mayHaveChanged(reply)) }
-            return reply
+            shard.withTracking(tracking) {
+                let reply = work(shard)
+                if writes { shard.noteWritten(locks.fingerprints, changed: spec.mayHaveChanged(reply)) }
+                return reply
+            }
         }
         if insideExec {
             shardSet.hop(from: loop, to: shardIndex, operation, done: { reply in sink.complete(reply) })
@@ -225,6 +233,56 @@ public struct CommandCall {
         transaction.label = spec.name
         transaction.onAbandon = { sink.complete(.error(Self.abandonedError)) }
         return transaction
+    }
+
+    /// The tracking context of this command for the shards (see
+    /// ``TrackingOp``): nil, after one relaxed load, while no client tracks.
+    @inlinable
+    func trackingOp(_ keys: [KeyRef]) -> TrackingOp? {
+        guard shardSet.tracking.isActive else { return nil }
+        return makeTrackingOp(keys)
+    }
+
+    @usableFromInline
+    func makeTrackingOp(_ keys: [KeyRef]) -> TrackingOp {
+        let database = client.database
+        let readOnly = spec.flags.contains(.readonly)
+        var reader = 0
+        if let script {
+            // Redis remembers the script command's declared keys for its
+            // caller whenever the script calls a read-only command.
+            if readOnly, let caller = script.caller, caller.remembersReads, !script.declaredKeys.isEmpty {
+                rememberDeclaredKeys(script, caller)
+            }
+        } else if readOnly && client.remembersReads {
+            reader = client.id
+        }
+        // BCAST keys gather on the connection's own client (a script's calls
+        // run as a view of it), to be sent after the whole command's reply.
+        let owner = script?.caller ?? client
+        if owner.trackingBroadcasts == nil { owner.trackingBroadcasts = TrackingBroadcastBuffer(loop: owner.loop) }
+        return TrackingOp(
+            writer: client.id, reader: reader, database: database, names: keys.map(\.bytes),
+            fingerprints: keys.map { lockFingerprint(keyHash: $0.hash, database: database) },
+            broadcasts: owner.trackingBroadcasts)
+    }
+
+    /// A script's read: its caller may now cache the script's declared keys,
+    /// remembered on their shards (the script holds them all).
+    private func rememberDeclaredKeys(_ script: ScriptExecution, _ caller: ClientState) {
+        let keys = script.declaredKeys
+        let database = caller.database
+        let op = TrackingOp(
+            writer: caller.id, reader: caller.id, database: database, names: keys.map(\.bytes),
+            fingerprints: keys.map { lockFingerprint(keyHash: $0.hash, database: database) })
+        for (shardIndex, positions) in positionsByShard(keys) {
+            let shard: Shard
+            switch script.mode {
+            case .onShard(let own): guard own.index == shardIndex else { continue }; shard = own
+            case .lentShards: shard = shardSet.shards[shardIndex]
+            }
+            shard.rememberTracked(op, positions)
+        }
     }
 
     /// A transaction over the shards of `byShard`, locking each shard's keys.
@@ -323,6 +381,7 @@ public struct CommandCall {
         let fingerprints = keys.map { lockFingerprint(keyHash: $0.hash, database: database) }
         let journalArgs = journalArguments()
         let firstShard = byShard.keys.min() ?? 0
+        let tracking = trackingOp(keys)
         if let script {
             let plan = byShard.keys.sorted()
             guard let shards = scriptShards(script, plan) else { return sink.complete(ScriptExecution.foreignKeyError) }
@@ -330,10 +389,12 @@ public struct CommandCall {
             for shard in shards {
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
                 let positions = byShard[shard.index]!
-                results.append(perShard(&context, positions))
-                if writes {
-                    script.wrote = true
-                    shard.noteWritten(positions.map { fingerprints[$0] })
+                shard.withTracking(tracking, keys: positions) {
+                    results.append(perShard(&context, positions))
+                    if writes {
+                        script.wrote = true
+                        shard.noteWritten(positions.map { fingerprints[$0] })
+                    }
                 }
                 // Once, on the first shard: replay sends it to every shard.
                 if let journalArgs, shard.index == firstShard { shard.journal?.append(database: database, journalArgs) }
@@ -346,9 +407,11 @@ public struct CommandCall {
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
                 let positions = byShard[shard.index]!
                 if let journalArgs, shard.index == firstShard { shard.journal?.append(database: database, journalArgs) }
-                let result = perShard(&context, positions)
-                if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
-                return result
+                return shard.withTracking(tracking, keys: positions) {
+                    let result = perShard(&context, positions)
+                    if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
+                    return result
+                }
             }, done: { results in sink.complete(merge(results)) })
             return
         }
@@ -356,8 +419,11 @@ public struct CommandCall {
             let locks = ShardLockSet(fingerprints: fingerprints, mode: mode)
             shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, { shard in
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
-                let result = perShard(&context, positions)
-                if writes { shard.noteWritten(fingerprints) }
+                let result = shard.withTracking(tracking, keys: positions) {
+                    let result = perShard(&context, positions)
+                    if writes { shard.noteWritten(fingerprints) }
+                    return result
+                }
                 if let journalArgs { shard.journal?.append(database: database, journalArgs) }
                 return result
             }, done: { result in sink.complete(merge([result])) })
@@ -370,8 +436,11 @@ public struct CommandCall {
             transaction.execute(conclude: true, { shard in
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
                 let positions = positionsByShard[shard.index]!
-                let result = perShard(&context, positions)
-                if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
+                let result = shard.withTracking(tracking, keys: positions) {
+                    let result = perShard(&context, positions)
+                    if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
+                    return result
+                }
                 if let journalArgs {
                     shard.journal?.appendTransaction(
                         txid: transaction.txid, participants: participants.count, database: database,
@@ -426,9 +495,12 @@ public struct CommandCall {
         // and blocked clients are left alone, as Redis signals only the
         // destination. `noteWritten` is skipped on a shard holding no written key.
         let isWritten: (Int) -> Bool = writtenPositions.map { written in { written.contains($0) } } ?? { _ in true }
+        let tracking = trackingOp(keys)
         func note(_ shard: Shard, _ positions: [Int]) {
             let touched = positions.filter(isWritten)
-            if !touched.isEmpty { shard.noteWritten(touched.map { fingerprints[$0] }) }
+            shard.withTracking(tracking, keys: positions) {
+                if !touched.isEmpty { shard.noteWritten(touched.map { fingerprints[$0] }) }
+            }
         }
         let journalArgs = journalArguments()
         let firstShard = byShard.keys.min() ?? 0

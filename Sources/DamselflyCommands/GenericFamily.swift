@@ -404,7 +404,11 @@ public enum GenericFamily {
             return call.reply(.syntaxError)
         }
         let database = call.client.database
+        // Redis forgets the whole tracking table on any flush and tells every
+        // tracking client that everything is invalid.
+        if call.shardSet.tracking.isActive { call.shardSet.tracking.onFlush?() }
         runOnEveryShard(call) { shard in
+            shard.forgetTrackedKeys()
             if allDatabases {
                 for db in shard.keyspace.databases { db.removeAll() }
             } else {

@@ -23,6 +23,11 @@ public final class ScriptExecution {
     public var wrote = false
     /// Shards the script used while it had every shard lent.
     public var touchedShards: Set<Int> = []
+    /// The client that ran EVAL / FCALL and its declared keys: a read-only
+    /// command the script calls makes a tracking caller cache those keys
+    /// (Redis remembers the script command's keys, not the called one's).
+    public var caller: ClientState?
+    public var declaredKeys: [KeyRef] = []
 
     init(mode: Mode) { self.mode = mode }
 
@@ -831,6 +836,10 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
     /// Runs the script with this execution mode on the calling thread.
     private func run(_ execution: ScriptExecution, loopIndex: Int) -> Reply {
         self.execution = execution
+        execution.caller = call.client
+        if call.shardSet.tracking.isActive {
+            execution.declaredKeys = invocation.items.prefix(invocation.keyCount).map { KeyRef($0) }
+        }
         scriptClient = nil  // a rerun starts from the caller's database again
         defer { self.execution = nil }
         if let function { return runFunction(function, loopIndex: loopIndex) }

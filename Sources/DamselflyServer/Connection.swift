@@ -144,6 +144,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
         dropSubscriptions()
         stopMonitoring()
+        TrackingFamily.disable(client, server: server)
         server.connectionClosed(self)
         runOnClose()
     }
@@ -239,7 +240,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 migrationRefused = false
                 beginReply(spec)
                 dispatch(spec)
-                if !waitingForReply { endReply() }
+                if !waitingForReply {
+                    endReply()
+                    releaseHeldTrackingMessages()
+                }
                 // A long pipeline's replies leave in pieces, so the output limit sees them.
                 if output.buffer.count >= 1 << 16 && !waitingForReply { flush() }
             case .protocolError(let message):
@@ -418,6 +422,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// queue), while a client spreading its keys over shards never moves.
     private func migrationTarget(_ spec: CommandSpec) -> EventLoop? {
         guard server.loops.count > 1, server.config.migrateConnections, !migrationRefused, !isClosed, client.multiQueue == nil, subscriptionCount == 0, !isMonitoring, tls == nil,
+              client.tracking == nil,
               client.watchToken == nil, client.authenticated, !waitingForReply,
               spec.acceptsArgumentCount(args.count), let keys = keyPositions(spec) else { return nil }
         let shardSet = server.engine.shardSet
@@ -559,6 +564,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 server.latency.record(spec.flags.contains(.fast) ? "fast-command" : "command", latencyMs: elapsed / 1000)
             }
             currentSpec = nil
+            // CLIENT CACHING covers the next command, or a whole MULTI ... EXEC.
+            if client.trackingCaching && client.multiQueue == nil && spec.name != "client" { client.trackingCaching = false }
         }
         if !isClosed {
             output.protocolVersion = client.protocolVersion
@@ -566,6 +573,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         }
         if !dispatching {
             endReply()
+            releaseHeldTrackingMessages()
             // An asynchronous reply: pick up where we left off.
             processInput()
         }
@@ -581,6 +589,46 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         for part in parts { output.bulk(part) }
         keepPushes()
         if !waitingForReply { flush() }
+    }
+
+    // MARK: - CLIENT TRACKING
+
+    /// Tracking messages that arrived while a command of this connection was
+    /// running: they follow its reply, as Redis sends a client's own
+    /// invalidations after the reply of the command that caused them.
+    private var heldTrackingMessages: [(Invalidation, Bool)] = []
+
+    /// An invalidation (or `tracking-redir-broken`) posted to this loop by a
+    /// shard; `redirected`: this connection receives it for another client.
+    func pushTrackingMessage(_ message: Invalidation, redirected: Bool) {
+        guard !isClosed else { return }
+        if waitingForReply || dispatching {
+            heldTrackingMessages.append((message, redirected))
+            return
+        }
+        writeTrackingMessage(message, redirected: redirected)
+        flush()
+    }
+
+    private func writeTrackingMessage(_ message: Invalidation, redirected: Bool) {
+        // A push: CLIENT REPLY OFF does not hold it back (Redis's CLIENT_PUSHING).
+        if message.encode(into: &output, protocolVersion: client.protocolVersion, redirected: redirected,
+                          subscribed: subscriptionCount > 0) {
+            keepPushes()
+        }
+    }
+
+    /// After a reply: the BCAST keys the command wrote go out (see
+    /// ``TrackingBroadcastBuffer``), then what arrived for us meanwhile.
+    @inline(__always)
+    private func releaseHeldTrackingMessages() {
+        if let buffer = client.trackingBroadcasts, !buffer.isEmpty {
+            for delivery in buffer.take() { server.tracking.deliver(delivery) }
+        }
+        guard !heldTrackingMessages.isEmpty else { return }
+        let held = heldTrackingMessages
+        heldTrackingMessages = []
+        for (message, redirected) in held { writeTrackingMessage(message, redirected: redirected) }
     }
 
     // MARK: - CLIENT REPLY
@@ -767,6 +815,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
         dropSubscriptions()
         stopMonitoring()
+        TrackingFamily.disable(client, server: server)
         server.connectionClosed(self)
         runOnClose()
     }

@@ -50,6 +50,7 @@ enum ConnectionFamily {
             client.multiQueue = nil
             client.multiFailed = false
             MultiFamily.unwatch(client, shardSet: call.shardSet)
+            TrackingFamily.disable(client, server: server)
             (call.sink as? Connection)?.dropSubscriptions()
             (call.sink as? Connection)?.stopMonitoring()
             call.reply(.simple("RESET"))
@@ -263,6 +264,7 @@ enum ConnectionFamily {
             ]
             call.reply(.array(lines.map { .simple($0) }))
         default:
+            if TrackingFamily.handle(call, sub, server: server) { return }
             call.reply(.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.string(1))'. Try CLIENT HELP."))
         }
     }
@@ -276,6 +278,7 @@ enum ConnectionFamily {
         var flags = ""
         let (sub, psub, ssub) = (connection?.channels.count ?? 0, connection?.patterns.count ?? 0, connection?.shardChannels.count ?? 0)
         if sub + psub + ssub > 0 { flags += "P" }
+        flags += TrackingFamily.listFlags(client, server: server)
         if client.noEvict { flags += "e" }
         if client.noTouch { flags += "T" }
         if client.blockedOn != nil || connection?.isHeldByPause == true { flags += "b" }
@@ -283,7 +286,7 @@ enum ConnectionFamily {
         if flags.isEmpty { flags = "N" }
         let (qbuf, qbufFree) = connection?.queryBuffer ?? (0, 0)
         let multi = client.multiQueue?.count ?? -1
-        return "id=\(client.id) addr=\(client.address) laddr=\(client.localAddress) fd=-1 name=\(client.name) age=\(age) idle=\(idle) flags=\(flags) db=\(client.database) sub=\(sub) psub=\(psub) ssub=\(ssub) multi=\(multi) qbuf=\(qbuf) qbuf-free=\(qbufFree) argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=\(client.lastCommandName) user=\(client.user?.name ?? "default") redir=-1 resp=\(client.protocolVersion) lib-name=\(client.libraryName) lib-ver=\(client.libraryVersion) thread=\(client.loop.index)"
+        return "id=\(client.id) addr=\(client.address) laddr=\(client.localAddress) fd=-1 name=\(client.name) age=\(age) idle=\(idle) flags=\(flags) db=\(client.database) sub=\(sub) psub=\(psub) ssub=\(ssub) multi=\(multi) qbuf=\(qbuf) qbuf-free=\(qbufFree) argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=\(client.lastCommandName) user=\(client.user?.name ?? "default") redir=\(client.tracking.map { $0.redirect } ?? -1) resp=\(client.protocolVersion) lib-name=\(client.libraryName) lib-ver=\(client.libraryVersion) thread=\(client.loop.index)"
     }
 
     static func clientKill(_ call: CommandCall, server: Server) {

@@ -131,7 +131,7 @@ enum InfoReport {
                     ("cluster_connections", "0"),
                     ("maxclients", String(config.maxclients)),
                     ("blocked_clients", String(blocked)),
-                    ("tracking_clients", "0"),
+                    ("tracking_clients", String(shardSet.tracking.clients.load(ordering: .relaxed))),
                 ])
             case "memory":
                 section("Memory", [
@@ -186,6 +186,9 @@ enum InfoReport {
                     ("pubsub_patterns", String(pubsub.patterns)),
                     ("pubsubshard_channels", String(pubsub.shardChannels)),
                     ("evicted_clients", "0"),
+                    ("tracking_total_keys", String(shardSet.tracking.totalKeys.load(ordering: .relaxed))),
+                    ("tracking_total_items", String(shardSet.tracking.totalItems.load(ordering: .relaxed))),
+                    ("tracking_total_prefixes", String(server.tracking.prefixCount)),
                     ("sync_full", String(syncs.0)),
                     ("sync_partial_ok", String(syncs.1)),
                     ("sync_partial_err", String(syncs.2)),

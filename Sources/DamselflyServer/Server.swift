@@ -25,6 +25,8 @@ public final class Server: @unchecked Sendable {
     public let usesIOUring: Bool
     let slowlog: SlowLog
     let pubsub = PubSubRegistry()
+    /// CLIENT TRACKING's clients, where the shards' invalidations go.
+    let tracking: TrackingRegistry
     private(set) var snapshots: SnapshotController!
     /// The master side of replication (SYNC / PSYNC, the stream, WAIT).
     private(set) var replication: ReplicationMaster!
@@ -84,6 +86,7 @@ public final class Server: @unchecked Sendable {
         engine.scripts.configure(timeLimitMillis: config.luaTimeLimit, defaultFlags: config.defaultLuaFlags)
         shardSet.configureEviction(maxMemory: config.maxmemory, settings: config.evictionSettings)
         latency.configure(config)
+        tracking = TrackingRegistry(hub: engine.shardSet.tracking)
         slowlog = SlowLog(thresholdMicros: config.slowlogLogSlowerThan, maxLength: config.slowlogMaxLen)
         connectionsByLoop = Array(repeating: [:], count: loops.count)
         port = config.port
@@ -188,11 +191,13 @@ public final class Server: @unchecked Sendable {
         if config.appendonly { startJournal(from: journalFrom) }
         startupMemory.store(engine.usedMemory, ordering: .relaxed)
         // Active expiry and stats on every shard, `hz` times a second.
+        configureTracking(config)
         for shard in engine.shardSet.shards {
             let interval = 1000 / max(1, config.hz)
             shard.loop.post { [weak self] in
                 shard.loop.addPeriodicTimer(intervalMillis: interval) {
                     guard !shard.isLent else { return }
+                    shard.trackingCron()
                     if self?.activeExpireEnabled.load(ordering: .relaxed) ?? true {
                         _ = shard.keyspace.activeExpire(nowMs: Clock.wallMillis())
                     }
@@ -523,5 +528,19 @@ extension TLSContext.ClientAuth {
         case "optional": self = .optional
         default: self = .yes
         }
+    }
+}
+
+extension Server {
+    /// Connects the shards' tracking hub to the registry and applies
+    /// `tracking-table-max-keys` (kept with Redis's other stored parameters).
+    func configureTracking(_ config: ServerConfig) {
+        let hub = engine.shardSet.tracking
+        if hub.deliver == nil {
+            let registry = tracking
+            hub.deliver = { registry.deliver($0) }
+            hub.onFlush = { registry.flushed() }
+        }
+        hub.maxKeys.store(Int(config.redisParameters["tracking-table-max-keys"] ?? "") ?? 1_000_000, ordering: .relaxed)
     }
 }

@@ -104,6 +104,7 @@ enum ServerFamily {
             let updated = result.1
             server.engine.maxMemory.store(updated.maxmemory, ordering: .relaxed)
             server.latency.configure(updated)
+            server.configureTracking(updated)
             server.engine.shardSet.configureEviction(maxMemory: updated.maxmemory, settings: updated.evictionSettings)
             server.engine.scripts.settings.timeLimitMillis.store(updated.luaTimeLimit, ordering: .relaxed)
             server.engine.setRequirePass(updated.requirepass)

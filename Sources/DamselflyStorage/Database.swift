@@ -78,6 +78,11 @@ public final class Database {
         notifier?.emit(event, key: key, database: notifyIndex, flags: notifyFlags)
     }
 
+    /// Called with the key's name and hash when lazy or active expiry deletes
+    /// it, while some client tracks keys of this shard (CLIENT TRACKING: an
+    /// expired key is invalidated like a written one). Nil otherwise.
+    public var expiryHook: (([UInt8], UInt64) -> Void)?
+
     /// Number of slab slots (live or free): a snapshot walks `0..<slotCount`.
     public var slotCount: Int { entries.count }
 
@@ -323,6 +328,7 @@ public final class Database {
     @usableFromInline
     func expire(at index: EntryIndex) {
         let key = notifyFlags & KeyspaceEventClass.expired.rawValue != 0 ? entries[Int(index)].key : nil
+        if let expiryHook { expiryHook(entries[Int(index)].key, entries[Int(index)].hash) }
         remove(at: index)
         expiredKeys += 1
         if let key { emitNotification("expired", key: key) }

@@ -50,6 +50,7 @@ extension Shard {
         let hash = database.hash(at: index)
         let key = database.key(at: index)
         if let journal { journal.append(database: databaseIndex, [Array("DEL".utf8), key]) }
+        if !tracking.isEmpty { invalidateTracked(name: key, database: databaseIndex, hash: hash) }
         database.remove(at: index)
         evictedKeys.add(1, ordering: .relaxed)
         database.notify(.evicted, "evicted", key: key)

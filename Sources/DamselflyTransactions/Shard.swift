@@ -38,6 +38,14 @@ public final class Shard: @unchecked Sendable {
     public var onlyWritten: [LockFingerprint]?
     /// Clients blocked on keys of this shard.
     var blocking = BlockingTable()
+    /// CLIENT TRACKING: who may cache which of this shard's keys, and BCAST prefixes.
+    public internal(set) var tracking = TrackingTable()
+    /// The tracking context of the operation running now (nil when nobody tracks).
+    public internal(set) var trackingOp: TrackingOp?
+    /// Set by ``ShardSet``: the server-wide tracking totals and delivery.
+    public internal(set) var trackingHub: TrackingHub?
+    /// The databases call ``invalidateTracked(name:database:hash:)`` on expiry.
+    var expiryHookInstalled = false
     /// A global transaction lent this shard's keyspace to its coordinating
     /// thread (a Lua script touching undeclared keys): lock-free work
     /// (expiry, SCAN, KEYS, INFO's walk) waits until it is handed back.
@@ -130,6 +138,7 @@ public final class Shard: @unchecked Sendable {
     public func afterOperation() {
         if !blocking.readyKeys.isEmpty { serveReadyKeys() }
         if evictionLimit > 0 { evictIfNeeded() }
+        if tracking.hasPendingBroadcast && queue.isEmpty { flushTrackingBroadcasts() }
         publishStats()
     }
 

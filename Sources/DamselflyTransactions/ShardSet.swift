@@ -38,8 +38,14 @@ public final class ShardSet: Sendable {
             ? nil : RoundRobinPlacement(prefix: Array(roundRobinPrefix.utf8), shardCount: shardCount, loopCount: loops.count)
         self.shards = (0..<shardCount).map { Shard(index: $0, loop: loops[$0], databaseCount: databaseCount, events: keyspaceEvents) }
         self.stats = loops.map { _ in TransactionStats(maxWidth: max(shardCount, 1)) }
-        for shard in shards { shard.peers = shards }
+        for shard in shards {
+            shard.peers = shards
+            shard.trackingHub = tracking
+        }
     }
+
+    /// CLIENT TRACKING's server-wide state (see ``TrackingHub``).
+    public let tracking = TrackingHub()
 
     public var count: Int { shards.count }
 

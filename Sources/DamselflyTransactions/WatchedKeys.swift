@@ -62,6 +62,7 @@ extension Shard {
         if !blocking.isEmpty {
             for f in fingerprints { signalKeyReady(f) }
         }
+        if !tracking.isEmpty { invalidateTracked(fingerprints) }
     }
 
     /// Whether any client WATCHes a key of this shard.
