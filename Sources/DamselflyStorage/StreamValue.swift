@@ -434,8 +434,20 @@ public final class StreamValue {
     }
 
     /// The first or last live entry's ID (nil when empty).
+    ///
+    /// Reads entry headers only: every XREADGROUP `>` asks for the last one, and a
+    /// reverse `range` would decode the fields of the whole last node to return one ID.
     public func edgeID(last: Bool) -> StreamID? {
-        (last ? range(.zero, .max, limit: 1, reverse: true) : range(.zero, .max, limit: 1)).first?.id
+        for i in nodes.indices {
+            let n = last ? nodes.count - 1 - i : i
+            var found: StreamID? = nil
+            scan(n) { h, _ in
+                if !h.deleted { found = h.id }
+                return last || found == nil
+            }
+            if let found { return found }
+        }
+        return nil
     }
 
     /// Re-reads ``firstID`` from the entries (0-0 when empty).
