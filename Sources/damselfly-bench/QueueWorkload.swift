@@ -184,16 +184,7 @@ func runQueues(_ options: BenchOptions) -> BenchReport {
     var result = QueueResult(queues: queueCount, consumers: options.consumers)
     var report = BenchReport(options: options)
 
-    func connect() -> Int32 {
-        do {
-            let fd = try BenchSocket.connect(host: options.host, port: options.port)
-            try BenchSocket.handshake(fd, protocolVersion: options.protocolVersion)
-            return fd
-        } catch {
-            writeStderr("damselfly-bench: \(error)\n")
-            exit(1)
-        }
-    }
+    func connect() -> Int32 { connectOrExit(options) }
 
     // MARK: Fill
     do {

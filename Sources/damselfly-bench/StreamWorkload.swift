@@ -163,16 +163,7 @@ func runStreams(_ options: BenchOptions) -> BenchReport {
     result.label = "stream mode (XREADGROUP COUNT \(options.readCount) + XACK)"
     var report = BenchReport(options: options)
 
-    func connect() -> Int32 {
-        do {
-            let fd = try BenchSocket.connect(host: options.host, port: options.port)
-            try BenchSocket.handshake(fd, protocolVersion: options.protocolVersion)
-            return fd
-        } catch {
-            writeStderr("damselfly-bench: \(error)\n")
-            exit(1)
-        }
-    }
+    func connect() -> Int32 { connectOrExit(options) }
     func exchange(_ fd: Int32, _ commands: [UInt8], _ replies: Int, _ what: String) {
         do {
             let (errors, last) = try BenchSocket.exchange(fd, commands, replies: replies)
