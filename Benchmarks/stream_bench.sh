@@ -4,27 +4,36 @@
 #   Benchmarks/stream_bench.sh                 # xadd, drain and memory
 #   MODE=xadd,drain Benchmarks/stream_bench.sh # leave out the 1M-entry memory case
 #
-# Workloads, each against a fresh server (redis-server, then Damselfly at each of THREADS):
+# Workloads, each against a fresh server (redis-server, then Damselfly at each of THREADS),
+# repeated ROUNDS times with the servers alternating; the tables give each figure's median:
 #   xadd    redis-benchmark sends XADD of a 5-field job-like record (`*` IDs, a random
 #           jid) with -c CLIENTS, at P1 and P16: requests/s, and the server's CPU per entry
 #           (utime + stime from /proc/<pid>/stat before and after, divided by the entries).
-#   drain   STREAMS streams filled with N_DRAIN records in all (pipelined), one group each;
-#           CONSUMERS Python consumers (raw sockets, one process each, consumer k on stream
-#           k % STREAMS) loop XREADGROUP COUNT 10 `>` and XACK the batch they got (the XACK
-#           of one batch goes out in the same write as the next XREADGROUP), until their
-#           stream is drained: jobs/s over the wall time, CPU per job; every entry must be
-#           delivered once and nothing left pending.
+#   drain   damselfly-bench --streams (compiled, so the clients do not bound the servers):
+#           STREAMS streams of N_DRAIN records in all (pipelined XADD), group g on each;
+#           CONSUMERS consumers (one thread each, consumer k on stream k % STREAMS) loop
+#           XREADGROUP COUNT 10 `>` and XACK the batch they got (in the same write as the next
+#           XREADGROUP) until their stream is drained: jobs/s over the drain's wall time and the
+#           server's CPU per job over the drain; every entry must be delivered and acknowledged
+#           once, nothing left pending. Damselfly places the streams with
+#           --shard_round_robin_prefix=jobs: so they land on different shards.
 #   memory  N_MEM records pipelined by XADD with explicit IDs into one stream: RSS growth
 #           (VmRSS before / after; both servers first see the same traffic shape storing
 #           nothing, XADD NOMKSTREAM to a missing key, so buffers touched for the first
 #           time do not count as data) and the ratio Damselfly / Redis (target at most 1.0).
-#           Damselfly runs at the first of THREADS.
+#           Damselfly runs at the first of THREADS; one round.
+#   callgrind  (not in the default MODE) each server alone under valgrind --tool=callgrind,
+#           Damselfly at 1 thread with --force_epoll (valgrind does not know io_uring; a
+#           --strip-debug copy, as valgrind 3.19 cannot read the binary's DWARF 5): instructions
+#           executed per XADD (and per SET of a 32-byte value to a random key, the generic
+#           per-command path for comparison) over N_CG requests from redis-benchmark -c 1 -P 1,
+#           instrumentation on only around them. Repeatable where CPU time is not.
 #
-# Env: N_XADD=200000, CLIENTS=50, N_DRAIN=200000, STREAMS=4, CONSUMERS=4, N_MEM=1000000,
-#      THREADS="1 2", MODE=xadd,drain,memory, DAMSELFLY_BIN (default: a release build),
-#      DAMSELFLY_FLAGS (extra flags).
+# Env: N_XADD=200000, CLIENTS=50, N_DRAIN=200000, STREAMS=4, CONSUMERS=4, N_MEM=1000000, N_CG=20000,
+#      THREADS="1 2", ROUNDS=3, MODE=xadd,drain,memory, DAMSELFLY_BIN (default: a release
+#      build), BENCH_BIN (damselfly-bench; default: a release build), DAMSELFLY_FLAGS (extra flags).
 #
-# Prints markdown tables; one run, no medians (the numbers move on a shared machine).
+# Prints markdown tables (medians of ROUNDS; the numbers move on a shared machine).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source Benchmarks/lib.sh
@@ -36,10 +45,17 @@ STREAMS="${STREAMS:-4}"
 CONSUMERS="${CONSUMERS:-4}"
 N_MEM="${N_MEM:-1000000}"
 THREADS="${THREADS:-1 2}"
+ROUNDS="${ROUNDS:-3}"
+N_CG="${N_CG:-20000}"
 MODE="${MODE:-xadd,drain,memory}"
 
 need_tools redis-server redis-benchmark redis-cli python3
 resolve_damselfly_bin
+if [[ -z "${BENCH_BIN:-}" ]]; then
+  swift build -c release --product damselfly-bench
+  BENCH_BIN=.build/release/damselfly-bench
+fi
+BENCH_BIN=$(realpath "$BENCH_BIN")
 make_workdir
 workdir=$WORKDIR
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
@@ -49,17 +65,13 @@ start_server() {
   PORT=$(free_port)
   if [[ "$1" == damselfly ]]; then
     # shellcheck disable=SC2086 # DAMSELFLY_FLAGS is a list of flags
-    start_damselfly "$PORT" "$workdir/server.log" --proactor_threads="$2" ${DAMSELFLY_FLAGS:-}
+    start_damselfly "$PORT" "$workdir/server.log" --proactor_threads="$2" --shard_round_robin_prefix=jobs: ${DAMSELFLY_FLAGS:-}
   else
     start_redis "$PORT" "$workdir/server.log"
   fi
   PID=$SERVER_PID
   wait_ping "$PORT" "$1" "$workdir/server.log"
 }
-
-# cpu_ticks PID: utime + stime of the whole process (fields 14 and 15 of /proc/PID/stat;
-# the command name in field 2 has no spaces here).
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 cli() { redis-cli -h 127.0.0.1 -p "$PORT" "$@"; }
 
@@ -81,106 +93,24 @@ xadd_run() {
 
 # MARK: - drain
 
-DRAIN_PY='
-import os, socket, sys, time
-port, key, consumer = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3].encode()
-
-def frame(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-class Reader:
-    def __init__(self, sock):
-        self.s, self.buf, self.at = sock, b"", 0
-    def line(self):
-        while True:
-            i = self.buf.find(b"\r\n", self.at)
-            if i >= 0:
-                l = self.buf[self.at:i]
-                self.at = i + 2
-                return l
-            self.buf, self.at = self.buf[self.at:] + self.s.recv(1 << 16), 0
-    def bulk(self, n):
-        while len(self.buf) - self.at < n + 2:
-            self.buf, self.at = self.buf[self.at:] + self.s.recv(1 << 16), 0
-        b = self.buf[self.at:self.at + n]
-        self.at += n + 2
-        return b
-    def reply(self):
-        l = self.line()
-        t = l[:1]
-        if t == b"*":
-            n = int(l[1:])
-            return None if n < 0 else [self.reply() for _ in range(n)]
-        if t == b"$":
-            n = int(l[1:])
-            return None if n < 0 else self.bulk(n)
-        if t == b":":
-            return int(l[1:])
-        if t == b"-":
-            raise SystemExit("error reply: %r" % l)
-        return l[1:]
-
-s = socket.create_connection(("127.0.0.1", port))
-s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-r = Reader(s)
-read = frame(b"XREADGROUP", b"GROUP", b"g", consumer, b"COUNT", b"10", b"STREAMS", key, b">")
-got, acked, pending = 0, 0, []
-while True:
-    if pending:
-        s.sendall(frame(b"XACK", key, b"g", *pending) + read)
-        acked += r.reply()
-    else:
-        s.sendall(read)
-    rep = r.reply()
-    if rep is None:
-        break
-    pending = [e[0] for e in rep[0][1]]
-    got += len(pending)
-print(got, acked)
-'
-
-# drain_run -> "jobs/s cpu_us_per_job"
+# drain_run -> "jobs/s cpu_us_per_job": the fill runs first (its CPU not counted), then the
+# drain alone between two reads of the server's CPU.
 drain_run() {
-  local per=$((N_DRAIN / STREAMS)) k before after t0 t1 total=0 got acked
+  local before after per=$((N_DRAIN / STREAMS))
   cli flushall >/dev/null
-  for ((k = 0; k < STREAMS; k++)); do
-    python3 - "$k" "$per" >"$workdir/fill.resp" <<'EOF'
-import sys
-k, n = int(sys.argv[1]), int(sys.argv[2])
-out = sys.stdout.buffer
-def frame(*args):
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
-for i in range(n):
-    out.write(frame(b"XADD", b"jobs:%d" % k, b"*", b"class", b"HardJob", b"queue", b"default",
-                    b"args", b"[%d]" % i, b"jid", b"%024x" % (k * n + i), b"created_at", b"1700000000.5"))
-out.write(frame(b"XGROUP", b"CREATE", b"jobs:%d" % k, b"g", b"0"))
-EOF
-    redis-cli -h 127.0.0.1 -p "$PORT" --pipe <"$workdir/fill.resp" >"$workdir/fill.log" 2>&1
-    grep -q "errors: 0" "$workdir/fill.log" || { echo "error: filling jobs:$k:" >&2; cat "$workdir/fill.log" >&2; exit 1; }
-  done
+  local bench=("$BENCH_BIN" --port "$PORT" --streams "$STREAMS" --elements "$per" --consumers "$CONSUMERS" --count 10 --quiet)
+  "${bench[@]}" --phase fill || { echo "error: stream fill failed" >&2; exit 1; }
   before=$(cpu_ticks "$PID")
-  t0=$(date +%s.%N)
-  local pids=()
-  for ((k = 0; k < CONSUMERS; k++)); do
-    python3 -c "$DRAIN_PY" "$PORT" "jobs:$((k % STREAMS))" "c$k" >"$workdir/consumer-$k.out" &
-    pids+=($!)
-  done
-  for k in "${pids[@]}"; do wait "$k"; done
-  t1=$(date +%s.%N)
+  "${bench[@]}" --phase drain --json-out "$workdir/drain.json" || { echo "error: stream drain failed" >&2; exit 1; }
   after=$(cpu_ticks "$PID")
-  for ((k = 0; k < CONSUMERS; k++)); do
-    read -r got acked <"$workdir/consumer-$k.out"
-    [[ "$got" == "$acked" ]] || { echo "error: consumer $k got $got, acked $acked" >&2; exit 1; }
-    total=$((total + got))
-  done
-  [[ "$total" == $((per * STREAMS)) ]] || { echo "error: consumers got $total of $((per * STREAMS))" >&2; exit 1; }
   for ((k = 0; k < STREAMS; k++)); do
     [[ "$(cli xpending "jobs:$k" g | head -1)" == 0 ]] || { echo "error: jobs:$k has pending entries" >&2; exit 1; }
   done
-  python3 -c "print(f'{$total / ($t1 - $t0):.0f}', f'{($after - $before) * $TICK_US / $total:.2f}')"
+  python3 - "$workdir/drain.json" "$((after - before))" "$TICK_US" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))["drain"]
+print(f"{d['jobs_per_sec']:.0f}", f"{int(sys.argv[2]) * int(sys.argv[3]) / d['jobs']:.2f}")
+PY
 }
 
 # MARK: - memory
@@ -207,7 +137,6 @@ out.write(b"".join(batch))
 EOF
 }
 
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 pipe() {  # file
   redis-cli -h 127.0.0.1 -p "$PORT" --pipe <"$1" >"$workdir/pipe.log" 2>&1
@@ -227,26 +156,71 @@ mem_run() {
   echo $(((after - before) * 1024))
 }
 
+# MARK: - callgrind
+
+XADD_ARGS=(XADD jobs '*' class HardJob queue default args '[__rand_int__]' jid __rand_int__ created_at 1700000000.5)
+SET_ARGS=(SET 'key:__rand_int__' xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx)
+
+# cg_run KIND COMMAND... -> instructions per request: the server under callgrind with
+# instrumentation off, a warm-up, then N_CG requests with it on, dumped before shutdown.
+cg_run() {
+  local kind=$1 out port vpid dir
+  shift
+  out="$workdir/cg.$kind"
+  port=$(free_port)
+  dir=$(server_dir "cg-$kind")
+  if [[ "$kind" == redis ]]; then
+    (cd "$dir" && exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
+      redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir") >"$out.log" 2>&1 &
+  else
+    (cd "$dir" && exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
+      "$workdir/damselfly-nodebug" --port="$port" --bind=127.0.0.1 --dir="$dir" --proactor_threads=1 \
+      --force_epoll=true) >"$out.log" 2>&1 &
+  fi
+  vpid=$!
+  LIB_SERVER_PIDS+=("$vpid")
+  wait_ping "$port" "$kind under callgrind" "$out.log" 60
+  redis-benchmark -h 127.0.0.1 -p "$port" -c 1 -n 2000 -r 100000 "$@" >/dev/null 2>&1
+  callgrind_control -i on "$vpid" >/dev/null 2>&1
+  redis-benchmark -h 127.0.0.1 -p "$port" -c 1 -n "$N_CG" -r 100000 "$@" >/dev/null 2>&1
+  callgrind_control -i off "$vpid" >/dev/null 2>&1
+  callgrind_control -d "$vpid" >/dev/null 2>&1
+  stop_server "$vpid"
+  awk -v n="$N_CG" '/^totals:/ { t += $2 } END { printf "%.0f", t / n }' "$out".*
+  rm -f "$out" "$out".*
+}
+
 # MARK: - Running
 
 IFS=, read -ra modes <<<"$MODE"
 has() { [[ " ${modes[*]} " == *" $1 "* ]]; }
 servers=("redis 0")
 for t in $THREADS; do servers+=("damselfly $t"); done
+# result[server,figure] holds one value per round, space-separated.
 declare -A result
-for s in "${servers[@]}"; do
-  read -r kind threads <<<"$s"
-  start_server "$kind" "$threads"
-  if has xadd; then
-    result[$s,p1]=$(xadd_run 1)
-    result[$s,p16]=$(xadd_run 16)
-  fi
-  if has drain; then result[$s,drain]=$(drain_run); fi
-  stop_server "$PID"
+has xadd || has drain || ROUNDS=0
+for ((round = 1; round <= ROUNDS; round++)); do
+  for s in "${servers[@]}"; do
+    read -r kind threads <<<"$s"
+    start_server "$kind" "$threads"
+    if has xadd; then
+      read -r rps cpu <<<"$(xadd_run 1)"
+      result[$s,p1]+="$rps "; result[$s,c1]+="$cpu "
+      read -r rps cpu <<<"$(xadd_run 16)"
+      result[$s,p16]+="$rps "; result[$s,c16]+="$cpu "
+    fi
+    if has drain; then
+      read -r jps cpj <<<"$(drain_run)"
+      result[$s,jps]+="$jps "; result[$s,cpj]+="$cpj "
+    fi
+    stop_server "$PID"
+  done
 done
 label() { [[ "$1" == "redis 0" ]] && echo "redis-server" || echo "Damselfly, ${1#damselfly } thread(s)"; }
+# median "v1 v2 ..." -> the median, grouped by thousands when at least 1,000
+median() { python3 -c 'import statistics, sys; m = statistics.median(float(v) for v in sys.argv[1:]); print(f"{m:,.0f}" if m >= 1000 else f"{m:.2f}")' $1; }
 
-echo "Damselfly: $DAMSELFLY_BIN ${DAMSELFLY_FLAGS:-}; $(redis-server --version | cut -d' ' -f1-3); $(nproc) vCPUs"
+echo "Damselfly: $DAMSELFLY_BIN ${DAMSELFLY_FLAGS:-}; $(redis-server --version | cut -d' ' -f1-3); $(nproc) vCPUs; medians of $ROUNDS rounds"
 if has xadd; then
   echo
   echo "XADD of a 5-field record, $N_XADD entries, -c $CLIENTS:"
@@ -254,20 +228,35 @@ if has xadd; then
   echo "| server | P1 XADD/s | P1 CPU µs/entry | P16 XADD/s | P16 CPU µs/entry |"
   echo "|---|---:|---:|---:|---:|"
   for s in "${servers[@]}"; do
-    read -r p1 c1 <<<"${result[$s,p1]}"
-    read -r p16 c16 <<<"${result[$s,p16]}"
-    echo "| $(label "$s") | $p1 | $c1 | $p16 | $c16 |"
+    echo "| $(label "$s") | $(median "${result[$s,p1]}") | $(median "${result[$s,c1]}") | $(median "${result[$s,p16]}") | $(median "${result[$s,c16]}") |"
   done
 fi
 if has drain; then
   echo
-  echo "Consumer-group drain, $N_DRAIN entries over $STREAMS streams, $CONSUMERS consumers (XREADGROUP COUNT 10 + XACK):"
+  echo "Consumer-group drain, $N_DRAIN entries over $STREAMS streams, $CONSUMERS consumers (XREADGROUP COUNT 10 + XACK, damselfly-bench):"
   echo
   echo "| server | jobs/s | CPU µs/job |"
   echo "|---|---:|---:|"
   for s in "${servers[@]}"; do
-    read -r jps cpj <<<"${result[$s,drain]}"
-    echo "| $(label "$s") | $jps | $cpj |"
+    echo "| $(label "$s") | $(median "${result[$s,jps]}") | $(median "${result[$s,cpj]}") |"
+  done
+fi
+if has callgrind; then
+  need_tools valgrind callgrind_control objcopy
+  objcopy --strip-debug "$DAMSELFLY_BIN" "$workdir/damselfly-nodebug"
+  declare -A cg
+  for kind in redis damselfly; do
+    cg[$kind,xadd]=$(cg_run "$kind" "${XADD_ARGS[@]}")
+    cg[$kind,set]=$(cg_run "$kind" "${SET_ARGS[@]}")
+  done
+  echo
+  echo "Instructions per request under callgrind (redis-benchmark -c 1 -P 1, $N_CG requests; Damselfly 1 thread, epoll):"
+  echo
+  echo "| command | redis-server | Damselfly | ratio |"
+  echo "|---|---:|---:|---:|"
+  for c in xadd set; do
+    python3 -c "import sys; r, d = int(sys.argv[2]), int(sys.argv[3]); print(f'| {sys.argv[1]} | {r:,} | {d:,} | {d / r:.2f} |')" \
+      "${c^^}" "${cg[redis,$c]}" "${cg[damselfly,$c]}"
   done
 fi
 if has memory; then

@@ -193,7 +193,12 @@ public enum StreamFamily {
             return call.reply(.error("ERR The ID specified in XADD must be greater than 0-0"))
         }
         let key = call.key(1)
-        let pairs = (t.next..<call.args.count).map { call.args.bytes($0) }
+        // One packed copy of the pairs, ready for the node (not an array per argument).
+        var size = 0
+        for i in t.next..<call.args.count { size += call.args[i].count + 2 }
+        var packed = StreamFields(reservingBytes: size)
+        for i in t.next..<call.args.count { packed.append(call.args[i]) }
+        let fields = packed
         // The journal records the concrete ID (and exact trimming
         // arguments as given, which replay deterministically).
         let journalArgs: [[UInt8]]? = call.engine.journaling ? (0..<call.args.count).map { call.args.bytes($0) } : nil
@@ -220,7 +225,7 @@ public enum StreamFamily {
             }
             var trimmed = 0
             let apply = {
-                stream.append(id, pairs)
+                stream.append(id, fields)
                 if let strategy = t.strategy { trimmed = stream.trim(strategy, approximate: t.approximate, limit: t.limit) }
             }
             if let index {

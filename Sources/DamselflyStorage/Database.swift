@@ -26,16 +26,20 @@ public final class Database {
     @usableFromInline var buckets: ContiguousArray<Int32>
     @usableFromInline var mask: UInt64
     @usableFromInline var freeHead: Int32 = -1
-    @usableFromInline var liveCount: Int = 0
+    // The scalar counters below skip Swift's run-time exclusivity check (`@exclusivity(unchecked)`):
+    // the shard reads them for every database after every operation (`Shard.publishStats`), where
+    // the checks cost more than the rest of a short command (callgrind, docs/benchmarks.md
+    // "Streams"), and an overlapping access to a plain Int cannot touch freed memory.
+    @exclusivity(unchecked) @usableFromInline var liveCount: Int = 0
     @usableFromInline var ttlIndex: ContiguousArray<Int32> = []
     /// Where active expiry resumes in `ttlIndex`, so successive rounds cover every TTL key.
     @usableFromInline var ttlCursor: Int = 0
     /// Sum of `expireAt` over `ttlIndex`, for an exact O(1) average TTL.
     @usableFromInline var expireSum: Int128 = 0
     /// Heap bytes of keys and values of live entries.
-    @usableFromInline var dataBytes: Int = 0
+    @exclusivity(unchecked) @usableFromInline var dataBytes: Int = 0
     /// The latest time seen by `find`/`touch`, used as the access time of inserted keys.
-    @usableFromInline var clockMs: Int64 = 0
+    @exclusivity(unchecked) @usableFromInline var clockMs: Int64 = 0
     /// State of the SplitMix64 generator used by `randomEntry`.
     @usableFromInline var randomState: UInt64
     /// Under an LFU `maxmemory-policy` the entries' access field holds Redis's packed LFU
@@ -51,7 +55,7 @@ public final class Database {
     public var tracksFrequency: Bool { lfuMode }
 
     /// Keys removed by lazy or active expiry since creation (never reset by `removeAll`).
-    public private(set) var expiredKeys: Int = 0
+    @exclusivity(unchecked) public private(set) var expiredKeys: Int = 0
 
     /// Called with an entry's index before the entry is looked up, changed or
     /// removed, while a snapshot is being written: the snapshot serializes

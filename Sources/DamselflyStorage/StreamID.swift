@@ -38,8 +38,34 @@ public struct StreamID: Comparable, Hashable, Sendable, CustomStringConvertible 
 
     public var description: String { "\(ms)-\(seq)" }
 
-    /// The `ms-seq` text as bytes, for replies.
-    public var bytes: [UInt8] { Array(description.utf8) }
+    /// The `ms-seq` text as bytes, for replies: written digit by digit into
+    /// one allocation (every XADD replies with one; `description` goes
+    /// through String interpolation).
+    public var bytes: [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: 41) { out, n in
+            n = StreamID.writeDecimal(ms, out, at: 0)
+            out[n] = UInt8(ascii: "-")
+            n = StreamID.writeDecimal(seq, out, at: n + 1)
+        }
+    }
+
+    /// Writes `v` in decimal at `at`; returns the index after its last digit.
+    static func writeDecimal(_ v: UInt64, _ out: UnsafeMutableBufferPointer<UInt8>, at: Int) -> Int {
+        var digits = 1
+        var rest = v
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        rest = v
+        var i = at + digits
+        repeat {
+            i -= 1
+            out[i] = UInt8(truncatingIfNeeded: rest % 10) &+ UInt8(ascii: "0")
+            rest /= 10
+        } while rest != 0
+        return at + digits
+    }
 
     // MARK: - Parsing
 

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A stream stored under one key: entries in packed nodes ordered by ID, the
 /// stream's counters, and its consumer groups (Redis's `stream`).
 ///
@@ -63,6 +69,42 @@ public final class StreamValue {
             var n = ByteArray.heapBytes(bytes) + (masterFields.capacity == 0 ? 0 : 32 + masterFields.capacity * 8)
             for f in masterFields { n += ByteArray.heapBytes(f) }
             return n
+        }
+
+        /// Writes one entry (see ``StreamValue/append(_:_:)-(_,StreamFields)``)
+        /// in one access to the node; returns how much the heap bytes grew.
+        mutating func append(_ id: StreamID, _ fields: StreamFields) -> Int {
+            let before = ByteArray.heapBytes(bytes)
+            let same = fields.namesEqual(masterFields)
+            let pairs = fields.count / 2
+            listpackBytes += ListpackSize.integer(same ? 2 : 0) + ListpackSize.integer(Int64(bitPattern: id.ms &- master.ms))
+                + ListpackSize.integer(Int64(bitPattern: id.seq &- master.seq))
+                + ListpackSize.integer(Int64(pairs + 3 + (same ? 0 : pairs + 1)))
+                + (same ? fields.valuesListpackBytes
+                    : ListpackSize.integer(Int64(pairs)) + fields.namesListpackBytes + fields.valuesListpackBytes)
+            bytes.append(same ? StreamValue.sameFieldsFlag : 0)
+            StreamValue.putVarint(&bytes, id.ms - master.ms)
+            StreamValue.putVarint(&bytes, id.seq)
+            if same {
+                fields.bytes.withUnsafeBytes { p in
+                    var at = 0
+                    var value = false
+                    while at < p.count {
+                        var r = Reader(p: p, at: at)
+                        let n = Int(r.varint())
+                        if value { bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[at..<(r.at + n)])) }
+                        at = r.at + n
+                        value.toggle()
+                    }
+                }
+            } else {
+                StreamValue.putVarint(&bytes, UInt64(pairs))
+                bytes.append(contentsOf: fields.bytes)
+            }
+            last = id
+            live += 1
+            total += 1
+            return ByteArray.heapBytes(bytes) - before
         }
     }
 
@@ -255,68 +297,36 @@ public final class StreamValue {
     /// Appends an entry with `id` (greater than ``lastID``) and flat
     /// field/value pairs.
     public func append(_ id: StreamID, _ pairs: [[UInt8]]) {
-        precondition(lastID < id && pairs.count % 2 == 0)
-        var dataBytes = 0
-        for p in pairs { dataBytes += p.count }
+        precondition(pairs.count % 2 == 0)
+        var fields = StreamFields(reservingBytes: pairs.reduce(pairs.count) { $0 + $1.count + 1 })
+        for p in pairs { p.withUnsafeBytes { fields.append($0) } }
+        append(id, fields)
+    }
+
+    /// Appends an entry with `id` (greater than ``lastID``) and its packed
+    /// field/value pairs: the values (or, when the field names differ from
+    /// the node's master fields, the whole pairs) are copied as runs of
+    /// bytes already in the node's string encoding.
+    public func append(_ id: StreamID, _ fields: StreamFields) {
+        precondition(lastID < id && fields.count % 2 == 0)
         var needNode = nodes.isEmpty
         if let last = nodes.last {
             let maxEntries = StreamValue.nodeMaxEntries
-            if last.listpackBytes + dataBytes >= StreamValue.nodeMaxBytes || (maxEntries > 0 && last.total >= maxEntries) {
+            if last.listpackBytes + fields.dataBytes >= StreamValue.nodeMaxBytes || (maxEntries > 0 && last.total >= maxEntries) {
                 needNode = true
             }
         }
         if needNode {
-            var fieldNames: [[UInt8]] = []
-            fieldNames.reserveCapacity(pairs.count / 2)
-            var i = 0
-            while i < pairs.count {
-                fieldNames.append(pairs[i])
-                i += 2
-            }
-            var lp = ListpackSize.header + ListpackSize.integer(1) + ListpackSize.integer(0)
-                + ListpackSize.integer(Int64(fieldNames.count)) + ListpackSize.integer(0)
-            for f in fieldNames { lp += ListpackSize.string(f) }
-            let node = Node(master: id, last: id, bytes: [], masterFields: fieldNames, live: 0, total: 0, listpackBytes: lp)
+            let names = fields.names()
+            let lp = ListpackSize.header + ListpackSize.integer(1) + ListpackSize.integer(0)
+                + ListpackSize.integer(Int64(names.count)) + ListpackSize.integer(0) + fields.namesListpackBytes
+            let node = Node(master: id, last: id, bytes: [], masterFields: names, live: 0, total: 0, listpackBytes: lp)
             nodes.append(node)
             nodeBytes += node.heapBytes
         }
         let n = nodes.count - 1
-        let before = ByteArray.heapBytes(nodes[n].bytes)
-        let master = nodes[n].master
-        var same = nodes[n].masterFields.count * 2 == pairs.count
-        if same {
-            for (i, f) in nodes[n].masterFields.enumerated() where f != pairs[i * 2] {
-                same = false
-                break
-            }
-        }
-        var lp = ListpackSize.integer(same ? 2 : 0) + ListpackSize.integer(Int64(bitPattern: id.ms &- master.ms))
-            + ListpackSize.integer(Int64(bitPattern: id.seq &- master.seq))
-            + ListpackSize.integer(Int64(pairs.count / 2 + 3 + (same ? 0 : pairs.count / 2 + 1)))
-        if !same { lp += ListpackSize.integer(Int64(pairs.count / 2)) }
-        for (i, p) in pairs.enumerated() where !same || i % 2 == 1 { lp += ListpackSize.string(p) }
-        nodes[n].listpackBytes += lp
-        nodes[n].bytes.append(same ? StreamValue.sameFieldsFlag : 0)
-        StreamValue.putVarint(&nodes[n].bytes, id.ms - master.ms)
-        StreamValue.putVarint(&nodes[n].bytes, id.seq)
-        if same {
-            var i = 1
-            while i < pairs.count {
-                StreamValue.putVarint(&nodes[n].bytes, UInt64(pairs[i].count))
-                nodes[n].bytes.append(contentsOf: pairs[i])
-                i += 2
-            }
-        } else {
-            StreamValue.putVarint(&nodes[n].bytes, UInt64(pairs.count / 2))
-            for p in pairs {
-                StreamValue.putVarint(&nodes[n].bytes, UInt64(p.count))
-                nodes[n].bytes.append(contentsOf: p)
-            }
-        }
-        nodes[n].last = id
-        nodes[n].live += 1
-        nodes[n].total += 1
-        nodeBytes += ByteArray.heapBytes(nodes[n].bytes) - before
+        let grown = nodes[n].append(id, fields)
+        nodeBytes += grown
         if n > 0 && nodes[n].total == 1 { sealNode(n - 1) }
         count += 1
         entriesAdded &+= 1
@@ -424,8 +434,20 @@ public final class StreamValue {
     }
 
     /// The first or last live entry's ID (nil when empty).
+    ///
+    /// Reads entry headers only: every XREADGROUP `>` asks for the last one, and a
+    /// reverse `range` would decode the fields of the whole last node to return one ID.
     public func edgeID(last: Bool) -> StreamID? {
-        (last ? range(.zero, .max, limit: 1, reverse: true) : range(.zero, .max, limit: 1)).first?.id
+        for i in nodes.indices {
+            let n = last ? nodes.count - 1 - i : i
+            var found: StreamID? = nil
+            scan(n) { h, _ in
+                if !h.deleted { found = h.id }
+                return last || found == nil
+            }
+            if let found { return found }
+        }
+        return nil
     }
 
     /// Re-reads ``firstID`` from the entries (0-0 when empty).
@@ -580,6 +602,66 @@ public final class StreamValue {
     }
 }
 
+/// An entry's field/value pairs packed as a stream node stores strings
+/// (`varint(length) · bytes`, fields and values alternating), with the
+/// sizes the node's cut needs. XADD builds it once from its arguments on the
+/// connection's thread, so the shard copies runs of bytes instead of an
+/// array per argument.
+public struct StreamFields: Sendable {
+    /// The packed strings.
+    public private(set) var bytes: [UInt8] = []
+    /// Number of strings (twice the pairs).
+    public private(set) var count = 0
+    /// Bytes of the strings themselves (what Redis adds to its node-size check).
+    public private(set) var dataBytes = 0
+    /// Listpack sizes of the field names and of the values (``ListpackSize``).
+    var namesListpackBytes = 0
+    var valuesListpackBytes = 0
+
+    public init(reservingBytes: Int) {
+        bytes.reserveCapacity(reservingBytes)
+    }
+
+    /// Adds the next string (a field name, then its value, and so on).
+    public mutating func append(_ s: UnsafeRawBufferPointer) {
+        StreamValue.putVarint(&bytes, UInt64(s.count))
+        bytes.append(contentsOf: s)
+        dataBytes += s.count
+        if count % 2 == 0 { namesListpackBytes += ListpackSize.string(s) } else { valuesListpackBytes += ListpackSize.string(s) }
+        count += 1
+    }
+
+    /// The field names, each its own array (a new node's master fields).
+    func names() -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        out.reserveCapacity(count / 2)
+        bytes.withUnsafeBytes { p in
+            var r = StreamValue.Reader(p: p, at: 0)
+            for i in 0..<count {
+                if i % 2 == 0 { out.append(r.string()) } else { r.skipString() }
+            }
+        }
+        return out
+    }
+
+    /// Whether the field names are `names`, in order.
+    func namesEqual(_ names: [[UInt8]]) -> Bool {
+        guard names.count * 2 == count else { return false }
+        return bytes.withUnsafeBytes { p in
+            var r = StreamValue.Reader(p: p, at: 0)
+            for name in names {
+                let n = Int(r.varint())
+                guard n == name.count, n == 0 || name.withUnsafeBytes({ memcmp($0.baseAddress!, p.baseAddress! + r.at, n) == 0 }) else {
+                    return false
+                }
+                r.at += n
+                r.skipString()
+            }
+            return true
+        }
+    }
+}
+
 /// Sizes of Redis listpack elements, for cutting stream nodes where Redis does.
 enum ListpackSize {
     /// Total-bytes and count header plus the end byte.
@@ -609,7 +691,11 @@ enum ListpackSize {
 
     /// A string element; one that reads as an integer is stored as one.
     static func string(_ s: [UInt8]) -> Int {
-        if s.count <= 20, let v = s.withUnsafeBytes({ RedisNumber.parseInt64($0) }) { return integer(v) }
+        s.withUnsafeBytes { string($0) }
+    }
+
+    static func string(_ s: UnsafeRawBufferPointer) -> Int {
+        if s.count <= 20, let v = RedisNumber.parseInt64(s) { return integer(v) }
         let encoded = s.count < 64 ? 1 + s.count : s.count < 4096 ? 2 + s.count : 5 + s.count
         return encoded + backlen(encoded)
     }

@@ -27,6 +27,11 @@ enum FillMode: String {
     case bulk
 }
 
+/// What stream mode runs: the fill, the drain (of streams filled before), or both.
+enum StreamPhase: String {
+    case fill, drain, all
+}
+
 /// The command line, memtier_benchmark-style (`--flag=value` or `--flag value`).
 struct BenchOptions {
     var host = "127.0.0.1"
@@ -61,7 +66,15 @@ struct BenchOptions {
     var queuePrefix = "queue:"
     var brpopTimeout = 2
 
-    var isQueueMode: Bool { queues != nil }
+    // Stream mode (consumer-group drain).
+    var streams: Int? = nil
+    var readCount = 10
+    var streamPrefix = "jobs:"
+    /// Which part of stream mode runs (a script reads the server's CPU between the two).
+    var streamPhase = StreamPhase.all
+
+    /// Queue or stream mode: a fill and a drain, reported in `QueueResult`'s table.
+    var isQueueMode: Bool { queues != nil || streams != nil }
 
     static let usage = """
     damselfly-bench: a multi-threaded RESP load generator (memtier_benchmark-like).
@@ -93,6 +106,15 @@ struct BenchOptions {
       --fill-batch=K               jobs per bulk LPUSH (default 100)
       --queue-prefix=P             queue key prefix (default "queue:")
       --brpop-timeout=S            BRPOP timeout in seconds (default 2)
+
+    Stream mode (consumer-group drain), enabled by --streams:
+      --streams=S --elements=N     S streams of N 5-field job records each (pipelined XADD)
+      --consumers=C                consumers in group g (default S); consumer i reads stream i % S,
+                                   XREADGROUP COUNT --count, XACK of each batch with the next read
+      --count=K                    entries per XREADGROUP (default 10)
+      --stream-prefix=P            stream key prefix (default "jobs:")
+      --phase=fill|drain|all       only fill (and create the groups), only drain streams filled
+                                   before (expects --streams x --elements entries), or both (default)
     """
 
     /// Parses `arguments` (without the program name); exits with a message on error.
@@ -175,13 +197,19 @@ struct BenchOptions {
             case "fill-batch": o.fillBatch = int(1)
             case "queue-prefix": o.queuePrefix = v
             case "brpop-timeout": o.brpopTimeout = int(1)
+            case "streams": o.streams = int(1)
+            case "count": o.readCount = int(1)
+            case "stream-prefix": o.streamPrefix = v
+            case "phase":
+                guard let phase = StreamPhase(rawValue: v) else { fail("--phase: expected fill, drain or all") }
+                o.streamPhase = phase
             default: fail("unknown flag --\(name)")
             }
         }
         guard o.keyMaximum >= o.keyMinimum else { fail("--key-maximum must be >= --key-minimum") }
         if o.keyWidth == 0 { o.keyWidth = String(o.keyMaximum).count }
         guard String(o.keyMaximum).count <= o.keyWidth else { fail("--key-width is too small for --key-maximum") }
-        if let q = o.queues, o.consumers == 0 { o.consumers = q }
+        if let q = o.queues ?? o.streams, o.consumers == 0 { o.consumers = q }
         return o
     }
 }

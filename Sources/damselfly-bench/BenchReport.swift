@@ -64,7 +64,7 @@ struct BenchReport {
             config += "\"fill_batch\": \(o.fillBatch)"
         }
         config += "}"
-        var out = "{\n  \"tool\": \"damselfly-bench\",\n  \"mode\": \"\(o.isQueueMode ? "queue" : "kv")\",\n"
+        var out = "{\n  \"tool\": \"damselfly-bench\",\n  \"mode\": \"\(o.streams != nil ? "stream" : o.isQueueMode ? "queue" : "kv")\",\n"
         out += "  \"config\": \(config),\n"
         if let q = queue {
             out += "  \"connections\": \(o.consumers),\n"

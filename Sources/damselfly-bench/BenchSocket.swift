@@ -118,6 +118,18 @@ enum BenchSocket {
     }
 }
 
+/// A connection to the server of `options` with its handshake; exits the tool on failure.
+func connectOrExit(_ options: BenchOptions) -> Int32 {
+    do {
+        let fd = try BenchSocket.connect(host: options.host, port: options.port)
+        try BenchSocket.handshake(fd, protocolVersion: options.protocolVersion)
+        return fd
+    } catch {
+        writeStderr("damselfly-bench: \(error)\n")
+        exit(1)
+    }
+}
+
 /// A small, fast PRNG (wyrand); one per thread, no locks.
 struct WyRand {
     var state: UInt64

@@ -13,12 +13,14 @@ struct QueueResult {
     var errors = 0
     let queues: Int
     let consumers: Int
+    /// The table's title (stream mode sets its own).
+    var label = "queue mode"
 
     var fillJobsPerSecond: Double { fillSeconds > 0 ? Double(filled) / fillSeconds : 0 }
     var drainJobsPerSecond: Double { drainSeconds > 0 ? Double(drainLatency.ops) / drainSeconds : 0 }
 
     func table() -> String {
-        var out = "queue mode: \(queues) queues, \(consumers) consumers\n\n"
+        var out = "\(label): \(queues) \(label == "queue mode" ? "queues" : "streams"), \(consumers) consumers\n\n"
         out += "Phase   " + pad("Jobs", 10) + pad("Seconds", 10) + pad("Jobs/sec", 14)
             + pad("Avg ms", 10) + pad("p50 ms", 10) + pad("p99 ms", 10) + pad("p99.9 ms", 10) + "\n"
         out += String(repeating: "-", count: 82) + "\n"
@@ -182,16 +184,7 @@ func runQueues(_ options: BenchOptions) -> BenchReport {
     var result = QueueResult(queues: queueCount, consumers: options.consumers)
     var report = BenchReport(options: options)
 
-    func connect() -> Int32 {
-        do {
-            let fd = try BenchSocket.connect(host: options.host, port: options.port)
-            try BenchSocket.handshake(fd, protocolVersion: options.protocolVersion)
-            return fd
-        } catch {
-            writeStderr("damselfly-bench: \(error)\n")
-            exit(1)
-        }
-    }
+    func connect() -> Int32 { connectOrExit(options) }
 
     // MARK: Fill
     do {

@@ -5,7 +5,7 @@ import Glibc
 func benchMain() -> Int32 {
     signal(SIGPIPE, SIG_IGN)
     let options = BenchOptions.parse(Array(CommandLine.arguments.dropFirst()))
-    let report = options.isQueueMode ? runQueues(options) : runKeyValue(options)
+    let report = options.streams != nil ? runStreams(options) : options.isQueueMode ? runQueues(options) : runKeyValue(options)
     if !options.quiet { writeStdout(report.table()) }
     if let path = options.jsonOut {
         guard let file = fopen(path, "w") else {

@@ -52,6 +52,46 @@ import Testing
         #expect(s.entriesAdded == 251)
     }
 
+    /// XADD's packed pairs: every shape reads back as given (master-shaped entries store only
+    /// their values, others their pairs), the node bytes are the documented layout, and the
+    /// reply's ID text is the decimal `ms-seq`.
+    @Test func packedFieldsAppend() {
+        func packed(_ pairs: [[UInt8]]) -> StreamFields {
+            var fields = StreamFields(reservingBytes: 0)
+            for p in pairs { p.withUnsafeBytes { fields.append($0) } }
+            return fields
+        }
+        let small = StreamValue()
+        small.append(StreamID(5, 0), packed([b("a"), b("x")]))
+        small.append(StreamID(6, 1), packed([b("b"), b("yy")]))
+        small.append(StreamID(7, 0), packed([b("a"), b("")]))
+        // flags · varint(ms − 5) · varint(seq) · (values | varint(pairs) · pairs), strings as varint(length) · bytes.
+        #expect(small.nodes[0].bytes == [2, 0, 0, 1, 120] + [0, 1, 1, 1, 1, 98, 2, 121, 121] + [2, 2, 0, 0])
+        #expect(small.nodes[0].masterFields == [b("a")])
+
+        let s = StreamValue()
+        var shapes: [[[UInt8]]] = []
+        for i in 0..<230 {
+            switch i % 7 {
+            case 3: shapes.append([b("other"), b("\(i)")])
+            case 5: shapes.append([b(""), b(""), b("n"), b("-\(i * 1000)")])
+            default: shapes.append([b("class"), b("HardJob"), b("args"), b("[\(i)]"), b("jid"), b(String(repeating: "j", count: i))])
+            }
+        }
+        for (i, pairs) in shapes.enumerated() {
+            let fields = packed(pairs)
+            #expect(fields.count == pairs.count && fields.dataBytes == pairs.reduce(0) { $0 + $1.count })
+            s.append(StreamID(1_700_000_000_000 + UInt64(i / 3), UInt64(i % 3)), fields)
+        }
+        #expect(s.count == 230 && s.nodeCount == 3)
+        #expect(s.range(.zero, .max).map(\.fields) == shapes)
+        #expect(s.entry(StreamID(1_700_000_000_000 + 40, 1))?.fields == shapes[121])
+        #expect(StreamID.zero.bytes == b("0-0"))
+        #expect(StreamID(1_700_000_000_123, 42).bytes == b("1700000000123-42"))
+        #expect(StreamID.max.bytes == b("18446744073709551615-18446744073709551615"))
+        #expect(StreamID(9, 10).bytes == b(StreamID(9, 10).description))
+    }
+
     @Test func addIDRules() {
         let s = StreamValue()
         #expect(s.resolveAddID(nil, nowMs: 1000) == .success(StreamID(1000, 0)))
