@@ -163,7 +163,7 @@ def test_client_certificates_are_checked_as_redis_checks_them(damselfly, certs, 
 
 def test_tls_on_the_client_port_and_config_get(certs, tmp_path):
     """Dragonfly's `--tls`: the client port itself speaks TLS (here without client
-    certificates); CONFIG GET shows Redis's tls-* parameters, which are fixed at start-up."""
+    certificates); CONFIG GET shows Redis's tls-* parameters; the TLS port is fixed."""
     port = free_port()
     proc = subprocess.Popen([DAMSELFLY_BIN, f"--port={port}", "--bind=127.0.0.1", f"--dir={tmp_path}", "--tls",
                              *server_tls_flags(certs, "no")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -177,7 +177,7 @@ def test_tls_on_the_client_port_and_config_get(certs, tmp_path):
         cfg = c.config_get("tls-*")
         assert cfg["tls-auth-clients"] == "no" and cfg["tls-cert-file"] == str(certs / "server.crt")
         with pytest.raises(redis.ResponseError):
-            c.config_set("tls-auth-clients", "yes")
+            c.config_set("tls-port", str(port + 1))  # the port is fixed at start-up
         out = subprocess.run(["redis-cli", "-p", str(port), "--tls", "--cacert", str(certs / "ca.crt"), "SET", "x", "1"],
                              capture_output=True, text=True, timeout=20)
         assert out.stdout.strip() == "OK", out.stderr
