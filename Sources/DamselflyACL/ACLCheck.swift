@@ -136,12 +136,15 @@ public enum ACLKeyExtractor {
         case "sort", "sort_ro":
             var out: [(Int, ACLKeyFlags)] = argc > 1 ? [(1, [.ro, .access])] : []
             if entry.name == "sort" {
+                // SORT writes to the last STORE it is given (Redis's sortGetKeys reports that one).
+                var store: Int?
                 var i = 2
                 while i < argc {
                     let arg = String(decoding: args.bytes(i), as: UTF8.self).lowercased()
-                    if arg == "store" && i + 1 < argc { out.append((i + 1, [.ow, .update])); i += 2; continue }
+                    if arg == "store" && i + 1 < argc { store = i + 1; i += 2; continue }
                     i += arg == "limit" ? 3 : (arg == "by" || arg == "get") ? 2 : 1
                 }
+                if let store { out.append((store, [.ow, .update])) }
             }
             return out
         default: break

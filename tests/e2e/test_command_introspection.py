@@ -15,6 +15,7 @@ def pair(damselfly_module, redis_server):
 GETKEYS = [
     ["GET", "key"], ["SET", "k1", "v1"], ["SET", "k1", "v1", "GET"], ["MSET", "k1", "v1", "k2", "v2"],
     ["LMOVE", "k1", "k2", "left", "right"], ["SORT", "k1", "STORE", "k2"], ["SORT", "k1", "BY", "w*", "GET", "#"],
+    ["SORT", "abc", "STORE", "invalid", "STORE", "stillbad", "STORE", "def"], ["SORT", "k", "LIMIT", "0", "1", "STORE", "d"],
     ["SORT_RO", "k1"], ["MEMORY", "USAGE", "key"], ["XGROUP", "CREATE", "key", "g", "$"],
     ["EVAL", "return 1", "1", "key"], ["EVAL", "return 1", "0"], ["EVAL", "return 1", "2", "a"],
     ["EVALSHA", "x" * 40, "2", "a", "b", "c"], ["FCALL", "f", "1", "k", "arg"], ["FCALL_RO", "f", "0"],
