@@ -27,6 +27,14 @@ static void copy_error(char *buf, size_t cap, const char *prefix) {
     ERR_clear_error();
 }
 
+/* The context behind our handle, or NULL (the context freed) when out of memory. */
+static dfly_tls_ctx *wrap(SSL_CTX *ctx) {
+    dfly_tls_ctx *out = malloc(sizeof *out);
+    if (!out) { SSL_CTX_free(ctx); return NULL; }
+    out->ctx = ctx;
+    return out;
+}
+
 /* "TLSv1.2 TLSv1.3" -> the lowest and highest versions named. */
 static int protocol_range(const char *protocols, int *min, int *max) {
     static const struct { const char *name; int version; } known[] = {
@@ -114,10 +122,7 @@ dfly_tls_ctx *dfly_tls_ctx_new(const char *cert_file, const char *key_file, cons
     case 2: SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL); break;
     default: SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL); break;
     }
-    dfly_tls_ctx *out = malloc(sizeof *out);
-    if (!out) goto fail;
-    out->ctx = ctx;
-    return out;
+    return wrap(ctx);
 fail:
     SSL_CTX_free(ctx);
     return NULL;
@@ -151,10 +156,7 @@ dfly_tls_ctx *dfly_tls_client_ctx_new(const char *ca_file, const char *ca_dir, c
         }
     }
     SSL_CTX_set_verify(ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
-    dfly_tls_ctx *out = malloc(sizeof *out);
-    if (!out) goto fail;
-    out->ctx = ctx;
-    return out;
+    return wrap(ctx);
 fail:
     SSL_CTX_free(ctx);
     return NULL;

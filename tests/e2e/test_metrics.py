@@ -1,8 +1,6 @@
 """Prometheus /metrics on the main port (issue 19 §1): recognised by its first bytes,
 answered from the same counters INFO reads, valid for promtool, and RESP unaffected."""
 
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -12,6 +10,7 @@ import urllib.request
 
 import pytest
 import redis
+from util import require_tool
 
 
 def scrape(port, path="/metrics"):
@@ -77,11 +76,7 @@ def test_metrics_during_a_load_agree_with_info(damselfly):
 
 
 def test_promtool_accepts_the_exposition(damselfly):
-    promtool = shutil.which("promtool")
-    if not promtool:
-        if os.environ.get("CI"):
-            pytest.fail("promtool missing (scripts/install-deps.sh installs prometheus)")
-        pytest.skip("promtool not installed")
+    promtool = require_tool("promtool", "prometheus")
     d = damselfly()
     c = d.client()
     c.set("a", 1)
@@ -156,11 +151,7 @@ def test_a_real_prometheus_scrapes_it(damselfly, tmp_path):
     the samples: `up` is 1 and the command counter it read matches the server's."""
     from conftest import free_port
 
-    prometheus = shutil.which("prometheus")
-    if not prometheus:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus missing (scripts/install-deps.sh installs it)")
-        pytest.skip("prometheus not installed")
+    prometheus = require_tool("prometheus")
     admin = free_port()
     d = damselfly(f"--admin_port={admin}")
     c = d.client()

@@ -5,7 +5,6 @@ clients are tried against redis-server 7.0.15 configured alike, which must accep
 refuse exactly the same ones."""
 
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 import redis
 
 from conftest import DAMSELFLY_BIN, free_port
+from util import require_tool
 
 
 def _openssl(*args, cwd):
@@ -24,10 +24,7 @@ def _openssl(*args, cwd):
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
-    if not shutil.which("openssl"):
-        if os.environ.get("CI"):
-            pytest.fail("openssl missing (scripts/install-deps.sh installs it)")
-        pytest.skip("openssl not installed")
+    require_tool("openssl")
     d = tmp_path_factory.mktemp("certs")
     for ca in ("ca", "other-ca"):
         _openssl("req", "-x509", "-new", "-nodes", "-newkey", "rsa:2048", "-keyout", f"{ca}.key", "-out", f"{ca}.crt",

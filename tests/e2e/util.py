@@ -54,3 +54,20 @@ def rss_kb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+def require_tool(name, package=None):
+    """The path of command-line tool `name`; a missing one fails the test under CI (where
+    scripts/install-deps.sh installs it, from Debian's `package`) and skips it elsewhere."""
+    import os
+    import shutil
+
+    import pytest
+
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} missing (scripts/install-deps.sh installs {package or name})"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
