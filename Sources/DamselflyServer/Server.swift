@@ -161,27 +161,23 @@ public final class Server: @unchecked Sendable {
         guard fd >= 0 else { throw ServerError.listen(config.bind, config.port, String(cString: strerror(-fd))) }
         listenFD = fd
         boundPort = Int(dfly_socket_port(fd))
-        if config.adminPort > 0 {
-            let bind = config.adminBind.isEmpty ? config.bind : config.adminBind
-            let adminFD = dfly_listen_tcp(bind, Int32(config.adminPort), 512)
-            guard adminFD >= 0 else {
-                Glibc.close(fd)
+        // The other ports; one that cannot be bound closes those already bound.
+        func listenAlso(_ bind: String, _ port: Int, backlog: Int32) throws(ServerError) -> Int32 {
+            let other = dfly_listen_tcp(bind, Int32(port), backlog)
+            guard other >= 0 else {
+                for open in [listenFD, adminListenFD] where open >= 0 { Glibc.close(open) }
                 listenFD = -1
-                throw ServerError.listen(bind, config.adminPort, String(cString: strerror(-adminFD)))
+                adminListenFD = -1
+                throw ServerError.listen(bind, port, String(cString: strerror(-other)))
             }
-            adminListenFD = adminFD
+            return other
+        }
+        if config.adminPort > 0 {
+            adminListenFD = try listenAlso(config.adminBind.isEmpty ? config.bind : config.adminBind, config.adminPort, backlog: 512)
         }
         if config.tlsPort > 0 {
-            let tlsFD = dfly_listen_tcp(config.bind, Int32(config.tlsPort), 4096)
-            guard tlsFD >= 0 else {
-                Glibc.close(fd)
-                listenFD = -1
-                if adminListenFD >= 0 { Glibc.close(adminListenFD) }
-                adminListenFD = -1
-                throw ServerError.listen(config.bind, config.tlsPort, String(cString: strerror(-tlsFD)))
-            }
-            tlsListenFD = tlsFD
-            boundTLSPort = Int(dfly_socket_port(tlsFD))
+            tlsListenFD = try listenAlso(config.bind, config.tlsPort, backlog: 4096)
+            boundTLSPort = Int(dfly_socket_port(tlsListenFD))
         }
         for loop in loops {
             let cpu: Int? = config.pinThreads ? loop.index % Int(dfly_available_cpus()) : nil

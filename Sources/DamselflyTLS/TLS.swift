@@ -124,35 +124,31 @@ public final class TLSSession {
     /// False once the session has failed.
     public func send(_ plain: inout [UInt8], into cipher: inout [UInt8]) -> Bool {
         if early.isEmpty && isEstablished {
-            // The usual case: encrypt straight from the caller's buffer.
-            var sent = 0
-            while sent < plain.count {
-                let n = plain.withUnsafeBytes { dfly_tls_write(raw, $0.baseAddress! + sent, $0.count - sent) }
-                if n < 0 { return false }
-                if n == 0 {  // a renegotiation in progress: the rest waits for it
-                    early.append(contentsOf: plain[sent...])
-                    break
-                }
-                sent += Int(n)
-            }
-            plain.removeAll(keepingCapacity: true)
-            takeCiphertext(into: &cipher)
-            return true
-        }
-        if !plain.isEmpty {
+            // The usual case: encrypt straight from the caller's buffer; what a
+            // renegotiation in progress leaves over waits in `early`.
+            guard let sent = encrypt(plain) else { return false }
+            if sent < plain.count { early.append(contentsOf: plain[sent...]) }
+        } else {
             early.append(contentsOf: plain)
-            plain.removeAll(keepingCapacity: true)
+            guard let sent = encrypt(early) else { return false }
+            early.removeFirst(sent)
         }
-        var sent = 0
-        while sent < early.count {
-            let n = early.withUnsafeBytes { dfly_tls_write(raw, $0.baseAddress! + sent, $0.count - sent) }
-            if n < 0 { return false }
-            if n == 0 { break }  // handshake not finished: keep the rest
-            sent += Int(n)
-        }
-        if sent == early.count { early.removeAll() } else if sent > 0 { early.removeFirst(sent) }
+        plain.removeAll(keepingCapacity: true)
         takeCiphertext(into: &cipher)
         return true
+    }
+
+    /// Feeds `bytes` to the session until it takes no more (the handshake
+    /// still running) or all of them; the count taken, nil once failed.
+    private func encrypt(_ bytes: [UInt8]) -> Int? {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes.withUnsafeBytes { dfly_tls_write(raw, $0.baseAddress! + sent, $0.count - sent) }
+            if n < 0 { return nil }
+            if n == 0 { break }
+            sent += Int(n)
+        }
+        return sent
     }
 
     /// Appends what the session has to send to the peer.
