@@ -105,7 +105,6 @@ enum ServerFamily {
             server.engine.maxMemory.store(updated.maxmemory, ordering: .relaxed)
             server.latency.configure(updated)
             server.configureTracking(updated)
-            server.engine.shardSet.configureEviction(maxMemory: updated.maxmemory, settings: updated.evictionSettings)
             server.engine.scripts.settings.timeLimitMillis.store(updated.luaTimeLimit, ordering: .relaxed)
             server.engine.setRequirePass(updated.requirepass)
             server.slowlog.configure(thresholdMicros: updated.slowlogLogSlowerThan, maxLength: updated.slowlogMaxLen)
@@ -113,11 +112,14 @@ enum ServerFamily {
             server.engine.maxBulkLengthSetting.store(updated.maxBulkLen, ordering: .relaxed)
             ConfigParameters.applyEncodingLimits(updated)
             let notifyFlags = KeyspaceEventClass.parse(updated.notifyKeyspaceEvents) ?? []
-            guard notifyFlags.rawValue != call.shardSet.keyspaceEvents.flags.load(ordering: .relaxed) else {
-                return call.reply(.ok)
+            // OK once every shard has the new limit (and evicted down to it) and the new
+            // notification classes, so the next command finds room and notifies under them.
+            call.shardSet.configureEviction(maxMemory: updated.maxmemory, settings: updated.evictionSettings, from: call.loop) {
+                guard notifyFlags.rawValue != call.shardSet.keyspaceEvents.flags.load(ordering: .relaxed) else {
+                    return call.reply(.ok)
+                }
+                call.shardSet.configureNotifications(notifyFlags, from: call.loop) { call.reply(.ok) }
             }
-            // OK once every shard has the new classes, so the next command notifies under them.
-            call.shardSet.configureNotifications(notifyFlags, from: call.loop) { call.reply(.ok) }
         case "set" where call.args.count >= 3:
             call.reply(.error("ERR syntax error"))
         case "resetstat" where call.args.count == 2:

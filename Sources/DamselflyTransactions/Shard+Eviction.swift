@@ -99,33 +99,39 @@ extension Shard {
 }
 
 extension ShardSet {
-    /// Hands every shard its share of `maxMemory` and the eviction settings (on its own thread).
-    public func configureEviction(maxMemory: Int, settings: EvictionSettings) {
+    /// Hands every shard its share of `maxMemory` and the eviction settings (on its own
+    /// thread); a shard already over its share evicts at once. `done`, when given, runs on
+    /// `loop` once every shard has applied them: CONFIG SET replies then, as Redis's does
+    /// after its own eviction pass, so a write sent after the reply finds room made.
+    public func configureEviction(
+        maxMemory: Int, settings: EvictionSettings, from loop: EventLoop? = nil, done: (() -> Void)? = nil
+    ) {
         let share = maxMemory > 0 ? max(1, maxMemory / shards.count) : 0
-        for shard in shards {
-            shard.loop.post { shard.whenAvailable { shard.configureEviction(limit: share, settings: settings) } }
-        }
+        onEveryShard(from: loop, { $0.configureEviction(limit: share, settings: settings) }, done: done)
     }
-}
 
-extension ShardSet {
-    /// Applies the keyspace notification classes on every shard (each on its own thread,
-    /// once its keyspace is not lent out), then calls `done` on `loop`: a command sent after
-    /// CONFIG SET's reply already notifies under the new classes.
+    /// Applies the keyspace notification classes on every shard, then calls `done` on
+    /// `loop`: a command sent after CONFIG SET's reply already notifies under the new classes.
     public func configureNotifications(_ flags: KeyspaceEventClass, from loop: EventLoop, done: @escaping () -> Void) {
         keyspaceEvents.flags.store(flags.rawValue, ordering: .relaxed)
-        let finish = NotificationBarrier(remaining: shards.count, loop: loop, done: done)
+        onEveryShard(from: loop, { $0.keyspace.setNotifyFlags(flags.rawValue) }, done: done)
+    }
+
+    /// Runs `task` on every shard's thread once its keyspace is not lent out, then `done`
+    /// on `loop` after the last shard ran it (when both are given).
+    public func onEveryShard(from loop: EventLoop?, _ task: @escaping (Shard) -> Void, done: (() -> Void)?) {
+        let finish = loop.flatMap { loop in done.map { ShardBarrier(remaining: shards.count, loop: loop, done: $0) } }
         for shard in shards {
             shard.postWhenAvailable {
-                shard.keyspace.setNotifyFlags(flags.rawValue)
-                finish.arrive()
+                task(shard)
+                finish?.arrive()
             }
         }
     }
 }
 
-/// Counts the shards that applied new notification classes; the last one posts `done`.
-private final class NotificationBarrier: @unchecked Sendable {
+/// Counts the shards that ran a task of ``ShardSet/onEveryShard(from:_:done:)``; the last one posts `done`.
+private final class ShardBarrier: @unchecked Sendable {
     // Invariant: `remaining` is atomic; `done` runs once, on `loop`.
     private let remaining: Atomic<Int>
     private let loop: EventLoop
