@@ -41,6 +41,7 @@ let package = Package(
         .library(name: "DamselflyACL", targets: ["DamselflyACL"]),
         .library(name: "DamselflyCommands", targets: ["DamselflyCommands"]),
         .library(name: "DamselflyServer", targets: ["DamselflyServer"]),
+        .library(name: "DamselflyTLS", targets: ["DamselflyTLS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),

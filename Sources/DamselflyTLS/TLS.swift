@@ -86,6 +86,11 @@ public final class TLSSession {
 
     public var isEstablished: Bool { dfly_tls_established(raw) != 0 }
 
+    /// The negotiated protocol and cipher ("TLSv1.3", "TLS_AES_256_GCM_SHA384"), once established.
+    public var negotiated: (version: String, cipher: String) {
+        (String(cString: dfly_tls_version(raw)), String(cString: dfly_tls_cipher(raw)))
+    }
+
     /// A client's first flight (its ClientHello) into `cipher`. False once failed.
     public func start(into cipher: inout [UInt8]) -> Bool {
         var none: [UInt8] = []
