@@ -11,30 +11,17 @@ import random
 import time
 
 import pytest
-import redis
 from redis.cluster import RedisCluster
 
-from conftest import Factory, _failed
 from resp import RespConn, to_py
+from util import wait_for
 
 SLOTS = 16384
 
 
-def wait_for(predicate, timeout=20.0, step=0.05, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
-def servers(request, tmp_path_factory):
-    failed_before = request.session.testsfailed
-    f = Factory(str(tmp_path_factory.mktemp("cluster")))
-    yield f
-    f.close(failed=request.session.testsfailed > failed_before)
+def servers(factory_module):
+    return factory_module
 
 
 def start_cluster_redis(servers, name):

@@ -18,29 +18,16 @@ import time
 import pytest
 import redis
 
-from conftest import Factory, Server, ServerError, free_port, private_dir
 from resp import to_py
-from util import require_tool
+from util import require_tool, wait_for
 
 MASTER = "mymaster"
 
 
-def wait_for(predicate, timeout=20.0, step=0.1, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def start_sentinel(servers, master_port, quorum=1):
     binary = require_tool("redis-sentinel")
-    err = None
-    for _attempt in range(3):
-        port = free_port()
-        workdir = private_dir(servers.tmpdir, "sentinel")
-        servers.workdirs.append(workdir)
+
+    def argv(port, workdir):
         conf = os.path.join(workdir, "sentinel.conf")
         with open(conf, "w") as f:
             f.write(
@@ -49,15 +36,8 @@ def start_sentinel(servers, master_port, quorum=1):
                 f"sentinel down-after-milliseconds {MASTER} 1000\n"
                 f"sentinel failover-timeout {MASTER} 3000\n"
                 f"sentinel parallel-syncs {MASTER} 1\n")
-        srv = Server("sentinel", [binary, conf], port, servers.tmpdir, True, workdir)
-        try:
-            srv.wait_ready()
-        except ServerError as e:
-            err = e
-            continue
-        servers.servers.append(srv)
-        return srv
-    raise err
+        return [binary, conf]
+    return servers.start_tool("sentinel", argv)
 
 
 def fields(reply):
@@ -79,11 +59,8 @@ def kill9(servers, srv):
 
 
 @pytest.fixture(scope="module")
-def servers(request, tmp_path_factory):
-    failed_before = request.session.testsfailed
-    f = Factory(str(tmp_path_factory.mktemp("sentinel")))
-    yield f
-    f.close(failed=request.session.testsfailed > failed_before)
+def servers(factory_module):
+    return factory_module
 
 
 @pytest.fixture(scope="module")
