@@ -33,7 +33,7 @@ enum ClusterFamily {
 
     // MARK: - CLUSTER subcommands
 
-    /// Each subcommand's arity as Redis 7.0's command table has it (negative: at least).
+    /// Each subcommand's arity as Redis 7.0's command table has it (all exact).
     static let arities: [String: Int] = [
         "info": 2, "myid": 2, "nodes": 2, "slots": 2, "shards": 2, "links": 2, "help": 2,
         "keyslot": 3, "countkeysinslot": 3, "getkeysinslot": 4,
@@ -55,13 +55,13 @@ enum ClusterFamily {
             }
             return call.reply(.error("ERR unknown subcommand '\(call.args.string(1))'. Try CLUSTER HELP."))
         }
-        guard arity >= 0 ? call.args.count == arity : call.args.count >= -arity else {
+        guard call.args.count == arity else {
             return call.reply(.error("ERR wrong number of arguments for 'cluster|\(sub)' command"))
         }
-        let topology = Topology(server: server, client: call.client)
+        var topology: Topology { Topology(server: server, client: call.client) }
         switch sub {
         case "info": call.reply(.verbatim(topology.info()))
-        case "myid": call.reply(.bulkString(topology.me.id))
+        case "myid": call.reply(.bulkString(myID))
         case "nodes": call.reply(.verbatim(topology.nodes()))
         case "slots": call.reply(topology.slots())
         case "shards": call.reply(topology.shards())
