@@ -8,7 +8,8 @@ set -euo pipefail
 # chromium, chromium-driver and selenium: the jobs dashboard's browser tests (tests/e2e/test_jobs_web.py).
 # libssl-dev: TLS (Sources/CTLS); openssl: the TLS tests make their certificates with it;
 # tcl-tls: scripts/redis-suite.sh with REDIS_SUITE_TLS=1 (runtest --tls).
-APT_PACKAGES=(liburing-dev libxxhash-dev liblua5.1-0-dev lua-cjson lua-bitop redis-server redis-tools ruby-sidekiq zlib1g-dev
+# redis-sentinel: tests/e2e/test_sentinel.py (a sentinel monitoring a Damselfly master).
+APT_PACKAGES=(liburing-dev libxxhash-dev liblua5.1-0-dev lua-cjson lua-bitop redis-server redis-tools redis-sentinel ruby-sidekiq zlib1g-dev
   dpkg-dev tcl tcl-tls prometheus chromium chromium-driver libssl-dev openssl)
 PIP_PACKAGES=(redis hypothesis xxhash pytest selenium)
 

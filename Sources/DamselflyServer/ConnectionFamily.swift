@@ -30,6 +30,8 @@ enum ConnectionFamily {
         r.register("echo", arity: 2, flags: [.fast], group: g) { call in call.reply(.bulk(call.args.bytes(1))) }
         r.register("select", arity: 2, flags: [.fast, .loading, .stale], group: g) { call in
             guard let n = call.int32OrReply(1) else { return }
+            // Redis Cluster has database 0 only; cluster clients never SELECT.
+            if n != 0 && server.clusterEmulated { return call.reply(.error("ERR SELECT is not allowed in cluster mode")) }
             guard n >= 0 && n < call.engine.databaseCount else { return call.reply(.outOfRangeDB) }
             call.client.database = n
             call.reply(.ok)
@@ -67,7 +69,9 @@ enum ConnectionFamily {
                 call.reply(.error("WRONGPASS invalid username-password pair or user is disabled."))
             }
         }
-        r.register("hello", arity: -1, flags: [.noAuth, .fast, .loading, .stale, .noscript], group: g) { call in hello(call) }
+        r.register("hello", arity: -1, flags: [.noAuth, .fast, .loading, .stale, .noscript], group: g) { call in
+            hello(call, mode: server.clusterEmulated ? "cluster" : "standalone")
+        }
         r.register("client", arity: -2, flags: [.admin, .noscript, .loading, .stale], group: g) { call in
             client(call, server: server)
         }
@@ -87,7 +91,7 @@ enum ConnectionFamily {
         return false
     }
 
-    static func hello(_ call: CommandCall) {
+    static func hello(_ call: CommandCall, mode: String) {
         let client = call.client
         var version = client.protocolVersion
         var i = 1
@@ -132,7 +136,7 @@ enum ConnectionFamily {
             (.bulkString("version"), .bulkString(helloVersion)),
             (.bulkString("proto"), .integer(version)),
             (.bulkString("id"), .integer(client.id)),
-            (.bulkString("mode"), .bulkString("standalone")),
+            (.bulkString("mode"), .bulkString(mode)),
             (.bulkString("role"), .bulkString("master")),
             (.bulkString("modules"), .array([])),
         ]))

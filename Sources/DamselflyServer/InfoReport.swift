@@ -105,7 +105,7 @@ enum InfoReport {
                     ("damselfly_version", "0.1.0"),
                     ("redis_git_sha1", "00000000"),
                     ("redis_git_dirty", "0"),
-                    ("redis_mode", "standalone"),
+                    ("redis_mode", server.clusterEmulated ? "cluster" : "standalone"),
                     ("os", os),
                     ("arch_bits", "64"),
                     ("multiplexing_api", server.usesIOUring ? "iouring" : "epoll"),
@@ -215,7 +215,7 @@ enum InfoReport {
                 section("Modules", [])
             case "cluster":
                 // redis-py and other clients read cluster_enabled to choose their mode.
-                section("Cluster", [("cluster_enabled", "0")])
+                section("Cluster", [("cluster_enabled", server.clusterEmulated ? "1" : "0")])
             case "keyspace":
                 var lines: [(String, String)] = []
                 for db in 0..<engine.databaseCount {

@@ -108,6 +108,7 @@ public final class Server: @unchecked Sendable {
         FunctionFamily.register(registry)
         ConnectionFamily.register(registry, server: self)
         ServerFamily.register(registry, server: self)
+        ClusterFamily.register(registry, server: self)
         MultiFamily.register(registry, server: self)
         PubSubFamily.register(registry, server: self)
         MonitorFamily.register(registry)

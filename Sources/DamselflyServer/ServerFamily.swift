@@ -23,11 +23,6 @@ enum ServerFamily {
         r.register("command", arity: -1, flags: [.loading, .stale], group: g) { call in
             CommandDocs.command(call)
         }
-        // A standalone server, as Redis without cluster-enabled: CLUSTER exists (COMMAND lists
-        // it and its subcommands) and refuses every use.
-        r.register("cluster", arity: -2, flags: [], group: "cluster") { call in
-            call.reply(.error("ERR This instance has cluster support disabled"))
-        }
         r.register("time", arity: 1, flags: [.loading, .stale, .fast], group: g) { call in
             let now = Clock.wallMicros()
             call.reply(.array([.bulkString(String(now / 1_000_000)), .bulkString(String(now % 1_000_000))]))

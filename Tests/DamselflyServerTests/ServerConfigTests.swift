@@ -380,7 +380,7 @@ private func parseError(_ arguments: [String], env: [String: String] = [:]) -> C
         "save", "appendonly", "appendfsync", "appendfilename", "poll_before_sleep_us", "migrate_connections",
         "lua_time_limit", "default_lua_flags", "client_query_buffer_limit", "client_output_buffer_limit",
         "mem_release_interval", "aclfile", "maxmemory_policy", "maxmemory_samples", "lfu_log_factor", "lfu_decay_time",
-        "notify_keyspace_events",
+        "notify_keyspace_events", "cluster_mode",
     ]
 
     @Test func helpListsEveryFlagWithItsDefault() throws {
@@ -446,5 +446,22 @@ private func parseError(_ arguments: [String], env: [String: String] = [:]) -> C
             return
         }
         #expect(flag == "notify_keyspace_events" && value == "KEQ" && reason.contains("Invalid event class character"))
+    }
+}
+
+@Suite struct ServerConfigClusterModeTests {
+    @Test func emptyOrEmulated() throws {
+        #expect(try config([]).clusterMode == "")
+        #expect(try config(["--cluster_mode=emulated"]).clusterMode == "emulated")
+        #expect(try config(["--cluster_mode=EMULATED"]).clusterMode == "emulated")
+        #expect(try config(["--cluster_mode="]).clusterMode == "")
+    }
+
+    @Test func refusesOtherModes() {
+        guard case .invalidValue(let flag, let value, _)? = parseError(["--cluster_mode=yes"]) else {
+            Issue.record("expected invalidValue")
+            return
+        }
+        #expect(flag == "cluster_mode" && value == "yes")
     }
 }

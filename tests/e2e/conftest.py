@@ -230,14 +230,19 @@ class Factory:
     def start_redis(self, *extra):
         if not shutil.which("redis-server"):
             pytest.skip("redis-server not installed")
+        return self.start_tool("redis", lambda port, workdir: [
+            "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", workdir, *extra])
+
+    def start_tool(self, name, argv_for):
+        """A Redis-family process (redis-server, redis-sentinel) on a free port:
+        ``argv_for(port, workdir)`` gives its command line."""
         err = None
         for _attempt in range(3):
             port = free_port()
-            workdir = private_dir(self.tmpdir, "redis")
+            workdir = private_dir(self.tmpdir, name)
             self.workdirs.append(workdir)
-            argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                    "--save", "", "--appendonly", "no", "--dir", workdir, *extra]
-            srv = Server("redis", argv, port, self.tmpdir, True, workdir)
+            srv = Server(name, argv_for(port, workdir), port, self.tmpdir, True, workdir)
             try:
                 srv.wait_ready()
             except ServerError as e:
@@ -282,6 +287,15 @@ def damselfly_module(request, tmp_path_factory):
     failed_before = request.session.testsfailed
     f = Factory(str(tmp_path_factory.mktemp("damselfly")))
     yield f.start
+    f.close(failed=request.session.testsfailed > failed_before)
+
+
+@pytest.fixture(scope="module")
+def factory_module(request, tmp_path_factory):
+    """A module's own Factory, for tests that start several servers of both kinds."""
+    failed_before = request.session.testsfailed
+    f = Factory(str(tmp_path_factory.mktemp("servers")))
+    yield f
     f.close(failed=request.session.testsfailed > failed_before)
 
 

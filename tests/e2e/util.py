@@ -71,3 +71,15 @@ def require_tool(name, package=None):
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def wait_for(predicate, timeout=20.0, step=0.05, what="condition"):
+    """Polls `predicate` until it is true; an AssertionError naming `what` after `timeout` s."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")

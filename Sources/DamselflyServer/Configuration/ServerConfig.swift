@@ -119,6 +119,10 @@ public struct ServerConfig: Sendable, Equatable {
     /// --tx_schedule_timeout_ms: a transaction still waiting for its turn on a shard after
     /// this long is abandoned (if nothing of it ran) or reported; 0 = no watchdog.
     public var txScheduleTimeoutMs: Int = 30000
+    /// --cluster_mode: Dragonfly's flag. Empty = standalone (CLUSTER refused, as Redis without
+    /// `cluster-enabled`); "emulated" = answer CLUSTER as a one-node cluster owning every slot,
+    /// so cluster-mode clients work unchanged.
+    public var clusterMode: String = ""
     /// --shard_round_robin_prefix: keys with this prefix are spread round-robin over shards.
     public var shardRoundRobinPrefix: String = ""
     /// --pin_threads: pin thread i to CPU i.
@@ -256,7 +260,7 @@ struct ConfigFlagSpec: Sendable {
         case .int: return "<int>"
         case .size: return "<size>"
         case .string: return "<string>"
-        case .choice(let options): return "<" + options.joined(separator: "|") + ">"
+        case .choice(let options): return "<" + options.filter { !$0.isEmpty }.joined(separator: "|") + ">"
         }
     }
 
@@ -406,6 +410,8 @@ struct ConfigFlagSpec: Sendable {
         .int("tx_schedule_timeout_ms", 0...Int(Int32.max),
              "Abandon a multi-shard transaction still waiting for other transactions' locks after this many milliseconds (its client gets an error; if part of it already ran it is only logged); 0 = never.",
              \.txScheduleTimeoutMs),
+        .string("cluster_mode", "Empty = standalone; emulated = answer CLUSTER as a one-node cluster owning all 16384 slots (for cluster-mode clients).",
+                \.clusterMode, choices: ["", "emulated"]),
         .string("shard_round_robin_prefix", "Keys starting with this prefix are spread round-robin over shards; empty = off.",
                 \.shardRoundRobinPrefix),
         .bool("pin_threads", "Pin thread i to CPU i.", \.pinThreads),
