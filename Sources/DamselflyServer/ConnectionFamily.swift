@@ -334,12 +334,15 @@ enum ConnectionFamily {
             if i != call.args.count { return call.reply(.syntaxError) }
         }
         let me = call.client.id
+        // The master's link (a replica's only master client) is no connection of the loops.
+        let masterKilled = byType == "master" && byID == nil && byAddress == nil && byLocalAddress == nil && byUser == nil
+            ? server.replication.replica.killLink() : 0
         server.gatherLoops(from: call.loop, { loop -> Int in
             var killed = 0
             for connection in server.connections(on: loop) {
                 let c = connection.client
                 // Redis's client types: a replica's link, a subscriber, or normal
-                // (a monitor too); never a master, Damselfly being no replica yet.
+                // (a monitor too); the master's link is counted above.
                 if let byType {
                     let type = connection.replicaLink != nil ? "replica" : connection.subscriptionCount > 0 ? "pubsub" : "normal"
                     if type != byType { continue }
@@ -359,7 +362,7 @@ enum ConnectionFamily {
             }
             return killed
         }, done: { counts in
-            let total = counts.reduce(0, +)
+            let total = counts.reduce(0, +) + masterKilled
             if oldForm {
                 call.reply(total > 0 ? .ok : .error("ERR No such client"))
             } else {
