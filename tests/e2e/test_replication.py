@@ -216,10 +216,16 @@ def test_link_cut_resumes_with_partial_resync(servers):
     m.set("k", 1)
     replica = start_replica(servers, master.port)
     r = replica.client()
+    cut_link_under_load(m, r, master.port)
+
+
+def cut_link_under_load(m, r, master_port):
+    """CLIENT KILL TYPE master on replica `r` while a load runs on `m`: the
+    link comes back with a partial resync and the datasets end equal."""
     wait_in_sync(m, r)
-    load = Load(master.port, 2.5).start()
-    time.sleep(0.5)
-    r.execute_command("CLIENT", "KILL", "TYPE", "master")
+    load = Load(master_port, 2.5).start()
+    time.sleep(0.6)
+    assert r.execute_command("CLIENT", "KILL", "TYPE", "master") == 1
     load.join()
     wait_in_sync(m, r)
     assert_same_dataset(m, r)
