@@ -15,7 +15,7 @@ enum ConnectionFamily {
 
     static func register(_ r: CommandRegistry, server: Server) {
         let g = "connection"
-        r.register("ping", arity: -1, flags: [.fast, .stale], group: g) { call in
+        r.register("ping", arity: -1, flags: [.fast], group: g) { call in
             if call.client.protocolVersion == 2, let connection = call.sink as? Connection, connection.subscriptionCount > 0 {
                 // Subscribed RESP2 clients get PING's reply in the pub/sub shape.
                 guard call.args.count <= 2 else { return call.reply(call.arityError) }
@@ -27,7 +27,7 @@ enum ConnectionFamily {
             default: call.reply(call.arityError)
             }
         }
-        r.register("echo", arity: 2, flags: [.fast], group: g) { call in call.reply(.bulk(call.args.bytes(1))) }
+        r.register("echo", arity: 2, flags: [.loading, .stale, .fast], group: g) { call in call.reply(.bulk(call.args.bytes(1))) }
         r.register("select", arity: 2, flags: [.fast, .loading, .stale], group: g) { call in
             guard let n = call.int32OrReply(1) else { return }
             guard n >= 0 && n < call.engine.databaseCount else { return call.reply(.outOfRangeDB) }

@@ -42,6 +42,7 @@ class LoadWithFunctions(Load):
         while time.time() < self.stop_at:
             i += 1
             c.fcall("bump", 2, "fn:count", "fn:list", i)
+            c.hincrbyfloat("hf", f"x{i % 5}", 0.1)
 
 
 def start_master(servers, kind):
@@ -128,6 +129,29 @@ def test_read_only_refusal_matches_redis(servers):
     r.config_set("replica-read-only", "no")
     assert r.set("local", 1)
     r.config_set("replica-read-only", "yes")
+
+
+def test_stale_data_refusal_matches_redis(servers):
+    """A replica whose master is unreachable, with replica-serve-stale-data no."""
+    real = servers.start_redis()
+    dfly = servers.start("--proactor_threads=2")
+    dead = real.port + 1 if real.port < 65000 else real.port - 1
+    out = []
+    for server in (real, dfly):
+        c = server.client()
+        c.config_set("replica-serve-stale-data", "no")
+        c.execute_command("REPLICAOF", "127.0.0.1", dead)
+        got = []
+        for args in (("GET", "k"), ("SET", "k", 1), ("PING",), ("ECHO", "e"), ("INFO", "replication")):
+            try:
+                reply = c.execute_command(*args)
+                got.append("ok" if args[0] == "INFO" else reply)
+            except redis.exceptions.ResponseError as e:
+                got.append((type(e).__name__, str(e)))
+        assert repl_info(c)["master_link_status"] == "down"
+        out.append(got)
+    assert out[0] == out[1]
+    assert out[0][0][1].startswith("Link with MASTER is down")
 
 
 def test_replicaof_replies_and_errors_match_redis(servers):

@@ -83,6 +83,8 @@ def snapshot(client, dbs=(0, 1)):
             else:
                 v = c.dump(key)
             at = c.pexpiretime(key)
+            if at == -2:
+                continue  # expired while being read
             out[(db, key)] = (t, v, at / 1000.0 if at >= 0 else -1)
     return out
 
@@ -278,3 +280,31 @@ def test_role_and_info_replication_match_redis(servers):
         assert inf["repl_backlog_active"] == 1
         assert inf["repl_backlog_histlen"] > 0
     assert shapes[0] == shapes[1]
+
+
+def test_stream_carries_effects_not_commands(servers):
+    """What a replica receives, seen by MONITOR on a redis-server replica:
+    INCRBYFLOAT as SET ... KEEPTTL, HINCRBYFLOAT as HSET, and a key that
+    expired on the master as DEL."""
+    master = servers.start("--proactor_threads=2")
+    m = master.client()
+    replica = start_replica(servers, master.port)
+    r = replica.client()
+    wait_in_sync(m, r)
+    seen = []
+    mon = redis.Redis(host="127.0.0.1", port=replica.port)
+    with mon.monitor() as feed:
+        m.incrbyfloat("f", 1.5)
+        m.hincrbyfloat("h", "x", 0.25)
+        m.set("gone", 1, px=50)
+        time.sleep(0.2)
+        assert m.get("gone") is None  # lazy expiry on the master
+        m.set("end", 1)
+        for event in feed.listen():
+            seen.append(event["command"])
+            if event["command"].startswith("SET end"):
+                break
+    assert "SET f 1.5 KEEPTTL" in seen, seen
+    assert "HSET h x 0.25" in seen, seen
+    assert "DEL gone" in seen, seen
+    assert not any(c.startswith("INCRBYFLOAT") or c.startswith("HINCRBYFLOAT") for c in seen), seen

@@ -43,6 +43,8 @@ final class ReplicationReplica: @unchecked Sendable {
     let state = Mutex(State())
     /// Whether this server is a replica now (read by Connection.dispatch: one load).
     let isReplica = Atomic<Bool>(false)
+    /// Whether the link is up (`connected`): a replica's reads then take no lock.
+    private let linkUp = Atomic<Bool>(false)
 
     init(server: Server) {
         self.server = server
@@ -60,6 +62,7 @@ final class ReplicationReplica: @unchecked Sendable {
             s.generation += 1
             if s.fd >= 0 { shutdown(s.fd, Int32(SHUT_RDWR)) }
             s.link = .connect
+            linkUp.store(false, ordering: .relaxed)
             s.downSinceMs = Clock.wallMillis()
             if !keepsHistory {
                 // A master turning replica: PSYNC continues its own history
@@ -94,6 +97,7 @@ final class ReplicationReplica: @unchecked Sendable {
             s.generation += 1
             if s.fd >= 0 { shutdown(s.fd, Int32(SHUT_RDWR)) }
             s.link = .connect
+            linkUp.store(false, ordering: .relaxed)
             return (s.masterReplid, s.offset)
         }
         guard let (replid, offset) = previous else { return false }
@@ -115,14 +119,13 @@ final class ReplicationReplica: @unchecked Sendable {
 
     /// The refusal Connection.dispatch sends a client while this is a replica, or nil.
     func refusal(_ spec: CommandSpec) -> String? {
-        let (readOnly, serveStale) = server.configState.withLock {
-            ($0.redisParameters["replica-read-only"] ?? "yes", $0.redisParameters["replica-serve-stale-data"] ?? "yes")
-        }
-        if serveStale == "no" && !spec.flags.contains(.stale) && state.withLock({ $0.link != .connected }) {
-            return "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."
-        }
-        if spec.flags.contains(.write) && readOnly == "yes" {
+        // Redis's order: READONLY, then MASTERDOWN.
+        if spec.flags.contains(.write) && server.configState.withLock({ $0.redisParameters["replica-read-only"] ?? "yes" }) == "yes" {
             return "READONLY You can't write against a read only replica."
+        }
+        if !linkUp.load(ordering: .relaxed) && !spec.flags.contains(.stale)
+            && server.configState.withLock({ $0.redisParameters["replica-serve-stale-data"] }) == "no" {
+            return "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."
         }
         return nil
     }
@@ -147,6 +150,8 @@ final class ReplicationReplica: @unchecked Sendable {
                 let was = s.generation == generation && s.link == .connected
                 if s.generation == generation {
                     s.link = .connect
+                    linkUp.store(false, ordering: .relaxed)
+            linkUp.store(false, ordering: .relaxed)
                     s.fd = -1
                     if was { s.downSinceMs = Clock.wallMillis() }
                 }
@@ -212,7 +217,11 @@ final class ReplicationReplica: @unchecked Sendable {
         } else {
             return
         }
-        guard setState(generation, { $0.link = .connected; $0.lastIOMs = Clock.wallMillis() }) else { return }
+        guard setState(generation, { s in
+            s.link = .connected
+            s.lastIOMs = Clock.wallMillis()
+            linkUp.store(true, ordering: .relaxed)
+        }) else { return }
         stream(link, generation: generation, executor: executor)
     }
 
