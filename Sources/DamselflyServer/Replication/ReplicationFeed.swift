@@ -68,6 +68,9 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
         /// `master_replid`, and the history before it (`master_replid2`,
         /// `second_repl_offset`): a replica of that history may PSYNC on up to there.
         var identity: ReplicationIdentity
+        /// Transactions from this ID on are units; earlier ones (which may have
+        /// run steps before every shard had the tap) record plainly.
+        var unitsFrom = UInt64.max
     }
 
     let state: Mutex<State>
@@ -119,6 +122,10 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
 
     func beginUnit(shard: Int, txid: UInt64, participants: Int) {
         state.withLock { s in
+            // A transaction that started before the taps were all set would open
+            // its unit on some participants only and block their queues for good.
+            // It ran before the first snapshot's cut anyway: its records go plain.
+            guard txid >= s.unitsFrom else { return }
             if s.units[txid] == nil { s.units[txid] = Unit(participants: participants) }
             s.open[shard] = txid
             s.queues[shard].items.append(.unit(txid))
@@ -131,6 +138,11 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
             if s.open[shard] == txid { s.open[shard] = nil }
             drain(&s)
         }
+    }
+
+    /// Called once every shard has the tap: transactions after `txid` are units.
+    func startUnits(after txid: UInt64) {
+        state.withLock { $0.unitsFrom = txid + 1 }
     }
 
     /// Makes `link` start from the point where transaction `txid` (a global

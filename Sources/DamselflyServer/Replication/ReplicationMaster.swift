@@ -131,6 +131,7 @@ final class ReplicationMaster: @unchecked Sendable {
             }
             return 0
         }, done: { [self] _ in
+            feed.startUnits(after: engine.shardSet.lastTxid)
             let waiting: [Deferred] = control.withLock { c in
                 c.feed = feed
                 c.lastPingMs = Clock.wallMillis()
