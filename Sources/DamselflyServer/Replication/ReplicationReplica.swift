@@ -198,6 +198,8 @@ final class ReplicationReplica: @unchecked Sendable {
             guard parts.count >= 3, let start = Int(parts[2]) else { return }
             guard setState(generation, { $0.link = .sync; $0.syncTotal = -1; $0.syncRead = 0 }) else { return }
             guard let rdb = receiveRDB(link, generation: generation) else { return }
+            // A new stream: a MULTI left open by the previous one is dropped.
+            executor.reset()
             guard current(generation), load(rdb, executor: executor) else { return }
             let newReplid = String(parts[1])
             guard setState(generation, { s in
@@ -584,6 +586,14 @@ final class MasterExecutor: ReplySink, @unchecked Sendable {
         while !finished.load(ordering: .acquiring) {
             spins += 1
             if spins < 100 { sched_yield() } else { usleep(50) }
+        }
+    }
+
+    /// Forgets a transaction the previous stream left open (before a full sync).
+    func reset() {
+        server.loops[0].post { [self] in
+            client.multiQueue = nil
+            client.multiFailed = false
         }
     }
 
