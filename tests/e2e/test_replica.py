@@ -336,3 +336,24 @@ def test_live_migration_from_redis_loses_no_job(servers):
     assert d.dbsize() == 20000 + 1
     # Nothing was written to redis after the cut-over.
     assert m.hlen("runs") < len(runs)
+
+
+def test_masterauth_and_masteruser(servers):
+    """A master that wants AUTH: the password alone (masterauth), then an ACL user (masteruser)."""
+    master = start_redis_master(servers, "--requirepass", "sekret")
+    m = redis.Redis(host="127.0.0.1", port=master.port, password="sekret")
+    m.execute_command("ACL", "SETUSER", "repl", "on", ">replpw", "+psync", "+replconf", "+ping")
+    m.set("k", "v")
+    replica = servers.start("--proactor_threads=2")
+    r = replica.client()
+    follow(r, master)
+    time.sleep(0.5)
+    assert repl_info(r)["master_link_status"] == "down"  # no password yet
+    r.config_set("masterauth", "sekret")
+    wait_for(lambda: r.get("k") == b"v", what="sync with masterauth")
+    r.execute_command("REPLICAOF", "NO", "ONE")
+    r.flushall()
+    r.config_set("masteruser", "repl")
+    r.config_set("masterauth", "replpw")
+    follow(r, master)
+    wait_for(lambda: r.get("k") == b"v", what="sync as masteruser")
