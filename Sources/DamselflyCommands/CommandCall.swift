@@ -90,17 +90,18 @@ public struct CommandCall {
 
     /// The command's arguments copied for the append-only journal, when the
     /// journal is on and this is a write that journals itself (blocking pops
-    /// journal the pop they performed instead, scripts the commands they ran).
+    /// journal the pop they performed instead, scripts the commands they ran,
+    /// INCRBYFLOAT the SET KEEPTTL of its result, HINCRBYFLOAT the HSET).
     @inlinable
     func journalArguments() -> [[UInt8]]? {
-        guard engine.journaling, writes, !spec.flags.contains(.blocking) else { return nil }
+        guard engine.journaling, writes, !spec.flags.contains(.blocking), spec.name != "incrbyfloat", spec.name != "hincrbyfloat" else { return nil }
         return (0..<args.count).map { args.bytes($0) }
     }
 
     /// Commands whose TTL is relative on the wire: the journal follows them
     /// with the absolute PEXPIREAT the key ended up with.
     @usableFromInline static let relativeTTLCommands: Set<String> = [
-        "set", "setex", "psetex", "getex", "expire", "pexpire", "restore", "getset", "incrbyfloat",
+        "set", "setex", "psetex", "getex", "expire", "pexpire", "restore", "getset",
     ]
 
     @inlinable public var loop: EventLoop { client.loop }

@@ -276,7 +276,11 @@ public enum HashFamily {
                 return .bulk(printed)
             }
         }
-        if case .bulk = result { ctx.notify(.hash, "hincrbyfloat", key) }
+        if case .bulk(let printed) = result {
+            // Replicated and journaled as the value it produced (Redis's HSET).
+            ctx.journal([Array("HSET".utf8), key.bytes, field, printed])
+            ctx.notify(.hash, "hincrbyfloat", key)
+        }
         return result ?? .wrongType
     }
 

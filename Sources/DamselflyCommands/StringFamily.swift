@@ -379,6 +379,9 @@ public enum StringFamily {
             } else {
                 ctx.store(key, value)
             }
+            // Replicated and journaled as the value it produced (Redis's
+            // SET ... KEEPTTL): a replay or a replica may format floats otherwise.
+            ctx.journal([Array("SET".utf8), key.bytes, result, Array("KEEPTTL".utf8)])
             ctx.notify(.string, "incrbyfloat", key)
             return .bulk(result)
         }

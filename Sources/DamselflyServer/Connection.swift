@@ -380,6 +380,13 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             emitError(busy)
             return
         }
+        if server.replication.replica.isReplica.load(ordering: .relaxed), let refusal = server.replication.replica.refusal(spec) {
+            // A replica: READONLY for writes, MASTERDOWN while the link is down (replica-serve-stale-data no).
+            spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            if client.multiQueue != nil { client.multiFailed = true }
+            emitError(refusal)
+            return
+        }
         if client.multiQueue != nil && spec.flags.contains(.noMulti) {
             client.multiFailed = true
             emitError("ERR Command not allowed inside a transaction")

@@ -15,7 +15,7 @@ enum ConnectionFamily {
 
     static func register(_ r: CommandRegistry, server: Server) {
         let g = "connection"
-        r.register("ping", arity: -1, flags: [.fast, .stale], group: g) { call in
+        r.register("ping", arity: -1, flags: [.fast], group: g) { call in
             if call.client.protocolVersion == 2, let connection = call.sink as? Connection, connection.subscriptionCount > 0 {
                 // Subscribed RESP2 clients get PING's reply in the pub/sub shape.
                 guard call.args.count <= 2 else { return call.reply(call.arityError) }
@@ -27,7 +27,7 @@ enum ConnectionFamily {
             default: call.reply(call.arityError)
             }
         }
-        r.register("echo", arity: 2, flags: [.fast], group: g) { call in call.reply(.bulk(call.args.bytes(1))) }
+        r.register("echo", arity: 2, flags: [.loading, .stale, .fast], group: g) { call in call.reply(.bulk(call.args.bytes(1))) }
         r.register("select", arity: 2, flags: [.fast, .loading, .stale], group: g) { call in
             guard let n = call.int32OrReply(1) else { return }
             // Redis Cluster has database 0 only; cluster clients never SELECT.
@@ -338,12 +338,15 @@ enum ConnectionFamily {
             if i != call.args.count { return call.reply(.syntaxError) }
         }
         let me = call.client.id
+        // The master's link (a replica's only master client) is no connection of the loops.
+        let masterKilled = byType == "master" && byID == nil && byAddress == nil && byLocalAddress == nil && byUser == nil
+            ? server.replication.replica.killLink() : 0
         server.gatherLoops(from: call.loop, { loop -> Int in
             var killed = 0
             for connection in server.connections(on: loop) {
                 let c = connection.client
                 // Redis's client types: a replica's link, a subscriber, or normal
-                // (a monitor too); never a master, Damselfly being no replica yet.
+                // (a monitor too); the master's link is counted above.
                 if let byType {
                     let type = connection.replicaLink != nil ? "replica" : connection.subscriptionCount > 0 ? "pubsub" : "normal"
                     if type != byType { continue }
@@ -363,7 +366,7 @@ enum ConnectionFamily {
             }
             return killed
         }, done: { counts in
-            let total = counts.reduce(0, +)
+            let total = counts.reduce(0, +) + masterKilled
             if oldForm {
                 call.reply(total > 0 ? .ok : .error("ERR No such client"))
             } else {

@@ -46,6 +46,11 @@ enum ReplicationFamily {
             }
             call.reply(.ok)
         }
+        for name in ["replicaof", "slaveof"] {
+            r.register(name, arity: 3, flags: [.admin, .noscript, .stale], group: g) { call in
+                replicaOf(call, server: server)
+            }
+        }
         r.register("role", arity: 1, flags: [.noscript, .loading, .stale, .fast], group: g) { call in
             call.reply(master.role())
         }
@@ -61,6 +66,26 @@ enum ReplicationFamily {
             master.wait(needed: Int(needed), timeoutMs: Int(timeout), on: loop) { count in
                 call.reply(.integer(count))
             }
+        }
+    }
+
+    /// REPLICAOF host port / REPLICAOF NO ONE, with Redis 7.0's replies.
+    private static func replicaOf(_ call: CommandCall, server: Server) {
+        let replica = server.replication.replica
+        if call.isArg(1, "no") && call.isArg(2, "one") {
+            return replica.promote(from: call.loop) { call.reply(.ok) }
+        }
+        if (call.sink as? Connection)?.replicaLink != nil {
+            return call.reply(.error("ERR Command is not valid when client is a replica."))
+        }
+        guard let port = call.integer(2), port >= 0, port <= 65535 else {
+            return call.reply(.error("ERR Invalid master port"))
+        }
+        let host = call.args.string(1)
+        if replica.follow(host: host, port: Int(port)) {
+            call.reply(.ok)
+        } else {
+            call.reply(.simple("OK Already connected to specified master"))
         }
     }
 

@@ -323,7 +323,11 @@ public final class Database {
     /// absent, as DEL does in Redis.
     @discardableResult
     public func remove(_ key: UnsafeRawBufferPointer, hash: UInt64, nowMs: Int64) -> Bool {
-        guard let index = find(key, hash: hash, nowMs: nowMs) else { return false }
+        guard let index = find(key, hash: hash, nowMs: nowMs) else {
+            // A held expired key (a replica waits for its master's DEL): the DEL removes it.
+            if let expiryHold, expiryHold.isHeld(nowMs: nowMs), let stale = lookup(key, hash: hash) { expire(at: stale) }
+            return false
+        }
         remove(at: index)
         return true
     }

@@ -58,6 +58,9 @@ public final class ShardSet: Sendable {
 
     @usableFromInline func takeTxid() -> UInt64 { nextTxid.add(1, ordering: .relaxed).newValue }
 
+    /// The last transaction ID handed out (replication: transactions after it start after a given moment).
+    public var lastTxid: UInt64 { nextTxid.load(ordering: .acquiring) }
+
     // MARK: - Single shard
 
     /// Runs `operation` on shard `shardIndex` for a command whose keys all live

@@ -348,13 +348,19 @@ extension Shard {
     }
 
     /// Installs (or removes) the expiry hook of every database while keys or
-    /// prefixes are tracked here.
-    func updateExpiryHook() {
-        let wanted = !tracking.isEmpty
+    /// prefixes are tracked here or a journal records (replication, the
+    /// append-only file): an expired key is recorded as the `DEL` that
+    /// Redis propagates, so a replica (which never expires keys itself)
+    /// and a replay drop it at that point of the shard's history.
+    public func updateExpiryHook() {
+        let wanted = !tracking.isEmpty || journal != nil
         guard wanted != expiryHookInstalled else { return }
         expiryHookInstalled = wanted
         for (i, db) in keyspace.databases.enumerated() {
-            db.expiryHook = wanted ? { [unowned self] name, hash in self.invalidateTracked(name: name, database: i, hash: hash) } : nil
+            db.expiryHook = wanted ? { [unowned self] name, hash in
+                if !self.tracking.isEmpty { self.invalidateTracked(name: name, database: i, hash: hash) }
+                self.journal?.append(database: i, [Array("DEL".utf8), name])
+            } : nil
         }
     }
 }

@@ -172,14 +172,18 @@ import Testing
 
     /// CLIENT PAUSE's hold: an expired key reads as missing but stays, active expiry
     /// deletes nothing, a write over it replaces it; after the hold both delete again.
-    @Test func expiryHoldKeepsExpiredKeys() {
+    /// A one-database keyspace with an expiry hold (not holding yet) and `expiredKeys` expired at 10 ms.
+    func heldKeyspace(expiredKeys: [String]) -> (Keyspace, ExpiryHold) {
         let ks = Keyspace(databaseCount: 1)
         let hold = ExpiryHold()
         ks.setExpiryHold(hold)
+        for key in expiredKeys { ks.databases[0].insert(key, "v", expireAtMs: 10) }
+        return (ks, hold)
+    }
+
+    @Test func expiryHoldKeepsExpiredKeys() {
+        let (ks, hold) = heldKeyspace(expiredKeys: ["a", "b", "c"])
         let db = ks.databases[0]
-        db.insert("a", "v", expireAtMs: 10)
-        db.insert("b", "v", expireAtMs: 10)
-        db.insert("c", "v", expireAtMs: 10)
         hold.hold(untilMs: 500)
         #expect(db.find("a", nowMs: 100) == nil)
         #expect(ks.activeExpire(nowMs: 100) == 0)
@@ -195,6 +199,22 @@ import Testing
         hold.hold(untilMs: 0)
         #expect(ks.activeExpire(nowMs: 100) == 1)
         #expect(db.count == 1)
+    }
+
+    /// A replica's hold (no deadline): expired keys read as missing and stay until
+    /// a DEL (its master's) removes them, reported as absent and counted as expired.
+    @Test func replicaHoldKeepsExpiredKeysUntilDel() {
+        let (ks, hold) = heldKeyspace(expiredKeys: ["a", "b"])
+        let db = ks.databases[0]
+        hold.holdForReplica(true)
+        #expect(db.find("a", nowMs: 1_000_000) == nil)
+        #expect(ks.activeExpire(nowMs: 1_000_000) == 0)
+        #expect(db.count == 2 && db.expiredKeys == 0)
+        #expect(!db.remove("a", nowMs: 1_000_000))
+        #expect(db.count == 1 && db.expiredKeys == 1)
+        hold.holdForReplica(false)
+        #expect(ks.activeExpire(nowMs: 1_000_000) == 1)
+        #expect(db.count == 0)
     }
 
     @Test func expiresCountFollowsTTLChanges() {

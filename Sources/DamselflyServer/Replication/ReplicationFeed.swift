@@ -65,18 +65,43 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
         var syncFull = 0
         var syncPartialOK = 0
         var syncPartialErr = 0
+        /// `master_replid`, and the history before it (`master_replid2`,
+        /// `second_repl_offset`): a replica of that history may PSYNC on up to there.
+        var identity: ReplicationIdentity
+        /// Transactions from this ID on are units; earlier ones (which may have
+        /// run steps before every shard had the tap) record plainly.
+        var unitsFrom = UInt64.max
     }
 
     let state: Mutex<State>
-    /// `master_replid`: this server's replication history's name.
-    let replid: String
-
-    init(shardCount: Int, backlogSize: Int, replid: String) {
-        self.replid = replid
+    init(shardCount: Int, backlogSize: Int, identity: ReplicationIdentity) {
         state = Mutex(State(
             queues: Array(repeating: ShardQueue(), count: shardCount),
             open: Array(repeating: nil, count: shardCount),
-            backlog: ReplicationBacklog(capacity: backlogSize, firstByteOffset: 1)))
+            offset: identity.offset,
+            backlog: ReplicationBacklog(capacity: backlogSize, firstByteOffset: identity.offset + 1),
+            identity: identity))
+    }
+
+    /// A new history from `identity` on (promotion, or a full sync from a
+    /// master): the backlog restarts at its offset and the replicas attached
+    /// are dropped, to PSYNC again (those that followed the previous history
+    /// up to `second_repl_offset` continue, the others sync in full).
+    func restart(_ identity: ReplicationIdentity) {
+        let dropped: [ReplicaLink] = state.withLock { s in
+            s.identity = identity
+            s.offset = identity.offset
+            s.backlog = ReplicationBacklog(capacity: s.backlog.capacity, firstByteOffset: identity.offset + 1)
+            s.streamDatabase = -1
+            let links = s.replicas
+            for link in links {
+                link.phase = .closed
+                link.pending = []
+            }
+            s.replicas = []
+            return links
+        }
+        for link in dropped { link.loop.post { link.connection?.close() } }
     }
 
     // MARK: - ShardWriteTap
@@ -97,6 +122,10 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
 
     func beginUnit(shard: Int, txid: UInt64, participants: Int) {
         state.withLock { s in
+            // A transaction that started before the taps were all set would open
+            // its unit on some participants only and block their queues for good.
+            // It ran before the first snapshot's cut anyway: its records go plain.
+            guard txid >= s.unitsFrom else { return }
             if s.units[txid] == nil { s.units[txid] = Unit(participants: participants) }
             s.open[shard] = txid
             s.queues[shard].items.append(.unit(txid))
@@ -109,6 +138,11 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
             if s.open[shard] == txid { s.open[shard] = nil }
             drain(&s)
         }
+    }
+
+    /// Called once every shard has the tap: transactions after `txid` are units.
+    func startUnits(after txid: UInt64) {
+        state.withLock { $0.unitsFrom = txid + 1 }
     }
 
     /// Makes `link` start from the point where transaction `txid` (a global
@@ -222,7 +256,7 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
     private func cutReached(_ link: ReplicaLink, offset: Int, _ s: inout State) {
         link.phase = .waitingRDB
         link.startOffset = offset
-        let line = Array("+FULLRESYNC \(replid) \(offset)\r\n".utf8)
+        let line = Array("+FULLRESYNC \(s.identity.replid) \(offset)\r\n".utf8)
         let rdb = link.readyRDB
         link.readyRDB = nil
         let legacy = link.legacySync
@@ -270,7 +304,9 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
     /// still holds it. Returns false (a full sync is needed) otherwise.
     func tryContinue(_ link: ReplicaLink, replid requested: String, offset wanted: Int) -> Bool {
         state.withLock { s in
-            guard requested == replid, let tail = s.backlog.bytes(from: wanted) else {
+            let known = requested == s.identity.replid
+                || (requested == s.identity.replid2 && wanted <= s.identity.secondOffset)
+            guard known, let tail = s.backlog.bytes(from: wanted) else {
                 if requested != "?" { s.syncPartialErr += 1 }
                 return false
             }
@@ -279,7 +315,7 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
             link.startOffset = wanted - 1
             link.lastAckMs = Clock.wallMillis()
             s.replicas.append(link)
-            let line = Array("+CONTINUE \(replid)\r\n".utf8)
+            let line = Array("+CONTINUE \(s.identity.replid)\r\n".utf8)
             link.loop.post { link.send(line) }
             link.pending = tail
             scheduleFlush(link)
@@ -324,6 +360,20 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
             Self.encodeArgs([Array("REPLCONF".utf8), Array("GETACK".utf8), Array("*".utf8)], &out)
             publish(out, &s)
         }
+    }
+}
+
+/// A replication history's name and where this server stands in it.
+struct ReplicationIdentity: Sendable {
+    var replid: String
+    var replid2 = String(repeating: "0", count: 40)
+    var secondOffset = -1
+    /// The stream offset the history starts from here.
+    var offset = 0
+
+    static func randomID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<40).map { _ in String(Int.random(in: 0..<16, using: &generator), radix: 16) }.joined()
     }
 }
 

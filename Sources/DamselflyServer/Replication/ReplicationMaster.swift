@@ -27,6 +27,8 @@ final class ReplicationMaster: @unchecked Sendable {
         var settings: [Int: (port: Int, capaEOF: Bool)] = [:]
         var waiters: [Waiter] = []
         var lastPingMs: Int64 = 0
+        /// The history a feed starts from (and where it stands once one exists).
+        var identity = ReplicationIdentity(replid: InfoReport.runID)
     }
 
     /// A continuation that only posts to its loop.
@@ -39,8 +41,40 @@ final class ReplicationMaster: @unchecked Sendable {
     /// The feed once replication started (read lock-free by hot paths).
     private let started = Atomic<Bool>(false)
 
+    /// The replica side (REPLICAOF).
+    let replica: ReplicationReplica
+
     init(server: Server) {
         self.server = server
+        self.replica = ReplicationReplica(server: server)
+    }
+
+    /// This server's own replication ID (what a master turning replica PSYNCs with).
+    func currentReplid() -> String {
+        if let feed { return feed.state.withLock { $0.identity.replid } }
+        return control.withLock { $0.identity.replid }
+    }
+
+    /// This server's own stream offset.
+    func currentOffset() -> Int {
+        if let feed { return feed.offset }
+        return control.withLock { $0.identity.offset }
+    }
+
+    /// A new replication ID from `offset` on: at promotion the master's ID
+    /// (`previousReplid`) becomes the second one, valid up to `offset + 1`;
+    /// after a full sync from a master, the old history ends here.
+    func shiftHistory(previousReplid: String?, offset: Int) {
+        var identity = ReplicationIdentity(replid: ReplicationIdentity.randomID(), offset: offset)
+        if let previousReplid {
+            identity.replid2 = previousReplid
+            identity.secondOffset = offset + 1
+        }
+        let feed: ReplicationFeed? = control.withLock { c in
+            c.identity = identity
+            return c.feed
+        }
+        feed?.restart(identity)
     }
 
     var feed: ReplicationFeed? {
@@ -83,7 +117,8 @@ final class ReplicationMaster: @unchecked Sendable {
         }
         let engine = server.engine
         let backlog = parseHumanSize(server.configState.withLock { $0.redisParameters["repl-backlog-size"] ?? "1mb" }) ?? 1 << 20
-        let feed = ReplicationFeed(shardCount: engine.shardSet.count, backlogSize: backlog, replid: InfoReport.runID)
+        let identity = control.withLock { $0.identity }
+        let feed = ReplicationFeed(shardCount: engine.shardSet.count, backlogSize: backlog, identity: identity)
         engine.journalingFlag.store(true, ordering: .releasing)
         engine.shardSet.inOrderOnly.store(true, ordering: .releasing)
         let shards = engine.shardSet.shards
@@ -92,9 +127,11 @@ final class ReplicationMaster: @unchecked Sendable {
                 let shard = shards[target.index]
                 if shard.journal == nil { shard.journal = ShardJournal(memoryOnlyFor: shard.index) }
                 shard.journal?.tap = feed
+                shard.updateExpiryHook()
             }
             return 0
         }, done: { [self] _ in
+            feed.startUnits(after: engine.shardSet.lastTxid)
             let waiting: [Deferred] = control.withLock { c in
                 c.feed = feed
                 c.lastPingMs = Clock.wallMillis()
@@ -200,17 +237,19 @@ final class ReplicationMaster: @unchecked Sendable {
 
     // MARK: - Reporting
 
-    /// INFO replication, Redis 7.0's fields.
+    /// INFO replication, Redis 7.0's fields (a replica's first).
     func infoFields() -> [(String, String)] {
         let replicaLines: [(String, String)]
         var offset = 0, backlogFirst = 0, histlen = 0, active = false
         var backlogSize = parseHumanSize(server.configState.withLock { $0.redisParameters["repl-backlog-size"] ?? "1mb" }) ?? 1 << 20
+        var identity = control.withLock { $0.identity }
+        offset = identity.offset
         let now = Clock.wallMillis()
         if let feed {
             let s = feed.state.withLock { s in
-                (s.offset, s.backlog.firstByteOffset, s.backlog.histlen, s.backlog.capacity, s.replicas.filter { $0.phase != .closed })
+                (s.offset, s.backlog.firstByteOffset, s.backlog.histlen, s.backlog.capacity, s.replicas.filter { $0.phase != .closed }, s.identity)
             }
-            (offset, backlogFirst, histlen, backlogSize) = (s.0, s.1, s.2, s.3)
+            (offset, backlogFirst, histlen, backlogSize, identity) = (s.0, s.1, s.2, s.3, s.5)
             active = true
             replicaLines = s.4.enumerated().map { i, link in
                 let state: String
@@ -225,12 +264,20 @@ final class ReplicationMaster: @unchecked Sendable {
         } else {
             replicaLines = []
         }
-        return [("role", "master"), ("connected_slaves", String(replicaLines.count))] + replicaLines + [
+        var replid = identity.replid
+        var head: [(String, String)] = [("role", "master")]
+        if let replicaFields = replica.infoFields(), let history = replica.replicaHistory() {
+            // A replica reports its master's ID and how far it applied that stream.
+            head = replicaFields
+            if history.replid != "?" { replid = history.replid }
+            offset = history.offset
+        }
+        return head + [("connected_slaves", String(replicaLines.count))] + replicaLines + [
             ("master_failover_state", "no-failover"),
-            ("master_replid", InfoReport.runID),
-            ("master_replid2", String(repeating: "0", count: 40)),
+            ("master_replid", replid),
+            ("master_replid2", identity.replid2),
             ("master_repl_offset", String(offset)),
-            ("second_repl_offset", "-1"),
+            ("second_repl_offset", String(identity.secondOffset)),
             ("repl_backlog_active", active ? "1" : "0"),
             ("repl_backlog_size", String(backlogSize)),
             ("repl_backlog_first_byte_offset", String(backlogFirst)),
@@ -246,6 +293,7 @@ final class ReplicationMaster: @unchecked Sendable {
 
     /// ROLE: `master`, the offset, and each online replica's ip, port and acknowledged offset.
     func role() -> Reply {
+        if let slave = replica.role() { return slave }
         guard let feed else { return .array([.bulkString("master"), .integer(0), .array([])]) }
         let (offset, links) = feed.state.withLock { s in (s.offset, s.replicas.filter { $0.phase == .online }) }
         return .array([
