@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from conftest import Factory, _failed
+from util import wait_for
 
 
 @pytest.fixture
@@ -21,15 +22,6 @@ def servers(request, tmp_path):
     f = Factory(str(tmp_path))
     yield f
     f.close(failed=_failed(request.node))
-
-
-def wait_for(predicate, timeout=20.0, step=0.05, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def repl_info(client):
