@@ -7,10 +7,10 @@ import DamselflyTransactions
 import Glibc
 
 /// DEBUG: the subcommands Redis's own test suite and operators call (OBJECT, SLEEP,
-/// RELOAD, SET-ACTIVE-EXPIRE, PROTOCOL, POPULATE, CHANGE-REPL-ID,
-/// QUICKLIST-PACKED-THRESHOLD) plus Damselfly's SHARD. Crash, leak and allocator
-/// subcommands (SEGFAULT, JMAP, MALLCTL, ...) are not offered: they answer Redis's
-/// unknown-subcommand error.
+/// RELOAD, DIGEST, DIGEST-VALUE, SET-ACTIVE-EXPIRE, PROTOCOL, POPULATE, CHANGE-REPL-ID,
+/// QUICKLIST-PACKED-THRESHOLD) plus Damselfly's SHARD. Introspection of an allocator or
+/// heap this process does not have (JMAP, MALLCTL, MALLCTL-STR) says so in its error;
+/// crash and leak subcommands (SEGFAULT, PANIC, LEAK, ...) answer Redis's unknown-subcommand error.
 enum DebugFamily {
     static func register(_ r: CommandRegistry, server: Server) {
         r.register("debug", arity: -2, flags: [.admin, .noscript, .loading, .stale], group: "server") { call in
@@ -53,9 +53,44 @@ enum DebugFamily {
             populate(call)
         case "reload":
             reload(call, server: server)
+        case "digest" where n == 2:
+            call.shardSet.broadcast(from: call.loop, { shard in
+                DebugDigest.shardPart(shard, nowMs: Clock.wallMillis())
+            }, done: { parts in call.reply(.simple(DebugDigest.hex(DebugDigest.combine(parts)))) })
+        case "digest-value":
+            digestValues(call)
+        case "jmap" where n == 2, "mallctl", "mallctl-str", "stringmatch-len":
+            // Allocator and Java-heap introspection have no counterpart in this process.
+            call.reply(.error("ERR DEBUG \(call.args.string(1).uppercased()) is not supported by Damselfly"))
         default:
             unknown(call)
         }
+    }
+
+    // MARK: - DIGEST-VALUE
+
+    /// `DIGEST-VALUE key ...`: one status reply per key, its value's digest (all zeros when
+    /// the key does not exist), each shard hashing the keys it owns.
+    static func digestValues(_ call: CommandCall) {
+        let keys = (2..<call.args.count).map { call.args.bytes($0) }
+        let database = call.client.database
+        let shardSet = call.shardSet
+        shardSet.broadcast(from: call.loop, { shard -> [Int: DebugDigest.Digest] in
+            let db = shard.database(database)
+            let now = Clock.wallMillis()
+            var found: [Int: DebugDigest.Digest] = [:]
+            for (i, key) in keys.enumerated() {
+                let hash = key.withUnsafeBytes { KeyHash.hash($0) }
+                guard key.withUnsafeBytes({ shardSet.shardIndex(of: $0, hash: hash) }) == shard.index,
+                      let entry = key.withUnsafeBytes({ db.find($0, hash: hash, nowMs: now) }) else { continue }
+                found[i] = DebugDigest.valueDigest(db.value(at: entry), hasExpiry: db.expireTime(at: entry) != nil)
+            }
+            return found
+        }, done: { parts in
+            var merged: [Int: DebugDigest.Digest] = [:]
+            for part in parts { merged.merge(part) { a, _ in a } }
+            call.reply(.array(keys.indices.map { .simple(DebugDigest.hex(merged[$0] ?? DebugDigest.zero)) }))
+        })
     }
 
     // MARK: - OBJECT
@@ -180,6 +215,10 @@ enum DebugFamily {
         "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "CHANGE-REPL-ID",
         "    Accepted; Damselfly has no replication IDs to change.",
+        "DIGEST",
+        "    Output a hex signature representing the current DB content.",
+        "DIGEST-VALUE <key> [<key> ...]",
+        "    Output a hex signature of the values of all the specified keys.",
         "OBJECT <key>",
         "    Show low level info about `key` and associated value.",
         "POPULATE <count> [<prefix>] [<size>]",
