@@ -106,6 +106,20 @@ def test_debug_populate_and_reload_equal_redis(pair):
     assert d == r
 
 
+def test_debug_reload_options_equal_redis(pair):
+    """RELOAD empties the keyspace and the libraries and loads the file; NOSAVE loads the last
+    file (keys written since are gone), NOFLUSH fails on what exists unless MERGE."""
+    lib = "#!lua name=rl\nredis.register_function('rlf', function() return 'hi' end)"
+    cmds = [("FUNCTION", "FLUSH"), ("SET", "a", "1"), ("FUNCTION", "LOAD", lib), ("DEBUG", "RELOAD"),
+            ("GET", "a"), ("FCALL", "rlf", "0"), ("DEBUG", "RELOAD", "NOFLUSH"), ("DEBUG", "RELOAD", "NOFLUSH", "MERGE"),
+            ("SET", "b", "2"), ("DEBUG", "RELOAD", "NOSAVE"), ("EXISTS", "b"), ("GET", "a"), ("SET", "c", "3"),
+            ("SET", "a", "changed"), ("DEBUG", "RELOAD", "nosave", "noflush", "merge"), ("GET", "a"), ("GET", "c"),
+            ("FCALL", "rlf", "0"), ("DEBUG", "RELOAD", "BOGUS"), ("FUNCTION", "FLUSH")]
+    d, r = both(pair, 2, *cmds)
+    assert d == r
+    assert r[6][0] == "-" and r[15] == ("$", b"1") and r[16] == ("$", b"3")
+
+
 @pytest.mark.parametrize("proto", [2, 3])
 def test_memory_commands_equal_redis(pair, proto):
     cmds = [("MEMORY", "DOCTOR"), ("MEMORY", "PURGE"), ("MEMORY", "HELP"), ("MEMORY", "STATS", "x"),
