@@ -351,3 +351,30 @@ def test_expire_is_replicated_as_the_pexpireat_it_set(damselfly, redis_server):
     ours, theirs = _stream_of_expires(damselfly("--proactor_threads=2")), _stream_of_expires(redis_server)
     assert ours == theirs
     assert [w[0] for w in ours] == ["select", "set", "pexpireat", "pexpireat", "del", "set"]
+
+
+def _restore_access(server):
+    c = server.client()
+    c.flushall()
+    c.set("foo", "bar")
+    payload = c.dump("foo")
+    out = []
+    for policy, option, value in [("allkeys-lru", "IDLETIME", 1000), ("allkeys-lfu", "FREQ", 100),
+                                  ("allkeys-lru", "FREQ", 100), ("allkeys-lfu", "IDLETIME", 1000)]:
+        c.config_set("maxmemory-policy", policy)
+        c.delete("foo")
+        c.execute_command("RESTORE", "foo", 0, payload, option, value)
+        if policy == "allkeys-lru":
+            idle = c.object("idletime", "foo")
+            out.append((policy, option, 1000 <= idle <= 1010 if option == "IDLETIME" else idle < 10))
+        else:
+            out.append((policy, option, c.object("freq", "foo")))
+    c.config_set("maxmemory-policy", "noeviction")
+    return out
+
+
+def test_restore_sets_idle_time_or_frequency(damselfly, redis_server):
+    # unit/dump's "RESTORE can set LRU / LFU": the options were parsed and then dropped.
+    ours = _restore_access(damselfly("--proactor_threads=2"))
+    assert ours == _restore_access(redis_server)
+    assert ours[0][2] is True and ours[1][2] == 100
