@@ -120,15 +120,10 @@ EOF
 
 run() {  # kind policy -> the drive line
   local port log pid
-  port=$(free_port)
   log="$WORKDIR/$1-$2.log"
-  if [[ "$1" == damselfly ]]; then
-    start_damselfly "$port" "$log" --proactor_threads="$THREADS"
-  else
-    start_redis "$port" "$log"
-  fi
+  start_either "$1" "$log" --proactor_threads="$THREADS"
+  port=$PORT
   pid=$SERVER_PID
-  wait_ping "$port" "$1" "$log"
   redis-cli -p "$port" config set maxmemory "$MAXMEMORY" >/dev/null
   redis-cli -p "$port" config set maxmemory-policy "$2" >/dev/null
   drive "$port" "$pid"
