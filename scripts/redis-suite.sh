@@ -105,7 +105,7 @@ while (($#)); do
     --wide) ;;  # read above, before the profile is set
     --update-docs) update_docs=1 ;;
     --docs-only) update_docs=1; docs_only=1 ;;  # regenerate the docs table from the last run
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     unit/*) only+=("$1") ;;
     *) echo "redis-suite: unknown argument $1" >&2; exit 2 ;;
   esac
