@@ -48,15 +48,10 @@ EOF
 
 run() {  # kind workload -> "req/s µs-per-call"
   local port log pid n args
-  port=$(free_port)
   log="$WORKDIR/$1-$2.log"
-  if [[ "$1" == damselfly ]]; then
-    start_damselfly "$port" "$log" --proactor_threads="$THREADS"
-  else
-    start_redis "$port" "$log"
-  fi
+  start_either "$1" "$log" --proactor_threads="$THREADS"
+  port=$PORT
   pid=$SERVER_PID
-  wait_ping "$port" "$1" "$log"
   n=$N
   case "$2" in
     pfadd) args=(pfadd hll __rand_int__) ;;

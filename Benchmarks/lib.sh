@@ -10,6 +10,7 @@
 #   port=$(free_port)
 #   start_damselfly "$port" "$WORKDIR/df.log" --proactor_threads=2   # sets SERVER_PID
 #   start_redis "$port" "$WORKDIR/redis.log" [extra redis-server args] # sets SERVER_PID
+#   start_either damselfly|redis "$log" [damselfly flags]  # free port, waited for: PORT, SERVER_PID
 #   wait_ping "$port" name "$log" [seconds]      # exit 1 with the log's tail if no PONG
 #   stop_server "$SERVER_PID"
 #   cpu_ticks "$SERVER_PID"                     # utime+stime in clock ticks (getconf CLK_TCK)
@@ -94,6 +95,16 @@ start_redis() {
     --save '' --appendonly no --dir "$dir" "$@") >"$log" 2>&1 &
   SERVER_PID=$!
   LIB_SERVER_PIDS+=("$SERVER_PID")
+}
+
+# start_either KIND LOG [damselfly flags...] — a fresh Damselfly (KIND damselfly, with the
+# flags) or redis-server (any other KIND) on a free port, answering: sets PORT and SERVER_PID.
+start_either() {
+  local kind=$1 log=$2
+  shift 2
+  PORT=$(free_port)
+  if [[ "$kind" == damselfly ]]; then start_damselfly "$PORT" "$log" "$@"; else start_redis "$PORT" "$log"; fi
+  wait_ping "$PORT" "$kind" "$log"
 }
 
 # wait_ping PORT NAME LOG [SECONDS] — waits for PONG; exits 1 with the log's tail otherwise.

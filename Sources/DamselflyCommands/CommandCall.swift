@@ -104,6 +104,9 @@ public struct CommandCall {
         "set", "setex", "psetex", "getex", "expire", "pexpire", "restore", "getset",
     ]
 
+    /// The relative TTL commands that journal only the absolute PEXPIREAT, not themselves.
+    @usableFromInline static let expireCommands: Set<String> = ["expire", "pexpire"]
+
     @inlinable public var loop: EventLoop { client.loop }
     @inlinable public var shardSet: ShardSet { engine.shardSet }
 
@@ -172,12 +175,21 @@ public struct CommandCall {
         let noTouch = client.noTouch
         let journalArgs = journalArguments()
         let fixTTL = journalArgs != nil && CommandCall.relativeTTLCommands.contains(spec.name)
+        let ttlOnly = fixTTL && CommandCall.expireCommands.contains(spec.name)
         runOnShard(shardIndex, locks: locks, keys: [key]) { shard in
             var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
             let reply = operation(&context)
             if let journalArgs, let journal = shard.journal, !reply.isError {
-                journal.append(database: database, journalArgs)
-                if fixTTL { context.journalAbsoluteTTL(key, journal) }
+                if ttlOnly {
+                    // As Redis propagates them: the PEXPIREAT that was set, DEL when the
+                    // deadline had passed, nothing when the key was left alone.
+                    if case .integer(1) = reply, !context.journalAbsoluteTTL(key, journal) {
+                        journal.append(database: database, [Array("DEL".utf8), key.bytes])
+                    }
+                } else {
+                    journal.append(database: database, journalArgs)
+                    if fixTTL { context.journalAbsoluteTTL(key, journal) }
+                }
             }
             return reply
         }
@@ -701,10 +713,12 @@ public struct ShardContext {
 
     /// Journals the key's absolute expiry (after a command that set a
     /// relative one), so a replay restores the same deadline.
-    public func journalAbsoluteTTL(_ key: KeyRef, _ journal: ShardJournal) {
+    @discardableResult
+    public func journalAbsoluteTTL(_ key: KeyRef, _ journal: ShardJournal) -> Bool {
         guard let found = key.withBytes({ database.lookup($0, hash: key.hash) }),
-              let at = database.expireTime(at: found) else { return }
+              let at = database.expireTime(at: found) else { return false }
         journal.append(database: databaseIndex, [Array("PEXPIREAT".utf8), key.bytes, Array(String(at).utf8)])
+        return true
     }
 
     /// Journals what a command did on this shard, when the journal is on

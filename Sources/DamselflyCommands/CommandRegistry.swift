@@ -154,19 +154,54 @@ public final class CommandSpec: Sendable {
     }
 }
 
-/// Calls, time and failures of one command on one loop.
+/// Calls, time and failures of one command on one loop, and its latency histogram
+/// (LATENCY HISTOGRAM): one relaxed add per call into a fixed bucket.
 public final class CommandStats: Sendable {
     public let calls = Atomic<Int>(0)
     public let microseconds = Atomic<Int>(0)
     public let rejectedCalls = Atomic<Int>(0)
     public let failedCalls = Atomic<Int>(0)
+    /// ``LatencyBuckets/count`` buckets (a generic argument must be a literal).
+    public let latencyBuckets = InlineArray<21, Atomic<Int>> { (_: Int) in Atomic(0) }
     public init() {}
     public func reset() {
         calls.store(0, ordering: .relaxed)
         microseconds.store(0, ordering: .relaxed)
         rejectedCalls.store(0, ordering: .relaxed)
         failedCalls.store(0, ordering: .relaxed)
+        for i in 0..<LatencyBuckets.count { latencyBuckets[i].store(0, ordering: .relaxed) }
     }
+    @inlinable
+    public func recordLatency(micros: Int) {
+        latencyBuckets[LatencyBuckets.index(micros: micros)].add(1, ordering: .relaxed)
+    }
+    public func latencyCounts() -> [Int] {
+        (0..<LatencyBuckets.count).map { latencyBuckets[$0].load(ordering: .relaxed) }
+    }
+}
+
+/// The buckets of Redis's per-command latency histograms as LATENCY HISTOGRAM reports
+/// them: Redis records each call's microseconds (as nanoseconds, at least 1) in an HDR
+/// histogram of 2 significant digits and reads it with a logarithmic iterator from
+/// 1024 ns, doubling; bucket k holds the calls up to the highest value equivalent to
+/// 1024·2^k ns, 2^(10+k) + 2^(3+k) − 1, and is labelled with that in whole µs (1, 2, 4,
+/// 8, 16, 33, 66 ...). Calls are clamped to 1 s, as Redis's.
+public enum LatencyBuckets {
+    public static let count = 21
+
+    @inlinable
+    public static func upperNanos(_ k: Int) -> Int { (1 << (10 + k)) + (1 << (3 + k)) - 1 }
+
+    @inlinable
+    public static func index(micros: Int) -> Int {
+        let nanos = min(max(micros, 0) * 1000, 1_000_000_000)
+        guard nanos > 1024 else { return 0 }
+        let k = max(0, (Int.bitWidth - 1 - nanos.leadingZeroBitCount) - 10)
+        return nanos > upperNanos(k) ? k + 1 : k
+    }
+
+    /// The label of bucket k in LATENCY HISTOGRAM's `histogram_usec`.
+    public static func labelMicros(_ k: Int) -> Int { upperNanos(k) / 1000 }
 }
 
 /// The command table: lower-case name → spec. Filled at start-up, then read-only.

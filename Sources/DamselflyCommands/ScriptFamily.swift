@@ -55,6 +55,9 @@ public final class ScriptSettings: Sendable {
     /// Whether `defaultFlags` holds allow-undeclared-keys: read by every
     /// EVAL without a flags line, so without taking the mutex.
     let defaultAllowsUndeclaredKeys = Atomic<Bool>(false)
+    /// DEBUG SET-DISABLE-DENY-SCRIPTS: scripts may call what they normally may not
+    /// (`noscript` and keyless commands), as Redis's suite uses it to call DEBUG PROTOCOL.
+    public let denyDisabled = Atomic<Bool>(false)
 }
 
 /// What one loop thread's interpreter is running, readable from every thread:
@@ -917,7 +920,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
             out.error("ERR Wrong number of args calling Redis command from script")
             return out.buffer
         }
-        if spec.flags.contains(.noscript) || (spec.firstKey == 0 && !ScriptRun.keylessAllowed.contains(spec.name)
+        if !call.engine.scripts.settings.denyDisabled.load(ordering: .relaxed), spec.flags.contains(.noscript) || (spec.firstKey == 0 && !ScriptRun.keylessAllowed.contains(spec.name)
             && !ScriptRun.keyspaceWide.contains(spec.name) && !ScriptRun.numkeysCommands.contains(spec.name)) {
             out.error("ERR This Redis command is not allowed from script")
             return out.buffer

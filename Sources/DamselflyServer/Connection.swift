@@ -552,6 +552,13 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             let stats = spec.stats[loop.index]
             stats.calls.add(1, ordering: .relaxed)
             stats.microseconds.add(elapsed, ordering: .relaxed)
+            if server.latency.tracking.load(ordering: .relaxed) {
+                if spec.hasSubcommands {
+                    server.latency.recordSubcommand(client.lastCommandName, micros: elapsed)
+                } else {
+                    stats.recordLatency(micros: elapsed)
+                }
+            }
             counters.commandsProcessed += 1
             if case .error(let message) = reply {
                 stats.failedCalls.add(1, ordering: .relaxed)

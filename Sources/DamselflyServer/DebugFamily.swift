@@ -7,10 +7,10 @@ import DamselflyTransactions
 import Glibc
 
 /// DEBUG: the subcommands Redis's own test suite and operators call (OBJECT, SLEEP,
-/// RELOAD, SET-ACTIVE-EXPIRE, PROTOCOL, POPULATE, CHANGE-REPL-ID,
-/// QUICKLIST-PACKED-THRESHOLD) plus Damselfly's SHARD. Crash, leak and allocator
-/// subcommands (SEGFAULT, JMAP, MALLCTL, ...) are not offered: they answer Redis's
-/// unknown-subcommand error.
+/// RELOAD, DIGEST, DIGEST-VALUE, SET-ACTIVE-EXPIRE, PROTOCOL, POPULATE, CHANGE-REPL-ID,
+/// QUICKLIST-PACKED-THRESHOLD) plus Damselfly's SHARD. Introspection of an allocator or
+/// heap this process does not have (JMAP, MALLCTL, MALLCTL-STR) says so in its error;
+/// crash and leak subcommands (SEGFAULT, PANIC, LEAK, ...) answer Redis's unknown-subcommand error.
 enum DebugFamily {
     static func register(_ r: CommandRegistry, server: Server) {
         r.register("debug", arity: -2, flags: [.admin, .noscript, .loading, .stale], group: "server") { call in
@@ -43,6 +43,10 @@ enum DebugFamily {
             guard let flag = call.integer(2) else { return call.reply(.notInteger) }
             server.activeExpireEnabled.store(flag != 0, ordering: .relaxed)
             call.reply(.ok)
+        case "set-disable-deny-scripts" where n == 3:
+            guard let flag = call.integer(2) else { return call.reply(.notInteger) }
+            call.engine.scripts.settings.denyDisabled.store(flag != 0, ordering: .relaxed)
+            call.reply(.ok)
         case "change-repl-id" where n == 2, "quicklist-packed-threshold" where n == 3:
             // No replication IDs to rotate here, and lists have no packed-node threshold:
             // accepted as the no-ops they are for this server.
@@ -53,9 +57,44 @@ enum DebugFamily {
             populate(call)
         case "reload":
             reload(call, server: server)
+        case "digest" where n == 2:
+            call.shardSet.broadcast(from: call.loop, { shard in
+                DebugDigest.shardPart(shard, nowMs: Clock.wallMillis())
+            }, done: { parts in call.reply(.simple(DebugDigest.hex(DebugDigest.combine(parts)))) })
+        case "digest-value":
+            digestValues(call)
+        case "jmap" where n == 2, "mallctl", "mallctl-str", "stringmatch-len":
+            // Allocator and Java-heap introspection have no counterpart in this process.
+            call.reply(.error("ERR DEBUG \(call.args.string(1).uppercased()) is not supported by Damselfly"))
         default:
             unknown(call)
         }
+    }
+
+    // MARK: - DIGEST-VALUE
+
+    /// `DIGEST-VALUE key ...`: one status reply per key, its value's digest (all zeros when
+    /// the key does not exist), each shard hashing the keys it owns.
+    static func digestValues(_ call: CommandCall) {
+        let keys = (2..<call.args.count).map { call.args.bytes($0) }
+        let database = call.client.database
+        let shardSet = call.shardSet
+        shardSet.broadcast(from: call.loop, { shard -> [Int: DebugDigest.Digest] in
+            let db = shard.database(database)
+            let now = Clock.wallMillis()
+            var found: [Int: DebugDigest.Digest] = [:]
+            for (i, key) in keys.enumerated() {
+                let hash = key.withUnsafeBytes { KeyHash.hash($0) }
+                guard key.withUnsafeBytes({ shardSet.shardIndex(of: $0, hash: hash) }) == shard.index,
+                      let entry = key.withUnsafeBytes({ db.find($0, hash: hash, nowMs: now) }) else { continue }
+                found[i] = DebugDigest.valueDigest(db.value(at: entry), hasExpiry: db.expireTime(at: entry) != nil)
+            }
+            return found
+        }, done: { parts in
+            var merged: [Int: DebugDigest.Digest] = [:]
+            for part in parts { merged.merge(part) { a, _ in a } }
+            call.reply(.array(keys.indices.map { .simple(DebugDigest.hex(merged[$0] ?? DebugDigest.zero)) }))
+        })
     }
 
     // MARK: - OBJECT
@@ -153,26 +192,77 @@ enum DebugFamily {
 
     // MARK: - RELOAD
 
-    /// `DEBUG RELOAD`: saves the snapshot, then reads the file back and decodes every
-    /// entry, failing as Redis does when either step fails. The dataset in memory is the
-    /// one just saved, so it is kept rather than replaced (the options that load a
-    /// different file, NOSAVE, NOFLUSH and MERGE, are refused).
+    static let reloadOptionsError = "ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options."
+    static let loadError = "ERR Error trying to load the RDB dump"
+
+    /// `DEBUG RELOAD [MERGE] [NOFLUSH] [NOSAVE]`, as Redis's: save the snapshot (unless
+    /// NOSAVE), empty the keyspace and the function libraries (unless NOFLUSH), then load the
+    /// file into the running server. Without MERGE a key or library that is already there
+    /// fails the load (Redis stops the server on such a key; here the key is kept and the
+    /// load error answered); with it the file's version replaces it. The keys move in one
+    /// global transaction, so no command sees half a reload.
     static func reload(_ call: CommandCall, server: Server) {
-        guard call.args.count == 2 else {
-            return call.reply(.error("ERR DEBUG RELOAD options (NOSAVE, NOFLUSH, MERGE) are not supported by Damselfly"))
+        var save = true, flush = true, merge = false
+        for i in 2..<call.args.count {
+            switch call.args.string(i).lowercased() {
+            case "merge": merge = true
+            case "noflush": flush = false
+            case "nosave": save = false
+            default: return call.reply(.error(reloadOptionsError))
+            }
         }
+        guard save else { return load(call, server: server, flush: flush, merge: merge) }
         server.snapshots.start(from: call.loop) { ok in
-            guard ok else { return call.reply(.error("ERR Error trying to save the RDB dump, check server logs.")) }
-            guard let bytes = server.snapshots.readFile(server.snapshots.path) else {
-                return call.reply(.error("ERR Error trying to load the RDB dump, check server logs."))
-            }
-            var reader = RDBReader(bytes: bytes)
-            do {
-                while try reader.next() != nil {}
-                call.reply(.ok)
-            } catch {
-                call.reply(.error("ERR Error trying to load the RDB dump, check server logs."))
-            }
+            // Redis answers a failed save with its bare shared.err.
+            guard ok else { return call.reply(.error("ERR")) }
+            load(call, server: server, flush: flush, merge: merge)
+        }
+    }
+
+    private static func load(_ call: CommandCall, server: Server, flush: Bool, merge: Bool) {
+        guard let bytes = server.snapshots.readFile(server.snapshots.path) else { return call.reply(.error(loadError)) }
+        var reader = RDBReader(bytes: bytes)
+        var entries: [RDBEntry] = []
+        do {
+            while let entry = try reader.next() { entries.append(entry) }
+        } catch {
+            return call.reply(.error(loadError))
+        }
+        let policy: FunctionRuntime.RestorePolicy = flush ? .flush : merge ? .replace : .append
+        if case .failure = server.engine.functions.restore(reader.functionLibraries, policy: policy, loop: call.loop.index) {
+            return call.reply(.error(loadError))
+        }
+        let shardSet = call.shardSet
+        let databaseCount = server.engine.databaseCount
+        if flush && shardSet.tracking.isActive { shardSet.tracking.onFlush?() }
+        let transaction = call.abandonable(Transaction(globalOn: shardSet, loop: call.loop))
+        transaction.schedule {
+            transaction.execute(conclude: true, { shard -> Int in
+                if flush {
+                    shard.forgetTrackedKeys()
+                    for db in shard.keyspace.databases { db.removeAll() }
+                }
+                let now = Clock.wallMillis()
+                var refused = 0
+                for entry in entries {
+                    if let at = entry.expireAtMs, at <= now { continue }
+                    guard entry.database < databaseCount else { continue }
+                    let hash = entry.key.withUnsafeBytes { KeyHash.hash($0) }
+                    guard entry.key.withUnsafeBytes({ shardSet.shardIndex(of: $0, hash: hash) }) == shard.index else { continue }
+                    let db = shard.database(entry.database)
+                    let value = RDBConversion.storedValue(entry.value)
+                    entry.key.withUnsafeBytes { key in
+                        if let existing = db.lookup(key, hash: hash) {
+                            guard merge else { refused += 1; return }
+                            db.remove(at: existing)
+                        }
+                        _ = db.insert(key, hash: hash, value: value, expireAtMs: entry.expireAtMs, nowMs: now)
+                    }
+                }
+                if shard.hasBlockedClients { shard.signalWaitedKeys(database: nil) }
+                shard.publishStats()
+                return refused
+            }, done: { refused in call.reply(refused.reduce(0, +) > 0 ? .error(loadError) : .ok) })
         }
     }
 
@@ -180,6 +270,10 @@ enum DebugFamily {
         "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "CHANGE-REPL-ID",
         "    Accepted; Damselfly has no replication IDs to change.",
+        "DIGEST",
+        "    Output a hex signature representing the current DB content.",
+        "DIGEST-VALUE <key> [<key> ...]",
+        "    Output a hex signature of the values of all the specified keys.",
         "OBJECT <key>",
         "    Show low level info about `key` and associated value.",
         "POPULATE <count> [<prefix>] [<size>]",
@@ -191,12 +285,17 @@ enum DebugFamily {
         "    true, false.",
         "QUICKLIST-PACKED-THRESHOLD <size>",
         "    Accepted; Damselfly's lists have no packed-node threshold.",
-        "RELOAD",
-        "    Save the RDB on disk and check that it loads back.",
+        "RELOAD [option ...]",
+        "    Save the RDB on disk and reload it back to memory. Available <option> values:",
+        "    * MERGE: Merge the content of the RDB file with the current dataset.",
+        "    * NOFLUSH: Do not empty the dataset and the function libraries before loading.",
+        "    * NOSAVE: Do not save the RDB before loading it.",
         "SET-ACTIVE-EXPIRE <0|1>",
         "    Setting it to 0 disables expiring keys in background when they are not",
         "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
         "    default.",
+        "SET-DISABLE-DENY-SCRIPTS <0|1>",
+        "    Enable or disable the prohibition on scripts calling commands they may not call.",
         "SHARD <key>",
         "    The index of the shard (and thread) that owns <key>.",
         "SLEEP <seconds>",

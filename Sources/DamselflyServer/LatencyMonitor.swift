@@ -25,6 +25,29 @@ final class LatencyMonitor: Sendable {
     let thresholdMs = Atomic<Int>(0)
     private let events = Mutex<[String: Series]>([:])
 
+    /// `latency-tracking`: whether calls enter the per-command histograms.
+    let tracking = Atomic<Bool>(true)
+    /// The histograms of subcommands (`client|id`), by full name. A plain command's is in
+    /// its ``CommandStats`` (one atomic add, no lock); containers are admin and
+    /// introspection commands, rare enough for one lock per call.
+    private let subcommandHistograms = Mutex<[String: [Int]]>([:])
+
+    func recordSubcommand(_ fullName: String, micros: Int) {
+        let bucket = LatencyBuckets.index(micros: micros)
+        subcommandHistograms.withLock { all in
+            all[fullName, default: [Int](repeating: 0, count: LatencyBuckets.count)][bucket] += 1
+        }
+    }
+
+    func subcommandHistogramSnapshot() -> [String: [Int]] {
+        subcommandHistograms.withLock { $0 }
+    }
+
+    /// CONFIG RESETSTAT.
+    func resetHistograms() {
+        subcommandHistograms.withLock { $0.removeAll() }
+    }
+
     /// Adds a sample; samples of one second merge, keeping the highest latency.
     func record(_ event: String, latencyMs: Int, nowSeconds: Int = Int(Clock.wallMillis() / 1000)) {
         events.withLock { all in
@@ -38,6 +61,14 @@ final class LatencyMonitor: Sendable {
             series.max = Swift.max(series.max, latencyMs)
             all[event] = series
         }
+    }
+
+    /// Records `event` when the monitor is on and `nanos` reach its threshold (Redis's
+    /// latencyAddSampleIfNeeded): the `expire-cycle` of a shard that deleted a large value.
+    func recordIfSlow(_ event: String, nanos: UInt64) {
+        let threshold = thresholdMs.load(ordering: .relaxed)
+        let ms = Int(nanos / 1_000_000)
+        if threshold > 0 && ms >= threshold { record(event, latencyMs: ms) }
     }
 
     func snapshot() -> [(String, Series)] {
@@ -63,7 +94,7 @@ final class LatencyMonitor: Sendable {
     }
 }
 
-/// LATENCY LATEST / HISTORY / RESET / GRAPH / DOCTOR / HELP.
+/// LATENCY LATEST / HISTORY / RESET / GRAPH / DOCTOR / HISTOGRAM / HELP.
 enum LatencyFamily {
     static func register(_ r: CommandRegistry, server: Server) {
         r.register("latency", arity: -2, flags: [.admin, .noscript, .loading, .stale], group: "server") { call in
@@ -86,6 +117,8 @@ enum LatencyFamily {
                     return call.reply(.error("ERR No samples available for event '\(event)'"))
                 }
                 call.reply(.verbatim(graph(event, series, nowSeconds: Int(Clock.wallMillis() / 1000))))
+            case "histogram":
+                call.reply(histogram(call, server: server))
             case "doctor" where n == 2:
                 call.reply(.verbatim(doctor(monitor)))
             case "help" where n == 2:
@@ -96,6 +129,53 @@ enum LatencyFamily {
                 call.reply(.error("ERR unknown subcommand '\(call.args.string(1))'. Try LATENCY HELP."))
             }
         }
+    }
+
+    /// `LATENCY HISTOGRAM [command ...]`: per command with calls since the last CONFIG
+    /// RESETSTAT, `calls` and `histogram_usec` (bucket label → cumulative calls, only the
+    /// buckets where the count grows), a map in RESP3 and a flat array in RESP2, as Redis
+    /// 7.0's. No names: every command. A container's name stands for its subcommands,
+    /// `container|sub` for one; unknown names are skipped.
+    static func histogram(_ call: CommandCall, server: Server) -> Reply {
+        let registry = call.engine.registry
+        let subcommands = server.latency.subcommandHistogramSnapshot()
+        func plain(_ spec: CommandSpec) -> [Int]? {
+            var counts = [Int](repeating: 0, count: LatencyBuckets.count)
+            for stats in spec.stats {
+                for (k, c) in stats.latencyCounts().enumerated() { counts[k] += c }
+            }
+            return counts.contains { $0 > 0 } ? counts : nil
+        }
+        var chosen: [(String, [Int])] = []
+        func add(_ spec: CommandSpec) {
+            if spec.hasSubcommands {
+                chosen += subcommands.filter { $0.key.hasPrefix(spec.name + "|") }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+            } else if let counts = plain(spec) {
+                chosen.append((spec.name, counts))
+            }
+        }
+        if call.args.count == 2 {
+            for (_, spec) in registry.commands.sorted(by: { $0.key < $1.key }) { add(spec) }
+        } else {
+            for i in 2..<call.args.count {
+                let name = call.args.string(i).lowercased()
+                if name.contains("|") {
+                    if let counts = subcommands[name] { chosen.append((name, counts)) }
+                } else if let spec = registry.commands[name] {
+                    add(spec)
+                }
+            }
+        }
+        return .map(chosen.map { name, counts in
+            var cumulative = 0
+            var buckets: [(Reply, Reply)] = []
+            for (k, c) in counts.enumerated() where c > 0 {
+                cumulative += c
+                buckets.append((.integer(LatencyBuckets.labelMicros(k)), .integer(cumulative)))
+            }
+            return (.bulkString(name), .map([(.bulkString("calls"), .integer(cumulative)),
+                                             (.bulkString("histogram_usec"), .map(buckets))]))
+        })
     }
 
     /// A bar chart of the samples, newest on the right, as Redis's: a header with the
@@ -159,6 +239,9 @@ enum LatencyFamily {
         "RESET [<event> ...]",
         "    Reset latency data of one or more <event> classes.",
         "    (default: reset all data for all event classes)",
+        "HISTOGRAM [COMMAND ...]",
+        "    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
+        "    If no commands are specified then all histograms are replied.",
         "HELP",
         "    Prints this help.",
     ]
@@ -169,5 +252,6 @@ extension LatencyMonitor {
     func configure(_ config: ServerConfig) {
         let text = config.redisParameters["latency-monitor-threshold"] ?? "0"
         thresholdMs.store(Int(text) ?? 0, ordering: .relaxed)
+        tracking.store((config.redisParameters["latency-tracking"] ?? "yes") == "yes", ordering: .relaxed)
     }
 }

@@ -47,6 +47,7 @@ enum PersistenceFamily {
         r.register("restore", arity: -4, flags: [.write, .denyOOM], firstKey: 1, lastKey: 1, keyStep: 1, group: "generic") { call in
             // Redis's order: options, then BUSYKEY, then the TTL, then the payload.
             var replace = false, absolute = false, idle = false, freq = false
+            var idleSeconds: Int64?, frequency: Int?
             var i = 4
             // Redis's restoreCommand: IDLETIME and FREQ exclude each other
             // (syntax error) and are range-checked where they are read.
@@ -57,6 +58,7 @@ enum PersistenceFamily {
                     guard let n = call.integer(i + 1) else { return call.reply(.notInteger) }
                     guard n >= 0 else { return call.reply(.error("ERR Invalid IDLETIME value, must be >= 0")) }
                     idle = true
+                    idleSeconds = n
                     i += 1
                 } else if call.isArg(i, "freq") && i + 1 < call.args.count && !idle {
                     guard let n = call.integer(i + 1) else { return call.reply(.notInteger) }
@@ -64,6 +66,7 @@ enum PersistenceFamily {
                         return call.reply(.error("ERR Invalid FREQ value, must be >= 0 and <= 255"))
                     }
                     freq = true
+                    frequency = Int(n)
                     i += 1
                 } else { return call.reply(.syntaxError) }
                 i += 1
@@ -87,7 +90,10 @@ enum PersistenceFamily {
                     if found != nil { ctx.notify(.generic, "del", key) }
                     return .ok
                 }
-                ctx.store(key, RDBConversion.storedValue(value), expireAtMs: expireAt)
+                let entry = ctx.store(key, RDBConversion.storedValue(value), expireAtMs: expireAt)
+                if idleSeconds != nil || frequency != nil {
+                    ctx.database.setAccess(at: entry, idleSeconds: idleSeconds, frequency: frequency, nowMs: ctx.nowMs)
+                }
                 ctx.notify(.generic, "restore", key)
                 return .ok
             }

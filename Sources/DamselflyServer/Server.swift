@@ -195,8 +195,10 @@ public final class Server: @unchecked Sendable {
                 shard.loop.addPeriodicTimer(intervalMillis: interval) {
                     guard !shard.isLent else { return }
                     shard.trackingCron()
-                    if self?.activeExpireEnabled.load(ordering: .relaxed) ?? true {
+                    if let self, self.activeExpireEnabled.load(ordering: .relaxed) {
+                        let started = Clock.monotonicNanos()
                         _ = shard.keyspace.activeExpire(nowMs: Clock.wallMillis())
+                        self.latency.recordIfSlow("expire-cycle", nanos: Clock.monotonicNanos() &- started)
                     }
                     shard.publishStats()
                     self?.notePeakMemory()

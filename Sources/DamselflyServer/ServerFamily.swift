@@ -120,6 +120,7 @@ enum ServerFamily {
         case "resetstat" where call.args.count == 2:
             for spec in call.engine.registry.commands.values { for s in spec.stats { s.reset() } }
             for s in call.shardSet.stats { s.reset() }
+            server.latency.resetHistograms()
             for shard in call.shardSet.shards { shard.evictedKeys.store(0, ordering: .relaxed) }
             call.engine.scripts.counters.reset()
             server.gatherLoops(from: call.loop, { loop in server.engine.loopCounters[loop.index].reset() }, done: { _ in

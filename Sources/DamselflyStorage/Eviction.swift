@@ -143,6 +143,17 @@ extension Database {
         return LFU.minutes(nowMs) << 8 | LFU.incremented(counter, logFactor: lfuLogFactor, random: random)
     }
 
+    /// RESTORE's IDLETIME / FREQ (Redis's objectSetLRUOrLFU): under an LFU policy the
+    /// counter is set to `frequency`, otherwise the last access goes `idleSeconds` back.
+    /// Each is ignored under the other kind of policy, as Redis ignores it.
+    public func setAccess(at index: EntryIndex, idleSeconds: Int64?, frequency: Int?, nowMs: Int64) {
+        if lfuMode, let frequency {
+            entries[Int(index)].accessSeconds = LFU.minutes(nowMs) << 8 | UInt32(clamping: min(max(frequency, 0), 255))
+        } else if !lfuMode, let idleSeconds {
+            entries[Int(index)].accessSeconds = Database.seconds(nowMs - idleSeconds * 1000)
+        }
+    }
+
     /// OBJECT FREQ: the decayed LFU counter (meaningful under an LFU policy only).
     public func accessFrequency(at index: EntryIndex, nowMs: Int64) -> Int {
         Int(LFU.decayed(entries[Int(index)].accessSeconds, decayMinutes: lfuDecayMinutes, nowMs: nowMs))

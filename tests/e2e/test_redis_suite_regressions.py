@@ -307,3 +307,74 @@ def test_info_has_the_lazyfree_and_migrate_fields_the_suite_waits_on(damselfly, 
         assert info["lazyfree_pending_objects"] == 0
         assert info["migrate_cached_sockets"] == 0
         assert "lazyfreed_objects" in info
+
+
+def _replication_stream(port):
+    """A connection that sent SYNC and read past the snapshot: what follows is the stream."""
+    from resp import RespConn
+    c = RespConn(port)
+    c.send_raw(b"SYNC\r\n")
+    while True:
+        c.buf = c.buf.lstrip(b"\n")
+        i = c.buf.find(b"\r\n")
+        if c.buf.startswith(b"$") and i > 0:
+            size = int(c.buf[1:i])
+            while len(c.buf) < i + 2 + size:
+                c._fill()
+            c.buf = c.buf[i + 2 + size:]
+            return c
+        c._fill()
+
+
+def _stream_of_expires(server):
+    stream = _replication_stream(server.port)
+    c = server.client()
+    c.set("k", "v")
+    c.pexpire("k", 100000)
+    c.expire("k", 200)
+    c.expire("nokey", 10)
+    c.pexpire("k", -1)
+    c.set("end", "1")
+    seen = []
+    while not seen or seen[-1][:2] != ["set", "end"]:
+        _, args = stream.read_reply()
+        words = [a.decode() for _, a in args]
+        if words[0].lower() != "ping":
+            seen.append([words[0].lower()] + words[1:2])
+    stream.sock.close()
+    return seen
+
+
+def test_expire_is_replicated_as_the_pexpireat_it_set(damselfly, redis_server):
+    # unit/type/list's "SWAPDB wants to wake blocked client" reads the stream and expects the
+    # absolute PEXPIREAT alone, as Redis propagates it (the journal sent PEXPIRE, then PEXPIREAT).
+    ours, theirs = _stream_of_expires(damselfly("--proactor_threads=2")), _stream_of_expires(redis_server)
+    assert ours == theirs
+    assert [w[0] for w in ours] == ["select", "set", "pexpireat", "pexpireat", "del", "set"]
+
+
+def _restore_access(server):
+    c = server.client()
+    c.flushall()
+    c.set("foo", "bar")
+    payload = c.dump("foo")
+    out = []
+    for policy, option, value in [("allkeys-lru", "IDLETIME", 1000), ("allkeys-lfu", "FREQ", 100),
+                                  ("allkeys-lru", "FREQ", 100), ("allkeys-lfu", "IDLETIME", 1000)]:
+        c.config_set("maxmemory-policy", policy)
+        c.delete("foo")
+        c.execute_command("RESTORE", "foo", 0, payload, option, value)
+        if policy == "allkeys-lru":
+            idle = c.object("idletime", "foo")
+            out.append((policy, option, 1000 <= idle <= 1010 if option == "IDLETIME" else idle < 10))
+        else:
+            out.append((policy, option, c.object("freq", "foo")))
+    c.config_set("maxmemory-policy", "noeviction")
+    return out
+
+
+def test_restore_sets_idle_time_or_frequency(damselfly, redis_server):
+    # unit/dump's "RESTORE can set LRU / LFU": the options were parsed and then dropped.
+    ours = _restore_access(damselfly("--proactor_threads=2"))
+    assert ours == _restore_access(redis_server)
+    assert ours[0][2] is True and ours[1][2] == 100
