@@ -21,10 +21,19 @@ import PackageDescription
 /// corrupting the memory that holds other people's data (docs/benchmarks.md has the measured
 /// cost, docs/reliability.md the reasoning). `DAMSELFLY_UNCHECKED=1` builds the `-Ounchecked`
 /// variant, only to measure that cost again.
+///
+/// Release builds of the server's own targets drop Swift's run-time exclusivity checks
+/// (`-enforce-exclusivity=unchecked`): about 180 `swift_beginAccess` calls per command on class
+/// properties of the connection, the shard and the databases were half of a SET's instructions
+/// (callgrind, docs/benchmarks.md "CPU per request"). The compile-time checks stay, and so do the
+/// run-time ones in debug builds, which every unit test, e2e run and sanitizer build uses; a
+/// conflicting access in release then no longer traps. `DAMSELFLY_EXCLUSIVITY_CHECKED=1` builds
+/// release with the checks, to measure that cost again.
+let environment = ProcessInfo.processInfo.environment
 let strictSettings: [SwiftSetting] =
-    ProcessInfo.processInfo.environment["DAMSELFLY_UNCHECKED"] == "1"
-    ? [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
-    : []
+    (environment["DAMSELFLY_UNCHECKED"] == "1" ? [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))] : [])
+    + (environment["DAMSELFLY_EXCLUSIVITY_CHECKED"] == "1"
+        ? [] : [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))])
 
 let package = Package(
     name: "Damselfly",

@@ -15,6 +15,7 @@
 #   stop_server "$SERVER_PID"
 #   cpu_ticks "$SERVER_PID"                     # utime+stime in clock ticks (getconf CLK_TCK)
 #   rss_kb "$SERVER_PID"                        # VmRSS in kB
+#   cg_start redis|damselfly; cg_measure N ARGS # instructions per request under callgrind
 #
 # Every server gets a private --dir (and working directory) of its own under WORKDIR, so a
 # dump.rdb or journal in the checkout is never loaded or overwritten.
@@ -142,3 +143,50 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # rss_kb PID — the process's resident set (VmRSS) in kB.
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# Instructions per request under callgrind: repeatable on a loaded machine, where CPU time and
+# throughput are not. One server at a time, instrumentation on only around each measured load.
+#
+#   cg_start redis|damselfly [EXTRA FLAGS...]   # sets CG_PID, CG_PORT (WORKDIR must exist)
+#   cg_measure N [redis-benchmark ARGS...]      # prints instructions per request of N requests
+#   stop_server "$CG_PID"
+#
+# Damselfly ($CG_DAMSELFLY_BIN, default $DAMSELFLY_BIN) runs at 1 thread with epoll (valgrind
+# does not know io_uring), from a --strip-debug copy (valgrind 3.19 cannot read DWARF 5).
+cg_start() {
+  local kind=$1 dir
+  shift
+  need_tools valgrind callgrind_control objcopy redis-benchmark
+  CG_OUT="$WORKDIR/cg.$kind.$RANDOM"
+  CG_PORT=$(free_port)
+  dir=$(server_dir "cg-$kind")
+  if [[ "$kind" == redis ]]; then
+    (cd "$dir" && exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$CG_OUT" \
+      "${REDIS_SERVER:-redis-server}" --port "$CG_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" "$@") \
+      >"$CG_OUT.log" 2>&1 &
+  else
+    local bin=${CG_DAMSELFLY_BIN:-$DAMSELFLY_BIN} copy
+    copy="$WORKDIR/damselfly-nodebug.$(cksum <<<"$bin" | cut -d' ' -f1)"
+    [[ -x "$copy" ]] || objcopy --strip-debug "$bin" "$copy"
+    (cd "$dir" && exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$CG_OUT" \
+      "$copy" --port="$CG_PORT" --bind=127.0.0.1 --dir="$dir" --proactor_threads=1 \
+      --force_epoll=true "$@") >"$CG_OUT.log" 2>&1 &
+  fi
+  CG_PID=$!
+  LIB_SERVER_PIDS+=("$CG_PID")
+  wait_ping "$CG_PORT" "$kind under callgrind" "$CG_OUT.log" 120
+}
+
+# cg_measure N [ARGS...] — redis-benchmark -c 1 -n N ARGS against the server of cg_start with
+# instrumentation on, then a dump; prints that dump's instructions divided by N.
+cg_measure() {
+  local n=$1 before dump
+  shift
+  before=$(find "$WORKDIR" -maxdepth 1 -name "$(basename "$CG_OUT").[0-9]*" | wc -l)
+  callgrind_control -i on "$CG_PID" >/dev/null 2>&1
+  redis-benchmark -h 127.0.0.1 -p "$CG_PORT" -c 1 -n "$n" "$@" >/dev/null 2>&1
+  callgrind_control -i off "$CG_PID" >/dev/null 2>&1
+  callgrind_control -d "$CG_PID" >/dev/null 2>&1
+  dump="$CG_OUT.$((before + 1))"
+  awk -v n="$n" '/^totals:/ { t += $2 } END { printf "%.0f", t / n }' "$dump"
+}

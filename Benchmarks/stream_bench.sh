@@ -161,33 +161,15 @@ mem_run() {
 XADD_ARGS=(XADD jobs '*' class HardJob queue default args '[__rand_int__]' jid __rand_int__ created_at 1700000000.5)
 SET_ARGS=(SET 'key:__rand_int__' xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx)
 
-# cg_run KIND COMMAND... -> instructions per request: the server under callgrind with
-# instrumentation off, a warm-up, then N_CG requests with it on, dumped before shutdown.
+# cg_run KIND COMMAND... -> instructions per request: the server under callgrind (lib.sh
+# cg_start) with instrumentation off, a warm-up, then N_CG requests with it on.
 cg_run() {
-  local kind=$1 out port vpid dir
+  local kind=$1
   shift
-  out="$workdir/cg.$kind"
-  port=$(free_port)
-  dir=$(server_dir "cg-$kind")
-  if [[ "$kind" == redis ]]; then
-    (cd "$dir" && exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
-      redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir") >"$out.log" 2>&1 &
-  else
-    (cd "$dir" && exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
-      "$workdir/damselfly-nodebug" --port="$port" --bind=127.0.0.1 --dir="$dir" --proactor_threads=1 \
-      --force_epoll=true) >"$out.log" 2>&1 &
-  fi
-  vpid=$!
-  LIB_SERVER_PIDS+=("$vpid")
-  wait_ping "$port" "$kind under callgrind" "$out.log" 60
-  redis-benchmark -h 127.0.0.1 -p "$port" -c 1 -n 2000 -r 100000 "$@" >/dev/null 2>&1
-  callgrind_control -i on "$vpid" >/dev/null 2>&1
-  redis-benchmark -h 127.0.0.1 -p "$port" -c 1 -n "$N_CG" -r 100000 "$@" >/dev/null 2>&1
-  callgrind_control -i off "$vpid" >/dev/null 2>&1
-  callgrind_control -d "$vpid" >/dev/null 2>&1
-  stop_server "$vpid"
-  awk -v n="$N_CG" '/^totals:/ { t += $2 } END { printf "%.0f", t / n }' "$out".*
-  rm -f "$out" "$out".*
+  cg_start "$kind"
+  redis-benchmark -h 127.0.0.1 -p "$CG_PORT" -c 1 -n 2000 -r 100000 "$@" >/dev/null 2>&1
+  cg_measure "$N_CG" -r 100000 "$@"
+  stop_server "$CG_PID"
 }
 
 # MARK: - Running
@@ -242,8 +224,6 @@ if has drain; then
   done
 fi
 if has callgrind; then
-  need_tools valgrind callgrind_control objcopy
-  objcopy --strip-debug "$DAMSELFLY_BIN" "$workdir/damselfly-nodebug"
   declare -A cg
   for kind in redis damselfly; do
     cg[$kind,xadd]=$(cg_run "$kind" "${XADD_ARGS[@]}")

@@ -65,7 +65,15 @@ public final class Shard: @unchecked Sendable {
     public let keyspaceHits = Atomic<Int>(0)
     public let keyspaceMisses = Atomic<Int>(0)
     public let expiredKeys = Atomic<Int>(0)
-    public let keyCount = Atomic<Int>(0)
+    /// Databases reached through ``database(_:)`` since the last publish: bit i for database i,
+    /// bit 63 for any from 63 up. After an operation only these are re-read
+    /// (``publishTouched()``) instead of every database of the keyspace.
+    @usableFromInline var touchedDatabases: UInt64 = 0
+    /// What the last publish read of each database, and the sums published.
+    private var publishedUsed: [Int] = []
+    private var publishedExpired: [Int] = []
+    private var usedTotal = 0
+    private var expiredTotal = 0
     /// Write commands since the last successful snapshot (INFO's rdb_changes_since_last_save).
     public let changesSinceSave = Atomic<Int>(0)
     /// Keys evicted under `maxmemory` (INFO's evicted_keys).
@@ -89,8 +97,12 @@ public final class Shard: @unchecked Sendable {
     }
 
     /// The database `index` of this shard's keyspace.
+    /// Marks it touched: the next ``afterOperation()`` re-reads its counters.
     @inlinable
-    public func database(_ index: Int) -> Database { keyspace.databases[index] }
+    public func database(_ index: Int) -> Database {
+        touchedDatabases |= index < 63 ? 1 << UInt64(index) : 1 << 63
+        return keyspace.databases[index]
+    }
 
     /// Whether a command holding `locks` could run right now without a transaction id.
     @inline(__always)
@@ -139,21 +151,52 @@ public final class Shard: @unchecked Sendable {
         if !blocking.readyKeys.isEmpty { serveReadyKeys() }
         if evictionLimit > 0 { evictIfNeeded() }
         if tracking.hasPendingBroadcast && queue.isEmpty { flushTrackingBroadcasts() }
-        publishStats()
+        if touchedDatabases != 0 { publishTouched() }
     }
 
-    /// Refreshes the counters INFO reads from other threads. Cheap: a handful
-    /// of relaxed stores; called after every operation batch.
+    /// Refreshes the counters INFO and the `maxmemory` check read from other threads, from
+    /// every database: after work that reaches databases without ``database(_:)`` (FLUSHALL,
+    /// SWAPDB, a snapshot's load, active expiry, eviction) and `hz` times a second.
     public func publishStats() {
-        usedMemory.store(keyspace.usedBytes, ordering: .relaxed)
-        var expired = 0
-        var keys = 0
-        for db in keyspace.databases {
-            expired += db.expiredKeys
-            keys += db.count
+        touchedDatabases = 0
+        let databases = keyspace.databases
+        if publishedUsed.count != databases.count {
+            publishedUsed = Array(repeating: 0, count: databases.count)
+            publishedExpired = publishedUsed
         }
-        expiredKeys.store(expired, ordering: .relaxed)
-        keyCount.store(keys, ordering: .relaxed)
+        usedTotal = 0
+        expiredTotal = 0
+        for (i, db) in databases.enumerated() {
+            publishedUsed[i] = db.usedBytes
+            publishedExpired[i] = db.expiredKeys
+            usedTotal += publishedUsed[i]
+            expiredTotal += publishedExpired[i]
+        }
+        usedMemory.store(usedTotal, ordering: .relaxed)
+        expiredKeys.store(expiredTotal, ordering: .relaxed)
+    }
+
+    /// ``publishStats()`` for the databases an operation touched: the published sums move by
+    /// what changed in them. A command touches one database, so this reads two counters and
+    /// three capacities where reading all sixteen databases cost a third of a short command.
+    @usableFromInline
+    func publishTouched() {
+        var mask = touchedDatabases
+        guard mask & (1 << 63) == 0, publishedUsed.count == keyspace.databaseCount else { return publishStats() }
+        touchedDatabases = 0
+        let databases = keyspace.databases
+        while mask != 0 {
+            let i = mask.trailingZeroBitCount
+            mask &= mask &- 1
+            let db = databases[i]
+            let used = db.usedBytes, expired = db.expiredKeys
+            usedTotal += used &- publishedUsed[i]
+            expiredTotal += expired &- publishedExpired[i]
+            publishedUsed[i] = used
+            publishedExpired[i] = expired
+        }
+        usedMemory.store(usedTotal, ordering: .relaxed)
+        expiredKeys.store(expiredTotal, ordering: .relaxed)
     }
 
     // MARK: - Transaction queue

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# CPU per request (issue 16): what one command and one hop cost, redis-server and Damselfly side
+# by side in one run (docs/benchmarks.md "CPU per request").
+#
+#   Benchmarks/cpu_per_op.sh                      # MODE=ops,queue: CPU time per request
+#   MODE=callgrind Benchmarks/cpu_per_op.sh       # instructions per request under callgrind
+#
+# ops       for redis-server and Damselfly at each of THREADS (each a fresh server): redis-benchmark
+#           -c CLIENTS -n N -r KEYSPACE -d 32 -P p -t t for t in SET GET LPUSH RPOP and p in
+#           PIPELINES, in that order (GET reads what SET wrote, RPOP pops what LPUSH pushed). The
+#           server's utime+stime from /proc/<pid>/stat around each run divided by N is the server
+#           CPU per request; the load generator's own user+sys CPU per request is printed beside it.
+# queue     damselfly-bench queue mode (Sidekiq's multi_queue_bench shape): QUEUES queues of
+#           ELEMENTS jobs filled with pipelined LPUSH, then drained by one BRPOP connection per
+#           queue; server CPU per job over fill and drain, and the drain's jobs/s. Damselfly runs
+#           with --shard_round_robin_prefix=queue: so the queues spread over the shards.
+# callgrind each server alone under valgrind (lib.sh cg_start / cg_measure; Damselfly 1 thread,
+#           epoll): instructions per request of N_CG requests from redis-benchmark -c 1 for the same
+#           four commands at the same pipelines. User-space instructions only (the kernel's share of
+#           a request, a larger part at P1, is not counted), but repeatable within a few per cent
+#           on a machine whose CPU times move by tens of per cent.
+#
+# Env (defaults in brackets): MODE [ops,queue], N [300000], CLIENTS [50], KEYSPACE [100000],
+#   PIPELINES ["1 16"], TESTS ["set get lpush rpop"], THREADS ["1 2"], ROUNDS [1] (medians over
+#   rounds, servers alternating within a round), QUEUES [4], ELEMENTS [50000], N_CG [20000],
+#   DAMSELFLY_BIN / BENCH_BIN (default: release builds), DAMSELFLY_FLAGS (extra flags),
+#   BASE_BIN (another damselfly binary, "before": measured beside DAMSELFLY_BIN in every mode).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source Benchmarks/lib.sh
+
+MODE="${MODE:-ops,queue}"
+N="${N:-300000}"
+CLIENTS="${CLIENTS:-50}"
+KEYSPACE="${KEYSPACE:-100000}"
+PIPELINES="${PIPELINES:-1 16}"
+TESTS="${TESTS:-set get lpush rpop}"
+THREADS="${THREADS:-1 2}"
+ROUNDS="${ROUNDS:-1}"
+QUEUES="${QUEUES:-4}"
+ELEMENTS="${ELEMENTS:-50000}"
+N_CG="${N_CG:-20000}"
+read -ra EXTRA <<<"${DAMSELFLY_FLAGS:-}"
+
+IFS=, read -ra modes <<<"$MODE"
+has() { [[ " ${modes[*]} " == *" $1 "* ]]; }
+
+need_tools redis-server redis-benchmark redis-cli python3
+resolve_damselfly_bin
+if has queue && [[ -z "${BENCH_BIN:-}" ]]; then
+  swift build -c release --product damselfly-bench
+  BENCH_BIN=.build/release/damselfly-bench
+fi
+make_workdir
+results="$WORKDIR/results"
+: >"$results"
+TICK=$(getconf CLK_TCK)
+
+# start KIND THREADS — a fresh server; sets PID, PORT.
+start() {
+  PORT=$(free_port)
+  local DAMSELFLY_BIN=$DAMSELFLY_BIN
+  [[ $1 == base ]] && DAMSELFLY_BIN=$BASE_BIN
+  if [[ $1 == redis ]]; then
+    start_redis "$PORT" "$WORKDIR/server.log"
+  else
+    start_damselfly "$PORT" "$WORKDIR/server.log" --proactor_threads="$2" --shard_round_robin_prefix=queue: \
+      ${EXTRA[@]+"${EXTRA[@]}"}
+  fi
+  PID=$SERVER_PID
+  wait_ping "$PORT" "$1" "$WORKDIR/server.log"
+}
+
+# record SERVER WORKLOAD FIELD VALUE — one figure of one run.
+record() { echo "$1|$2|$3|$4" >>"$results"; }
+
+# timed OUT COMMAND... — runs COMMAND (its output to /dev/null); OUT gets its user+sys seconds.
+timed() {
+  local out=$1
+  shift
+  local TIMEFORMAT='%U %S'
+  { time "$@" >/dev/null 2>&1; } 2>"$out"
+}
+
+[[ -n "${BASE_BIN:-}" ]] && BASE_BIN=$(realpath "$BASE_BIN")
+servers=("redis 0")
+for t in $THREADS; do
+  [[ -n "${BASE_BIN:-}" ]] && servers+=("base $t")
+  servers+=("damselfly $t")
+done
+label() {
+  case $1 in
+    redis*) echo "redis-server" ;;
+    base*) echo "before ${1#base }T" ;;
+    *) echo "Damselfly ${1#damselfly }T" ;;
+  esac
+}
+
+for ((round = 1; round <= ROUNDS; round++)); do
+  for s in "${servers[@]}"; do
+    read -r kind threads <<<"$s"
+    name=$(label "$s")
+    if has ops; then
+      start "$kind" "$threads"
+      for p in $PIPELINES; do
+        for t in $TESTS; do
+          before=$(cpu_ticks "$PID")
+          timed "$WORKDIR/gen.time" redis-benchmark -h 127.0.0.1 -p "$PORT" -c "$CLIENTS" -n "$N" -r "$KEYSPACE" \
+            -d 32 -P "$p" -t "$t" -q
+          after=$(cpu_ticks "$PID")
+          w="${t^^} P$p"
+          record "$name" "$w" server "$(python3 -c "print(($after - $before) / $TICK * 1e6 / $N)")"
+          record "$name" "$w" generator "$(awk -v n="$N" '{ print ($1 + $2) * 1e6 / n }' "$WORKDIR/gen.time")"
+          echo "round $round $name $w: server $(tail -2 "$results" | head -1 | cut -d'|' -f4) µs/req" >&2
+        done
+      done
+      stop_server "$PID"
+    fi
+    if has queue; then
+      start "$kind" "$threads"
+      jobs=$((QUEUES * ELEMENTS))
+      before=$(cpu_ticks "$PID")
+      "$BENCH_BIN" --port="$PORT" --threads=2 --queues="$QUEUES" --queue-prefix=queue:q --elements="$ELEMENTS" \
+        --consumers="$QUEUES" --drain-mode=per-queue --pipeline=64 --quiet --json-out="$WORKDIR/q.json" >/dev/null
+      after=$(cpu_ticks "$PID")
+      stop_server "$PID"
+      w="queue fill + BRPOP drain ($QUEUES × $ELEMENTS)"
+      record "$name" "$w" server "$(python3 -c "print(($after - $before) / $TICK * 1e6 / $jobs)")"
+      record "$name" "$w" drain_jobs_per_sec \
+        "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['drain']['jobs_per_sec'])" "$WORKDIR/q.json")"
+      echo "round $round $name queue: server $(tail -2 "$results" | head -1 | cut -d'|' -f4) µs/job" >&2
+    fi
+  done
+done
+
+if has callgrind; then
+  kinds=(redis damselfly)
+  [[ -n "${BASE_BIN:-}" ]] && kinds=(redis base damselfly)
+  for kind in "${kinds[@]}"; do
+    name=$(label "$kind 1")
+    CG_DAMSELFLY_BIN=$DAMSELFLY_BIN
+    [[ $kind == base ]] && CG_DAMSELFLY_BIN=$BASE_BIN
+    if [[ $kind == redis ]]; then cg_start redis; else cg_start damselfly ${EXTRA[@]+"${EXTRA[@]}"}; fi
+    redis-benchmark -h 127.0.0.1 -p "$CG_PORT" -c 1 -n 2000 -r "$KEYSPACE" -d 32 -t set >/dev/null 2>&1
+    for p in $PIPELINES; do
+      for t in $TESTS; do
+        record "$name" "${t^^} P$p" instructions "$(cg_measure "$N_CG" -r "$KEYSPACE" -d 32 -P "$p" -t "$t")"
+        echo "callgrind $name ${t^^} P$p: $(tail -1 "$results" | cut -d'|' -f4) instructions/req" >&2
+      done
+    done
+    stop_server "$CG_PID"
+  done
+fi
+
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+echo
+echo "machine: nproc=$(nproc), ${cpu:-unknown CPU}, load average $(cut -d' ' -f1-3 /proc/loadavg);" \
+  "redis $(redis-server --version | awk '{print $3}' | sed 's/v=//'); damselfly $(git rev-parse --short HEAD 2>/dev/null || echo '?');" \
+  "N=$N, clients=$CLIENTS, keyspace=$KEYSPACE, rounds=$ROUNDS, N_CG=$N_CG"
+echo
+python3 - "$results" <<'PY'
+import collections, statistics, sys
+vals = collections.defaultdict(list)
+order, servers = [], []
+for line in open(sys.argv[1]):
+    server, workload, field, value = line.rstrip("\n").split("|")
+    vals[(server, workload, field)].append(float(value))
+    if workload not in order:
+        order.append(workload)
+    if server not in servers:
+        servers.append(server)
+med = lambda s, w, f: statistics.median(vals[(s, w, f)]) if vals.get((s, w, f)) else None
+fmt = lambda x, d=2: "–" if x is None else f"{x:,.{d}f}"
+ratio = lambda a, b: "–" if a is None or not b else f"{a / b:.2f}"
+for field, unit, digits in (("server", "server CPU µs per request", 2), ("instructions", "instructions per request", 0)):
+    rows = [w for w in order if med("redis-server", w, field) is not None]
+    if not rows:
+        continue
+    names = [n for n in servers if any(med(n, w, field) is not None for w in rows)]
+    ours = names[1:]
+    # n threads against 1 thread of the same binary: the hop's share.
+    scaled = [(n, n[:-2] + "1T") for n in ours if not n.endswith(" 1T") and n[:-2] + "1T" in ours]
+    head = [unit] + names + [f"{n} ÷ Redis" for n in ours] + [f"{n} ÷ {one}" for n, one in scaled]
+    if field == "server":
+        head += ["generator µs/req (Redis run)"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" + "---:|" * (len(head) - 1))
+    for w in rows:
+        cells = [fmt(med(n, w, field), digits) for n in names]
+        cells += [ratio(med(n, w, field), med("redis-server", w, field)) for n in ours]
+        cells += [ratio(med(n, w, field), med(one, w, field)) for n, one in scaled]
+        if field == "server":
+            cells += [fmt(med("redis-server", w, "generator"))]
+        print(f"| {w} | " + " | ".join(cells) + " |")
+    print()
+for w in order:
+    if med("redis-server", w, "drain_jobs_per_sec"):
+        print(f"{w}, drain jobs/s: " + ", ".join(f"{n} {fmt(med(n, w, 'drain_jobs_per_sec'), 0)}" for n in servers))
+PY
