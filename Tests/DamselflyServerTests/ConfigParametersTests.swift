@@ -218,7 +218,7 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
         #expect(busy >= 0)
         let busyPort = String(dfly_socket_port(busy))
         #expect(ConfigParameters.set("port", busyPort, in: &c)
-            == "ERR CONFIG SET failed (possibly related to argument 'port') - Unable to listen on this port")
+            == "ERR CONFIG SET failed (possibly related to argument 'port') - Unable to listen on this port. Check server logs.")
         close(busy)
         #expect(ConfigParameters.set("port", busyPort, in: &c)
             == "ERR CONFIG SET failed (possibly related to argument 'port') - changing the port at runtime is not supported; restart with --port")

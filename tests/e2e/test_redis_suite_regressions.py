@@ -420,3 +420,28 @@ def test_script_errors_are_counted_once_where_they_arise(damselfly, redis_server
     # only a failed call of EVAL. redis.error_reply and Lua errors count at the reply.
     d = damselfly("--proactor_threads=2")
     assert _error_accounting(d) == _error_accounting(redis_server)
+
+
+def test_config_set_port_nothing_can_listen_on_is_refused_as_redis_and_rolled_back(damselfly, redis_server):
+    # "CONFIG SET rollback on apply error": Redis's text for a port in use, and the other
+    # parameters of the same CONFIG SET left as they were.
+    import socket
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        results = []
+        for server in (redis_server, damselfly()):
+            c = server.client()
+            before = c.config_get("maxmemory")
+            try:
+                c.execute_command("CONFIG", "SET", "maxmemory", "10000001", "port", str(port))
+                reply = "OK"
+            except redis.ResponseError as e:
+                reply = str(e)
+            results.append((reply, c.config_get("maxmemory") == before, c.ping()))
+    finally:
+        busy.close()
+    assert results[0] == results[1]
+    assert results[0][0].startswith("CONFIG SET failed (possibly related to argument 'port') - Unable to listen")

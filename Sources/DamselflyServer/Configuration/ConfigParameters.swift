@@ -218,7 +218,7 @@ public enum ConfigParameters {
                 if port == config.port { return nil }
                 if port > 0 {
                     let probe = dfly_listen_tcp(config.bind, Int32(port), 1)
-                    guard probe >= 0 else { return "Unable to listen on this port" }
+                    guard probe >= 0 else { return "Unable to listen on this port. Check server logs." }
                     close(probe)
                 }
                 return "changing the port at runtime is not supported; restart with --port"
