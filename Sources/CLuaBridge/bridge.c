@@ -43,6 +43,29 @@ static run_state *current_run(lua_State *L) {
     return r;
 }
 
+/* Whether the error the last run (on this thread) replied with was already
+ * counted in the error statistics: an error reply of a command the script
+ * called (Redis's ignore_error_stats_update field) is counted when that
+ * command fails, so the script's own reply must not count it again. */
+static _Thread_local int error_precounted;
+
+int dfly_lua_error_precounted(void) { return error_precounted; }
+
+/* Marks the error table at `index` as already counted (Redis 7.0's field). */
+static void mark_precounted(lua_State *L, int index) {
+    if (index < 0) index = lua_gettop(L) + index + 1;
+    lua_pushboolean(L, 1);
+    lua_setfield(L, index, "ignore_error_stats_update");
+}
+
+static int is_precounted(lua_State *L, int index) {
+    if (index < 0) index = lua_gettop(L) + index + 1;
+    lua_getfield(L, index, "ignore_error_stats_update");
+    int yes = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return yes;
+}
+
 /* ---------- a growable buffer for RESP output ---------- */
 
 typedef struct { char *data; size_t len, cap; } buf;
@@ -219,6 +242,7 @@ static void encode_value(lua_State *L, int index, buf *out, int resp, int depth)
             const char *s = lua_tolstring(L, -1, &n);
             buf_line(out, '-', s, n);
             lua_pop(L, 1);
+            if (depth == 0) error_precounted = is_precounted(L, index);
             return;
         }
         if (table_field(L, index, "ok", LUA_TSTRING)) {
@@ -302,16 +326,23 @@ static int raise_error_table(lua_State *L, const char *message) {
     return lua_error(L);
 }
 
-static int redis_call_common(lua_State *L, int raise) {
+/* How redis_call_common reports: redis.pcall returns errors as tables,
+ * redis.call raises them, redis.acl_check_cmd only asks the ACL. */
+enum call_mode { CALL_PCALL, CALL_RAISE, CALL_ACL_CHECK };
+
+/* An argument error: raised by redis.call and redis.acl_check_cmd, returned by redis.pcall. */
+static int argument_error(lua_State *L, enum call_mode mode, const char *message) {
+    if (mode != CALL_PCALL) return raise_error_table(L, message);
+    lua_newtable(L);
+    lua_pushstring(L, message);
+    lua_setfield(L, -2, "err");
+    return 1;
+}
+
+static int redis_call_common(lua_State *L, enum call_mode mode) {
     run_state *r = current_run(L);
     int argc = lua_gettop(L);
-    if (argc == 0) {
-        if (raise) return raise_error_table(L, "ERR Please specify at least one argument for this redis lib call");
-        lua_newtable(L);
-        lua_pushstring(L, "ERR Please specify at least one argument for this redis lib call");
-        lua_setfield(L, -2, "err");
-        return 1;
-    }
+    if (argc == 0) return argument_error(L, mode, "ERR Please specify at least one argument for this redis lib call");
     /* Most calls have a handful of arguments: no allocation for those. */
     enum { INLINE_ARGS = 16 };
     const char *inline_argv[INLINE_ARGS];
@@ -323,11 +354,7 @@ static int redis_call_common(lua_State *L, int raise) {
         int t = lua_type(L, i + 1);
         if (t != LUA_TSTRING && t != LUA_TNUMBER) {
             if (heap) { free(argv); free(lens); }
-            if (raise) return raise_error_table(L, "ERR Lua redis lib command arguments must be strings or integers");
-            lua_newtable(L);
-            lua_pushstring(L, "ERR Lua redis lib command arguments must be strings or integers");
-            lua_setfield(L, -2, "err");
-            return 1;
+            return argument_error(L, mode, "ERR Lua redis lib command arguments must be strings or integers");
         }
         if (t == LUA_TNUMBER) {
             /* Redis converts numbers with %.17g, integers without a fraction. */
@@ -342,26 +369,49 @@ static int redis_call_common(lua_State *L, int raise) {
     }
     char *out = NULL;
     size_t outlen = 0;
-    r->call(r->context, argc, argv, lens, r->resp, &out, &outlen);
+    r->call(r->context, argc, argv, lens, mode == CALL_ACL_CHECK ? DFLY_LUA_ACL_CHECK : r->resp, &out, &outlen);
     if (heap) { free(argv); free(lens); }
-    if (raise && outlen > 0 && out[0] == '-') {
-        /* redis.call raises the error as a table {err=...}. */
+    if (mode == CALL_ACL_CHECK) {
+        /* ":1" / ":0", or the error for a command that does not exist (raised). */
+        int allowed = outlen > 1 && out[0] == ':' && out[1] == '1';
+        if (outlen > 0 && out[0] == '-') {
+            size_t n;
+            read_line(out + 1, out + outlen, &n);
+            lua_newtable(L);
+            lua_pushlstring(L, out + 1, n);
+            lua_setfield(L, -2, "err");
+            free(out);
+            return lua_error(L);
+        }
+        free(out);
+        lua_pushboolean(L, allowed);
+        return 1;
+    }
+    if (mode == CALL_RAISE && outlen > 0 && out[0] == '-') {
+        /* redis.call raises the error as a table {err=...}; the failed
+         * command counted it already. */
         size_t n;
         const char *line = out + 1;
         read_line(line, out + outlen, &n);
         lua_newtable(L);
         lua_pushlstring(L, line, n);
         lua_setfield(L, -2, "err");
+        mark_precounted(L, -1);
         free(out);
         return lua_error(L);
     }
     push_reply(L, out, out + outlen);
+    if (outlen > 0 && out[0] == '-') mark_precounted(L, -1);
     free(out);
     return 1;
 }
 
-static int redis_call(lua_State *L) { return redis_call_common(L, 1); }
-static int redis_pcall(lua_State *L) { return redis_call_common(L, 0); }
+static int redis_call(lua_State *L) { return redis_call_common(L, CALL_RAISE); }
+static int redis_pcall(lua_State *L) { return redis_call_common(L, CALL_PCALL); }
+/* redis.acl_check_cmd(cmd, ...): whether the script's user may run the command
+ * with these arguments (Redis's ACLCheckAllUserCommandPerm); raises for an
+ * unknown command. */
+static int redis_acl_check_cmd(lua_State *L) { return redis_call_common(L, CALL_ACL_CHECK); }
 
 /* As Redis 7.0 (luaPushErrorBuff): a leading '-' is dropped, and a message
  * without a space has no error code of its own, so it gets "ERR ":
@@ -426,9 +476,16 @@ static int safe_bit_tohex(lua_State *L) {
     return 1;
 }
 
+/* Redis's luaRedisSha1hexCommand: exactly one argument, else a bare
+ * "wrong number of arguments" error (no position, as Redis raises it). */
 static int redis_sha1hex(lua_State *L) {
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
+    if (lua_gettop(L) != 1) {
+        lua_pushstring(L, "wrong number of arguments");
+        return lua_error(L);
+    }
+    size_t n = 0;
+    const char *s = lua_tolstring(L, 1, &n);
+    if (!s) { s = ""; n = 0; }
     char hex[41];
     dfly_sha1_hex(s, n, hex);
     lua_pushstring(L, hex);
@@ -556,6 +613,62 @@ void dfly_lua_set_interrupt(dfly_lua *lua, dfly_lua_interrupt_fn fn, void *conte
     lua->interrupt_context = context;
 }
 
+/* ---------- no bytecode ---------- */
+
+/* Redis's Lua refuses precompiled chunks (its parser has no binary branch:
+ * bytecode is unchecked by the VM and can crash it). Debian's liblua5.1 still
+ * loads them, so loadstring and load hand every chunk to the text parser: a
+ * chunk starting with the bytecode signature gets a blank in front, which
+ * makes the text parser reject it just as Redis's does ("unexpected symbol
+ * near 'char(27)'"). */
+static int load_text(lua_State *L, const char *code, size_t length, const char *chunkname) {
+    int status;
+    if (length > 0 && code[0] == LUA_SIGNATURE[0]) {
+        char *spaced = malloc(length + 1);
+        if (!spaced) return luaL_error(L, "not enough memory");
+        spaced[0] = ' ';
+        memcpy(spaced + 1, code, length);
+        status = luaL_loadbuffer(L, spaced, length + 1, chunkname);
+        free(spaced);
+    } else {
+        status = luaL_loadbuffer(L, code, length, chunkname);
+    }
+    if (status == 0) return 1;
+    lua_pushnil(L);
+    lua_insert(L, -2); /* nil, message */
+    return 2;
+}
+
+/* loadstring(s [, chunkname]), as Lua 5.1's, text only. */
+static int text_loadstring(lua_State *L) {
+    size_t length;
+    const char *code = luaL_checklstring(L, 1, &length);
+    const char *chunkname = luaL_optstring(L, 2, code);
+    return load_text(L, code, length, chunkname);
+}
+
+/* load(reader [, chunkname]), as Lua 5.1's: the pieces the reader returns
+ * (until nil or "") make the chunk, text only. */
+static int text_load(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    const char *chunkname = luaL_optstring(L, 2, "=(load)");
+    lua_settop(L, 2);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (;;) {
+        lua_pushvalue(L, 1);
+        lua_call(L, 0, 1);
+        if (lua_isnil(L, -1)) { lua_pop(L, 1); break; }
+        if (!lua_isstring(L, -1)) return luaL_error(L, "reader function must return a string");
+        if (lua_objlen(L, -1) == 0) { lua_pop(L, 1); break; }
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    size_t length;
+    const char *code = lua_tolstring(L, -1, &length);
+    return load_text(L, code, length, chunkname);
+}
+
 static int global_index(lua_State *L) {
     const char *name = lua_tostring(L, 2);
     return luaL_error(L, "Script attempted to access nonexistent global variable '%s'", name ? name : "?");
@@ -590,6 +703,10 @@ dfly_lua *dfly_lua_create(void) {
     dfly_open_struct(L);
     lua_pushnil(L); lua_setglobal(L, "loadfile");
     lua_pushnil(L); lua_setglobal(L, "dofile");
+    /* Redis 7.0 removed print (it wrote to the server's stdout). */
+    lua_pushnil(L); lua_setglobal(L, "print");
+    lua_pushcfunction(L, text_loadstring); lua_setglobal(L, "loadstring");
+    lua_pushcfunction(L, text_load); lua_setglobal(L, "load");
     lua_pushcfunction(L, safe_unpack); lua_setglobal(L, "unpack");
 
     lua_newtable(L);
@@ -598,6 +715,7 @@ dfly_lua *dfly_lua_create(void) {
     lua_pushcfunction(L, redis_error_reply); lua_setfield(L, -2, "error_reply");
     lua_pushcfunction(L, redis_status_reply); lua_setfield(L, -2, "status_reply");
     lua_pushcfunction(L, redis_sha1hex); lua_setfield(L, -2, "sha1hex");
+    lua_pushcfunction(L, redis_acl_check_cmd); lua_setfield(L, -2, "acl_check_cmd");
     lua_pushcfunction(L, redis_log); lua_setfield(L, -2, "log");
     lua_pushcfunction(L, redis_setresp); lua_setfield(L, -2, "setresp");
     lua_pushcfunction(L, redis_noop); lua_setfield(L, -2, "set_repl");
@@ -786,10 +904,12 @@ int dfly_lua_run(dfly_lua *lua, const char *sha,
     /* A killed run left the hook on every line: back to counting. */
     lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, DFLY_HOOK_INSTRUCTIONS);
     buf result = { 0 };
+    error_precounted = 0;
     if (lua_pcall(L, 0, 1, handler) != 0) {
         if (lua_istable(L, -1)) {
             /* Redis 7: "<err> script: <sha>, on <source>:<line>." */
             int t = lua_gettop(L);
+            error_precounted = is_precounted(L, t);
             lua_getfield(L, t, "err");
             lua_getfield(L, t, "source");
             lua_getfield(L, t, "line");
@@ -875,6 +995,7 @@ void dfly_sha1_hex(const void *data, size_t length, char out[41]) {
 lua_State *dfly_bridge_state(dfly_lua *lua) { return lua->L; }
 
 void *dfly_bridge_begin_run(lua_State *L, dfly_lua_call_fn call, void *context) {
+    error_precounted = 0;
     run_state *run = calloc(1, sizeof(run_state));
     run->call = call;
     run->context = context;
@@ -882,6 +1003,11 @@ void *dfly_bridge_begin_run(lua_State *L, dfly_lua_call_fn call, void *context) 
     lua_pushlightuserdata(L, run);
     lua_setfield(L, LUA_REGISTRYINDEX, "__dfly_run");
     return run;
+}
+
+int dfly_bridge_is_precounted(lua_State *L, int index) {
+    if (is_precounted(L, index)) error_precounted = 1;
+    return error_precounted;
 }
 
 void dfly_bridge_end_run(lua_State *L, void *run) {

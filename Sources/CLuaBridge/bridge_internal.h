@@ -11,6 +11,9 @@ lua_State *dfly_bridge_state(dfly_lua *lua);
 /* Points redis.call at `call`/`context` (malloc'ed slot; end_run frees it). */
 void *dfly_bridge_begin_run(lua_State *L, dfly_lua_call_fn call, void *context);
 void dfly_bridge_end_run(lua_State *L, void *run);
+/* Notes whether the error table at `index` was counted already (see
+ * dfly_lua_error_precounted); returns the flag. */
+int dfly_bridge_is_precounted(lua_State *L, int index);
 /* Encodes the value at `index` for a client speaking `client_resp` (the
  * script's redis.setresp applies while a run is begun). Appends to a
  * malloc'ed buffer *out of *length bytes. */

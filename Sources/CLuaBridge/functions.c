@@ -348,6 +348,7 @@ int dfly_fn_call(dfly_fn_engine *engine, const char *library, const char *name,
     size_t result_length = 0;
     if (lua_pcall(L, 2, 1, handler) != 0) {
         int error = lua_gettop(L);
+        dfly_bridge_is_precounted(L, error);
         lua_getfield(L, error, "err");
         size_t n = 0;
         const char *message = lua_tolstring(L, -1, &n);

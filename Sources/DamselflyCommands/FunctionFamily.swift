@@ -1,5 +1,6 @@
 import CLuaBridge
 import DamselflyPersistence
+import DamselflyRESP
 import DamselflyStorage
 import Glibc
 import Synchronization
@@ -187,12 +188,17 @@ public final class FunctionRuntime: @unchecked Sendable {
         let codeStart: Int
     }
 
-    /// The `#!<engine> name=<library>` first line, with Redis 7.0's errors.
+    /// The `#!<engine> name=<library>` first line, with Redis 7.0's errors. The line is split
+    /// as Redis splits it (sdssplitargs: `name="foo"` is `foo`, an unbalanced quote is invalid
+    /// metadata), and the engine is the first word without its `#!` (`#! name=x` has engine '').
     static func metadata(_ code: [UInt8]) -> Result<Metadata, Refusal> {
         guard code.starts(with: [UInt8(ascii: "#"), UInt8(ascii: "!")]) else { return .failure("ERR Missing library metadata") }
         guard let newline = code.firstIndex(of: UInt8(ascii: "\n")) else { return .failure("ERR Invalid library metadata") }
-        let parts = code[2..<newline].split(whereSeparator: { $0 == 32 || $0 == 9 || $0 == 13 }).map { String(decoding: $0, as: UTF8.self) }
-        guard let engine = parts.first else { return .failure("ERR Invalid library metadata") }
+        guard let words = RESPParser.splitLine(Array(code[..<newline])), let first = words.first else {
+            return .failure("ERR Invalid library metadata")
+        }
+        let parts = words.map { String(decoding: $0, as: UTF8.self) }
+        let engine = String(decoding: first.dropFirst(2), as: UTF8.self)
         var name: String?
         for part in parts.dropFirst() {
             if part.lowercased().hasPrefix("name=") {
@@ -396,6 +402,10 @@ public enum FunctionFamily {
         case "dump":
             call.reply(.bulk(FunctionPayload.encode(runtime.libraries.map(\.code))))
         case "restore":
+            // Redis checks the count before the policy: one policy at most.
+            guard call.args.count <= 4 else {
+                return call.reply(.error("ERR unknown subcommand or wrong number of arguments for '\(call.args.subcommandName(1))'. Try FUNCTION HELP."))
+            }
             var policy = FunctionRuntime.RestorePolicy.append
             for i in 3..<call.args.count {
                 if call.isArg(i, "append") { policy = .append }

@@ -875,7 +875,20 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         runtime.noteRun(loop: loopIndex, lua: lua)
         defer { free(out) }
         guard let out else { return .null }
-        return .raw(Array(UnsafeRawBufferPointer(start: out, count: outLength)))
+        return result(out, outLength, loop: loopIndex)
+    }
+
+    /// The script's RESP reply. An error is `.error` (counted by the connection) unless the
+    /// command it passes on counted it already; then it stays raw and only the script's
+    /// command counts a failed call (Redis's ERR_REPLY_FLAG_NO_STATS_UPDATE).
+    private func result(_ out: UnsafeMutablePointer<CChar>, _ length: Int, loop: Int) -> Reply {
+        let bytes = UnsafeRawBufferPointer(start: out, count: length)
+        guard length >= 3, bytes[0] == UInt8(ascii: "-") else { return .raw(Array(bytes)) }
+        if dfly_lua_error_precounted() != 0 {
+            call.spec.stats[loop].failedCalls.add(1, ordering: .relaxed)
+            return .raw(Array(bytes))
+        }
+        return .error(String(decoding: bytes[1..<(length - 2)], as: UTF8.self))
     }
 
     /// FCALL: the function from this thread's function engine.
@@ -902,7 +915,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         runtime.noteMemory(loop: loopIndex)
         defer { free(out) }
         guard rc == 0, let out else { return .error("ERR Function not found") }
-        return .raw(Array(UnsafeRawBufferPointer(start: out, count: outLength)))
+        return result(out, outLength, loop: loopIndex)
     }
 
     /// redis.call / redis.pcall: runs one command synchronously.
@@ -911,25 +924,32 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         for i in 0..<argc {
             commandArguments.append(UnsafeRawBufferPointer(start: argv[i], count: lengths[i]))
         }
+        if resp == Int(DFLY_LUA_ACL_CHECK) { return aclCheck() }
         var out = ReplyBuilder(protocolVersion: resp, capacity: 64)
-        guard let spec = call.engine.registry.lookup(commandArguments[0]) else {
-            out.error("ERR Unknown Redis command called from script")
+        let counters = call.engine.loopCounters[runningLoop]
+        /// A call refused before it runs: an error of the statistics and a rejected call of
+        /// the command (Redis's scriptCall), so the script's own error reply, which passes
+        /// this one on, is not counted again (dfly_lua_error_precounted).
+        func refuse(_ message: String, _ spec: CommandSpec?) -> [UInt8] {
+            out.error(message)
+            counters.countError(message)
+            spec?.stats[runningLoop].rejectedCalls.add(1, ordering: .relaxed)
             return out.buffer
         }
+        guard let spec = call.engine.registry.lookup(commandArguments[0]) else {
+            return refuse("ERR Unknown Redis command called from script", nil)
+        }
         guard spec.acceptsArgumentCount(argc) else {
-            out.error("ERR Wrong number of args calling Redis command from script")
-            return out.buffer
+            return refuse("ERR Wrong number of args calling Redis command from script", spec)
         }
         if !call.engine.scripts.settings.denyDisabled.load(ordering: .relaxed), spec.flags.contains(.noscript) || (spec.firstKey == 0 && !ScriptRun.keylessAllowed.contains(spec.name)
             && !ScriptRun.keyspaceWide.contains(spec.name) && !ScriptRun.numkeysCommands.contains(spec.name)) {
-            out.error("ERR This Redis command is not allowed from script")
-            return out.buffer
+            return refuse("ERR This Redis command is not allowed from script", spec)
         }
         if let user = call.client.user, !user.unrestricted.load(ordering: .relaxed),
            let refusal = call.engine.aclRefusal(call.client, user, spec, commandArguments, context: .lua) {
             // The caller's user, checked like a command of its own (Redis's scriptVerifyACL).
-            out.error("ERR The user executing the script " + ScriptRun.aclMessage(refusal.denial))
-            return out.buffer
+            return refuse("ERR The user executing the script " + ScriptRun.aclMessage(refusal.denial), spec)
         }
         if ScriptRun.keyspaceWide.contains(spec.name), let execution {
             // Walks every shard: only possible with every shard lent.
@@ -945,12 +965,10 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         if spec.writesOrMayReplicate && (call.spec.flags.contains(.readonly) || noWrites) {
             // EVAL_RO / EVALSHA_RO / FCALL_RO, or a `no-writes` script or function; PUBLISH
             // too, which would reach replicas (Redis 7.0's text, with its full stop)
-            out.error("ERR Write commands are not allowed from read-only scripts.")
-            return out.buffer
+            return refuse("ERR Write commands are not allowed from read-only scripts.", spec)
         }
         if spec.flags.contains(.denyOOM) && !allowsOOM && call.engine.isOverMemoryLimit {
-            out.error(ScriptFamily.oomError)
-            return out.buffer
+            return refuse(ScriptFamily.oomError, spec)
         }
         if spec.flags.contains(.write) { call.engine.scripts.noteWrite(loop: runningLoop) }
         lastReply = .none
@@ -963,9 +981,36 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
                 database: client.database, source: "lua", name: spec.name, count: arguments.count,
                 argument: { Array(arguments[$0]) })
         }
+        let started = Clock.monotonicNanos()
         spec.handler(CommandCall(
             args: commandArguments, client: client, engine: call.engine, spec: spec, sink: self, script: execution))
+        // The called command's own statistics, as Redis's call() keeps them for a script's commands.
+        let stats = spec.stats[runningLoop]
+        stats.calls.add(1, ordering: .relaxed)
+        stats.microseconds.add(Int((Clock.monotonicNanos() &- started) / 1000), ordering: .relaxed)
+        if case .error(let message) = lastReply {
+            stats.failedCalls.add(1, ordering: .relaxed)
+            counters.countError(message)
+        }
         lastReply.encode(into: &out)
+        return out.buffer
+    }
+
+    /// redis.acl_check_cmd: whether the script's user may run the command with these
+    /// arguments (":1" / ":0"), nothing run and nothing logged; an unknown command
+    /// or subcommand is an error (Redis's luaRedisAclCheckCmdPermissionsCommand).
+    private func aclCheck() -> [UInt8] {
+        var out = ReplyBuilder(protocolVersion: 2, capacity: 16)
+        guard let spec = call.engine.registry.lookup(commandArguments[0]),
+              case let (id, unknownSubcommand) = spec.aclID(commandArguments), !unknownSubcommand else {
+            out.error("ERR Invalid command passed to redis.acl_check_cmd()")
+            return out.buffer
+        }
+        var allowed = true
+        if let user = call.client.user, !user.unrestricted.load(ordering: .relaxed) {
+            allowed = user.user.check(id, commandArguments) == nil
+        }
+        out.integer(allowed ? 1 : 0)
         return out.buffer
     }
 

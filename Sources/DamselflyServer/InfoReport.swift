@@ -194,7 +194,7 @@ enum InfoReport {
                     ("sync_partial_err", String(syncs.2)),
                     ("latest_fork_usec", "0"),
                     ("total_forks", "0"),
-                    // No MIGRATE, so no cached sockets (clients and the suite read the field).
+                    // MIGRATE opens a connection per call and caches none (clients and the suite read the field).
                     ("migrate_cached_sockets", "0"),
                     ("total_error_replies", String(loops.reduce(0) { $0 + $1.totalErrors })),
                     ("connection_migrations", String(server.connectionMigrations.load(ordering: .relaxed))),

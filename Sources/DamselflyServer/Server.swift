@@ -113,6 +113,7 @@ public final class Server: @unchecked Sendable {
         PubSubFamily.register(registry, server: self)
         MonitorFamily.register(registry)
         PersistenceFamily.register(registry, server: self)
+        MigrateFamily.register(registry)
         replication = ReplicationMaster(server: self)
         ReplicationFamily.register(registry, server: self)
         DebugFamily.register(registry, server: self)

@@ -1,6 +1,8 @@
 import Testing
 @testable import DamselflyServer
+import CDamselfly
 import DamselflyStorage
+import Glibc
 
 private func names(_ pairs: [(String, String)]) -> [String] { pairs.map(\.0) }
 
@@ -210,9 +212,19 @@ private func value(_ name: String, _ config: ServerConfig) -> String? {
             #expect(ConfigParameters.set(name, "1", in: &c)
                 == "ERR CONFIG SET failed (possibly related to argument '\(name)') - can't set immutable config")
         }
-        // Port and bind: Redis moves its listener; Damselfly refuses anything but the current value.
-        #expect(ConfigParameters.set("port", "1", in: &c)
+        // Port and bind: Redis moves its listener; Damselfly refuses anything but the current
+        // value, with Redis's own text for a port nothing could listen on.
+        let busy = dfly_listen_tcp("127.0.0.1", 0, 1)
+        #expect(busy >= 0)
+        let busyPort = String(dfly_socket_port(busy))
+        #expect(ConfigParameters.set("port", busyPort, in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'port') - Unable to listen on this port. Check server logs.")
+        close(busy)
+        #expect(ConfigParameters.set("port", busyPort, in: &c)
             == "ERR CONFIG SET failed (possibly related to argument 'port') - changing the port at runtime is not supported; restart with --port")
+        #expect(ConfigParameters.set("port", "65536", in: &c)
+            == "ERR CONFIG SET failed (possibly related to argument 'port') - argument must be between 0 and 65535 inclusive")
+        #expect(ConfigParameters.set("port", String(c.port), in: &c) == nil)
         #expect(ConfigParameters.set("bind", "0.0.0.0", in: &c)
             == "ERR CONFIG SET failed (possibly related to argument 'bind') - changing bind at runtime is not supported; restart with --bind")
         #expect(c == ServerConfig())

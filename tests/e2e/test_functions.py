@@ -160,6 +160,13 @@ def test_load_errors_equal_redis(servers):
         "#!lua name=x\nerror('at load')",
         "#!lua name=x\nerror({err='CUSTOM at load'})",
         "#!lua name=x\nwhile true do end",  # stopped by the 500 ms load limit
+        # The #! line is split as sdssplitargs splits it: quotes, and an empty engine.
+        "#! name=x\nredis.register_function('f', function() return 1 end)",
+        '#!lua name="fo"o"\nredis.register_function(\'f\', function() return 1 end)',
+        '#!lua name=""\nredis.register_function(\'f\', function() return 1 end)',
+        '#!lua name=foo"\nredis.register_function(\'f\', function() return 1 end)',
+        "#!lua name='bad\nredis.register_function('f', function() return 1 end)",
+        '#!lua name="quoted"\nredis.register_function(\'quotedf\', function() return 1 end)',
     ]
     cmds = [["FUNCTION", "LOAD", code] for code in bad]
     cmds += [
@@ -180,6 +187,8 @@ def test_load_errors_equal_redis(servers):
         ["FUNCTION", "DUMP", "x"],
         ["FUNCTION", "RESTORE"],
         ["FUNCTION", "RESTORE", "garbage"],
+        ["FUNCTION", "RESTORE", "arg1", "arg2", "arg3"],  # the count before the policy
+        ["FUNCTION", "RESTORE", "garbage", "FLUSH"],
         ["FUNCTION", "KILL"],
         ["FUNCTION", "nosub"],
         ["FUNCTION"],

@@ -378,3 +378,141 @@ def test_restore_sets_idle_time_or_frequency(damselfly, redis_server):
     ours = _restore_access(damselfly("--proactor_threads=2"))
     assert ours == _restore_access(redis_server)
     assert ours[0][2] is True and ours[1][2] == 100
+
+
+# unit/scripting: Redis 7.0's sandbox has no print, loads no bytecode (loadstring and load
+# hand every chunk to the text parser), and redis.sha1hex wants exactly one argument.
+SANDBOX = [
+    "print('some data')",
+    "return loadstring(string.dump(function() return 1 end))()",
+    "local f, e = loadstring(string.dump(function() return 1 end)); return {tostring(f), e}",
+    "local f, e = loadstring(string.dump(function() return 1 end), 'named'); return e",
+    "local s = string.dump(function() return 1 end); local done = false\n"
+    "local f, e = load(function() if done then return nil end; done = true; return s end)\n"
+    "return {tostring(f), e}",
+    "return loadstring('return 7')()",
+    "local f, e = loadstring('return +'); return {tostring(f), e}",
+    "local parts = {'return ', '8'}; local i = 0; return load(function() i = i + 1; return parts[i] end)()",
+    "return redis.sha1hex()",
+    "return redis.sha1hex('a', 'b')",
+    "return redis.sha1hex({})",
+    "return redis.sha1hex(12)",
+    "return redis.sha1hex('')",
+]
+
+
+def test_lua_sandbox_has_no_print_no_bytecode_and_a_strict_sha1hex(damselfly, redis_server):
+    c = damselfly().client()
+    r = redis_server.client()
+    assert [answer(c, s) for s in SANDBOX] == [answer(r, s) for s in SANDBOX]
+
+
+ACL_CHECKS = [
+    "return redis.acl_check_cmd('set', 'xx', 1)",       # allowed: command and key
+    "return redis.acl_check_cmd('hset', 'xx', 'f', 1)",  # command not allowed
+    "return redis.acl_check_cmd('set', 'yy', 1)",       # key not allowed
+    "return redis.acl_check_cmd('get', 'x', 'y')",      # no arity check, only the ACL
+    "return redis.acl_check_cmd('invalid-cmd', 'arg')",
+    "return redis.acl_check_cmd('config', 'nosuch')",
+    "return redis.acl_check_cmd()",
+    "return redis.acl_check_cmd('set', {})",
+    "return redis.acl_check_cmd(1)",
+]
+
+
+def test_redis_acl_check_cmd_asks_the_script_users_acl(damselfly, redis_server):
+    # "Script ACL check": redis.acl_check_cmd answers for the user running the script,
+    # from EVAL and from a function alike.
+    library = "#!lua name=aclcheck\nredis.register_function('aclcheck', function(keys, args) " \
+              "return redis.acl_check_cmd(unpack(args)) end)"
+    results = []
+    for server in (redis_server, damselfly()):
+        admin = server.client()
+        admin.execute_command("ACL", "SETUSER", "scriptbob", "on", ">123", "+@scripting", "+set", "~x*")
+        admin.execute_command("FUNCTION", "LOAD", "REPLACE", library)
+        try:
+            c = server.client()
+            unrestricted = [answer(c, s) for s in ACL_CHECKS]
+            c.execute_command("AUTH", "scriptbob", "123")
+            got = [answer(c, s) for s in ACL_CHECKS]
+            got.append(c.fcall("aclcheck", 0, "set", "xx", "1"))
+            got.append(c.fcall("aclcheck", 0, "get", "xx"))
+            results.append((unrestricted, got))
+        finally:
+            admin.execute_command("ACL", "DELUSER", "scriptbob")
+            admin.execute_command("FUNCTION", "DELETE", "aclcheck")
+    assert results[0] == results[1]
+
+
+ERROR_ACCOUNTING = [
+    # (setup, eval arguments): "Consistent eval error reporting" and the error_reply tests.
+    ([["CONFIG", "SET", "maxmemory", "1"]], ["EVAL", "return redis.call('set','x','y')", "1", "x"]),
+    ([["CONFIG", "SET", "maxmemory", "1"]],
+     ["EVAL", "local t = redis.pcall('set','x','y'); return t['err'] ~= nil", "1", "x"]),
+    ([["CONFIG", "SET", "maxmemory", "1"]], ["EVAL", "return redis.pcall('set','x','y')", "1", "x"]),
+    ([], ["EVAL", "return redis.call('select',99)", "0"]),
+    ([], ["EVAL", "local t = redis.pcall('select',99); return t['err']", "0"]),
+    ([], ["EVAL_RO", "return redis.call('set','x','y')", "1", "x"]),
+    ([], ["EVAL_RO", "local t = redis.pcall('set','x','y'); return t['err']", "1", "x"]),
+    ([["SET", "Sicily", "1"]], ["EVAL", "return redis.call('GEOADD', 'Sicily', '13.361389', '38.115556', 'Palermo')",
+                                "1", "Sicily"]),
+    ([], ["EVAL", "return redis.error_reply('MY_ERR_CODE custom msg')", "0"]),
+    ([], ["EVAL", "return redis.error_reply('')", "0"]),
+    ([], ["EVAL", "return redis.call('nosuchcommand')", "0"]),
+    ([], ["EVAL", "return redis.call('get')", "0"]),
+    ([], ["EVAL", "error('raised')", "0"]),
+]
+
+
+def _error_accounting(server):
+    c = server.client()
+    out = []
+    for setup, command in ERROR_ACCOUNTING:
+        c.execute_command("CONFIG", "RESETSTAT")
+        for s in setup:
+            c.execute_command(*s)
+        try:
+            reply = c.execute_command(*command)
+        except redis.ResponseError as e:
+            reply = "error: " + str(e).split(" script:")[0]
+        c.execute_command("CONFIG", "SET", "maxmemory", "0")
+        errors = {k: v["count"] for k, v in c.info("errorstats").items()}
+        stats = c.info("commandstats")
+        calls = {k: (v["calls"], v["rejected_calls"], v["failed_calls"]) for k, v in stats.items()
+                 if k in ("cmdstat_set", "cmdstat_eval", "cmdstat_eval_ro", "cmdstat_select", "cmdstat_geoadd")}
+        out.append((command[1], reply, errors, c.info("stats")["total_error_replies"], calls))
+        c.delete("Sicily", "x")
+    return out
+
+
+def test_script_errors_are_counted_once_where_they_arise(damselfly, redis_server):
+    # An error a called command replies is counted (errorstats, the command's failed or
+    # rejected calls) when that command fails; the script's reply passing it on counts
+    # only a failed call of EVAL. redis.error_reply and Lua errors count at the reply.
+    d = damselfly("--proactor_threads=2")
+    assert _error_accounting(d) == _error_accounting(redis_server)
+
+
+def test_config_set_port_nothing_can_listen_on_is_refused_as_redis_and_rolled_back(damselfly, redis_server):
+    # "CONFIG SET rollback on apply error": Redis's text for a port in use, and the other
+    # parameters of the same CONFIG SET left as they were.
+    import socket
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        results = []
+        for server in (redis_server, damselfly()):
+            c = server.client()
+            before = c.config_get("maxmemory")
+            try:
+                c.execute_command("CONFIG", "SET", "maxmemory", "10000001", "port", str(port))
+                reply = "OK"
+            except redis.ResponseError as e:
+                reply = str(e)
+            results.append((reply, c.config_get("maxmemory") == before, c.ping()))
+    finally:
+        busy.close()
+    assert results[0] == results[1]
+    assert results[0][0].startswith("CONFIG SET failed (possibly related to argument 'port') - Unable to listen")

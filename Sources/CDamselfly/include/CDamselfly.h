@@ -94,4 +94,13 @@ int dfly_ring_submit(dfly_ring *ring, int wait, uint64_t timeout_ns);
 /// Copies up to `max` completions into `out` and marks them seen.
 unsigned dfly_ring_reap(dfly_ring *ring, dfly_cqe *out, unsigned max);
 
+/// MIGRATE's connection to its target (net_client.c): connects within `timeout_ms`, then
+/// leaves the socket blocking with that timeout on every send and receive. The fd or -errno.
+int dfly_connect_tcp(const char *host, int port, int timeout_ms);
+/// Sends all of `data`: 0, or -1 on an error or timeout.
+int dfly_send_all(int fd, const void *data, size_t length);
+/// Reads one reply line (up to '\n', without "\r\n", NUL-terminated, cut at `capacity - 1`):
+/// its length, or -1 on an error, a timeout or a closed connection.
+long dfly_read_line(int fd, char *line, size_t capacity);
+
 #endif

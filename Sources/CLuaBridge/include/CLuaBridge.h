@@ -15,6 +15,15 @@ typedef struct dfly_lua dfly_lua;
 /// malloc'ed RESP encoding of the reply (RESP2 or RESP3 as `resp` says).
 typedef void (*dfly_lua_call_fn)(void *context, int argc, const char **argv, const size_t *lengths, int resp,
                                  char **out, size_t *out_length);
+/// The `resp` a dfly_lua_call_fn gets for redis.acl_check_cmd: run nothing, only
+/// say whether the script's user may run this command with these arguments
+/// (":1" or ":0"), or reply an error for a command that does not exist.
+#define DFLY_LUA_ACL_CHECK (-1)
+
+/// Whether the error the last script run or function call on this thread
+/// replied with was already counted in the error statistics (an error reply of a
+/// command the script called: Redis does not count it twice).
+int dfly_lua_error_precounted(void);
 
 /// Asked from inside a running script (every 100k Lua instructions, then on
 /// every line once it answered yes): nonzero stops the script with Redis's

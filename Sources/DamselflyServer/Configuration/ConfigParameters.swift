@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CDamselfly
 import DamselflyStorage
 
 /// The parameters CONFIG GET / CONFIG SET / CONFIG REWRITE see, under their Redis names, with
@@ -204,11 +205,23 @@ public enum ConfigParameters {
 
     static let table: [Parameter] = [
         // Redis can move its listener at run time; Damselfly cannot, so only the current value
-        // is accepted (as Redis accepts it: a no-op).
+        // is accepted (as Redis accepts it: a no-op). Another port is tried first, so a port
+        // nobody could listen on gets Redis's own refusal (and the whole CONFIG SET rolls back).
         Parameter(
             name: "port", aliases: [], get: { String($0.port) },
             set: { config, text in
-                Int(text) == config.port ? nil : "changing the port at runtime is not supported; restart with --port"
+                let port: Int
+                switch integer(text, 0...65535) {
+                case .failure(let reason): return reason.text
+                case .success(let n): port = n
+                }
+                if port == config.port { return nil }
+                if port > 0 {
+                    let probe = dfly_listen_tcp(config.bind, Int32(port), 1)
+                    guard probe >= 0 else { return "Unable to listen on this port. Check server logs." }
+                    close(probe)
+                }
+                return "changing the port at runtime is not supported; restart with --port"
             }),
         Parameter(
             name: "bind", aliases: [], get: { $0.bind },
