@@ -5,8 +5,10 @@ redis-server replica. They must see both (INFO replication, SENTINEL MASTER /
 REPLICAS), find each other through `__sentinel__:hello` messages that pass
 through Damselfly's PUBLISH / SUBSCRIBE, and, when the master is killed with
 SIGKILL during a write load whose writes are acknowledged by `WAIT 1 1000`,
-promote the replica without losing an acknowledged write. A third test has a
-sentinel stop a runaway script with SCRIPT KILL.
+promote the replica without losing an acknowledged write. The same with Damselfly
+on both sides: a Damselfly replica (REPLICAOF) is promoted, and the old master,
+restarted on its port, is turned into a replica of the new one by the sentinel.
+Another test has a sentinel stop a runaway script with SCRIPT KILL.
 
 Timeouts are small (down-after 1 s, failover-timeout 3 s) so the file stays
 well under a minute.
@@ -18,6 +20,7 @@ import time
 import pytest
 import redis
 
+from conftest import DAMSELFLY_BIN, Server, private_dir
 from resp import to_py
 from util import require_tool, wait_for
 
@@ -116,6 +119,20 @@ def test_sentinels_see_master_replica_and_each_other(setup):
 
 def test_failover_keeps_every_acknowledged_write(servers, setup):
     master, replica, sentinels = setup
+    acked = acknowledged_writes_until_killed(servers, master, "w")
+
+    for s in sentinels:
+        wait_for(lambda: sentinel_cmd(s, "GET-MASTER-ADDR-BY-NAME", MASTER)[1] == str(replica.port).encode(),
+                 timeout=30, what="the replica promoted")
+    c = replica.client()
+    assert c.execute_command("ROLE")[0] == b"master"
+    values = c.mget([f"w:{i}" for i in acked])
+    missing = [i for i, v in zip(acked, values) if v != str(i).encode()]
+    assert not missing, f"{len(missing)} of {len(acked)} acknowledged writes missing on the new master"
+
+
+def acknowledged_writes_until_killed(servers, master, prefix):
+    """Writes acknowledged by WAIT 1 1000 until the master is killed (at least 200 of them)."""
     acked = []
     stop = threading.Event()
 
@@ -124,7 +141,7 @@ def test_failover_keeps_every_acknowledged_write(servers, setup):
         i = 0
         try:
             while not stop.is_set():
-                c.set(f"w:{i}", i)
+                c.set(f"{prefix}:{i}", i)
                 if c.execute_command("WAIT", 1, 1000) >= 1:
                     acked.append(i)
                 i += 1
@@ -138,15 +155,46 @@ def test_failover_keeps_every_acknowledged_write(servers, setup):
     t.join(10)
     stop.set()
     assert acked
+    return acked
 
-    for s in sentinels:
-        wait_for(lambda: sentinel_cmd(s, "GET-MASTER-ADDR-BY-NAME", MASTER)[1] == str(replica.port).encode(),
-                 timeout=30, what="the replica promoted")
+
+def test_damselfly_replica_promoted_and_old_master_rejoins(servers, tmp_path):
+    flagfiles = [tmp_path / "master.flags", tmp_path / "replica.flags"]
+    for f in flagfiles:
+        f.write_text("--hz=10\n")  # CONFIG REWRITE, which Sentinel sends, needs a file
+    master = servers.start(f"--flagfile={flagfiles[0]}", "--proactor_threads=2")
+    replica = servers.start(f"--flagfile={flagfiles[1]}", "--proactor_threads=2")
+    assert replica.client().execute_command("REPLICAOF", "127.0.0.1", master.port) == b"OK"
+    wait_for(lambda: master.client().info("replication").get("slave0", {}).get("state") == "online",
+             what="Damselfly replica online")
+    sentinel = start_sentinel(servers, master.port)
+    wait_for(lambda: fields(sentinel_cmd(sentinel, "MASTER", MASTER))["num-slaves"] == "1", what="replica discovered")
+    wait_for(lambda: fields(sentinel_cmd(sentinel, "REPLICAS", MASTER)[0]).get("master-link-status") == "ok",
+             what="replica's INFO read")
+
+    old_port = master.port
+    acked = acknowledged_writes_until_killed(servers, master, "d")
+    wait_for(lambda: sentinel_cmd(sentinel, "GET-MASTER-ADDR-BY-NAME", MASTER)[1] == str(replica.port).encode(),
+             timeout=30, what="the Damselfly replica promoted")
     c = replica.client()
     assert c.execute_command("ROLE")[0] == b"master"
-    values = c.mget([f"w:{i}" for i in acked])
-    missing = [i for i, v in zip(acked, values) if v != str(i).encode()]
-    assert not missing, f"{len(missing)} of {len(acked)} acknowledged writes missing on the new master"
+    values = c.mget([f"d:{i}" for i in acked])
+    assert all(v == str(i).encode() for i, v in zip(acked, values)), "an acknowledged write is missing"
+    c.set("after-failover", "1")
+
+    # The old master comes back empty on its old port: the sentinel makes it a replica of
+    # the new master, and it receives the data.
+    workdir = private_dir(servers.tmpdir, "damselfly")
+    old = Server("damselfly", [DAMSELFLY_BIN, f"--port={old_port}", "--bind=127.0.0.1", "--logtostdout",
+                               f"--dir={workdir}", f"--flagfile={flagfiles[0]}", "--proactor_threads=2"],
+                 old_port, servers.tmpdir, False, workdir)
+    old.wait_ready()
+    servers.servers.append(old)
+    wait_for(lambda: old.client().info("replication").get("master_port") == replica.port
+             and old.client().info("replication").get("master_link_status") == "up",
+             timeout=40, step=0.2, what="the old master reconfigured as a replica of the new one")
+    wait_for(lambda: old.client().get("after-failover") == b"1", what="the data on the rejoined replica")
+    assert old.client().execute_command("ROLE")[0] == b"slave"
 
 
 def test_sentinel_kills_a_busy_script(servers):
