@@ -116,6 +116,12 @@ public final class CommandSpec: Sendable {
         self.hasSubcommands = aclCommandID.map { !ACLCommandTable.subcommands[$0].isEmpty } ?? false
     }
 
+    /// A write in Redis's table: Damselfly's own `.write` less the commands Redis marks only
+    /// `may_replicate` (EVAL, EVALSHA, FCALL: a script is refused for what it calls, not
+    /// for being a script). What `min-replicas-to-write` refuses.
+    @inlinable
+    public var writesAsRedis: Bool { flags.contains(.write) && !tableFlags.contains(.mayReplicate) }
+
     /// A write, or a command Redis marks `may_replicate` (PUBLISH, PFCOUNT, EVAL...): what
     /// CLIENT PAUSE WRITE holds back and a read-only script may not call.
     @inlinable

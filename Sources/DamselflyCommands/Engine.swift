@@ -79,6 +79,13 @@ public final class Engine: Sendable {
         return total
     }
 
+    /// `min-replicas-to-write` is set and fewer replicas than that acknowledged the
+    /// stream within `min-replicas-max-lag` seconds: writes get ``noReplicasError``
+    /// (Redis's checkGoodReplicasStatus). Kept by the replication master's timer.
+    public let tooFewReplicas = Atomic<Bool>(false)
+
+    public static let noReplicasError = "NOREPLICAS Not enough good replicas to write."
+
     /// Whether a write that may grow memory must be refused (noeviction).
     @inlinable
     public var isOverMemoryLimit: Bool {

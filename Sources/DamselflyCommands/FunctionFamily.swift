@@ -531,6 +531,9 @@ public enum FunctionFamily {
         if !function.noWrites && !function.allowOOM && call.engine.isOverMemoryLimit {
             return call.reply(.error(ScriptFamily.oomError))
         }
+        if !function.noWrites && call.engine.tooFewReplicas.load(ordering: .relaxed) {
+            return call.reply(.error(Engine.noReplicasError))
+        }
         let invocation = ScriptInvocation(call, firstKey: 3, keyCount: Int(keyCount))
         // The lending bookkeeping is keyed per function and library version.
         let id = "fcall:\(library.name)#\(library.version):\(function.name)"

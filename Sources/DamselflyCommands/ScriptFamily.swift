@@ -734,6 +734,7 @@ public enum ScriptFamily {
                 return call.reply(.error("ERR Can not execute a script with write flag using *_ro command."))
             }
             if !script.allowsOOM && call.engine.isOverMemoryLimit { return call.reply(.error(ScriptFamily.oomError)) }
+            if call.engine.tooFewReplicas.load(ordering: .relaxed) { return call.reply(.error(Engine.noReplicasError)) }
         }
         let invocation = ScriptInvocation(call, firstKey: 3, keyCount: Int(keyCount))
         let wantsLending = script.allowsUndeclaredKeys ?? runtime.settings.defaultAllowsUndeclaredKeys.load(ordering: .relaxed)
@@ -969,6 +970,9 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         }
         if spec.flags.contains(.denyOOM) && !allowsOOM && call.engine.isOverMemoryLimit {
             return refuse(ScriptFamily.oomError, spec)
+        }
+        if spec.flags.contains(.write) && call.engine.tooFewReplicas.load(ordering: .relaxed) {
+            return refuse(Engine.noReplicasError, spec)
         }
         if spec.flags.contains(.write) { call.engine.scripts.noteWrite(loop: runningLoop) }
         lastReply = .none

@@ -380,6 +380,12 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             emitError(busy)
             return
         }
+        if engine.tooFewReplicas.load(ordering: .relaxed) && spec.writesAsRedis {
+            spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            if client.multiQueue != nil { client.multiFailed = true }
+            emitError(Engine.noReplicasError)
+            return
+        }
         if server.replication.replica.isReplica.load(ordering: .relaxed), let refusal = server.replication.replica.refusal(spec) {
             // A replica: READONLY for writes, MASTERDOWN while the link is down (replica-serve-stale-data no).
             spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)

@@ -300,3 +300,59 @@ def test_stream_carries_effects_not_commands(servers):
     assert "HSET h x 0.25" in seen, seen
     assert "DEL gone" in seen, seen
     assert not any(c.startswith("INCRBYFLOAT") or c.startswith("HINCRBYFLOAT") for c in seen), seen
+
+
+def _refusals(c):
+    """What min-replicas-to-write 1 without a good replica refuses and lets through."""
+    out = []
+    for cmd in (("SET", "x", "2"), ("GET", "x"), ("INCR", "n"), ("PING",)):
+        try:
+            out.append(c.execute_command(*cmd))
+        except redis.ResponseError as e:
+            out.append(f"error: {e}")
+    for body in ("return redis.call('get', KEYS[1])", "#!lua flags=no-writes\nreturn redis.call('get', KEYS[1])",
+                 "#!lua\nreturn redis.call('get', KEYS[1])", "return redis.call('set', KEYS[1], 3)"):
+        try:
+            out.append(c.eval(body, 1, "x"))
+        except redis.ResponseError as e:
+            out.append(f"error: {str(e).split(' script:')[0]}")
+    p = c.pipeline(transaction=True)
+    p.set("x", 4)
+    try:
+        p.execute()
+        out.append("exec ran")
+    except redis.ResponseError as e:
+        out.append(f"exec error: {e}")
+    return out
+
+
+def test_min_replicas_to_write_as_redis(servers):
+    """min-replicas-to-write refuses writes (commands, write scripts, MULTI) with NOREPLICAS
+    while fewer replicas acknowledged within min-replicas-max-lag, as redis-server does."""
+    master = servers.start("--proactor_threads=2")
+    redis_master = servers.start_redis()
+    replies = []
+    for srv in (master, redis_master):
+        c = srv.client()
+        c.set("x", "1")
+        assert c.config_set("min-replicas-to-write", 1)
+        replies.append(_refusals(c))
+    assert replies[0] == replies[1], replies
+    assert replies[0][0] == "error: NOREPLICAS Not enough good replicas to write."
+    assert replies[0][1] == b"1"
+
+    # A replica that acknowledges makes writes possible again; asking for two refuses again.
+    start_replica(servers, master.port)
+    m = master.client()
+    wait_for(lambda: _try_set(m), timeout=10, what="writes accepted with a good replica")
+    assert m.config_set("min-replicas-to-write", 2)
+    assert _refusals(m)[0] == "error: NOREPLICAS Not enough good replicas to write."
+    assert m.config_set("min-replicas-to-write", 0)
+    assert m.set("x", "5")
+
+
+def _try_set(c):
+    try:
+        return c.set("x", "ok")
+    except redis.ResponseError:
+        return False

@@ -195,6 +195,39 @@ final class ReplicationMaster: @unchecked Sendable {
 
     private let tickerStarted = Atomic<Bool>(false)
 
+    /// `min-replicas-to-write` and `min-replicas-max-lag` (seconds), as CONFIG SET left them.
+    private let minReplicasToWrite = Atomic<Int>(0)
+    private let minReplicasMaxLag = Atomic<Int>(10)
+
+    /// Takes `min-replicas-to-write` / `min-replicas-max-lag` from `config` and applies
+    /// them at once; the timer then keeps ``Engine/tooFewReplicas`` current as replicas
+    /// come, go and acknowledge.
+    func configureWriteQuorum(_ config: ServerConfig) {
+        minReplicasToWrite.store(Int(config.redisParameters["min-replicas-to-write"] ?? "") ?? 0, ordering: .relaxed)
+        minReplicasMaxLag.store(Int(config.redisParameters["min-replicas-max-lag"] ?? "") ?? 10, ordering: .relaxed)
+        refreshWriteQuorum()
+        if minReplicasToWrite.load(ordering: .relaxed) > 0 { startTicker() }
+    }
+
+    /// Redis's refreshGoodSlavesCount and checkGoodReplicasStatus: a replica counts when it
+    /// is online and acknowledged within the lag bound; a server that is itself a replica
+    /// never refuses for this reason.
+    private func refreshWriteQuorum() {
+        let needed = minReplicasToWrite.load(ordering: .relaxed)
+        let maxLagMs = Int64(minReplicasMaxLag.load(ordering: .relaxed)) * 1000
+        var short = false
+        if needed > 0 && maxLagMs > 0 && !replica.isReplica.load(ordering: .relaxed) {
+            let now = Clock.wallMillis()
+            let good = feed?.state.withLock { s in
+                s.replicas.filter { ($0.phase == .online || $0.phase == .waitingAck) && now - $0.lastAckMs <= maxLagMs }.count
+            } ?? 0
+            short = good < needed
+        }
+        if server.engine.tooFewReplicas.load(ordering: .relaxed) != short {
+            server.engine.tooFewReplicas.store(short, ordering: .relaxed)
+        }
+    }
+
     /// Loop 0's 10 ms timer (WAIT deadlines and ACKs, the PING), started once.
     private func startTicker() {
         guard tickerStarted.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
@@ -225,6 +258,9 @@ final class ReplicationMaster: @unchecked Sendable {
     private func tick() {
         let feed = self.feed
         if control.withLock({ !$0.waiters.isEmpty }) { serveWaiters(feed: feed) }
+        if minReplicasToWrite.load(ordering: .relaxed) > 0 || server.engine.tooFewReplicas.load(ordering: .relaxed) {
+            refreshWriteQuorum()
+        }
         guard let feed else { return }
         let now = Clock.wallMillis()
         let period = Int64(server.configState.withLock { $0.redisParameters["repl-ping-replica-period"] }.flatMap { Int($0) } ?? 10) * 1000
