@@ -59,7 +59,12 @@ def test_burst_memory_goes_back(damselfly, threads):
     r_base, r_peak, r_after = settled_growth(released)
     print(f"\nthreads={threads} interval=0: {k_base} -> {k_peak} -> {k_after} kB;"
           f" interval=1: {r_base} -> {r_peak} -> {r_after} kB")
-    # With the release the resident set ends well below where the control's ends ...
+    # With the release the resident set ends well below where the control's ends (a loaded
+    # machine may run the release timer late: a few more seconds are allowed for it) ...
+    deadline = time.time() + 8
+    while time.time() < deadline and not (r_after < k_after - 1024 and r_after < r_base + 512):
+        time.sleep(0.5)
+        r_after = rss_kb(released.proc.pid)
     assert r_after < k_after - 1024, (r_after, k_after)
     # ... and where it was before the burst.
     assert r_after < r_base + 512, (r_base, r_after)
