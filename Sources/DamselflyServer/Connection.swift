@@ -137,16 +137,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     func socketClosed() {
         guard !isClosed else { return }
         isClosed = true
-        // First, so that no shard pops for this client from now on; then a
-        // client that leaves while parked is unblocked at once.
-        client.life.markClosed()
-        client.blockedOn?.cancel(reply: nil)
-        MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
-        dropSubscriptions()
-        stopMonitoring()
-        TrackingFamily.disable(client, server: server)
-        server.connectionClosed(self)
-        runOnClose()
+        releaseClient()
     }
 
     private func appendInput(_ bytes: UnsafeRawBufferPointer) {
@@ -830,6 +821,14 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             writeOutput()
             loop.close(socket)
         }
+        releaseClient()
+    }
+
+    /// What a closed connection gives up, whichever way it closed (the peer, QUIT, CLIENT
+    /// KILL): marked closed first, so that no shard pops for this client from now on; then
+    /// a client that leaves while parked is unblocked at once; then its WATCHes,
+    /// subscriptions, MONITOR, tracking, a CLIENT PAUSE hold and the close action.
+    private func releaseClient() {
         client.life.markClosed()
         client.blockedOn?.cancel(reply: nil)
         MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
@@ -837,10 +836,6 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         stopMonitoring()
         TrackingFamily.disable(client, server: server)
         server.connectionClosed(self)
-        runOnClose()
-    }
-
-    private func runOnClose() {
         if isHeldByPause {
             isHeldByPause = false
             server.clientPause.forget(self)
