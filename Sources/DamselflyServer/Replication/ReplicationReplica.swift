@@ -1,3 +1,4 @@
+import CDamselfly
 import DamselflyCommands
 import DamselflyPersistence
 import DamselflyRESP
@@ -478,13 +479,7 @@ final class MasterLink {
     func send(_ args: [String]) -> Bool {
         var out: [UInt8] = []
         ShardJournal.encodeCommand(args.map { Array($0.utf8) }, into: &out)
-        var sent = 0
-        while sent < out.count {
-            let n = out[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { return false }
-            sent += n
-        }
-        return true
+        return out.withUnsafeBytes { dfly_send_all(fd, $0.baseAddress, $0.count) } == 0
     }
 
     /// More bytes from the socket (the buffer's first), nil at the end.
