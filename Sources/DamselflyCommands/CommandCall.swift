@@ -200,11 +200,12 @@ public struct CommandCall {
     /// writes, and replies with the result.
     @inlinable
     public func runOnShard(
-        _ shardIndex: Int, locks: ShardLockSet, keys: [KeyRef] = [], _ work: @escaping (Shard) -> Reply
+        _ shardIndex: Int, locks: ShardLockSet, keys: @autoclosure () -> [KeyRef] = [],
+        _ work: @escaping (Shard) -> Reply
     ) {
         let sink = self.sink
         let writes = self.writes
-        let tracking = trackingOp(keys)
+        let tracking = trackingOp(keys())
         if let script {
             guard let shard = scriptShards(script, [shardIndex])?.first else {
                 return sink.complete(ScriptExecution.foreignKeyError)
@@ -251,9 +252,10 @@ public struct CommandCall {
     /// The tracking context of this command for the shards (see
     /// ``TrackingOp``): nil, after one relaxed load, while no client tracks.
     @inlinable
-    func trackingOp(_ keys: [KeyRef]) -> TrackingOp? {
+    func trackingOp(_ keys: @autoclosure () -> [KeyRef]) -> TrackingOp? {
+        // The keys are an autoclosure so that a one-key command builds no array while nobody tracks.
         guard shardSet.tracking.isActive else { return nil }
-        return makeTrackingOp(keys)
+        return makeTrackingOp(keys())
     }
 
     @usableFromInline
