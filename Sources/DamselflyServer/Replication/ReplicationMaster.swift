@@ -3,6 +3,7 @@ import DamselflyPersistence
 import DamselflyRuntime
 import DamselflyStorage
 import DamselflyTransactions
+import Glibc
 import Synchronization
 
 /// The master side of replication: starting the stream when the first
@@ -27,6 +28,7 @@ final class ReplicationMaster: @unchecked Sendable {
         var settings: [Int: (port: Int, capaEOF: Bool)] = [:]
         var waiters: [Waiter] = []
         var lastPingMs: Int64 = 0
+        var lastCronMs: Int64 = 0
         /// The history a feed starts from (and where it stands once one exists).
         var identity = ReplicationIdentity(replid: InfoReport.runID)
     }
@@ -118,7 +120,9 @@ final class ReplicationMaster: @unchecked Sendable {
         let engine = server.engine
         let backlog = parseHumanSize(server.configState.withLock { $0.redisParameters["repl-backlog-size"] ?? "1mb" }) ?? 1 << 20
         let identity = control.withLock { $0.identity }
-        let feed = ReplicationFeed(shardCount: engine.shardSet.count, backlogSize: backlog, identity: identity)
+        let feed = ReplicationFeed(
+            shardCount: engine.shardSet.count, backlogSize: backlog, identity: identity, limits: server.limits,
+            log: { [weak self] line in self?.log(line) })
         engine.journalingFlag.store(true, ordering: .releasing)
         engine.shardSet.inOrderOnly.store(true, ordering: .releasing)
         let shards = engine.shardSet.shards
@@ -254,7 +258,8 @@ final class ReplicationMaster: @unchecked Sendable {
     }
 
     /// Every 10 ms on loop 0: WAIT, and once replication started the PING
-    /// every `repl-ping-replica-period` seconds.
+    /// every `repl-ping-replica-period` seconds and, once a second, the
+    /// feed's `repl-timeout` / `repl-backlog-ttl` checks.
     private func tick() {
         let feed = self.feed
         if control.withLock({ !$0.waiters.isEmpty }) { serveWaiters(feed: feed) }
@@ -263,12 +268,43 @@ final class ReplicationMaster: @unchecked Sendable {
         }
         guard let feed else { return }
         let now = Clock.wallMillis()
-        let period = Int64(server.configState.withLock { $0.redisParameters["repl-ping-replica-period"] }.flatMap { Int($0) } ?? 10) * 1000
-        let ping: Bool = control.withLock { c in
-            if now - c.lastPingMs >= period { c.lastPingMs = now; return true }
-            return false
+        let (period, timeout, ttl) = server.configState.withLock { c in
+            (Self.seconds(c, "repl-ping-replica-period", 10), Self.seconds(c, "repl-timeout", 60), Self.seconds(c, "repl-backlog-ttl", 3600))
+        }
+        let (ping, cron): (Bool, Bool) = control.withLock { c in
+            let ping = now - c.lastPingMs >= period
+            if ping { c.lastPingMs = now }
+            let cron = now - c.lastCronMs >= 1000
+            if cron { c.lastCronMs = now }
+            return (ping, cron)
         }
         if ping { feed.ping() }
+        if cron {
+            feed.cron(nowMs: now, timeoutMs: timeout, backlogTTLMs: ttl, isReplica: replica.isReplica.load(ordering: .relaxed))
+            // The feed may have taken a new ID (a freed backlog): the one a feed restarts from.
+            let identity = feed.state.withLock { $0.identity }
+            control.withLock { $0.identity = identity }
+        }
+    }
+
+    /// A Redis parameter in seconds, as milliseconds.
+    static func seconds(_ config: ServerConfig, _ name: String, _ fallback: Int) -> Int64 {
+        Int64(config.redisParameters[name].flatMap { Int($0) } ?? fallback) * 1000
+    }
+
+    /// A line in the server's log (standard output with --logtostdout).
+    func log(_ line: String) {
+        let text = line + "\n"
+        _ = text.withCString { Glibc.write(server.config.logtostdout ? 1 : 2, $0, strlen($0)) }
+    }
+
+    /// Redis's line for a client closed by `client-output-buffer-limit`.
+    static func outputLimitLogLine(clientID: Int, address: String) -> String {
+        "Client id=\(clientID) addr=\(address) scheduled to be closed ASAP for overcoming of output buffer limits."
+    }
+
+    static func outputLimitLogLine(_ client: ClientState) -> String {
+        outputLimitLogLine(clientID: client.id, address: client.address)
     }
 
     // MARK: - Reporting
@@ -283,10 +319,10 @@ final class ReplicationMaster: @unchecked Sendable {
         let now = Clock.wallMillis()
         if let feed {
             let s = feed.state.withLock { s in
-                (s.offset, s.backlog.firstByteOffset, s.backlog.histlen, s.backlog.capacity, s.replicas.filter { $0.phase != .closed }, s.identity)
+                (s.offset, s.backlog.firstByteOffset, s.backlog.histlen, s.backlog.capacity, s.replicas.filter { $0.phase != .closed }, s.identity,
+                 s.backlogActive)
             }
-            (offset, backlogFirst, histlen, backlogSize, identity) = (s.0, s.1, s.2, s.3, s.5)
-            active = true
+            (offset, backlogFirst, histlen, backlogSize, identity, active) = (s.0, s.1, s.2, s.3, s.5, s.6)
             replicaLines = s.4.enumerated().map { i, link in
                 let state: String
                 switch link.phase {

@@ -152,7 +152,6 @@ final class ReplicationReplica: @unchecked Sendable {
                 if s.generation == generation {
                     s.link = .connect
                     linkUp.store(false, ordering: .relaxed)
-            linkUp.store(false, ordering: .relaxed)
                     s.fd = -1
                     if was { s.downSinceMs = Clock.wallMillis() }
                 }
@@ -175,7 +174,8 @@ final class ReplicationReplica: @unchecked Sendable {
     private func session(_ link: MasterLink, generation: Int, executor: MasterExecutor) {
         let (host, port) = state.withLock { ($0.host ?? "", $0.port) }
         guard setState(generation, { $0.link = .connecting }) else { return }
-        guard link.connect(host: host, port: port) else { return }
+        let timeoutMs = server.configState.withLock { ReplicationMaster.seconds($0, "repl-timeout", 60) }
+        guard link.connect(host: host, port: port, timeoutMs: timeoutMs) else { return }
         guard setState(generation, { $0.fd = link.fd; $0.link = .handshake }) else { return }
         let (auth, user) = server.configState.withLock {
             ($0.redisParameters["masterauth"] ?? "", $0.redisParameters["masteruser"] ?? "")
@@ -311,6 +311,7 @@ final class ReplicationReplica: @unchecked Sendable {
         let args = CommandArguments()
         var buffer: [UInt8] = link.takeBuffered()
         var lastAckMs: Int64 = 0
+        var lastReadMs = Clock.wallMillis()
         func ack() -> Bool {
             let offset = state.withLock { $0.offset }
             lastAckMs = Clock.wallMillis()
@@ -365,9 +366,18 @@ final class ReplicationReplica: @unchecked Sendable {
             if Clock.wallMillis() - lastAckMs >= 1000 { guard ack() else { return } }
             switch link.poll(timeoutMs: 100) {
             case .failed: return
-            case .idle: continue
+            case .idle:
+                // The master PINGs every repl-ping-replica-period: silence past
+                // repl-timeout (read again, CONFIG SET may change it) drops the link.
+                let timeoutMs = server.configState.withLock { ReplicationMaster.seconds($0, "repl-timeout", 60) }
+                if Clock.wallMillis() - lastReadMs > timeoutMs {
+                    server.replication.log("MASTER timeout: no data nor PING received...")
+                    return
+                }
+                continue
             case .readable:
                 guard let chunk = link.readSome() else { return }
+                lastReadMs = Clock.wallMillis()
                 buffer.append(contentsOf: chunk)
                 _ = setState(generation) { s in
                     s.lastIOMs = Clock.wallMillis()
@@ -444,7 +454,7 @@ final class MasterLink {
     private(set) var fd: Int32 = -1
     private var buffer: [UInt8] = []
 
-    func connect(host: String, port: Int) -> Bool {
+    func connect(host: String, port: Int, timeoutMs: Int64) -> Bool {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -458,8 +468,8 @@ final class MasterLink {
                 if Glibc.connect(s, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 {
                     var one: Int32 = 1
                     setsockopt(s, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-                    // A master silent for a minute is gone (Redis's repl-timeout).
-                    var timeout = timeval(tv_sec: 60, tv_usec: 0)
+                    // A master silent for `repl-timeout` is gone: no read waits longer.
+                    var timeout = timeval(tv_sec: Int(timeoutMs / 1000), tv_usec: Int(timeoutMs % 1000) * 1000)
                     setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
                     fd = s
                     return true
