@@ -197,3 +197,57 @@ def test_replica_output_buffer_limit_as_redis(servers):
     expected = output_limit_outcome(servers, "redis")
     assert expected == 2
     assert output_limit_outcome(servers, "damselfly") == expected
+
+
+def test_replicaof_flag_both_forms(servers):
+    master = servers.start("--proactor_threads=2")
+    m = master.client()
+    m.mset({"a": 1, "b": 2})
+    real = servers.start_redis("--replicaof", "127.0.0.1", str(master.port))
+    colon = servers.start("--proactor_threads=2", f"--replicaof=127.0.0.1:{master.port}")
+    spaced = servers.start("--proactor_threads=2", "--replicaof", f"127.0.0.1 {master.port}")
+    for replica in (real, colon, spaced):
+        wait_in_sync(m, replica.client())
+        assert replica.client().get("b") == b"2"
+        assert replica.client().config_get("replicaof") == {"replicaof": f"127.0.0.1 {master.port}"}
+        assert replica.client().config_get("slaveof") == {"slaveof": f"127.0.0.1 {master.port}"}
+    # A master shows it empty, as redis-server does.
+    assert m.config_get("replicaof") == {"replicaof": ""}
+    assert stats(m)["sync_full"] == 3
+
+
+def test_config_rewrite_keeps_replicaof(servers, tmp_path):
+    """What Sentinel does to a replica (REPLICAOF, CONFIG REWRITE) survives a restart."""
+    master = servers.start("--proactor_threads=2")
+    m = master.client()
+    m.set("k", "v")
+    flagfile = tmp_path / "replica.flags"
+    flagfile.write_text("--hz=10\n")
+    replica = servers.start("--proactor_threads=2", f"--flagfile={flagfile}")
+    r = replica.client()
+    assert r.execute_command("REPLICAOF", "127.0.0.1", master.port) == b"OK"
+    assert r.config_rewrite()
+    assert f"--replicaof=127.0.0.1:{master.port}\n" in flagfile.read_text()
+    replica.stop()
+    again = servers.start("--proactor_threads=2", f"--flagfile={flagfile}")
+    a = again.client()
+    m.set("k2", "v2")
+    wait_in_sync(m, a)
+    assert a.execute_command("ROLE")[0] == b"slave" and a.get("k2") == b"v2"
+    assert a.execute_command("REPLICAOF", "NO", "ONE") == b"OK"
+    assert a.config_rewrite()
+    assert "--replicaof=\n" in flagfile.read_text()
+    again.stop()
+    third = servers.start("--proactor_threads=2", f"--flagfile={flagfile}")
+    assert third.client().execute_command("ROLE")[0] == b"master"
+
+
+def test_replicaof_flag_rejects_a_bad_master(tmp_path):
+    from conftest import DAMSELFLY_BIN, binary_present
+    if not binary_present():
+        pytest.skip("no binary")
+    import subprocess
+    out = subprocess.run([DAMSELFLY_BIN, "--replicaof=nohostport", f"--dir={tmp_path}"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    assert "replicaof" in out.stdout + out.stderr

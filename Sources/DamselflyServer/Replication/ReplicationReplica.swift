@@ -80,6 +80,12 @@ final class ReplicationReplica: @unchecked Sendable {
         return true
     }
 
+    /// `--replicaof host:port`: a replica from the start (once the loops run).
+    func followConfigured(_ config: ServerConfig) {
+        guard let master = ServerConfig.replicaMaster(config.replicaof) else { return }
+        _ = follow(host: master.host, port: master.port)
+    }
+
     /// `REPLICAOF NO ONE`: ends the link; the master's history becomes this
     /// server's second ID so its own replicas can PSYNC on. The stream
     /// starts at once (as Redis keeps its backlog) so that writes from now on
