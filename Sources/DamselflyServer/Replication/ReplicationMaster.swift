@@ -205,8 +205,9 @@ final class ReplicationMaster: @unchecked Sendable {
 
     /// Takes `min-replicas-to-write` / `min-replicas-max-lag` from `config` and applies
     /// them at once; the timer then keeps ``Engine/tooFewReplicas`` current as replicas
-    /// come, go and acknowledge.
-    func configureWriteQuorum(_ config: ServerConfig) {
+    /// come, go and acknowledge. `replica-read-only` likewise.
+    func configure(_ config: ServerConfig) {
+        replica.refreshReadOnly()
         minReplicasToWrite.store(Int(config.redisParameters["min-replicas-to-write"] ?? "") ?? 0, ordering: .relaxed)
         minReplicasMaxLag.store(Int(config.redisParameters["min-replicas-max-lag"] ?? "") ?? 10, ordering: .relaxed)
         refreshWriteQuorum()

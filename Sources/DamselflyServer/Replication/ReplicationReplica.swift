@@ -75,6 +75,7 @@ final class ReplicationReplica: @unchecked Sendable {
         }
         guard let generation else { return false }
         isReplica.store(true, ordering: .releasing)
+        refreshReadOnly()
         for shard in server.engine.shardSet.shards { shard.keyspace.expiryHold?.holdForReplica(true) }
         _ = LoopThread.spawn(name: "replica-link") { [self] in run(generation: generation) }
         return true
@@ -109,6 +110,7 @@ final class ReplicationReplica: @unchecked Sendable {
         }
         guard let (replid, offset) = previous else { return false }
         isReplica.store(false, ordering: .releasing)
+        refreshReadOnly()
         for shard in server.engine.shardSet.shards { shard.keyspace.expiryHold?.holdForReplica(false) }
         guard replid != "?" && offset >= 0 else { return false }
         server.replication.shiftHistory(previousReplid: replid, offset: offset)
@@ -124,11 +126,21 @@ final class ReplicationReplica: @unchecked Sendable {
         }
     }
 
+    /// Keeps ``Engine/readOnlyReplica`` true while this is a replica with
+    /// `replica-read-only yes` (REPLICAOF, REPLICAOF NO ONE, CONFIG SET).
+    func refreshReadOnly() {
+        let readOnly = isReplica.load(ordering: .acquiring)
+            && server.configState.withLock({ $0.redisParameters["replica-read-only"] ?? "yes" }) == "yes"
+        server.engine.readOnlyReplica.store(readOnly, ordering: .releasing)
+    }
+
     /// The refusal Connection.dispatch sends a client while this is a replica, or nil.
     func refusal(_ spec: CommandSpec) -> String? {
-        // Redis's order: READONLY, then MASTERDOWN.
-        if spec.flags.contains(.write) && server.configState.withLock({ $0.redisParameters["replica-read-only"] ?? "yes" }) == "yes" {
-            return "READONLY You can't write against a read only replica."
+        // Redis's order: READONLY, then MASTERDOWN. EVAL and FCALL are not writes
+        // here (`may_replicate`): a script that declares writes refuses itself, one
+        // without a `#!lua` line at its first write.
+        if spec.writesAsRedis && server.engine.readOnlyReplica.load(ordering: .relaxed) {
+            return Engine.readOnlyReplicaError
         }
         if !linkUp.load(ordering: .relaxed) && !spec.flags.contains(.stale)
             && server.configState.withLock({ $0.redisParameters["replica-serve-stale-data"] }) == "no" {
@@ -582,6 +594,7 @@ final class MasterExecutor: ReplySink, @unchecked Sendable {
     init(server: Server) {
         self.server = server
         self.client = ClientState(id: 0, loop: server.loops[0], authenticated: true)
+        client.isMaster = true
     }
 
     func run(_ commands: [[[UInt8]]]) {
