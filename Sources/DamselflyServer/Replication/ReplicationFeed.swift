@@ -166,6 +166,8 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
     /// transaction over every shard, the snapshot's cut) lands in the stream.
     func attachCut(txid: UInt64, participants: Int, link: ReplicaLink) {
         state.withLock { s in
+            // Closed while it waited for its snapshot (a delayed sync).
+            guard link.phase != .closed else { return }
             if s.units[txid] == nil { s.units[txid] = Unit(participants: participants) }
             s.units[txid]!.cuts.append(link)
             link.phase = .waitingCut

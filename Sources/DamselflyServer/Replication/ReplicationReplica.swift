@@ -216,7 +216,10 @@ final class ReplicationReplica: @unchecked Sendable {
             let parts = answer.split(separator: " ")
             guard parts.count >= 3, let start = Int(parts[2]) else { return }
             guard setState(generation, { $0.link = .sync; $0.syncTotal = -1; $0.syncRead = 0 }) else { return }
-            guard let rdb = receiveRDB(link, generation: generation) else { return }
+            let file = diskLoadPath()
+            defer { if let file { unlink(file) } }
+            server.replication.log("MASTER <-> REPLICA sync: receiving the RDB to " + (file.map { "disk (\($0))" } ?? "memory"))
+            guard let rdb = receiveRDB(link, generation: generation, file: file) else { return }
             // A new stream: a MULTI left open by the previous one is dropped.
             executor.reset()
             guard current(generation), load(rdb, executor: executor) else { return }
@@ -246,9 +249,37 @@ final class ReplicationReplica: @unchecked Sendable {
         stream(link, generation: generation, executor: executor)
     }
 
+    /// `repl-diskless-load`: where the payload goes before it is loaded —
+    /// `disabled` (the default): a temporary file in `dir`, named as Redis
+    /// names it, so the transfer holds no more than a read's worth in memory;
+    /// `on-empty-db`: the same unless the dataset is empty; `swapdb`: memory.
+    /// nil: memory.
+    private func diskLoadPath() -> String? {
+        let (mode, dir) = server.configState.withLock { ($0.redisParameters["repl-diskless-load"] ?? "disabled", $0.dir) }
+        if mode == "swapdb" || (mode == "on-empty-db" && onShards({ shard in shard.keyspace.totalKeys() }) == 0) { return nil }
+        return dir + "/temp-\(Clock.wallMillis() / 1000).\(getpid()).rdb"
+    }
+
+    /// Runs `body` on every shard's thread and waits; returns the sum.
+    private func onShards(_ body: @escaping @Sendable (Shard) -> Int) -> Int {
+        let shardSet = server.engine.shardSet
+        let remaining = Atomic<Int>(shardSet.count)
+        let total = Atomic<Int>(0)
+        for shard in shardSet.shards {
+            shard.loop.post {
+                total.add(body(shard), ordering: .relaxed)
+                remaining.subtract(1, ordering: .releasing)
+            }
+        }
+        while remaining.load(ordering: .acquiring) > 0 { usleep(200) }
+        return total.load(ordering: .relaxed)
+    }
+
     /// The full sync's payload: `$<len>` or `$EOF:<mark>` framed; the
-    /// newlines a master sends while it prepares the RDB are skipped.
-    private func receiveRDB(_ link: MasterLink, generation: Int) -> [UInt8]? {
+    /// newlines a master sends while it prepares the RDB are skipped. With
+    /// `file`, the bytes go there as they arrive (the last 40 held back until
+    /// it is clear they are not the EOF mark) and are read back once complete.
+    private func receiveRDB(_ link: MasterLink, generation: Int, file: String?) -> [UInt8]? {
         var header = ""
         while header.isEmpty {
             guard let line = link.readLine() else { return nil }
@@ -256,60 +287,97 @@ final class ReplicationReplica: @unchecked Sendable {
             _ = setState(generation) { $0.lastIOMs = Clock.wallMillis() }
         }
         guard header.hasPrefix("$") else { return nil }
+        var sink = RDBSink(path: file)
+        guard sink.isOpen else { return nil }
         if header.hasPrefix("$EOF:") {
             let mark = Array(header.utf8.dropFirst(5))
             guard mark.count == 40 else { return nil }
-            var payload: [UInt8] = []
+            var tail: [UInt8] = []
+            var read = 0
             while true {
-                if payload.count >= 40 && Array(payload[(payload.count - 40)...]) == mark {
-                    payload.removeLast(40)
-                    return payload
+                if tail.count >= 40 && Array(tail[(tail.count - 40)...]) == mark {
+                    tail.removeLast(40)
+                    guard sink.write(tail) else { return nil }
+                    return sink.finish()
                 }
                 guard let chunk = link.readSome(), current(generation) else { return nil }
-                payload.append(contentsOf: chunk)
-                _ = setState(generation) { $0.syncRead = payload.count; $0.lastIOMs = Clock.wallMillis() }
+                read += chunk.count
+                tail.append(contentsOf: chunk)
+                if tail.count > 40 {
+                    guard sink.write(tail[..<(tail.count - 40)]) else { return nil }
+                    tail.removeFirst(tail.count - 40)
+                }
+                _ = setState(generation) { $0.syncRead = read; $0.lastIOMs = Clock.wallMillis() }
             }
         }
         guard let length = Int(header.dropFirst()), length >= 0 else { return nil }
         _ = setState(generation) { $0.syncTotal = length }
-        return link.readExactly(length) { read in _ = self.setState(generation) { $0.syncRead = read; $0.lastIOMs = Clock.wallMillis() } }
+        var read = 0
+        while read < length {
+            guard let chunk = link.readSome(limit: length - read), current(generation), sink.write(chunk[...]) else { return nil }
+            read += chunk.count
+            _ = setState(generation) { $0.syncRead = read; $0.lastIOMs = Clock.wallMillis() }
+        }
+        return sink.finish()
     }
 
+    /// Keys parsed before the shards insert them (about 1 MB of small keys).
+    static let loadBatch = 16384
+
     /// Replaces the dataset with the RDB's: FLUSHALL (and FUNCTION FLUSH)
-    /// through the handlers, then each shard inserts its keys on its thread.
+    /// through the handlers, then the keys, a batch at a time: the link
+    /// thread parses the next batch while the shards insert the previous one
+    /// on their threads, so what is held besides the RDB is two batches of
+    /// entries rather than every key twice (parsed and stored). An RDB that
+    /// turns out corrupt leaves an empty dataset, as Redis does.
     private func load(_ rdb: [UInt8], executor: MasterExecutor) -> Bool {
         var reader = RDBReader(bytes: rdb)
         let shardSet = server.engine.shardSet
+        executor.run([[Array("FLUSHALL".utf8)], [Array("FUNCTION".utf8), Array("FLUSH".utf8)]])
+        let inFlight = Atomic<Int>(0)
+        func insert(_ byShard: [[RDBEntry]]) {
+            while inFlight.load(ordering: .acquiring) > 0 { usleep(100) }
+            for shard in shardSet.shards where !byShard[shard.index].isEmpty {
+                let entries = byShard[shard.index]
+                inFlight.add(1, ordering: .relaxed)
+                shard.loop.post {
+                    let now = Clock.wallMillis()
+                    for entry in entries {
+                        let hash = entry.key.withUnsafeBytes { KeyHash.hash($0) }
+                        let db = shard.database(entry.database)
+                        let value = RDBConversion.storedValue(entry.value)
+                        entry.key.withUnsafeBytes { key in
+                            if let existing = db.lookup(key, hash: hash) { db.remove(at: existing) }
+                            _ = db.insert(key, hash: hash, value: value, expireAtMs: entry.expireAtMs, nowMs: now)
+                        }
+                    }
+                    inFlight.subtract(1, ordering: .releasing)
+                }
+            }
+        }
         var byShard: [[RDBEntry]] = Array(repeating: [], count: shardSet.count)
+        var batched = 0
         do {
             while let entry = try reader.next() {
                 guard entry.database < server.engine.databaseCount else { continue }
                 let shard = entry.key.withUnsafeBytes { shardSet.shardIndex(of: $0, hash: KeyHash.hash($0)) }
                 byShard[shard].append(entry)
+                batched += 1
+                if batched >= Self.loadBatch {
+                    insert(byShard)
+                    byShard = Array(repeating: [], count: shardSet.count)
+                    batched = 0
+                }
             }
         } catch {
+            server.replication.log("Failed trying to load the MASTER synchronization DB: \(error)")
+            while inFlight.load(ordering: .acquiring) > 0 { usleep(100) }
+            executor.run([[Array("FLUSHALL".utf8)]])
             return false
         }
-        executor.run([[Array("FLUSHALL".utf8)], [Array("FUNCTION".utf8), Array("FLUSH".utf8)]])
-        let remaining = Atomic<Int>(shardSet.count)
-        for shard in shardSet.shards {
-            let entries = byShard[shard.index]
-            shard.loop.post {
-                let now = Clock.wallMillis()
-                for entry in entries {
-                    let hash = entry.key.withUnsafeBytes { KeyHash.hash($0) }
-                    let db = shard.database(entry.database)
-                    let value = RDBConversion.storedValue(entry.value)
-                    entry.key.withUnsafeBytes { key in
-                        if let existing = db.lookup(key, hash: hash) { db.remove(at: existing) }
-                        _ = db.insert(key, hash: hash, value: value, expireAtMs: entry.expireAtMs, nowMs: now)
-                    }
-                }
-                shard.publishStats()
-                remaining.subtract(1, ordering: .releasing)
-            }
-        }
-        while remaining.load(ordering: .acquiring) > 0 { usleep(200) }
+        insert(byShard)
+        while inFlight.load(ordering: .acquiring) > 0 { usleep(100) }
+        _ = onShards { shard in shard.publishStats(); return 0 }
         if !reader.functionLibraries.isEmpty {
             let libraries = reader.functionLibraries
             let done = Atomic<Bool>(false)
@@ -465,6 +533,57 @@ final class ReplicationReplica: @unchecked Sendable {
     }
 }
 
+/// Where a full sync's payload collects: memory, or a file read back whole
+/// at the end (and removed by the caller).
+struct RDBSink {
+    private var memory: [UInt8] = []
+    private let path: String?
+    private var fd: Int32 = -1
+
+    init(path: String?) {
+        self.path = path
+        if let path { fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+    }
+
+    var isOpen: Bool { path == nil || fd >= 0 }
+
+    mutating func write(_ bytes: ArraySlice<UInt8>) -> Bool {
+        guard path != nil else {
+            memory.append(contentsOf: bytes)
+            return true
+        }
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+            if n <= 0 { return false }
+            done += n
+        }
+        return true
+    }
+
+    mutating func write(_ bytes: [UInt8]) -> Bool { write(bytes[...]) }
+
+    /// The whole payload (read back from the file).
+    mutating func finish() -> [UInt8]? {
+        guard let path else { return memory }
+        Glibc.close(fd)
+        fd = -1
+        let readFD = open(path, O_RDONLY | O_CLOEXEC)
+        guard readFD >= 0 else { return nil }
+        defer { Glibc.close(readFD) }
+        var size = stat()
+        guard fstat(readFD, &size) == 0 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: Int(size.st_size))
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { read(readFD, $0.baseAddress! + done, $0.count - done) }
+            if n <= 0 { return nil }
+            done += n
+        }
+        return bytes
+    }
+}
+
 /// The blocking socket to the master, with a read buffer.
 final class MasterLink {
     enum PollResult { case readable, idle, failed }
@@ -510,10 +629,14 @@ final class MasterLink {
         return out.withUnsafeBytes { dfly_send_all(fd, $0.baseAddress, $0.count) } == 0
     }
 
-    /// More bytes from the socket (the buffer's first), nil at the end.
-    func readSome() -> [UInt8]? {
-        if !buffer.isEmpty { return takeBuffered() }
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    /// More bytes from the socket (the buffer's first; at most `limit`), nil at the end.
+    func readSome(limit: Int = 1 << 16) -> [UInt8]? {
+        if !buffer.isEmpty {
+            guard buffer.count > limit else { return takeBuffered() }
+            defer { buffer.removeFirst(limit) }
+            return Array(buffer[..<limit])
+        }
+        var chunk = [UInt8](repeating: 0, count: min(limit, 1 << 16))
         let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
         guard n > 0 else { return nil }
         chunk.removeLast(chunk.count - n)
@@ -537,25 +660,6 @@ final class MasterLink {
             guard let chunk = readRaw() else { return nil }
             buffer.append(contentsOf: chunk)
         }
-    }
-
-    func readExactly(_ count: Int, progress: (Int) -> Void) -> [UInt8]? {
-        var out = [UInt8]()
-        out.reserveCapacity(count)
-        let take = min(count, buffer.count)
-        out.append(contentsOf: buffer[..<take])
-        buffer.removeFirst(take)
-        while out.count < count {
-            guard var chunk = readRaw() else { return nil }
-            let need = count - out.count
-            if chunk.count > need {
-                buffer.append(contentsOf: chunk[need...])
-                chunk.removeLast(chunk.count - need)
-            }
-            out.append(contentsOf: chunk)
-            progress(out.count)
-        }
-        return out
     }
 
     private func readRaw() -> [UInt8]? {
