@@ -15,7 +15,9 @@
 #    the lag in milliseconds (median, max), no WAIT involved.
 #
 #   Benchmarks/replica_sync.sh   # Env: KEYS [1000000], FLAGS [--proactor_threads=2], ROUNDS [1],
-#                                #      PARTS ["sync lag"], LAG_CLIENTS [20], LAG_REQUESTS [200000]
+#                                #      PARTS ["sync lag"], LAG_CLIENTS [20], LAG_REQUESTS [200000],
+#                                #      REPLICA_CONFIG ["" or e.g. "repl-diskless-load swapdb": CONFIG SET on
+#                                #      each replica before REPLICAOF], PAIRS_ONLY ["" or e.g. "redis damselfly"]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source Benchmarks/lib.sh
@@ -23,8 +25,10 @@ need_tools redis-server redis-cli redis-benchmark python3
 resolve_damselfly_bin
 KEYS="${KEYS:-1000000}"; FLAGS="${FLAGS:---proactor_threads=2}"; ROUNDS="${ROUNDS:-1}"
 PARTS="${PARTS:-sync lag}"; LAG_CLIENTS="${LAG_CLIENTS:-20}"; LAG_REQUESTS="${LAG_REQUESTS:-200000}"
+REPLICA_CONFIG="${REPLICA_CONFIG:-}"
 make_workdir
 PAIRS=("redis redis" "redis damselfly" "damselfly redis" "damselfly damselfly")
+if [[ -n "${PAIRS_ONLY:-}" ]]; then PAIRS=("$PAIRS_ONLY"); fi
 
 start_kind() {  # kind name -> PORT, SERVER_PID
   local kind=$1 name=$2
@@ -47,6 +51,8 @@ time_sync() {  # master-kind replica-kind
   redis-cli -p "$mport" DEBUG POPULATE "$KEYS" key 16 >/dev/null
   expected=$(redis-cli -p "$mport" DBSIZE)
   start_kind "$rk" "replica-$rk"; rport=$PORT; rpid=$SERVER_PID
+  # shellcheck disable=SC2086
+  if [[ -n "$REPLICA_CONFIG" ]]; then redis-cli -p "$rport" CONFIG SET $REPLICA_CONFIG >/dev/null; fi
   start=$(date +%s.%N)
   redis-cli -p "$rport" REPLICAOF 127.0.0.1 "$mport" >/dev/null
   until link_up "$rport" && [[ $(redis-cli -p "$rport" DBSIZE) == "$expected" ]]; do sleep 0.05; done
