@@ -792,9 +792,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// Since when the unsent replies have been above the soft limit (0: they are not).
     private var overSoftLimitSinceMs: Int64 = 0
 
-    /// Redis's `client-output-buffer-limit`: a client that does not read its replies (or
-    /// its messages, when subscribed; or its stream, when a replica) is closed once they reach the hard limit, or stay
-    /// above the soft one for its seconds, so the server's memory stays bounded.
+    /// Redis's `client-output-buffer-limit`: a client that does not read its replies (its
+    /// messages, when subscribed; its stream, when a replica) is closed once they reach the
+    /// hard limit, or stay above the soft one for its seconds, so the server's memory stays
+    /// bounded. Logged as Redis logs it.
     private func checkOutputLimit() {
         let limit = server.limits.outputLimit(pubsub: subscriptionCount > 0, replica: replicaLink != nil)
         guard limit.hard > 0 || limit.soft > 0, !isClosed else { return }
