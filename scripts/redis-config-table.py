@@ -34,6 +34,9 @@ HIDDEN = ["use-exit-on-panic", "lua-enable-deprecated-api", "rdb-key-save-delay"
           "watchdog-period", "loading-process-events-interval-bytes"]
 
 
+DAMSELFLY_DEFAULTS = {"repl-diskless-sync-delay": "0"}
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -151,6 +154,9 @@ def emit(params):
         else:
             kind = ".string"
         default = "." if name == "dir" else p["default"]  # not the probe's temporary directory
+        # Damselfly's own defaults where it deliberately differs (docs/compatibility.md):
+        # no wait before a diskless full sync, whose forkless snapshot costs no fork.
+        default = DAMSELFLY_DEFAULTS.get(name, default)
         alias = f", aliasOf: {swift_string(alias_of[name])}" if name in alias_of else ""
         hidden = ", hidden: true" if p.get("hidden") else ""
         lines.append(f"        Entry({swift_string(name)}, {swift_string(default)}, {kind}{alias}{hidden}),")

@@ -17,6 +17,8 @@ public final class ClientState {
     public var user: ACLUserHandle?
     public var noEvict = false
     public var noTouch = false
+    /// The replica's link to its master: its writes (and scripts) are never refused.
+    public var isMaster = false
     /// Set by QUIT/CLIENT KILL: close after the pending replies are sent.
     public var closeRequested = false
     public var address = ""

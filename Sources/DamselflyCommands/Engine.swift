@@ -84,6 +84,14 @@ public final class Engine: Sendable {
     /// (Redis's checkGoodReplicasStatus). Kept by the replication master's timer.
     public let tooFewReplicas = Atomic<Bool>(false)
 
+    /// This server is a replica with `replica-read-only yes`. Connections refuse
+    /// writes before they run; a script without a `#!lua` line is only refused at
+    /// its first write (``readOnlyReplicaError`` from `redis.call`), as Redis's
+    /// scriptVerifyWriteCommandAllow does. Kept by the replica side.
+    public let readOnlyReplica = Atomic<Bool>(false)
+
+    public static let readOnlyReplicaError = "READONLY You can't write against a read only replica."
+
     public static let noReplicasError = "NOREPLICAS Not enough good replicas to write."
 
     /// Whether a write that may grow memory must be refused (noeviction).

@@ -525,14 +525,19 @@ public enum FunctionFamily {
             return call.reply(.error("ERR Number of keys can't be greater than number of args"))
         }
         guard keyCount >= 0 else { return call.reply(.error("ERR Number of keys can't be negative")) }
-        if readOnly && !function.noWrites {
-            return call.reply(.error("ERR Can not execute a script with write flag using *_ro command."))
-        }
+        // Redis's order: a function that may write counts as a write command for
+        // processCommand's checks (OOM, NOREPLICAS, READONLY), then FCALL_RO's own.
         if !function.noWrites && !function.allowOOM && call.engine.isOverMemoryLimit {
             return call.reply(.error(ScriptFamily.oomError))
         }
         if !function.noWrites && call.engine.tooFewReplicas.load(ordering: .relaxed) {
             return call.reply(.error(Engine.noReplicasError))
+        }
+        if !function.noWrites && call.engine.readOnlyReplica.load(ordering: .relaxed) && !call.client.isMaster {
+            return call.reply(.error(Engine.readOnlyReplicaError))
+        }
+        if readOnly && !function.noWrites {
+            return call.reply(.error("ERR Can not execute a script with write flag using *_ro command."))
         }
         let invocation = ScriptInvocation(call, firstKey: 3, keyCount: Int(keyCount))
         // The lending bookkeeping is keyed per function and library version.

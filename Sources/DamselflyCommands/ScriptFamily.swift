@@ -730,11 +730,16 @@ public enum ScriptFamily {
             }
         }
         if script.hasLuaShebang && !script.noWrites {
+            // Redis's order: the script counts as a write command for processCommand's
+            // checks (OOM, NOREPLICAS, READONLY), then EVAL_RO's own.
+            if !script.allowsOOM && call.engine.isOverMemoryLimit { return call.reply(.error(ScriptFamily.oomError)) }
+            if call.engine.tooFewReplicas.load(ordering: .relaxed) { return call.reply(.error(Engine.noReplicasError)) }
+            if call.engine.readOnlyReplica.load(ordering: .relaxed) && !call.client.isMaster {
+                return call.reply(.error(Engine.readOnlyReplicaError))
+            }
             if call.spec.flags.contains(.readonly) {
                 return call.reply(.error("ERR Can not execute a script with write flag using *_ro command."))
             }
-            if !script.allowsOOM && call.engine.isOverMemoryLimit { return call.reply(.error(ScriptFamily.oomError)) }
-            if call.engine.tooFewReplicas.load(ordering: .relaxed) { return call.reply(.error(Engine.noReplicasError)) }
         }
         let invocation = ScriptInvocation(call, firstKey: 3, keyCount: Int(keyCount))
         let wantsLending = script.allowsUndeclaredKeys ?? runtime.settings.defaultAllowsUndeclaredKeys.load(ordering: .relaxed)
@@ -967,6 +972,9 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
             // EVAL_RO / EVALSHA_RO / FCALL_RO, or a `no-writes` script or function; PUBLISH
             // too, which would reach replicas (Redis 7.0's text, with its full stop)
             return refuse("ERR Write commands are not allowed from read-only scripts.", spec)
+        }
+        if spec.writesAsRedis && call.engine.readOnlyReplica.load(ordering: .relaxed) && !call.client.isMaster {
+            return refuse(Engine.readOnlyReplicaError, spec)
         }
         if spec.flags.contains(.denyOOM) && !allowsOOM && call.engine.isOverMemoryLimit {
             return refuse(ScriptFamily.oomError, spec)

@@ -1,3 +1,4 @@
+import DamselflyRuntime
 import Synchronization
 
 /// The per-client limits CONFIG SET can change while clients are connected: every loop
@@ -7,8 +8,9 @@ import Synchronization
 /// - `client-query-buffer-limit`: a client whose unprocessed input grows past it is closed.
 /// - `client-output-buffer-limit <class> <hard> <soft> <soft-seconds>`: a client whose unsent
 ///   replies reach `hard` bytes, or stay above `soft` for `soft-seconds`, is closed; 0 turns a
-///   limit off. Classes `normal` and `pubsub` (a client with subscriptions); `replica` is
-///   accepted and kept for CONFIG GET (there are no replicas yet).
+///   limit off. Classes `normal`, `pubsub` (a client with subscriptions) and `replica` (a
+///   connection that sent SYNC / PSYNC: a replica that falls that far behind is dropped and
+///   resyncs, rather than the master holding its stream without bound).
 /// - `maxclients`, `timeout`: checked at accept and once a second.
 /// - `protected-mode`: with no password, a client not on this machine gets Redis's
 ///   DENIED text at accept and is closed.
@@ -17,15 +19,30 @@ final class ClientLimits: Sendable {
         var hard: Int
         var soft: Int
         var softSeconds: Int
+
+        /// Whether `queued` unsent bytes break the limit, given since when they have been
+        /// above the soft one (`overSoftSinceMs`, 0 when not; kept up to date here).
+        func exceeded(queued: Int, overSoftSinceMs: inout Int64) -> Bool {
+            var exceeded = hard > 0 && queued >= hard
+            if soft > 0 && queued >= soft {
+                let now = Clock.wallMillis()
+                if overSoftSinceMs == 0 { overSoftSinceMs = now }
+                if now - overSoftSinceMs >= Int64(softSeconds) * 1000 { exceeded = true }
+            } else {
+                overSoftSinceMs = 0
+            }
+            return exceeded
+        }
     }
 
     let queryBufferLimit: Atomic<Int>
     let maxClients: Atomic<Int>
     let timeoutSeconds: Atomic<Int>
     let protectedMode: Atomic<Bool>
-    /// The normal and pubsub classes (the replica one is kept in the configuration only).
+    /// The normal, pubsub and replica classes.
     private let normalHard = Atomic<Int>(0), normalSoft = Atomic<Int>(0), normalSeconds = Atomic<Int>(0)
     private let pubsubHard = Atomic<Int>(0), pubsubSoft = Atomic<Int>(0), pubsubSeconds = Atomic<Int>(0)
+    private let replicaHard = Atomic<Int>(0), replicaSoft = Atomic<Int>(0), replicaSeconds = Atomic<Int>(0)
 
     static let classes = ["normal", "replica", "pubsub"]
 
@@ -50,11 +67,19 @@ final class ClientLimits: Sendable {
         pubsubHard.store(limits[2].hard, ordering: .relaxed)
         pubsubSoft.store(limits[2].soft, ordering: .relaxed)
         pubsubSeconds.store(limits[2].softSeconds, ordering: .relaxed)
+        replicaHard.store(limits[1].hard, ordering: .relaxed)
+        replicaSoft.store(limits[1].soft, ordering: .relaxed)
+        replicaSeconds.store(limits[1].softSeconds, ordering: .relaxed)
     }
 
-    /// The output limit of a normal client, or of one with subscriptions.
-    func outputLimit(pubsub: Bool) -> OutputLimit {
-        pubsub
+    /// The output limit of a normal client, of one with subscriptions, or of a replica link.
+    func outputLimit(pubsub: Bool, replica: Bool = false) -> OutputLimit {
+        if replica {
+            return OutputLimit(
+                hard: replicaHard.load(ordering: .relaxed), soft: replicaSoft.load(ordering: .relaxed),
+                softSeconds: replicaSeconds.load(ordering: .relaxed))
+        }
+        return pubsub
             ? OutputLimit(
                 hard: pubsubHard.load(ordering: .relaxed), soft: pubsubSoft.load(ordering: .relaxed),
                 softSeconds: pubsubSeconds.load(ordering: .relaxed))

@@ -792,22 +792,16 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// Since when the unsent replies have been above the soft limit (0: they are not).
     private var overSoftLimitSinceMs: Int64 = 0
 
-    /// Redis's `client-output-buffer-limit`: a client that does not read its replies (or
-    /// its messages, when subscribed) is closed once they reach the hard limit, or stay
-    /// above the soft one for its seconds, so the server's memory stays bounded.
+    /// Redis's `client-output-buffer-limit`: a client that does not read its replies (its
+    /// messages, when subscribed; its stream, when a replica) is closed once they reach the
+    /// hard limit, or stay above the soft one for its seconds, so the server's memory stays
+    /// bounded. Logged as Redis logs it.
     private func checkOutputLimit() {
-        let limit = server.limits.outputLimit(pubsub: subscriptionCount > 0)
+        let limit = server.limits.outputLimit(pubsub: subscriptionCount > 0, replica: replicaLink != nil)
         guard limit.hard > 0 || limit.soft > 0, !isClosed else { return }
         let queued = loop.queuedBytes(socket) + output.buffer.count
-        var exceeded = limit.hard > 0 && queued >= limit.hard
-        if limit.soft > 0 && queued >= limit.soft {
-            let now = Clock.wallMillis()
-            if overSoftLimitSinceMs == 0 { overSoftLimitSinceMs = now }
-            if now - overSoftLimitSinceMs >= Int64(limit.softSeconds) * 1000 { exceeded = true }
-        } else {
-            overSoftLimitSinceMs = 0
-        }
-        if exceeded {
+        if limit.exceeded(queued: queued, overSoftSinceMs: &overSoftLimitSinceMs) {
+            server.replication.log(ReplicationMaster.outputLimitLogLine(client))
             close()
         }
     }

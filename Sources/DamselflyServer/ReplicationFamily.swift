@@ -73,6 +73,7 @@ enum ReplicationFamily {
     private static func replicaOf(_ call: CommandCall, server: Server) {
         let replica = server.replication.replica
         if call.isArg(1, "no") && call.isArg(2, "one") {
+            server.configState.withLock { $0.replicaof = "" }
             return replica.promote(from: call.loop) { call.reply(.ok) }
         }
         if (call.sink as? Connection)?.replicaLink != nil {
@@ -83,6 +84,8 @@ enum ReplicationFamily {
         }
         let host = call.args.string(1)
         if replica.follow(host: host, port: Int(port)) {
+            // What CONFIG REWRITE writes: a replica Sentinel reconfigured restarts as one.
+            server.configState.withLock { $0.replicaof = "\(host):\(port)" }
             call.reply(.ok)
         } else {
             call.reply(.simple("OK Already connected to specified master"))

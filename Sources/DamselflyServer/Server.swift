@@ -187,6 +187,7 @@ public final class Server: @unchecked Sendable {
         }
         for loop in loops { while !loop.isReady { sched_yield() } }
         if config.appendonly { startJournal(from: journalFrom) }
+        replication.replica.followConfigured(config)
         startupMemory.store(engine.usedMemory, ordering: .relaxed)
         // Active expiry and stats on every shard, `hz` times a second.
         configureTracking(config)

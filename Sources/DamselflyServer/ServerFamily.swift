@@ -100,7 +100,7 @@ enum ServerFamily {
             server.engine.maxMemory.store(updated.maxmemory, ordering: .relaxed)
             server.latency.configure(updated)
             server.configureTracking(updated)
-            server.replication.configureWriteQuorum(updated)
+            server.replication.configure(updated)
             server.engine.scripts.settings.timeLimitMillis.store(updated.luaTimeLimit, ordering: .relaxed)
             server.engine.setRequirePass(updated.requirepass)
             server.slowlog.configure(thresholdMicros: updated.slowlogLogSlowerThan, maxLength: updated.slowlogMaxLen)

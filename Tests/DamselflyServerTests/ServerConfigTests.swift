@@ -380,7 +380,7 @@ private func parseError(_ arguments: [String], env: [String: String] = [:]) -> C
         "save", "appendonly", "appendfsync", "appendfilename", "poll_before_sleep_us", "migrate_connections",
         "lua_time_limit", "default_lua_flags", "client_query_buffer_limit", "client_output_buffer_limit",
         "mem_release_interval", "aclfile", "maxmemory_policy", "maxmemory_samples", "lfu_log_factor", "lfu_decay_time",
-        "notify_keyspace_events", "cluster_mode",
+        "notify_keyspace_events", "cluster_mode", "replicaof",
     ]
 
     @Test func helpListsEveryFlagWithItsDefault() throws {
@@ -463,5 +463,26 @@ private func parseError(_ arguments: [String], env: [String: String] = [:]) -> C
             return
         }
         #expect(flag == "cluster_mode" && value == "yes")
+    }
+}
+
+@Suite struct ServerConfigReplicaofTests {
+    @Test func hostColonPortOrHostSpacePort() throws {
+        let colon = try config(["--replicaof=127.0.0.1:6380"])
+        #expect(ServerConfig.replicaMaster(colon.replicaof)! == ("127.0.0.1", 6380))
+        let spaced = try config(["--replicaof", "10.0.0.2 7000"])
+        #expect(ServerConfig.replicaMaster(spaced.replicaof)! == ("10.0.0.2", 7000))
+        #expect(ServerConfig.replicaMaster("::1:6379")! == ("::1", 6379))
+        #expect(try config([]).replicaof == "")
+    }
+
+    @Test func refusesWhatIsNotAMaster() {
+        for bad in ["localhost", "h:notaport", "h:70000", "a b c", ":6379"] {
+            guard case .invalidValue(let flag, let value, _)? = parseError(["--replicaof=\(bad)"]) else {
+                Issue.record("expected invalidValue for \(bad)")
+                continue
+            }
+            #expect(flag == "replicaof" && value == bad)
+        }
     }
 }

@@ -12,6 +12,7 @@ import redis
 OWN_VALUES = {
     "port", "dir", "maxclients",  # per server; Damselfly's default maxclients is 64000
     "appendfsync", "save", "appendonly", "appendfilename", "dbfilename",
+    "repl-diskless-sync-delay",  # 0: no wait before a diskless full sync (a forkless snapshot, no fork to share)
 }
 
 

@@ -131,6 +131,67 @@ def test_read_only_refusal_matches_redis(servers):
     r.config_set("replica-read-only", "yes")
 
 
+SCRIPT_LIBRARY = ("#!lua name=rolib\n"
+                  "redis.register_function('w', function(keys, args) return redis.call('set', keys[1], 1) end)\n"
+                  "redis.register_function{function_name='r', callback=function(keys, args) "
+                  "return redis.call('get', keys[1]) end, flags={'no-writes'}}")
+
+SCRIPT_CALLS = [
+    ("EVAL", "return redis.call('get', KEYS[1])", 1, "k"),
+    ("EVAL", "redis.call('get', KEYS[1]); return redis.call('set', KEYS[1], 1)", 1, "k"),
+    ("EVAL", "return redis.pcall('incr', KEYS[1])", 1, "k"),
+    ("EVAL", "local ok = pcall(redis.call, 'set', KEYS[1], 1); return redis.call('get', KEYS[1])", 1, "k"),
+    ("EVAL", "#!lua\nreturn redis.call('get', KEYS[1])", 1, "k"),
+    ("EVAL", "#!lua flags=no-writes\nreturn redis.call('get', KEYS[1])", 1, "k"),
+    ("EVAL_RO", "return redis.call('set', KEYS[1], 1)", 1, "k"),
+    ("EVAL_RO", "#!lua\nreturn 1", 0),
+    ("EVAL", "return redis.call('publish', 'chan', 'x')", 0),
+    ("FCALL", "w", 1, "k"),
+    ("FCALL", "r", 1, "k"),
+    ("FCALL_RO", "r", 1, "k"),
+    ("FCALL_RO", "w", 1, "k"),
+]
+
+
+def test_scripts_on_read_only_replica_match_redis(servers):
+    """A script runs on a read-only replica and fails at its first write from
+    redis.call (error text and script location as Redis's); one that declares
+    writes (a #!lua line without no-writes, a function without the flag) is
+    refused whole; read-only scripts and functions work."""
+    master = start_redis_master(servers)
+    m = master.client()
+    m.set("k", "v")
+    m.function_load(SCRIPT_LIBRARY)
+    real = servers.start_redis("--replicaof", "127.0.0.1", str(master.port))
+    dfly = servers.start("--proactor_threads=2")
+    follow(dfly.client(), master)
+    out = []
+    for server in (real, dfly):
+        c = server.client()
+        wait_in_sync(m, c)
+        got = []
+        for args in SCRIPT_CALLS:
+            try:
+                got.append(c.execute_command(*args))
+            except redis.exceptions.ResponseError as e:
+                got.append((type(e).__name__, str(e)))
+        # The same script by its SHA; and with replica-read-only no it writes.
+        sha = c.script_load("redis.call('get', KEYS[1]); return redis.call('set', KEYS[1], 'local')")
+        try:
+            got.append(c.evalsha(sha, 1, "k"))
+        except redis.exceptions.ResponseError as e:
+            got.append((type(e).__name__, str(e)))
+        c.config_set("replica-read-only", "no")
+        got.append(c.evalsha(sha, 1, "k"))
+        got.append(c.fcall("w", 1, "k2"))
+        c.config_set("replica-read-only", "yes")
+        got.append(c.get("k"))
+        out.append(got)
+    assert out[0] == out[1]
+    assert out[0][1][1].startswith("You can't write against a read only replica. script: ")
+    assert out[0][4] == ("ReadOnlyError", "You can't write against a read only replica.")
+
+
 def test_stale_data_refusal_matches_redis(servers):
     """A replica whose master is unreachable, with replica-serve-stale-data no."""
     real = servers.start_redis()

@@ -261,6 +261,9 @@ public enum ConfigParameters {
                 return nil
             }),
         immutable("enable-protected-configs", [], { $0.enableProtectedConfigs }),
+        // Redis shows the master as `host port` (empty on a master), under both names.
+        immutable("replicaof", [], { $0.replicaofShown }),
+        immutable("slaveof", [], { $0.replicaofShown }),
         Parameter(
             name: "dir", aliases: [], get: { $0.dir },
             set: { config, text in

@@ -128,7 +128,7 @@ extension RedisParameterTable {
         Entry("repl-disable-tcp-nodelay", "no", .bool),
         Entry("repl-diskless-load", "disabled", .oneOf(["disabled", "on-empty-db", "swapdb"])),
         Entry("repl-diskless-sync", "yes", .bool),
-        Entry("repl-diskless-sync-delay", "5", .integer(0, 2147483647)),
+        Entry("repl-diskless-sync-delay", "0", .integer(0, 2147483647)),
         Entry("repl-diskless-sync-max-replicas", "0", .integer(0, 2147483647)),
         Entry("repl-ping-replica-period", "10", .integer(1, 2147483647)),
         Entry("repl-ping-slave-period", "10", .integer(1, 2147483647), aliasOf: "repl-ping-replica-period"),

@@ -123,6 +123,9 @@ public struct ServerConfig: Sendable, Equatable {
     /// `cluster-enabled`); "emulated" = answer CLUSTER as a one-node cluster owning every slot,
     /// so cluster-mode clients work unchanged.
     public var clusterMode: String = ""
+    /// --replicaof: start as a replica of this master (`host:port` or `host port`); REPLICAOF
+    /// keeps it current, so CONFIG REWRITE writes what a restart should be.
+    public var replicaof: String = ""
     /// --shard_round_robin_prefix: keys with this prefix are spread round-robin over shards.
     public var shardRoundRobinPrefix: String = ""
     /// --pin_threads: pin thread i to CPU i.
@@ -190,12 +193,35 @@ public struct ServerConfig: Sendable, Equatable {
                 flag: "notify_keyspace_events", value: notifyKeyspaceEvents,
                 reason: "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")
         }
+        if !replicaof.isEmpty, Self.replicaMaster(replicaof) == nil {
+            throw .invalidValue(
+                flag: "replicaof", value: replicaof, reason: "must be host:port or \"host port\" with a port in 0..65535")
+        }
         if proactorThreads > 0, numShards > proactorThreads {
             throw .invalidValue(
                 flag: "num_shards", value: String(numShards),
                 reason: "must not exceed proactor_threads (\(proactorThreads))")
         }
     }
+
+    /// `--replicaof`'s master: `host:port` (the last colon, so `::1:6379` works) or `host port`
+    /// (redis.conf's `replicaof host port`); nil when it is neither.
+    public static func replicaMaster(_ text: String) -> (host: String, port: Int)? {
+        let words = text.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        let host: Substring, port: Substring
+        if words.count == 2 {
+            (host, port) = (words[0], words[1])
+        } else if words.count == 1, let colon = text.lastIndex(of: ":") {
+            (host, port) = (text[..<colon], text[text.index(after: colon)...])
+        } else {
+            return nil
+        }
+        guard !host.isEmpty, let number = Int(port), (0...65535).contains(number) else { return nil }
+        return (String(host), number)
+    }
+
+    /// CONFIG GET replicaof's `host port`, empty on a master.
+    var replicaofShown: String { Self.replicaMaster(replicaof).map { "\($0.host) \($0.port)" } ?? "" }
 
     /// Threads and shards once the zero defaults are resolved against the CPUs available.
     public func resolvedTopology(availableCPUs: Int) -> (threads: Int, shards: Int) {
@@ -412,6 +438,8 @@ struct ConfigFlagSpec: Sendable {
              \.txScheduleTimeoutMs),
         .string("cluster_mode", "Empty = standalone; emulated = answer CLUSTER as a one-node cluster owning all 16384 slots (for cluster-mode clients).",
                 \.clusterMode, choices: ["", "emulated"]),
+        .string("replicaof", "Start as a replica of this master: host:port or \"host port\" (Redis's replicaof); empty = a master. REPLICAOF changes it, so CONFIG REWRITE keeps it.",
+                \.replicaof),
         .string("shard_round_robin_prefix", "Keys starting with this prefix are spread round-robin over shards; empty = off.",
                 \.shardRoundRobinPrefix),
         .bool("pin_threads", "Pin thread i to CPU i.", \.pinThreads),

@@ -71,10 +71,25 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
         /// Transactions from this ID on are units; earlier ones (which may have
         /// run steps before every shard had the tap) record plainly.
         var unitsFrom = UInt64.max
+        /// False once `repl-backlog-ttl` freed the backlog: until a replica
+        /// attaches, the stream is dropped and the offset stands still (Redis
+        /// feeds nothing without a backlog).
+        var backlogActive = true
+        /// Since when no replica is attached (for `repl-backlog-ttl`).
+        var noReplicasSinceMs = Clock.wallMillis()
     }
 
     let state: Mutex<State>
-    init(shardCount: Int, backlogSize: Int, identity: ReplicationIdentity) {
+    /// `client-output-buffer-limit replica`, also applied to the stream a
+    /// replica collects while its RDB is made and sent.
+    let limits: ClientLimits
+    /// Where the feed's own log lines go (dropped replicas).
+    let log: @Sendable (String) -> Void
+
+    init(shardCount: Int, backlogSize: Int, identity: ReplicationIdentity, limits: ClientLimits,
+         log: @escaping @Sendable (String) -> Void) {
+        self.limits = limits
+        self.log = log
         state = Mutex(State(
             queues: Array(repeating: ShardQueue(), count: shardCount),
             open: Array(repeating: nil, count: shardCount),
@@ -92,7 +107,9 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
             s.identity = identity
             s.offset = identity.offset
             s.backlog = ReplicationBacklog(capacity: s.backlog.capacity, firstByteOffset: identity.offset + 1)
+            s.backlogActive = true
             s.streamDatabase = -1
+            s.noReplicasSinceMs = Clock.wallMillis()
             let links = s.replicas
             for link in links {
                 link.phase = .closed
@@ -149,9 +166,12 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
     /// transaction over every shard, the snapshot's cut) lands in the stream.
     func attachCut(txid: UInt64, participants: Int, link: ReplicaLink) {
         state.withLock { s in
+            // Closed while it waited for its snapshot (a delayed sync).
+            guard link.phase != .closed else { return }
             if s.units[txid] == nil { s.units[txid] = Unit(participants: participants) }
             s.units[txid]!.cuts.append(link)
             link.phase = .waitingCut
+            reactivateBacklog(&s)
             s.replicas.append(link)
         }
     }
@@ -213,13 +233,73 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
     }
 
     /// Appends stream bytes: offset, backlog, every attached replica.
+    ///
+    /// A replica that is not online yet (its RDB is being made or sent, or
+    /// loaded) collects the stream here; past its `client-output-buffer-limit`
+    /// it is dropped, as Redis drops it, and syncs again. An online replica's
+    /// bytes go to its connection, whose own check applies the same limit.
     private func publish(_ bytes: [UInt8], _ s: inout State) {
-        guard !bytes.isEmpty else { return }
+        guard !bytes.isEmpty, s.backlogActive else { return }
         s.offset += bytes.count
         s.backlog.append(bytes)
+        var overLimit: [ReplicaLink] = []
         for link in s.replicas where link.phase != .waitingCut && link.phase != .closed {
             link.pending.append(contentsOf: bytes)
-            if link.phase == .online { scheduleFlush(link) }
+            if link.phase == .online {
+                scheduleFlush(link)
+            } else if limits.outputLimit(pubsub: false, replica: true).exceeded(queued: link.pending.count, overSoftSinceMs: &link.overSoftSinceMs) {
+                overLimit.append(link)
+            }
+        }
+        for link in overLimit {
+            log(ReplicationMaster.outputLimitLogLine(clientID: link.clientID, address: link.address))
+            drop(link, &s)
+        }
+    }
+
+    /// Detaches `link` and closes its connection (on its loop).
+    private func drop(_ link: ReplicaLink, _ s: inout State) {
+        detach(link, &s)
+        link.loop.post { link.connection?.close() }
+    }
+
+    private func detach(_ link: ReplicaLink, _ s: inout State) {
+        link.phase = .closed
+        link.pending = []
+        s.replicas.removeAll { $0 === link }
+        if s.replicas.isEmpty { s.noReplicasSinceMs = Clock.wallMillis() }
+    }
+
+    /// A replica attaches to a freed backlog: a new one starts at the offset
+    /// reached (Redis's createReplicationBacklog on the first replica).
+    private func reactivateBacklog(_ s: inout State) {
+        guard !s.backlogActive else { return }
+        s.backlogActive = true
+        s.backlog = ReplicationBacklog(capacity: s.backlog.capacity, firstByteOffset: s.offset + 1)
+    }
+
+    /// Once a second (loop 0's timer): replicas silent for longer than
+    /// `repl-timeout` (no `REPLCONF ACK`) are dropped, as Redis's
+    /// replicationCron does (an old-style SYNC replica never ACKs and is
+    /// exempt, as there); and a master without replicas for `repl-backlog-ttl`
+    /// seconds frees its backlog and takes a new replication ID, so no
+    /// replica can continue a history it no longer holds.
+    func cron(nowMs: Int64, timeoutMs: Int64, backlogTTLMs: Int64, isReplica: Bool) {
+        state.withLock { s in
+            let silent = s.replicas.filter { link in
+                (link.phase == .online || link.phase == .waitingAck) && !link.legacySync && nowMs - link.lastAckMs > timeoutMs
+            }
+            for link in silent {
+                log("Disconnecting timedout replica (streaming sync): \(link.ip):\(link.listeningPort)")
+                drop(link, &s)
+            }
+            guard backlogTTLMs > 0, s.backlogActive, s.replicas.isEmpty, !isReplica,
+                  nowMs - s.noReplicasSinceMs >= backlogTTLMs else { return }
+            s.backlogActive = false
+            s.backlog = ReplicationBacklog(capacity: s.backlog.capacity, firstByteOffset: 0)
+            s.identity = ReplicationIdentity(replid: ReplicationIdentity.randomID(), offset: s.offset)
+            s.streamDatabase = -1
+            log("Replication backlog freed after \(backlogTTLMs / 1000) seconds without connected replicas.")
         }
     }
 
@@ -311,6 +391,7 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
                 return false
             }
             s.syncPartialOK += 1
+            reactivateBacklog(&s)
             link.phase = .online
             link.startOffset = wanted - 1
             link.lastAckMs = Clock.wallMillis()
@@ -326,11 +407,7 @@ final class ReplicationFeed: ShardWriteTap, @unchecked Sendable {
     func countFullSync() { state.withLock { $0.syncFull += 1 } }
 
     func remove(_ link: ReplicaLink) {
-        state.withLock { s in
-            link.phase = .closed
-            link.pending = []
-            s.replicas.removeAll { $0 === link }
-        }
+        state.withLock { s in detach(link, &s) }
     }
 
     /// `REPLCONF ACK <offset>` from a replica.
@@ -396,6 +473,8 @@ final class ReplicaLink: @unchecked Sendable {
     var flushPosted = false
     var readyRDB: [UInt8]?
     var startOffset = 0
+    /// Since when the stream collected for it has been above the soft output limit.
+    var overSoftSinceMs: Int64 = 0
     let ackOffset = Atomic<Int>(0)
     var lastAckMs: Int64 = 0
 

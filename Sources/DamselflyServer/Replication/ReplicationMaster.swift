@@ -3,6 +3,7 @@ import DamselflyPersistence
 import DamselflyRuntime
 import DamselflyStorage
 import DamselflyTransactions
+import Glibc
 import Synchronization
 
 /// The master side of replication: starting the stream when the first
@@ -27,6 +28,11 @@ final class ReplicationMaster: @unchecked Sendable {
         var settings: [Int: (port: Int, capaEOF: Bool)] = [:]
         var waiters: [Waiter] = []
         var lastPingMs: Int64 = 0
+        var lastCronMs: Int64 = 0
+        /// Replicas waiting out `repl-diskless-sync-delay` for one shared
+        /// snapshot, and when it starts.
+        var waitingSync: [ReplicaLink] = []
+        var syncDueMs: Int64 = 0
         /// The history a feed starts from (and where it stands once one exists).
         var identity = ReplicationIdentity(replid: InfoReport.runID)
     }
@@ -118,7 +124,9 @@ final class ReplicationMaster: @unchecked Sendable {
         let engine = server.engine
         let backlog = parseHumanSize(server.configState.withLock { $0.redisParameters["repl-backlog-size"] ?? "1mb" }) ?? 1 << 20
         let identity = control.withLock { $0.identity }
-        let feed = ReplicationFeed(shardCount: engine.shardSet.count, backlogSize: backlog, identity: identity)
+        let feed = ReplicationFeed(
+            shardCount: engine.shardSet.count, backlogSize: backlog, identity: identity, limits: server.limits,
+            log: { [weak self] line in self?.log(line) })
         engine.journalingFlag.store(true, ordering: .releasing)
         engine.shardSet.inOrderOnly.store(true, ordering: .releasing)
         let shards = engine.shardSet.shards
@@ -147,23 +155,76 @@ final class ReplicationMaster: @unchecked Sendable {
 
     // MARK: - Full sync
 
-    /// Snapshots every shard at one cut of the stream and sends it to `link`.
+    /// A replica that needs a full sync: at once, or, with a diskless sync and
+    /// `repl-diskless-sync-delay` seconds set, after that delay together with
+    /// the replicas that arrive meanwhile (one snapshot for all, as Redis
+    /// shares one RDB child), or as soon as `repl-diskless-sync-max-replicas`
+    /// wait. With `repl-diskless-sync no` the snapshot goes through a file.
+    func fullSync(_ link: ReplicaLink, feed: ReplicationFeed, from loop: EventLoop) {
+        let (disk, delayMs, most) = server.configState.withLock { c in
+            (c.redisParameters["repl-diskless-sync"] == "no", Self.seconds(c, "repl-diskless-sync-delay", 0),
+             Int(c.redisParameters["repl-diskless-sync-max-replicas"] ?? "") ?? 0)
+        }
+        if disk || delayMs == 0 { return startFullSync([link], feed: feed, disk: disk, from: loop) }
+        let now: [ReplicaLink]? = control.withLock { c in
+            c.waitingSync.append(link)
+            if c.waitingSync.count == 1 { c.syncDueMs = Clock.wallMillis() + delayMs }
+            guard most > 0 && c.waitingSync.count >= most else { return nil }
+            defer { c.waitingSync = [] }
+            return c.waitingSync
+        }
+        if let now { return startFullSync(now, feed: feed, disk: false, from: loop) }
+        log("Delay next BGSAVE for diskless SYNC")
+        startTicker()
+    }
+
+    /// From the ticker: the delayed replicas whose wait is over.
+    private func startDelayedSync(feed: ReplicationFeed, now: Int64) {
+        let due: [ReplicaLink] = control.withLock { c in
+            guard !c.waitingSync.isEmpty, now >= c.syncDueMs else { return [] }
+            defer { c.waitingSync = [] }
+            return c.waitingSync
+        }
+        if !due.isEmpty { startFullSync(due, feed: feed, disk: false, from: server.loops[0]) }
+    }
+
+    /// Snapshots every shard at one cut of the stream and sends it to `links`.
     ///
     /// The snapshot begins inside a global transaction, which is itself a unit
     /// of the stream: the replica's offset is where that unit lands, so what
     /// ran before it on any shard is in the RDB and what ran after is in the
-    /// stream that follows, exactly once.
-    func fullSync(_ link: ReplicaLink, feed: ReplicationFeed, from loop: EventLoop) {
-        feed.countFullSync()
+    /// stream that follows, exactly once. Through a file (`disk`), the RDB is
+    /// written to `dir/dbfilename` (a temporary file renamed, as a save) by a
+    /// thread of its own, then read back and sent with its length.
+    private func startFullSync(_ links: [ReplicaLink], feed: ReplicationFeed, disk: Bool, from loop: EventLoop) {
+        for link in links {
+            feed.countFullSync()
+            // A file goes with its length, as Redis's disk target does.
+            if disk { link.capaEOF = false }
+        }
+        let deliver: @Sendable ([UInt8]) -> Void = { payload in for link in links { feed.rdbReady(link, payload) } }
         let shardSet = server.engine.shardSet
-        let builder = RDBBuilder(shards: shardSet.count) { payload in feed.rdbReady(link, payload) }
+        let builder = RDBBuilder(shards: shardSet.count) { [self] payload in
+            guard disk else { return deliver(payload) }
+            let (dir, name) = server.configState.withLock { ($0.dir, $0.dbfilename) }
+            _ = LoopThread.spawn(name: "repl-rdb-file") { [self] in
+                let path = dir + "/" + name
+                guard Self.writeFile(payload, to: path, temp: dir + "/temp-repl-\(getpid()).rdb"), let stored = server.snapshots.readFile(path) else {
+                    log("Replication: can't write the RDB for SYNC to \(path): \(String(cString: strerror(errno)))")
+                    for link in links { link.loop.post { link.connection?.close() } }
+                    return
+                }
+                log("Replication: RDB for SYNC saved on disk (\(path)), \(stored.count) bytes")
+                deliver(stored)
+            }
+        }
         var header = RDBWriter()
         header.writeHeader(aux: RDBWriter.standardAux(usedMemory: server.engine.usedMemory))
         builder.append(header.takeBytes())
         let functions = server.engine.functions
         let transaction = Transaction(globalOn: shardSet, loop: loop)
         transaction.schedule {
-            feed.attachCut(txid: transaction.txid, participants: shardSet.count, link: link)
+            for link in links { feed.attachCut(txid: transaction.txid, participants: shardSet.count, link: link) }
             transaction.execute(conclude: true, { shard -> Int in
                 let snapshot = ShardSnapshot(keyspace: shard.keyspace, nowMs: Clock.wallMillis())
                 snapshot.begin()
@@ -176,6 +237,25 @@ final class ReplicationMaster: @unchecked Sendable {
                 return 0
             }, done: { _ in })
         }
+    }
+
+    /// Writes `bytes` to `temp`, fsyncs it and renames it to `path`.
+    static func writeFile(_ bytes: [UInt8], to path: String, temp: String) -> Bool {
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return false }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+            if n <= 0 { break }
+            written += n
+        }
+        let ok = written == bytes.count && fsync(fd) == 0
+        close(fd)
+        guard ok, rename(temp, path) == 0 else {
+            unlink(temp)
+            return false
+        }
+        return true
     }
 
     // MARK: - WAIT
@@ -201,8 +281,9 @@ final class ReplicationMaster: @unchecked Sendable {
 
     /// Takes `min-replicas-to-write` / `min-replicas-max-lag` from `config` and applies
     /// them at once; the timer then keeps ``Engine/tooFewReplicas`` current as replicas
-    /// come, go and acknowledge.
-    func configureWriteQuorum(_ config: ServerConfig) {
+    /// come, go and acknowledge. `replica-read-only` likewise.
+    func configure(_ config: ServerConfig) {
+        replica.refreshReadOnly()
         minReplicasToWrite.store(Int(config.redisParameters["min-replicas-to-write"] ?? "") ?? 0, ordering: .relaxed)
         minReplicasMaxLag.store(Int(config.redisParameters["min-replicas-max-lag"] ?? "") ?? 10, ordering: .relaxed)
         refreshWriteQuorum()
@@ -254,7 +335,8 @@ final class ReplicationMaster: @unchecked Sendable {
     }
 
     /// Every 10 ms on loop 0: WAIT, and once replication started the PING
-    /// every `repl-ping-replica-period` seconds.
+    /// every `repl-ping-replica-period` seconds and, once a second, the
+    /// feed's `repl-timeout` / `repl-backlog-ttl` checks.
     private func tick() {
         let feed = self.feed
         if control.withLock({ !$0.waiters.isEmpty }) { serveWaiters(feed: feed) }
@@ -263,12 +345,44 @@ final class ReplicationMaster: @unchecked Sendable {
         }
         guard let feed else { return }
         let now = Clock.wallMillis()
-        let period = Int64(server.configState.withLock { $0.redisParameters["repl-ping-replica-period"] }.flatMap { Int($0) } ?? 10) * 1000
-        let ping: Bool = control.withLock { c in
-            if now - c.lastPingMs >= period { c.lastPingMs = now; return true }
-            return false
+        let (period, timeout, ttl) = server.configState.withLock { c in
+            (Self.seconds(c, "repl-ping-replica-period", 10), Self.seconds(c, "repl-timeout", 60), Self.seconds(c, "repl-backlog-ttl", 3600))
+        }
+        let (ping, cron): (Bool, Bool) = control.withLock { c in
+            let ping = now - c.lastPingMs >= period
+            if ping { c.lastPingMs = now }
+            let cron = now - c.lastCronMs >= 1000
+            if cron { c.lastCronMs = now }
+            return (ping, cron)
         }
         if ping { feed.ping() }
+        startDelayedSync(feed: feed, now: now)
+        if cron {
+            feed.cron(nowMs: now, timeoutMs: timeout, backlogTTLMs: ttl, isReplica: replica.isReplica.load(ordering: .relaxed))
+            // The feed may have taken a new ID (a freed backlog): the one a feed restarts from.
+            let identity = feed.state.withLock { $0.identity }
+            control.withLock { $0.identity = identity }
+        }
+    }
+
+    /// A Redis parameter in seconds, as milliseconds.
+    static func seconds(_ config: ServerConfig, _ name: String, _ fallback: Int) -> Int64 {
+        Int64(config.redisParameters[name].flatMap { Int($0) } ?? fallback) * 1000
+    }
+
+    /// A line in the server's log (standard output with --logtostdout).
+    func log(_ line: String) {
+        let text = line + "\n"
+        _ = text.withCString { Glibc.write(server.config.logtostdout ? 1 : 2, $0, strlen($0)) }
+    }
+
+    /// Redis's line for a client closed by `client-output-buffer-limit`.
+    static func outputLimitLogLine(clientID: Int, address: String) -> String {
+        "Client id=\(clientID) addr=\(address) scheduled to be closed ASAP for overcoming of output buffer limits."
+    }
+
+    static func outputLimitLogLine(_ client: ClientState) -> String {
+        outputLimitLogLine(clientID: client.id, address: client.address)
     }
 
     // MARK: - Reporting
@@ -283,10 +397,10 @@ final class ReplicationMaster: @unchecked Sendable {
         let now = Clock.wallMillis()
         if let feed {
             let s = feed.state.withLock { s in
-                (s.offset, s.backlog.firstByteOffset, s.backlog.histlen, s.backlog.capacity, s.replicas.filter { $0.phase != .closed }, s.identity)
+                (s.offset, s.backlog.firstByteOffset, s.backlog.histlen, s.backlog.capacity, s.replicas.filter { $0.phase != .closed }, s.identity,
+                 s.backlogActive)
             }
-            (offset, backlogFirst, histlen, backlogSize, identity) = (s.0, s.1, s.2, s.3, s.5)
-            active = true
+            (offset, backlogFirst, histlen, backlogSize, identity, active) = (s.0, s.1, s.2, s.3, s.5, s.6)
             replicaLines = s.4.enumerated().map { i, link in
                 let state: String
                 switch link.phase {

@@ -75,9 +75,16 @@ final class ReplicationReplica: @unchecked Sendable {
         }
         guard let generation else { return false }
         isReplica.store(true, ordering: .releasing)
+        refreshReadOnly()
         for shard in server.engine.shardSet.shards { shard.keyspace.expiryHold?.holdForReplica(true) }
         _ = LoopThread.spawn(name: "replica-link") { [self] in run(generation: generation) }
         return true
+    }
+
+    /// `--replicaof host:port`: a replica from the start (once the loops run).
+    func followConfigured(_ config: ServerConfig) {
+        guard let master = ServerConfig.replicaMaster(config.replicaof) else { return }
+        _ = follow(host: master.host, port: master.port)
     }
 
     /// `REPLICAOF NO ONE`: ends the link; the master's history becomes this
@@ -103,6 +110,7 @@ final class ReplicationReplica: @unchecked Sendable {
         }
         guard let (replid, offset) = previous else { return false }
         isReplica.store(false, ordering: .releasing)
+        refreshReadOnly()
         for shard in server.engine.shardSet.shards { shard.keyspace.expiryHold?.holdForReplica(false) }
         guard replid != "?" && offset >= 0 else { return false }
         server.replication.shiftHistory(previousReplid: replid, offset: offset)
@@ -118,11 +126,21 @@ final class ReplicationReplica: @unchecked Sendable {
         }
     }
 
+    /// Keeps ``Engine/readOnlyReplica`` true while this is a replica with
+    /// `replica-read-only yes` (REPLICAOF, REPLICAOF NO ONE, CONFIG SET).
+    func refreshReadOnly() {
+        let readOnly = isReplica.load(ordering: .acquiring)
+            && server.configState.withLock({ $0.redisParameters["replica-read-only"] ?? "yes" }) == "yes"
+        server.engine.readOnlyReplica.store(readOnly, ordering: .releasing)
+    }
+
     /// The refusal Connection.dispatch sends a client while this is a replica, or nil.
     func refusal(_ spec: CommandSpec) -> String? {
-        // Redis's order: READONLY, then MASTERDOWN.
-        if spec.flags.contains(.write) && server.configState.withLock({ $0.redisParameters["replica-read-only"] ?? "yes" }) == "yes" {
-            return "READONLY You can't write against a read only replica."
+        // Redis's order: READONLY, then MASTERDOWN. EVAL and FCALL are not writes
+        // here (`may_replicate`): a script that declares writes refuses itself, one
+        // without a `#!lua` line at its first write.
+        if spec.writesAsRedis && server.engine.readOnlyReplica.load(ordering: .relaxed) {
+            return Engine.readOnlyReplicaError
         }
         if !linkUp.load(ordering: .relaxed) && !spec.flags.contains(.stale)
             && server.configState.withLock({ $0.redisParameters["replica-serve-stale-data"] }) == "no" {
@@ -152,7 +170,6 @@ final class ReplicationReplica: @unchecked Sendable {
                 if s.generation == generation {
                     s.link = .connect
                     linkUp.store(false, ordering: .relaxed)
-            linkUp.store(false, ordering: .relaxed)
                     s.fd = -1
                     if was { s.downSinceMs = Clock.wallMillis() }
                 }
@@ -175,7 +192,8 @@ final class ReplicationReplica: @unchecked Sendable {
     private func session(_ link: MasterLink, generation: Int, executor: MasterExecutor) {
         let (host, port) = state.withLock { ($0.host ?? "", $0.port) }
         guard setState(generation, { $0.link = .connecting }) else { return }
-        guard link.connect(host: host, port: port) else { return }
+        let timeoutMs = server.configState.withLock { ReplicationMaster.seconds($0, "repl-timeout", 60) }
+        guard link.connect(host: host, port: port, timeoutMs: timeoutMs) else { return }
         guard setState(generation, { $0.fd = link.fd; $0.link = .handshake }) else { return }
         let (auth, user) = server.configState.withLock {
             ($0.redisParameters["masterauth"] ?? "", $0.redisParameters["masteruser"] ?? "")
@@ -198,7 +216,10 @@ final class ReplicationReplica: @unchecked Sendable {
             let parts = answer.split(separator: " ")
             guard parts.count >= 3, let start = Int(parts[2]) else { return }
             guard setState(generation, { $0.link = .sync; $0.syncTotal = -1; $0.syncRead = 0 }) else { return }
-            guard let rdb = receiveRDB(link, generation: generation) else { return }
+            let file = diskLoadPath()
+            defer { if let file { unlink(file) } }
+            server.replication.log("MASTER <-> REPLICA sync: receiving the RDB to " + (file.map { "disk (\($0))" } ?? "memory"))
+            guard let rdb = receiveRDB(link, generation: generation, file: file) else { return }
             // A new stream: a MULTI left open by the previous one is dropped.
             executor.reset()
             guard current(generation), load(rdb, executor: executor) else { return }
@@ -228,9 +249,37 @@ final class ReplicationReplica: @unchecked Sendable {
         stream(link, generation: generation, executor: executor)
     }
 
+    /// `repl-diskless-load`: where the payload goes before it is loaded —
+    /// `disabled` (the default): a temporary file in `dir`, named as Redis
+    /// names it, so the transfer holds no more than a read's worth in memory;
+    /// `on-empty-db`: the same unless the dataset is empty; `swapdb`: memory.
+    /// nil: memory.
+    private func diskLoadPath() -> String? {
+        let (mode, dir) = server.configState.withLock { ($0.redisParameters["repl-diskless-load"] ?? "disabled", $0.dir) }
+        if mode == "swapdb" || (mode == "on-empty-db" && onShards({ shard in shard.keyspace.totalKeys() }) == 0) { return nil }
+        return dir + "/temp-\(Clock.wallMillis() / 1000).\(getpid()).rdb"
+    }
+
+    /// Runs `body` on every shard's thread and waits; returns the sum.
+    private func onShards(_ body: @escaping @Sendable (Shard) -> Int) -> Int {
+        let shardSet = server.engine.shardSet
+        let remaining = Atomic<Int>(shardSet.count)
+        let total = Atomic<Int>(0)
+        for shard in shardSet.shards {
+            shard.loop.post {
+                total.add(body(shard), ordering: .relaxed)
+                remaining.subtract(1, ordering: .releasing)
+            }
+        }
+        while remaining.load(ordering: .acquiring) > 0 { usleep(200) }
+        return total.load(ordering: .relaxed)
+    }
+
     /// The full sync's payload: `$<len>` or `$EOF:<mark>` framed; the
-    /// newlines a master sends while it prepares the RDB are skipped.
-    private func receiveRDB(_ link: MasterLink, generation: Int) -> [UInt8]? {
+    /// newlines a master sends while it prepares the RDB are skipped. With
+    /// `file`, the bytes go there as they arrive (the last 40 held back until
+    /// it is clear they are not the EOF mark) and are read back once complete.
+    private func receiveRDB(_ link: MasterLink, generation: Int, file: String?) -> [UInt8]? {
         var header = ""
         while header.isEmpty {
             guard let line = link.readLine() else { return nil }
@@ -238,60 +287,97 @@ final class ReplicationReplica: @unchecked Sendable {
             _ = setState(generation) { $0.lastIOMs = Clock.wallMillis() }
         }
         guard header.hasPrefix("$") else { return nil }
+        var sink = RDBSink(path: file)
+        guard sink.isOpen else { return nil }
         if header.hasPrefix("$EOF:") {
             let mark = Array(header.utf8.dropFirst(5))
             guard mark.count == 40 else { return nil }
-            var payload: [UInt8] = []
+            var tail: [UInt8] = []
+            var read = 0
             while true {
-                if payload.count >= 40 && Array(payload[(payload.count - 40)...]) == mark {
-                    payload.removeLast(40)
-                    return payload
+                if tail.count >= 40 && Array(tail[(tail.count - 40)...]) == mark {
+                    tail.removeLast(40)
+                    guard sink.write(tail) else { return nil }
+                    return sink.finish()
                 }
                 guard let chunk = link.readSome(), current(generation) else { return nil }
-                payload.append(contentsOf: chunk)
-                _ = setState(generation) { $0.syncRead = payload.count; $0.lastIOMs = Clock.wallMillis() }
+                read += chunk.count
+                tail.append(contentsOf: chunk)
+                if tail.count > 40 {
+                    guard sink.write(tail[..<(tail.count - 40)]) else { return nil }
+                    tail.removeFirst(tail.count - 40)
+                }
+                _ = setState(generation) { $0.syncRead = read; $0.lastIOMs = Clock.wallMillis() }
             }
         }
         guard let length = Int(header.dropFirst()), length >= 0 else { return nil }
         _ = setState(generation) { $0.syncTotal = length }
-        return link.readExactly(length) { read in _ = self.setState(generation) { $0.syncRead = read; $0.lastIOMs = Clock.wallMillis() } }
+        var read = 0
+        while read < length {
+            guard let chunk = link.readSome(limit: length - read), current(generation), sink.write(chunk[...]) else { return nil }
+            read += chunk.count
+            _ = setState(generation) { $0.syncRead = read; $0.lastIOMs = Clock.wallMillis() }
+        }
+        return sink.finish()
     }
 
+    /// Keys parsed before the shards insert them (about 1 MB of small keys).
+    static let loadBatch = 16384
+
     /// Replaces the dataset with the RDB's: FLUSHALL (and FUNCTION FLUSH)
-    /// through the handlers, then each shard inserts its keys on its thread.
+    /// through the handlers, then the keys, a batch at a time: the link
+    /// thread parses the next batch while the shards insert the previous one
+    /// on their threads, so what is held besides the RDB is two batches of
+    /// entries rather than every key twice (parsed and stored). An RDB that
+    /// turns out corrupt leaves an empty dataset, as Redis does.
     private func load(_ rdb: [UInt8], executor: MasterExecutor) -> Bool {
         var reader = RDBReader(bytes: rdb)
         let shardSet = server.engine.shardSet
+        executor.run([[Array("FLUSHALL".utf8)], [Array("FUNCTION".utf8), Array("FLUSH".utf8)]])
+        let inFlight = Atomic<Int>(0)
+        func insert(_ byShard: [[RDBEntry]]) {
+            while inFlight.load(ordering: .acquiring) > 0 { usleep(100) }
+            for shard in shardSet.shards where !byShard[shard.index].isEmpty {
+                let entries = byShard[shard.index]
+                inFlight.add(1, ordering: .relaxed)
+                shard.loop.post {
+                    let now = Clock.wallMillis()
+                    for entry in entries {
+                        let hash = entry.key.withUnsafeBytes { KeyHash.hash($0) }
+                        let db = shard.database(entry.database)
+                        let value = RDBConversion.storedValue(entry.value)
+                        entry.key.withUnsafeBytes { key in
+                            if let existing = db.lookup(key, hash: hash) { db.remove(at: existing) }
+                            _ = db.insert(key, hash: hash, value: value, expireAtMs: entry.expireAtMs, nowMs: now)
+                        }
+                    }
+                    inFlight.subtract(1, ordering: .releasing)
+                }
+            }
+        }
         var byShard: [[RDBEntry]] = Array(repeating: [], count: shardSet.count)
+        var batched = 0
         do {
             while let entry = try reader.next() {
                 guard entry.database < server.engine.databaseCount else { continue }
                 let shard = entry.key.withUnsafeBytes { shardSet.shardIndex(of: $0, hash: KeyHash.hash($0)) }
                 byShard[shard].append(entry)
+                batched += 1
+                if batched >= Self.loadBatch {
+                    insert(byShard)
+                    byShard = Array(repeating: [], count: shardSet.count)
+                    batched = 0
+                }
             }
         } catch {
+            server.replication.log("Failed trying to load the MASTER synchronization DB: \(error)")
+            while inFlight.load(ordering: .acquiring) > 0 { usleep(100) }
+            executor.run([[Array("FLUSHALL".utf8)]])
             return false
         }
-        executor.run([[Array("FLUSHALL".utf8)], [Array("FUNCTION".utf8), Array("FLUSH".utf8)]])
-        let remaining = Atomic<Int>(shardSet.count)
-        for shard in shardSet.shards {
-            let entries = byShard[shard.index]
-            shard.loop.post {
-                let now = Clock.wallMillis()
-                for entry in entries {
-                    let hash = entry.key.withUnsafeBytes { KeyHash.hash($0) }
-                    let db = shard.database(entry.database)
-                    let value = RDBConversion.storedValue(entry.value)
-                    entry.key.withUnsafeBytes { key in
-                        if let existing = db.lookup(key, hash: hash) { db.remove(at: existing) }
-                        _ = db.insert(key, hash: hash, value: value, expireAtMs: entry.expireAtMs, nowMs: now)
-                    }
-                }
-                shard.publishStats()
-                remaining.subtract(1, ordering: .releasing)
-            }
-        }
-        while remaining.load(ordering: .acquiring) > 0 { usleep(200) }
+        insert(byShard)
+        while inFlight.load(ordering: .acquiring) > 0 { usleep(100) }
+        _ = onShards { shard in shard.publishStats(); return 0 }
         if !reader.functionLibraries.isEmpty {
             let libraries = reader.functionLibraries
             let done = Atomic<Bool>(false)
@@ -311,6 +397,7 @@ final class ReplicationReplica: @unchecked Sendable {
         let args = CommandArguments()
         var buffer: [UInt8] = link.takeBuffered()
         var lastAckMs: Int64 = 0
+        var lastReadMs = Clock.wallMillis()
         func ack() -> Bool {
             let offset = state.withLock { $0.offset }
             lastAckMs = Clock.wallMillis()
@@ -365,9 +452,18 @@ final class ReplicationReplica: @unchecked Sendable {
             if Clock.wallMillis() - lastAckMs >= 1000 { guard ack() else { return } }
             switch link.poll(timeoutMs: 100) {
             case .failed: return
-            case .idle: continue
+            case .idle:
+                // The master PINGs every repl-ping-replica-period: silence past
+                // repl-timeout (read again, CONFIG SET may change it) drops the link.
+                let timeoutMs = server.configState.withLock { ReplicationMaster.seconds($0, "repl-timeout", 60) }
+                if Clock.wallMillis() - lastReadMs > timeoutMs {
+                    server.replication.log("MASTER timeout: no data nor PING received...")
+                    return
+                }
+                continue
             case .readable:
                 guard let chunk = link.readSome() else { return }
+                lastReadMs = Clock.wallMillis()
                 buffer.append(contentsOf: chunk)
                 _ = setState(generation) { s in
                     s.lastIOMs = Clock.wallMillis()
@@ -437,6 +533,57 @@ final class ReplicationReplica: @unchecked Sendable {
     }
 }
 
+/// Where a full sync's payload collects: memory, or a file read back whole
+/// at the end (and removed by the caller).
+struct RDBSink {
+    private var memory: [UInt8] = []
+    private let path: String?
+    private var fd: Int32 = -1
+
+    init(path: String?) {
+        self.path = path
+        if let path { fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+    }
+
+    var isOpen: Bool { path == nil || fd >= 0 }
+
+    mutating func write(_ bytes: ArraySlice<UInt8>) -> Bool {
+        guard path != nil else {
+            memory.append(contentsOf: bytes)
+            return true
+        }
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+            if n <= 0 { return false }
+            done += n
+        }
+        return true
+    }
+
+    mutating func write(_ bytes: [UInt8]) -> Bool { write(bytes[...]) }
+
+    /// The whole payload (read back from the file).
+    mutating func finish() -> [UInt8]? {
+        guard let path else { return memory }
+        Glibc.close(fd)
+        fd = -1
+        let readFD = open(path, O_RDONLY | O_CLOEXEC)
+        guard readFD >= 0 else { return nil }
+        defer { Glibc.close(readFD) }
+        var size = stat()
+        guard fstat(readFD, &size) == 0 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: Int(size.st_size))
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { read(readFD, $0.baseAddress! + done, $0.count - done) }
+            if n <= 0 { return nil }
+            done += n
+        }
+        return bytes
+    }
+}
+
 /// The blocking socket to the master, with a read buffer.
 final class MasterLink {
     enum PollResult { case readable, idle, failed }
@@ -444,7 +591,7 @@ final class MasterLink {
     private(set) var fd: Int32 = -1
     private var buffer: [UInt8] = []
 
-    func connect(host: String, port: Int) -> Bool {
+    func connect(host: String, port: Int, timeoutMs: Int64) -> Bool {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -458,8 +605,8 @@ final class MasterLink {
                 if Glibc.connect(s, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 {
                     var one: Int32 = 1
                     setsockopt(s, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-                    // A master silent for a minute is gone (Redis's repl-timeout).
-                    var timeout = timeval(tv_sec: 60, tv_usec: 0)
+                    // A master silent for `repl-timeout` is gone: no read waits longer.
+                    var timeout = timeval(tv_sec: Int(timeoutMs / 1000), tv_usec: Int(timeoutMs % 1000) * 1000)
                     setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
                     fd = s
                     return true
@@ -482,10 +629,14 @@ final class MasterLink {
         return out.withUnsafeBytes { dfly_send_all(fd, $0.baseAddress, $0.count) } == 0
     }
 
-    /// More bytes from the socket (the buffer's first), nil at the end.
-    func readSome() -> [UInt8]? {
-        if !buffer.isEmpty { return takeBuffered() }
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    /// More bytes from the socket (the buffer's first; at most `limit`), nil at the end.
+    func readSome(limit: Int = 1 << 16) -> [UInt8]? {
+        if !buffer.isEmpty {
+            guard buffer.count > limit else { return takeBuffered() }
+            defer { buffer.removeFirst(limit) }
+            return Array(buffer[..<limit])
+        }
+        var chunk = [UInt8](repeating: 0, count: min(limit, 1 << 16))
         let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
         guard n > 0 else { return nil }
         chunk.removeLast(chunk.count - n)
@@ -509,25 +660,6 @@ final class MasterLink {
             guard let chunk = readRaw() else { return nil }
             buffer.append(contentsOf: chunk)
         }
-    }
-
-    func readExactly(_ count: Int, progress: (Int) -> Void) -> [UInt8]? {
-        var out = [UInt8]()
-        out.reserveCapacity(count)
-        let take = min(count, buffer.count)
-        out.append(contentsOf: buffer[..<take])
-        buffer.removeFirst(take)
-        while out.count < count {
-            guard var chunk = readRaw() else { return nil }
-            let need = count - out.count
-            if chunk.count > need {
-                buffer.append(contentsOf: chunk[need...])
-                chunk.removeLast(chunk.count - need)
-            }
-            out.append(contentsOf: chunk)
-            progress(out.count)
-        }
-        return out
     }
 
     private func readRaw() -> [UInt8]? {
@@ -566,6 +698,7 @@ final class MasterExecutor: ReplySink, @unchecked Sendable {
     init(server: Server) {
         self.server = server
         self.client = ClientState(id: 0, loop: server.loops[0], authenticated: true)
+        client.isMaster = true
     }
 
     func run(_ commands: [[[UInt8]]]) {
