@@ -282,14 +282,7 @@ public enum StreamFamily {
     /// Runs a stream write on the key's shard without the generic journal
     /// record (the command journals what it did itself).
     static func runStreamWrite(_ call: CommandCall, _ key: KeyRef, _ operation: @escaping (inout ShardContext) -> Reply) {
-        let shardIndex = key.withBytes { call.shardSet.shardIndex(of: $0, hash: key.hash) }
-        let database = call.client.database
-        let noTouch = call.client.noTouch
-        let locks = ShardLockSet(fingerprints: [lockFingerprint(keyHash: key.hash, database: database)], mode: .exclusive)
-        call.runOnShard(shardIndex, locks: locks) { shard in
-            var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
-            return operation(&context)
-        }
+        call.runOnKey(key, mode: .exclusive, journal: false, operation)
     }
 
     static func xtrim(_ call: CommandCall) {
