@@ -751,8 +751,9 @@ public struct ShardContext {
 
     /// Journals what a command did on this shard, when the journal is on
     /// (blocking pops record the pop they performed).
-    public func journal(_ args: [[UInt8]]) {
-        shard.journal?.append(database: databaseIndex, args)
+    /// The arguments are built only when there is a journal (a pop per drained job calls this).
+    public func journal(_ args: @autoclosure () -> [[UInt8]]) {
+        shard.journal?.append(database: databaseIndex, args())
     }
 
     /// Finds `key` for a command of one data type: missing, another type
