@@ -478,6 +478,9 @@ public final class StreamValue {
     public func edgeID(last: Bool) -> StreamID? {
         for i in nodes.indices {
             let n = last ? nodes.count - 1 - i : i
+            // A node with nothing deleted ends with a live entry: no scan (the common case of
+            // XREADGROUP `>` on a queue stream, which asks this on every call).
+            if last && nodes[n].live == nodes[n].total { return nodes[n].last }
             var found: StreamID? = nil
             scan(n) { h, _ in
                 if !h.deleted { found = h.id }
