@@ -18,11 +18,12 @@
 #           epoll): instructions per request of N_CG requests from redis-benchmark -c 1 for the same
 #           four commands at the same pipelines. User-space instructions only (the kernel's share of
 #           a request, a larger part at P1, is not counted), but repeatable within a few per cent
-#           on a machine whose CPU times move by tens of per cent.
+#           on a machine whose CPU times move by tens of per cent. CG_QUEUE=1 (default) adds
+#           BRPOP on a queue holding N_CG jobs (filled by pipelined LPUSH, not counted).
 #
 # Env (defaults in brackets): MODE [ops,queue], N [300000], CLIENTS [50], KEYSPACE [100000],
 #   PIPELINES ["1 16"], TESTS ["set get lpush rpop"], THREADS ["1 2"], ROUNDS [1] (medians over
-#   rounds, servers alternating within a round), QUEUES [4], ELEMENTS [50000], N_CG [20000],
+#   rounds, servers alternating within a round), QUEUES [4], ELEMENTS [50000], N_CG [20000], CG_QUEUE [1],
 #   DAMSELFLY_BIN / BENCH_BIN (default: release builds), DAMSELFLY_FLAGS (extra flags),
 #   BASE_BIN (another damselfly binary, "before": measured beside DAMSELFLY_BIN in every mode).
 set -euo pipefail
@@ -40,6 +41,9 @@ ROUNDS="${ROUNDS:-1}"
 QUEUES="${QUEUES:-4}"
 ELEMENTS="${ELEMENTS:-50000}"
 N_CG="${N_CG:-20000}"
+CG_QUEUE="${CG_QUEUE:-1}"
+# A Sidekiq-shaped job (about 200 bytes), for the callgrind BRPOP row.
+JOB='{"class":"HardJob","args":[1,2,3],"retry":true,"queue":"default","jid":"b4a577edbccf1d805744efa9","created_at":1700000000.1234567,"enqueued_at":1700000000.1234568}'
 read -ra EXTRA <<<"${DAMSELFLY_FLAGS:-}"
 
 IFS=, read -ra modes <<<"$MODE"
@@ -148,6 +152,13 @@ if has callgrind; then
         echo "callgrind $name ${t^^} P$p: $(tail -1 "$results" | cut -d'|' -f4) instructions/req" >&2
       done
     done
+    if [[ $CG_QUEUE == 1 ]]; then
+      # A worker's BRPOP on a queue that holds jobs (the drain's common case): the queue is
+      # filled with N_CG Sidekiq-sized jobs by pipelined LPUSH, not counted, then emptied.
+      redis-benchmark -h 127.0.0.1 -p "$CG_PORT" -c 1 -n "$N_CG" -P 16 lpush queue:cg "$JOB" >/dev/null 2>&1
+      record "$name" "BRPOP P1 (ready queue)" instructions "$(cg_measure "$N_CG" brpop queue:cg 1)"
+      echo "callgrind $name BRPOP P1 (ready queue): $(tail -1 "$results" | cut -d'|' -f4) instructions/req" >&2
+    fi
     stop_server "$CG_PID"
   done
 fi

@@ -489,19 +489,67 @@ final class Parking {
     }
 
     func run() {
+        let shardSet = call.shardSet
+        let allKeys = extraLockKeys.isEmpty ? keys : keys + extraLockKeys
+        // Where each key lives (watched keys first, then the extra lock
+        // keys), resolved once.
+        let keyShards = allKeys.map { key in key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) } }
+        if !popIfReady(keyShards) { park(allKeys, keyShards) }
+    }
+
+    /// A pop whose keys share one shard (a worker draining its queues) first tries one
+    /// shard operation that pops when a key is ready, answers WRONGTYPE as the full path
+    /// would, and builds none of the parking machinery. Nothing ready: ``park(_:_:)``
+    /// runs the full two-phase path, which looks again under the same locks, so a push in
+    /// between is not lost. False when the command is not of this shape (BLMOVE, inside
+    /// EXEC, several shards, `singleHopBlocking` off).
+    private func popIfReady(_ keyShards: [Int]) -> Bool {
+        let call = self.call
+        guard serve == nil, extraLockKeys.isEmpty, destinationCheck == nil, call.canBlock, call.engine.singleHopBlocking,
+              let shardIndex = keyShards.first, keyShards.allSatisfy({ $0 == shardIndex }) else { return false }
+        let keys = self.keys, keyState = self.keyState, pop = self.pop, giveBack = self.giveBack
+        let database = call.client.database, noTouch = call.client.noTouch
+        let fingerprints = keys.map { lockFingerprint(keyHash: $0.hash, database: database) }
+        let tracking = call.trackingOp(keys)
+        let shardSet = call.shardSet, loop = call.loop, life = call.client.life, sink = call.sink
+        let locks = ShardLockSet(fingerprints: fingerprints, mode: .exclusive)
+        shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, { shard -> Reply? in
+            let ctx = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+            for p in keys.indices {
+                let reply: Reply
+                switch keyState(ctx, keys[p]) {
+                case .empty: continue
+                case .wrongType: reply = .wrongType
+                case .ready: reply = pop(ctx, p, false)
+                }
+                // What the two-phase path notes after its apply: every key, for WATCH and tracking.
+                shard.withTracking(tracking, keys: Array(keys.indices)) { shard.noteWritten(fingerprints) }
+                return reply
+            }
+            return nil
+        }, done: { [self] reply in
+            guard let reply else { return park(keys, keyShards) }
+            if life.isClosed {
+                BlockingFamily.giveBack(reply, giveBack, shardSet: shardSet, loop: loop, database: database)
+            } else {
+                sink.complete(reply)
+            }
+        })
+        return true
+    }
+
+    /// The full path: checks every key's shard, pops, or parks the client on every shard
+    /// of its keys. `allKeys`: the watched keys then the extra lock keys, on `keyShards`.
+    private func park(_ allKeys: [KeyRef], _ keyShards: [Int]) {
         let call = self.call
         let shardSet = call.shardSet
         let database = call.client.database
         let keys = self.keys
-        let allKeys = extraLockKeys.isEmpty ? keys : keys + extraLockKeys
         let canBlock = call.canBlock
         let pop = self.pop
         let keyState = self.keyState
         let serve = self.serve
         let destination = destinationCheck
-        // Where each key lives (watched keys first, then the extra lock
-        // keys), resolved once.
-        let keyShards = allKeys.map { key in key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) } }
         let firstShard = keyShards.first ?? 0
         let watchedOnOneShard = keyShards.prefix(keys.count).allSatisfy { $0 == firstShard }
         let singleShard = keyShards.allSatisfy { $0 == firstShard }

@@ -32,7 +32,9 @@ public final class ClientState {
         address.isEmpty || address.hasPrefix("127.") || address.hasPrefix("::1:") || address.hasPrefix("::ffff:127.")
     }
     public var createdAtMs: Int64 = 0
-    public var lastCommandAtMs: Int64 = 0
+    /// When the last command arrived, on the monotonic clock: dispatch stamps it with the
+    /// read that also starts the command's duration, so no wall-clock read per command.
+    public var lastCommandAtNanos: UInt64 = 0
     public var lastCommandName = "NULL"
     public let loop: EventLoop
 
@@ -76,7 +78,7 @@ public final class ClientState {
         copy.address = address
         copy.localAddress = localAddress
         copy.createdAtMs = createdAtMs
-        copy.lastCommandAtMs = lastCommandAtMs
+        copy.lastCommandAtNanos = lastCommandAtNanos
         copy.lastCommandName = lastCommandName
         return copy
     }

@@ -168,30 +168,44 @@ public struct CommandCall {
     /// Runs `operation` on the shard owning `key` (inline, quick or queued),
     /// then replies with what it returns.
     @inlinable
-    public func runOnKey(_ key: KeyRef, mode: LockMode, _ operation: @escaping (inout ShardContext) -> Reply) {
+    ///
+    /// `journal: false`: the operation journals what it did itself (XADD with the ID it chose).
+    public func runOnKey(_ key: KeyRef, mode: LockMode, journal: Bool = true, _ operation: @escaping (inout ShardContext) -> Reply) {
         let shardIndex = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
         let locks = ShardLockSet(fingerprints: [lockFingerprint(keyHash: key.hash, database: client.database)], mode: mode)
         let database = client.database
         let noTouch = client.noTouch
-        let journalArgs = journalArguments()
+        let journalArgs = journal ? journalArguments() : nil
         let fixTTL = journalArgs != nil && CommandCall.relativeTTLCommands.contains(spec.name)
         let ttlOnly = fixTTL && CommandCall.expireCommands.contains(spec.name)
-        runOnShard(shardIndex, locks: locks, keys: [key]) { shard in
-            var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
-            let reply = operation(&context)
-            if let journalArgs, let journal = shard.journal, !reply.isError {
-                if ttlOnly {
-                    // As Redis propagates them: the PEXPIREAT that was set, DEL when the
-                    // deadline had passed, nothing when the key was left alone.
-                    if case .integer(1) = reply, !context.journalAbsoluteTTL(key, journal) {
-                        journal.append(database: database, [Array("DEL".utf8), key.bytes])
+        let tracking = trackingOp([key])
+        let writes = self.writes
+        let spec = self.spec
+        let script = self.script
+        // What runOnShard's wrapper adds (tracking, WATCH) is done here, in the one
+        // closure that goes to the shard: a one-key command allocates one operation, not two.
+        submit(shardIndex, locks: locks) { shard in
+            shard.withTracking(tracking) {
+                var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+                let reply = operation(&context)
+                if let journalArgs, let journal = shard.journal, !reply.isError {
+                    if ttlOnly {
+                        // As Redis propagates them: the PEXPIREAT that was set, DEL when the
+                        // deadline had passed, nothing when the key was left alone.
+                        if case .integer(1) = reply, !context.journalAbsoluteTTL(key, journal) {
+                            journal.append(database: database, [Array("DEL".utf8), key.bytes])
+                        }
+                    } else {
+                        journal.append(database: database, journalArgs)
+                        if fixTTL { context.journalAbsoluteTTL(key, journal) }
                     }
-                } else {
-                    journal.append(database: database, journalArgs)
-                    if fixTTL { context.journalAbsoluteTTL(key, journal) }
                 }
+                if writes {
+                    script?.wrote = true
+                    shard.noteWritten(locks.fingerprints, changed: spec.mayHaveChanged(reply))
+                }
+                return reply
             }
-            return reply
         }
     }
 
@@ -203,7 +217,6 @@ public struct CommandCall {
         _ shardIndex: Int, locks: ShardLockSet, keys: @autoclosure () -> [KeyRef] = [],
         _ work: @escaping (Shard) -> Reply
     ) {
-        let sink = self.sink
         let writes = self.writes
         let tracking = trackingOp(keys())
         if let script {
@@ -221,12 +234,25 @@ public struct CommandCall {
             return sink.complete(reply)
         }
         let spec = self.spec
-        let operation: (Shard) -> Reply = { shard in
+        submit(shardIndex, locks: locks) { shard in
             shard.withTracking(tracking) {
                 let reply = work(shard)
                 if writes { shard.noteWritten(locks.fingerprints, changed: spec.mayHaveChanged(reply)) }
                 return reply
             }
+        }
+    }
+
+    /// Sends a finished shard operation on its way: run at once inside a script, a
+    /// plain hop inside EXEC, otherwise `runSingleShard` with `locks`; replies with its result.
+    @inlinable
+    func submit(_ shardIndex: Int, locks: ShardLockSet, _ operation: @escaping (Shard) -> Reply) {
+        let sink = self.sink
+        if let script {
+            guard let shard = scriptShards(script, [shardIndex])?.first else {
+                return sink.complete(ScriptExecution.foreignKeyError)
+            }
+            return sink.complete(operation(shard))
         }
         if insideExec {
             shardSet.hop(from: loop, to: shardIndex, operation, done: { reply in sink.complete(reply) })
@@ -725,8 +751,9 @@ public struct ShardContext {
 
     /// Journals what a command did on this shard, when the journal is on
     /// (blocking pops record the pop they performed).
-    public func journal(_ args: [[UInt8]]) {
-        shard.journal?.append(database: databaseIndex, args)
+    /// The arguments are built only when there is a journal (a pop per drained job calls this).
+    public func journal(_ args: @autoclosure () -> [[UInt8]]) {
+        shard.journal?.append(database: databaseIndex, args())
     }
 
     /// Finds `key` for a command of one data type: missing, another type

@@ -224,22 +224,81 @@ public final class CommandRegistry: @unchecked Sendable {
         _ name: String, arity: Int, flags: CommandFlags, firstKey: Int = 0, lastKey: Int = 0, keyStep: Int = 0,
         group: String, handler: @escaping @Sendable (CommandCall) -> Void
     ) {
-        commands[name] = CommandSpec(
+        let spec = CommandSpec(
             name, arity: arity, flags: flags, firstKey: firstKey, lastKey: lastKey, keyStep: keyStep,
             group: group, loops: loopCount, handler: handler)
+        commands[name] = spec
+        index.insert(Array(name.utf8), spec)
     }
 
-    /// Looks up a command by the bytes of its name, case-insensitively.
-    /// Names are short, so the lower-cased String stays in its inline form (no heap).
+    /// `commands` again, keyed by the name's bytes: what ``lookup(_:)`` reads on every command.
+    @usableFromInline var index = NameIndex()
+
+    /// Looks up a command by the bytes of its name, case-insensitively. Runs once per
+    /// command: hashes the bytes while lower-casing them and compares bytes (``NameIndex``);
+    /// a `String` key would cost a UTF-8 validation and a SipHash each time.
     @inlinable
     public func lookup(_ name: UnsafeRawBufferPointer) -> CommandSpec? {
         guard name.count <= 32 else { return nil }
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { lower in
+            var hash = NameIndex.seed
             for i in 0..<name.count {
                 let c = name[i]
-                lower[i] = (c >= 65 && c <= 90) ? c + 32 : c
+                let l = (c >= 65 && c <= 90) ? c + 32 : c
+                lower[i] = l
+                hash = NameIndex.mix(hash, l)
             }
-            return commands[String(decoding: UnsafeBufferPointer(rebasing: lower[0..<name.count]), as: UTF8.self)]
+            return index.find(UnsafeBufferPointer(rebasing: lower[0..<name.count]), hash: hash)
         }
+    }
+}
+
+/// An open-addressing table of command names (lower-case bytes, FNV-1a hash) to specs,
+/// at most half full. Filled at start-up, then read-only, as `commands`.
+@usableFromInline
+struct NameIndex {
+    @usableFromInline struct Slot {
+        @usableFromInline var hash: UInt64 = 0
+        @usableFromInline var name: [UInt8] = []
+        @usableFromInline var spec: CommandSpec? = nil
+    }
+
+    @usableFromInline var slots = [Slot](repeating: Slot(), count: 64)
+    @usableFromInline var count = 0
+
+    @usableFromInline init() {}
+
+    @usableFromInline static let seed: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    @inlinable @inline(__always)
+    static func mix(_ hash: UInt64, _ byte: UInt8) -> UInt64 { (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+
+    @inlinable
+    func find(_ name: UnsafeBufferPointer<UInt8>, hash: UInt64) -> CommandSpec? {
+        slots.withUnsafeBufferPointer { slots in
+            let mask = slots.count - 1
+            var i = Int(truncatingIfNeeded: hash) & mask
+            while let spec = slots[i].spec {
+                if slots[i].hash == hash && slots[i].name.elementsEqual(name) { return spec }
+                i = (i + 1) & mask
+            }
+            return nil
+        }
+    }
+
+    /// Adds or replaces `name` (lower-case bytes).
+    mutating func insert(_ name: [UInt8], _ spec: CommandSpec) {
+        if (count + 1) * 2 > slots.count {
+            let old = slots
+            slots = [Slot](repeating: Slot(), count: old.count * 2)
+            count = 0
+            for slot in old { if let s = slot.spec { insert(slot.name, s) } }
+        }
+        let hash = name.reduce(NameIndex.seed, NameIndex.mix)
+        let mask = slots.count - 1
+        var i = Int(truncatingIfNeeded: hash) & mask
+        while slots[i].spec != nil && slots[i].name != name { i = (i + 1) & mask }
+        if slots[i].spec == nil { count += 1 }
+        slots[i] = Slot(hash: hash, name: name, spec: spec)
     }
 }

@@ -191,7 +191,7 @@ final class StreamReader {
         }
         guard let group else {
             guard let start = slots[p].after.successor else { return .array([]) }
-            return StreamFamily.entriesReply(stream.range(start, .max, limit: count))
+            return StreamFamily.encodedRange(stream, start, .max, limit: count, protocolVersion: resp3 ? 3 : 2)
         }
         guard let g = stream.group(group) else { return .array([]) }
         return ctx.database.modifyValue(at: index) { _ in
@@ -211,16 +211,19 @@ final class StreamReader {
                 }
                 return .array(history.map { StreamFamily.entryReply($0.0, $0.1) })
             }
-            let entries = stream.deliverNew(g, to: owner, limit: count, noAck: noAck, nowMs: ctx.nowMs)
-            if journaling && !entries.isEmpty {
+            var encoder = StreamFamily.EntriesEncoder(protocolVersion: resp3 ? 3 : 2)
+            let ids = stream.deliverNew(
+                g, to: owner, limit: count, noAck: noAck, nowMs: ctx.nowMs,
+                entry: { encoder.entry($0, $1) }, string: { encoder.string($0) })
+            if journaling && !ids.isEmpty {
                 if noAck {
                     ctx.journal([Array("XGROUP".utf8), Array("SETID".utf8), key.bytes, g.name, g.lastID.bytes,
                                  Array("ENTRIESREAD".utf8), Array(String(g.entriesRead).utf8)])
                 } else {
-                    for e in entries { StreamFamily.journalClaim(ctx, key, g, consumer: consumer, e.id, g.pel[e.id]) }
+                    for id in ids { StreamFamily.journalClaim(ctx, key, g, consumer: consumer, id, g.pel[id]) }
                 }
             }
-            return StreamFamily.entriesReply(entries)
+            return encoder.reply()
         }
     }
 

@@ -84,6 +84,41 @@ public enum StreamFamily {
         .array(entries.map { entryReply($0.id, $0.fields) })
     }
 
+    /// Entries encoded into RESP while the stream is read in place (`[[id, [f, v, ...]], ...]`,
+    /// the same bytes ``entriesReply(_:)`` encodes to): XRANGE, XREAD and XREADGROUP send one
+    /// buffer instead of building a `Reply` per entry and per field, copying every field out
+    /// of its node first, and releasing it all after.
+    struct EntriesEncoder {
+        var body: ReplyBuilder
+        var count = 0
+
+        init(protocolVersion: Int) { body = ReplyBuilder(protocolVersion: protocolVersion, capacity: 256) }
+
+        mutating func entry(_ id: StreamID, _ strings: Int) {
+            count += 1
+            body.arrayHeader(2)
+            id.withText { body.bulk($0) }
+            body.arrayHeader(strings)
+        }
+
+        mutating func string(_ s: UnsafeRawBufferPointer) { body.bulk(s) }
+
+        /// The array of the entries seen, as one encoded reply.
+        func reply() -> Reply {
+            var out = ReplyBuilder(protocolVersion: body.protocolVersion, capacity: body.buffer.count + 24)
+            out.arrayHeader(count)
+            out.appendRaw(body.buffer)
+            return .raw(out.buffer)
+        }
+    }
+
+    /// Live entries of `stream` from `start` to `end` ascending, at most `limit` (0: all), encoded.
+    static func encodedRange(_ stream: StreamValue, _ start: StreamID, _ end: StreamID, limit: Int, protocolVersion: Int) -> Reply {
+        var encoder = EntriesEncoder(protocolVersion: protocolVersion)
+        stream.visitRange(start, end, limit: limit, entry: { encoder.entry($0, $1) }, string: { encoder.string($0) })
+        return encoder.reply()
+    }
+
     /// Runs `body` on the stream under `key` for a write; `missing` when
     /// there is none, WRONGTYPE for another type. Memory is re-accounted after.
     static func modify(_ ctx: inout ShardContext, _ key: KeyRef, missing: Reply, _ body: (StreamValue) -> Reply) -> Reply {
@@ -247,14 +282,7 @@ public enum StreamFamily {
     /// Runs a stream write on the key's shard without the generic journal
     /// record (the command journals what it did itself).
     static func runStreamWrite(_ call: CommandCall, _ key: KeyRef, _ operation: @escaping (inout ShardContext) -> Reply) {
-        let shardIndex = key.withBytes { call.shardSet.shardIndex(of: $0, hash: key.hash) }
-        let database = call.client.database
-        let noTouch = call.client.noTouch
-        let locks = ShardLockSet(fingerprints: [lockFingerprint(keyHash: key.hash, database: database)], mode: .exclusive)
-        call.runOnShard(shardIndex, locks: locks) { shard in
-            var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
-            return operation(&context)
-        }
+        call.runOnKey(key, mode: .exclusive, journal: false, operation)
     }
 
     static func xtrim(_ call: CommandCall) {
@@ -284,10 +312,13 @@ public enum StreamFamily {
             i += 2
         }
         let key = call.key(1)
+        let protocolVersion = call.client.protocolVersion
         call.runOnKey(key, mode: .shared) { ctx in
             ctx.read(key, empty: .array([]), as: value) { stream in
                 if count == 0 { return .nullArray }
-                return entriesReply(stream.range(start, end, limit: count < 0 ? 0 : Int(count), reverse: reverse))
+                let limit = count < 0 ? 0 : Int(count)
+                if !reverse { return encodedRange(stream, start, end, limit: limit, protocolVersion: protocolVersion) }
+                return entriesReply(stream.range(start, end, limit: limit, reverse: true))
             }
         }
     }

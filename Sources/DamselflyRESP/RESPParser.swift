@@ -226,6 +226,13 @@ public struct RESPParser: Sendable {
     static func string2ll(_ p: UnsafeRawPointer, count: Int) -> Int? {
         if count == 0 || count >= 21 { return nil }
         let zero = UInt8(ascii: "0")
+        // One or two digits: nearly every count and length on the wire ("*3", "$3", "$32").
+        if count <= 2 {
+            let a = p.load(as: UInt8.self) &- zero
+            if count == 1 { return a <= 9 ? Int(a) : nil }
+            let b = p.load(fromByteOffset: 1, as: UInt8.self) &- zero
+            if a >= 1 && a <= 9 && b <= 9 { return Int(a) &* 10 &+ Int(b) }
+        }
         if count == 1 && p.load(as: UInt8.self) == zero { return 0 }
         var i = 0
         var negative = false

@@ -312,7 +312,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// Runs the parsed command; `spec` is its registry entry (nil: unknown).
     private func dispatch(_ spec: CommandSpec?) {
         let engine = server.engine
-        client.lastCommandAtMs = Clock.wallMillis()
+        let startNanos = Clock.monotonicNanos()
+        client.lastCommandAtNanos = startNanos
         guard let spec else {
             var text = "ERR unknown command '\(String(args.string(0).prefix(128)))', with args beginning with: "
             var listed = ""
@@ -397,7 +398,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         }
         if engine.monitors.isActive && !spec.flags.contains(.admin) { feedMonitors(spec) }
         currentSpec = spec
-        commandStartNanos = Clock.monotonicNanos()
+        commandStartNanos = startNanos
         inputMovesAtDispatch = inputMoves
         waitingForReply = true
         dispatching = true
@@ -849,5 +850,5 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     }
 
     /// The client's idle time in seconds.
-    var idleSeconds: Int { Int(max(0, Clock.wallMillis() - client.lastCommandAtMs) / 1000) }
+    var idleSeconds: Int { Clock.idleSeconds(since: client.lastCommandAtNanos) }
 }

@@ -278,7 +278,7 @@ enum ConnectionFamily {
     static func describe(_ client: ClientState, on server: Server, _ connection: Connection?) -> String {
         let now = Clock.wallMillis()
         let age = (now - client.createdAtMs) / 1000
-        let idle = (now - client.lastCommandAtMs) / 1000
+        let idle = Int64(Clock.idleSeconds(since: client.lastCommandAtNanos))
         var flags = ""
         let (sub, psub, ssub) = (connection?.channels.count ?? 0, connection?.patterns.count ?? 0, connection?.shardChannels.count ?? 0)
         if sub + psub + ssub > 0 { flags += "P" }

@@ -332,7 +332,7 @@ public final class Server: @unchecked Sendable {
         let client = ClientState(id: id, loop: loop, authenticated: engine.defaultUserNeedsNoAuth)
         client.user = engine.acl.defaultUser
         client.createdAtMs = Clock.wallMillis()
-        client.lastCommandAtMs = client.createdAtMs
+        client.lastCommandAtNanos = Clock.monotonicNanos()
         client.address = address
         client.localAddress = Self.socketName(fd, local: true)
         let connection = Connection(server: self, loop: loop, client: client)

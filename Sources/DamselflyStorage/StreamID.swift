@@ -49,6 +49,17 @@ public struct StreamID: Comparable, Hashable, Sendable, CustomStringConvertible 
         }
     }
 
+    /// The `ms-seq` text in a stack buffer, valid during `body`: for replies encoded in
+    /// place, with no array per ID.
+    public func withText<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 41) { out in
+            var n = StreamID.writeDecimal(ms, out, at: 0)
+            out[n] = UInt8(ascii: "-")
+            n = StreamID.writeDecimal(seq, out, at: n + 1)
+            return body(UnsafeRawBufferPointer(UnsafeMutableBufferPointer(rebasing: out[0..<n])))
+        }
+    }
+
     /// Writes `v` in decimal at `at`; returns the index after its last digit.
     static func writeDecimal(_ v: UInt64, _ out: UnsafeMutableBufferPointer<UInt8>, at: Int) -> Int {
         var digits = 1

@@ -259,30 +259,49 @@ extension StreamValue {
     /// XREADGROUP with `>`: entries after the group's last delivered ID, at
     /// most `limit` (0: all), each added to the PELs unless `noAck`.
     public func deliverNew(_ group: StreamGroup, to consumer: StreamConsumer, limit: Int, noAck: Bool, nowMs: Int64) -> [Entry] {
+        var out: [Entry] = []
+        deliverNew(group, to: consumer, limit: limit, noAck: noAck, nowMs: nowMs, entry: { id, strings in
+            out.append(Entry(id: id, fields: []))
+            out[out.count - 1].fields.reserveCapacity(strings)
+        }, string: { out[out.count - 1].fields.append(ByteArray.copy($0)) })
+        return out
+    }
+
+    /// ``deliverNew(_:to:limit:noAck:nowMs:)`` with the entries read in place (see
+    /// ``visitRange(_:_:limit:entry:string:)``); returns the delivered IDs.
+    @discardableResult
+    public func deliverNew(
+        _ group: StreamGroup, to consumer: StreamConsumer, limit: Int, noAck: Bool, nowMs: Int64,
+        entry: (StreamID, Int) -> Void, string: (UnsafeRawBufferPointer) -> Void
+    ) -> [StreamID] {
         guard let start = group.lastID.successor else { return [] }
-        let entries = range(start, .max, limit: limit)
-        for e in entries {
-            if group.lastID < e.id {
-                if group.entriesRead != StreamGroup.invalidEntriesRead && !rangeHasTombstones(e.id) {
+        var ids: [StreamID] = []
+        visitRange(start, .max, limit: limit, entry: { id, strings in
+            ids.append(id)
+            entry(id, strings)
+        }, string: string)
+        for id in ids {
+            if group.lastID < id {
+                if group.entriesRead != StreamGroup.invalidEntriesRead && !rangeHasTombstones(id) {
                     group.entriesRead += 1
                 } else if entriesAdded > 0 {
-                    group.entriesRead = entriesRead(upTo: e.id) ?? StreamGroup.invalidEntriesRead
+                    group.entriesRead = entriesRead(upTo: id) ?? StreamGroup.invalidEntriesRead
                 }
-                group.lastID = e.id
+                group.lastID = id
             }
             if noAck { continue }
-            if let nack = group.pel[e.id] {
+            if let nack = group.pel[id] {
                 // Already pending (XGROUP SETID moved the group back).
-                group.assign(nack, e.id, to: consumer)
+                group.assign(nack, id, to: consumer)
                 nack.deliveryTime = nowMs
                 nack.deliveryCount = 1
             } else {
                 let nack = StreamNACK(consumer: consumer, deliveryTime: nowMs, deliveryCount: 1)
-                group.pel.set(e.id, nack)
-                consumer.pel.set(e.id, ())
+                group.pel.set(id, nack)
+                consumer.pel.set(id, ())
             }
         }
-        return entries
+        return ids
     }
 
     /// XREADGROUP with an explicit ID: the consumer's pending entries from

@@ -200,6 +200,14 @@ public final class StreamValue {
             return s
         }
 
+        /// The next string in place (valid while the node's bytes are).
+        @inline(__always)
+        mutating func stringView() -> UnsafeRawBufferPointer {
+            let n = Int(varint())
+            defer { at += n }
+            return UnsafeRawBufferPointer(rebasing: p[at..<(at + n)])
+        }
+
         @inline(__always)
         mutating func skipString() {
             let n = Int(varint())
@@ -390,27 +398,10 @@ public final class StreamValue {
         var out: [Entry] = []
         guard !nodes.isEmpty, start <= end else { return out }
         if !reverse {
-            var n = nodeIndex(atOrBefore: start)
-            while n < nodes.count {
-                if nodes[n].master > end { break }
-                var done = false
-                scan(n) { h, r in
-                    if h.id > end {
-                        done = true
-                        return false
-                    }
-                    if h.id >= start && !h.deleted {
-                        out.append(Entry(id: h.id, fields: fields(n, flagsAt: h.offset, &r)))
-                        if limit > 0 && out.count >= limit {
-                            done = true
-                            return false
-                        }
-                    }
-                    return true
-                }
-                if done { break }
-                n += 1
-            }
+            visitRange(start, end, limit: limit, entry: { id, strings in
+                out.append(Entry(id: id, fields: []))
+                out[out.count - 1].fields.reserveCapacity(strings)
+            }, string: { out[out.count - 1].fields.append(ByteArray.copy($0)) })
         } else {
             var n = nodeIndex(atOrBefore: end)
             while n >= 0 {
@@ -433,6 +424,53 @@ public final class StreamValue {
         return out
     }
 
+    /// Live entries with `start ≤ id ≤ end`, ascending, at most `limit` (0: no limit), read
+    /// in place: `entry` gets each one's ID and number of strings (fields and values), then
+    /// `string` each of those strings, valid only during the call. Replies encode from here
+    /// without an `Entry` and an array per field. Returns how many entries it visited.
+    @discardableResult
+    public func visitRange(
+        _ start: StreamID, _ end: StreamID, limit: Int,
+        entry: (StreamID, Int) -> Void, string: (UnsafeRawBufferPointer) -> Void
+    ) -> Int {
+        guard !nodes.isEmpty, start <= end else { return 0 }
+        var visited = 0
+        var n = nodeIndex(atOrBefore: start)
+        while n < nodes.count {
+            if nodes[n].master > end { break }
+            var done = false
+            let masterFields = nodes[n].masterFields
+            scan(n) { h, r in
+                if h.id > end {
+                    done = true
+                    return false
+                }
+                if h.id >= start && !h.deleted {
+                    if r.p[h.offset] & StreamValue.sameFieldsFlag != 0 {
+                        entry(h.id, masterFields.count * 2)
+                        for f in masterFields {
+                            f.withUnsafeBytes(string)
+                            string(r.stringView())
+                        }
+                    } else {
+                        let pairs = Int(r.varint())
+                        entry(h.id, pairs * 2)
+                        for _ in 0..<(pairs * 2) { string(r.stringView()) }
+                    }
+                    visited += 1
+                    if limit > 0 && visited >= limit {
+                        done = true
+                        return false
+                    }
+                }
+                return true
+            }
+            if done { break }
+            n += 1
+        }
+        return visited
+    }
+
     /// The first or last live entry's ID (nil when empty).
     ///
     /// Reads entry headers only: every XREADGROUP `>` asks for the last one, and a
@@ -440,6 +478,9 @@ public final class StreamValue {
     public func edgeID(last: Bool) -> StreamID? {
         for i in nodes.indices {
             let n = last ? nodes.count - 1 - i : i
+            // A node with nothing deleted ends with a live entry: no scan (the common case of
+            // XREADGROUP `>` on a queue stream, which asks this on every call).
+            if last && nodes[n].live == nodes[n].total { return nodes[n].last }
             var found: StreamID? = nil
             scan(n) { h, _ in
                 if !h.deleted { found = h.id }

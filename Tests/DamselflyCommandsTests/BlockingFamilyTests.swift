@@ -71,6 +71,24 @@ import Testing
         return waiter
     }
 
+    /// Keys that hold elements are popped at once (one shard operation when the keys share a
+    /// shard, the two-phase path otherwise), in key order; the first key of another type
+    /// before any ready one answers WRONGTYPE; nothing is left parked.
+    @Test func readyKeysPopAtOnceInKeyOrder() {
+        let wrongType = RV.error("WRONGTYPE Operation against a key holding the wrong kind of value")
+        h.run(["rpush", "q1", "a", "b"])
+        #expect(h.run(["brpop", "q1", "0"]) == .array([.bulk("q1"), .bulk("b")]))
+        #expect(h.run(["blpop", "q1", "0"]) == .array([.bulk("q1"), .bulk("a")]))
+        #expect(h.run(["exists", "q1"]) == 0)
+        h.run(["set", "str", "x"])
+        #expect(h.run(["brpop", "str", "0"]) == wrongType)
+        h.run(["rpush", "q2", "c", "d"])
+        #expect(h.run(["brpop", "missing", "str", "q2", "0"]) == wrongType)
+        #expect(h.run(["brpop", "missing", "q2", "str", "0"]) == .array([.bulk("q2"), .bulk("d")]))
+        #expect(h.run(["blmpop", "0", "2", "missing", "q2", "left"]) == .array([.bulk("q2"), .array([.bulk("c")])]))
+        #expect(registrations() == 0)
+    }
+
     @Test func timedOutWaitersLeaveNothingBehind() {
         let keys = h.keysOnEveryShard(prefix: "empty")
         let shapes: [[String]] = [

@@ -1,5 +1,7 @@
 import Foundation
 import Testing
+import DamselflyRESP
+import DamselflyStorage
 @testable import DamselflyCommands
 
 /// ``StreamFamily`` through the real shard set (4 loops, 4 shards): Redis
@@ -35,6 +37,27 @@ import Testing
         #expect(h.run(["object", "encoding", "s"]) == "stream")
         h.run(["set", "str", "x"])
         #expect(h.run(["xadd", "str", "*", "a", "1"]) == .error("WRONGTYPE Operation against a key holding the wrong kind of value"))
+    }
+
+    /// XRANGE / XREAD / XREADGROUP encode entries straight from the nodes: byte for byte
+    /// what the `Reply` tree of the same entries encodes to, in RESP2 and RESP3.
+    @Test func encodedEntriesMatchReplyTree() {
+        let s = StreamValue()
+        for i in 1...150 {
+            let fields: [[UInt8]] = i % 5 == 0 ? [Array("x".utf8), Array("\(i)".utf8)]
+                : [Array("class".utf8), Array("Job".utf8), Array("jid".utf8), Array("j\(i)".utf8)]
+            s.append(StreamID(UInt64(1000 + i), UInt64(i)), fields)
+        }
+        _ = s.delete([StreamID(1010, 10), StreamID(1101, 101)])
+        for protocolVersion in [2, 3] {
+            for (start, limit) in [(StreamID.zero, 0), (StreamID(1090, 0), 20), (StreamID.max, 0)] {
+                var tree = ReplyBuilder(protocolVersion: protocolVersion, capacity: 64)
+                StreamFamily.entriesReply(s.range(start, .max, limit: limit)).encode(into: &tree)
+                var encoded = ReplyBuilder(protocolVersion: protocolVersion, capacity: 64)
+                StreamFamily.encodedRange(s, start, .max, limit: limit, protocolVersion: protocolVersion).encode(into: &encoded)
+                #expect(encoded.buffer == tree.buffer)
+            }
+        }
     }
 
     @Test func groupsPendingAndClaims() {

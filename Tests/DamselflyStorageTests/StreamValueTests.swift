@@ -55,6 +55,52 @@ import Testing
     /// XADD's packed pairs: every shape reads back as given (master-shaped entries store only
     /// their values, others their pairs), the node bytes are the documented layout, and the
     /// reply's ID text is the decimal `ms-seq`.
+    /// ``StreamValue/visitRange(_:_:limit:entry:string:)`` (and `range`, built on it) reads
+    /// in place what was appended: the same entries and strings, across nodes, around deleted
+    /// entries and entries whose field names differ from their node's master fields.
+    @Test func visitRangeReadsWhatWasAppended() {
+        let s = StreamValue()
+        var all: [StreamValue.Entry] = []
+        for i in 1...230 {
+            let fields = i % 7 == 0 ? [b("other"), b("v\(i)")] : [b("job"), b("j\(i)"), b("state"), b("new")]
+            s.append(StreamID(UInt64(i), 0), fields)
+            all.append(StreamValue.Entry(id: StreamID(UInt64(i), 0), fields: fields))
+        }
+        let deleted: Set<StreamID> = [StreamID(3, 0), StreamID(100, 0), StreamID(101, 0), StreamID(230, 0)]
+        _ = s.delete(Array(deleted))
+        all.removeAll { deleted.contains($0.id) }
+        for (start, end, limit) in [(StreamID.zero, StreamID.max, 0), (StreamID(50, 0), StreamID(160, 0), 0),
+                                    (StreamID(99, 0), StreamID.max, 10), (StreamID(231, 0), StreamID.max, 0)] {
+            let inRange = all.filter { $0.id >= start && $0.id <= end }
+            let expected = limit > 0 ? Array(inRange.prefix(limit)) : inRange
+            var seen: [StreamValue.Entry] = []
+            var announced: [Int] = []
+            let visited = s.visitRange(start, end, limit: limit, entry: { id, strings in
+                seen.append(StreamValue.Entry(id: id, fields: []))
+                announced.append(strings)
+            }, string: { seen[seen.count - 1].fields.append(Array($0)) })
+            #expect(seen == expected)
+            #expect(visited == expected.count)
+            #expect(announced == expected.map(\.fields.count))
+            #expect(s.range(start, end, limit: limit) == expected)
+            #expect(s.range(start, end, limit: limit, reverse: true) == (limit > 0 ? Array(inRange.reversed().prefix(limit)) : inRange.reversed()))
+        }
+    }
+
+    /// The last live ID without a scan when the last node has nothing deleted; with a
+    /// scan (skipping the deleted tail) when it has.
+    @Test func lastValidIDSkipsDeletedTail() {
+        let s = StreamValue()
+        for i in 1...5 { s.append(StreamID(UInt64(i), 0), [b("f"), b("\(i)")]) }
+        #expect(s.lastValidID == StreamID(5, 0))
+        _ = s.delete([StreamID(5, 0)])
+        #expect(s.lastValidID == StreamID(4, 0))
+        s.append(StreamID(6, 0), [b("f"), b("6")])
+        #expect(s.lastValidID == StreamID(6, 0))
+        _ = s.delete([StreamID(6, 0), StreamID(4, 0)])
+        #expect(s.lastValidID == StreamID(3, 0))
+    }
+
     @Test func packedFieldsAppend() {
         func packed(_ pairs: [[UInt8]]) -> StreamFields {
             var fields = StreamFields(reservingBytes: 0)
