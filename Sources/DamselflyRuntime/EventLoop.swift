@@ -114,6 +114,8 @@ public final class EventLoop: @unchecked Sendable {
     private var postBatchDepth = 0
     /// Tasks held by a batch, per destination loop, in the order they were posted.
     private var outbox: [(loop: EventLoop, tasks: [() -> Void])] = []
+    /// The outbox's other buffer: the two swap at each send, so neither is reallocated.
+    private var outboxSpare: [(loop: EventLoop, tasks: [() -> Void])] = []
 
     /// From now until the matching ``endPostBatch()``, tasks this thread posts
     /// to other loops are held and then sent as one inbox item per destination
@@ -139,12 +141,20 @@ public final class EventLoop: @unchecked Sendable {
             outbox[i].tasks.append(task)
             return
         }
-        outbox.append((destination, [task]))
+        var tasks: [() -> Void] = []
+        tasks.reserveCapacity(16)
+        tasks.append(task)
+        outbox.append((destination, tasks))
     }
 
     private func sendOutbox() {
-        let held = outbox
-        outbox.removeAll(keepingCapacity: true)
+        var held = outboxSpare
+        outboxSpare = []
+        swap(&held, &outbox)
+        defer {
+            held.removeAll(keepingCapacity: true)
+            outboxSpare = held
+        }
         for (destination, tasks) in held {
             if tasks.count == 1 {
                 destination.push(tasks[0])

@@ -428,13 +428,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         commandStartNanos = Clock.monotonicNanos()
         inputMovesAtDispatch = inputMoves
         waitingForReply = true
-        dispatching = true
-        spec.handler(CommandCall(args: args, client: client, engine: engine, spec: spec, sink: self))
-        dispatching = false
-        if !heldInput.isEmpty && !isClosed {
-            heldInput.withUnsafeBytes { appendInput($0) }
-            heldInput.removeAll()
-        }
+        runHandler(spec, sink: self)
         if waitingForReply && spec.flags.contains(.blocking) {
             // Parked (or about to): replies to the commands before it go out now.
             flush()
@@ -444,7 +438,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     // MARK: - Pipeline squashing
 
     /// `--pipeline_squash`: the most commands one squashed run holds (0 or 1: off).
-    private var squashLimit: Int { server.config.pipelineSquash }
+    /// Off with a single loop, where every shard is this loop's and runs inline anyway.
+    private lazy var squashLimit: Int = server.loops.count > 1 ? server.config.pipelineSquash : 0
     /// A squashed run is being built: its commands are dispatched without
     /// waiting for each other's replies, and what they post to other loops is
     /// held by the loop's post batch.
@@ -496,13 +491,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         squashCount += 1
         squashPending += 1
         slot.start(self, spec, args, inputMoves: inputMoves)
-        dispatching = true
-        spec.handler(CommandCall(args: args, client: client, engine: engine, spec: spec, sink: slot))
-        dispatching = false
-        if !heldInput.isEmpty && !isClosed {
-            heldInput.withUnsafeBytes { appendInput($0) }
-            heldInput.removeAll()
-        }
+        runHandler(spec, sink: slot)
         // The next command is parsed into other arguments: this one's stay as they are.
         args = spareArgs.popLast() ?? CommandArguments()
     }
@@ -538,8 +527,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         let protocolVersion = client.protocolVersion
         for i in 0..<count {
             let slot = squashSlots[i]
-            let (spec, reply, arguments) = slot.finish()
-            account(spec, reply, startNanos: slot.startNanos, commandName: spec.name,
+            let (spec, reply, arguments, elapsed) = slot.finish()
+            // Each command's own time, dispatch to reply, not the wait for the run's slowest.
+            account(spec, reply, elapsed: elapsed, commandName: spec.name,
                     args: arguments, argsValid: inputMoves == slot.inputMovesAtStart)
             spareArgs.append(arguments)
             if !isClosed {
@@ -553,6 +543,21 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             stats.squashedCommands.add(count, ordering: .relaxed)
         }
         releaseHeldTrackingMessages()
+        // As between single commands: a long pipeline's replies leave in pieces.
+        if output.buffer.count >= 1 << 16 { flush() }
+    }
+
+    /// Calls the handler with `sink` taking its reply; bytes that arrived while
+    /// it ran (a busy script's hook served this socket) are appended after it.
+    @inline(__always)
+    private func runHandler(_ spec: CommandSpec, sink: ReplySink) {
+        dispatching = true
+        spec.handler(CommandCall(args: args, client: client, engine: server.engine, spec: spec, sink: sink))
+        dispatching = false
+        if !heldInput.isEmpty && !isClosed {
+            heldInput.withUnsafeBytes { appendInput($0) }
+            heldInput.removeAll()
+        }
     }
 
     // MARK: - Connection migration
@@ -689,7 +694,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         if let spec = currentSpec {
             // After a hop the argument views are stale if `input` moved
             // meanwhile (more pipelined bytes arrived): then the name only.
-            account(spec, reply, startNanos: commandStartNanos, commandName: client.lastCommandName,
+            account(spec, reply, elapsed: Int((Clock.monotonicNanos() &- commandStartNanos) / 1000),
+                    commandName: client.lastCommandName,
                     args: args, argsValid: dispatching || inputMoves == inputMovesAtDispatch)
             currentSpec = nil
         }
@@ -708,10 +714,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// What every answered command counts: INFO commandstats and errorstats, the latency
     /// monitor and histogram, SLOWLOG (with the arguments while `argsValid`).
     private func account(
-        _ spec: CommandSpec, _ reply: Reply, startNanos: UInt64, commandName: String,
+        _ spec: CommandSpec, _ reply: Reply, elapsed: Int, commandName: String,
         args: CommandArguments, argsValid: Bool
     ) {
-        let elapsed = Int((Clock.monotonicNanos() &- startNanos) / 1000)
         let stats = spec.stats[loop.index]
         stats.calls.add(1, ordering: .relaxed)
         stats.microseconds.add(elapsed, ordering: .relaxed)
@@ -1019,7 +1024,8 @@ private final class SquashSlot: ReplySink {
     private var spec: CommandSpec?
     private var reply: Reply?
     private var arguments: CommandArguments?
-    private(set) var startNanos: UInt64 = 0
+    private var startNanos: UInt64 = 0
+    private var doneNanos: UInt64 = 0
     private(set) var inputMovesAtStart = 0
 
     init(index: Int) { self.index = index }
@@ -1035,12 +1041,13 @@ private final class SquashSlot: ReplySink {
     func complete(_ reply: Reply) {
         guard let connection, self.reply == nil else { return }
         self.reply = reply
+        doneNanos = Clock.monotonicNanos()
         connection.squashSlotDone()
     }
 
-    /// The command, its reply and its arguments; the slot is free again.
-    func finish() -> (CommandSpec, Reply, CommandArguments) {
-        let result = (spec!, reply!, arguments!)
+    /// The command, its reply, its arguments and its time in µs; the slot is free again.
+    func finish() -> (CommandSpec, Reply, CommandArguments, Int) {
+        let result = (spec!, reply!, arguments!, Int((doneNanos &- startNanos) / 1000))
         connection = nil
         spec = nil
         reply = nil
