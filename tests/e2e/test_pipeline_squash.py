@@ -81,7 +81,7 @@ def redis_port(redis_server):
 
 @pytest.mark.parametrize("threads", [2, 4])
 def test_squashable_pipeline_matches_redis(damselfly, redis_port, threads):
-    srv = damselfly(f"--proactor_threads={threads}")
+    srv = damselfly(f"--proactor_threads={threads}", "--pipeline_squash=32")
     keys = spread_keys(threads, 8, prefix="sq")
     before, _ = _squash_counters(srv.port)
     for seed, n in ((1, 50), (2, 400), (3, 3000)):
@@ -121,7 +121,7 @@ def _mixed_with_breaks(keys):
 
 @pytest.mark.parametrize("threads", [2, 4])
 def test_runs_broken_by_other_commands_match_redis(damselfly, redis_port, threads):
-    srv = damselfly(f"--proactor_threads={threads}")
+    srv = damselfly(f"--proactor_threads={threads}", "--pipeline_squash=32")
     keys = spread_keys(threads, 4, prefix="br")
     cmds = _mixed_with_breaks(keys)
     _flush(srv.port)
@@ -139,7 +139,7 @@ def test_runs_broken_by_other_commands_match_redis(damselfly, redis_port, thread
 
 @pytest.mark.parametrize("threads", [2, 4])
 def test_quit_in_the_middle_of_a_run(damselfly, redis_port, threads):
-    srv = damselfly(f"--proactor_threads={threads}")
+    srv = damselfly(f"--proactor_threads={threads}", "--pipeline_squash=32")
     keys = spread_keys(threads, 4, prefix="q")
     head = [("SET", k, "before") for k in keys] + [("INCR", keys[0] + ":n")]
     tail = [("SET", k, "after") for k in keys] + [("SET", "after-quit", "1")]
@@ -170,7 +170,7 @@ def test_same_key_chains_keep_order_across_many_runs(damselfly, redis_port):
 def test_counters_and_off_switch(damselfly, redis_port):
     keys = spread_keys(2, 16, prefix="c")
     cmds = [("SET", k, "v") for k in keys] + [("GET", k) for k in keys]
-    on = damselfly("--proactor_threads=2")
+    on = damselfly("--proactor_threads=2", "--pipeline_squash=32")
     off = damselfly("--proactor_threads=2", "--pipeline_squash=0")
     _flush(redis_port)
     want = _send(redis_port, cmds)
@@ -179,6 +179,10 @@ def test_counters_and_off_switch(damselfly, redis_port):
     commands, batches = _squash_counters(on.port)
     assert commands >= 2 and batches >= 1 and commands >= 2 * batches
     assert _squash_counters(off.port) == (0, 0)
+    # Off by default (docs/benchmarks.md "Pipeline squashing": it costs CPU per request here).
+    default = damselfly("--proactor_threads=2")
+    assert _send(default.port, cmds) == want
+    assert _squash_counters(default.port) == (0, 0)
     # CONFIG RESETSTAT clears them with the other transaction counters.
     with RespConn(on.port) as c:
         assert c.call("CONFIG", "RESETSTAT") == ("+", b"OK")
@@ -186,7 +190,7 @@ def test_counters_and_off_switch(damselfly, redis_port):
 
 
 def test_monitor_sees_squashed_commands_in_order(damselfly):
-    srv = damselfly("--proactor_threads=2")
+    srv = damselfly("--proactor_threads=2", "--pipeline_squash=32")
     keys = spread_keys(2, 5, prefix="mon")
     cmds = [("SET", k, "v") for k in keys] + [("GET", k) for k in keys]
     with RespConn(srv.port) as mon:

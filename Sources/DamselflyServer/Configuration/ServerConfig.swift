@@ -74,7 +74,7 @@ public struct ServerConfig: Sendable, Equatable {
     /// --migrate_connections: move a connection to the thread owning the shard its commands use.
     public var migrateConnections: Bool = true
     /// --pipeline_squash: the most pipelined commands dispatched together as one squashed run (0 = off).
-    public var pipelineSquash: Int = 32
+    public var pipelineSquash: Int = 0
     /// --poll_before_sleep_us: how long a loop keeps polling its inbox after its last work before it sleeps.
     public var pollBeforeSleepMicros: Int = 0
     /// --appendonly: journal every write (per-shard files) and replay them at start-up.
