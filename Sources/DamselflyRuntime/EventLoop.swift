@@ -82,6 +82,14 @@ public final class EventLoop: @unchecked Sendable {
     /// loop always drains its inbox before it sleeps and re-checks it after
     /// announcing it will sleep, so no task is left behind.
     public func post(_ task: @escaping () -> Void) {
+        if let current = EventLoop.current, current.postBatchDepth > 0, current !== self {
+            return current.hold(task, for: self)
+        }
+        push(task)
+    }
+
+    /// The inbox push and wake-up behind ``post(_:)``.
+    private func push(_ task: @escaping () -> Void) {
         while !inbox.tryPush(task) {
             // Full: help our own loop make progress so that a loop posting to
             // us is not blocked forever behind us, then retry.
@@ -95,6 +103,68 @@ public final class EventLoop: @unchecked Sendable {
             if sleeping.exchange(false, ordering: .acquiringAndReleasing) {
                 _ = dfly_eventfd_signal(wakeFD)
                 wakeupsSent.add(1, ordering: .relaxed)
+            }
+        }
+    }
+
+    // MARK: - One message per destination
+
+    /// Above zero while this loop batches what it posts to other loops (see
+    /// ``beginPostBatch()``); touched on this loop's thread only.
+    private var postBatchDepth = 0
+    /// Tasks held by a batch, per destination loop, in the order they were posted.
+    private var outbox: [(loop: EventLoop, tasks: [() -> Void])] = []
+    /// The outbox's other buffer: the two swap at each send, so neither is reallocated.
+    private var outboxSpare: [(loop: EventLoop, tasks: [() -> Void])] = []
+
+    /// From now until the matching ``endPostBatch()``, tasks this thread posts
+    /// to other loops are held and then sent as one inbox item per destination
+    /// (one push, at most one wake-up), run there back to back in the order
+    /// they were posted. Order per destination is what callers rely on, so it
+    /// holds whatever path posted the task. Call on this loop's thread, and
+    /// only around work that never waits for another loop's answer: the
+    /// tasks leave at ``endPostBatch()``, not before. Nests.
+    @inline(__always)
+    public func beginPostBatch() {
+        postBatchDepth += 1
+    }
+
+    /// Ends a batch begun by ``beginPostBatch()``; the outermost end sends what was held.
+    @inline(__always)
+    public func endPostBatch() {
+        postBatchDepth -= 1
+        if postBatchDepth == 0 && !outbox.isEmpty { sendOutbox() }
+    }
+
+    private func hold(_ task: @escaping () -> Void, for destination: EventLoop) {
+        for i in outbox.indices where outbox[i].loop === destination {
+            outbox[i].tasks.append(task)
+            return
+        }
+        var tasks: [() -> Void] = []
+        tasks.reserveCapacity(16)
+        tasks.append(task)
+        outbox.append((destination, tasks))
+    }
+
+    private func sendOutbox() {
+        var held = outboxSpare
+        outboxSpare = []
+        swap(&held, &outbox)
+        defer {
+            held.removeAll(keepingCapacity: true)
+            outboxSpare = held
+        }
+        for (destination, tasks) in held {
+            if tasks.count == 1 {
+                destination.push(tasks[0])
+                continue
+            }
+            // What these tasks post in turn (the replies) travels back batched too.
+            destination.push {
+                destination.beginPostBatch()
+                for task in tasks { task() }
+                destination.endPostBatch()
             }
         }
     }

@@ -30,7 +30,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private var inputStart = 0
     private var inputEnd = 0
     private var parser: RESPParser
-    private let args = CommandArguments()
+    /// The arguments being parsed. A squashed run gives each of its commands
+    /// its own (``spareArgs``), so that none is overwritten while its command is in flight.
+    private var args = CommandArguments()
     var output: ReplyBuilder
     static let initialInputCapacity = 512
     static let initialOutputCapacity = 256
@@ -193,13 +195,26 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             }
             switch parser.parse(view, into: args) {
             case .needMoreData:
-                flush()
+                if squashBuilding { endSquashRun() }
+                if !waitingForReply { flush() }
                 return
             case .skip(let consumed):
                 inputStart += consumed
             case .command(let consumed):
                 // One lookup serves the migration check and the dispatch.
                 let spec = server.engine.registry.lookup(args[0])
+                if squashBuilding {
+                    // A squashed run takes the commands that qualify; the first
+                    // that does not ends it and, left unconsumed, is parsed
+                    // again once the run's replies are in.
+                    guard let spec, squashCount < squashLimit, canSquash(spec), migrationTarget(spec) == nil else {
+                        endSquashRun()
+                        continue
+                    }
+                    inputStart += consumed
+                    addToSquashRun(spec)
+                    continue
+                }
                 if loop.isServingWhileBusy {
                     // Inside a busy script's hook (EventLoop.serveClientsWhileBusy):
                     // no migration; a command Redis allows while busy that
@@ -229,6 +244,13 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 inputStart += consumed
                 commandBytes = consumed
                 migrationRefused = false
+                if let spec, squashLimit > 1, inputStart < inputEnd, canSquash(spec) {
+                    // More pipelined bytes follow: start a squashed run with this command.
+                    squashBuilding = true
+                    loop.beginPostBatch()
+                    addToSquashRun(spec)
+                    continue
+                }
                 beginReply(spec)
                 dispatch(spec)
                 if !waitingForReply {
@@ -238,6 +260,11 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 // A long pipeline's replies leave in pieces, so the output limit sees them.
                 if output.buffer.count >= 1 << 16 && !waitingForReply { flush() }
             case .protocolError(let message):
+                if squashBuilding {
+                    // The run's replies go first; the bad bytes are parsed again after them.
+                    endSquashRun()
+                    continue
+                }
                 output.error("ERR " + message)
                 counters.countError("ERR")
                 flush()
@@ -245,6 +272,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 return
             }
         }
+        if squashBuilding { endSquashRun() }
         // Not while a command waits: its argument views still point at these bytes.
         if inputStart == inputEnd && !waitingForReply {
             inputStart = 0
@@ -401,16 +429,134 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         commandStartNanos = startNanos
         inputMovesAtDispatch = inputMoves
         waitingForReply = true
+        runHandler(spec, sink: self)
+        if waitingForReply && spec.flags.contains(.blocking) {
+            // Parked (or about to): replies to the commands before it go out now.
+            flush()
+        }
+    }
+
+    // MARK: - Pipeline squashing
+
+    /// `--pipeline_squash`: the most commands one squashed run holds (0 or 1: off).
+    /// Off with a single loop, where every shard is this loop's and runs inline anyway.
+    private lazy var squashLimit: Int = server.loops.count > 1 ? server.config.pipelineSquash : 0
+    /// A squashed run is being built: its commands are dispatched without
+    /// waiting for each other's replies, and what they post to other loops is
+    /// held by the loop's post batch.
+    private var squashBuilding = false
+    /// The run's slots in use (`squashSlots[0..<squashCount]`), in command order.
+    private var squashCount = 0
+    /// Slots of the run still without their reply.
+    private var squashPending = 0
+    /// Slot objects, kept for the connection's life and reused by every run.
+    private var squashSlots: [SquashSlot] = []
+    /// Argument objects of finished runs, ready for the next.
+    private var spareArgs: [CommandArguments] = []
+
+    /// Whether `spec`, with the arguments just parsed, may join a squashed
+    /// run: a command of one key at position 1 (its shard is known, and every
+    /// path its handler takes ends on that shard) that changes no connection
+    /// state, cannot block, and would pass every check of ``dispatch(_:)``
+    /// with no reply of its own; and nothing is on that a reordering of
+    /// different shards' effects could show (client tracking, keyspace
+    /// notifications, CLIENT PAUSE, a busy script, CLIENT REPLY OFF/SKIP).
+    /// Anything else ends the run and is dispatched alone, as without squashing.
+    private func canSquash(_ spec: CommandSpec) -> Bool {
+        let engine = server.engine
+        guard spec.firstKey == 1, spec.lastKey == 1,
+              !spec.flags.contains(.blocking), !spec.flags.contains(.admin), !spec.flags.contains(.noscript),
+              !spec.tableFlags.contains(.movableKeys), !spec.hasSubcommands,
+              spec.acceptsArgumentCount(args.count),
+              client.authenticated, client.multiQueue == nil, subscriptionCount == 0, replicaLink == nil,
+              !repliesOff, !skipNextReply, !isMonitoring, !loop.isServingWhileBusy
+        else { return false }
+        if let user = client.user, !user.unrestricted.load(ordering: .relaxed) { return false }
+        if spec.flags.contains(.denyOOM) && engine.isOverMemoryLimit { return false }
+        if spec.writesAsRedis && engine.tooFewReplicas.load(ordering: .relaxed) { return false }
+        let shardSet = engine.shardSet
+        return !shardSet.tracking.isActive && shardSet.keyspaceEvents.flags.load(ordering: .relaxed) == 0
+            && !server.clientPause.mayBeActive && engine.scripts.busyError() == nil
+            && !server.replication.replica.isReplica.load(ordering: .relaxed)
+    }
+
+    /// Runs the handler of a command that joins the squashed run (``canSquash(_:)``
+    /// held): its reply goes to its slot and is written, in order, when the run ends.
+    private func addToSquashRun(_ spec: CommandSpec) {
+        let engine = server.engine
+        client.lastCommandName = spec.name
+        if engine.monitors.isActive { feedMonitors(spec) }
+        if squashCount == squashSlots.count { squashSlots.append(SquashSlot(index: squashCount)) }
+        let slot = squashSlots[squashCount]
+        squashCount += 1
+        squashPending += 1
+        client.lastCommandAtNanos = slot.start(self, spec, args, inputMoves: inputMoves)
+        runHandler(spec, sink: slot)
+        // The next command is parsed into other arguments: this one's stay as they are.
+        args = spareArgs.popLast() ?? CommandArguments()
+    }
+
+    /// Closes the run being built: what its commands posted to other loops
+    /// leaves now, one message per loop; the connection waits for the replies
+    /// still out, or writes them all at once when every one is in.
+    private func endSquashRun() {
+        squashBuilding = false
+        loop.endPostBatch()
+        if squashPending > 0 {
+            waitingForReply = true
+        } else {
+            finishSquashRun()
+        }
+    }
+
+    /// A slot's reply (during its handler, or later from another loop).
+    fileprivate func squashSlotDone() {
+        squashPending -= 1
+        guard squashPending == 0, !squashBuilding, waitingForReply else { return }
+        waitingForReply = false
+        finishSquashRun()
+        // The last reply came from another loop: pick up where we left off.
+        processInput()
+    }
+
+    /// Every reply of the run is in: each command is counted and answered in
+    /// the order it arrived.
+    private func finishSquashRun() {
+        let count = squashCount
+        squashCount = 0
+        let protocolVersion = client.protocolVersion
+        for i in 0..<count {
+            let slot = squashSlots[i]
+            let (spec, reply, arguments, elapsed) = slot.finish()
+            // Each command's own time, dispatch to reply, not the wait for the run's slowest.
+            account(spec, reply, elapsed: elapsed, commandName: spec.name,
+                    args: arguments, argsValid: inputMoves == slot.inputMovesAtStart)
+            spareArgs.append(arguments)
+            if !isClosed {
+                output.protocolVersion = protocolVersion
+                reply.encode(into: &output)
+            }
+        }
+        if count > 1 {
+            let stats = server.engine.shardSet.stats[loop.index]
+            stats.squashedBatches.add(1, ordering: .relaxed)
+            stats.squashedCommands.add(count, ordering: .relaxed)
+        }
+        releaseHeldTrackingMessages()
+        // As between single commands: a long pipeline's replies leave in pieces.
+        if output.buffer.count >= 1 << 16 { flush() }
+    }
+
+    /// Calls the handler with `sink` taking its reply; bytes that arrived while
+    /// it ran (a busy script's hook served this socket) are appended after it.
+    @inline(__always)
+    private func runHandler(_ spec: CommandSpec, sink: ReplySink) {
         dispatching = true
-        spec.handler(CommandCall(args: args, client: client, engine: engine, spec: spec, sink: self))
+        spec.handler(CommandCall(args: args, client: client, engine: server.engine, spec: spec, sink: sink))
         dispatching = false
         if !heldInput.isEmpty && !isClosed {
             heldInput.withUnsafeBytes { appendInput($0) }
             heldInput.removeAll()
-        }
-        if waitingForReply && spec.flags.contains(.blocking) {
-            // Parked (or about to): replies to the commands before it go out now.
-            flush()
         }
     }
 
@@ -546,38 +692,12 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         guard waitingForReply else { return }
         waitingForReply = false
         if let spec = currentSpec {
-            let elapsed = Int((Clock.monotonicNanos() &- commandStartNanos) / 1000)
-            let stats = spec.stats[loop.index]
-            stats.calls.add(1, ordering: .relaxed)
-            stats.microseconds.add(elapsed, ordering: .relaxed)
-            if server.latency.tracking.load(ordering: .relaxed) {
-                if spec.hasSubcommands {
-                    server.latency.recordSubcommand(client.lastCommandName, micros: elapsed)
-                } else {
-                    stats.recordLatency(micros: elapsed)
-                }
-            }
-            counters.commandsProcessed += 1
-            if case .error(let message) = reply {
-                stats.failedCalls.add(1, ordering: .relaxed)
-                counters.countError(message)
-            }
-            if server.slowlog.isSlow(elapsed) {
-                // After a hop the argument views are stale if `input` moved
-                // meanwhile (more pipelined bytes arrived): then the name only.
-                let viewsValid = dispatching || inputMoves == inputMovesAtDispatch
-                server.slowlog.record(
-                    durationMicros: elapsed,
-                    arguments: viewsValid ? (0..<args.count).map { args.bytes($0) } : [Array(spec.name.utf8)],
-                    client: client)
-            }
-            let latencyThreshold = server.latency.thresholdMs.load(ordering: .relaxed)
-            if latencyThreshold > 0 && elapsed / 1000 >= latencyThreshold {
-                server.latency.record(spec.flags.contains(.fast) ? "fast-command" : "command", latencyMs: elapsed / 1000)
-            }
+            // After a hop the argument views are stale if `input` moved
+            // meanwhile (more pipelined bytes arrived): then the name only.
+            account(spec, reply, elapsed: Int((Clock.monotonicNanos() &- commandStartNanos) / 1000),
+                    commandName: client.lastCommandName,
+                    args: args, argsValid: dispatching || inputMoves == inputMovesAtDispatch)
             currentSpec = nil
-            // CLIENT CACHING covers the next command, or a whole MULTI ... EXEC.
-            if client.trackingCaching && client.multiQueue == nil && spec.name != "client" { client.trackingCaching = false }
         }
         if !isClosed {
             output.protocolVersion = client.protocolVersion
@@ -589,6 +709,41 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             // An asynchronous reply: pick up where we left off.
             processInput()
         }
+    }
+
+    /// What every answered command counts: INFO commandstats and errorstats, the latency
+    /// monitor and histogram, SLOWLOG (with the arguments while `argsValid`).
+    private func account(
+        _ spec: CommandSpec, _ reply: Reply, elapsed: Int, commandName: String,
+        args: CommandArguments, argsValid: Bool
+    ) {
+        let stats = spec.stats[loop.index]
+        stats.calls.add(1, ordering: .relaxed)
+        stats.microseconds.add(elapsed, ordering: .relaxed)
+        if server.latency.tracking.load(ordering: .relaxed) {
+            if spec.hasSubcommands {
+                server.latency.recordSubcommand(commandName, micros: elapsed)
+            } else {
+                stats.recordLatency(micros: elapsed)
+            }
+        }
+        counters.commandsProcessed += 1
+        if case .error(let message) = reply {
+            stats.failedCalls.add(1, ordering: .relaxed)
+            counters.countError(message)
+        }
+        if server.slowlog.isSlow(elapsed) {
+            server.slowlog.record(
+                durationMicros: elapsed,
+                arguments: argsValid ? (0..<args.count).map { args.bytes($0) } : [Array(spec.name.utf8)],
+                client: client)
+        }
+        let latencyThreshold = server.latency.thresholdMs.load(ordering: .relaxed)
+        if latencyThreshold > 0 && elapsed / 1000 >= latencyThreshold {
+            server.latency.record(spec.flags.contains(.fast) ? "fast-command" : "command", latencyMs: elapsed / 1000)
+        }
+        // CLIENT CACHING covers the next command, or a whole MULTI ... EXEC.
+        if client.trackingCaching && client.multiQueue == nil && spec.name != "client" { client.trackingCaching = false }
     }
 
     /// A pub/sub message from PUBLISH (posted to this loop): a push under
@@ -851,4 +1006,49 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
 
     /// The client's idle time in seconds.
     var idleSeconds: Int { Clock.idleSeconds(since: client.lastCommandAtNanos) }
+}
+
+/// Where the reply of one command of a squashed run waits until the run's
+/// earlier commands are answered (see Connection's "Pipeline squashing").
+private final class SquashSlot: ReplySink {
+    let index: Int
+    /// Held only while the command is in flight (the reply may come back after
+    /// the connection closed); cleared when the run finishes, so no cycle stays.
+    private var connection: Connection?
+    private var spec: CommandSpec?
+    private var reply: Reply?
+    private var arguments: CommandArguments?
+    private var startNanos: UInt64 = 0
+    private var doneNanos: UInt64 = 0
+    private(set) var inputMovesAtStart = 0
+
+    init(index: Int) { self.index = index }
+
+    /// Returns the command's start time, which also stamps the client's last command.
+    @discardableResult
+    func start(_ connection: Connection, _ spec: CommandSpec, _ arguments: CommandArguments, inputMoves: Int) -> UInt64 {
+        self.connection = connection
+        self.spec = spec
+        self.arguments = arguments
+        startNanos = Clock.monotonicNanos()
+        inputMovesAtStart = inputMoves
+        return startNanos
+    }
+
+    func complete(_ reply: Reply) {
+        guard let connection, self.reply == nil else { return }
+        self.reply = reply
+        doneNanos = Clock.monotonicNanos()
+        connection.squashSlotDone()
+    }
+
+    /// The command, its reply, its arguments and its time in µs; the slot is free again.
+    func finish() -> (CommandSpec, Reply, CommandArguments, Int) {
+        let result = (spec!, reply!, arguments!, Int((doneNanos &- startNanos) / 1000))
+        connection = nil
+        spec = nil
+        reply = nil
+        arguments = nil
+        return result
+    }
 }

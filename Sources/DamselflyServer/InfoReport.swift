@@ -234,6 +234,7 @@ enum InfoReport {
                 section("Keyspace", lines)
             case "transaction":
                 var global = 0, normal = 0, ooo = 0, quick = 0, inline = 0, cancels = 0, timeouts = 0, stuck = 0
+                var squashedBatches = 0, squashedCommands = 0
                 var widths = [Int](repeating: 0, count: shardSet.count)
                 for s in shardSet.stats {
                     global += s.global.load(ordering: .relaxed)
@@ -244,6 +245,8 @@ enum InfoReport {
                     cancels += s.scheduleCancels.load(ordering: .relaxed)
                     timeouts += s.scheduleTimeouts.load(ordering: .relaxed)
                     stuck += s.stuck.load(ordering: .relaxed)
+                    squashedBatches += s.squashedBatches.load(ordering: .relaxed)
+                    squashedCommands += s.squashedCommands.load(ordering: .relaxed)
                     for w in 1...shardSet.count { widths[w - 1] += s.widthCount(w) }
                 }
                 let queued = shardSet.shards.reduce(0) { $0 + $1.queueLength.load(ordering: .relaxed) }
@@ -255,6 +258,9 @@ enum InfoReport {
                     ("tx_schedule_timeout_total", String(timeouts)),
                     ("tx_stuck_total", String(stuck)),
                     ("tx_queue_len", String(queued)),
+                    // Dragonfly's name for the commands; the runs are ours.
+                    ("total_pipelined_squashed_commands", String(squashedCommands)),
+                    ("pipeline_squashed_batches", String(squashedBatches)),
                     ("eval_io_coordination_total", String(scriptCounters.ioCoordination.load(ordering: .relaxed))),
                     ("eval_shardlocal_coordination_total",
                      String(scriptCounters.shardLocalCoordination.load(ordering: .relaxed))),

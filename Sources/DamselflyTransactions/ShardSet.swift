@@ -98,13 +98,13 @@ public final class ShardSet: Sendable {
                 stats.quick.add(1, ordering: .relaxed)
                 let result = operation(shard)
                 shard.afterOperation()
-                shard.loop.whenDurable { loop.post { done(result) } }
+                shard.reply(result, to: loop, done)
             } else {
                 stats.normal.add(1, ordering: .relaxed)
                 stats.countWidth(1)
                 shard.enqueueSingle(locks: locks, txid: takeTxid()) { shard in
                     let result = operation(shard)
-                    shard.loop.whenDurable { loop.post { done(result) } }
+                    shard.reply(result, to: loop, done)
                 }
             }
         }
@@ -148,9 +148,23 @@ public final class ShardSet: Sendable {
                 shard.whenAvailable {
                     let result = operation(shard)
                     shard.afterOperation()
-                    shard.loop.whenDurable { loop.post { done(result) } }
+                    shard.reply(result, to: loop, done)
                 }
             }
+        }
+    }
+}
+
+extension Shard {
+    /// Sends an operation's result back to the coordinating `loop`, once what
+    /// this shard's loop journaled is durable (`appendfsync always`); without
+    /// a sync hook, one closure for the way back instead of two.
+    @inlinable
+    func reply<R>(_ result: R, to loop: EventLoop, _ done: @escaping (R) -> Void) {
+        if self.loop.syncHook == nil {
+            loop.post { done(result) }
+        } else {
+            self.loop.whenDurable { loop.post { done(result) } }
         }
     }
 }

@@ -22,6 +22,10 @@ public final class TransactionStats: @unchecked Sendable {
     public let scheduleTimeouts = Atomic<Int>(0)
     /// Transactions that waited past the bound but could not be abandoned.
     public let stuck = Atomic<Int>(0)
+    /// Pipeline squashing (`--pipeline_squash`): runs of two or more pipelined
+    /// commands dispatched together, and the commands in them.
+    public let squashedBatches = Atomic<Int>(0)
+    public let squashedCommands = Atomic<Int>(0)
     /// How many shards each id-taking transaction touched: index w-1.
     private let widths: UnsafeMutablePointer<Atomic<Int>>
     public let maxWidth: Int
@@ -56,6 +60,8 @@ public final class TransactionStats: @unchecked Sendable {
         scheduleCancels.store(0, ordering: .relaxed)
         scheduleTimeouts.store(0, ordering: .relaxed)
         stuck.store(0, ordering: .relaxed)
+        squashedBatches.store(0, ordering: .relaxed)
+        squashedCommands.store(0, ordering: .relaxed)
         for i in 0..<maxWidth { widths[i].store(0, ordering: .relaxed) }
     }
 }

@@ -198,3 +198,58 @@ final class Counter: Sendable {
         #expect(waitUntil { ranOnA.value == 2_000 && ranOnB.value == 2_000 })
     }
 }
+
+/// A log shared between loops (pipeline squashing's post batches).
+final class SharedLog: Sendable {
+    private let entries = Mutex<[String]>([])
+    func add(_ entry: String) { entries.withLock { $0.append(entry) } }
+    var all: [String] { entries.withLock { $0 } }
+}
+
+@Suite struct PostBatchTests {
+    /// Posts made inside a batch are held until it ends, then run on the
+    /// destination in order, as one inbox item; what they post back is
+    /// batched there too, so every task runs before any of its replies.
+    @Test func batchedPostsLeaveTogetherInOrderAndRepliesComeBackTogether() {
+        let a = RunningLoop(index: 0), b = RunningLoop(index: 1)
+        defer { a.shutdown(); b.shutdown() }
+        let log = SharedLog()
+        let loopA = a.loop, loopB = b.loop
+        let heldWhileOpen = Flag(), ownPostRan = Flag()
+        loopA.post {
+            loopA.beginPostBatch()
+            for i in 1...3 {
+                loopB.post {
+                    log.add("ran \(i)")
+                    loopA.post { log.add("reply \(i)") }
+                }
+            }
+            // Nested batches end only at the outermost end.
+            loopA.beginPostBatch()
+            loopA.endPostBatch()
+            // A post to the loop's own inbox is not held.
+            loopA.post { ownPostRan.set() }
+            usleep(20_000)
+            if loopB.inbox.isEmpty && log.all.isEmpty { heldWhileOpen.set() }
+            loopA.endPostBatch()
+        }
+        #expect(waitUntil { log.all.count == 6 })
+        #expect(heldWhileOpen.isSet)
+        #expect(ownPostRan.isSet)
+        #expect(log.all == ["ran 1", "ran 2", "ran 3", "reply 1", "reply 2", "reply 3"])
+    }
+
+    /// Without a batch, a post goes straight to the destination's inbox.
+    @Test func postsOutsideABatchAreNotHeld() {
+        let a = RunningLoop(index: 0), b = RunningLoop(index: 1)
+        defer { a.shutdown(); b.shutdown() }
+        let ran = Flag()
+        let loopB = b.loop
+        a.loop.post {
+            loopB.post { ran.set() }
+            // Still on A, no batch: B runs it while A waits here.
+            _ = waitUntil { ran.isSet }
+        }
+        #expect(waitUntil { ran.isSet })
+    }
+}

@@ -73,6 +73,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var dir: String = "."
     /// --migrate_connections: move a connection to the thread owning the shard its commands use.
     public var migrateConnections: Bool = true
+    /// --pipeline_squash: the most pipelined commands dispatched together as one squashed run (0 = off).
+    public var pipelineSquash: Int = 0
     /// --poll_before_sleep_us: how long a loop keeps polling its inbox after its last work before it sleeps.
     public var pollBeforeSleepMicros: Int = 0
     /// --appendonly: journal every write (per-shard files) and replay them at start-up.
@@ -413,6 +415,7 @@ struct ConfigFlagSpec: Sendable {
                 \.enableProtectedConfigs, choices: ["no", "yes", "local"]),
         .bool("protected_mode", "With no requirepass, refuse clients not on this machine (Redis's protected mode).", \.protectedMode),
         .bool("migrate_connections", "Move a connection to the thread owning the shard its commands use (a blocking pop at once; other commands after 16 in a row on one shard), so they run inline.", \.migrateConnections),
+        .int("pipeline_squash", 0...1024, "Pipelined commands of one key each are dispatched together, up to this many, with one message per thread whose shards they use, and answered in order (0 = off: each command waits for the one before; no effect with one thread).", \.pipelineSquash),
         .int("poll_before_sleep_us", 0...100_000, "Microseconds a thread keeps polling for messages from other threads before it sleeps (0 = sleep at once); trades CPU for hop latency.", \.pollBeforeSleepMicros),
         .bool("appendonly", "Journal every write command (one file per shard) and replay the journal at start-up.", \.appendonly),
         .string("appendfsync", "When the journal is fsynced: always (before the reply), everysec or no.", \.appendfsync),

@@ -1,0 +1,203 @@
+"""Pipeline squashing (--pipeline_squash, issue 16 §2): pipelined commands of one key each are
+dispatched together, with one message per thread whose shards they use, and answered in order.
+
+Differential: each pipeline goes in one write to Damselfly (2 and 4 threads, keys spread over
+every shard) and to redis-server, and the replies must be equal, byte for byte and in order —
+pipelines of squashable commands only, and pipelines where MULTI, a blocking pop, errors,
+SELECT or QUIT end a run in the middle. The INFO counters show that squashing took place
+(and that --pipeline_squash=0 turns it off).
+"""
+
+import random
+
+import pytest
+
+from conftest import parse_info
+from resp import RespConn, encode, to_py
+from util import spread_keys
+
+
+def _send(port, cmds):
+    """One write holding every command; the replies, in order."""
+    with RespConn(port) as c:
+        c.send_raw(b"".join(encode(*cmd) for cmd in cmds))
+        return [c.read_reply() for _ in cmds]
+
+
+def _flush(port):
+    with RespConn(port) as c:
+        assert c.call("FLUSHALL") == ("+", b"OK")
+
+
+def _squash_counters(port):
+    with RespConn(port) as c:
+        info = parse_info(to_py(c.call("INFO", "ALL")))
+    return int(info["total_pipelined_squashed_commands"]), int(info["pipeline_squashed_batches"])
+
+
+def _mixed_commands(keys, n, seed):
+    """Squashable commands over `keys`: strings, lists, hashes, sets, with some same-key chains
+    (INCR, APPEND, LPUSH/RPOP) whose replies show order, and some errors (WRONGTYPE, not an integer)."""
+    rnd = random.Random(seed)
+    cmds = []
+    for i in range(n):
+        k = rnd.choice(keys)
+        op = rnd.randrange(14)
+        if op == 0:
+            cmds.append(("SET", "s:" + k, f"v{i}"))
+        elif op == 1:
+            cmds.append(("GET", "s:" + k))
+        elif op == 2:
+            cmds.append(("INCR", "n:" + k))
+        elif op == 3:
+            cmds.append(("APPEND", "s:" + k, f"+{i}"))
+        elif op == 4:
+            cmds.append(("LPUSH", "l:" + k, f"e{i}"))
+        elif op == 5:
+            cmds.append(("RPOP", "l:" + k))
+        elif op == 6:
+            cmds.append(("HSET", "h:" + k, f"f{i % 5}", i))
+        elif op == 7:
+            cmds.append(("HGET", "h:" + k, f"f{i % 5}"))
+        elif op == 8:
+            cmds.append(("SADD", "t:" + k, i % 7))
+        elif op == 9:
+            cmds.append(("SCARD", "t:" + k))
+        elif op == 10:
+            cmds.append(("LPUSH", "s:" + k, "x"))  # WRONGTYPE once s:k holds a string
+        elif op == 11:
+            cmds.append(("INCR", "s:" + k))  # not an integer once s:k holds text
+        elif op == 12:
+            cmds.append(("STRLEN", "s:" + k))
+        else:
+            cmds.append(("LLEN", "l:" + k))
+    return cmds
+
+
+@pytest.fixture(scope="module")
+def redis_port(redis_server):
+    return redis_server.port
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+def test_squashable_pipeline_matches_redis(damselfly, redis_port, threads):
+    srv = damselfly(f"--proactor_threads={threads}", "--pipeline_squash=32")
+    keys = spread_keys(threads, 8, prefix="sq")
+    before, _ = _squash_counters(srv.port)
+    for seed, n in ((1, 50), (2, 400), (3, 3000)):
+        _flush(srv.port)
+        _flush(redis_port)
+        cmds = _mixed_commands(keys, n, seed)
+        got = _send(srv.port, cmds)
+        want = _send(redis_port, cmds)
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert g == w, f"seed {seed} command {i} {cmds[i]}: {g!r} != {w!r}"
+    after, _ = _squash_counters(srv.port)
+    assert after > before, "no command was squashed"
+
+
+def _mixed_with_breaks(keys):
+    """Runs of squashable commands broken by commands that end a run."""
+    k = keys
+    return [
+        ("SET", k[0], "a"), ("SET", k[1], "b"), ("INCR", k[2]), ("GET", k[0]),
+        # MULTI in the middle: queued commands, EXEC's array, then more squashable ones.
+        ("MULTI",), ("SET", k[3], "m"), ("INCR", k[2]), ("GET", k[1]), ("EXEC",),
+        ("GET", k[3]), ("INCR", k[2]), ("APPEND", k[1], "c"),
+        # A blocking pop that finds an element, one that times out, then more.
+        ("RPUSH", k[4], "x", "y"), ("BLPOP", k[4], 1), ("GET", k[0]), ("BLPOP", k[5], "0.05"),
+        ("LLEN", k[4]), ("GET", k[1]),
+        # Errors of every kind in the middle of a run.
+        ("NOSUCHCOMMAND", k[0]), ("GET",), ("INCR", k[0]), ("SET", k[6], "v", "EX", "notanumber"),
+        ("GET", k[6]), ("GET", k[2]),
+        # SELECT in the middle: the next commands use the other database.
+        ("SELECT", 1), ("SET", k[0], "db1"), ("GET", k[0]), ("INCR", k[2]),
+        ("SELECT", 0), ("GET", k[0]), ("GET", k[2]),
+        # A multi-key command (its own transaction) among one-key ones.
+        ("MSET", k[0], "p", k[1], "q", k[2], "r"), ("GET", k[0]), ("MGET", k[0], k[1], k[2]),
+        ("DEL", k[1]), ("EXISTS", k[1]), ("GET", k[2]),
+    ]
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+def test_runs_broken_by_other_commands_match_redis(damselfly, redis_port, threads):
+    srv = damselfly(f"--proactor_threads={threads}", "--pipeline_squash=32")
+    keys = spread_keys(threads, 4, prefix="br")
+    cmds = _mixed_with_breaks(keys)
+    _flush(srv.port)
+    _flush(redis_port)
+    got = _send(srv.port, cmds)
+    want = _send(redis_port, cmds)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g == w, f"command {i} {cmds[i]}: {g!r} != {w!r}"
+    # Twice in a row, to catch state a run leaves behind.
+    got = _send(srv.port, cmds)
+    _flush(redis_port)
+    _send(redis_port, cmds)
+    assert got == _send(redis_port, cmds)
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+def test_quit_in_the_middle_of_a_run(damselfly, redis_port, threads):
+    srv = damselfly(f"--proactor_threads={threads}", "--pipeline_squash=32")
+    keys = spread_keys(threads, 4, prefix="q")
+    head = [("SET", k, "before") for k in keys] + [("INCR", keys[0] + ":n")]
+    tail = [("SET", k, "after") for k in keys] + [("SET", "after-quit", "1")]
+    results = []
+    for port in (srv.port, redis_port):
+        _flush(port)
+        with RespConn(port) as c:
+            c.send_raw(b"".join(encode(*cmd) for cmd in head + [("QUIT",)] + tail))
+            replies = [c.read_reply() for _ in head + [("QUIT",)]]
+            rest, closed = c.read_all_until_close()
+            assert closed and rest == b"", (port, rest)
+        with RespConn(port) as c:
+            state = [c.call("GET", k) for k in keys] + [c.call("EXISTS", "after-quit")]
+        results.append((replies, state))
+    assert results[0] == results[1]
+    assert results[0][1][-1] == (":", 0)
+
+
+def test_same_key_chains_keep_order_across_many_runs(damselfly, redis_port):
+    """Long pipelines on a few keys: every INCR's reply is its position in the key's chain."""
+    srv = damselfly("--proactor_threads=4", "--pipeline_squash=8")
+    keys = spread_keys(4, 1, prefix="ord")
+    cmds = [("INCR", keys[i % len(keys)]) for i in range(2000)]
+    got = _send(srv.port, cmds)
+    assert [r[1] for r in got] == [i // len(keys) + 1 for i in range(2000)]
+
+
+def test_counters_and_off_switch(damselfly, redis_port):
+    keys = spread_keys(2, 16, prefix="c")
+    cmds = [("SET", k, "v") for k in keys] + [("GET", k) for k in keys]
+    on = damselfly("--proactor_threads=2", "--pipeline_squash=32")
+    off = damselfly("--proactor_threads=2", "--pipeline_squash=0")
+    _flush(redis_port)
+    want = _send(redis_port, cmds)
+    assert _send(on.port, cmds) == want
+    assert _send(off.port, cmds) == want
+    commands, batches = _squash_counters(on.port)
+    assert commands >= 2 and batches >= 1 and commands >= 2 * batches
+    assert _squash_counters(off.port) == (0, 0)
+    # Off by default (docs/benchmarks.md "Pipeline squashing": it costs CPU per request here).
+    default = damselfly("--proactor_threads=2")
+    assert _send(default.port, cmds) == want
+    assert _squash_counters(default.port) == (0, 0)
+    # CONFIG RESETSTAT clears them with the other transaction counters.
+    with RespConn(on.port) as c:
+        assert c.call("CONFIG", "RESETSTAT") == ("+", b"OK")
+    assert _squash_counters(on.port) == (0, 0)
+
+
+def test_monitor_sees_squashed_commands_in_order(damselfly):
+    srv = damselfly("--proactor_threads=2", "--pipeline_squash=32")
+    keys = spread_keys(2, 5, prefix="mon")
+    cmds = [("SET", k, "v") for k in keys] + [("GET", k) for k in keys]
+    with RespConn(srv.port) as mon:
+        assert mon.call("MONITOR") == ("+", b"OK")
+        _send(srv.port, cmds)
+        seen = []
+        while len(seen) < len(cmds):
+            line = to_py(mon.read_reply()).decode()
+            seen.append(line.split('"')[1::2][:2])
+    assert [(s[0].upper(), s[1]) for s in seen] == [(c[0], c[1]) for c in cmds]
