@@ -2,6 +2,9 @@
 #   push CLASS QUEUE ARGS_JSON COUNT   Sidekiq::Client.push_bulk, prints jids
 #   perform_async KEY                  RecordJob.perform_async(KEY), prints the jid
 #   perform_in SECONDS KEY             RecordJob.perform_in, prints the jid
+#   produce KEY INTERVAL               RecordJob.perform_async(KEY) in a loop, one every INTERVAL
+#                                      seconds, printing "enqueued <jid>" once each push returned;
+#                                      SIGTERM stops it between two pushes (none is half done)
 #   retry_each                         Sidekiq::RetrySet: #retry each job once (retry_all loops while
 #                                      the set is not empty, which a fast worker refills)
 #   dead_retry_all                     Sidekiq::DeadSet: #retry each job
@@ -26,6 +29,15 @@ when "perform_async"
   puts RecordJob.perform_async(ARGV[0])
 when "perform_in"
   puts RecordJob.perform_in(ARGV[0].to_f, ARGV[1])
+when "produce"
+  key, interval = ARGV[0], ARGV[1].to_f
+  STDOUT.sync = true
+  stop = false
+  trap("TERM") { stop = true }
+  until stop
+    puts "enqueued #{RecordJob.perform_async(key)}"
+    sleep interval
+  end
 when "retry_each"
   Sidekiq::RetrySet.new.to_a.each(&:retry)
 when "dead_retry_all"
