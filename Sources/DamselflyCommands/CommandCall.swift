@@ -656,7 +656,15 @@ public struct ShardContext {
         // silence the next command here.
         shard.keysUnchanged = false
         shard.onlyWritten = nil
+        shard.bookkeepingOnly = false
     }
+
+    /// Tells the shard that this write command changed only a stream's
+    /// consumer-group bookkeeping (or its last ID): saves count it and blocked
+    /// readers look again, but WATCHers and tracking clients are not told,
+    /// as Redis signals no modified key there. Consumed like ``markUnchanged()``.
+    @inlinable
+    public func markBookkeepingOnly() { shard.bookkeepingOnly = true }
 
     /// Tells the shard that this write command's operation changed nothing
     /// here, so no WATCHer is dirtied and no blocked client woken (Redis

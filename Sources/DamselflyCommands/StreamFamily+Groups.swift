@@ -101,6 +101,8 @@ extension StreamFamily {
         let isDollar = argument == Array("$".utf8)
         let parsedID = isDollar ? nil : argument.withUnsafeBytes { StreamID.parse($0, strict: sub == "create") }
         call.runOnKey(key, mode: .exclusive) { ctx in
+            // Only a stream MKSTREAM creates is a modified key for Redis (WATCH, tracking).
+            ctx.markBookkeepingOnly()
             var stream: StreamValue? = nil
             var index: EntryIndex? = nil
             switch ctx.lookup(key, write: true, as: value) {
@@ -133,6 +135,7 @@ extension StreamFamily {
                     target = stream
                 } else {
                     target = StreamValue()
+                    ctx.shard.bookkeepingOnly = false
                     ctx.store(key, .stream(target))
                     index = ctx.lookupWrite(key)
                 }
@@ -178,6 +181,7 @@ extension StreamFamily {
         let name = call.args.bytes(2)
         let parsed = (3..<call.args.count).map { i in StreamID.parse(call.args[i], strict: true)?.id }
         call.runOnKey(key, mode: .exclusive) { ctx in
+            ctx.markBookkeepingOnly()
             guard case .success(let (index, stream, group)) = findGroup(&ctx, key, name, write: true) else {
                 if case .wrongType = ctx.lookup(key, write: true, as: value) { return .wrongType }
                 return .integer(0)
@@ -272,6 +276,7 @@ extension StreamFamily {
         let rawOptions = (optionsAt..<argc).map { call.args.bytes($0) }
         let journaling = call.engine.journaling
         runStreamWrite(call, key) { ctx in
+            ctx.markBookkeepingOnly()
             let stream: StreamValue, group: StreamGroup, index: EntryIndex
             switch findGroup(&ctx, key, name, write: true) {
             case .failure(let error): return error.reply
@@ -362,6 +367,7 @@ extension StreamFamily {
         let name = call.args.bytes(2)
         let consumerName = call.args.bytes(3)
         runStreamWrite(call, key) { ctx in
+            ctx.markBookkeepingOnly()
             let stream: StreamValue, group: StreamGroup, index: EntryIndex
             switch findGroup(&ctx, key, name, write: true) {
             case .failure(let error): return error.reply

@@ -369,6 +369,7 @@ public enum StreamFamily {
         }
         let key = call.key(1)
         call.runOnKey(key, mode: .exclusive) { ctx in
+            ctx.markBookkeepingOnly()
             let reply = modify(&ctx, key, missing: .error("ERR no such key")) { stream in
                 if stream.count > 0 {
                     if newID < stream.lastValidID {

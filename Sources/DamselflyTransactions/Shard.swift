@@ -36,6 +36,12 @@ public final class Shard: @unchecked Sendable {
     /// ``noteWritten(_:changed:)`` signals only these, as Redis signals
     /// only the keys it modified.
     public var onlyWritten: [LockFingerprint]?
+    /// Set by an operation that changed only a stream's consumer-group bookkeeping
+    /// (XACK, XCLAIM, XAUTOCLAIM, XGROUP on an existing stream, XSETID): the next
+    /// ``noteWritten(_:changed:)`` counts the change for saves and wakes blocked
+    /// readers but leaves WATCHers and tracking clients alone, as Redis 7.0 calls
+    /// no `signalModifiedKey` there.
+    public var bookkeepingOnly = false
     /// Clients blocked on keys of this shard.
     var blocking = BlockingTable()
     /// CLIENT TRACKING: who may cache which of this shard's keys, and BCAST prefixes.

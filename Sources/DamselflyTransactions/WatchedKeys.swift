@@ -43,6 +43,8 @@ extension Shard {
     /// reply, a reply that says so) or the operation set ``keysUnchanged``.
     @inline(__always)
     public func noteWritten(_ fingerprints: [LockFingerprint], changed: Bool = true) {
+        let signalsModified = !bookkeepingOnly
+        bookkeepingOnly = false
         if keysUnchanged {
             keysUnchanged = false
             onlyWritten = nil
@@ -56,13 +58,13 @@ extension Shard {
         }
         guard changed else { return }
         changesSinceSave.add(1, ordering: .relaxed)
-        if !watches.isEmpty {
+        if signalsModified && !watches.isEmpty {
             for f in fingerprints { watches.touch(f) }
         }
         if !blocking.isEmpty {
             for f in fingerprints { signalKeyReady(f) }
         }
-        if !tracking.isEmpty { invalidateTracked(fingerprints) }
+        if signalsModified && !tracking.isEmpty { invalidateTracked(fingerprints) }
     }
 
     /// Whether any client WATCHes a key of this shard.

@@ -288,12 +288,14 @@ def scenario_table_limit(server):
 def scenario_streams(server):
     """Stream writes that change the entries invalidate as every other type's do, in default
     and BCAST mode (XADD goes through the one-key shard path and passes its key to tracking).
-    Consumer-group bookkeeping (XACK, XCLAIM, XREADGROUP, XGROUP ...) and XSETID do not
-    invalidate in Redis 7.0 (no signalModifiedKey) but do here: not covered, see compatibility.md."""
+    Consumer-group bookkeeping (XACK, XCLAIM, XAUTOCLAIM, XGROUP ...) and XSETID invalidate
+    nothing in Redis 7.0 (no signalModifiedKey), nor here; XREADGROUP does here (compatibility.md)."""
     a, bc, b = conn(server, resp3=True), conn(server, resp3=True), conn(server)
     streams = [f"s:{i}" for i in range(5)]  # over the shards of a 4-thread server
     for s in streams:
         b.call("XADD", s, "1-1", "f", "v")
+    b.call("XGROUP", "CREATE", "s:3", "g", "0")
+    b.call("XREADGROUP", "GROUP", "g", "c1", "STREAMS", "s:3", ">")
     assert a.call("CLIENT", "TRACKING", "ON") == ("+", b"OK")
     assert bc.call("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "s:") == ("+", b"OK")
     for s in streams[:4]:
@@ -303,6 +305,12 @@ def scenario_streams(server):
     b.call("XTRIM", "s:2", "MAXLEN", 0)
     b.call("XADD", "s:4", "3-1", "f", "v")  # not read by a: BCAST only
     b.call("XADD", "s:new", "1-1", "f", "v")
+    b.call("XACK", "s:3", "g", "1-1")
+    b.call("XCLAIM", "s:3", "g", "c2", 0, "1-1")
+    b.call("XAUTOCLAIM", "s:3", "g", "c2", 0, "0")
+    b.call("XGROUP", "SETID", "s:3", "g", "0")
+    b.call("XGROUP", "CREATECONSUMER", "s:3", "g", "c9")
+    b.call("XSETID", "s:3", "9-9")
     got = invalidated(drain(a)), invalidated(drain(bc))
     a.close(), bc.close(), b.close()
     return got

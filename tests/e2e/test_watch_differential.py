@@ -19,6 +19,10 @@ _K = keys_on_shards(NUM_SHARDS, 2, "wk")
 K, K2, K3, K4 = _K[0][0], _K[1][0], _K[2][0], _K[3][0]
 K0B = _K[0][1]  # on K's shard
 
+# A stream with two entries, group g whose consumer c1 has 1-1 pending.
+STREAM_SETUP = [("XADD", K, "1-1", "f", "v"), ("XADD", K, "2-1", "f", "v"), ("XGROUP", "CREATE", K, "g", "0"),
+                ("XREADGROUP", "GROUP", "g", "c1", "COUNT", "1", "STREAMS", K, ">")]
+
 # (name, setup, watched keys, commands in between, by another connection)
 SCENARIOS = [
     # -- no-op writes: EXEC runs on redis-server
@@ -65,7 +69,20 @@ SCENARIOS = [
     ("flushall-missing-key", [("SET", K2, "x")], [K], [("FLUSHALL",)], True),
     ("other-db-same-name", [], [K], [("SELECT", "1"), ("SET", K, "v"), ("SELECT", "0")], False),
     ("flushdb-other-db", [("SET", K, "v")], [K], [("SELECT", "1"), ("FLUSHDB",), ("SELECT", "0")], False),
+    # -- stream consumer-group bookkeeping and XSETID: no signalModifiedKey in Redis 7.0
+    ("xack", STREAM_SETUP, [K], [("XACK", K, "g", "1-1")], True),
+    ("xclaim", STREAM_SETUP, [K], [("XCLAIM", K, "g", "c2", "0", "1-1")], True),
+    ("xautoclaim", STREAM_SETUP, [K], [("XAUTOCLAIM", K, "g", "c2", "0", "0")], True),
+    ("xgroup-create", STREAM_SETUP, [K], [("XGROUP", "CREATE", K, "g2", "0")], True),
+    ("xgroup-setid", STREAM_SETUP, [K], [("XGROUP", "SETID", K, "g", "0")], True),
+    ("xgroup-createconsumer", STREAM_SETUP, [K], [("XGROUP", "CREATECONSUMER", K, "g", "c9")], True),
+    ("xgroup-delconsumer", STREAM_SETUP, [K], [("XGROUP", "DELCONSUMER", K, "g", "c1")], True),
+    ("xgroup-destroy", STREAM_SETUP, [K], [("XGROUP", "DESTROY", K, "g")], True),
+    ("xsetid", STREAM_SETUP, [K], [("XSETID", K, "5-5")], True),
     # -- real changes: EXEC aborts on redis-server
+    ("xadd", STREAM_SETUP, [K], [("XADD", K, "3-1", "f", "v")], True),
+    ("xgroup-create-mkstream", [], [K], [("XGROUP", "CREATE", K, "g", "0", "MKSTREAM")], True),
+    ("xdel", STREAM_SETUP, [K], [("XDEL", K, "1-1")], True),
     ("set", [("SET", K, "v")], [K], [("SET", K, "v")], False),
     ("setnx-missing", [], [K], [("SETNX", K, "y")], True),
     ("del-existing-cross-shard", [("SET", K, "v")], [K], [("DEL", K3, K)], False),
