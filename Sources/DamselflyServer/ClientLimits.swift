@@ -39,10 +39,8 @@ final class ClientLimits: Sendable {
     let maxClients: Atomic<Int>
     let timeoutSeconds: Atomic<Int>
     let protectedMode: Atomic<Bool>
-    /// The normal, pubsub and replica classes.
-    private let normalHard = Atomic<Int>(0), normalSoft = Atomic<Int>(0), normalSeconds = Atomic<Int>(0)
-    private let pubsubHard = Atomic<Int>(0), pubsubSoft = Atomic<Int>(0), pubsubSeconds = Atomic<Int>(0)
-    private let replicaHard = Atomic<Int>(0), replicaSoft = Atomic<Int>(0), replicaSeconds = Atomic<Int>(0)
+    /// One per class, in ``classes``'s order (normal, replica, pubsub).
+    private let outputLimits = ClientLimits.classes.map { _ in AtomicOutputLimit() }
 
     static let classes = ["normal", "replica", "pubsub"]
 
@@ -61,31 +59,29 @@ final class ClientLimits: Sendable {
         protectedMode.store(config.protectedMode, ordering: .relaxed)
         let limits = Self.parseOutputLimits(config.clientOutputBufferLimit, base: Self.defaultOutputLimits)
             ?? Self.defaultOutputLimits
-        normalHard.store(limits[0].hard, ordering: .relaxed)
-        normalSoft.store(limits[0].soft, ordering: .relaxed)
-        normalSeconds.store(limits[0].softSeconds, ordering: .relaxed)
-        pubsubHard.store(limits[2].hard, ordering: .relaxed)
-        pubsubSoft.store(limits[2].soft, ordering: .relaxed)
-        pubsubSeconds.store(limits[2].softSeconds, ordering: .relaxed)
-        replicaHard.store(limits[1].hard, ordering: .relaxed)
-        replicaSoft.store(limits[1].soft, ordering: .relaxed)
-        replicaSeconds.store(limits[1].softSeconds, ordering: .relaxed)
+        for (stored, limit) in zip(outputLimits, limits) { stored.store(limit) }
     }
 
     /// The output limit of a normal client, of one with subscriptions, or of a replica link.
     func outputLimit(pubsub: Bool, replica: Bool = false) -> OutputLimit {
-        if replica {
-            return OutputLimit(
-                hard: replicaHard.load(ordering: .relaxed), soft: replicaSoft.load(ordering: .relaxed),
-                softSeconds: replicaSeconds.load(ordering: .relaxed))
+        outputLimits[replica ? 1 : pubsub ? 2 : 0].load()
+    }
+
+    /// One class's limit, read by every loop and set by CONFIG SET.
+    private final class AtomicOutputLimit: Sendable {
+        private let hard = Atomic<Int>(0), soft = Atomic<Int>(0), softSeconds = Atomic<Int>(0)
+
+        func store(_ limit: OutputLimit) {
+            hard.store(limit.hard, ordering: .relaxed)
+            soft.store(limit.soft, ordering: .relaxed)
+            softSeconds.store(limit.softSeconds, ordering: .relaxed)
         }
-        return pubsub
-            ? OutputLimit(
-                hard: pubsubHard.load(ordering: .relaxed), soft: pubsubSoft.load(ordering: .relaxed),
-                softSeconds: pubsubSeconds.load(ordering: .relaxed))
-            : OutputLimit(
-                hard: normalHard.load(ordering: .relaxed), soft: normalSoft.load(ordering: .relaxed),
-                softSeconds: normalSeconds.load(ordering: .relaxed))
+
+        func load() -> OutputLimit {
+            OutputLimit(
+                hard: hard.load(ordering: .relaxed), soft: soft.load(ordering: .relaxed),
+                softSeconds: softSeconds.load(ordering: .relaxed))
+        }
     }
 
     // MARK: - client-output-buffer-limit syntax
