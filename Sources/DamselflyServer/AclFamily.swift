@@ -318,19 +318,7 @@ enum ACLFile {
 
     /// Writes every user to a temporary file and renames it over `path`.
     static func save(_ users: [ACLUser], to path: String) -> Bool {
-        let temp = path + ".tmp-\(getpid())"
-        guard let file = fopen(temp, "w") else { return false }
-        var ok = true
-        for user in users {
-            let line = Array("user \(user.name) \(user.description)\n".utf8)
-            if fwrite(line, 1, line.count, file) != line.count { ok = false }
-        }
-        if fflush(file) != 0 || fsync(fileno(file)) != 0 { ok = false }
-        fclose(file)
-        guard ok, rename(temp, path) == 0 else {
-            unlink(temp)
-            return false
-        }
-        return true
+        let text = users.map { "user \($0.name) \($0.description)\n" }.joined()
+        return DurableFile.replace(path, with: Array(text.utf8), temp: path + ".tmp-\(getpid())")
     }
 }

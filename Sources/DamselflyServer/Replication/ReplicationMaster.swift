@@ -209,7 +209,7 @@ final class ReplicationMaster: @unchecked Sendable {
             let (dir, name) = server.configState.withLock { ($0.dir, $0.dbfilename) }
             _ = LoopThread.spawn(name: "repl-rdb-file") { [self] in
                 let path = dir + "/" + name
-                guard Self.writeFile(payload, to: path, temp: dir + "/temp-repl-\(getpid()).rdb"), let stored = server.snapshots.readFile(path) else {
+                guard DurableFile.replace(path, with: payload, temp: dir + "/temp-repl-\(getpid()).rdb"), let stored = server.snapshots.readFile(path) else {
                     log("Replication: can't write the RDB for SYNC to \(path): \(String(cString: strerror(errno)))")
                     for link in links { link.loop.post { link.connection?.close() } }
                     return
@@ -237,25 +237,6 @@ final class ReplicationMaster: @unchecked Sendable {
                 return 0
             }, done: { _ in })
         }
-    }
-
-    /// Writes `bytes` to `temp`, fsyncs it and renames it to `path`.
-    static func writeFile(_ bytes: [UInt8], to path: String, temp: String) -> Bool {
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return false }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
-            if n <= 0 { break }
-            written += n
-        }
-        let ok = written == bytes.count && fsync(fd) == 0
-        close(fd)
-        guard ok, rename(temp, path) == 0 else {
-            unlink(temp)
-            return false
-        }
-        return true
     }
 
     // MARK: - WAIT
