@@ -33,8 +33,15 @@ public struct KeyRef: Sendable {
 public struct CommandCall {
     public let args: CommandArguments
     public let client: ClientState
-    public let engine: Engine
-    public let spec: CommandSpec
+    /// Unowned, as `spec`: a call is built for every command and copied into
+    /// the closures it sends, and counting these two references cost more than
+    /// the command's lookup. Safe because the engine (owned by the server, or
+    /// by the test harness) outlives every command it runs: a stopped server's
+    /// loops run nothing more.
+    public unowned(unsafe) let engine: Engine
+    /// Unowned: every spec is registered when the engine starts and is kept
+    /// by its registry as long as the engine lives.
+    public unowned(unsafe) let spec: CommandSpec
     /// Held strongly: the closures a command sends to other threads capture
     /// the call or its sink, and may come back after the connection closed
     /// (a hop, a transaction, a parked pop, a script); the sink must still be
@@ -172,40 +179,27 @@ public struct CommandCall {
     /// `journal: false`: the operation journals what it did itself (XADD with the ID it chose).
     public func runOnKey(_ key: KeyRef, mode: LockMode, journal: Bool = true, _ operation: @escaping (inout ShardContext) -> Reply) {
         let shardIndex = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
-        let locks = ShardLockSet(fingerprints: [lockFingerprint(keyHash: key.hash, database: client.database)], mode: mode)
         let database = client.database
-        let noTouch = client.noTouch
         let journalArgs = journal ? journalArguments() : nil
         let fixTTL = journalArgs != nil && CommandCall.relativeTTLCommands.contains(spec.name)
-        let ttlOnly = fixTTL && CommandCall.expireCommands.contains(spec.name)
-        let tracking = trackingOp([key])
-        let writes = self.writes
-        let spec = self.spec
-        let script = self.script
-        // What runOnShard's wrapper adds (tracking, WATCH) is done here, in the one
-        // closure that goes to the shard: a one-key command allocates one operation, not two.
-        submit(shardIndex, locks: locks) { shard in
-            shard.withTracking(tracking) {
-                var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
-                let reply = operation(&context)
-                if let journalArgs, let journal = shard.journal, !reply.isError {
-                    if ttlOnly {
-                        // As Redis propagates them: the PEXPIREAT that was set, DEL when the
-                        // deadline had passed, nothing when the key was left alone.
-                        if case .integer(1) = reply, !context.journalAbsoluteTTL(key, journal) {
-                            journal.append(database: database, [Array("DEL".utf8), key.bytes])
-                        }
-                    } else {
-                        journal.append(database: database, journalArgs)
-                        if fixTTL { context.journalAbsoluteTTL(key, journal) }
-                    }
-                }
-                if writes {
-                    script?.wrote = true
-                    shard.noteWritten(locks.fingerprints, changed: spec.mayHaveChanged(reply))
-                }
-                return reply
+        let step = KeyStep(
+            key: key, fingerprint: lockFingerprint(keyHash: key.hash, database: database), database: database,
+            noTouch: client.noTouch, journalArgs: journalArgs, fixTTL: fixTTL,
+            ttlOnly: fixTTL && CommandCall.expireCommands.contains(spec.name), tracking: trackingOp([key]),
+            writes: writes, spec: spec, script: script)
+        if script == nil && !insideExec {
+            // The inline path (this loop owns the shard, the key is free): the
+            // operation runs now, with no closure, lock array or reply hop built.
+            let shard = shardSet.shards[shardIndex]
+            if shard.runsInline(from: loop, step.fingerprint, mode) {
+                shardSet.stats[loop.index].inline.add(1, ordering: .relaxed)
+                let reply = step.run(on: shard, operation)
+                shard.afterOperation()
+                return sink.complete(reply)
             }
+        }
+        submit(shardIndex, locks: ShardLockSet(fingerprints: [step.fingerprint], mode: mode)) { shard in
+            step.run(on: shard, operation)
         }
     }
 
@@ -635,6 +629,74 @@ public enum TypedLookup<Value> {
 /// What a shard-side operation sees: its shard, the client's database there,
 /// and the time the operation started (one clock read per operation, so a key
 /// cannot expire half-way through a command).
+/// What a one-key command's shard operation needs besides the operation
+/// itself, taken on the connection's thread (``CommandCall/runOnKey(_:mode:journal:_:)``):
+/// one value the inline path uses in place and the hop captures whole.
+@usableFromInline
+struct KeyStep {
+    @usableFromInline let key: KeyRef
+    @usableFromInline let fingerprint: LockFingerprint
+    @usableFromInline let database: Int
+    @usableFromInline let noTouch: Bool
+    /// The arguments to journal (nil: the journal is off or the operation journals itself).
+    @usableFromInline let journalArgs: [[UInt8]]?
+    /// The command's TTL is relative on the wire: the journal adds the absolute PEXPIREAT.
+    @usableFromInline let fixTTL: Bool
+    /// EXPIRE/PEXPIRE: only the PEXPIREAT (or a DEL) is journalled.
+    @usableFromInline let ttlOnly: Bool
+    @usableFromInline let tracking: TrackingOp?
+    @usableFromInline let writes: Bool
+    /// Unowned for the reason ``CommandCall/spec`` is.
+    @usableFromInline unowned(unsafe) let spec: CommandSpec
+    @usableFromInline let script: ScriptExecution?
+
+    @inlinable
+    init(
+        key: KeyRef, fingerprint: LockFingerprint, database: Int, noTouch: Bool, journalArgs: [[UInt8]]?,
+        fixTTL: Bool, ttlOnly: Bool, tracking: TrackingOp?, writes: Bool, spec: CommandSpec, script: ScriptExecution?
+    ) {
+        self.key = key
+        self.fingerprint = fingerprint
+        self.database = database
+        self.noTouch = noTouch
+        self.journalArgs = journalArgs
+        self.fixTTL = fixTTL
+        self.ttlOnly = ttlOnly
+        self.tracking = tracking
+        self.writes = writes
+        self.spec = spec
+        self.script = script
+    }
+
+    /// Runs `operation` on `shard`, the shard's thread, with what runOnShard's
+    /// wrapper would add (tracking, journal, WATCH): a one-key command allocates
+    /// one operation, not two.
+    @inlinable
+    func run(on shard: Shard, _ operation: (inout ShardContext) -> Reply) -> Reply {
+        shard.withTracking(tracking) {
+            var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+            let reply = operation(&context)
+            if let journalArgs, let journal = shard.journal, !reply.isError {
+                if ttlOnly {
+                    // As Redis propagates them: the PEXPIREAT that was set, DEL when the
+                    // deadline had passed, nothing when the key was left alone.
+                    if case .integer(1) = reply, !context.journalAbsoluteTTL(key, journal) {
+                        journal.append(database: database, [Array("DEL".utf8), key.bytes])
+                    }
+                } else {
+                    journal.append(database: database, journalArgs)
+                    if fixTTL { context.journalAbsoluteTTL(key, journal) }
+                }
+            }
+            if writes {
+                script?.wrote = true
+                shard.noteWritten(fingerprint, changed: spec.mayHaveChanged(reply))
+            }
+            return reply
+        }
+    }
+}
+
 public struct ShardContext {
     public let shard: Shard
     public let database: Database

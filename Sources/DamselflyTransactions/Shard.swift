@@ -114,6 +114,13 @@ public final class Shard: @unchecked Sendable {
     @inline(__always)
     public func locksAreFree(_ locks: ShardLockSet) -> Bool { self.locks.isFree(locks) }
 
+    /// Whether a one-key operation sent from `loop` may run here at once (the
+    /// inline path): `loop` owns this shard and nothing holds `fingerprint` against `mode`.
+    @inline(__always)
+    public func runsInline(from loop: EventLoop, _ fingerprint: LockFingerprint, _ mode: LockMode) -> Bool {
+        self.loop === loop && locks.isFree(fingerprint, mode: mode)
+    }
+
     /// On this shard's thread: lends the keyspace out (see ``isLent``).
     public func lend(to borrower: EventLoop) {
         isLent = true

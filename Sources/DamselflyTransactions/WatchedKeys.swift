@@ -36,6 +36,21 @@ extension Shard {
 
     public func unwatch(_ fingerprint: LockFingerprint, _ token: WatchToken) { watches.remove(fingerprint, token) }
 
+    /// ``noteWritten(_:changed:)`` for a one-key command, with no array built
+    /// unless someone watches, waits on or tracks a key here.
+    public func noteWritten(_ fingerprint: LockFingerprint, changed: Bool = true) {
+        guard watches.isEmpty && blocking.isEmpty && tracking.isEmpty && onlyWritten == nil else {
+            return noteWritten([fingerprint], changed: changed)
+        }
+        // What the general form comes to when nobody watches, waits on or tracks a key here.
+        bookkeepingOnly = false
+        if keysUnchanged {
+            keysUnchanged = false
+            return
+        }
+        if changed { changesSinceSave.add(1, ordering: .relaxed) }
+    }
+
     /// Called after a write command ran on these keys: dirties WATCHers and
     /// marks keys that blocked clients wait on as ready to serve (the waiter's
     /// own `ready` check decides whether the key can really serve). Nothing
