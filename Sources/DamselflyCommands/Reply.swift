@@ -47,7 +47,7 @@ public enum Reply: Sendable {
     /// Encodes the reply into `out` for its protocol version.
     public func encode(into out: inout ReplyBuilder) {
         switch self {
-        case .ok: out.simpleString("OK")
+        case .ok: out.simpleString("OK" as StaticString)
         case .simple(let s): out.simpleString(s)
         case .error(let e): out.error(e)
         case .integer(let v): out.integer(v)

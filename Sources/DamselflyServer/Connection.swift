@@ -18,6 +18,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     // reference (pub/sub registry) and post closures to `loop`; every
     // property is read and written on `loop` alone.
     let server: Server
+    /// `server.engine`, kept here: a `let` of this object is read on every
+    /// command without the retain a chain through `server` costs.
+    let engine: Engine
     let loop: EventLoop
     let counters: LoopCounters
     var socket = SocketID(slot: -1, generation: 0)
@@ -74,6 +77,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
 
     init(server: Server, loop: EventLoop, client: ClientState) {
         self.server = server
+        self.engine = server.engine
         self.loop = loop
         self.counters = server.engine.loopCounters[loop.index]
         self.client = client
@@ -202,7 +206,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 inputStart += consumed
             case .command(let consumed):
                 // One lookup serves the migration check and the dispatch.
-                let spec = server.engine.registry.lookup(args[0])
+                let spec = engine.registry.lookup(args[0])
                 if squashBuilding {
                     // A squashed run takes the commands that qualify; the first
                     // that does not ends it and, left unconsumed, is parsed
@@ -317,7 +321,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// whose error Redis sends at once.
     private func holdsForPause(_ spec: CommandSpec) -> Bool {
         replicaLink == nil && spec.acceptsArgumentCount(args.count) && (client.authenticated || spec.flags.contains(.noAuth))
-            && server.clientPause.holds(spec, args, client: client, engine: server.engine)
+            && server.clientPause.holds(spec, args, client: client, engine: engine)
     }
 
     /// The pause ended (on this loop): run what waits.
@@ -333,13 +337,12 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private func abortExec(_ reason: String) {
         client.multiQueue = nil
         client.multiFailed = false
-        MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
+        MultiFamily.unwatch(client, shardSet: engine.shardSet)
         emitError("EXECABORT Transaction discarded because of: " + reason)
     }
 
     /// Runs the parsed command; `spec` is its registry entry (nil: unknown).
     private func dispatch(_ spec: CommandSpec?) {
-        let engine = server.engine
         let startNanos = Clock.monotonicNanos()
         client.lastCommandAtNanos = startNanos
         guard let spec else {
@@ -463,7 +466,6 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// notifications, CLIENT PAUSE, a busy script, CLIENT REPLY OFF/SKIP).
     /// Anything else ends the run and is dispatched alone, as without squashing.
     private func canSquash(_ spec: CommandSpec) -> Bool {
-        let engine = server.engine
         guard spec.firstKey == 1, spec.lastKey == 1,
               !spec.flags.contains(.blocking), !spec.flags.contains(.admin), !spec.flags.contains(.noscript),
               !spec.tableFlags.contains(.movableKeys), !spec.hasSubcommands,
@@ -483,7 +485,6 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// Runs the handler of a command that joins the squashed run (``canSquash(_:)``
     /// held): its reply goes to its slot and is written, in order, when the run ends.
     private func addToSquashRun(_ spec: CommandSpec) {
-        let engine = server.engine
         client.lastCommandName = spec.name
         if engine.monitors.isActive { feedMonitors(spec) }
         if squashCount == squashSlots.count { squashSlots.append(SquashSlot(index: squashCount)) }
@@ -538,7 +539,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             }
         }
         if count > 1 {
-            let stats = server.engine.shardSet.stats[loop.index]
+            let stats = engine.shardSet.stats[loop.index]
             stats.squashedBatches.add(1, ordering: .relaxed)
             stats.squashedCommands.add(count, ordering: .relaxed)
         }
@@ -552,7 +553,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     @inline(__always)
     private func runHandler(_ spec: CommandSpec, sink: ReplySink) {
         dispatching = true
-        spec.handler(CommandCall(args: args, client: client, engine: server.engine, spec: spec, sink: sink))
+        spec.handler(CommandCall(args: args, client: client, engine: engine, spec: spec, sink: sink))
         dispatching = false
         if !heldInput.isEmpty && !isClosed {
             heldInput.withUnsafeBytes { appendInput($0) }
@@ -576,7 +577,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
               client.tracking == nil,
               client.watchToken == nil, client.authenticated, !waitingForReply,
               spec.acceptsArgumentCount(args.count), let keys = keyPositions(spec) else { return nil }
-        let shardSet = server.engine.shardSet
+        let shardSet = engine.shardSet
         var owner: Int? = nil
         for i in keys {
             let key = args[i]
@@ -714,7 +715,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// What every answered command counts: INFO commandstats and errorstats, the latency
     /// monitor and histogram, SLOWLOG (with the arguments while `argsValid`).
     private func account(
-        _ spec: CommandSpec, _ reply: Reply, elapsed: Int, commandName: String,
+        _ spec: CommandSpec, _ reply: Reply, elapsed: Int, commandName: @autoclosure () -> String,
         args: CommandArguments, argsValid: Bool
     ) {
         let stats = spec.stats[loop.index]
@@ -722,7 +723,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         stats.microseconds.add(elapsed, ordering: .relaxed)
         if server.latency.tracking.load(ordering: .relaxed) {
             if spec.hasSubcommands {
-                server.latency.recordSubcommand(commandName, micros: elapsed)
+                server.latency.recordSubcommand(commandName(), micros: elapsed)
             } else {
                 stats.recordLatency(micros: elapsed)
             }
@@ -851,7 +852,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         guard !isMonitoring else { return }
         isMonitoring = true
         let loop = self.loop
-        server.engine.monitors.add(id: client.id) { [self] line in
+        engine.monitors.add(id: client.id) { [self] line in
             loop.post { self.pushMonitorLine(line) }
         }
     }
@@ -860,7 +861,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     func stopMonitoring() {
         guard isMonitoring else { return }
         isMonitoring = false
-        server.engine.monitors.remove(id: client.id)
+        engine.monitors.remove(id: client.id)
     }
 
     private func pushMonitorLine(_ line: [UInt8]) {
@@ -873,7 +874,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// Reports the command about to run to every monitor, as Redis does: a
     /// transaction's queued commands when EXEC runs them, just before EXEC.
     private func feedMonitors(_ spec: CommandSpec) {
-        let monitors = server.engine.monitors
+        let monitors = engine.monitors
         if spec.name == "exec", let queue = client.multiQueue, !client.multiFailed {
             for queued in queue where !queued.spec.flags.contains(.admin) {
                 monitors.feed(
@@ -882,7 +883,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             }
         }
         var database = client.database
-        if spec.name == "select", args.count == 2, let n = Int(args.string(1)), n >= 0, n < server.engine.databaseCount {
+        if spec.name == "select", args.count == 2, let n = Int(args.string(1)), n >= 0, n < engine.databaseCount {
             database = n  // Redis reports SELECT under the database it selected
         }
         monitors.feed(
@@ -981,7 +982,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private func releaseClient() {
         client.life.markClosed()
         client.blockedOn?.cancel(reply: nil)
-        MultiFamily.unwatch(client, shardSet: server.engine.shardSet)
+        MultiFamily.unwatch(client, shardSet: engine.shardSet)
         dropSubscriptions()
         stopMonitoring()
         TrackingFamily.disable(client, server: server)
