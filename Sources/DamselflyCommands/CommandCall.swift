@@ -174,10 +174,17 @@ public struct CommandCall {
 
     /// Runs `operation` on the shard owning `key` (inline, quick or queued),
     /// then replies with what it returns.
-    @inlinable
     ///
     /// `journal: false`: the operation journals what it did itself (XADD with the ID it chose).
+    @inlinable
     public func runOnKey(_ key: KeyRef, mode: LockMode, journal: Bool = true, _ operation: @escaping (inout ShardContext) -> Reply) {
+        runOnKey(key, mode: mode, journal: journal, operation: ClosureKeyOperation(body: operation))
+    }
+
+    /// ``runOnKey(_:mode:journal:_:)`` with the operation as a value: on the
+    /// inline path nothing is allocated for it; a hop boxes it once.
+    @inlinable
+    public func runOnKey<Operation: KeyOperation>(_ key: KeyRef, mode: LockMode, journal: Bool = true, operation: Operation) {
         let shardIndex = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
         let database = client.database
         let journalArgs = journal ? journalArguments() : nil
@@ -193,13 +200,13 @@ public struct CommandCall {
             let shard = shardSet.shards[shardIndex]
             if shard.runsInline(from: loop, step.fingerprint, mode) {
                 shardSet.stats[loop.index].inline.add(1, ordering: .relaxed)
-                let reply = step.run(on: shard, operation)
+                let reply = step.run(on: shard) { operation.run(&$0) }
                 shard.afterOperation()
                 return sink.complete(reply)
             }
         }
         submit(shardIndex, locks: ShardLockSet(fingerprints: [step.fingerprint], mode: mode)) { shard in
-            step.run(on: shard, operation)
+            step.run(on: shard) { operation.run(&$0) }
         }
     }
 
@@ -629,6 +636,23 @@ public enum TypedLookup<Value> {
 /// What a shard-side operation sees: its shard, the client's database there,
 /// and the time the operation started (one clock read per operation, so a key
 /// cannot expire half-way through a command).
+/// A one-key command's shard operation as a value (issue 16: "shard operations passed as
+/// values"): a struct holding what the command parsed, run by
+/// ``CommandCall/runOnKey(_:mode:journal:operation:)`` on the key's shard. Where the shard
+/// is the connection's own, it runs in place and costs no allocation; the closure form
+/// of runOnKey allocates its context on every command.
+public protocol KeyOperation {
+    func run(_ context: inout ShardContext) -> Reply
+}
+
+/// The closure form of runOnKey, as a ``KeyOperation``.
+@usableFromInline
+struct ClosureKeyOperation: KeyOperation {
+    @usableFromInline let body: (inout ShardContext) -> Reply
+    @inlinable init(body: @escaping (inout ShardContext) -> Reply) { self.body = body }
+    @inlinable func run(_ context: inout ShardContext) -> Reply { body(&context) }
+}
+
 /// What a one-key command's shard operation needs besides the operation
 /// itself, taken on the connection's thread (``CommandCall/runOnKey(_:mode:journal:_:)``):
 /// one value the inline path uses in place and the hop captures whole.
@@ -800,7 +824,15 @@ public struct ShardContext {
     @inlinable
     @discardableResult
     public func store(_ key: KeyRef, _ value: StoredValue, expireAtMs: Int64? = nil, keepTTL: Bool = false) -> EntryIndex {
-        if let existing = key.withBytes({ database.find($0, hash: key.hash, nowMs: nowMs) }) {
+        store(key, value, found: key.withBytes { database.find($0, hash: key.hash, nowMs: nowMs) }, expireAtMs: expireAtMs, keepTTL: keepTTL)
+    }
+
+    /// ``store(_:_:expireAtMs:keepTTL:)`` for a caller that has just looked the key up
+    /// (`found`, nil when missing) and changed nothing since: no second lookup.
+    @inlinable
+    @discardableResult
+    public func store(_ key: KeyRef, _ value: StoredValue, found: EntryIndex?, expireAtMs: Int64? = nil, keepTTL: Bool = false) -> EntryIndex {
+        if let existing = found {
             database.setValue(value, at: existing)
             if !keepTTL { database.setExpireTime(expireAtMs, at: existing) }
             database.touch(at: existing, nowMs: nowMs)

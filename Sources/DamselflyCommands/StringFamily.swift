@@ -13,7 +13,7 @@ public enum StringFamily {
         let g = "string"
         r.register("get", arity: 2, flags: [.readonly, .fast], firstKey: 1, lastKey: 1, keyStep: 1, group: g) { call in
             let key = call.key(1)
-            call.runOnKey(key, mode: .shared) { ctx in opGet(&ctx, key) }
+            call.runOnKey(key, mode: .shared, operation: GetOperation(key: key))
         }
         r.register("set", arity: -3, flags: [.write, .denyOOM], firstKey: 1, lastKey: 1, keyStep: 1, group: g, handler: set)
         r.register("setnx", arity: 3, flags: [.write, .denyOOM, .fast], firstKey: 1, lastKey: 1, keyStep: 1, group: g) { call in
@@ -202,23 +202,38 @@ public enum StringFamily {
             }
             expireAt = at
         }
-        let key = call.key(1), value = call.args.bytes(2)
-        let opts = options
-        call.runOnKey(key, mode: .exclusive) { ctx in
+        let key = call.key(1)
+        call.runOnKey(key, mode: .exclusive, operation: SetOperation(key: key, value: call.args.bytes(2), options: options, expireAt: expireAt))
+    }
+
+    /// GET on its shard (a value: no closure allocated on the inline path).
+    struct GetOperation: KeyOperation {
+        let key: KeyRef
+        func run(_ ctx: inout ShardContext) -> Reply { opGet(&ctx, key) }
+    }
+
+    /// SET on its shard, its options parsed.
+    private struct SetOperation: KeyOperation {
+        let key: KeyRef
+        let value: [UInt8]
+        let options: SetOptions
+        let expireAt: Int64?
+
+        func run(_ ctx: inout ShardContext) -> Reply {
             let found = ctx.lookupWrite(key)
             var old = Reply.null
-            if opts.get, let found {
+            if options.get, let found {
                 guard let reply = stringReply(ctx.database.value(at: found)) else { return .wrongType }
                 old = reply
             }
-            if (opts.condition == 1 && found != nil) || (opts.condition == 2 && found == nil) {
+            if (options.condition == 1 && found != nil) || (options.condition == 2 && found == nil) {
                 ctx.markUnchanged()
-                return opts.get ? old : .null
+                return options.get ? old : .null
             }
-            ctx.store(key, .string(value), expireAtMs: expireAt, keepTTL: opts.keepTTL)
+            ctx.store(key, .string(value), found: found, expireAtMs: expireAt, keepTTL: options.keepTTL)
             ctx.notify(.string, "set", key)
             if expireAt != nil { ctx.notify(.generic, "expire", key) }
-            return opts.get ? old : .ok
+            return options.get ? old : .ok
         }
     }
 

@@ -21,6 +21,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// `server.engine`, kept here: a `let` of this object is read on every
     /// command without the retain a chain through `server` costs.
     let engine: Engine
+    /// `engine.scripts` and the server's replica side, kept here for the
+    /// same reason: dispatch asks both on every command.
+    let scripts: ScriptRuntime
+    let replica: ReplicationReplica
     let loop: EventLoop
     let counters: LoopCounters
     var socket = SocketID(slot: -1, generation: 0)
@@ -78,6 +82,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     init(server: Server, loop: EventLoop, client: ClientState) {
         self.server = server
         self.engine = server.engine
+        self.scripts = server.engine.scripts
+        self.replica = server.replication.replica
         self.loop = loop
         self.counters = server.engine.loopCounters[loop.index]
         self.client = client
@@ -394,7 +400,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             emitError("ERR " + text)
             return
         }
-        if let busy = engine.scripts.busyError(), !ScriptRuntime.allowedWhileBusy(spec.name, args) {
+        if let busy = scripts.busyError(), !ScriptRuntime.allowedWhileBusy(spec.name, args) {
             // A script has run past lua_time_limit (Redis's BUSY): on another
             // thread, or on this one, whose hook is serving us now.
             spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
@@ -409,7 +415,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             emitError(Engine.noReplicasError)
             return
         }
-        if server.replication.replica.isReplica.load(ordering: .relaxed), let refusal = server.replication.replica.refusal(spec) {
+        if replica.isReplica.load(ordering: .relaxed), let refusal = replica.refusal(spec) {
             // A replica: READONLY for writes, MASTERDOWN while the link is down (replica-serve-stale-data no).
             spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
             if client.multiQueue != nil { client.multiFailed = true }
@@ -478,8 +484,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         if spec.writesAsRedis && engine.tooFewReplicas.load(ordering: .relaxed) { return false }
         let shardSet = engine.shardSet
         return !shardSet.tracking.isActive && shardSet.keyspaceEvents.flags.load(ordering: .relaxed) == 0
-            && !server.clientPause.mayBeActive && engine.scripts.busyError() == nil
-            && !server.replication.replica.isReplica.load(ordering: .relaxed)
+            && !server.clientPause.mayBeActive && scripts.busyError() == nil
+            && !replica.isReplica.load(ordering: .relaxed)
     }
 
     /// Runs the handler of a command that joins the squashed run (``canSquash(_:)``
