@@ -196,7 +196,7 @@ extension Database {
                 let last = entries[i].accessSeconds
                 score = nowSeconds >= last ? UInt64(nowSeconds - last) : 0
             }
-            pool.offer(EvictionCandidate(score: score, database: databaseIndex, key: entries[i].key, hash: entries[i].hash))
+            pool.offer(EvictionCandidate(score: score, database: databaseIndex, key: key(at: index), hash: entries[i].hash))
             taken += 1
         }
     }
