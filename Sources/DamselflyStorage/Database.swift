@@ -1,19 +1,22 @@
 /// One database (SELECT n): a chained hash table owned by this project.
 ///
 /// Only the owning shard thread touches it, so there is no locking. Layout:
-/// - `entries` is a slab (`ContiguousArray<Entry>`) with a free list, so an `EntryIndex` stays valid
-///   while the table grows or shrinks;
+/// - `entries` is a slab (`EntrySlab`: 64-byte-aligned, one cache line per `Entry`) with a free
+///   list, so an `EntryIndex` stays valid while the table grows or shrinks; keys of up to 26 bytes
+///   live inside their entry, so a lookup costs two dependent cache misses (bucket, entry), not
+///   three (bucket, entry, key bytes);
 /// - `buckets` holds the head of each intrusive chain (`Int32` links through `Entry.next`); the
 ///   bucket count is a power of two, indexed by the low bits of the key hash;
 /// - the table doubles when the load factor exceeds 1 and shrinks when it falls below 1/8 (never
-///   under `minimumBuckets`); rehashing relinks chains, entries never move;
+///   under `minimumBuckets`); rehashing relinks chains, entries keep their index;
 /// - `ttlIndex` is a dense array of the entries that have a TTL (each entry remembers its position,
 ///   so removal is O(1) by swapping with the last) which active expiry samples.
 ///
 /// Memory accounting (`usedBytes`): the capacities of the three arrays times their element sizes
-/// (`MemoryLayout<Entry>.stride` per slab slot, 4 bytes per bucket and per TTL slot) plus the heap
-/// bytes of every key and value (32-byte array header + capacity; `.int` values count 0), the latter
-/// kept incrementally on every insert, set, modify and remove.
+/// (`MemoryLayout<Entry>.stride` = 64 per slab slot, 4 bytes per bucket and per TTL slot) plus the
+/// heap bytes of every key and value, the latter kept incrementally on every insert, set, modify and
+/// remove. An inline key counts 0 (its bytes are in the slot); a longer key counts its malloc chunk
+/// (`Entry.keyHeapBytes`); a value counts its array's 32-byte header + capacity (`.int` counts 0).
 public final class Database {
     /// Smallest bucket array; the table never shrinks below it.
     @usableFromInline static var minimumBuckets: Int { 4 }
@@ -22,7 +25,7 @@ public final class Database {
     /// Fixed bytes charged for the database object itself.
     @usableFromInline static var objectOverhead: Int { 128 }
 
-    @usableFromInline var entries: ContiguousArray<Entry> = []
+    @exclusivity(unchecked) @usableFromInline var entries = EntrySlab()
     @usableFromInline var buckets: ContiguousArray<Int32>
     @usableFromInline var mask: UInt64
     @usableFromInline var freeHead: Int32 = -1
@@ -100,6 +103,8 @@ public final class Database {
         randomState = generator.next()
     }
 
+    deinit { entries.deallocate() }
+
     /// Number of keys (including expired ones not yet removed, as Redis's dbsize).
     @inlinable
     public var count: Int { liveCount }
@@ -136,7 +141,7 @@ public final class Database {
         var index = buckets[Int(truncatingIfNeeded: hash & mask)]
         while index >= 0 {
             let i = Int(index)
-            if entries[i].hash == hash && ByteArray.equals(entries[i].key, key) {
+            if entries[i].hash == hash && entries.keyEquals(at: i, key) {
                 if let accessHook { accessHook(index) }
                 return index
             }
@@ -151,16 +156,18 @@ public final class Database {
         entries[Int(index)].expireAt <= nowMs
     }
 
-    /// The key's bytes (a copy of the array reference, no byte copy).
+    /// A copy of the key's bytes: one allocation. Paths run per command use `withKey` instead.
     @inlinable
     public func key(at index: EntryIndex) -> [UInt8] {
-        entries[Int(index)].key
+        entries.withKey(at: Int(index)) { ByteArray.copy($0) }
     }
 
-    /// Calls `body` with the key bytes without retaining the array.
+    /// Calls `body` with the key bytes where they are stored (in the slab for a short key), without
+    /// copying or allocating. The bytes are valid only during the call, and `body` must not insert
+    /// into or remove from this database (the slab may move).
     @inlinable
     public func withKey<R>(at index: EntryIndex, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try entries[Int(index)].key.withUnsafeBytes(body)
+        try entries.withKey(at: Int(index), body)
     }
 
     /// The hash stored with the entry (the hash the key was inserted with).
@@ -256,10 +263,9 @@ public final class Database {
             // write replaces it, so it goes now rather than live on beside the new one.
             expire(at: stale)
         }
-        let keyBytes = ByteArray.copy(key)
         let bucket = Int(truncatingIfNeeded: hash & mask)
         let access = lfuMode ? LFU.initial(nowMs: clockMs) : Database.seconds(clockMs)
-        let entry = Entry(key: keyBytes, value: value, hash: hash, next: buckets[bucket], accessSeconds: access)
+        let entry = Entry(value: value, hash: hash, next: buckets[bucket], accessSeconds: access)
         let index: EntryIndex
         if freeHead >= 0 {
             index = freeHead
@@ -270,16 +276,17 @@ public final class Database {
             index = Int32(truncatingIfNeeded: entries.count)
             entries.append(entry)
         }
+        entries.setKey(key, at: Int(index))
         buckets[bucket] = index
         liveCount += 1
-        dataBytes += ByteArray.heapBytes(keyBytes) + value.memoryUsage
+        dataBytes += Entry.keyHeapBytes(length: key.count) + value.memoryUsage
         if let expireAtMs {
             setExpireTime(expireAtMs, at: index)
         }
         if liveCount > buckets.count {
             rehash(bucketCount: buckets.count * 2)
         }
-        notify(.new, "new", key: keyBytes)
+        if notifyFlags & KeyspaceEventClass.new.rawValue != 0 { emitNotification("new", key: ByteArray.copy(key)) }
         return index
     }
 
@@ -300,8 +307,8 @@ public final class Database {
         if entries[i].ttlSlot >= 0 {
             removeFromTTLIndex(index)
         }
-        dataBytes -= ByteArray.heapBytes(entries[i].key) + entries[i].value.memoryUsage
-        entries[i].key = []
+        dataBytes -= Entry.keyHeapBytes(length: entries.keyCount(at: i)) + entries[i].value.memoryUsage
+        EntrySlab.freeKey(entries.base.unsafelyUnwrapped + i)
         entries[i].value = .int(0)
         entries[i].ttlSlot = Entry.freeSlot
         entries[i].next = freeHead
@@ -335,11 +342,13 @@ public final class Database {
     /// Deletes an expired entry and counts it (lazy and active expiry).
     @usableFromInline
     func expire(at index: EntryIndex) {
-        let key = notifyFlags & KeyspaceEventClass.expired.rawValue != 0 ? entries[Int(index)].key : nil
-        if let expiryHook { expiryHook(entries[Int(index)].key, entries[Int(index)].hash) }
+        // The key is copied out (the slot is freed below) only when someone is told about it.
+        let notifying = notifyFlags & KeyspaceEventClass.expired.rawValue != 0
+        let key = notifying || expiryHook != nil ? self.key(at: index) : nil
+        if let expiryHook, let key { expiryHook(key, entries[Int(index)].hash) }
         remove(at: index)
         expiredKeys += 1
-        if let key { emitNotification("expired", key: key) }
+        if notifying, let key { emitNotification("expired", key: key) }
     }
 
     /// FLUSHDB: drops every key and returns to the minimum table; `expiredKeys` is kept.
@@ -347,7 +356,7 @@ public final class Database {
         if let accessHook {
             for slot in 0..<entries.count where !entries[slot].isFree { accessHook(EntryIndex(slot)) }
         }
-        entries = []
+        entries.deallocate()
         buckets = ContiguousArray(repeating: -1, count: Database.minimumBuckets)
         mask = UInt64(Database.minimumBuckets - 1)
         freeHead = -1
@@ -364,13 +373,12 @@ public final class Database {
     func rehash(bucketCount: Int) {
         var newBuckets = ContiguousArray<Int32>(repeating: -1, count: bucketCount)
         let newMask = UInt64(bucketCount - 1)
-        entries.withUnsafeMutableBufferPointer { slab in
-            newBuckets.withUnsafeMutableBufferPointer { heads in
-                for i in 0..<slab.count where !slab[i].isFree {
-                    let bucket = Int(truncatingIfNeeded: slab[i].hash & newMask)
-                    slab[i].next = heads[bucket]
-                    heads[bucket] = Int32(truncatingIfNeeded: i)
-                }
+        let slab = entries
+        newBuckets.withUnsafeMutableBufferPointer { heads in
+            for i in 0..<slab.count where !slab[i].isFree {
+                let bucket = Int(truncatingIfNeeded: slab[i].hash & newMask)
+                slab[i].next = heads[bucket]
+                heads[bucket] = Int32(truncatingIfNeeded: i)
             }
         }
         buckets = newBuckets
@@ -552,7 +560,7 @@ public final class Database {
         let i = Int(index)
         return MemoryLayout<Entry>.stride + Database.linkBytes
             + (entries[i].ttlSlot >= 0 ? Database.linkBytes : 0)
-            + ByteArray.heapBytes(entries[i].key) + entries[i].value.memoryUsage
+            + Entry.keyHeapBytes(length: entries.keyCount(at: i)) + entries[i].value.memoryUsage
     }
 
     // MARK: Access metadata

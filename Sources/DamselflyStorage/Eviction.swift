@@ -64,6 +64,14 @@ public struct EvictionPool: Sendable {
 
     public var isEmpty: Bool { candidates.isEmpty }
 
+    /// Whether `offer` could change the pool for a key of this score and hash: room, a better
+    /// score than the worst kept, or (maybe) the same key pooled already. Sampling copies a key
+    /// out of its table only then.
+    public func mightTake(score: UInt64, hash: UInt64, database: Int) -> Bool {
+        candidates.count < EvictionPool.capacity || score > candidates[0].score
+            || candidates.contains { $0.hash == hash && $0.database == database }
+    }
+
     /// Offers a sampled key: kept when the pool has room or it beats the worst one kept.
     /// A key already pooled keeps one slot, with its fresh score.
     public mutating func offer(_ candidate: EvictionCandidate) {
@@ -196,7 +204,9 @@ extension Database {
                 let last = entries[i].accessSeconds
                 score = nowSeconds >= last ? UInt64(nowSeconds - last) : 0
             }
-            pool.offer(EvictionCandidate(score: score, database: databaseIndex, key: entries[i].key, hash: entries[i].hash))
+            if pool.mightTake(score: score, hash: entries[i].hash, database: databaseIndex) {
+                pool.offer(EvictionCandidate(score: score, database: databaseIndex, key: key(at: index), hash: entries[i].hash))
+            }
             taken += 1
         }
     }

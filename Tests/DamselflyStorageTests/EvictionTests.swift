@@ -44,6 +44,27 @@ import Testing
         #expect(pool.popBest()?.score == 129)
     }
 
+    /// `mightTake` (sampling copies a key out of the table only when it holds) is true whenever
+    /// `offer` would change the pool: for random offers, a pool that changed was one it allowed.
+    @Test func mightTakeCoversEveryOfferThatChangesThePool() {
+        var pool = EvictionPool()
+        var rng = SplitMix(state: 7)
+        var refused = 0
+        for _ in 0..<5_000 {
+            let score = UInt64.random(in: 0..<200, using: &rng)
+            let hash = UInt64.random(in: 0..<40, using: &rng)
+            let allowed = pool.mightTake(score: score, hash: hash, database: Int(hash % 2))
+            let before = pool.candidates.map { "\($0.score)/\($0.hash)" }
+            pool.offer(EvictionCandidate(score: score, database: Int(hash % 2), key: Array("k\(hash)".utf8), hash: hash))
+            if !allowed {
+                refused += 1
+                #expect(pool.candidates.map { "\($0.score)/\($0.hash)" } == before)
+            }
+            if pool.candidates.count == EvictionPool.capacity, Bool.random(using: &rng) { _ = pool.popBest() }
+        }
+        #expect(refused > 100)
+    }
+
     @Test func volatileSamplingSeesOnlyKeysWithTTL() {
         let db = Database()
         for i in 0..<200 { db.insert("p\(i)", "v") }
