@@ -375,13 +375,15 @@ public final class ListValue {
         p.pointee.end = front + n.used
     }
 
-    /// LPOP one element: O(1) (plus the copy of its bytes).
+    /// LPOP one element: O(1) (plus the copy of its bytes). (`[UInt8](bytes)`: inlined
+    /// into another module, `ByteArray.copy`'s uninitialised-capacity array takes the run
+    /// time's unspecialised allocation path, several times the copy's cost.)
     @inlinable
-    public func popFront() -> [UInt8]? { pop(fromFront: true) { ByteArray.copy($0) } }
+    public func popFront() -> [UInt8]? { pop(fromFront: true) { [UInt8]($0) } }
 
     /// RPOP one element: O(1) (plus the copy of its bytes).
     @inlinable
-    public func popBack() -> [UInt8]? { pop(fromFront: false) { ByteArray.copy($0) } }
+    public func popBack() -> [UInt8]? { pop(fromFront: false) { [UInt8]($0) } }
 
     /// Removes the first (`fromFront`) or the last element, handing its bytes to
     /// `body` while they are still in the node: a reply can be built from them
