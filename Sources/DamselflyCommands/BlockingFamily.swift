@@ -1,3 +1,4 @@
+import DamselflyRESP
 import DamselflyRuntime
 import DamselflyStorage
 import DamselflyTransactions
@@ -133,18 +134,38 @@ public enum BlockingFamily {
     /// Parses a blocking timeout (seconds, fractions allowed) as Redis does;
     /// nil deadline means wait for ever.
     static func timeout(_ call: CommandCall, _ i: Int) -> Result<UInt64?, TimeoutError> {
-        guard let seconds = call.double(i), !seconds.isNaN else {
-            return .failure(TimeoutError(reply: .error("ERR timeout is not a float or out of range")))
+        timeoutSeconds(call, i).map { deadline(seconds: $0, call) }
+    }
+
+    /// The timeout argument in seconds, checked as Redis checks it (0: for ever).
+    static func timeoutSeconds(_ call: CommandCall, _ i: Int) -> Result<Double, TimeoutError> {
+        // Workers send whole seconds ("2"): read as an integer they cost no strtod, and
+        // every integer that parses reads as the same double.
+        let seconds: Double
+        if let whole = call.integer(i) {
+            seconds = Double(whole)
+        } else {
+            guard let parsed = call.double(i), !parsed.isNaN else {
+                return .failure(TimeoutError(reply: .error("ERR timeout is not a float or out of range")))
+            }
+            seconds = parsed
         }
         if seconds < 0 { return .failure(TimeoutError(reply: .error("ERR timeout is negative"))) }
-        if seconds == 0 { return .success(nil) }
         let millis = seconds * 1000
         // Redis 7.0 casts the milliseconds to a long long: past 2^63 that comes out negative.
         guard millis < 9.223372036854775e18 else { return .failure(TimeoutError(reply: .error("ERR timeout is negative"))) }
+        return .success(seconds)
+    }
+
+    /// The monotonic deadline `seconds` after the command started (nil: 0, for ever).
+    /// The start is the dispatch's own clock read: a pop that finds an element reads no clock.
+    static func deadline(seconds: Double, _ call: CommandCall) -> UInt64? {
+        if seconds == 0 { return nil }
         // A deadline past the monotonic clock's range is "for ever" in all but name.
-        let (nanos, overflow) = UInt64(millis.rounded(.down)).multipliedReportingOverflow(by: 1_000_000)
-        let (deadline, late) = Clock.monotonicNanos().addingReportingOverflow(nanos)
-        return .success(overflow || late ? UInt64.max : deadline)
+        let (nanos, overflow) = UInt64((seconds * 1000).rounded(.down)).multipliedReportingOverflow(by: 1_000_000)
+        let start = call.client.lastCommandAtNanos
+        let (deadline, late) = (start == 0 ? Clock.monotonicNanos() : start).addingReportingOverflow(nanos)
+        return overflow || late ? UInt64.max : deadline
     }
 
     struct TimeoutError: Error {
@@ -198,21 +219,113 @@ public enum BlockingFamily {
     // MARK: - BLPOP / BRPOP
 
     static func blockingPop(_ call: CommandCall, fromLeft: Bool) {
-        let deadline: UInt64?
-        switch timeout(call, call.args.count - 1) {
+        let timeoutIndex = call.args.count - 1
+        let seconds: Double
+        switch timeoutSeconds(call, timeoutIndex) {
         case .failure(let error): return call.reply(error.reply)
-        case .success(let d): deadline = d
+        case .success(let s): seconds = s
         }
-        let keys = (1..<(call.args.count - 1)).map { call.key($0) }
-        let park = Parking(call: call, keys: keys, deadline: deadline, timeoutReply: .nullArray, giveBack: .list(fromLeft: fromLeft)) {
-            ctx, position, _ in
+        let keys = (1..<timeoutIndex).map { call.key($0) }
+        let popAt: (ShardContext, KeyRef, Int) -> Reply?
+        if fromLeft { popAt = BlockingFamily.popFirstReady } else { popAt = BlockingFamily.popLastReady }
+        let ready = popReady(call, keys, giveBack: .list(fromLeft: fromLeft), popAt, orElse: { call in
+            parkPop(call, keys, fromLeft: fromLeft, seconds: seconds)
+        })
+        if !ready { parkPop(call, keys, fromLeft: fromLeft, seconds: seconds) }
+    }
+
+    /// BLPOP / BRPOP through the full path: ``Parking`` pops, or parks the client.
+    static func parkPop(_ call: CommandCall, _ keys: [KeyRef], fromLeft: Bool, seconds: Double) {
+        let park = Parking(call: call, keys: keys, deadline: deadline(seconds: seconds, call), timeoutReply: .nullArray,
+                           giveBack: .list(fromLeft: fromLeft)) { ctx, position, _ in
+            // Only a key found ready gets here (a list with elements).
             let key = keys[position]
-            guard let element = popOne(ctx, key, fromLeft: fromLeft) else { return .nullArray }
+            guard let reply = popListReady(ctx, key, fromLeft: fromLeft) else { return .nullArray }
             ctx.shard.noteWritten([lockFingerprint(keyHash: key.hash, database: ctx.databaseIndex)])
-            ctx.journal([Array((fromLeft ? "LPOP" : "RPOP").utf8), key.bytes])
-            return .array([.bulk(key.bytes), .bulk(element)])
+            return reply
         }
         park.run()
+    }
+
+    /// BLPOP's and BRPOP's step for ``popReady(_:_:giveBack:_:orElse:)``: pops `key`
+    /// when it holds a list with elements.
+    static func popFirstReady(_ ctx: ShardContext, _ key: KeyRef, _ position: Int) -> Reply? {
+        popListReady(ctx, key, fromLeft: true)
+    }
+
+    static func popLastReady(_ ctx: ShardContext, _ key: KeyRef, _ position: Int) -> Reply? {
+        popListReady(ctx, key, fromLeft: false)
+    }
+
+    static func popListReady(_ ctx: ShardContext, _ key: KeyRef, fromLeft: Bool) -> Reply? {
+        guard let found = ctx.lookupWrite(key) else { return nil }
+        guard case .list(let list) = ctx.database.value(at: found) else { return .wrongType }
+        return popEncoded(ctx, key, found, list, fromLeft: fromLeft)
+    }
+
+    /// A worker's blocking pop on its queues, when they share one shard and one holds jobs
+    /// (the drain's common case): one shard operation tries the keys in order with
+    /// `popAt` (nil: nothing there; otherwise its reply, WRONGTYPE included, as the full
+    /// path would answer) and replies, with none of the parking machinery built. Nothing
+    /// ready: `park`, the full path, which looks again under the same locks, so a push in
+    /// between is not lost. False, and nothing done, when the command is not of this shape
+    /// (inside EXEC, keys on several shards, `singleHopBlocking` off).
+    static func popReady(
+        _ call: CommandCall, _ keys: [KeyRef], giveBack how: GiveBack,
+        _ popAt: @escaping (ShardContext, KeyRef, Int) -> Reply?, orElse park: @escaping (CommandCall) -> Void
+    ) -> Bool {
+        guard call.canBlock, call.engine.singleHopBlocking else { return false }
+        let shardSet = call.shardSet
+        let shardIndex = keys[0].withBytes { shardSet.shardIndex(of: $0, hash: keys[0].hash) }
+        for key in keys.dropFirst() where key.withBytes({ shardSet.shardIndex(of: $0, hash: key.hash) }) != shardIndex {
+            return false
+        }
+        let database = call.client.database, noTouch = call.client.noTouch
+        let fingerprints = keys.map { lockFingerprint(keyHash: $0.hash, database: database) }
+        let tracking = call.trackingOp(keys)
+        let locks = ShardLockSet(fingerprints: fingerprints, mode: .exclusive)
+        // `done` holds the call (the one copy of it this path makes) for `park`, which
+        // gets it back as an argument: a continuation that captured it too would copy
+        // it again (a command's call holds six references).
+        shardSet.runSingleShard(from: call.loop, shard: shardIndex, locks: locks, { shard -> Reply? in
+            let ctx = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+            for (position, key) in keys.enumerated() {
+                guard let reply = popAt(ctx, key, position) else { continue }
+                // As the full path notes after its apply: every key, for WATCH and tracking.
+                shard.withTracking(tracking) { shard.noteWritten(fingerprints) }
+                return reply
+            }
+            return nil
+        }, done: { reply in
+            guard let reply else { return park(call) }
+            if call.client.life.isClosed {
+                giveBack(reply, how, shardSet: shardSet, loop: call.loop, database: database)
+            } else {
+                call.sink.complete(reply)
+            }
+        })
+        return true
+    }
+
+    /// Pops one element of the list `list` found at `found` for `key` (deleting the key
+    /// when it empties), journaled as the LPOP / RPOP it is, and returns BLPOP's reply
+    /// `[key, element]` already encoded: built from the element's bytes in the list node,
+    /// one allocation where the element's copy, the array and its two parts took four.
+    /// Nil when the list is empty. The shape is the same in RESP2 and RESP3.
+    static func popEncoded(_ ctx: ShardContext, _ key: KeyRef, _ found: EntryIndex, _ list: ListValue, fromLeft: Bool) -> Reply? {
+        let encoded: [UInt8]? = ctx.database.modifyValue(at: found) { _ in
+            list.pop(fromFront: fromLeft) { element in
+                key.withBytes { encodePair($0, element) }
+            }
+        }
+        guard let encoded else { return nil }
+        ctx.notify(.list, fromLeft ? "lpop" : "rpop", key)
+        if list.count == 0 {
+            ctx.database.remove(at: found)
+            ctx.notify(.generic, "del", key)
+        }
+        ctx.journal([Array((fromLeft ? "LPOP" : "RPOP").utf8), key.bytes])
+        return .raw(encoded)
     }
 
     // MARK: - BLMOVE / BRPOPLPUSH
@@ -343,7 +456,7 @@ extension BlockingFamily {
     static func giveBack(_ reply: Reply, _ how: GiveBack, shardSet: ShardSet, loop: EventLoop, database: Int) {
         switch how {
         case .list(let fromLeft):
-            guard case .array(let parts) = reply, parts.count == 2, case .bulk(let keyBytes) = parts[0] else { return }
+            guard case .array(let parts) = decodedRaw(reply), parts.count == 2, case .bulk(let keyBytes) = parts[0] else { return }
             var elements: [[UInt8]] = []
             switch parts[1] {
             case .bulk(let element): elements = [element]
@@ -389,6 +502,67 @@ extension BlockingFamily {
                 if removed { pushBack(source, [element], toLeft: fromLeft, shardSet: shardSet, loop: loop, database: database) }
             })
         }
+    }
+
+    /// `*2\r\n$<n>\r\n<first>\r\n$<m>\r\n<second>\r\n` in one array of exactly its size,
+    /// written in place, then copied once into the array (through `ReplyBuilder` the
+    /// appends and digit loops cost more than the pop itself, and an array made with
+    /// `unsafeUninitializedCapacity` here takes the run time's unspecialised allocation
+    /// path: ~800 instructions, where `[UInt8](bytes)` takes ~130).
+    static func encodePair(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) -> [UInt8] {
+        let firstDigits = decimalDigits(first.count), secondDigits = decimalDigits(second.count)
+        let size = 4 + (first.count + firstDigits + 5) + (second.count + secondDigits + 5)
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: size) { buffer in
+            let p = buffer.baseAddress!
+            p[0] = UInt8(ascii: "*")
+            p[1] = UInt8(ascii: "2")
+            p[2] = 0x0D
+            p[3] = 0x0A
+            let next = writeBulk(p + 4, first, digits: firstDigits)
+            _ = writeBulk(next, second, digits: secondDigits)
+            return [UInt8](UnsafeRawBufferPointer(start: p, count: size))
+        }
+    }
+
+    /// Writes `$<count>\r\n<bytes>\r\n` at `p` (`digits`: of the count); returns the end.
+    @inline(__always)
+    static func writeBulk(_ p: UnsafeMutablePointer<UInt8>, _ bytes: UnsafeRawBufferPointer, digits: Int) -> UnsafeMutablePointer<UInt8> {
+        p[0] = UInt8(ascii: "$")
+        var n = bytes.count
+        for i in stride(from: digits, to: 0, by: -1) {
+            p[i] = UInt8(truncatingIfNeeded: n % 10) &+ 0x30
+            n /= 10
+        }
+        p[digits + 1] = 0x0D
+        p[digits + 2] = 0x0A
+        let data = p + digits + 3
+        if bytes.count > 0 { data.update(from: bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), count: bytes.count) }
+        data[bytes.count] = 0x0D
+        data[bytes.count + 1] = 0x0A
+        return data + bytes.count + 2
+    }
+
+    @inline(__always)
+    static func decimalDigits(_ n: Int) -> Int {
+        var digits = 1, rest = n
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        return digits
+    }
+
+    /// A reply encoded ahead (``popEncoded(_:_:_:_:fromLeft:)``) as the parts it was made
+    /// of; any other reply as it is.
+    static func decodedRaw(_ reply: Reply) -> Reply {
+        guard case .raw(let bytes) = reply else { return reply }
+        var decoder = RESPReplyDecoder()
+        guard let (value, _) = try? bytes.withUnsafeBytes({ try decoder.decode($0) }),
+              case .array(let items?) = value else { return reply }
+        return .array(items.map { item in
+            if case .bulk(let b?) = item { return .bulk(b) }
+            return .none
+        })
     }
 
     /// Pushes `elements` one by one at one end of the list at `key` (not over another type).
@@ -494,48 +668,19 @@ final class Parking {
         // Where each key lives (watched keys first, then the extra lock
         // keys), resolved once.
         let keyShards = allKeys.map { key in key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) } }
-        if !popIfReady(keyShards) { park(allKeys, keyShards) }
-    }
-
-    /// A pop whose keys share one shard (a worker draining its queues) first tries one
-    /// shard operation that pops when a key is ready, answers WRONGTYPE as the full path
-    /// would, and builds none of the parking machinery. Nothing ready: ``park(_:_:)``
-    /// runs the full two-phase path, which looks again under the same locks, so a push in
-    /// between is not lost. False when the command is not of this shape (BLMOVE, inside
-    /// EXEC, several shards, `singleHopBlocking` off).
-    private func popIfReady(_ keyShards: [Int]) -> Bool {
-        let call = self.call
-        guard serve == nil, extraLockKeys.isEmpty, destinationCheck == nil, call.canBlock, call.engine.singleHopBlocking,
-              let shardIndex = keyShards.first, keyShards.allSatisfy({ $0 == shardIndex }) else { return false }
-        let keys = self.keys, keyState = self.keyState, pop = self.pop, giveBack = self.giveBack
-        let database = call.client.database, noTouch = call.client.noTouch
-        let fingerprints = keys.map { lockFingerprint(keyHash: $0.hash, database: database) }
-        let tracking = call.trackingOp(keys)
-        let shardSet = call.shardSet, loop = call.loop, life = call.client.life, sink = call.sink
-        let locks = ShardLockSet(fingerprints: fingerprints, mode: .exclusive)
-        shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, { shard -> Reply? in
-            let ctx = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
-            for p in keys.indices {
-                let reply: Reply
-                switch keyState(ctx, keys[p]) {
-                case .empty: continue
-                case .wrongType: reply = .wrongType
-                case .ready: reply = pop(ctx, p, false)
+        // BLMOVE (a destination to check and push to) takes the full path at once.
+        if serve == nil, extraLockKeys.isEmpty, destinationCheck == nil {
+            let keyState = self.keyState, pop = self.pop
+            let ready = BlockingFamily.popReady(call, keys, giveBack: giveBack, { ctx, key, position in
+                switch keyState(ctx, key) {
+                case .empty: return nil
+                case .wrongType: return .wrongType
+                case .ready: return pop(ctx, position, false)
                 }
-                // What the two-phase path notes after its apply: every key, for WATCH and tracking.
-                shard.withTracking(tracking, keys: Array(keys.indices)) { shard.noteWritten(fingerprints) }
-                return reply
-            }
-            return nil
-        }, done: { [self] reply in
-            guard let reply else { return park(keys, keyShards) }
-            if life.isClosed {
-                BlockingFamily.giveBack(reply, giveBack, shardSet: shardSet, loop: loop, database: database)
-            } else {
-                sink.complete(reply)
-            }
-        })
-        return true
+            }, orElse: { [self] _ in park(allKeys, keyShards) })
+            if ready { return }
+        }
+        park(allKeys, keyShards)
     }
 
     /// The full path: checks every key's shard, pops, or parks the client on every shard

@@ -114,10 +114,19 @@ public enum ListFamily {
     public static func opPush(
         _ ctx: inout ShardContext, _ key: KeyRef, _ values: [[UInt8]], toLeft: Bool, onlyIfExists: Bool
     ) -> Result<Int, ListError> {
+        opPush(&ctx, key, toLeft: toLeft, onlyIfExists: onlyIfExists) { pushAll($0, values, toLeft: toLeft) }
+    }
+
+    /// The push itself: `pushInto` adds the elements to the list found (or made) under
+    /// `key`. A one-element LPUSH passes its element alone, with no array around it.
+    @inlinable
+    public static func opPush(
+        _ ctx: inout ShardContext, _ key: KeyRef, toLeft: Bool, onlyIfExists: Bool, _ pushInto: (ListValue) -> Void
+    ) -> Result<Int, ListError> {
         if let found = ctx.lookupWrite(key) {
             let length: Int? = ctx.database.modifyValue(at: found) { value in
                 guard case .list(let list) = value else { return nil }
-                pushAll(list, values, toLeft: toLeft)
+                pushInto(list)
                 return list.count
             }
             guard let length else { return .failure(.wrongType) }
@@ -126,7 +135,7 @@ public enum ListFamily {
         }
         if onlyIfExists { return .success(0) }
         let list = ListValue()
-        pushAll(list, values, toLeft: toLeft)
+        pushInto(list)
         ctx.store(key, .list(list))
         ctx.notify(.list, toLeft ? "lpush" : "rpush", key)
         return .success(list.count)
@@ -148,19 +157,32 @@ public enum ListFamily {
     public static func opPop(
         _ ctx: inout ShardContext, _ key: KeyRef, fromLeft: Bool, count: Int
     ) -> Result<[[UInt8]]?, ListError> {
-        guard let found = ctx.lookupWrite(key) else { return .success(nil) }
-        let popped: ([[UInt8]], Bool)? = ctx.database.modifyValue(at: found) { value in
-            guard case .list(let list) = value else { return nil }
+        opPop(&ctx, key, fromLeft: fromLeft) { list in
             let values = fromLeft ? list.popFront(count) : list.popBack(count)
-            return (values, list.count == 0)
+            return (values, !values.isEmpty)
         }
-        guard let (values, emptied) = popped else { return .failure(.wrongType) }
-        if !values.isEmpty { ctx.notify(.list, fromLeft ? "lpop" : "rpop", key) }
+    }
+
+    /// The pops' shared steps around `take`, which removes what it returns from the
+    /// list under `key` and says whether it removed anything: the events, and the key
+    /// deleted when the list empties. `nil` when there is no such key.
+    @inlinable
+    public static func opPop<T>(
+        _ ctx: inout ShardContext, _ key: KeyRef, fromLeft: Bool, _ take: (ListValue) -> (T, removed: Bool)
+    ) -> Result<T?, ListError> {
+        guard let found = ctx.lookupWrite(key) else { return .success(nil) }
+        let popped: (T, Bool, Bool)? = ctx.database.modifyValue(at: found) { value in
+            guard case .list(let list) = value else { return nil }
+            let (taken, removed) = take(list)
+            return (taken, removed, list.count == 0)
+        }
+        guard let (taken, removed, emptied) = popped else { return .failure(.wrongType) }
+        if removed { ctx.notify(.list, fromLeft ? "lpop" : "rpop", key) }
         if emptied {
             ctx.database.remove(at: found)
             ctx.notify(.generic, "del", key)
         }
-        return .success(values)
+        return .success(taken)
     }
 
     /// What a move's source shard finds: no key, another type, or the
@@ -295,13 +317,28 @@ public enum ListFamily {
 
     static func push(_ call: CommandCall, toLeft: Bool, onlyIfExists: Bool) {
         let key = call.key(1)
-        let values: [[UInt8]] = call.args.count == 3
-            ? [call.args.bytes(2)] : (2..<call.args.count).map { call.args.bytes($0) }
-        call.runOnKey(key, mode: .exclusive) { ctx in
-            switch opPush(&ctx, key, values, toLeft: toLeft, onlyIfExists: onlyIfExists) {
-            case .success(let length): return .integer(length)
-            case .failure: return .wrongType
+        guard call.args.count > 3 else {
+            // One element (a queue's LPUSH): copied once, pushed as it is.
+            let value = call.args.bytes(2)
+            call.runOnKey(key, mode: .exclusive) { ctx in
+                let pushed = opPush(&ctx, key, toLeft: toLeft, onlyIfExists: onlyIfExists) { list in
+                    if toLeft { list.pushFront(value) } else { list.pushBack(value) }
+                }
+                return lengthReply(pushed)
             }
+            return
+        }
+        let values = (2..<call.args.count).map { call.args.bytes($0) }
+        call.runOnKey(key, mode: .exclusive) { ctx in
+            lengthReply(opPush(&ctx, key, values, toLeft: toLeft, onlyIfExists: onlyIfExists))
+        }
+    }
+
+    @inlinable
+    static func lengthReply(_ pushed: Result<Int, ListError>) -> Reply {
+        switch pushed {
+        case .success(let length): return .integer(length)
+        case .failure: return .wrongType
         }
     }
 
@@ -309,9 +346,15 @@ public enum ListFamily {
         guard call.args.count <= 3 else { return call.reply(call.arityError) }
         let key = call.key(1)
         guard call.args.count == 3 else {
+            // No count: one element, with no array around it.
             call.runOnKey(key, mode: .exclusive) { ctx in
-                switch opPop(&ctx, key, fromLeft: fromLeft, count: 1) {
-                case .success(let values): return values?.first.map { .bulk($0) } ?? .null
+                let popped = opPop(&ctx, key, fromLeft: fromLeft) { list -> ([UInt8]?, removed: Bool) in
+                    let element = fromLeft ? list.popFront() : list.popBack()
+                    return (element, element != nil)
+                }
+                switch popped {
+                case .success(let element??): return .bulk(element)
+                case .success: return .null
                 case .failure: return .wrongType
                 }
             }

@@ -375,28 +375,36 @@ public final class ListValue {
         p.pointee.end = front + n.used
     }
 
-    /// LPOP one element: O(1) (plus the copy of its bytes).
+    /// LPOP one element: O(1) (plus the copy of its bytes). (`[UInt8](bytes)`: inlined
+    /// into another module, `ByteArray.copy`'s uninitialised-capacity array takes the run
+    /// time's unspecialised allocation path, several times the copy's cost.)
     @inlinable
-    public func popFront() -> [UInt8]? {
-        guard nodeCount > 0 else { return nil }
-        let p = nodePointer(0)
-        let entry = p.pointee.base + p.pointee.start
-        let (length, header) = ListValue.readHeader(entry)
-        let out = ListValue.copyBytes(entry + header, length)
-        dropFront(p, length + 2 * header)
-        return out
-    }
+    public func popFront() -> [UInt8]? { pop(fromFront: true) { [UInt8]($0) } }
 
     /// RPOP one element: O(1) (plus the copy of its bytes).
     @inlinable
-    public func popBack() -> [UInt8]? {
+    public func popBack() -> [UInt8]? { pop(fromFront: false) { [UInt8]($0) } }
+
+    /// Removes the first (`fromFront`) or the last element, handing its bytes to
+    /// `body` while they are still in the node: a reply can be built from them
+    /// with no copy of the element in between. Nil when the list is empty.
+    @inlinable
+    public func pop<R>(fromFront: Bool, _ body: (UnsafeRawBufferPointer) -> R) -> R? {
         guard nodeCount > 0 else { return nil }
+        if fromFront {
+            let p = nodePointer(0)
+            let entry = p.pointee.base + p.pointee.start
+            let (length, header) = ListValue.readHeader(entry)
+            let result = body(UnsafeRawBufferPointer(start: entry + header, count: length))
+            dropFront(p, length + 2 * header)
+            return result
+        }
         let p = nodePointer(nodeCount - 1)
         let end = p.pointee.base + p.pointee.end
         let (length, header) = ListValue.readBacklen(end)
-        let out = ListValue.copyBytes(end - header - length, length)
+        let result = body(UnsafeRawBufferPointer(start: end - header - length, count: length))
         dropBack(p, length + 2 * header)
-        return out
+        return result
     }
 
     @inlinable
@@ -421,7 +429,7 @@ public final class ListValue {
         guard nodeCount > 0 else { return nil }
         let n = node(0)
         let (length, header) = ListValue.readHeader(n.base + n.start)
-        return ListValue.copyBytes(n.base + n.start + header, length)
+        return ByteArray.copy(UnsafeRawBufferPointer(start: n.base + n.start + header, count: length))
     }
 
     /// The last element without removing it.
@@ -430,7 +438,7 @@ public final class ListValue {
         guard nodeCount > 0 else { return nil }
         let n = node(nodeCount - 1)
         let (length, header) = ListValue.readBacklen(n.base + n.end)
-        return ListValue.copyBytes(n.base + n.end - header - length, length)
+        return ByteArray.copy(UnsafeRawBufferPointer(start: n.base + n.end - header - length, count: length))
     }
 
     @inlinable
@@ -447,15 +455,6 @@ public final class ListValue {
         p.pointee.count -= 1
         elementCount -= 1
         if p.pointee.count == 0 { removeNode(at: nodeCount - 1) }
-    }
-
-    @inlinable @inline(__always)
-    static func copyBytes(_ p: UnsafeMutablePointer<UInt8>, _ length: Int) -> [UInt8] {
-        if length == 0 { return [] }
-        return [UInt8](unsafeUninitializedCapacity: length) { buffer, initialized in
-            buffer.baseAddress!.update(from: p, count: length)
-            initialized = length
-        }
     }
 
     // MARK: - Cursors

@@ -1,3 +1,4 @@
+import DamselflyRESP
 import DamselflyRuntime
 import DamselflyTransactions
 import Glibc
@@ -204,6 +205,62 @@ import Testing
 }
 
 extension BlockingFamilyTests {
+    /// A pop that finds its key ready, for a connection that closed before the reply went
+    /// out: what was popped goes back, at the same end, and nothing is left parked.
+    @Test(arguments: ["brpop", "blpop", "blmpop", "bzpopmin"])
+    func whatAReadyPopTookForAGoneConnectionGoesBack(_ command: String) {
+        let client = h.makeClient(on: 0)
+        let args: [String]
+        switch command {
+        case "blmpop": args = ["blmpop", "0", "1", "ready", "RIGHT", "COUNT", "2"]
+        case "bzpopmin": args = ["bzpopmin", "ready", "0"]
+        default: args = [command, "ready", "0"]
+        }
+        if command == "bzpopmin" {
+            #expect(h.run(["zadd", "ready", "1", "a", "2", "b", "3", "c"]) == 3)
+        } else {
+            #expect(h.run(["rpush", "ready", "a", "b", "c"]) == 3)
+        }
+        client.life.markClosed()
+        _ = h.start(args.map { Array($0.utf8) }, client: client)
+        let everything: () -> RV = {
+            command == "bzpopmin" ? h.run(["zrange", "ready", "0", "-1", "WITHSCORES"]) : h.run(["lrange", "ready", "0", "-1"])
+        }
+        let expected: RV = command == "bzpopmin" ? .strings(["a", "1", "b", "2", "c", "3"]) : .strings(["a", "b", "c"])
+        // The pop and the give-back run on loop 0 in turn: once both ran, the list is whole.
+        #expect(eventually { everything() == expected }, "\(command): \(everything())")
+        #expect(registrations() == 0)
+    }
+
+    /// The `[key, element]` reply written in place is byte for byte what `ReplyBuilder`
+    /// writes, at every length whose digit count changes.
+    @Test func encodedPairIsTheBuildersArray() {
+        for (a, b) in [(0, 0), (1, 9), (9, 10), (10, 99), (99, 100), (100, 1000), (3, 12345)] {
+            let first = [UInt8](repeating: 0x61, count: a), second = [UInt8]((0..<b).map { UInt8(truncatingIfNeeded: $0) })
+            var out = ReplyBuilder(protocolVersion: 2)
+            out.arrayHeader(2)
+            out.bulk(first)
+            out.bulk(second)
+            let encoded = first.withUnsafeBytes { f in second.withUnsafeBytes { BlockingFamily.encodePair(f, $0) } }
+            #expect(encoded == out.buffer, "\(a), \(b)")
+            #expect(encoded.capacity >= encoded.count)
+        }
+    }
+
+    /// The timeout is read as Redis reads it: whole seconds and fractions, `+`, hex and
+    /// exponents as `strtold` takes them; a pop that finds an element answers at once.
+    @Test func timeoutForms() {
+        for timeout in ["1", "0", "1.5", "+2", "0x10", "1e1", "007", "-0"] {
+            h.run(["rpush", "t", "x"])
+            #expect(h.run(["brpop", "t", timeout]) == .array([.bulk("t"), .bulk("x")]), "\(timeout)")
+        }
+        for timeout in ["x", "1x", " 1", "", "nan"] {
+            #expect(h.run(["brpop", "t", timeout]) == .error("ERR timeout is not a float or out of range"), "\(timeout)")
+        }
+        for timeout in ["-1", "-0.5", "9223372036854775807", "1e300", "inf"] {
+            #expect(h.run(["brpop", "t", timeout]) == .error("ERR timeout is negative"), "\(timeout)")
+        }
+    }
     /// BLMOVE's element goes back even when another push landed in front of
     /// it in the destination meanwhile, and is then in the source only.
     @Test func aMovedElementGoesBackOnceWhenTheDestinationMoved() {

@@ -38,6 +38,24 @@ import Testing
         #expect(h.run(["lpop", "l", "0"]) == .nullArray)
     }
 
+    /// The one-element forms (their own path: no array around the element): a push
+    /// creates the list or appends, a pop without count deletes the key it empties.
+    @Test func oneElementPushAndPop() {
+        #expect(h.run(["rpush", "q", "a"]) == 1)
+        #expect(h.run(["lpush", "q", "b"]) == 2)
+        #expect(h.run(["rpushx", "q", "c"]) == 3)
+        #expect(h.run(["lpushx", "none", "c"]) == 0)
+        #expect(list("q") == ["b", "a", "c"])
+        #expect(h.run(["rpop", "q"]) == "c")
+        #expect(h.run(["lpop", "q"]) == "b")
+        #expect(h.run(["rpop", "q"]) == "a")
+        #expect(h.run(["exists", "q"]) == 0)
+        #expect(h.run(["rpop", "q"]) == .null)
+        h.run(["set", "s", "v"])
+        #expect(h.run(["rpush", "s", "a"]) == Self.wrongType)
+        #expect(h.run(["lpop", "s"]) == Self.wrongType)
+    }
+
     @Test func popCountRules() {
         h.run(["rpush", "l", "a", "b", "c"])
         #expect(h.run(["lpop", "l", "0"]) == .array([]))

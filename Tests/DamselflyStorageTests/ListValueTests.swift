@@ -38,6 +38,33 @@ import Testing
         #expect(list.validate())
     }
 
+    /// `pop(fromFront:_:)` hands the element's bytes to its body before they leave the node
+    /// (across node boundaries, the node-freeing last element and multi-byte lengths included)
+    /// and pops exactly what `popFront` / `popBack` would.
+    @Test func popWithBodySeesTheElementBeforeItGoes() {
+        let list = ListValue()
+        var model: [[UInt8]] = []
+        for i in 0..<300 {
+            let element = [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: i % 3 == 0 ? 200 : i % 50)
+            list.pushBack(element)
+            model.append(element)
+        }
+        var fromFront = true
+        while !model.isEmpty {
+            let expected = fromFront ? model.removeFirst() : model.removeLast()
+            let seen = list.pop(fromFront: fromFront) { bytes -> [UInt8] in
+                // Still in the list while the body runs.
+                #expect(list.count == model.count + 1)
+                return Array(bytes)
+            }
+            #expect(seen == expected)
+            #expect(list.count == model.count && list.validate())
+            fromFront.toggle()
+        }
+        #expect(list.pop(fromFront: true) { _ in 1 } == nil && list.pop(fromFront: false) { _ in 1 } == nil)
+        #expect(list.nodeCountForTesting == 0)
+    }
+
     @Test func emptyElementsAndBinary() {
         let list = ListValue()
         list.pushBack([])
