@@ -8,6 +8,8 @@ extension Server {
     /// counters, the command table and its specs, the default ACL user (which
     /// cannot be deleted). Only for a server that lives as long as the process
     /// (`damselfly`'s main), before ``start()``: none of them is ever freed.
+    /// `DAMSELFLY_MORTAL=1` in the environment skips it, to measure what it
+    /// saves (docs/benchmarks.md, "The hop").
     public func makeSharedObjectsImmortal() {
         if getenv("DAMSELFLY_MORTAL") != nil { return }
         Immortal.make(self)
