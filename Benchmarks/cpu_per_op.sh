@@ -20,10 +20,13 @@
 #           a request, a larger part at P1, is not counted), but repeatable within a few per cent
 #           on a machine whose CPU times move by tens of per cent. CG_QUEUE=1 (default) adds
 #           BRPOP on a queue holding N_CG jobs (filled by pipelined LPUSH, not counted).
+#           CG_THREADS="1 2" also runs Damselfly at 2 threads (valgrind runs one thread at a time:
+#           the count includes every instruction of the hops, not what they cost in cache misses).
 #
 # Env (defaults in brackets): MODE [ops,queue], N [300000], CLIENTS [50], KEYSPACE [100000],
 #   PIPELINES ["1 16"], TESTS ["set get lpush rpop"], THREADS ["1 2"], ROUNDS [1] (medians over
 #   rounds, servers alternating within a round), QUEUES [4], ELEMENTS [50000], N_CG [20000], CG_QUEUE [1],
+#   CG_THREADS [1] (Damselfly's thread counts under callgrind),
 #   DAMSELFLY_BIN / BENCH_BIN (default: release builds), DAMSELFLY_FLAGS (extra flags),
 #   BASE_BIN (another damselfly binary, "before": measured beside DAMSELFLY_BIN in every mode).
 set -euo pipefail
@@ -42,6 +45,7 @@ QUEUES="${QUEUES:-4}"
 ELEMENTS="${ELEMENTS:-50000}"
 N_CG="${N_CG:-20000}"
 CG_QUEUE="${CG_QUEUE:-1}"
+CG_THREADS="${CG_THREADS:-1}"
 # A Sidekiq-shaped job (about 200 bytes), for the callgrind BRPOP row.
 JOB='{"class":"HardJob","args":[1,2,3],"retry":true,"queue":"default","jid":"b4a577edbccf1d805744efa9","created_at":1700000000.1234567,"enqueued_at":1700000000.1234568}'
 read -ra EXTRA <<<"${DAMSELFLY_FLAGS:-}"
@@ -138,13 +142,18 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 if has callgrind; then
-  kinds=(redis damselfly)
-  [[ -n "${BASE_BIN:-}" ]] && kinds=(redis base damselfly)
-  for kind in "${kinds[@]}"; do
-    name=$(label "$kind 1")
+  kinds=("redis 1")
+  for t in $CG_THREADS; do
+    [[ -n "${BASE_BIN:-}" ]] && kinds+=("base $t")
+    kinds+=("damselfly $t")
+  done
+  for s in "${kinds[@]}"; do
+    read -r kind threads <<<"$s"
+    name=$(label "$s")
     CG_DAMSELFLY_BIN=$DAMSELFLY_BIN
     [[ $kind == base ]] && CG_DAMSELFLY_BIN=$BASE_BIN
-    if [[ $kind == redis ]]; then cg_start redis; else cg_start damselfly ${EXTRA[@]+"${EXTRA[@]}"}; fi
+    # cg_start's own --proactor_threads=1 comes first: the later flag wins.
+    if [[ $kind == redis ]]; then cg_start redis; else cg_start damselfly --proactor_threads="$threads" ${EXTRA[@]+"${EXTRA[@]}"}; fi
     redis-benchmark -h 127.0.0.1 -p "$CG_PORT" -c 1 -n 2000 -r "$KEYSPACE" -d 32 -t set >/dev/null 2>&1
     for p in $PIPELINES; do
       for t in $TESTS; do

@@ -93,18 +93,20 @@ public final class ShardSet: Sendable {
             }
             return
         }
-        shard.loop.post { [self] in
+        // The closure is made here, run and destroyed on the owner's thread.
+        // The shard set, the shard, this loop and its counters live as long as
+        // the server: captured strongly, each would be retained here and
+        // released there, their reference counts written from both threads.
+        shard.loop.post { [unowned(unsafe) self, unowned(unsafe) shard, unowned(unsafe) loop, unowned(unsafe) stats] in
             if shard.locksAreFree(locks) {
-                stats.quick.add(1, ordering: .relaxed)
                 let result = operation(shard)
                 shard.afterOperation()
-                shard.reply(result, to: loop, done)
+                shard.reply(result, to: loop, counting: stats, queued: false, done)
             } else {
-                stats.normal.add(1, ordering: .relaxed)
-                stats.countWidth(1)
-                shard.enqueueSingle(locks: locks, txid: takeTxid()) { shard in
+                let txid = takeTxid()
+                shard.enqueueSingle(locks: locks, txid: txid) { shard in
                     let result = operation(shard)
-                    shard.reply(result, to: loop, done)
+                    shard.reply(result, to: loop, counting: stats, queued: true, done)
                 }
             }
         }
@@ -165,6 +167,31 @@ extension Shard {
             loop.post { done(result) }
         } else {
             self.loop.whenDurable { loop.post { done(result) } }
+        }
+    }
+
+    /// ``reply(_:to:_:)`` for a single-shard command's hop, which also counts
+    /// the path it took (quick, or normal when it queued) in the coordinating
+    /// loop's `stats`, there: those counters are written by that loop's thread
+    /// only, never from the owner's, so the two threads do not share their
+    /// cache line. The same one closure for the way back.
+    @inlinable
+    func reply<R>(
+        _ result: R, to loop: EventLoop, counting stats: TransactionStats, queued: Bool, _ done: @escaping (R) -> Void
+    ) {
+        let back = { [unowned(unsafe) stats] in
+            if queued {
+                stats.normal.add(1, ordering: .relaxed)
+                stats.countWidth(1)
+            } else {
+                stats.quick.add(1, ordering: .relaxed)
+            }
+            done(result)
+        }
+        if self.loop.syncHook == nil {
+            loop.post(back)
+        } else {
+            self.loop.whenDurable { loop.post(back) }
         }
     }
 }

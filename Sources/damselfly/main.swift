@@ -52,6 +52,7 @@ let executableLength = readlink("/proc/self/exe", &executable, 4095)
 let executablePath = executableLength > 0 ? String(cString: executable) : CommandLine.arguments[0]
 
 let server = Server(config: config, executablePath: executablePath)
+server.makeSharedObjectsImmortal()
 do {
     try server.start()
 } catch {

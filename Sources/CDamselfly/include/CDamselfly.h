@@ -22,6 +22,11 @@ int dfly_available_cpus(void);
 /// The kernel thread id of the caller.
 int dfly_gettid(void);
 
+/// The Swift runtime's own call (exported by libswiftCore, stdlib SPI) that
+/// marks a heap object immortal: from then on swift_retain / swift_release
+/// read its reference count and leave it unwritten (see Immortal.swift).
+void _swift_stdlib_immortalize(void *obj);
+
 /// A non-blocking, close-on-exec eventfd.
 int dfly_eventfd(void);
 int dfly_eventfd_signal(int fd);
