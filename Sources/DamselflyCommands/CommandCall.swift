@@ -22,6 +22,13 @@ public struct KeyRef: Sendable {
         self.hash = bytes.withUnsafeBytes { KeyHash.hash($0) }
     }
 
+    /// A key whose hash (``KeyHash/hash(_:)`` of `bytes`) is already known.
+    @inlinable
+    public init(_ bytes: [UInt8], hash: UInt64) {
+        self.bytes = bytes
+        self.hash = hash
+    }
+
     @inlinable
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try bytes.withUnsafeBytes(body)
@@ -123,7 +130,7 @@ public struct CommandCall {
 
     /// Argument `i` as an owned key with its hash.
     @inlinable
-    public func key(_ i: Int) -> KeyRef { KeyRef(args.bytes(i)) }
+    public func key(_ i: Int) -> KeyRef { KeyRef(args.bytes(i), hash: args.keyHash(i)) }
 
     /// Argument `i` parsed as a strict 64-bit integer.
     @inlinable
@@ -881,5 +888,19 @@ public struct ShardContext {
     @discardableResult
     public func delete(_ key: KeyRef) -> Bool {
         key.withBytes { database.remove($0, hash: key.hash, nowMs: nowMs) }
+    }
+}
+
+extension CommandArguments {
+    /// ``KeyHash/hash(_:)`` of argument `i`, computed once per command: with
+    /// several threads the connection hashes the first key to see where it
+    /// lives (connection migration), then the command hashes it again for its
+    /// shard; the second call reads the first's result.
+    @inlinable
+    public func keyHash(_ i: Int) -> UInt64 {
+        if let known = rememberedHash(of: i) { return known }
+        let hash = KeyHash.hash(self[i])
+        remember(hash: hash, of: i)
+        return hash
     }
 }

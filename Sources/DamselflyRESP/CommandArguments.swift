@@ -37,6 +37,11 @@ public final class CommandArguments {
         /// Scratch memory for unescaped inline arguments; never reallocated while one line is split.
         @usableFromInline var scratch: UnsafeMutableRawPointer?
         @usableFromInline var scratchCapacity: Int = 0
+        /// The argument whose key hash is in `hashedValue` (-1: none): kept for
+        /// DamselflyCommands' `keyHash(_:)`, which alone writes it, so that the
+        /// connection's migration check and the command's own key hash the key once.
+        @usableFromInline var hashedIndex: Int = -1
+        @usableFromInline var hashedValue: UInt64 = 0
 
         @usableFromInline
         init(entries: UnsafeMutablePointer<Entry>, capacity: Int) {
@@ -135,6 +140,7 @@ public final class CommandArguments {
     public func removeAll() {
         state.pointee.count = 0
         state.pointee.base = 0
+        state.pointee.hashedIndex = -1
     }
 
     /// Appends a view owned by the caller (tests, or owners that build arguments by hand).
@@ -150,6 +156,21 @@ public final class CommandArguments {
     func reset(frameStart: UnsafeRawPointer?) {
         state.pointee.count = 0
         state.pointee.base = Int(bitPattern: frameStart)
+        state.pointee.hashedIndex = -1
+    }
+
+    /// The hash cached for argument `index` by `remember(hash:of:)`, if any.
+    @inlinable
+    public func rememberedHash(of index: Int) -> UInt64? {
+        state.pointee.hashedIndex == index ? state.pointee.hashedValue : nil
+    }
+
+    /// Caches `hash` as argument `index`'s until the next command is parsed
+    /// (one argument at a time). Only DamselflyCommands' `keyHash(_:)` calls it.
+    @inlinable
+    public func remember(hash: UInt64, of index: Int) {
+        state.pointee.hashedIndex = index
+        state.pointee.hashedValue = hash
     }
 
     /// The receive buffer moved: relative entries follow it. O(1) whatever the number of entries.

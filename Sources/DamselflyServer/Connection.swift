@@ -586,8 +586,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         let shardSet = engine.shardSet
         var owner: Int? = nil
         for i in keys {
-            let key = args[i]
-            let shard = shardSet.shardIndex(of: key, hash: KeyHash.hash(key))
+            let shard = shardSet.shardIndex(of: args[i], hash: args.keyHash(i))
             if owner == nil { owner = shard } else if owner != shard { foreignStreak = 0; return nil }
         }
         guard let owner else { return nil }
