@@ -640,9 +640,6 @@ public enum TypedLookup<Value> {
     case found(EntryIndex, Value)
 }
 
-/// What a shard-side operation sees: its shard, the client's database there,
-/// and the time the operation started (one clock read per operation, so a key
-/// cannot expire half-way through a command).
 /// A one-key command's shard operation as a value (issue 16: "shard operations passed as
 /// values"): a struct holding what the command parsed, run by
 /// ``CommandCall/runOnKey(_:mode:journal:operation:)`` on the key's shard. Where the shard
@@ -728,6 +725,9 @@ struct KeyStep {
     }
 }
 
+/// What a shard-side operation sees: its shard, the client's database there,
+/// and the time the operation started (one clock read per operation, so a key
+/// cannot expire half-way through a command).
 public struct ShardContext {
     public let shard: Shard
     public let database: Database
