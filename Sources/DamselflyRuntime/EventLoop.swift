@@ -82,6 +82,19 @@ public final class EventLoop: @unchecked Sendable {
     /// loop always drains its inbox before it sleeps and re-checks it after
     /// announcing it will sleep, so no task is left behind.
     public func post(_ task: @escaping () -> Void) {
+        post(InboxTask(.closure(task)))
+    }
+
+    /// ``post(_:)`` for work that is an object of its own (``InboxJob``): the
+    /// object itself travels, so a caller that keeps everything a trip needs
+    /// in it (a hop there and back) allocates nothing more for the trip.
+    @inlinable
+    public func post(job: InboxJob) {
+        post(InboxTask(.job(job)))
+    }
+
+    @usableFromInline
+    func post(_ task: consuming InboxTask) {
         if let current = EventLoop.current, current.postBatchDepth > 0, current !== self {
             return current.hold(task, for: self)
         }
@@ -89,17 +102,47 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     /// The inbox push and wake-up behind ``post(_:)``.
-    private func push(_ task: @escaping () -> Void) {
-        let task = InboxTask(run: task)
-        while !inbox.tryPush(task) {
-            // Full: help our own loop make progress so that a loop posting to
-            // us is not blocked forever behind us, then retry.
-            if let current = EventLoop.current, current !== self {
-                current.drainInbox(limit: 64)
+    private func push(_ task: InboxTask) {
+        while !inbox.tryPush(task) { helpWhileFull() }
+        wakeIfSleeping()
+    }
+
+    /// ``push(_:)`` for what a batch held for this loop: the tasks are moved
+    /// in as contiguous runs (one compare-and-swap each), then one wake-up at
+    /// most. Tasks held for this loop while it pushes (its inbox was full and
+    /// the sender ran some of its own meanwhile) go after them, in order.
+    private func push(held: HeldTasks) {
+        while held.start < held.count {
+            let run = min(held.count - held.start, 1024)
+            if inbox.tryPush(movingFrom: held.tasks + held.start, count: run) {
+                held.start += run
+            } else if inbox.tryPush(movingFrom: held.tasks + held.start, count: 1) {
+                // Too little room for the run: one at a time, in order.
+                held.start += 1
             } else {
-                sched_yield()
+                // Full: this loop may be asleep with what was pushed so far
+                // unseen; wake it before waiting for it to make room.
+                wakeIfSleeping()
+                helpWhileFull()
             }
         }
+        held.start = 0
+        held.count = 0
+        wakeIfSleeping()
+    }
+
+    /// The inbox is full: help our own loop make progress so that a loop
+    /// posting to us is not blocked forever behind us, then retry.
+    private func helpWhileFull() {
+        if let current = EventLoop.current, current !== self {
+            current.drainInbox(limit: 64)
+        } else {
+            sched_yield()
+        }
+    }
+
+    @inline(__always)
+    private func wakeIfSleeping() {
         if sleeping.load(ordering: .acquiring) {
             if sleeping.exchange(false, ordering: .acquiringAndReleasing) {
                 _ = dfly_eventfd_signal(wakeFD)
@@ -113,18 +156,21 @@ public final class EventLoop: @unchecked Sendable {
     /// Above zero while this loop batches what it posts to other loops (see
     /// ``beginPostBatch()``); touched on this loop's thread only.
     private var postBatchDepth = 0
-    /// Tasks held by a batch, per destination loop, in the order they were posted.
-    private var outbox: [(loop: EventLoop, tasks: [() -> Void])] = []
-    /// The outbox's other buffer: the two swap at each send, so neither is reallocated.
-    private var outboxSpare: [(loop: EventLoop, tasks: [() -> Void])] = []
+    /// What a batch holds for each destination loop, by the loop's index.
+    private var held: [HeldTasks] = []
+    /// The indexes of `held` holding something (`heldOrder[0..<heldCount]`),
+    /// in the order they were first posted to.
+    private var heldOrder: [Int] = []
+    private var heldCount = 0
 
     /// From now until the matching ``endPostBatch()``, tasks this thread posts
-    /// to other loops are held and then sent as one inbox item per destination
-    /// (one push, at most one wake-up), run there back to back in the order
-    /// they were posted. Order per destination is what callers rely on, so it
-    /// holds whatever path posted the task. Call on this loop's thread, and
-    /// only around work that never waits for another loop's answer: the
-    /// tasks leave at ``endPostBatch()``, not before. Nests.
+    /// to other loops are held and then sent together per destination (one
+    /// compare-and-swap on its inbox, at most one wake-up), run there in the
+    /// order they were posted. Order per destination is what callers rely on,
+    /// so it holds whatever path posted the task. Call on this loop's thread,
+    /// and only around work that never waits for another loop's answer: the
+    /// tasks leave at ``endPostBatch()``, not before. Nests. Every iteration
+    /// of ``run()`` is one batch; a squashed pipeline run is another inside it.
     @inline(__always)
     public func beginPostBatch() {
         postBatchDepth += 1
@@ -134,40 +180,45 @@ public final class EventLoop: @unchecked Sendable {
     @inline(__always)
     public func endPostBatch() {
         postBatchDepth -= 1
-        if postBatchDepth == 0 && !outbox.isEmpty { sendOutbox() }
+        if postBatchDepth == 0 && heldCount > 0 { sendOutbox() }
     }
 
-    private func hold(_ task: @escaping () -> Void, for destination: EventLoop) {
-        for i in outbox.indices where outbox[i].loop === destination {
-            outbox[i].tasks.append(task)
-            return
+    /// Sends what the current batch holds now, leaving the batch open: before
+    /// work that may keep this thread from ending its batch for long (a busy
+    /// script serving clients from its hook), so replies already made leave.
+    public func flushPostBatch() {
+        if heldCount > 0 { sendOutbox() }
+    }
+
+    private func hold(_ task: consuming InboxTask, for destination: EventLoop) {
+        let i = destination.index
+        while i >= held.count { held.append(HeldTasks(for: destination)) }
+        let tasks = held[i]
+        if tasks.count == 0 {
+            if heldCount < heldOrder.count { heldOrder[heldCount] = i } else { heldOrder.append(i) }
+            heldCount += 1
+            tasks.loop = destination
+        } else if tasks.loop !== destination {
+            // Another loop with the same index (loops of two servers in one
+            // process, in tests): nothing is held for this one, so straight in.
+            return destination.push(task)
         }
-        var tasks: [() -> Void] = []
-        tasks.reserveCapacity(16)
         tasks.append(task)
-        outbox.append((destination, tasks))
     }
 
     private func sendOutbox() {
-        var held = outboxSpare
-        outboxSpare = []
-        swap(&held, &outbox)
-        defer {
-            held.removeAll(keepingCapacity: true)
-            outboxSpare = held
+        // Tasks run on this thread while a destination's inbox is full may
+        // post again: they are held (the depth stays above zero), after what
+        // is being sent, and go in this same send, so nothing overtakes.
+        postBatchDepth += 1
+        defer { postBatchDepth -= 1 }
+        var next = 0
+        while next < heldCount {
+            let tasks = held[heldOrder[next]]
+            next += 1
+            tasks.loop.push(held: tasks)
         }
-        for (destination, tasks) in held {
-            if tasks.count == 1 {
-                destination.push(tasks[0])
-                continue
-            }
-            // What these tasks post in turn (the replies) travels back batched too.
-            destination.push {
-                destination.beginPostBatch()
-                for task in tasks { task() }
-                destination.endPostBatch()
-            }
-        }
+        heldCount = 0
     }
 
     /// With `appendfsync always`: makes this loop's journal durable (one
@@ -237,6 +288,9 @@ public final class EventLoop: @unchecked Sendable {
     public func serveClientsWhileBusy() {
         assertOnLoop()
         guard !isServingWhileBusy, driver != nil else { return }
+        // The script may run on for long: what this iteration already made
+        // for other loops (replies to their hops) goes now.
+        flushPostBatch()
         isServingWhileBusy = true
         defer { isServingWhileBusy = false }
         switch driver! {
@@ -283,10 +337,17 @@ public final class EventLoop: @unchecked Sendable {
         // a retain and a release of the driver, on every iteration.
         let driver = self.driver!
         while !stopRequested.load(ordering: .acquiring) {
+            // One message per destination loop per iteration: what the I/O,
+            // the inbox and the deferred work post to another loop is held
+            // and leaves as one inbox entry (one push, at most one wake-up)
+            // when the iteration's work is done. Nothing on a loop's thread
+            // waits for another loop's answer, so holding delays, never blocks.
+            beginPostBatch()
             var worked = driver.poll(loop: self, block: false, timeoutNanos: 0)
             worked += drainInbox(limit: 4096)
             worked += runDeferred()
             worked += runDurable()
+            endPostBatch()
             let now = Clock.monotonicNanos()
             var nextTimer = now + 100_000_000
             for i in timers.indices {
@@ -320,7 +381,10 @@ public final class EventLoop: @unchecked Sendable {
                 continue
             }
             let wait = nextTimer > now ? nextTimer - now : 0
+            // The batch opens after the batch above was sent: nothing is held while asleep.
+            beginPostBatch()
             _ = driver.poll(loop: self, block: true, timeoutNanos: wait)
+            endPostBatch()
             sleeping.store(false, ordering: .relaxed)
         }
         // Give every remaining task a chance, then release the ring.
@@ -406,7 +470,78 @@ public final class EventLoop: @unchecked Sendable {
 /// the closure keeps the closure as it is: one allocation per cross-thread
 /// task fewer.
 public struct InboxTask {
-    let run: () -> Void
+    @usableFromInline
+    enum Work {
+        case closure(() -> Void)
+        case job(InboxJob)
+    }
+    @usableFromInline let work: Work
+
+    @inlinable
+    init(_ work: Work) { self.work = work }
+
+    @inline(__always)
+    func run() {
+        switch work {
+        case .closure(let body): body()
+        case .job(let job): job.run()
+        }
+    }
+}
+
+/// The tasks a post batch holds for one destination loop: a plain buffer
+/// whose tasks are moved, not copied, into the destination's inbox (no
+/// reference counted up here and down again on the other thread), and which
+/// keeps its capacity from batch to batch. Used on its loop's thread only.
+final class HeldTasks {
+    /// The destination. Unowned: loops outlive the batches their threads make.
+    unowned(unsafe) var loop: EventLoop
+    /// Live tasks are `tasks[start..<count]`; those before `start` were moved out.
+    private(set) var tasks: UnsafeMutablePointer<InboxTask>
+    var start = 0
+    var count = 0
+    private var capacity = 16
+
+    init(for loop: EventLoop) {
+        self.loop = loop
+        tasks = .allocate(capacity: capacity)
+    }
+
+    deinit {
+        (tasks + start).deinitialize(count: count - start)
+        tasks.deallocate()
+    }
+
+    @inline(__always)
+    func append(_ task: consuming InboxTask) {
+        if count == capacity { grow() }
+        (tasks + count).initialize(to: task)
+        count += 1
+    }
+
+    private func grow() {
+        let live = count - start
+        capacity = max(capacity, 2 * live)
+        let grown = UnsafeMutablePointer<InboxTask>.allocate(capacity: capacity)
+        grown.moveInitialize(from: tasks + start, count: live)
+        tasks.deallocate()
+        tasks = grown
+        start = 0
+        count = live
+    }
+}
+
+/// Work that travels to a loop as an object of its own (``EventLoop/post(job:)``).
+///
+/// The object is the inbox entry: a one-key command's hop keeps its operation,
+/// its result and where the result goes in one such object, posted to the
+/// shard's loop and posted back, instead of a closure for each leg. A class,
+/// not a protocol: the entry stays one reference, called through the vtable.
+open class InboxJob {
+    public init() {}
+
+    /// Runs on the loop the job was posted to.
+    open func run() {}
 }
 
 /// The per-thread "current loop" pointer, kept in pthread TLS (no Swift

@@ -41,18 +41,55 @@ public final class MPSCQueue<Element>: @unchecked Sendable {
     }
 
     /// Appends `value`; returns false when the queue is full.
-    public func tryPush(_ value: Element) -> Bool {
+    public func tryPush(_ value: consuming Element) -> Bool {
         var position = tail.load(ordering: .relaxed)
+        var slot: Int
         while true {
-            let slot = position & mask
+            slot = position & mask
             let sequence = sequences[slot].load(ordering: .acquiring)
             let difference = sequence - position
             if difference == 0 {
                 let (exchanged, original) = tail.compareExchange(
                     expected: position, desired: position + 1, ordering: .relaxed)
+                if exchanged { break }
+                position = original
+            } else if difference < 0 {
+                return false
+            } else {
+                position = tail.load(ordering: .relaxed)
+            }
+        }
+        // Outside the loop, so the value is moved in, not copied.
+        values[slot] = consume value
+        sequences[slot].store(position + 1, ordering: .releasing)
+        return true
+    }
+
+    /// Moves the `count` elements at `source`, in order, into the queue as one
+    /// contiguous run claimed with a single compare-and-swap on the tail (one
+    /// message per destination: a loop sends what it held for another in one
+    /// go). Returns false, moving nothing, when the queue has no room for all
+    /// of them; on success `source` is left uninitialized.
+    ///
+    /// Room for the run's last slot means room for all of it: the consumer
+    /// frees slots in order, so once the slot of position `p + n - 1` is free
+    /// for this lap, so is every slot from `p` on.
+    public func tryPush(movingFrom source: UnsafeMutablePointer<Element>, count n: Int) -> Bool {
+        guard n > 0 else { return true }
+        guard n <= capacity else { return false }
+        var position = tail.load(ordering: .relaxed)
+        while true {
+            let last = position + n - 1
+            let difference = sequences[last & mask].load(ordering: .acquiring) - last
+            if difference == 0 {
+                let (exchanged, original) = tail.compareExchange(
+                    expected: position, desired: position + n, ordering: .relaxed)
                 if exchanged {
-                    values[slot] = value
-                    sequences[slot].store(position + 1, ordering: .releasing)
+                    for i in 0..<n {
+                        let slot = (position + i) & mask
+                        values[slot] = (source + i).move()
+                        sequences[slot].store(position + i + 1, ordering: .releasing)
+                    }
                     return true
                 }
                 position = original

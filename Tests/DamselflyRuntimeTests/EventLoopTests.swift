@@ -239,17 +239,69 @@ final class SharedLog: Sendable {
         #expect(log.all == ["ran 1", "ran 2", "ran 3", "reply 1", "reply 2", "reply 3"])
     }
 
-    /// Without a batch, a post goes straight to the destination's inbox.
-    @Test func postsOutsideABatchAreNotHeld() {
+    /// Every iteration of a loop is a batch: what a task posts to another
+    /// loop leaves when the iteration's work is done, not while the task runs.
+    @Test func aLoopsPostsLeaveWhenItsIterationEnds() {
         let a = RunningLoop(index: 0), b = RunningLoop(index: 1)
         defer { a.shutdown(); b.shutdown() }
-        let ran = Flag()
-        let loopB = b.loop
-        a.loop.post {
-            loopB.post { ran.set() }
-            // Still on A, no batch: B runs it while A waits here.
-            _ = waitUntil { ran.isSet }
+        let log = SharedLog()
+        let loopA = a.loop, loopB = b.loop
+        let heldWhileRunning = Flag()
+        loopA.post {
+            for i in 1...3 { loopB.post { log.add("ran \(i)") } }
+            usleep(20_000)
+            if loopB.inbox.isEmpty && log.all.isEmpty { heldWhileRunning.set() }
         }
+        #expect(waitUntil { log.all.count == 3 })
+        #expect(heldWhileRunning.isSet)
+        #expect(log.all == ["ran 1", "ran 2", "ran 3"])
+    }
+
+    /// A thread that runs no loop posts straight into the inbox.
+    @Test func postsFromOutsideALoopAreNotHeld() {
+        let b = RunningLoop(index: 1)
+        defer { b.shutdown() }
+        let ran = Flag()
+        b.loop.post { ran.set() }
         #expect(waitUntil { ran.isSet })
+    }
+
+    /// More held for one loop than its inbox holds goes in as room appears,
+    /// in order, while the sender keeps serving its own inbox.
+    @Test func aBatchLargerThanTheDestinationsInboxArrivesWholeAndInOrder() {
+        let a = RunningLoop(index: 0, inboxCapacity: 8), b = RunningLoop(index: 1, inboxCapacity: 8)
+        defer { a.shutdown(); b.shutdown() }
+        let seen = SharedLog()
+        let loopA = a.loop, loopB = b.loop
+        loopA.post {
+            for i in 0..<500 {
+                loopB.post {
+                    seen.add("\(i)")
+                    // Replies back to A, which is itself pushing into B.
+                    loopA.post {}
+                }
+            }
+        }
+        #expect(waitUntil(timeoutMillis: 5000) { seen.all.count == 500 })
+        #expect(seen.all == (0..<500).map { "\($0)" })
+    }
+
+    /// A job object travels as itself and runs on the loop it was posted to.
+    @Test func jobsRunOnTheirLoop() {
+        final class Job: InboxJob, @unchecked Sendable {
+            // Invariant: `ranOn` is written on the destination and read after `done` is set.
+            var ranOn: EventLoop?
+            let done = Flag()
+            override func run() {
+                ranOn = EventLoop.current
+                done.set()
+            }
+        }
+        let b = RunningLoop(index: 1)
+        defer { b.shutdown() }
+        let job = Job()
+        b.loop.post(job: job)
+        #expect(waitUntil { job.done.isSet })
+        #expect(job.ranOn === b.loop)
     }
 }
