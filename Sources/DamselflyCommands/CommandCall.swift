@@ -189,7 +189,8 @@ public struct CommandCall {
     }
 
     /// ``runOnKey(_:mode:journal:_:)`` with the operation as a value: on the
-    /// inline path nothing is allocated for it; a hop boxes it once.
+    /// inline path nothing is allocated for it; a hop to another loop's shard
+    /// is one ``KeyHop`` object, there and back.
     @inlinable
     public func runOnKey<Operation: KeyOperation>(_ key: KeyRef, mode: LockMode, journal: Bool = true, operation: Operation) {
         let shardIndex = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
@@ -202,14 +203,15 @@ public struct CommandCall {
             ttlOnly: fixTTL && CommandCall.expireCommands.contains(spec.name), tracking: trackingOp([key]),
             writes: writes, spec: spec, script: script)
         if script == nil && !insideExec {
+            let shard = shardSet.shards[shardIndex]
+            if shard.loop !== loop {
+                // Another loop's shard: one object makes the trip there and back.
+                return KeyHop(call: self, shard: shard, step: step, mode: mode, operation: operation).start()
+            }
             // The inline path (this loop owns the shard, the key is free): the
             // operation runs now, with no closure, lock array or reply hop built.
-            let shard = shardSet.shards[shardIndex]
             if shard.runsInline(from: loop, step.fingerprint, mode) {
-                shardSet.stats[loop.index].inline.add(1, ordering: .relaxed)
-                let reply = step.run(on: shard) { operation.run(&$0) }
-                shard.afterOperation()
-                return sink.complete(reply)
+                return sink.complete(shardSet.runInline(on: shard, from: loop) { step.run(on: shard) { operation.run(&$0) } })
             }
         }
         submit(shardIndex, locks: ShardLockSet(fingerprints: [step.fingerprint], mode: mode)) { shard in
@@ -647,6 +649,41 @@ public enum TypedLookup<Value> {
 /// of runOnKey allocates its context on every command.
 public protocol KeyOperation {
     func run(_ context: inout ShardContext) -> Reply
+}
+
+/// ``CommandCall/runOnKey(_:mode:journal:operation:)``'s trip to the shard of
+/// another loop: the step, the operation and the reply's sink in the one
+/// object that travels there and back.
+///
+/// Not generic over the operation: a generic class's metadata is looked up in
+/// the runtime's cache on every allocation (some 500 instructions); the
+/// operation is kept as an existential instead, in place when it fits three
+/// words (a closure, GET's key) and boxed once otherwise.
+@usableFromInline
+final class KeyHop: SingleShardHop {
+    @usableFromInline let step: KeyStep
+    @usableFromInline let operation: any KeyOperation
+    @usableFromInline let sink: ReplySink
+    /// Written by ``operate(on:)`` on the shard's thread, read by ``finish()`` on the origin's.
+    @usableFromInline var reply: Reply = .ok
+
+    @inlinable
+    init(call: CommandCall, shard: Shard, step: consuming KeyStep, mode: LockMode, operation: consuming any KeyOperation) {
+        self.step = step
+        self.operation = operation
+        self.sink = call.sink
+        super.init(shardSet: call.shardSet, shard: shard, from: call.loop, fingerprint: step.fingerprint, mode: mode)
+    }
+
+    @inlinable
+    override func operate(on shard: Shard) {
+        reply = step.run(on: shard) { operation.run(&$0) }
+    }
+
+    @inlinable
+    override func finish() {
+        sink.complete(reply)
+    }
 }
 
 /// The closure form of runOnKey, as a ``KeyOperation``.
