@@ -194,26 +194,40 @@ public struct CommandCall {
     @inlinable
     public func runOnKey<Operation: KeyOperation>(_ key: KeyRef, mode: LockMode, journal: Bool = true, operation: Operation) {
         let shardIndex = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
-        let database = client.database
-        let journalArgs = journal ? journalArguments() : nil
-        let fixTTL = journalArgs != nil && CommandCall.relativeTTLCommands.contains(spec.name)
-        let step = KeyStep(
-            key: key, fingerprint: lockFingerprint(keyHash: key.hash, database: database), database: database,
-            noTouch: client.noTouch, journalArgs: journalArgs, fixTTL: fixTTL,
-            ttlOnly: fixTTL && CommandCall.expireCommands.contains(spec.name), tracking: trackingOp([key]),
-            writes: writes, spec: spec, script: script)
+        // The step is built in each branch, so the hop takes it without a copy.
         if script == nil && !insideExec {
             let shard = shardSet.shards[shardIndex]
             if shard.loop !== loop {
                 // Another loop's shard: one object makes the trip there and back.
-                return KeyHop(call: self, shard: shard, step: step, mode: mode, operation: operation).start()
+                return KeyHop(call: self, shard: shard, step: keyStep(key, journal: journal), mode: mode, operation: operation).start()
             }
             // The inline path (this loop owns the shard, the key is free): the
             // operation runs now, with no closure, lock array or reply hop built.
+            let step = keyStep(key, journal: journal)
             if shard.runsInline(from: loop, step.fingerprint, mode) {
                 return sink.complete(shardSet.runInline(on: shard, from: loop) { step.run(on: shard) { operation.run(&$0) } })
             }
+            return submitStep(step, shardIndex, mode: mode, operation: operation)
         }
+        submitStep(keyStep(key, journal: journal), shardIndex, mode: mode, operation: operation)
+    }
+
+    /// What ``runOnKey(_:mode:journal:operation:)`` needs besides the operation.
+    @inlinable
+    func keyStep(_ key: KeyRef, journal: Bool) -> KeyStep {
+        let database = client.database
+        let journalArgs = journal ? journalArguments() : nil
+        let fixTTL = journalArgs != nil && CommandCall.relativeTTLCommands.contains(spec.name)
+        return KeyStep(
+            key: key, fingerprint: lockFingerprint(keyHash: key.hash, database: database), database: database,
+            noTouch: client.noTouch, journalArgs: journalArgs, fixTTL: fixTTL,
+            ttlOnly: fixTTL && CommandCall.expireCommands.contains(spec.name), tracking: trackingOp([key]),
+            writes: writes, spec: spec, script: script)
+    }
+
+    /// runOnKey's other paths (its key is locked on this loop's shard, inside a script or EXEC).
+    @inlinable
+    func submitStep<Operation: KeyOperation>(_ step: KeyStep, _ shardIndex: Int, mode: LockMode, operation: Operation) {
         submit(shardIndex, locks: ShardLockSet(fingerprints: [step.fingerprint], mode: mode)) { shard in
             step.run(on: shard) { operation.run(&$0) }
         }
@@ -675,12 +689,10 @@ final class KeyHop: SingleShardHop {
         super.init(shardSet: call.shardSet, shard: shard, from: call.loop, fingerprint: step.fingerprint, mode: mode)
     }
 
-    @inlinable
     override func operate(on shard: Shard) {
         reply = step.run(on: shard) { operation.run(&$0) }
     }
 
-    @inlinable
     override func finish() {
         sink.complete(reply)
     }

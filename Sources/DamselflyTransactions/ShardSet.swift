@@ -185,12 +185,15 @@ public final class ShardSet: Sendable {
 /// reads the result. Each hand-over is an inbox push and pop, a release and
 /// an acquire, so every field written on one side is seen whole on the other.
 open class SingleShardHop: InboxJob, @unchecked Sendable {
-    /// Unowned, as the closure form captures them: the shard set, its shards,
-    /// loops and counters live as long as the server; counted references
-    /// would be retained on one thread and released on the other.
-    @usableFromInline unowned(unsafe) let shardSet: ShardSet
-    @usableFromInline unowned(unsafe) let shard: Shard
-    @usableFromInline unowned(unsafe) let origin: EventLoop
+    /// Held strongly, unlike the closure form's captures: the object is made
+    /// and freed on the origin's thread, so these references are counted up
+    /// and down there only, while on the shard's thread they are read in
+    /// place (an unowned reference is retained for every call made through it).
+    @usableFromInline let shardSet: ShardSet
+    @usableFromInline let shard: Shard
+    @usableFromInline let origin: EventLoop
+    /// The origin's counters, taken on the origin.
+    @usableFromInline let stats: TransactionStats
     @usableFromInline let fingerprint: LockFingerprint
     @usableFromInline let mode: LockMode
     private var returning = false
@@ -202,6 +205,7 @@ open class SingleShardHop: InboxJob, @unchecked Sendable {
         self.shardSet = shardSet
         self.shard = shard
         self.origin = origin
+        self.stats = shardSet.stats[origin.index]
         self.fingerprint = fingerprint
         self.mode = mode
         super.init()
@@ -223,7 +227,6 @@ open class SingleShardHop: InboxJob, @unchecked Sendable {
     public final override func run() {
         if returning {
             // Counted here, on the origin: its counters are written by its own thread only.
-            let stats = shardSet.stats[origin.index]
             if queued {
                 stats.normal.add(1, ordering: .relaxed)
                 stats.countWidth(1)
