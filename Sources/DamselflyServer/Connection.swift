@@ -752,8 +752,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         if client.trackingCaching && client.multiQueue == nil && spec.name != "client" { client.trackingCaching = false }
     }
 
-    /// A pub/sub message from PUBLISH (posted to this loop): a push under
-    /// RESP3, an array under RESP2, sent at once.
+    /// A pub/sub message from PUBLISH (on this loop, or posted to it): a push
+    /// under RESP3, an array under RESP2, sent at once.
     func pushMessage(_ parts: [[UInt8]]) {
         guard !isClosed else { return }
         // Messages are pushes: CLIENT REPLY OFF does not hold them back (as Redis, RESP2 too).
@@ -761,7 +761,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         output.pushHeader(parts.count)
         for part in parts { output.bulk(part) }
         keepPushes()
-        if !waitingForReply { flush() }
+        // From this connection's own PUBLISH (a RESP3 subscriber may publish):
+        // the message goes ahead of the reply, and leaves with it.
+        if !waitingForReply && !dispatching { flush() }
     }
 
     // MARK: - CLIENT TRACKING

@@ -58,35 +58,71 @@ final class PubSubRegistry: Sendable {
     }
 
     /// Delivers `message` to every subscriber of `channel` and every matching
-    /// pattern subscriber; returns how many received it.
+    /// pattern subscriber; returns how many received it. The messages are on
+    /// their way, not yet written: for keyspace notifications and scripts.
+    @discardableResult
     func publish(channel: [UInt8], message: [UInt8]) -> Int {
-        let (direct, patterned) = state.withLock { s -> ([Connection], [([UInt8], Connection)]) in
-            let direct = s.channels[channel] ?? []
-            var patterned: [([UInt8], Connection)] = []
+        deliver(receivers(channel: channel, message: message), from: nil, done: nil)
+    }
+
+    /// PUBLISH: delivers as ``publish(channel:message:)`` does, then calls
+    /// `done` with the count on `loop` once every receiver's connection has
+    /// the message in its output, as Redis writes into the subscribers'
+    /// buffers before PUBLISH returns: a subscriber's replies to what it sends
+    /// after the publisher got its answer come after the message.
+    func publish(channel: [UInt8], message: [UInt8], from loop: EventLoop, done: @escaping (Int) -> Void) {
+        deliver(receivers(channel: channel, message: message), from: loop, done: done)
+    }
+
+    /// SPUBLISH: delivers `message` as an `smessage` to the shard channel's
+    /// subscribers; `done` as for PUBLISH (nil: no wait, from a script).
+    func publishSharded(channel: [UInt8], message: [UInt8], from loop: EventLoop?, done: ((Int) -> Void)?) -> Int {
+        let receivers = state.withLock { $0.shardChannels[channel] ?? [] }
+        return deliver(receivers.map { ($0, [Array("smessage".utf8), channel, message]) }, from: loop, done: done)
+    }
+
+    /// The message each receiver gets: subscribers of the channel, then those of matching patterns.
+    private func receivers(channel: [UInt8], message: [UInt8]) -> [(Connection, [[UInt8]])] {
+        state.withLock { s in
+            var pushes: [(Connection, [[UInt8]])] = []
+            for connection in s.channels[channel] ?? [] {
+                pushes.append((connection, [Array("message".utf8), channel, message]))
+            }
             for (pattern, list) in s.patterns {
                 let matches = pattern.withUnsafeBytes { p in
                     channel.withUnsafeBytes { c in GlobPattern.matches(pattern: p, string: c) }
                 }
-                if matches { for connection in list { patterned.append((pattern, connection)) } }
+                if matches {
+                    for connection in list { pushes.append((connection, [Array("pmessage".utf8), pattern, channel, message])) }
+                }
             }
-            return (direct, patterned)
+            return pushes
         }
-        for connection in direct {
-            connection.loop.post { connection.pushMessage([Array("message".utf8), channel, message]) }
-        }
-        for (pattern, connection) in patterned {
-            connection.loop.post { connection.pushMessage([Array("pmessage".utf8), pattern, channel, message]) }
-        }
-        return direct.count + patterned.count
     }
 
-    /// SPUBLISH: delivers `message` as an `smessage` to the shard channel's subscribers.
-    func publishSharded(channel: [UInt8], message: [UInt8]) -> Int {
-        let receivers = state.withLock { $0.shardChannels[channel] ?? [] }
-        for connection in receivers {
-            connection.loop.post { connection.pushMessage([Array("smessage".utf8), channel, message]) }
+    /// Writes each push on its connection's loop: at once for connections of
+    /// `loop` (the publisher's), posted to the others; with `done`, each of
+    /// those loops answers back and `done` runs on `loop` when all have.
+    @discardableResult
+    private func deliver(_ pushes: [(Connection, [[UInt8]])], from loop: EventLoop?, done: ((Int) -> Void)?) -> Int {
+        guard let loop, let done else {
+            for (connection, parts) in pushes { connection.loop.post { connection.pushMessage(parts) } }
+            return pushes.count
         }
-        return receivers.count
+        let acks = DeliveryAcks(count: pushes.count, done: done)
+        for (connection, parts) in pushes {
+            if connection.loop === loop {
+                connection.pushMessage(parts)
+            } else {
+                acks.remaining += 1
+                connection.loop.post {
+                    connection.pushMessage(parts)
+                    loop.post { acks.arrived() }
+                }
+            }
+        }
+        acks.arrived()
+        return pushes.count
     }
 
     /// Active channels (or shard channels) with at least one subscriber, matching `pattern`.
@@ -111,5 +147,27 @@ final class PubSubRegistry: Sendable {
     /// `pubsub_channels`, `pubsub_patterns`, `pubsubshard_channels`).
     var counts: (channels: Int, patterns: Int, shardChannels: Int) {
         state.withLock { ($0.channels.count, $0.patterns.count, $0.shardChannels.count) }
+    }
+}
+
+/// The publisher's count of receiving loops still to confirm a delivery (see
+/// ``PubSubRegistry/publish(channel:message:from:done:)``).
+///
+/// Invariant behind `@unchecked Sendable`: `remaining` is read and written on
+/// the publisher's loop only; the other loops only post `arrived()` back to it.
+private final class DeliveryAcks: @unchecked Sendable {
+    /// One for the publisher itself, released once every post is made.
+    var remaining = 1
+    let count: Int
+    let done: (Int) -> Void
+
+    init(count: Int, done: @escaping (Int) -> Void) {
+        self.count = count
+        self.done = done
+    }
+
+    func arrived() {
+        remaining -= 1
+        if remaining == 0 { done(count) }
     }
 }

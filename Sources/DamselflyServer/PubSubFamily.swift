@@ -35,11 +35,21 @@ enum PubSubFamily {
         r.register("sunsubscribe", arity: -1, flags: [.loading, .stale, .noscript], group: g) { call in
             unsubscribe(call, server: server, kind: .shardChannel)
         }
+        // Both answer once the subscribers have the message (a script, which
+        // cannot wait for other threads, gets the count at once).
         r.register("spublish", arity: 3, flags: [.loading, .stale, .fast], group: g) { call in
-            call.reply(.integer(server.pubsub.publishSharded(channel: call.args.bytes(1), message: call.args.bytes(2))))
+            let channel = call.args.bytes(1), message = call.args.bytes(2)
+            if call.script != nil {
+                return call.reply(.integer(server.pubsub.publishSharded(channel: channel, message: message, from: nil, done: nil)))
+            }
+            _ = server.pubsub.publishSharded(channel: channel, message: message, from: call.loop) { call.reply(.integer($0)) }
         }
         r.register("publish", arity: 3, flags: [.loading, .stale, .fast], group: g) { call in
-            call.reply(.integer(server.pubsub.publish(channel: call.args.bytes(1), message: call.args.bytes(2))))
+            let channel = call.args.bytes(1), message = call.args.bytes(2)
+            if call.script != nil {
+                return call.reply(.integer(server.pubsub.publish(channel: channel, message: message)))
+            }
+            server.pubsub.publish(channel: channel, message: message, from: call.loop) { call.reply(.integer($0)) }
         }
         r.register("pubsub", arity: -2, flags: [.loading, .stale], group: g) { call in
             switch call.args.string(1).lowercased() {

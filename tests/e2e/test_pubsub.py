@@ -255,3 +255,53 @@ def test_publish_from_multi_and_counts_equal_redis(servers):
             c.close()
             s.close()
     run_both(servers, scenario)
+
+
+@pytest.mark.parametrize("proto", [2, 3])
+def test_a_subscriber_gets_the_message_before_replies_to_what_follows_the_publish(servers, proto):
+    # Redis writes a message into every subscriber's buffer before PUBLISH returns, so what a
+    # subscriber sends after the publisher has its answer is answered after the message.
+    # Damselfly posted the message to the subscriber's thread and answered PUBLISH at once:
+    # under load the subscriber's UNSUBSCRIBE confirmation (and later replies) came first,
+    # and test_monitor's CLIENT REPLY OFF scenario saw the message after its last reply.
+    def scenario(port):
+        pub = RespConn(port)
+        subs = [RawConn(port) for _ in range(NUM_THREADS)]   # one per thread (round robin)
+        try:
+            out = []
+            for s in subs:
+                if proto == 3:
+                    out.append(s.call("HELLO", "3")[0])
+                out.append(s.raw_call("SUBSCRIBE", "order", n=1))
+            for i in range(50):
+                out.append(pub.call("PUBLISH", "order", str(i)))
+                for s in subs:
+                    s.send_raw(encode("PING", str(i)))
+                for s in subs:
+                    out.append(s.raw(2))   # the message, then the PING's reply
+            for s in subs:
+                out.append(s.raw_call("UNSUBSCRIBE", "order", n=1))
+            return out
+        finally:
+            pub.close()
+            for s in subs:
+                s.close()
+    run_both(servers, scenario)
+
+
+def test_a_resp3_subscriber_publishing_gets_its_message_before_the_count(servers):
+    # Redis: the message is written to the publishing subscriber before PUBLISH's own reply,
+    # and CLIENT REPLY SKIP drops the count but not the message. Damselfly sent the message
+    # after the reply (it went through the loop's inbox even for its own connection).
+    def scenario(port):
+        c = RawConn(port)
+        try:
+            out = [c.call("HELLO", "3")[0]]
+            out.append(c.raw_call("SUBSCRIBE", "self", n=1))
+            out.append(c.raw_call("PUBLISH", "self", "hi", n=2))
+            c.send_raw(encode("CLIENT", "REPLY", "SKIP") + encode("PUBLISH", "self", "x") + encode("PING"))
+            out.append(c.raw(2))
+            return out
+        finally:
+            c.close()
+    run_both(servers, scenario)
