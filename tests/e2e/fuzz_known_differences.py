@@ -38,6 +38,15 @@ KNOWN = [
                   "'ERR value is out of range' (only Damselfly is sent these)",
     },
     {
+        "command": "migrate", "kinds": {"error-class", "error-text", "reply", "state"}, "status": "intentional",
+        "match": lambda args, d, r: len(args) >= 2 and _nowhere(args[0], args[1]),
+        "reason": "MIGRATE to no server: a host in 0.0.0.0/8 ('01' is 0.0.0.1) or a port that is not a "
+                  "number (read as 0). redis-server's non-blocking connect to such an address does not "
+                  "fail, and it answered +OK and deleted the key (seen with FUZZ_SEED=1: MIGRATE 01 STREAM "
+                  "fz:zset -2147483648 2147483648); Damselfly answers IOERR, as for any target it cannot "
+                  "reach, and keeps the key",
+    },
+    {
         "command": "*", "kinds": {"state"}, "status": "intentional",
         "match": lambda args, d, r: True,
         "only": TTL_SETTERS,
@@ -45,6 +54,18 @@ KNOWN = [
                   "state read on one server and not the other",
     },
 ]
+
+
+def _nowhere(host, port):
+    """Whether MIGRATE's target is no server at all: an IPv4 address in 0.0.0.0/8 as inet_aton
+    reads it (so "01" and "7" count), or a port that is not a number."""
+    import socket
+    if not str(port).isdigit() or int(port) == 0:
+        return True
+    try:
+        return socket.inet_aton(str(host))[0] == 0
+    except OSError:
+        return False
 
 
 def known(cmd, kind, dfly, redis):
