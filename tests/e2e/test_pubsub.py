@@ -10,6 +10,7 @@ defined by Redis (PUBSUB CHANNELS, UNSUBSCRIBE with no argument over several
 channels) are compared sorted.
 """
 
+import contextlib
 import time
 
 import pytest
@@ -265,9 +266,10 @@ def test_a_subscriber_gets_the_message_before_replies_to_what_follows_the_publis
     # under load the subscriber's UNSUBSCRIBE confirmation (and later replies) came first,
     # and test_monitor's CLIENT REPLY OFF scenario saw the message after its last reply.
     def scenario(port):
-        pub = RespConn(port)
-        subs = [RawConn(port) for _ in range(NUM_THREADS)]   # one per thread (round robin)
-        try:
+        with contextlib.ExitStack() as opened:
+            pub = opened.enter_context(RespConn(port))
+            # One subscriber per thread (connections are dealt round robin).
+            subs = [opened.enter_context(RawConn(port)) for _ in range(NUM_THREADS)]
             out = []
             for s in subs:
                 if proto == 3:
@@ -279,13 +281,8 @@ def test_a_subscriber_gets_the_message_before_replies_to_what_follows_the_publis
                     s.send_raw(encode("PING", str(i)))
                 for s in subs:
                     out.append(s.raw(2))   # the message, then the PING's reply
-            for s in subs:
-                out.append(s.raw_call("UNSUBSCRIBE", "order", n=1))
+            out.extend(s.raw_call("UNSUBSCRIBE", "order", n=1) for s in subs)
             return out
-        finally:
-            pub.close()
-            for s in subs:
-                s.close()
     run_both(servers, scenario)
 
 
@@ -294,14 +291,11 @@ def test_a_resp3_subscriber_publishing_gets_its_message_before_the_count(servers
     # and CLIENT REPLY SKIP drops the count but not the message. Damselfly sent the message
     # after the reply (it went through the loop's inbox even for its own connection).
     def scenario(port):
-        c = RawConn(port)
-        try:
+        with RawConn(port) as c:
             out = [c.call("HELLO", "3")[0]]
             out.append(c.raw_call("SUBSCRIBE", "self", n=1))
             out.append(c.raw_call("PUBLISH", "self", "hi", n=2))
             c.send_raw(encode("CLIENT", "REPLY", "SKIP") + encode("PUBLISH", "self", "x") + encode("PING"))
             out.append(c.raw(2))
             return out
-        finally:
-            c.close()
     run_both(servers, scenario)
