@@ -339,8 +339,8 @@ public final class EventLoop: @unchecked Sendable {
         while !stopRequested.load(ordering: .acquiring) {
             // One message per destination loop per iteration: what the I/O,
             // the inbox and the deferred work post to another loop is held
-            // and leaves as one inbox entry (one push, at most one wake-up)
-            // when the iteration's work is done. Nothing on a loop's thread
+            // and moved into that loop's inbox as one run of slots (one
+            // compare-and-swap, at most one wake-up) when the iteration's work is done. Nothing on a loop's thread
             // waits for another loop's answer, so holding delays, never blocks.
             beginPostBatch()
             var worked = driver.poll(loop: self, block: false, timeoutNanos: 0)

@@ -168,7 +168,7 @@ public final class ShardSet: Sendable {
 /// One single-shard command's trip to the shard of another loop and back, as
 /// one object: posted to the shard's loop, where ``operate(on:)`` runs at once
 /// when the keys are free (quick) or when the shard's queue reaches it
-/// (normal), then posted back to the loop it came from, where ``finish(_:)``
+/// (normal), then posted back to the loop it came from, where ``finish()``
 /// takes the result. ``ShardSet/runSingleShard(from:shard:locks:_:done:)``
 /// makes the same trip with a closure for each leg, a closure for the reply
 /// and a lock array: four allocations and their reference counting per
