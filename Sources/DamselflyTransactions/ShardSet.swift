@@ -82,8 +82,7 @@ public final class ShardSet: Sendable {
             if shard.locksAreFree(locks) {
                 done(runInline(on: shard, from: loop) { operation(shard) })
             } else {
-                stats.normal.add(1, ordering: .relaxed)
-                stats.countWidth(1)
+                stats.countSingleShard(queued: true)
                 shard.enqueueSingle(locks: locks, txid: takeTxid()) { shard in
                     done(operation(shard))
                 }
@@ -227,12 +226,7 @@ open class SingleShardHop: InboxJob, @unchecked Sendable {
     public final override func run() {
         if returning {
             // Counted here, on the origin: its counters are written by its own thread only.
-            if queued {
-                stats.normal.add(1, ordering: .relaxed)
-                stats.countWidth(1)
-            } else {
-                stats.quick.add(1, ordering: .relaxed)
-            }
+            stats.countSingleShard(queued: queued)
             return finish()
         }
         if shard.locks.isFree(fingerprint, mode: mode) {
@@ -284,12 +278,7 @@ extension Shard {
         _ result: R, to loop: EventLoop, counting stats: TransactionStats, queued: Bool, _ done: @escaping (R) -> Void
     ) {
         let back = { [unowned(unsafe) stats] in
-            if queued {
-                stats.normal.add(1, ordering: .relaxed)
-                stats.countWidth(1)
-            } else {
-                stats.quick.add(1, ordering: .relaxed)
-            }
+            stats.countSingleShard(queued: queued)
             done(result)
         }
         if self.loop.syncHook == nil {

@@ -46,6 +46,18 @@ public final class TransactionStats: @unchecked Sendable {
         widths[min(max(width, 1), maxWidth) - 1].add(1, ordering: .relaxed)
     }
 
+    /// A single-shard command that went to its shard: normal (width 1) when it
+    /// waited in the shard's queue, quick when its keys were free there.
+    @inline(__always)
+    public func countSingleShard(queued: Bool) {
+        if queued {
+            normal.add(1, ordering: .relaxed)
+            countWidth(1)
+        } else {
+            quick.add(1, ordering: .relaxed)
+        }
+    }
+
     /// Transactions that touched `width` shards.
     public func widthCount(_ width: Int) -> Int {
         widths[width - 1].load(ordering: .relaxed)
