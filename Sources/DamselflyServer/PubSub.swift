@@ -2,6 +2,7 @@ import DamselflyCommands
 import DamselflyRESP
 import DamselflyRuntime
 import DamselflyStorage
+import DamselflyTransactions
 import Synchronization
 
 /// What a subscription names: a channel (SUBSCRIBE), a glob pattern (PSUBSCRIBE) or a
@@ -58,25 +59,22 @@ final class PubSubRegistry: Sendable {
     }
 
     /// Delivers `message` to every subscriber of `channel` and every matching
-    /// pattern subscriber; returns how many received it. The messages are on
-    /// their way, not yet written: for keyspace notifications and scripts.
+    /// pattern subscriber; returns how many receive it. With `loop` and `done`
+    /// (PUBLISH), `done` gets that count on `loop` once every receiver's
+    /// connection has the message in its output, as Redis writes into the
+    /// subscribers' buffers before PUBLISH returns: a subscriber's replies to
+    /// what it sends after the publisher got its answer come after the
+    /// message. Without them (keyspace notifications, a script) the messages
+    /// are on their way when it returns, not yet written.
     @discardableResult
-    func publish(channel: [UInt8], message: [UInt8]) -> Int {
-        deliver(receivers(channel: channel, message: message), from: nil, done: nil)
-    }
-
-    /// PUBLISH: delivers as ``publish(channel:message:)`` does, then calls
-    /// `done` with the count on `loop` once every receiver's connection has
-    /// the message in its output, as Redis writes into the subscribers'
-    /// buffers before PUBLISH returns: a subscriber's replies to what it sends
-    /// after the publisher got its answer come after the message.
-    func publish(channel: [UInt8], message: [UInt8], from loop: EventLoop, done: @escaping (Int) -> Void) {
+    func publish(channel: [UInt8], message: [UInt8], from loop: EventLoop? = nil, done: ((Int) -> Void)? = nil) -> Int {
         deliver(receivers(channel: channel, message: message), from: loop, done: done)
     }
 
-    /// SPUBLISH: delivers `message` as an `smessage` to the shard channel's
-    /// subscribers; `done` as for PUBLISH (nil: no wait, from a script).
-    func publishSharded(channel: [UInt8], message: [UInt8], from loop: EventLoop?, done: ((Int) -> Void)?) -> Int {
+    /// SPUBLISH: ``publish(channel:message:from:done:)`` for the shard
+    /// channel's subscribers, as `smessage`s.
+    @discardableResult
+    func publishSharded(channel: [UInt8], message: [UInt8], from loop: EventLoop? = nil, done: ((Int) -> Void)? = nil) -> Int {
         let receivers = state.withLock { $0.shardChannels[channel] ?? [] }
         return deliver(receivers.map { ($0, [Array("smessage".utf8), channel, message]) }, from: loop, done: done)
     }
@@ -103,25 +101,22 @@ final class PubSubRegistry: Sendable {
     /// Writes each push on its connection's loop: at once for connections of
     /// `loop` (the publisher's), posted to the others; with `done`, each of
     /// those loops answers back and `done` runs on `loop` when all have.
-    @discardableResult
     private func deliver(_ pushes: [(Connection, [[UInt8]])], from loop: EventLoop?, done: ((Int) -> Void)?) -> Int {
         guard let loop, let done else {
             for (connection, parts) in pushes { connection.loop.post { connection.pushMessage(parts) } }
             return pushes.count
         }
-        let acks = DeliveryAcks(count: pushes.count, done: done)
-        for (connection, parts) in pushes {
-            if connection.loop === loop {
+        // The publisher's own loop first: with no other loop to wait for, the
+        // gather answers as it is made, after these are written.
+        for (connection, parts) in pushes where connection.loop === loop { connection.pushMessage(parts) }
+        let remote = pushes.filter { $0.0.loop !== loop }
+        let gather = Gather<Void>(count: remote.count) { _ in done(pushes.count) }
+        for (i, (connection, parts)) in remote.enumerated() {
+            connection.loop.post {
                 connection.pushMessage(parts)
-            } else {
-                acks.remaining += 1
-                connection.loop.post {
-                    connection.pushMessage(parts)
-                    loop.post { acks.arrived() }
-                }
+                loop.post { gather.deliver(i, ()) }
             }
         }
-        acks.arrived()
         return pushes.count
     }
 
@@ -147,27 +142,5 @@ final class PubSubRegistry: Sendable {
     /// `pubsub_channels`, `pubsub_patterns`, `pubsubshard_channels`).
     var counts: (channels: Int, patterns: Int, shardChannels: Int) {
         state.withLock { ($0.channels.count, $0.patterns.count, $0.shardChannels.count) }
-    }
-}
-
-/// The publisher's count of receiving loops still to confirm a delivery (see
-/// ``PubSubRegistry/publish(channel:message:from:done:)``).
-///
-/// Invariant behind `@unchecked Sendable`: `remaining` is read and written on
-/// the publisher's loop only; the other loops only post `arrived()` back to it.
-private final class DeliveryAcks: @unchecked Sendable {
-    /// One for the publisher itself, released once every post is made.
-    var remaining = 1
-    let count: Int
-    let done: (Int) -> Void
-
-    init(count: Int, done: @escaping (Int) -> Void) {
-        self.count = count
-        self.done = done
-    }
-
-    func arrived() {
-        remaining -= 1
-        if remaining == 0 { done(count) }
     }
 }

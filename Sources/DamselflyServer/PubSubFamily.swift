@@ -1,5 +1,6 @@
 import DamselflyCommands
 import DamselflyRESP
+import DamselflyRuntime
 
 /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE, their UNSUBSCRIBEs, PUBLISH, SPUBLISH, PUBSUB.
 enum PubSubFamily {
@@ -35,21 +36,11 @@ enum PubSubFamily {
         r.register("sunsubscribe", arity: -1, flags: [.loading, .stale, .noscript], group: g) { call in
             unsubscribe(call, server: server, kind: .shardChannel)
         }
-        // Both answer once the subscribers have the message (a script, which
-        // cannot wait for other threads, gets the count at once).
         r.register("spublish", arity: 3, flags: [.loading, .stale, .fast], group: g) { call in
-            let channel = call.args.bytes(1), message = call.args.bytes(2)
-            if call.script != nil {
-                return call.reply(.integer(server.pubsub.publishSharded(channel: channel, message: message, from: nil, done: nil)))
-            }
-            _ = server.pubsub.publishSharded(channel: channel, message: message, from: call.loop) { call.reply(.integer($0)) }
+            answerPublish(call) { server.pubsub.publishSharded(channel: call.args.bytes(1), message: call.args.bytes(2), from: $0, done: $1) }
         }
         r.register("publish", arity: 3, flags: [.loading, .stale, .fast], group: g) { call in
-            let channel = call.args.bytes(1), message = call.args.bytes(2)
-            if call.script != nil {
-                return call.reply(.integer(server.pubsub.publish(channel: channel, message: message)))
-            }
-            server.pubsub.publish(channel: channel, message: message, from: call.loop) { call.reply(.integer($0)) }
+            answerPublish(call) { server.pubsub.publish(channel: call.args.bytes(1), message: call.args.bytes(2), from: $0, done: $1) }
         }
         r.register("pubsub", arity: -2, flags: [.loading, .stale], group: g) { call in
             switch call.args.string(1).lowercased() {
@@ -108,6 +99,14 @@ enum PubSubFamily {
 
     /// The client's connection: the reply sink, or inside EXEC the sink of
     /// the EXEC itself (Redis runs (P)(UN)SUBSCRIBE queued in MULTI).
+    /// PUBLISH and SPUBLISH answer with the receiver count once every
+    /// subscriber has the message; from a script, which cannot wait for other
+    /// threads, at once. `publish` gets the loop to answer on and the answer.
+    static func answerPublish(_ call: CommandCall, _ publish: (EventLoop?, ((Int) -> Void)?) -> Int) {
+        if call.script != nil { return call.reply(.integer(publish(nil, nil))) }
+        _ = publish(call.loop) { call.reply(.integer($0)) }
+    }
+
     static func connection(of call: CommandCall) -> Connection? {
         call.sink as? Connection ?? (call.sink as? ExecRunner)?.connection
     }
