@@ -9,9 +9,11 @@ set -euo pipefail
 # libssl-dev: TLS (Sources/CTLS); openssl: the TLS tests make their certificates with it;
 # tcl-tls: scripts/redis-suite.sh with REDIS_SUITE_TLS=1 (runtest --tls).
 # redis-sentinel: tests/e2e/test_sentinel.py (a sentinel monitoring a Damselfly master).
+# gdb and pytest-timeout: scripts/test.sh's watchdogs print every thread's stack
+# when the unit tests or an end-to-end test hang, and fail instead of waiting.
 APT_PACKAGES=(liburing-dev libxxhash-dev liblua5.1-0-dev lua-cjson lua-bitop redis-server redis-tools redis-sentinel ruby-sidekiq zlib1g-dev
-  dpkg-dev tcl tcl-tls prometheus chromium chromium-driver libssl-dev openssl)
-PIP_PACKAGES=(redis hypothesis xxhash pytest selenium)
+  dpkg-dev tcl tcl-tls prometheus chromium chromium-driver libssl-dev openssl gdb)
+PIP_PACKAGES=(redis hypothesis xxhash pytest selenium pytest-timeout)
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then
@@ -37,7 +39,7 @@ fi
 
 pip_missing=()
 for p in "${PIP_PACKAGES[@]}"; do
-  python3 -c "import $p" 2>/dev/null || pip_missing+=("$p")
+  python3 -c "import ${p//-/_}" 2>/dev/null || pip_missing+=("$p")
 done
 if ((${#pip_missing[@]})); then
   echo "install-deps: pip packages to install: ${pip_missing[*]}"

@@ -10,7 +10,9 @@
 # libFuzzer and Redis-suite steps run only without extra arguments. The last step runs Redis's own test suite
 # (scripts/redis-suite.sh) and fails on a unit below its floor; when the suite
 # cannot be obtained (no apt access) it is skipped with a warning, except in CI
-# (CI=1), where that is an error.
+# (CI=1), where that is an error. UNIT_TIMEOUT_S (900) bounds the unit tests' run
+# and E2E_TEST_TIMEOUT_S (900) each end-to-end test: a hang prints every thread's
+# stack (gdb; pytest-timeout) and fails the run instead of stalling CI.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -24,9 +26,34 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   swift build -c release --product damselfly-jobs
 fi
 
+# Runs the built unit tests under a time limit; past it, every thread of the
+# test process is printed (gdb) and the step fails.
+unit_tests_with_watchdog() {
+  local limit="${UNIT_TIMEOUT_S:-900}" pid t=0
+  swift test --skip-build &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if (( ++t > limit )); then
+      echo "error: the unit tests ran past ${limit} s; every thread of the test process:" >&2
+      for p in $(pgrep -f 'PackageTests\.xctest' || true); do
+        if command -v gdb >/dev/null; then
+          gdb -p "$p" -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^(Thread|#)' >&2 || true
+        fi
+        kill -9 "$p" 2>/dev/null || true
+      done
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+      return 1
+    fi
+  done
+  wait "$pid"
+}
+
 if [[ "${SKIP_UNIT:-0}" != 1 ]]; then
-  step "swift test (unit tests)"
-  swift test
+  step "swift test (unit tests, at most ${UNIT_TIMEOUT_S:-900} s)"
+  swift build --build-tests
+  unit_tests_with_watchdog
 fi
 
 # Bounded libFuzzer run of the RESP parser and reply decoder; a finding fails the script.
@@ -44,7 +71,11 @@ if [[ ! -x "$DAMSELFLY_BIN" && "$DAMSELFLY_BIN" == */* ]]; then
   exit 1
 fi
 # CI=1 turns a missing binary into failures instead of skips.
-CI="${CI:-1}" python3 -m pytest tests/e2e -q -s -rfEs -p no:cacheprovider "$@"
+timeout_args=()
+if python3 -c 'import pytest_timeout' 2>/dev/null; then
+  timeout_args=(--timeout="${E2E_TEST_TIMEOUT_S:-900}" --timeout-method=thread)
+fi
+CI="${CI:-1}" python3 -m pytest tests/e2e -q -s -rfEs -p no:cacheprovider "${timeout_args[@]}" "$@"
 
 if [[ "${SKIP_REDIS_SUITE:-0}" != 1 && $# -eq 0 ]]; then
   step "Redis 7.0.15's test suite against $DAMSELFLY_BIN (floors: tests/redis-suite/floors.txt)"

@@ -27,6 +27,10 @@ public final class EventLoop: @unchecked Sendable {
     var threadID: Int32 = 0
     var timers: [PeriodicTimer] = []
     let stopRequested = Atomic<Bool>(false)
+    /// Set once ``run()`` has returned: nothing drains the inbox any more, so
+    /// a sender that finds it full drops its task instead of waiting forever
+    /// (a loop stopped first at shutdown while another still answers it).
+    let exited = Atomic<Bool>(false)
     var deferred: [() -> Void] = []
     let readyFlag = Atomic<Bool>(false)
     /// When this loop last did any work (monotonic ns).
@@ -103,7 +107,10 @@ public final class EventLoop: @unchecked Sendable {
 
     /// The inbox push and wake-up behind ``post(_:)``.
     private func push(_ task: InboxTask) {
-        while !inbox.tryPush(task) { helpWhileFull() }
+        while !inbox.tryPush(task) {
+            if exited.load(ordering: .acquiring) { return }
+            helpWhileFull()
+        }
         wakeIfSleeping()
     }
 
@@ -119,6 +126,9 @@ public final class EventLoop: @unchecked Sendable {
             } else if inbox.tryPush(movingFrom: held.tasks + held.start, count: 1) {
                 // Too little room for the run: one at a time, in order.
                 held.start += 1
+            } else if exited.load(ordering: .acquiring) {
+                // Full for good: the loop has stopped (see `exited`).
+                held.dropRemaining()
             } else {
                 // Full: this loop may be asleep with what was pushed so far
                 // unseen; wake it before waiting for it to make room.
@@ -322,9 +332,14 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     /// Asks the loop to return from ``run()``.
+    ///
+    /// No task is posted for it: the inbox may be full, and a full inbox of a
+    /// loop that is stopping must not keep the caller waiting. The loop
+    /// re-checks the flag after announcing it will sleep, so the flag and a
+    /// wake-up of a sleeping loop are enough.
     public func stop() {
-        stopRequested.store(true, ordering: .releasing)
-        post {}
+        stopRequested.store(true, ordering: .sequentiallyConsistent)
+        wakeIfSleeping()
     }
 
     /// Runs the loop on the calling thread until ``stop()``.
@@ -376,7 +391,7 @@ public final class EventLoop: @unchecked Sendable {
             // About to sleep: announce it, then re-check the inbox so a task
             // posted just before the announcement is not missed.
             sleeping.store(true, ordering: .sequentiallyConsistent)
-            if !inbox.isEmpty || stopRequested.load(ordering: .acquiring) {
+            if !inbox.isEmpty || stopRequested.load(ordering: .sequentiallyConsistent) {
                 sleeping.store(false, ordering: .relaxed)
                 continue
             }
@@ -390,6 +405,7 @@ public final class EventLoop: @unchecked Sendable {
         // Give every remaining task a chance, then release the ring.
         drainInbox()
         _ = runDeferred()
+        exited.store(true, ordering: .releasing)
         driver.closeAll(loop: self)
     }
 
@@ -517,6 +533,12 @@ final class HeldTasks {
         if count == capacity { grow() }
         (tasks + count).initialize(to: task)
         count += 1
+    }
+
+    /// Drops the live tasks (their destination will never run them).
+    func dropRemaining() {
+        (tasks + start).deinitialize(count: count - start)
+        start = count
     }
 
     private func grow() {

@@ -286,6 +286,43 @@ final class SharedLog: Sendable {
         #expect(seen.all == (0..<500).map { "\($0)" })
     }
 
+    /// A loop that has stopped drains nothing: posts to it that find its
+    /// inbox full are dropped, not retried forever. Before, a loop answering
+    /// a loop that shut down first spun on its full inbox, and the shutdown
+    /// never joined (the unit tests hung in CI).
+    @Test func postsToAStoppedLoopWithAFullInboxReturn() {
+        let a = RunningLoop(index: 0, inboxCapacity: 8), b = RunningLoop(index: 1)
+        let loopA = a.loop, loopB = b.loop
+        a.shutdown()
+        // From a thread that runs no loop: straight pushes, then stop() on
+        // the full inbox.
+        let outsideDone = Flag()
+        let poster = LoopThread.spawn(name: "test-poster") {
+            for _ in 0..<20 { loopA.post {} }
+            loopA.stop()
+            outsideDone.set()
+        }
+        #expect(waitUntil { outsideDone.isSet })
+        // From a loop: a batch held for the stopped loop, sent when the
+        // iteration ends; the loop must come round again and stop when asked.
+        let posted = Flag()
+        loopB.post {
+            for _ in 0..<50 { loopA.post {} }
+            posted.set()
+        }
+        #expect(waitUntil { posted.isSet })
+        let bStopped = Flag()
+        let stopper = LoopThread.spawn(name: "test-stopper") {
+            b.shutdown()
+            bStopped.set()
+        }
+        #expect(waitUntil { bStopped.isSet })
+        // Joined only when done: a thread stuck on the bug is left behind
+        // rather than hanging the run.
+        if outsideDone.isSet { LoopThread.join(poster) }
+        if bStopped.isSet { LoopThread.join(stopper) }
+    }
+
     /// A job object travels as itself and runs on the loop it was posted to.
     @Test func jobsRunOnTheirLoop() {
         final class Job: InboxJob, @unchecked Sendable {
