@@ -28,7 +28,9 @@
 #   rounds, servers alternating within a round), QUEUES [4], ELEMENTS [50000], N_CG [20000], CG_QUEUE [1],
 #   CG_THREADS [1] (Damselfly's thread counts under callgrind),
 #   DAMSELFLY_BIN / BENCH_BIN (default: release builds), DAMSELFLY_FLAGS (extra flags),
-#   BASE_BIN (another damselfly binary, "before": measured beside DAMSELFLY_BIN in every mode).
+#   BASE_BIN (another damselfly binary, "before": measured beside DAMSELFLY_BIN in every mode),
+#   BASE_FLAGS (flags for the "before" server only, after DAMSELFLY_FLAGS: BASE_BIN=$DAMSELFLY_BIN
+#   BASE_FLAGS=--pipeline_squash=0 weighs a flag on one binary).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source Benchmarks/lib.sh
@@ -49,6 +51,7 @@ CG_THREADS="${CG_THREADS:-1}"
 # A Sidekiq-shaped job (about 200 bytes), for the callgrind BRPOP row.
 JOB='{"class":"HardJob","args":[1,2,3],"retry":true,"queue":"default","jid":"b4a577edbccf1d805744efa9","created_at":1700000000.1234567,"enqueued_at":1700000000.1234568}'
 read -ra EXTRA <<<"${DAMSELFLY_FLAGS:-}"
+read -ra BASE_EXTRA <<<"${BASE_FLAGS:-}"
 
 IFS=, read -ra modes <<<"$MODE"
 has() { [[ " ${modes[*]} " == *" $1 "* ]]; }
@@ -67,13 +70,13 @@ TICK=$(getconf CLK_TCK)
 # start KIND THREADS — a fresh server; sets PID, PORT.
 start() {
   PORT=$(free_port)
-  local DAMSELFLY_BIN=$DAMSELFLY_BIN
-  [[ $1 == base ]] && DAMSELFLY_BIN=$BASE_BIN
+  local DAMSELFLY_BIN=$DAMSELFLY_BIN flags=(${EXTRA[@]+"${EXTRA[@]}"})
+  [[ $1 == base ]] && DAMSELFLY_BIN=$BASE_BIN && flags+=(${BASE_EXTRA[@]+"${BASE_EXTRA[@]}"})
   if [[ $1 == redis ]]; then
     start_redis "$PORT" "$WORKDIR/server.log"
   else
     start_damselfly "$PORT" "$WORKDIR/server.log" --proactor_threads="$2" --shard_round_robin_prefix=queue: \
-      ${EXTRA[@]+"${EXTRA[@]}"}
+      ${flags[@]+"${flags[@]}"}
   fi
   PID=$SERVER_PID
   wait_ping "$PORT" "$1" "$WORKDIR/server.log"
@@ -153,7 +156,9 @@ if has callgrind; then
     CG_DAMSELFLY_BIN=$DAMSELFLY_BIN
     [[ $kind == base ]] && CG_DAMSELFLY_BIN=$BASE_BIN
     # cg_start's own --proactor_threads=1 comes first: the later flag wins.
-    if [[ $kind == redis ]]; then cg_start redis; else cg_start damselfly --proactor_threads="$threads" ${EXTRA[@]+"${EXTRA[@]}"}; fi
+    flags=(${EXTRA[@]+"${EXTRA[@]}"})
+    [[ $kind == base ]] && flags+=(${BASE_EXTRA[@]+"${BASE_EXTRA[@]}"})
+    if [[ $kind == redis ]]; then cg_start redis; else cg_start damselfly --proactor_threads="$threads" ${flags[@]+"${flags[@]}"}; fi
     redis-benchmark -h 127.0.0.1 -p "$CG_PORT" -c 1 -n 2000 -r "$KEYSPACE" -d 32 -t set >/dev/null 2>&1
     for p in $PIPELINES; do
       for t in $TESTS; do

@@ -96,6 +96,11 @@ public final class CommandSpec: Sendable {
     public let tableFlags: ACLCommandFlags
     /// A container (CLIENT, CONFIG...): Redis names its calls `client|list`.
     public let hasSubcommands: Bool
+    /// One key, at position 1, and nothing that reaches past it: not blocking,
+    /// admin, noscript, movable-key or a container. What a connection may
+    /// dispatch without waiting for the command before (pipeline squashing),
+    /// decided once here instead of per command.
+    public let isPlainOneKey: Bool
 
     public init(
         _ name: String, arity: Int, flags: CommandFlags, firstKey: Int = 0, lastKey: Int = 0, keyStep: Int = 0,
@@ -114,6 +119,9 @@ public final class CommandSpec: Sendable {
         self.aclCommandID = ACLCommandTable.id(name)
         self.tableFlags = aclCommandID.map { ACLCommandTable.entries[$0].flags } ?? []
         self.hasSubcommands = aclCommandID.map { !ACLCommandTable.subcommands[$0].isEmpty } ?? false
+        self.isPlainOneKey = firstKey == 1 && lastKey == 1
+            && !flags.contains(.blocking) && !flags.contains(.admin) && !flags.contains(.noscript)
+            && !tableFlags.contains(.movableKeys) && !hasSubcommands
     }
 
     /// A write in Redis's table: Damselfly's own `.write` less the commands Redis marks only
@@ -237,7 +245,8 @@ public final class CommandRegistry: @unchecked Sendable {
     /// Looks up a command by the bytes of its name, case-insensitively. Runs once per
     /// command: hashes the bytes while lower-casing them and compares bytes (``NameIndex``);
     /// a `String` key would cost a UTF-8 validation and a SipHash each time.
-    @inlinable
+    /// Always inlined: called once per command, from the connection's parse loop.
+    @inlinable @inline(__always)
     public func lookup(_ name: UnsafeRawBufferPointer) -> CommandSpec? {
         guard name.count <= 32 else { return nil }
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { lower in
@@ -274,6 +283,7 @@ struct NameIndex {
     static func mix(_ hash: UInt64, _ byte: UInt8) -> UInt64 { (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
 
     @inlinable
+    @inline(__always)
     func find(_ name: UnsafeBufferPointer<UInt8>, hash: UInt64) -> CommandSpec? {
         slots.withUnsafeBufferPointer { slots in
             let mask = slots.count - 1

@@ -95,6 +95,11 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         input = .allocate(byteCount: inputCapacity, alignment: 16)
         parser = RESPParser(maxBulkLength: server.config.maxBulkLen, maxMultibulkLength: server.config.maxMultibulkLen)
         output = ReplyBuilder(protocolVersion: 2, capacity: Self.initialOutputCapacity)
+        let threads = server.loops.count
+        squashLimit = threads > 1 ? server.config.pipelineSquash : 0
+        squashAcrossShards = server.config.pipelineSquashAcrossShards
+        mayMigrate = threads > 1 && server.config.migrateConnections
+        shardOwner = server.engine.shardSet.ownerLoopIndex
     }
 
     deinit {
@@ -203,7 +208,20 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                     return serveHTTP(path)
                 }
             }
-            switch parser.parse(view, into: args) {
+            let outcome: RESPParseOutcome
+            var ahead: ParsedAhead? = nil
+            if let parsed = parsedAhead {
+                parsedAhead = nil
+                if parsed.inputMoves == inputMoves {
+                    outcome = .command(consumed: parsed.consumed)
+                    ahead = parsed
+                } else {
+                    outcome = parser.parse(view, into: args)
+                }
+            } else {
+                outcome = parser.parse(view, into: args)
+            }
+            switch outcome {
             case .needMoreData:
                 if squashBuilding { endSquashRun() }
                 if !waitingForReply { flush() }
@@ -212,12 +230,16 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 inputStart += consumed
             case .command(let consumed):
                 // One lookup serves the migration check and the dispatch.
-                let spec = engine.registry.lookup(args[0])
+                let spec = ahead != nil ? ahead!.spec : engine.registry.lookup(args[0])
                 if squashBuilding {
                     // A squashed run takes the commands that qualify; the first
                     // that does not ends it and, left unconsumed, is parsed
                     // again once the run's replies are in.
-                    guard let spec, squashCount < squashLimit, canSquash(spec), migrationTarget(spec) == nil else {
+                    guard let spec, squashCount < squashLimit, commandMaySquash(spec), squashRunTakes(),
+                          migrationTarget(spec) == nil else {
+                        // Parsed already: once the run's replies are in, it is
+                        // taken as it is unless the input buffer moved meanwhile.
+                        parsedAhead = ParsedAhead(consumed: consumed, spec: spec, inputMoves: inputMoves)
                         endSquashRun()
                         continue
                     }
@@ -254,7 +276,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 inputStart += consumed
                 commandBytes = consumed
                 migrationRefused = false
-                if let spec, squashLimit > 1, inputStart < inputEnd, canSquash(spec) {
+                if let spec, squashLimit > 1, inputStart < inputEnd, commandMaySquash(spec), squashRunMayStart(),
+                   squashRunAllowedNow() {
                     // More pipelined bytes follow: start a squashed run with this command.
                     squashBuilding = true
                     loop.beginPostBatch()
@@ -449,7 +472,27 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
 
     /// `--pipeline_squash`: the most commands one squashed run holds (0 or 1: off).
     /// Off with a single loop, where every shard is this loop's and runs inline anyway.
-    private lazy var squashLimit: Int = server.loops.count > 1 ? server.config.pipelineSquash : 0
+    private let squashLimit: Int
+    /// `--pipeline_squash_across_shards`: a run may hold commands of different
+    /// shards. Off (the default), a run holds one shard's commands only: they
+    /// run there in the order sent, and the next command, on another shard, is
+    /// dispatched only once all of them have answered, so no client can see
+    /// a pipeline's effects out of order, as with Redis.
+    private let squashAcrossShards: Bool
+    /// The shard of the run's commands when runs hold one shard's (see above).
+    private var squashShard = -1
+    /// `ShardSet.ownerLoopIndex`: which loop owns each shard.
+    private let shardOwner: [Int]
+    /// The command that ended a squashed run, parsed into `args` and left
+    /// unconsumed: taken as it is once the run's replies are in, instead of
+    /// parsed and looked up again, unless the input buffer moved meanwhile
+    /// (its argument views would point at the old bytes).
+    private var parsedAhead: ParsedAhead?
+    private struct ParsedAhead {
+        var consumed: Int
+        var spec: CommandSpec?
+        var inputMoves: Int
+    }
     /// A squashed run is being built: its commands are dispatched without
     /// waiting for each other's replies, and what they post to other loops is
     /// held by the loop's post batch.
@@ -463,32 +506,63 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// Argument objects of finished runs, ready for the next.
     private var spareArgs: [CommandArguments] = []
 
-    /// Whether `spec`, with the arguments just parsed, may join a squashed
-    /// run: a command of one key at position 1 (its shard is known, and every
-    /// path its handler takes ends on that shard) that changes no connection
-    /// state, cannot block, and would pass every check of ``dispatch(_:)``
-    /// with no reply of its own; and nothing is on that a reordering of
-    /// different shards' effects could show (client tracking, keyspace
-    /// notifications, CLIENT PAUSE, a busy script, CLIENT REPLY OFF/SKIP).
-    /// Anything else ends the run and is dispatched alone, as without squashing.
-    private func canSquash(_ spec: CommandSpec) -> Bool {
-        guard spec.firstKey == 1, spec.lastKey == 1,
-              !spec.flags.contains(.blocking), !spec.flags.contains(.admin), !spec.flags.contains(.noscript),
-              !spec.tableFlags.contains(.movableKeys), !spec.hasSubcommands,
-              spec.acceptsArgumentCount(args.count),
-              client.authenticated, client.multiQueue == nil, subscriptionCount == 0, replicaLink == nil,
+    /// Whether the command just parsed may be dispatched in a squashed run,
+    /// as far as the command itself goes: one key at position 1 (its shard is
+    /// known, and every path its handler takes ends on that shard), nothing
+    /// that changes connection state or blocks (``CommandSpec/isPlainOneKey``),
+    /// and it would pass every check of ``dispatch(_:)`` with no reply of its
+    /// own. Anything else ends the run and is dispatched alone, as without
+    /// squashing. The rest, the connection's and the server's state, is
+    /// checked once per run (``squashRunAllowedNow()``).
+    @inline(__always)
+    private func commandMaySquash(_ spec: CommandSpec) -> Bool {
+        guard spec.isPlainOneKey, spec.acceptsArgumentCount(args.count) else { return false }
+        if spec.flags.contains(.denyOOM) && engine.isOverMemoryLimit { return false }
+        if spec.writesAsRedis && engine.tooFewReplicas.load(ordering: .relaxed) { return false }
+        return true
+    }
+
+    /// Whether a run may start: the connection is in the plain state (no
+    /// MULTI, subscription, CLIENT REPLY OFF/SKIP, MONITOR, restricted user,
+    /// busy script's hook) and nothing is on that a reordering of different
+    /// shards' effects could show (client tracking, keyspace notifications,
+    /// CLIENT PAUSE, a busy script, replica mode). Once per run, not per
+    /// command: a run's commands (``commandMaySquash(_:)``) change none of
+    /// it, and what another thread changes meanwhile might as well have
+    /// changed just after a check of each command.
+    private func squashRunAllowedNow() -> Bool {
+        guard client.authenticated, client.multiQueue == nil, subscriptionCount == 0, replicaLink == nil,
               !repliesOff, !skipNextReply, !isMonitoring, !loop.isServingWhileBusy
         else { return false }
         if let user = client.user, !user.unrestricted.load(ordering: .relaxed) { return false }
-        if spec.flags.contains(.denyOOM) && engine.isOverMemoryLimit { return false }
-        if spec.writesAsRedis && engine.tooFewReplicas.load(ordering: .relaxed) { return false }
         let shardSet = engine.shardSet
         return !shardSet.tracking.isActive && shardSet.keyspaceEvents.flags.load(ordering: .relaxed) == 0
             && !server.clientPause.mayBeActive && scripts.busyError() == nil
             && !replica.isReplica.load(ordering: .relaxed)
     }
 
-    /// Runs the handler of a command that joins the squashed run (``canSquash(_:)``
+    /// Whether the command just parsed (``commandMaySquash(_:)`` held) may
+    /// start a run as far as shards go: across shards, always; otherwise only
+    /// when its shard belongs to another loop (a local command runs inline at
+    /// once: there is no round trip to save), which the run's later commands
+    /// must then share.
+    private func squashRunMayStart() -> Bool {
+        if squashAcrossShards { return true }
+        let shard = engine.shardSet.shardIndex(of: args[1], hash: args.keyHash(1))
+        guard shardOwner[shard] != loop.index else { return false }
+        squashShard = shard
+        return true
+    }
+
+    /// Whether the command just parsed (``commandMaySquash(_:)`` held) joins
+    /// the run being built as far as shards go: across shards, always;
+    /// otherwise when its key is on the run's shard.
+    @inline(__always)
+    private func squashRunTakes() -> Bool {
+        squashAcrossShards || engine.shardSet.shardIndex(of: args[1], hash: args.keyHash(1)) == squashShard
+    }
+
+    /// Runs the handler of a command that joins the squashed run (``commandMaySquash(_:)``
     /// held): its reply goes to its slot and is written, in order, when the run ends.
     private func addToSquashRun(_ spec: CommandSpec) {
         client.lastCommandName = spec.name
@@ -579,7 +653,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// inline too (Sidekiq's scheduler on `schedule`, a producer filling one
     /// queue), while a client spreading its keys over shards never moves.
     private func migrationTarget(_ spec: CommandSpec) -> EventLoop? {
-        guard server.loops.count > 1, server.config.migrateConnections, !migrationRefused, !isClosed, client.multiQueue == nil, subscriptionCount == 0, !isMonitoring, tls == nil,
+        guard mayMigrate, !migrationRefused, !isClosed, client.multiQueue == nil, subscriptionCount == 0, !isMonitoring, tls == nil,
               client.tracking == nil,
               client.watchToken == nil, client.authenticated, !waitingForReply,
               spec.acceptsArgumentCount(args.count), let keys = keyPositions(spec) else { return nil }
@@ -603,6 +677,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// shard of another loop (see ``migrationTarget(_:)``).
     private var foreignStreak = 0
     private var streakShard = -1
+    /// More than one thread and `--migrate_connections`: fixed at start-up.
+    private let mayMigrate: Bool
 
     /// Where the command's keys are: the table's fixed positions, or the
     /// declared keys of EVAL/FCALL (`name body numkeys key...`); nil when keyless.

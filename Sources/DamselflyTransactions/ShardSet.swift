@@ -6,6 +6,10 @@ import Synchronization
 /// transaction-id counter. Shared by every thread; immutable after start.
 public final class ShardSet: Sendable {
     public let shards: [Shard]
+    /// The index of the loop owning each shard (`shards[i].loop.index`): for
+    /// a connection's "is this shard mine" on every command, a load instead
+    /// of three object references counted up and down.
+    public let ownerLoopIndex: [Int]
     /// Every loop (there may be more loops than shards: loops beyond the
     /// shard count only coordinate).
     public let loops: [EventLoop]
@@ -37,6 +41,7 @@ public final class ShardSet: Sendable {
         self.roundRobin = roundRobinPrefix.isEmpty
             ? nil : RoundRobinPlacement(prefix: Array(roundRobinPrefix.utf8), shardCount: shardCount, loopCount: loops.count)
         self.shards = (0..<shardCount).map { Shard(index: $0, loop: loops[$0], databaseCount: databaseCount, events: keyspaceEvents) }
+        self.ownerLoopIndex = (0..<shardCount).map { loops[$0].index }
         self.stats = loops.map { _ in TransactionStats(maxWidth: max(shardCount, 1)) }
         for shard in shards {
             shard.peers = shards

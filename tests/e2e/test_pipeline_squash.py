@@ -4,8 +4,10 @@ dispatched together, with one message per thread whose shards they use, and answ
 Differential: each pipeline goes in one write to Damselfly (2 and 4 threads, keys spread over
 every shard) and to redis-server, and the replies must be equal, byte for byte and in order —
 pipelines of squashable commands only, and pipelines where MULTI, a blocking pop, errors,
-SELECT or QUIT end a run in the middle. The INFO counters show that squashing took place
-(and that --pipeline_squash=0 turns it off).
+SELECT or QUIT end a run in the middle — in both modes: runs of one shard's commands (the
+default, which keeps every client's view of the order) and runs across shards
+(--pipeline_squash_across_shards). The INFO counters show that squashing took place, which
+runs each mode makes, and that --pipeline_squash=0 turns it off.
 """
 
 import random
@@ -14,7 +16,10 @@ import pytest
 
 from conftest import parse_info
 from resp import RespConn, encode, to_py
-from util import spread_keys
+from util import keys_on_shards, spread_keys
+
+# The two kinds of run: one shard's commands (the default), or any shards' (Dragonfly's).
+MODES = ["--pipeline_squash_across_shards=false", "--pipeline_squash_across_shards=true"]
 
 
 def _send(port, cmds):
@@ -79,9 +84,10 @@ def redis_port(redis_server):
     return redis_server.port
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("threads", [2, 4])
-def test_squashable_pipeline_matches_redis(damselfly, redis_port, threads):
-    srv = damselfly(f"--proactor_threads={threads}", "--pipeline_squash=32")
+def test_squashable_pipeline_matches_redis(damselfly, redis_port, threads, mode):
+    srv = damselfly(f"--proactor_threads={threads}", "--pipeline_squash=32", mode)
     keys = spread_keys(threads, 8, prefix="sq")
     before, _ = _squash_counters(srv.port)
     for seed, n in ((1, 50), (2, 400), (3, 3000)):
@@ -119,9 +125,10 @@ def _mixed_with_breaks(keys):
     ]
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("threads", [2, 4])
-def test_runs_broken_by_other_commands_match_redis(damselfly, redis_port, threads):
-    srv = damselfly(f"--proactor_threads={threads}", "--pipeline_squash=32")
+def test_runs_broken_by_other_commands_match_redis(damselfly, redis_port, threads, mode):
+    srv = damselfly(f"--proactor_threads={threads}", "--pipeline_squash=32", mode)
     keys = spread_keys(threads, 4, prefix="br")
     cmds = _mixed_with_breaks(keys)
     _flush(srv.port)
@@ -137,9 +144,10 @@ def test_runs_broken_by_other_commands_match_redis(damselfly, redis_port, thread
     assert got == _send(redis_port, cmds)
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("threads", [2, 4])
-def test_quit_in_the_middle_of_a_run(damselfly, redis_port, threads):
-    srv = damselfly(f"--proactor_threads={threads}", "--pipeline_squash=32")
+def test_quit_in_the_middle_of_a_run(damselfly, redis_port, threads, mode):
+    srv = damselfly(f"--proactor_threads={threads}", "--pipeline_squash=32", mode)
     keys = spread_keys(threads, 4, prefix="q")
     head = [("SET", k, "before") for k in keys] + [("INCR", keys[0] + ":n")]
     tail = [("SET", k, "after") for k in keys] + [("SET", "after-quit", "1")]
@@ -158,35 +166,62 @@ def test_quit_in_the_middle_of_a_run(damselfly, redis_port, threads):
     assert results[0][1][-1] == (":", 0)
 
 
-def test_same_key_chains_keep_order_across_many_runs(damselfly, redis_port):
+@pytest.mark.parametrize("mode", MODES)
+def test_same_key_chains_keep_order_across_many_runs(damselfly, redis_port, mode):
     """Long pipelines on a few keys: every INCR's reply is its position in the key's chain."""
-    srv = damselfly("--proactor_threads=4", "--pipeline_squash=8")
+    srv = damselfly("--proactor_threads=4", "--pipeline_squash=8", mode)
     keys = spread_keys(4, 1, prefix="ord")
     cmds = [("INCR", keys[i % len(keys)]) for i in range(2000)]
     got = _send(srv.port, cmds)
     assert [r[1] for r in got] == [i // len(keys) + 1 for i in range(2000)]
 
 
-def test_counters_and_off_switch(damselfly, redis_port):
-    keys = spread_keys(2, 16, prefix="c")
-    cmds = [("SET", k, "v") for k in keys] + [("GET", k) for k in keys]
-    on = damselfly("--proactor_threads=2", "--pipeline_squash=32")
-    off = damselfly("--proactor_threads=2", "--pipeline_squash=0")
+def _grouped_commands():
+    """SETs of 8 keys on shard 0, then of 8 keys on shard 1, then their GETs in the same
+    groups: with two threads every other group is on the other thread's shard (8 in a row
+    stays below the 16 that move a connection to that thread)."""
+    by = keys_on_shards(2, 8, prefix="g")
+    return [(op, k) + (("v",) if op == "SET" else ()) for op in ("SET", "GET") for s in (0, 1) for k in by[s]]
+
+
+def _assert_replies_as_redis(redis_port, cmds, *servers):
+    """The pipeline, sent to redis-server (flushed first) and to each server, answers alike."""
     _flush(redis_port)
     want = _send(redis_port, cmds)
-    assert _send(on.port, cmds) == want
-    assert _send(off.port, cmds) == want
-    commands, batches = _squash_counters(on.port)
-    assert commands >= 2 and batches >= 1 and commands >= 2 * batches
-    assert _squash_counters(off.port) == (0, 0)
-    # Off by default (docs/benchmarks.md "Pipeline squashing": it costs CPU per request here).
+    for srv in servers:
+        assert _send(srv.port, cmds) == want, srv.port
+
+
+def test_counters_and_off_switch(damselfly, redis_port):
+    cmds = _grouped_commands()
+    on = damselfly("--proactor_threads=2", "--pipeline_squash=32")
+    off = damselfly("--proactor_threads=2", "--pipeline_squash=0")
+    # On by default, with runs of one shard's commands.
     default = damselfly("--proactor_threads=2")
-    assert _send(default.port, cmds) == want
-    assert _squash_counters(default.port) == (0, 0)
+    _assert_replies_as_redis(redis_port, cmds, on, off, default)
+    # The other thread's group: its 8 SETs are one run and its 8 GETs another (the local
+    # group runs inline, one command at a time).
+    assert _squash_counters(on.port) == (16, 2)
+    assert _squash_counters(off.port) == (0, 0)
+    assert _squash_counters(default.port) == (16, 2)
     # CONFIG RESETSTAT clears them with the other transaction counters.
     with RespConn(on.port) as c:
         assert c.call("CONFIG", "RESETSTAT") == ("+", b"OK")
     assert _squash_counters(on.port) == (0, 0)
+
+
+def test_runs_hold_one_shard_unless_across_shards(damselfly, redis_port):
+    """Keys alternating between the shards: by default no two consecutive commands share a
+    shard, so nothing is squashed and each command waits for the one before (no client can
+    see the second of two writes before the first); across shards, the runs take them all."""
+    keys = spread_keys(2, 8, prefix="alt")
+    cmds = [("SET", k, "v") for k in keys]
+    ordered = damselfly("--proactor_threads=2")
+    across = damselfly("--proactor_threads=2", "--pipeline_squash_across_shards=true")
+    _assert_replies_as_redis(redis_port, cmds, ordered, across)
+    assert _squash_counters(ordered.port) == (0, 0)
+    commands, batches = _squash_counters(across.port)
+    assert commands >= 2 and batches >= 1
 
 
 def test_monitor_sees_squashed_commands_in_order(damselfly):

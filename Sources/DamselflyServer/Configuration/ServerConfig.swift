@@ -74,7 +74,10 @@ public struct ServerConfig: Sendable, Equatable {
     /// --migrate_connections: move a connection to the thread owning the shard its commands use.
     public var migrateConnections: Bool = true
     /// --pipeline_squash: the most pipelined commands dispatched together as one squashed run (0 = off).
-    public var pipelineSquash: Int = 0
+    public var pipelineSquash: Int = 32
+    /// --pipeline_squash_across_shards: a squashed run may hold commands of different shards
+    /// (Dragonfly's squashing; their effects may then be seen out of order by other clients).
+    public var pipelineSquashAcrossShards: Bool = false
     /// --poll_before_sleep_us: how long a loop keeps polling its inbox after its last work before it sleeps.
     public var pollBeforeSleepMicros: Int = 0
     /// --appendonly: journal every write (per-shard files) and replay them at start-up.
@@ -415,7 +418,8 @@ struct ConfigFlagSpec: Sendable {
                 \.enableProtectedConfigs, choices: ["no", "yes", "local"]),
         .bool("protected_mode", "With no requirepass, refuse clients not on this machine (Redis's protected mode).", \.protectedMode),
         .bool("migrate_connections", "Move a connection to the thread owning the shard its commands use (a blocking pop at once; other commands after 16 in a row on one shard), so they run inline.", \.migrateConnections),
-        .int("pipeline_squash", 0...1024, "Pipelined commands of one key each are dispatched together, up to this many, with one message per thread whose shards they use, and answered in order (0 = off: each command waits for the one before; no effect with one thread).", \.pipelineSquash),
+        .int("pipeline_squash", 0...1024, "Pipelined commands of one key each are dispatched together, up to this many, without waiting for each other's replies, and answered in order; a run holds the commands of one other thread's shard (see pipeline_squash_across_shards) and goes there as one message (0 = off: each command waits for the one before; no effect with one thread).", \.pipelineSquash),
+        .bool("pipeline_squash_across_shards", "A squashed run may also hold commands of different shards, one message per thread (Dragonfly's squashing): fewer round trips, but another client may see a pipeline's writes to different shards take effect out of order. Off: a run holds one shard's commands, and every client sees them in order.", \.pipelineSquashAcrossShards),
         .int("poll_before_sleep_us", 0...100_000, "Microseconds a thread keeps polling for messages from other threads before it sleeps (0 = sleep at once); trades CPU for hop latency.", \.pollBeforeSleepMicros),
         .bool("appendonly", "Journal every write command (one file per shard) and replay the journal at start-up.", \.appendonly),
         .string("appendfsync", "When the journal is fsynced: always (before the reply), everysec or no.", \.appendfsync),
