@@ -209,16 +209,14 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 }
             }
             let outcome: RESPParseOutcome
-            var ahead: ParsedAhead? = nil
-            if let parsed = parsedAhead {
-                parsedAhead = nil
-                if parsed.inputMoves == inputMoves {
-                    outcome = .command(consumed: parsed.consumed)
-                    ahead = parsed
-                } else {
-                    outcome = parser.parse(view, into: args)
-                }
+            var parsedAheadSpec: CommandSpec?? = nil
+            if parsedAheadBytes > 0 && parsedAheadMoves == inputMoves {
+                outcome = .command(consumed: parsedAheadBytes)
+                parsedAheadSpec = .some(parsedAheadCommand)
+                parsedAheadBytes = 0
+                parsedAheadCommand = nil
             } else {
+                parsedAheadBytes = 0
                 outcome = parser.parse(view, into: args)
             }
             switch outcome {
@@ -230,7 +228,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 inputStart += consumed
             case .command(let consumed):
                 // One lookup serves the migration check and the dispatch.
-                let spec = ahead != nil ? ahead!.spec : engine.registry.lookup(args[0])
+                let spec = parsedAheadSpec ?? engine.registry.lookup(args[0])
                 if squashBuilding {
                     // A squashed run takes the commands that qualify; the first
                     // that does not ends it and, left unconsumed, is parsed
@@ -239,7 +237,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                           migrationTarget(spec) == nil else {
                         // Parsed already: once the run's replies are in, it is
                         // taken as it is unless the input buffer moved meanwhile.
-                        parsedAhead = ParsedAhead(consumed: consumed, spec: spec, inputMoves: inputMoves)
+                        parsedAheadBytes = consumed
+                        parsedAheadCommand = spec
+                        parsedAheadMoves = inputMoves
                         endSquashRun()
                         continue
                     }
@@ -269,6 +269,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                     server.clientPause.park(self)
                     return
                 }
+                commandShard = -1
                 if let spec, let target = migrationTarget(spec) {
                     // Leave the command unconsumed: the new loop parses it again.
                     if migrate(to: target) { return }
@@ -276,8 +277,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 inputStart += consumed
                 commandBytes = consumed
                 migrationRefused = false
-                if let spec, squashLimit > 1, inputStart < inputEnd, commandMaySquash(spec), squashRunMayStart(),
-                   squashRunAllowedNow() {
+                if let spec, squashLimit > 1, inputStart < inputEnd, spec.isPlainOneKey, squashRunMayStart(),
+                   commandMaySquash(spec), squashRunAllowedNow() {
                     // More pipelined bytes follow: start a squashed run with this command.
                     squashBuilding = true
                     loop.beginPostBatch()
@@ -484,15 +485,13 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// `ShardSet.ownerLoopIndex`: which loop owns each shard.
     private let shardOwner: [Int]
     /// The command that ended a squashed run, parsed into `args` and left
-    /// unconsumed: taken as it is once the run's replies are in, instead of
-    /// parsed and looked up again, unless the input buffer moved meanwhile
-    /// (its argument views would point at the old bytes).
-    private var parsedAhead: ParsedAhead?
-    private struct ParsedAhead {
-        var consumed: Int
-        var spec: CommandSpec?
-        var inputMoves: Int
-    }
+    /// unconsumed (its length, above 0 while it waits; its spec; `inputMoves`
+    /// then): taken as it is once the run's replies are in, instead of parsed
+    /// and looked up again, unless the input buffer moved meanwhile (its
+    /// argument views would point at the old bytes).
+    private var parsedAheadBytes = 0
+    private var parsedAheadCommand: CommandSpec?
+    private var parsedAheadMoves = 0
     /// A squashed run is being built: its commands are dispatched without
     /// waiting for each other's replies, and what they post to other loops is
     /// held by the loop's post batch.
@@ -541,14 +540,15 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             && !replica.isReplica.load(ordering: .relaxed)
     }
 
-    /// Whether the command just parsed (``commandMaySquash(_:)`` held) may
-    /// start a run as far as shards go: across shards, always; otherwise only
-    /// when its shard belongs to another loop (a local command runs inline at
-    /// once: there is no round trip to save), which the run's later commands
-    /// must then share.
+    /// Whether the command just parsed (one key at position 1:
+    /// ``CommandSpec/isPlainOneKey``) may start a run as far as shards go:
+    /// across shards, always; otherwise only when its shard belongs to
+    /// another loop (a local command runs inline at once: there is no round
+    /// trip to save), which the run's later commands must then share.
     private func squashRunMayStart() -> Bool {
         if squashAcrossShards { return true }
-        let shard = engine.shardSet.shardIndex(of: args[1], hash: args.keyHash(1))
+        guard args.count > 1 else { return false }
+        let shard = commandShard >= 0 ? commandShard : engine.shardSet.shardIndex(of: args[1], hash: args.keyHash(1))
         guard shardOwner[shard] != loop.index else { return false }
         squashShard = shard
         return true
@@ -664,11 +664,11 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             if owner == nil { owner = shard } else if owner != shard { foreignStreak = 0; return nil }
         }
         guard let owner else { return nil }
-        let target = shardSet.shards[owner].loop
-        guard target !== loop else { foreignStreak = 0; return nil }
-        if spec.flags.contains(.blocking) { return target }
+        commandShard = owner
+        guard shardOwner[owner] != loop.index else { foreignStreak = 0; return nil }
+        if spec.flags.contains(.blocking) { return shardSet.shards[owner].loop }
         if owner == streakShard { foreignStreak += 1 } else { streakShard = owner; foreignStreak = 1 }
-        return foreignStreak >= Connection.affinityStreak ? target : nil
+        return foreignStreak >= Connection.affinityStreak ? shardSet.shards[owner].loop : nil
     }
 
     /// Commands in a row on one other thread's shard before the connection moves there.
@@ -679,6 +679,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private var streakShard = -1
     /// More than one thread and `--migrate_connections`: fixed at start-up.
     private let mayMigrate: Bool
+    /// The shard of the command being dispatched when ``migrationTarget(_:)``
+    /// worked it out (all its keys on one shard), else -1: squashing's check
+    /// reuses it instead of hashing the key to a shard again.
+    private var commandShard = -1
 
     /// Where the command's keys are: the table's fixed positions, or the
     /// declared keys of EVAL/FCALL (`name body numkeys key...`); nil when keyless.
