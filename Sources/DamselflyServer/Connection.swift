@@ -515,7 +515,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// checked once per run (``squashRunAllowedNow()``).
     @inline(__always)
     private func commandMaySquash(_ spec: CommandSpec) -> Bool {
-        guard spec.isPlainOneKey, spec.acceptsArgumentCount(args.count) else { return false }
+        guard spec.isPlainOneKey, args.count > 1, spec.acceptsArgumentCount(args.count) else { return false }
         if spec.flags.contains(.denyOOM) && engine.isOverMemoryLimit { return false }
         if spec.writesAsRedis && engine.tooFewReplicas.load(ordering: .relaxed) { return false }
         return true
@@ -656,12 +656,18 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         guard mayMigrate, !migrationRefused, !isClosed, client.multiQueue == nil, subscriptionCount == 0, !isMonitoring, tls == nil,
               client.tracking == nil,
               client.watchToken == nil, client.authenticated, !waitingForReply,
-              spec.acceptsArgumentCount(args.count), let keys = keyPositions(spec) else { return nil }
+              spec.acceptsArgumentCount(args.count) else { return nil }
         let shardSet = engine.shardSet
         var owner: Int? = nil
-        for i in keys {
-            let shard = shardSet.shardIndex(of: args[i], hash: args.keyHash(i))
-            if owner == nil { owner = shard } else if owner != shard { foreignStreak = 0; return nil }
+        if spec.isPlainOneKey && args.count > 1 {
+            // One key at position 1, most commands: no walk over key positions.
+            owner = shardSet.shardIndex(of: args[1], hash: args.keyHash(1))
+        } else {
+            guard let keys = keyPositions(spec) else { return nil }
+            for i in keys {
+                let shard = shardSet.shardIndex(of: args[i], hash: args.keyHash(i))
+                if owner == nil { owner = shard } else if owner != shard { foreignStreak = 0; return nil }
+            }
         }
         guard let owner else { return nil }
         commandShard = owner
