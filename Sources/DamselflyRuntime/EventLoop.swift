@@ -114,21 +114,28 @@ public final class EventLoop: @unchecked Sendable {
         wakeIfSleeping()
     }
 
-    /// ``push(_:)`` for what a batch held for this loop: the tasks are moved
-    /// in as contiguous runs (one compare-and-swap each), then one wake-up at
-    /// most. Tasks held for this loop while it pushes (its inbox was full and
-    /// the sender ran some of its own meanwhile) go after them, in order.
-    private func push(held: HeldTasks) {
-        while held.start < held.count {
-            let run = min(held.count - held.start, 1024)
-            if inbox.tryPush(movingFrom: held.tasks + held.start, count: run) {
-                held.start += run
-            } else if inbox.tryPush(movingFrom: held.tasks + held.start, count: 1) {
+    /// ``push(_:)`` for a run of `count` consecutive tasks a batch held for
+    /// this loop (the first `count` live tasks of `outbox`): moved in with one
+    /// compare-and-swap when there is room for all of them, else as room
+    /// appears, in order. The wake-up is the sender's, once its whole batch
+    /// is in (``sendOutbox()``). Tasks held while this waits for room (the
+    /// sender runs some of its own inbox meanwhile) go after the run.
+    private func push(run count: Int, from outbox: HeldTasks) {
+        var left = count
+        while left > 0 {
+            // Re-read each time: helping may have grown (moved) the buffer.
+            let run = min(left, 1024)
+            if inbox.tryPush(movingFrom: outbox.tasks + outbox.start, count: run) {
+                outbox.start += run
+                left -= run
+            } else if inbox.tryPush(movingFrom: outbox.tasks + outbox.start, count: 1) {
                 // Too little room for the run: one at a time, in order.
-                held.start += 1
+                outbox.start += 1
+                left -= 1
             } else if exited.load(ordering: .acquiring) {
                 // Full for good: the loop has stopped (see `exited`).
-                held.dropRemaining()
+                outbox.drop(left)
+                left = 0
             } else {
                 // Full: this loop may be asleep with what was pushed so far
                 // unseen; wake it before waiting for it to make room.
@@ -136,9 +143,6 @@ public final class EventLoop: @unchecked Sendable {
                 helpWhileFull()
             }
         }
-        held.start = 0
-        held.count = 0
-        wakeIfSleeping()
     }
 
     /// The inbox is full: help our own loop make progress so that a loop
@@ -166,21 +170,23 @@ public final class EventLoop: @unchecked Sendable {
     /// Above zero while this loop batches what it posts to other loops (see
     /// ``beginPostBatch()``); touched on this loop's thread only.
     private var postBatchDepth = 0
-    /// What a batch holds for each destination loop, by the loop's index.
-    private var held: [HeldTasks] = []
-    /// The indexes of `held` holding something (`heldOrder[0..<heldCount]`),
-    /// in the order they were first posted to.
-    private var heldOrder: [Int] = []
-    private var heldCount = 0
+    /// What the batch holds for other loops, in the order posted.
+    private let outbox = HeldTasks()
+    /// The loops ``sendOutbox()`` pushed to and wakes once its pushes are done.
+    private var toWake: [Unmanaged<EventLoop>] = []
 
     /// From now until the matching ``endPostBatch()``, tasks this thread posts
-    /// to other loops are held and then sent together per destination (one
-    /// compare-and-swap on its inbox, at most one wake-up), run there in the
-    /// order they were posted. Order per destination is what callers rely on,
-    /// so it holds whatever path posted the task. Call on this loop's thread,
-    /// and only around work that never waits for another loop's answer: the
-    /// tasks leave at ``endPostBatch()``, not before. Nests. Every iteration
-    /// of ``run()`` is one batch; a squashed pipeline run is another inside it.
+    /// to other loops are held and then sent together: at most one wake-up
+    /// per destination, and one compare-and-swap for each run of tasks posted
+    /// in a row to one destination. They go into the inboxes **in the order
+    /// they were posted**, across destinations too: a task that tells loop C
+    /// something is done is never in C's inbox before a task posted earlier
+    /// to loop Y is in Y's, so what C then sends Y comes after it (a BLMOVE
+    /// that pushes to Y's shard and answers a client on C, whose next command
+    /// goes to Y, relies on it). Call on this loop's thread, and only around
+    /// work that never waits for another loop's answer: the tasks leave at
+    /// ``endPostBatch()``, not before. Nests. Every iteration of ``run()`` is
+    /// one batch; a squashed pipeline run is another inside it.
     @inline(__always)
     public func beginPostBatch() {
         postBatchDepth += 1
@@ -190,30 +196,19 @@ public final class EventLoop: @unchecked Sendable {
     @inline(__always)
     public func endPostBatch() {
         postBatchDepth -= 1
-        if postBatchDepth == 0 && heldCount > 0 { sendOutbox() }
+        if postBatchDepth == 0 && outbox.count > 0 { sendOutbox() }
     }
 
     /// Sends what the current batch holds now, leaving the batch open: before
     /// work that may keep this thread from ending its batch for long (a busy
     /// script serving clients from its hook), so replies already made leave.
     public func flushPostBatch() {
-        if heldCount > 0 { sendOutbox() }
+        if outbox.count > 0 { sendOutbox() }
     }
 
+    @inline(__always)
     private func hold(_ task: consuming InboxTask, for destination: EventLoop) {
-        let i = destination.index
-        while i >= held.count { held.append(HeldTasks(for: destination)) }
-        let tasks = held[i]
-        if tasks.count == 0 {
-            if heldCount < heldOrder.count { heldOrder[heldCount] = i } else { heldOrder.append(i) }
-            heldCount += 1
-            tasks.loop = destination
-        } else if tasks.loop !== destination {
-            // Another loop with the same index (loops of two servers in one
-            // process, in tests): nothing is held for this one, so straight in.
-            return destination.push(task)
-        }
-        tasks.append(task)
+        outbox.append(task, to: destination)
     }
 
     private func sendOutbox() {
@@ -222,13 +217,18 @@ public final class EventLoop: @unchecked Sendable {
         // is being sent, and go in this same send, so nothing overtakes.
         postBatchDepth += 1
         defer { postBatchDepth -= 1 }
-        var next = 0
-        while next < heldCount {
-            let tasks = held[heldOrder[next]]
-            next += 1
-            tasks.loop.push(held: tasks)
+        while outbox.start < outbox.count {
+            let destination = outbox.destination(at: outbox.start)
+            var end = outbox.start + 1
+            while end < outbox.count && outbox.destination(at: end).toOpaque() == destination.toOpaque() { end += 1 }
+            let loop = destination.takeUnretainedValue()
+            loop.push(run: end - outbox.start, from: outbox)
+            if !toWake.contains(where: { $0.toOpaque() == destination.toOpaque() }) { toWake.append(destination) }
         }
-        heldCount = 0
+        outbox.start = 0
+        outbox.count = 0
+        for loop in toWake { loop.takeUnretainedValue().wakeIfSleeping() }
+        toWake.removeAll(keepingCapacity: true)
     }
 
     /// With `appendfsync always`: makes this loop's journal durable (one
@@ -505,40 +505,47 @@ public struct InboxTask {
     }
 }
 
-/// The tasks a post batch holds for one destination loop: a plain buffer
-/// whose tasks are moved, not copied, into the destination's inbox (no
-/// reference counted up here and down again on the other thread), and which
-/// keeps its capacity from batch to batch. Used on its loop's thread only.
+/// The tasks a post batch holds, in the order posted, each with its
+/// destination loop: a plain buffer whose tasks are moved, not copied, into
+/// the destinations' inboxes (no reference counted up here and down again on
+/// the other thread), a run of consecutive tasks for one loop at a time, and
+/// which keeps its capacity from batch to batch. Used on its loop's thread only.
 final class HeldTasks {
-    /// The destination. Unowned: loops outlive the batches their threads make.
-    unowned(unsafe) var loop: EventLoop
     /// Live tasks are `tasks[start..<count]`; those before `start` were moved out.
     private(set) var tasks: UnsafeMutablePointer<InboxTask>
+    /// `destinations[i]` is where `tasks[i]` goes. Unretained: loops outlive
+    /// the batches their threads make.
+    private var destinations: UnsafeMutablePointer<Unmanaged<EventLoop>>
     var start = 0
     var count = 0
     private var capacity = 16
 
-    init(for loop: EventLoop) {
-        self.loop = loop
+    init() {
         tasks = .allocate(capacity: capacity)
+        destinations = .allocate(capacity: capacity)
     }
 
     deinit {
         (tasks + start).deinitialize(count: count - start)
         tasks.deallocate()
+        destinations.deallocate()
     }
 
     @inline(__always)
-    func append(_ task: consuming InboxTask) {
+    func append(_ task: consuming InboxTask, to loop: EventLoop) {
         if count == capacity { grow() }
         (tasks + count).initialize(to: task)
+        destinations[count] = Unmanaged.passUnretained(loop)
         count += 1
     }
 
-    /// Drops the live tasks (their destination will never run them).
-    func dropRemaining() {
-        (tasks + start).deinitialize(count: count - start)
-        start = count
+    @inline(__always)
+    func destination(at i: Int) -> Unmanaged<EventLoop> { destinations[i] }
+
+    /// Drops the next `n` live tasks (their destination will never run them).
+    func drop(_ n: Int) {
+        (tasks + start).deinitialize(count: n)
+        start += n
     }
 
     private func grow() {
@@ -548,6 +555,10 @@ final class HeldTasks {
         grown.moveInitialize(from: tasks + start, count: live)
         tasks.deallocate()
         tasks = grown
+        let grownDestinations = UnsafeMutablePointer<Unmanaged<EventLoop>>.allocate(capacity: capacity)
+        grownDestinations.initialize(from: destinations + start, count: live)
+        destinations.deallocate()
+        destinations = grownDestinations
         start = 0
         count = live
     }

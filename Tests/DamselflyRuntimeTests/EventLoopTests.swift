@@ -286,6 +286,42 @@ final class SharedLog: Sendable {
         #expect(seen.all == (0..<500).map { "\($0)" })
     }
 
+    /// A batch's tasks go into the inboxes in the order they were posted,
+    /// across destinations: a task for C posted after one for Y is not in
+    /// C's inbox before that one is in Y's, so what C then sends Y comes
+    /// after it. (Sending each destination's tasks together broke this: a
+    /// cross-shard BLMOVE's push could reach the destination's shard after
+    /// the client's next command, which then did not find the element.)
+    @Test func aBatchKeepsTheOrderOfItsPostsAcrossDestinations() {
+        let x = RunningLoop(index: 0), c = RunningLoop(index: 1), y = RunningLoop(index: 2, inboxCapacity: 8)
+        defer { x.shutdown(); c.shutdown(); y.shutdown() }
+        let loopX = x.loop, loopC = c.loop, loopY = y.loop
+        let log = SharedLog()
+        // Y busy, then its inbox full: X's task for Y must wait for room.
+        let blocking = Flag(), release = Flag()
+        loopY.post {
+            blocking.set()
+            while !release.isSet { sched_yield() }
+        }
+        #expect(waitUntil { blocking.isSet })
+        for _ in 0..<8 { loopY.post {} }
+        loopX.post {
+            loopC.post { log.add("c0") }
+            loopY.post { log.add("y1") }
+            loopC.post {
+                log.add("c2")
+                loopY.post { log.add("y3") }
+            }
+        }
+        #expect(waitUntil { log.all.contains("c0") })
+        usleep(50_000)
+        // c2 was posted after y1, and y1 cannot be in Y's inbox yet.
+        #expect(!log.all.contains("c2"))
+        release.set()
+        #expect(waitUntil { log.all.count == 4 })
+        #expect(log.all.firstIndex(of: "y1")! < log.all.firstIndex(of: "y3") ?? -1)
+    }
+
     /// A loop that has stopped drains nothing: posts to it that find its
     /// inbox full are dropped, not retried forever. Before, a loop answering
     /// a loop that shut down first spun on its full inbox, and the shutdown
