@@ -35,7 +35,24 @@ public final class ClientState {
     /// When the last command arrived, on the monotonic clock: dispatch stamps it with the
     /// read that also starts the command's duration, so no wall-clock read per command.
     public var lastCommandAtNanos: UInt64 = 0
-    public var lastCommandName = "NULL"
+    /// The last command (CLIENT LIST's `cmd=`), kept as its spec: storing a
+    /// name String per command cost a retain and a release of it. Unowned:
+    /// every spec lives as long as its registry, which outlives every client.
+    public unowned(unsafe) var lastCommandSpec: CommandSpec?
+    /// `container|subcommand` when the last command had one; nil otherwise.
+    public var lastSubcommandName: String?
+    public var lastCommandName: String { lastSubcommandName ?? lastCommandSpec?.name ?? "NULL" }
+
+    /// Stamps the last command without touching a String on the common path.
+    @inlinable
+    public func noteCommand(_ spec: CommandSpec, subcommandName: @autoclosure () -> String?) {
+        lastCommandSpec = spec
+        if spec.hasSubcommands {
+            lastSubcommandName = subcommandName()
+        } else if lastSubcommandName != nil {
+            lastSubcommandName = nil
+        }
+    }
     public let loop: EventLoop
 
     /// Commands queued since MULTI; nil outside MULTI.
@@ -79,7 +96,8 @@ public final class ClientState {
         copy.localAddress = localAddress
         copy.createdAtMs = createdAtMs
         copy.lastCommandAtNanos = lastCommandAtNanos
-        copy.lastCommandName = lastCommandName
+        copy.lastCommandSpec = lastCommandSpec
+        copy.lastSubcommandName = lastSubcommandName
         return copy
     }
 

@@ -25,6 +25,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// same reason: dispatch asks both on every command.
     let scripts: ScriptRuntime
     let replica: ReplicationReplica
+    /// The server's pause state and MONITOR feed, asked on every command: kept
+    /// here so that the ask borrows them instead of retaining them.
+    let clientPause: ClientPause
+    let monitors: MonitorFeed
     let loop: EventLoop
     let counters: LoopCounters
     var socket = SocketID(slot: -1, generation: 0)
@@ -48,7 +52,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private var waitingForReply = false
     /// True while a handler runs, so a reply delivered during it is known to be synchronous.
     private var dispatching = false
-    private var currentSpec: CommandSpec?
+    /// Unowned: a spec lives as long as its registry (storing it strongly
+    /// cost a retain and a release per command).
+    private unowned(unsafe) var currentSpec: CommandSpec?
     private var commandStartNanos: UInt64 = 0
     /// Bumped whenever `input` is compacted or reallocated. A command that
     /// finished after a hop logs its arguments to SLOWLOG only when the
@@ -84,6 +90,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         self.engine = server.engine
         self.scripts = server.engine.scripts
         self.replica = server.replication.replica
+        self.clientPause = server.clientPause
+        self.monitors = server.engine.monitors
         self.loop = loop
         self.counters = server.engine.loopCounters[loop.index]
         self.client = client
@@ -262,11 +270,11 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                     dispatch(spec)
                     continue
                 }
-                if let spec, server.clientPause.mayBeActive, holdsForPause(spec) {
+                if let spec, clientPause.mayBeActive, holdsForPause(spec) {
                     // Left unconsumed: parsed again when the pause ends.
                     flush()
                     isHeldByPause = true
-                    server.clientPause.park(self)
+                    clientPause.park(self)
                     return
                 }
                 commandShard = -1
@@ -351,7 +359,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// whose error Redis sends at once.
     private func holdsForPause(_ spec: CommandSpec) -> Bool {
         replicaLink == nil && spec.acceptsArgumentCount(args.count) && (client.authenticated || spec.flags.contains(.noAuth))
-            && server.clientPause.holds(spec, args, client: client, engine: engine)
+            && clientPause.holds(spec, args, client: client, engine: engine)
     }
 
     /// The pause ended (on this loop): run what waits.
@@ -389,7 +397,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             emitError(text)
             return
         }
-        client.lastCommandName = spec.hasSubcommands && args.count > 1 ? spec.fullName(subcommand: args[1]) : spec.name
+        client.noteCommand(spec, subcommandName: self.args.count > 1 ? spec.fullName(subcommand: self.args[1]) : nil)
         guard spec.acceptsArgumentCount(args.count) else {
             spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
             if spec.name == "exec" { return abortExec("wrong number of arguments for 'exec' command") }
@@ -402,7 +410,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             emitError("NOAUTH Authentication required.")
             return
         }
-        if let user = client.user, !user.unrestricted.load(ordering: .relaxed),
+        // The first test reads the flag without binding (and retaining) the user.
+        if client.user?.unrestricted.load(ordering: .relaxed) == false, let user = client.user,
            let refusal = engine.aclRefusal(client, user, spec, args, context: client.multiQueue != nil ? .multi : .toplevel) {
             // A restricted user (the default user never gets here: one flag load).
             spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
@@ -457,7 +466,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             output.simpleString("QUEUED")
             return
         }
-        if engine.monitors.isActive && !spec.flags.contains(.admin) { feedMonitors(spec) }
+        if monitors.isActive && !spec.flags.contains(.admin) { feedMonitors(spec) }
         currentSpec = spec
         commandStartNanos = startNanos
         inputMovesAtDispatch = inputMoves
@@ -536,7 +545,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         if let user = client.user, !user.unrestricted.load(ordering: .relaxed) { return false }
         let shardSet = engine.shardSet
         return !shardSet.tracking.isActive && shardSet.keyspaceEvents.flags.load(ordering: .relaxed) == 0
-            && !server.clientPause.mayBeActive && scripts.busyError() == nil
+            && !clientPause.mayBeActive && scripts.busyError() == nil
             && !replica.isReplica.load(ordering: .relaxed)
     }
 
@@ -565,8 +574,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// Runs the handler of a command that joins the squashed run (``commandMaySquash(_:)``
     /// held): its reply goes to its slot and is written, in order, when the run ends.
     private func addToSquashRun(_ spec: CommandSpec) {
-        client.lastCommandName = spec.name
-        if engine.monitors.isActive { feedMonitors(spec) }
+        client.noteCommand(spec, subcommandName: nil)
+        if monitors.isActive { feedMonitors(spec) }
         if squashCount == squashSlots.count { squashSlots.append(SquashSlot(index: squashCount)) }
         let slot = squashSlots[squashCount]
         squashCount += 1
@@ -1082,7 +1091,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         server.connectionClosed(self)
         if isHeldByPause {
             isHeldByPause = false
-            server.clientPause.forget(self)
+            clientPause.forget(self)
         }
         let action = onClose
         onClose = nil
