@@ -12,26 +12,50 @@ public protocol ReplySink: AnyObject {
 
 /// A key copied out of the receive buffer with its hash, ready to travel to
 /// its shard.
-public struct KeyRef: Sendable {
-    public let bytes: [UInt8]
+public struct KeyRef: @unchecked Sendable {
+    // Invariant behind @unchecked Sendable: a borrowing key (``borrowed``
+    // non-nil) is made only by ``CommandCall/runOnKey(argument:mode:journal:_:)``
+    // for an operation that runs at once on the connection's own thread, and is
+    // gone when the handler returns; every other key owns its bytes.
+    @usableFromInline let owned: [UInt8]
+    /// The argument's bytes in the receive buffer, for an operation run inline:
+    /// no copy of the key is made (a malloc, a copy and a free per command).
+    @usableFromInline let borrowed: UnsafeRawBufferPointer?
     public let hash: UInt64
+
+    /// The key's bytes (a copy, for a borrowing key: what keeps them is the caller's).
+    @inlinable public var bytes: [UInt8] {
+        if let borrowed { return [UInt8](borrowed) }
+        return owned
+    }
 
     @inlinable
     public init(_ bytes: [UInt8]) {
-        self.bytes = bytes
+        self.owned = bytes
+        self.borrowed = nil
         self.hash = bytes.withUnsafeBytes { KeyHash.hash($0) }
     }
 
     /// A key whose hash (``KeyHash/hash(_:)`` of `bytes`) is already known.
     @inlinable
     public init(_ bytes: [UInt8], hash: UInt64) {
-        self.bytes = bytes
+        self.owned = bytes
+        self.borrowed = nil
+        self.hash = hash
+    }
+
+    /// A key that reads `bytes` in place; see the invariant above.
+    @inlinable
+    init(borrowing bytes: UnsafeRawBufferPointer, hash: UInt64) {
+        self.owned = []
+        self.borrowed = bytes
         self.hash = hash
     }
 
     @inlinable
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try bytes.withUnsafeBytes(body)
+        if let borrowed { return try body(borrowed) }
+        return try owned.withUnsafeBytes(body)
     }
 }
 
@@ -210,6 +234,34 @@ public struct CommandCall {
             return submitStep(step, shardIndex, mode: mode, operation: operation)
         }
         submitStep(keyStep(key, journal: journal), shardIndex, mode: mode, operation: operation)
+    }
+
+    /// ``runOnKey(_:mode:journal:operation:)`` for the key in argument `i`,
+    /// with the operation built from the key by `makeOperation`. When the
+    /// operation can run inline (this loop's shard, the key free, not in a
+    /// script or EXEC, nobody tracking keys) its key reads the argument in
+    /// place; otherwise the key is copied as ``key(_:)`` does and the command
+    /// takes runOnKey's usual path. Only for operations that use their key
+    /// during `run` and keep nothing of it (GET, SET).
+    @inlinable
+    public func runOnKey<Operation: KeyOperation>(
+        argument i: Int, mode: LockMode, journal: Bool = true, _ makeOperation: (KeyRef) -> Operation
+    ) {
+        if script == nil && !insideExec && !shardSet.tracking.isActive {
+            let hash = args.keyHash(i)
+            let bytes = args[i]
+            let shard = shardSet.shards[shardSet.shardIndex(of: bytes, hash: hash)]
+            if shard.loop === loop {
+                let key = KeyRef(borrowing: bytes, hash: hash)
+                let step = keyStep(key, journal: journal)
+                if shard.runsInline(from: loop, step.fingerprint, mode) {
+                    let operation = makeOperation(key)
+                    return sink.complete(shardSet.runInline(on: shard, from: loop) { step.run(on: shard) { operation.run(&$0) } })
+                }
+            }
+        }
+        let key = self.key(i)
+        runOnKey(key, mode: mode, journal: journal, operation: makeOperation(key))
     }
 
     /// What ``runOnKey(_:mode:journal:operation:)`` needs besides the operation.

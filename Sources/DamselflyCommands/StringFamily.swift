@@ -12,8 +12,7 @@ public enum StringFamily {
     public static func register(_ r: CommandRegistry) {
         let g = "string"
         r.register("get", arity: 2, flags: [.readonly, .fast], firstKey: 1, lastKey: 1, keyStep: 1, group: g) { call in
-            let key = call.key(1)
-            call.runOnKey(key, mode: .shared, operation: GetOperation(key: key))
+            call.runOnKey(argument: 1, mode: .shared) { GetOperation(key: $0) }
         }
         r.register("set", arity: -3, flags: [.write, .denyOOM], firstKey: 1, lastKey: 1, keyStep: 1, group: g, handler: set)
         r.register("setnx", arity: 3, flags: [.write, .denyOOM, .fast], firstKey: 1, lastKey: 1, keyStep: 1, group: g) { call in
@@ -202,8 +201,8 @@ public enum StringFamily {
             }
             expireAt = at
         }
-        let key = call.key(1)
-        call.runOnKey(key, mode: .exclusive, operation: SetOperation(key: key, value: call.args.bytes(2), options: options, expireAt: expireAt))
+        let value = call.args.bytes(2)
+        call.runOnKey(argument: 1, mode: .exclusive) { SetOperation(key: $0, value: value, options: options, expireAt: expireAt) }
     }
 
     /// GET on its shard (a value: no closure allocated on the inline path).
