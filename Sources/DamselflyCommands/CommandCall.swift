@@ -13,48 +13,58 @@ public protocol ReplySink: AnyObject {
 /// A key copied out of the receive buffer with its hash, ready to travel to
 /// its shard.
 public struct KeyRef: @unchecked Sendable {
-    // Invariant behind @unchecked Sendable: a borrowing key (``borrowed``
-    // non-nil) is made only by ``CommandCall/runOnKey(argument:mode:journal:_:)``
+    // Invariant behind @unchecked Sendable: a borrowing key (``borrowedBits``
+    // non-zero) is made only by ``CommandCall/runOnKey(argument:mode:journal:_:)``
     // for an operation that runs at once on the connection's own thread, and is
     // gone when the handler returns; every other key owns its bytes.
     @usableFromInline let owned: [UInt8]
-    /// The argument's bytes in the receive buffer, for an operation run inline:
-    /// no copy of the key is made (a malloc, a copy and a free per command).
-    @usableFromInline let borrowed: UnsafeRawBufferPointer?
     public let hash: UInt64
+    /// A borrowing key's bytes in the receive buffer: the address in the low
+    /// 48 bits, the length in the high 16 (0: the key owns its bytes). One
+    /// word, so that a key still fits an operation's existential in place
+    /// (three words): a key of two words more cost GET's hop a boxed operation.
+    @usableFromInline let borrowedBits: UInt
 
     /// The key's bytes (a copy, for a borrowing key: what keeps them is the caller's).
     @inlinable public var bytes: [UInt8] {
-        if let borrowed { return [UInt8](borrowed) }
+        if borrowedBits != 0 { return withBytes { [UInt8]($0) } }
         return owned
     }
 
     @inlinable
     public init(_ bytes: [UInt8]) {
         self.owned = bytes
-        self.borrowed = nil
         self.hash = bytes.withUnsafeBytes { KeyHash.hash($0) }
+        self.borrowedBits = 0
     }
 
     /// A key whose hash (``KeyHash/hash(_:)`` of `bytes`) is already known.
     @inlinable
     public init(_ bytes: [UInt8], hash: UInt64) {
         self.owned = bytes
-        self.borrowed = nil
         self.hash = hash
+        self.borrowedBits = 0
     }
 
-    /// A key that reads `bytes` in place; see the invariant above.
+    /// A key that reads `bytes` in place (see the invariant above), or nil
+    /// when they cannot be packed into one word (a key of 64 KiB or more, an
+    /// address above 2^48, an empty key).
     @inlinable
-    init(borrowing bytes: UnsafeRawBufferPointer, hash: UInt64) {
+    init?(borrowing bytes: UnsafeRawBufferPointer, hash: UInt64) {
+        guard let base = bytes.baseAddress, bytes.count > 0, bytes.count < 1 << 16 else { return nil }
+        let address = UInt(bitPattern: base)
+        guard address < 1 << 48 else { return nil }
         self.owned = []
-        self.borrowed = bytes
         self.hash = hash
+        self.borrowedBits = address | UInt(bytes.count) << 48
     }
 
     @inlinable
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        if let borrowed { return try body(borrowed) }
+        if borrowedBits != 0 {
+            let base = UnsafeRawPointer(bitPattern: borrowedBits & (1 << 48 - 1))
+            return try body(UnsafeRawBufferPointer(start: base, count: Int(borrowedBits >> 48)))
+        }
         return try owned.withUnsafeBytes(body)
     }
 }
@@ -217,7 +227,13 @@ public struct CommandCall {
     /// is one ``KeyHop`` object, there and back.
     @inlinable
     public func runOnKey<Operation: KeyOperation>(_ key: KeyRef, mode: LockMode, journal: Bool = true, operation: Operation) {
-        let shardIndex = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
+        runOnKey(key, shardIndex: key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }, mode: mode, journal: journal,
+                 operation: operation)
+    }
+
+    /// ``runOnKey(_:mode:journal:operation:)`` with the key's shard already worked out.
+    @inlinable
+    func runOnKey<Operation: KeyOperation>(_ key: KeyRef, shardIndex: Int, mode: LockMode, journal: Bool, operation: Operation) {
         // The step is built in each branch, so the hop takes it without a copy.
         if script == nil && !insideExec {
             let shard = shardSet.shards[shardIndex]
@@ -247,12 +263,13 @@ public struct CommandCall {
     public func runOnKey<Operation: KeyOperation>(
         argument i: Int, mode: LockMode, journal: Bool = true, _ makeOperation: (KeyRef) -> Operation
     ) {
+        let hash = args.keyHash(i)
+        let bytes = args[i]
+        let shardSet = self.shardSet
+        let shardIndex = shardSet.shardIndex(of: bytes, hash: hash)
         if script == nil && !insideExec && !shardSet.tracking.isActive {
-            let hash = args.keyHash(i)
-            let bytes = args[i]
-            let shard = shardSet.shards[shardSet.shardIndex(of: bytes, hash: hash)]
-            if shard.loop === loop {
-                let key = KeyRef(borrowing: bytes, hash: hash)
+            let shard = shardSet.shards[shardIndex]
+            if shard.loop === loop, let key = KeyRef(borrowing: bytes, hash: hash) {
                 let step = keyStep(key, journal: journal)
                 if shard.runsInline(from: loop, step.fingerprint, mode) {
                     let operation = makeOperation(key)
@@ -260,8 +277,8 @@ public struct CommandCall {
                 }
             }
         }
-        let key = self.key(i)
-        runOnKey(key, mode: mode, journal: journal, operation: makeOperation(key))
+        let key = KeyRef(args.bytes(i), hash: hash)
+        runOnKey(key, shardIndex: shardIndex, mode: mode, journal: journal, operation: makeOperation(key))
     }
 
     /// What ``runOnKey(_:mode:journal:operation:)`` needs besides the operation.

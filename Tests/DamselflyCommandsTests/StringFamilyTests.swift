@@ -36,6 +36,33 @@ import Testing
         }
     }
 
+    @Test func aBorrowingKeyReadsTheArgumentInPlace() {
+        let bytes: [UInt8] = [0, 1, 255, 13, 10]
+        bytes.withUnsafeBytes { view in
+            let key = KeyRef(borrowing: view, hash: 42)!
+            #expect(key.bytes == bytes)
+            #expect(key.hash == 42)
+            #expect(key.withBytes { $0.baseAddress } == view.baseAddress)
+            #expect(key.withBytes { Array($0) } == bytes)
+        }
+        // What does not pack into one word is copied instead (runOnKey(argument:)'s other path).
+        #expect(KeyRef(borrowing: UnsafeRawBufferPointer(start: nil, count: 0), hash: 0) == nil)
+        let long = [UInt8](repeating: 7, count: 1 << 16)
+        long.withUnsafeBytes { #expect(KeyRef(borrowing: $0, hash: 0) == nil) }
+        long.withUnsafeBytes { #expect(KeyRef(borrowing: UnsafeRawBufferPointer(rebasing: $0[0..<65535]), hash: 0) != nil) }
+    }
+
+    @Test func keysTooLongToBorrowAreCopied() {
+        // GET and SET borrow a key shorter than 64 KiB and copy a longer or empty one.
+        for count in [0, 1, 65535, 65536, 70000] {
+            let key = [UInt8](repeating: UInt8(count % 251), count: count)
+            #expect(h.runBytes([Array("set".utf8), key, Array("v\(count)".utf8)]) == .ok)
+            for loop in 0..<4 {
+                #expect(h.runBytes([Array("get".utf8), key], on: loop) == .bulk(Array("v\(count)".utf8)))
+            }
+        }
+    }
+
     @Test func arityErrors() {
         #expect(h.run(["get"]) == arityError("get"))
         #expect(h.run(["get", "a", "b"]) == arityError("get"))
