@@ -56,6 +56,23 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// cost a retain and a release per command).
     private unowned(unsafe) var currentSpec: CommandSpec?
     private var commandStartNanos: UInt64 = 0
+    /// The clock read when the previous command of this ``processInput()``
+    /// pass was answered inline (0: none): the next command's start, so that
+    /// a pipeline reads the clock once per command, not twice. The next
+    /// command's time then includes its parse, a few hundred nanoseconds.
+    private var chainedClockNanos: UInt64 = 0
+
+    /// The start of the command being dispatched: the chained reading when
+    /// there is one, else the clock.
+    @inline(__always)
+    private func takeCommandClock() -> UInt64 {
+        let chained = chainedClockNanos
+        if chained != 0 {
+            chainedClockNanos = 0
+            return chained
+        }
+        return Clock.monotonicNanos()
+    }
     /// Bumped whenever `input` is compacted or reallocated. A command that
     /// finished after a hop logs its arguments to SLOWLOG only when the
     /// count is what it was at dispatch: then its views into `input` are
@@ -203,6 +220,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     // MARK: - Commands
 
     private func processInput() {
+        // A reading left by the last command is good only within this pass.
+        defer { chainedClockNanos = 0 }
         // After QUIT nothing more is run: pipelined commands behind it are dropped, as Redis does.
         while !waitingForReply && !isHeldByPause && !isClosed && !client.closeRequested && inputStart < inputEnd {
             let view = UnsafeRawBufferPointer(start: input + inputStart, count: inputEnd - inputStart)
@@ -381,7 +400,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
 
     /// Runs the parsed command; `spec` is its registry entry (nil: unknown).
     private func dispatch(_ spec: CommandSpec?) {
-        let startNanos = Clock.monotonicNanos()
+        let startNanos = takeCommandClock()
         client.lastCommandAtNanos = startNanos
         guard let spec else {
             var text = "ERR unknown command '\(String(args.string(0).prefix(128)))', with args beginning with: "
@@ -566,9 +585,12 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// Whether the command just parsed (``commandMaySquash(_:)`` held) joins
     /// the run being built as far as shards go: across shards, always;
     /// otherwise when its key is on the run's shard.
+    /// Leaves the key's shard in `commandShard` for the migration check that follows.
     @inline(__always)
     private func squashRunTakes() -> Bool {
-        squashAcrossShards || engine.shardSet.shardIndex(of: args[1], hash: args.keyHash(1)) == squashShard
+        if squashAcrossShards { commandShard = -1; return true }
+        commandShard = engine.shardSet.shardIndex(of: args[1], hash: args.keyHash(1))
+        return commandShard == squashShard
     }
 
     /// Runs the handler of a command that joins the squashed run (``commandMaySquash(_:)``
@@ -580,7 +602,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         let slot = squashSlots[squashCount]
         squashCount += 1
         squashPending += 1
-        client.lastCommandAtNanos = slot.start(self, spec, args, inputMoves: inputMoves)
+        client.lastCommandAtNanos = slot.start(self, spec, args, inputMoves: inputMoves, now: takeCommandClock())
         runHandler(spec, sink: slot)
         // The next command is parsed into other arguments: this one's stay as they are.
         args = spareArgs.popLast() ?? CommandArguments()
@@ -670,7 +692,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         var owner: Int? = nil
         if spec.isPlainOneKey && args.count > 1 {
             // One key at position 1, most commands: no walk over key positions.
-            owner = shardSet.shardIndex(of: args[1], hash: args.keyHash(1))
+            // A squashed run's check may have worked it out already.
+            owner = commandShard >= 0 ? commandShard : shardSet.shardIndex(of: args[1], hash: args.keyHash(1))
         } else {
             guard let keys = keyPositions(spec) else { return nil }
             for i in keys {
@@ -695,8 +718,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// More than one thread and `--migrate_connections`: fixed at start-up.
     private let mayMigrate: Bool
     /// The shard of the command being dispatched when ``migrationTarget(_:)``
-    /// worked it out (all its keys on one shard), else -1: squashing's check
-    /// reuses it instead of hashing the key to a shard again.
+    /// (or, in a squashed run, ``squashRunTakes()``) worked it out (all its
+    /// keys on one shard), else -1: the other reuses it instead of hashing the
+    /// key to a shard again. Reset to -1 before each command's checks.
     private var commandShard = -1
 
     /// Where the command's keys are: the table's fixed positions, or the
@@ -795,9 +819,12 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         if let spec = currentSpec {
             // After a hop the argument views are stale if `input` moved
             // meanwhile (more pipelined bytes arrived): then the name only.
-            account(spec, reply, elapsed: Int((Clock.monotonicNanos() &- commandStartNanos) / 1000),
+            let now = Clock.monotonicNanos()
+            account(spec, reply, elapsed: Int((now &- commandStartNanos) / 1000),
                     commandName: client.lastCommandName,
                     args: args, argsValid: dispatching || inputMoves == inputMovesAtDispatch)
+            // Answered inline: the next command of this pass starts from this reading.
+            if dispatching { chainedClockNanos = now }
             currentSpec = nil
         }
         if !isClosed {
@@ -1129,11 +1156,11 @@ private final class SquashSlot: ReplySink {
 
     /// Returns the command's start time, which also stamps the client's last command.
     @discardableResult
-    func start(_ connection: Connection, _ spec: CommandSpec, _ arguments: CommandArguments, inputMoves: Int) -> UInt64 {
+    func start(_ connection: Connection, _ spec: CommandSpec, _ arguments: CommandArguments, inputMoves: Int, now: UInt64) -> UInt64 {
         self.connection = connection
         self.spec = spec
         self.arguments = arguments
-        startNanos = Clock.monotonicNanos()
+        startNanos = now
         inputMovesAtStart = inputMoves
         return startNanos
     }
