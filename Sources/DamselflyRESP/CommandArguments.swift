@@ -81,20 +81,9 @@ public final class CommandArguments {
     }
 
     /// A copy of argument `index`, for values that must outlive the receive buffer.
-    ///
-    /// One `memcpy` into an array of the argument's size: `Array(self[index])` went through
-    /// the stdlib's generic collection copy, about 60 instructions more per SET value. The
-    /// array's capacity is the same either way (both ask for exactly `count` elements), and
-    /// so is the memory a stored value is charged for.
     @inlinable
     public func bytes(_ index: Int) -> [UInt8] {
-        let arg = self[index]
-        return [UInt8](unsafeUninitializedCapacity: arg.count) { out, initialized in
-            if let source = arg.baseAddress, arg.count > 0 {
-                UnsafeMutableRawPointer(out.baseAddress.unsafelyUnwrapped).copyMemory(from: source, byteCount: arg.count)
-            }
-            initialized = arg.count
-        }
+        Array(self[index])
     }
 
     /// Argument `index` decoded as UTF-8 (invalid sequences become U+FFFD).
