@@ -69,9 +69,13 @@ public final class CommandArguments {
 
     /// The bytes of argument `index`. Valid until the next parse into this object, or until the
     /// caller mutates or frees the buffer it parsed from.
-    @inlinable
+    ///
+    /// Always inlined: every command reads its name and keys through it, and as a call it cost
+    /// more than the few loads it does. One unsigned compare checks both bounds (`count` is
+    /// never negative, so a negative index becomes a huge unsigned one).
+    @inlinable @inline(__always)
     public subscript(index: Int) -> UnsafeRawBufferPointer {
-        precondition(index >= 0 && index < state.pointee.count, "argument index out of range")
+        precondition(UInt(bitPattern: index) < UInt(bitPattern: state.pointee.count), "argument index out of range")
         let entry = state.pointee.entries[index]
         return UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: state.pointee.base &+ entry.start), count: entry.count)
     }

@@ -20,6 +20,18 @@ enum RESPDigits {
         digitCount(v.magnitude) + (v < 0 ? 1 : 0)
     }
 
+    /// Stores the `digits` decimal digits of `magnitude` (``digitCount(_:)``) at `out`.
+    @inlinable @inline(__always)
+    static func write(_ magnitude: UInt, digits: Int, to out: UnsafeMutableRawPointer) {
+        var rest = magnitude
+        var i = digits
+        repeat {
+            i &-= 1
+            out.storeBytes(of: UInt8(truncatingIfNeeded: rest % 10) &+ 0x30, toByteOffset: i, as: UInt8.self)
+            rest /= 10
+        } while i > 0
+    }
+
     /// Appends `v` in decimal (Int.min included: works on the magnitude).
     @inlinable
     static func append(_ v: Int, to buffer: inout [UInt8]) {

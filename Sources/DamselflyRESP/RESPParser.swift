@@ -97,50 +97,87 @@ public struct RESPParser: Sendable {
     @inlinable
     mutating func parseMultibulk(_ start: UnsafeRawPointer, end: Int, into args: CommandArguments) -> RESPParseOutcome {
         if phase == .multibulkCount {
-            let r = findLineEnd(start, end: end, delimiter: 0x0D)
-            if r < 0 {
-                if end > Self.inlineMaxSize {
-                    return fail("Protocol error: too big mbulk count string")
+            let count: Int
+            let lineEnd: Int
+            // Nearly every request opens with "*<1-9>\r": read it in place. The slow path below
+            // would find the same '\r' (no NUL can come before it) and the same count.
+            if end >= 4, case let digit = start.load(fromByteOffset: 1, as: UInt8.self) &- UInt8(ascii: "1"), digit < 9,
+               start.load(fromByteOffset: 2, as: UInt8.self) == 0x0D {
+                scannedBytes &+= 3 &- scanFrom  // what `findLineEnd` would have counted
+                count = Int(digit) &+ 1
+                lineEnd = 2
+            } else {
+                let r = findLineEnd(start, end: end, delimiter: 0x0D)
+                if r < 0 {
+                    if end > Self.inlineMaxSize {
+                        return fail("Protocol error: too big mbulk count string")
+                    }
+                    return .needMoreData
                 }
-                return .needMoreData
+                // The line must also hold the byte after '\r' (Redis does not check it is '\n').
+                if r > end - 2 { return .needMoreData }
+                guard let parsed = Self.string2ll(start + 1, count: r - 1) else {
+                    return fail("Protocol error: invalid multibulk length")
+                }
+                count = parsed
+                lineEnd = r
             }
-            // The line must also hold the byte after '\r' (Redis does not check it is '\n').
-            if r > end - 2 { return .needMoreData }
-            guard let count = Self.string2ll(start + 1, count: r - 1), count <= maxMultibulkLength else {
+            guard count <= maxMultibulkLength else {
                 return fail("Protocol error: invalid multibulk length")
             }
             if count <= 0 {
                 resetFrame()
-                return .skip(consumed: r + 2)
+                return .skip(consumed: lineEnd + 2)
             }
-            position = r + 2
+            position = lineEnd + 2
             scanFrom = position
             remaining = count
             bulkLength = -1
             phase = .multibulkArgs
         }
+        // The frame's progress lives in locals while the loop runs (stored back before any
+        // `.needMoreData`): kept in the struct, every argument cost loads and stores of each.
+        var position = self.position
+        var remaining = self.remaining
+        var bulkLength = self.bulkLength
+        var argsSoFar = self.argsSoFar
         while remaining > 0 {
             if bulkLength < 0 {
                 let lineStart = position
-                let r = findLineEnd(start, end: end, delimiter: 0x0D)
-                if r < 0 {
-                    if end - lineStart > Self.inlineMaxSize {
-                        return fail("Protocol error: too big bulk count string")
+                if let header = Self.plainBulkHeader(start, at: lineStart, end: end) {
+                    // What `findLineEnd` would have counted and left behind.
+                    scannedBytes &+= header.lineEnd &- scanFrom &+ 1
+                    scanFrom = header.lineEnd
+                    guard header.length <= maxBulkLength else {
+                        return fail("Protocol error: invalid bulk length")
                     }
-                    return .needMoreData
+                    position = header.lineEnd &+ 2
+                    bulkLength = header.length
+                } else {
+                    let r = findLineEnd(start, end: end, delimiter: 0x0D)
+                    if r < 0 {
+                        if end - lineStart > Self.inlineMaxSize {
+                            return fail("Protocol error: too big bulk count string")
+                        }
+                        self.save(position, remaining, bulkLength, argsSoFar)
+                        return .needMoreData
+                    }
+                    if r > end - 2 {
+                        self.save(position, remaining, bulkLength, argsSoFar)
+                        return .needMoreData
+                    }
+                    let first = start.load(fromByteOffset: lineStart, as: UInt8.self)
+                    if first != UInt8(ascii: "$") {
+                        return fail(Self.expectedDollarMessage(first))
+                    }
+                    guard let length = Self.string2ll(start + lineStart + 1, count: r - lineStart - 1),
+                          length >= 0, length <= maxBulkLength
+                    else {
+                        return fail("Protocol error: invalid bulk length")
+                    }
+                    position = r + 2
+                    bulkLength = length
                 }
-                if r > end - 2 { return .needMoreData }
-                let first = start.load(fromByteOffset: lineStart, as: UInt8.self)
-                if first != UInt8(ascii: "$") {
-                    return fail(Self.expectedDollarMessage(first))
-                }
-                guard let length = Self.string2ll(start + lineStart + 1, count: r - lineStart - 1),
-                      length >= 0, length <= maxBulkLength
-                else {
-                    return fail("Protocol error: invalid bulk length")
-                }
-                position = r + 2
-                bulkLength = length
             }
             // Compared without forming `position + bulkLength + 2` first: proto-max-bulk-len
             // may be configured up to Int.max, and that sum would overflow (a trap).
@@ -148,19 +185,60 @@ public struct RESPParser: Sendable {
             if bulkLength > available - 2 {
                 // Saturated, so that callers can add their buffer size to it.
                 wanted = Swift.min(bulkLength - available, Int.max / 2) + 2
+                self.save(position, remaining, bulkLength, argsSoFar)
                 return .needMoreData
             }
-            let needed = position + bulkLength + 2
+            let needed = position &+ bulkLength &+ 2
             args.appendEntry(start: position, count: bulkLength)
-            argsSoFar += 1
+            argsSoFar &+= 1
             position = needed
             scanFrom = needed
             bulkLength = -1
-            remaining -= 1
+            remaining &-= 1
         }
-        let consumed = position
         resetFrame()
-        return .command(consumed: consumed)
+        return .command(consumed: position)
+    }
+
+    /// Stores the loop's locals of ``parseMultibulk(_:end:into:)`` before it waits for data.
+    @inlinable @inline(__always)
+    mutating func save(_ position: Int, _ remaining: Int, _ bulkLength: Int, _ argsSoFar: Int) {
+        self.position = position
+        self.remaining = remaining
+        self.bulkLength = bulkLength
+        self.argsSoFar = argsSoFar
+    }
+
+    /// A bulk header of the common shape, read in place: '$', 1 to 18 digits without a leading
+    /// zero ("0" alone is fine), '\r', and the byte after it already in the buffer. Returns its
+    /// length and the offset of its '\r', or nil for anything else (a longer or odd number, a
+    /// NUL, a line not complete yet), which the general path then handles with Redis's exact
+    /// rules and errors. For the lines it accepts, that path finds the same '\r' (a digit is
+    /// never NUL) and `string2ll` the same value (18 digits cannot overflow).
+    @inlinable @inline(__always)
+    static func plainBulkHeader(_ start: UnsafeRawPointer, at lineStart: Int, end: Int) -> (length: Int, lineEnd: Int)? {
+        guard end &- lineStart > 3, start.load(fromByteOffset: lineStart, as: UInt8.self) == UInt8(ascii: "$") else {
+            return nil
+        }
+        let first = start.load(fromByteOffset: lineStart &+ 1, as: UInt8.self) &- UInt8(ascii: "0")
+        guard first <= 9 else { return nil }
+        var value = Int(first)
+        var i = lineStart &+ 2
+        // The '\r' must sit before `end - 1`; at most 18 digits, so at most index lineStart + 19.
+        let limit = Swift.min(end &- 1, lineStart &+ 20)
+        while i < limit {
+            let byte = start.load(fromByteOffset: i, as: UInt8.self)
+            if byte == 0x0D {
+                // "$0<digits>" is a leading zero: the general path rejects it.
+                if first == 0 && i != lineStart &+ 2 { return nil }
+                return (value, i)
+            }
+            let digit = byte &- UInt8(ascii: "0")
+            guard digit <= 9 else { return nil }
+            value = value &* 10 &+ Int(digit)
+            i &+= 1
+        }
+        return nil
     }
 
     /// Searches the current line for `delimiter` from `scanFrom`, as Redis's `strchr` would:

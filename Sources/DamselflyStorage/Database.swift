@@ -60,6 +60,21 @@ public final class Database {
     /// Keys removed by lazy or active expiry since creation (never reset by `removeAll`).
     @exclusivity(unchecked) public private(set) var expiredKeys: Int = 0
 
+    /// Where this database reports that what ``usedBytes`` and ``expiredKeys`` read may have
+    /// changed: its ``Keyspace``'s ``Keyspace/changedDatabases`` word, bit `changeBit` (nil
+    /// outside a keyspace). The shard re-reads only the databases marked there after an
+    /// operation, so a command that changed nothing (a GET that found its key, or none) pays
+    /// nothing for the published figures. Every write to `dataBytes`, `expiredKeys` and the
+    /// slab, bucket and TTL arrays is in this file, each beside an ``accountingChanged()``.
+    @exclusivity(unchecked) @usableFromInline var changeMask: UnsafeMutablePointer<UInt64>?
+    @exclusivity(unchecked) @usableFromInline var changeBit: UInt64 = 0
+
+    /// Marks this database in its keyspace's ``Keyspace/changedDatabases``.
+    @inlinable @inline(__always)
+    func accountingChanged() {
+        if let changeMask { changeMask.pointee |= changeBit }
+    }
+
     /// Called with an entry's index before the entry is looked up, changed or
     /// removed, while a snapshot is being written: the snapshot serializes
     /// the entry's old value first, so the file is the dataset at the moment
@@ -189,6 +204,7 @@ public final class Database {
         let i = Int(index)
         dataBytes += value.memoryUsage - entries[i].value.memoryUsage
         entries[i].value = value
+        accountingChanged()
     }
 
     /// Mutates the value in place without copying it: the value is swapped out of the slab so an
@@ -204,6 +220,7 @@ public final class Database {
         defer {
             dataBytes += value.memoryUsage - before
             swap(&value, &entries[i].value)
+            accountingChanged()
         }
         return try body(&value)
     }
@@ -220,6 +237,7 @@ public final class Database {
     /// Sets (or with nil clears) the expiry, maintaining `expiresCount`, the TTL index used by active
     /// expiry and the average-TTL sum.
     public func setExpireTime(_ ms: Int64?, at index: EntryIndex) {
+        accountingChanged()  // the TTL index may grow
         let i = Int(index)
         if let ms {
             if entries[i].ttlSlot >= 0 {
@@ -280,6 +298,7 @@ public final class Database {
         buckets[bucket] = index
         liveCount += 1
         dataBytes += Entry.keyHeapBytes(length: key.count) + value.memoryUsage
+        accountingChanged()
         if let expireAtMs {
             setExpireTime(expireAtMs, at: index)
         }
@@ -308,6 +327,7 @@ public final class Database {
             removeFromTTLIndex(index)
         }
         dataBytes -= Entry.keyHeapBytes(length: entries.keyCount(at: i)) + entries[i].value.memoryUsage
+        accountingChanged()
         EntrySlab.freeKey(entries.base.unsafelyUnwrapped + i)
         entries[i].value = .int(0)
         entries[i].ttlSlot = Entry.freeSlot
@@ -348,6 +368,7 @@ public final class Database {
         if let expiryHook, let key { expiryHook(key, entries[Int(index)].hash) }
         remove(at: index)
         expiredKeys += 1
+        accountingChanged()
         if notifying, let key { emitNotification("expired", key: key) }
     }
 
@@ -365,12 +386,14 @@ public final class Database {
         ttlCursor = 0
         expireSum = 0
         dataBytes = 0
+        accountingChanged()
     }
 
     /// Rebuilds the bucket array at a new power-of-two size by relinking every live entry; walking
     /// the slab in order is cache friendly and never moves an entry.
     @usableFromInline
     func rehash(bucketCount: Int) {
+        accountingChanged()
         var newBuckets = ContiguousArray<Int32>(repeating: -1, count: bucketCount)
         let newMask = UInt64(bucketCount - 1)
         let slab = entries

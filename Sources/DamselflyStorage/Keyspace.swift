@@ -5,13 +5,36 @@
 public final class Keyspace {
     public private(set) var databases: [Database]
 
+    /// Databases whose ``Database/usedBytes`` or ``Database/expiredKeys`` may have changed
+    /// since their owner last read them: bit i for database i, bit 63 for any from 63 up. The
+    /// databases set their bit themselves; the owning shard reads and clears the word
+    /// (`Shard.publishTouched`). A pointer, so that a database reaches it without holding
+    /// its keyspace.
+    public let changedDatabases: UnsafeMutablePointer<UInt64>
+
+    /// The bit of database `index` in ``changedDatabases``.
+    @inlinable
+    public static func changeBit(_ index: Int) -> UInt64 {
+        index < 63 ? 1 << UInt64(index) : 1 << 63
+    }
+
     public init(databaseCount: Int = 16, events: KeyspaceEvents? = nil) {
         precondition(databaseCount > 0, "a keyspace needs at least one database")
         databases = (0..<databaseCount).map { _ in Database() }
+        changedDatabases = .allocate(capacity: 1)
+        changedDatabases.initialize(to: 0)
         for (i, db) in databases.enumerated() {
             db.notifyIndex = i
             db.notifier = events
+            db.changeMask = changedDatabases
+            db.changeBit = Keyspace.changeBit(i)
         }
+    }
+
+    deinit {
+        // A database that outlives its keyspace must not write to the freed word.
+        for db in databases { db.changeMask = nil }
+        changedDatabases.deallocate()
     }
 
     /// Sets the keyspace notification classes of every database (on the owning shard's thread).
@@ -36,6 +59,10 @@ public final class Keyspace {
         databases.swapAt(a, b)
         databases[a].notifyIndex = a
         databases[b].notifyIndex = b
+        databases[a].changeBit = Keyspace.changeBit(a)
+        databases[b].changeBit = Keyspace.changeBit(b)
+        databases[a].accountingChanged()
+        databases[b].accountingChanged()
     }
 
     /// Accounted bytes of all databases.

@@ -71,10 +71,12 @@ public final class Shard: @unchecked Sendable {
     public let keyspaceHits = Atomic<Int>(0)
     public let keyspaceMisses = Atomic<Int>(0)
     public let expiredKeys = Atomic<Int>(0)
-    /// Databases reached through ``database(_:)`` since the last publish: bit i for database i,
-    /// bit 63 for any from 63 up. After an operation only these are re-read
-    /// (``publishTouched()``) instead of every database of the keyspace.
-    @usableFromInline var touchedDatabases: UInt64 = 0
+    /// The keyspace's ``Keyspace/changedDatabases``: the databases whose counters changed since
+    /// the last publish mark themselves there (bit i for database i, bit 63 for any from 63
+    /// up). After an operation only these are re-read (``publishTouched()``) instead of every
+    /// database of the keyspace, and none when nothing changed: merely reaching a database
+    /// (a GET, hit or miss) marks nothing.
+    @usableFromInline let changedDatabases: UnsafeMutablePointer<UInt64>
     /// What the last publish read of each database, and the sums published.
     private var publishedUsed: [Int] = []
     private var publishedExpired: [Int] = []
@@ -95,6 +97,7 @@ public final class Shard: @unchecked Sendable {
         self.index = index
         self.loop = loop
         self.keyspace = Keyspace(databaseCount: databaseCount, events: events)
+        self.changedDatabases = keyspace.changedDatabases
     }
 
     @inline(__always)
@@ -102,12 +105,11 @@ public final class Shard: @unchecked Sendable {
         assert(loop.inLoopThread, "shard \(index) touched off its thread")
     }
 
-    /// The database `index` of this shard's keyspace.
-    /// Marks it touched: the next ``afterOperation()`` re-reads its counters.
+    /// The database `index` of this shard's keyspace. What a command changes there reaches the
+    /// published counters by itself (the database marks ``changedDatabases``).
     @inlinable
     public func database(_ index: Int) -> Database {
-        touchedDatabases |= index < 63 ? 1 << UInt64(index) : 1 << 63
-        return keyspace.databases[index]
+        keyspace.databases[index]
     }
 
     /// Whether a command holding `locks` could run right now without a transaction id.
@@ -164,14 +166,14 @@ public final class Shard: @unchecked Sendable {
         if !blocking.readyKeys.isEmpty { serveReadyKeys() }
         if evictionLimit > 0 { evictIfNeeded() }
         if tracking.hasPendingBroadcast && queue.isEmpty { flushTrackingBroadcasts() }
-        if touchedDatabases != 0 { publishTouched() }
+        if changedDatabases.pointee != 0 { publishTouched() }
     }
 
     /// Refreshes the counters INFO and the `maxmemory` check read from other threads, from
     /// every database: after work that reaches databases without ``database(_:)`` (FLUSHALL,
     /// SWAPDB, a snapshot's load, active expiry, eviction) and `hz` times a second.
     public func publishStats() {
-        touchedDatabases = 0
+        changedDatabases.pointee = 0
         let databases = keyspace.databases
         if publishedUsed.count != databases.count {
             publishedUsed = Array(repeating: 0, count: databases.count)
@@ -189,14 +191,14 @@ public final class Shard: @unchecked Sendable {
         expiredKeys.store(expiredTotal, ordering: .relaxed)
     }
 
-    /// ``publishStats()`` for the databases an operation touched: the published sums move by
-    /// what changed in them. A command touches one database, so this reads two counters and
+    /// ``publishStats()`` for the databases an operation changed: the published sums move by
+    /// what changed in them. A command changes one database, so this reads two counters and
     /// three capacities where reading all sixteen databases cost a third of a short command.
     @usableFromInline
     func publishTouched() {
-        var mask = touchedDatabases
+        var mask = changedDatabases.pointee
         guard mask & (1 << 63) == 0, publishedUsed.count == keyspace.databaseCount else { return publishStats() }
-        touchedDatabases = 0
+        changedDatabases.pointee = 0
         let databases = keyspace.databases
         while mask != 0 {
             let i = mask.trailingZeroBitCount

@@ -37,4 +37,50 @@ import Testing
         #expect(lookup(registry, "ping")?.arity == -1)
         #expect(registry.commands.count == 1)
     }
+
+    // MARK: - Latency buckets
+
+    /// The formula `LatencyBuckets.index(micros:)` used before its fast path, kept here to
+    /// compare with: clamp to [0, 1 s] in ns, bucket 0 up to 1024 ns, else the power of two
+    /// below, one more when above that bucket's upper value.
+    static func referenceBucket(micros: Int) -> Int {
+        let nanos = min(max(micros, 0) * 1000, 1_000_000_000)
+        guard nanos > 1024 else { return 0 }
+        let k = max(0, (Int.bitWidth - 1 - nanos.leadingZeroBitCount) - 10)
+        let upper = (1 << (10 + k)) + (1 << (3 + k)) - 1
+        return nanos > upper ? k + 1 : k
+    }
+
+    @Test func latencyBucketIndexMatchesTheReferenceFormula() {
+        var inputs: [Int] = [Int.min, -1_000_000, -2, -1, 0, 1, 2, 3, 999_999, 1_000_000, 1_000_001,
+                             2_000_000, 1_000_000_000, Int.max / 1000]
+        inputs += Array(0...70_000)
+        // Both sides of every bucket's upper bound, in whole microseconds.
+        for k in 0..<LatencyBuckets.count {
+            let upperMicros = LatencyBuckets.upperNanos(k) / 1000
+            inputs += (upperMicros - 2)...(upperMicros + 2)
+            inputs += ((1 << (10 + k)) / 1000 - 2)...((1 << (10 + k)) / 1000 + 2)
+        }
+        var sample = 70_001
+        while sample < 3_000_000 {
+            inputs.append(sample)
+            sample += 97
+        }
+        var mismatches: [Int] = []
+        for micros in inputs {
+            // The old formula trapped on products past Int.max; the clamp is what it meant.
+            let expected = micros > Int.max / 1000 ? LatencyBuckets.count - 1 : Self.referenceBucket(micros: micros)
+            if LatencyBuckets.index(micros: micros) != expected { mismatches.append(micros) }
+        }
+        #expect(mismatches.isEmpty, "first mismatches: \(mismatches.prefix(10))")
+        #expect(LatencyBuckets.index(micros: Int.max) == LatencyBuckets.count - 1)
+        #expect(LatencyBuckets.index(micros: 1_000_000_000) == LatencyBuckets.count - 1)
+    }
+
+    @Test func latencyBucketUpperBoundsAreRedisValues() {
+        for k in 0..<LatencyBuckets.count {
+            #expect(LatencyBuckets.upperNanos(k) == (1 << (10 + k)) + (1 << (3 + k)) - 1)
+        }
+        #expect((0..<LatencyBuckets.count).map(LatencyBuckets.labelMicros).prefix(8) == [1, 2, 4, 8, 16, 33, 66, 132])
+    }
 }

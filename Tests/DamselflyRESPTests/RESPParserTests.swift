@@ -271,6 +271,56 @@ func firstError(_ input: [UInt8], parser: RESPParser = RESPParser()) -> String? 
         }
     }
 
+    /// The in-place reading of "*<1-9>" counts and of plain "$<digits>" headers must agree with
+    /// the general path (`findLineEnd` + `string2ll`) at every edge of what it accepts: digit
+    /// counts 1, 18, 19 and 20, "0" with and without leading zeros, a missing byte after '\r',
+    /// NUL and other bytes inside the digits, and the configured limits.
+    @Test func plainHeaderShapesMatchTheGeneralPath() {
+        let invalidBulk = "Protocol error: invalid bulk length"
+        let huge = RESPParser(maxBulkLength: .max, maxMultibulkLength: .max)
+        #expect(parseOnce(bytes("*1\r\n$0\r\n\r\n")) == (.command(consumed: 10), [[]]))
+        #expect(parseOnce(bytes("*1\r\n$1\r\nx\r\n")) == (.command(consumed: 11), [bytes("x")]))
+        #expect(parseOnce(bytes("*9\r\n")).0 == .needMoreData)
+        #expect(parseOnce(bytes("*1\r\n$3")).0 == .needMoreData)
+        #expect(parseOnce(bytes("*1\r\n$3\r")).0 == .needMoreData)
+        #expect(parseOnce(bytes("*1\r\n$3\r\n")).0 == .needMoreData)
+        #expect(parseOnce(bytes("*1\r\n$3") + [0] + bytes("\r\nabc\r\n")).0 == .needMoreData)
+        #expect(firstError(bytes("*1\r\n$00\r\n\r\n")) == invalidBulk)
+        #expect(firstError(bytes("*1\r\n$01\r\nx\r\n")) == invalidBulk)
+        #expect(firstError(bytes("*1\r\n$1x\r\nx\r\n")) == invalidBulk)
+        #expect(firstError(bytes("*1\r\n$+1\r\nx\r\n")) == invalidBulk)
+        #expect(firstError(bytes("*1\r\n$ 1\r\nx\r\n")) == invalidBulk)
+        #expect(firstError(bytes("*1\r\n$1 \r\nx\r\n")) == invalidBulk)
+        #expect(firstError(bytes("*1\r\n$11\r\n"), parser: RESPParser(maxBulkLength: 10)) == invalidBulk)
+        #expect(firstError(bytes("*2\r\n"), parser: RESPParser(maxMultibulkLength: 1)) == "Protocol error: invalid multibulk length")
+        #expect(firstError(bytes("*1\r\n"), parser: RESPParser(maxMultibulkLength: 0)) == "Protocol error: invalid multibulk length")
+        // 18 digits (the longest read in place), 19 (the general path), 20 (too big for Int64).
+        let eighteen = String(repeating: "9", count: 18)
+        let nineteen = "1" + String(repeating: "0", count: 18)
+        for digits in [eighteen, nineteen, "9223372036854775807"] {
+            var parser = huge
+            let args = CommandArguments()
+            let input = bytes("*1\r\n$\(digits)\r\nab")
+            input.withUnsafeBytes { raw in
+                #expect(parser.parse(raw, into: args) == .needMoreData, "\(digits)")
+            }
+            #expect(parser.bytesWanted == min(Int(digits)! - 2, Int.max / 2) + 2, "\(digits)")
+        }
+        #expect(firstError(bytes("*1\r\n$9223372036854775808\r\n"), parser: huge) == invalidBulk)
+        #expect(firstError(bytes("*1\r\n$10000000000000000000\r\n"), parser: huge) == invalidBulk)
+        // Bytes examined: each header line up to its '\r', as `findLineEnd` counts them
+        // (3 + 3 + 4 + 3), whichever path read it; linear when the frame drips in.
+        let frame = bytes("*3\r\n$3\r\nSET\r\n$16\r\nkey:000000012345\r\n$2\r\nvv\r\n")
+        var whole = SimulatedConnection()
+        whole.feed(frame)
+        var drip = SimulatedConnection()
+        for byte in frame { drip.feed(CollectionOfOne(byte)) }
+        #expect(whole.commands == [[bytes("SET"), bytes("key:000000012345"), bytes("vv")]])
+        #expect(drip.commands == whole.commands)
+        #expect(whole.parser.scannedBytes == 13)
+        #expect(drip.parser.scannedBytes <= 2 * frame.count)
+    }
+
     /// Work stays linear however small the chunks: resumed calls never rescan earlier bytes.
     @Test func linearWorkForLargeBulkInSmallChunks() {
         let payload = [UInt8](repeating: 0x0D, count: 300_000)  // full of '\r' on purpose

@@ -350,4 +350,50 @@ import Testing
         #expect(ks.totalKeys() == 1)
         #expect(ks.totalExpiredKeys() == 1)
     }
+
+    /// A shard re-reads only the databases marked in `changedDatabases`, so every change to
+    /// what `usedBytes` or `expiredKeys` reads must mark, and a read that changes nothing must
+    /// not (that is the point: a GET publishes nothing).
+    @Test func databasesMarkTheirAccountingChanges() {
+        let ks = Keyspace(databaseCount: 3)
+        let db = ks.databases[1]
+        let bit = Keyspace.changeBit(1)
+        func changed(_ body: () -> Void) -> Bool {
+            ks.changedDatabases.pointee = 0
+            let before = (db.usedBytes, db.expiredKeys)
+            body()
+            let marked = ks.changedDatabases.pointee
+            #expect(marked & ~bit == 0, "only database 1 may be marked")
+            // Whatever moved the figures marked the database.
+            if (db.usedBytes, db.expiredKeys) != before { #expect(marked == bit) }
+            return marked == bit
+        }
+        var a: EntryIndex = 0
+        #expect(changed { a = db.insert("a", "1") })
+        #expect(!changed { _ = db.find("a") })
+        #expect(!changed { _ = db.find("missing") })
+        #expect(!changed { _ = db.value(at: a) })
+        #expect(changed { withBytes("longer value") { db.setValue(.string($0), at: a) } })
+        #expect(changed { db.modifyValue(at: a) { _ in } })
+        #expect(changed { db.setExpireTime(5_000, at: a) })
+        #expect(!changed { _ = db.find("a", nowMs: 1_000) })
+        #expect(changed { _ = db.find("a", nowMs: 10_000) })  // lazy expiry
+        #expect(db.expiredKeys == 1)
+        for i in 0..<100 { db.insert("k\(i)", "v") }  // grows the slab and the buckets
+        #expect(changed { for i in 0..<100 { _ = db.remove("k\(i)") } })
+        #expect(changed { db.insert("b", "2") })
+        #expect(changed { db.removeAll() })
+        // SWAPDB: the bits follow the databases' new places.
+        ks.swapDatabases(0, 1)
+        ks.changedDatabases.pointee = 0
+        ks.databases[0].insert("c", "3")
+        #expect(ks.changedDatabases.pointee == Keyspace.changeBit(0))
+        // Database 63 and up share bit 63.
+        #expect(Keyspace.changeBit(62) == 1 << 62)
+        #expect(Keyspace.changeBit(63) == 1 << 63 && Keyspace.changeBit(100) == 1 << 63)
+        // A database outside a keyspace has nowhere to report, and does not need to.
+        let lone = Database()
+        lone.insert("x", "y")
+        #expect(lone.count == 1)
+    }
 }
