@@ -316,21 +316,54 @@ public enum ListFamily {
     // MARK: - Push and pop handlers
 
     static func push(_ call: CommandCall, toLeft: Bool, onlyIfExists: Bool) {
-        let key = call.key(1)
         guard call.args.count > 3 else {
-            // One element (a queue's LPUSH): copied once, pushed as it is.
+            // One element (a queue's LPUSH): copied once, pushed as it is; the key is read in place when inline.
             let value = call.args.bytes(2)
-            call.runOnKey(key, mode: .exclusive) { ctx in
-                let pushed = opPush(&ctx, key, toLeft: toLeft, onlyIfExists: onlyIfExists) { list in
-                    if toLeft { list.pushFront(value) } else { list.pushBack(value) }
-                }
-                return lengthReply(pushed)
+            call.runOnKey(argument: 1, mode: .exclusive) {
+                PushOneOperation(key: $0, value: value, toLeft: toLeft, onlyIfExists: onlyIfExists)
             }
             return
         }
+        let key = call.key(1)
         let values = (2..<call.args.count).map { call.args.bytes($0) }
         call.runOnKey(key, mode: .exclusive) { ctx in
             lengthReply(opPush(&ctx, key, values, toLeft: toLeft, onlyIfExists: onlyIfExists))
+        }
+    }
+
+    /// A one-element LPUSH/RPUSH (and the X forms) on its shard, as a value: no
+    /// closure is allocated on the inline path. Keeps nothing of its key after `run`
+    /// (a blocked pop is woken by the key's fingerprint), as runOnKey(argument:) asks.
+    struct PushOneOperation: KeyOperation {
+        let key: KeyRef
+        let value: [UInt8]
+        let toLeft: Bool
+        let onlyIfExists: Bool
+
+        func run(_ ctx: inout ShardContext) -> Reply {
+            let pushed = opPush(&ctx, key, toLeft: toLeft, onlyIfExists: onlyIfExists) { list in
+                if toLeft { list.pushFront(value) } else { list.pushBack(value) }
+            }
+            return lengthReply(pushed)
+        }
+    }
+
+    /// LPOP/RPOP without a count on its shard, as a value (see ``PushOneOperation``).
+    struct PopOneOperation: KeyOperation {
+        let key: KeyRef
+        let fromLeft: Bool
+
+        func run(_ ctx: inout ShardContext) -> Reply {
+            let fromLeft = self.fromLeft
+            let popped = opPop(&ctx, key, fromLeft: fromLeft) { list -> ([UInt8]?, removed: Bool) in
+                let element = fromLeft ? list.popFront() : list.popBack()
+                return (element, element != nil)
+            }
+            switch popped {
+            case .success(let element??): return .bulk(element)
+            case .success: return .null
+            case .failure: return .wrongType
+            }
         }
     }
 
@@ -344,22 +377,12 @@ public enum ListFamily {
 
     static func pop(_ call: CommandCall, fromLeft: Bool) {
         guard call.args.count <= 3 else { return call.reply(call.arityError) }
-        let key = call.key(1)
         guard call.args.count == 3 else {
-            // No count: one element, with no array around it.
-            call.runOnKey(key, mode: .exclusive) { ctx in
-                let popped = opPop(&ctx, key, fromLeft: fromLeft) { list -> ([UInt8]?, removed: Bool) in
-                    let element = fromLeft ? list.popFront() : list.popBack()
-                    return (element, element != nil)
-                }
-                switch popped {
-                case .success(let element??): return .bulk(element)
-                case .success: return .null
-                case .failure: return .wrongType
-                }
-            }
+            // No count: one element, with no array around it; the key is read in place when inline.
+            call.runOnKey(argument: 1, mode: .exclusive) { PopOneOperation(key: $0, fromLeft: fromLeft) }
             return
         }
+        let key = call.key(1)
         guard let n = call.integer(2), n >= 0 else {
             return call.reply(.error("ERR value is out of range, must be positive"))
         }
