@@ -898,7 +898,8 @@ public struct ShardContext {
     /// default every class is) this is one compare of a field of the database.
     @inlinable
     public func notify(_ type: KeyspaceEventClass, _ event: StaticString, _ key: KeyRef) {
-        notify(type, event, key.bytes)
+        // The flags first: a borrowing key's `bytes` is a copy, made only for an event that goes out.
+        if database.notifyFlags & type.rawValue != 0, !notificationsMuted { database.emitNotification(event, key: key.bytes) }
     }
 
     /// `notify` for a key given as bytes (one found by a scan, a pattern's expansion).
