@@ -49,23 +49,43 @@ import Testing
 
     // MARK: - Through commands
 
-    /// A harness whose tracking deliveries are recorded.
+    /// A harness whose tracking deliveries are recorded. The deliveries come from
+    /// several shard threads at once (each shard's table-limit eviction), so they
+    /// are guarded by a pthread mutex: ThreadSanitizer intercepts pthread and sees
+    /// its ordering, where it reported two shards' appends under
+    /// `Synchronization.Mutex` as a race (its futex path is outside the
+    /// instrumented code).
     final class Recorder: @unchecked Sendable {
-        let deliveries = Mutex<[TrackingDelivery]>([])
+        // Invariant behind @unchecked Sendable: `list` is touched only under `mutex`.
+        private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        private var list: [TrackingDelivery] = []
+
+        init() { pthread_mutex_init(mutex, nil) }
+        deinit {
+            pthread_mutex_destroy(mutex)
+            mutex.deallocate()
+        }
+
+        func record(_ delivery: TrackingDelivery) {
+            pthread_mutex_lock(mutex)
+            list.append(delivery)
+            pthread_mutex_unlock(mutex)
+        }
+
         /// (key, clients, writer) of every `.key` delivery so far.
         var keys: [(String, [Int], Int)] {
-            deliveries.withLock { list in
-                list.compactMap {
-                    if case .key(let name, let clients, let writer) = $0 { return (String(decoding: name, as: UTF8.self), clients, writer) }
-                    return nil
-                }
+            pthread_mutex_lock(mutex)
+            defer { pthread_mutex_unlock(mutex) }
+            return list.compactMap {
+                if case .key(let name, let clients, let writer) = $0 { return (String(decoding: name, as: UTF8.self), clients, writer) }
+                return nil
             }
         }
     }
 
     func tracked(_ h: CommandHarness) -> (Recorder, ClientState) {
         let recorder = Recorder()
-        h.shardSet.tracking.deliver = { delivery in recorder.deliveries.withLock { $0.append(delivery) } }
+        h.shardSet.tracking.deliver = { delivery in recorder.record(delivery) }
         h.shardSet.tracking.clients.add(1, ordering: .relaxed)
         let reader = h.makeClient(on: 1)
         reader.tracking = TrackingMode()
