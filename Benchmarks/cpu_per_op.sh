@@ -25,7 +25,8 @@
 #
 # Env (defaults in brackets): MODE [ops,queue], N [300000], CLIENTS [50], KEYSPACE [100000],
 #   PIPELINES ["1 16"], TESTS ["set get lpush rpop"], THREADS ["1 2"], ROUNDS [1] (medians over
-#   rounds, servers alternating within a round), QUEUES [4], ELEMENTS [50000], N_CG [20000], CG_QUEUE [1],
+#   rounds, servers alternating within a round, in reverse order on even rounds: use an even
+#   ROUNDS for before/after figures), QUEUES [4], ELEMENTS [50000], N_CG [20000], CG_QUEUE [1],
 #   CG_THREADS [1] (Damselfly's thread counts under callgrind),
 #   DAMSELFLY_BIN / BENCH_BIN (default: release builds), DAMSELFLY_FLAGS (extra flags),
 #   BASE_BIN (another damselfly binary, "before": measured beside DAMSELFLY_BIN in every mode),
@@ -108,7 +109,15 @@ label() {
 }
 
 for ((round = 1; round <= ROUNDS; round++)); do
-  for s in "${servers[@]}"; do
+  # Even rounds take the servers in reverse order: on the 2-vCPU VM a server's place in the round
+  # alone moved its figure by up to 20 % (the same binary measured 1.10 and 1.45 µs), so with an
+  # even ROUNDS every server is measured as often in each place.
+  order=("${servers[@]}")
+  if ((round % 2 == 0)); then
+    order=()
+    for ((i = ${#servers[@]} - 1; i >= 0; i--)); do order+=("${servers[$i]}"); done
+  fi
+  for s in "${order[@]}"; do
     read -r kind threads <<<"$s"
     name=$(label "$s")
     if has ops; then
