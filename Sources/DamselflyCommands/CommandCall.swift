@@ -898,14 +898,15 @@ public struct ShardContext {
     /// default every class is) this is one compare of a field of the database.
     @inlinable
     public func notify(_ type: KeyspaceEventClass, _ event: StaticString, _ key: KeyRef) {
-        // The flags first: a borrowing key's `bytes` is a copy, made only for an event that goes out.
-        if database.notifyFlags & type.rawValue != 0, !notificationsMuted { database.emitNotification(event, key: key.bytes) }
+        notify(type, event, key.bytes)
     }
 
     /// `notify` for a key given as bytes (one found by a scan, a pattern's expansion).
+    /// The bytes are an autoclosure: a borrowing key's `bytes` is a copy, made only
+    /// for an event that goes out.
     @inlinable
-    public func notify(_ type: KeyspaceEventClass, _ event: StaticString, _ key: [UInt8]) {
-        if database.notifyFlags & type.rawValue != 0, !notificationsMuted { database.emitNotification(event, key: key) }
+    public func notify(_ type: KeyspaceEventClass, _ event: StaticString, _ key: @autoclosure () -> [UInt8]) {
+        if database.notifyFlags & type.rawValue != 0, !notificationsMuted { database.emitNotification(event, key: key()) }
     }
 
     /// The events of a removal from an aggregate: `event`, then `del` when the removal
