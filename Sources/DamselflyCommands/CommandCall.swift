@@ -8,6 +8,13 @@ import Synchronization
 public protocol ReplySink: AnyObject {
     /// Called exactly once per command, on the connection's loop.
     func complete(_ reply: Reply)
+    /// Where a command answering here sends its hop to another loop's shard
+    /// along with others (a squashed pipeline run's); nil: alone.
+    var hopBatch: KeyHopBatch? { get }
+}
+
+extension ReplySink {
+    public var hopBatch: KeyHopBatch? { nil }
 }
 
 /// A key copied out of the receive buffer with its hash, ready to travel to
@@ -238,7 +245,11 @@ public struct CommandCall {
         if script == nil && !insideExec {
             let shard = shardSet.shards[shardIndex]
             if shard.loop !== loop {
-                // Another loop's shard: one object makes the trip there and back.
+                // Another loop's shard: one object makes the trip there and back,
+                // the run's batch where the command is part of a squashed run.
+                if let batch = sink.hopBatch, batch.accepts(shard, from: loop) {
+                    return batch.add(keyStep(key, journal: journal), operation, mode: mode, sink: sink, shard: shard, from: loop)
+                }
                 return KeyHop(call: self, shard: shard, step: keyStep(key, journal: journal), mode: mode, operation: operation).start()
             }
             // The inline path (this loop owns the shard, the key is free): the

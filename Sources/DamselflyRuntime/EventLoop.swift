@@ -199,6 +199,20 @@ public final class EventLoop: @unchecked Sendable {
         if postBatchDepth == 0 && outbox.count > 0 { sendOutbox() }
     }
 
+    /// Whether a post batch is open on this loop (call on its thread): what
+    /// is posted to other loops now is held until the batch ends.
+    @inline(__always)
+    public var isBatchingPosts: Bool { postBatchDepth > 0 }
+
+    /// Whether `job` is the last task the open batch holds, posted and not
+    /// yet sent (call on this loop's thread): its poster may still add work
+    /// to it, which then keeps its place among the batch's posts, the object
+    /// still being this thread's alone (a squashed run's hop batch relies on it).
+    @inline(__always)
+    public func holdsLast(_ job: InboxJob) -> Bool {
+        postBatchDepth > 0 && outbox.lastIs(job)
+    }
+
     /// Sends what the current batch holds now, leaving the batch open: before
     /// work that may keep this thread from ending its batch for long (a busy
     /// script serving clients from its hook), so replies already made leave.
@@ -233,7 +247,12 @@ public final class EventLoop: @unchecked Sendable {
 
     /// With `appendfsync always`: makes this loop's journal durable (one
     /// fsync for everything the iteration journaled). Nil otherwise.
-    public var syncHook: (() -> Void)?
+    public var syncHook: (() -> Void)? {
+        didSet { hasSyncHook = syncHook != nil }
+    }
+    /// Whether ``syncHook`` is set: tested on every reply and every hop, a
+    /// plain load, where the optional closure's test counted its context up and down.
+    public private(set) var hasSyncHook = false
     private var durableActions: [() -> Void] = []
 
     /// Runs `action` once what this loop journaled so far is on disk: at the
@@ -241,7 +260,7 @@ public final class EventLoop: @unchecked Sendable {
     /// Without a sync hook it runs at once.
     @inline(__always)
     public func whenDurable(_ action: @escaping () -> Void) {
-        if syncHook == nil { return action() }
+        if !hasSyncHook { return action() }
         durableActions.append(action)
     }
 
@@ -541,6 +560,13 @@ final class HeldTasks {
 
     @inline(__always)
     func destination(at i: Int) -> Unmanaged<EventLoop> { destinations[i] }
+
+    /// Whether the last live task is `job`.
+    @inline(__always)
+    func lastIs(_ job: InboxJob) -> Bool {
+        guard count > start, case .job(let last) = tasks[count - 1].work else { return false }
+        return last === job
+    }
 
     /// Drops the next `n` live tasks (their destination will never run them).
     func drop(_ n: Int) {

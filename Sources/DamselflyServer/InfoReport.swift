@@ -234,7 +234,7 @@ enum InfoReport {
                 section("Keyspace", lines)
             case "transaction":
                 var global = 0, normal = 0, ooo = 0, quick = 0, inline = 0, cancels = 0, timeouts = 0, stuck = 0
-                var squashedBatches = 0, squashedCommands = 0
+                var squashedBatches = 0, squashedCommands = 0, hopBatches = 0, batchedHops = 0
                 var widths = [Int](repeating: 0, count: shardSet.count)
                 for s in shardSet.stats {
                     global += s.global.load(ordering: .relaxed)
@@ -247,6 +247,8 @@ enum InfoReport {
                     stuck += s.stuck.load(ordering: .relaxed)
                     squashedBatches += s.squashedBatches.load(ordering: .relaxed)
                     squashedCommands += s.squashedCommands.load(ordering: .relaxed)
+                    hopBatches += s.hopBatches.load(ordering: .relaxed)
+                    batchedHops += s.batchedHops.load(ordering: .relaxed)
                     for w in 1...shardSet.count { widths[w - 1] += s.widthCount(w) }
                 }
                 let queued = shardSet.shards.reduce(0) { $0 + $1.queueLength.load(ordering: .relaxed) }
@@ -261,6 +263,9 @@ enum InfoReport {
                     // Dragonfly's name for the commands; the runs are ours.
                     ("total_pipelined_squashed_commands", String(squashedCommands)),
                     ("pipeline_squashed_batches", String(squashedBatches)),
+                    // Ours: a run's hops to one shard of another thread, sent as one message.
+                    ("pipeline_squashed_hop_messages", String(hopBatches)),
+                    ("pipeline_squashed_hop_commands", String(batchedHops)),
                     ("eval_io_coordination_total", String(scriptCounters.ioCoordination.load(ordering: .relaxed))),
                     ("eval_shardlocal_coordination_total",
                      String(scriptCounters.shardLocalCoordination.load(ordering: .relaxed))),

@@ -116,6 +116,13 @@ public final class Shard: @unchecked Sendable {
     @inline(__always)
     public func locksAreFree(_ locks: ShardLockSet) -> Bool { self.locks.isFree(locks) }
 
+    /// Whether nothing holds `fingerprint` against `mode` here (a hop that
+    /// arrived may run at once). On the shard's thread.
+    @inline(__always)
+    public func keyIsFree(_ fingerprint: LockFingerprint, _ mode: LockMode) -> Bool {
+        locks.isFree(fingerprint, mode: mode)
+    }
+
     /// Whether a one-key operation sent from `loop` may run here at once (the
     /// inline path): `loop` owns this shard and nothing holds `fingerprint` against `mode`.
     @inline(__always)

@@ -61,7 +61,7 @@ public final class ShardSet: Sendable {
         return KeyHash.shard(of: key, hash: hash, shardCount: shards.count, lockOnHashtags: lockOnHashtags)
     }
 
-    @usableFromInline func takeTxid() -> UInt64 { nextTxid.add(1, ordering: .relaxed).newValue }
+    public func takeTxid() -> UInt64 { nextTxid.add(1, ordering: .relaxed).newValue }
 
     /// The last transaction ID handed out (replication: transactions after it start after a given moment).
     public var lastTxid: UInt64 { nextTxid.load(ordering: .acquiring) }
@@ -252,7 +252,7 @@ open class SingleShardHop: InboxJob, @unchecked Sendable {
     /// (`appendfsync always`), as ``Shard/reply(_:to:_:)`` does.
     private func sendBack() {
         returning = true
-        if shard.loop.syncHook == nil {
+        if !shard.loop.hasSyncHook {
             origin.post(job: self)
         } else {
             shard.loop.whenDurable { [self] in origin.post(job: self) }
@@ -266,7 +266,7 @@ extension Shard {
     /// a sync hook, one closure for the way back instead of two.
     @inlinable
     func reply<R>(_ result: R, to loop: EventLoop, _ done: @escaping (R) -> Void) {
-        if self.loop.syncHook == nil {
+        if !self.loop.hasSyncHook {
             loop.post { done(result) }
         } else {
             self.loop.whenDurable { loop.post { done(result) } }
@@ -286,7 +286,7 @@ extension Shard {
             stats.countSingleShard(queued: queued)
             done(result)
         }
-        if self.loop.syncHook == nil {
+        if !self.loop.hasSyncHook {
             loop.post(back)
         } else {
             self.loop.whenDurable { loop.post(back) }

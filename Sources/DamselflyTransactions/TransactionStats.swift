@@ -26,6 +26,10 @@ public final class TransactionStats: @unchecked Sendable {
     /// commands dispatched together, and the commands in them.
     public let squashedBatches = Atomic<Int>(0)
     public let squashedCommands = Atomic<Int>(0)
+    /// Messages that carried a squashed run's hops to one shard of another
+    /// loop and back (a `KeyHopBatch`), and the commands they carried.
+    public let hopBatches = Atomic<Int>(0)
+    public let batchedHops = Atomic<Int>(0)
     /// How many shards each id-taking transaction touched: index w-1.
     private let widths: UnsafeMutablePointer<Atomic<Int>>
     public let maxWidth: Int
@@ -74,6 +78,8 @@ public final class TransactionStats: @unchecked Sendable {
         stuck.store(0, ordering: .relaxed)
         squashedBatches.store(0, ordering: .relaxed)
         squashedCommands.store(0, ordering: .relaxed)
+        hopBatches.store(0, ordering: .relaxed)
+        batchedHops.store(0, ordering: .relaxed)
         for i in 0..<maxWidth { widths[i].store(0, ordering: .relaxed) }
     }
 }

@@ -106,7 +106,7 @@ final class CommandHarness: @unchecked Sendable {
 
     /// What `Connection.dispatch` does, minus AUTH/OOM: lookup, arity, handler.
     /// Runs on the client's loop.
-    private static func dispatch(_ args: [[UInt8]], client: ClientState, engine: Engine, sink: ReplyCollector) {
+    static func dispatch(_ args: [[UInt8]], client: ClientState, engine: Engine, sink: ReplySink) {
         // The arguments are views into one buffer that lives until the
         // handler returns (handlers copy what they keep).
         let total = args.reduce(0) { $0 + $1.count }

@@ -40,6 +40,13 @@ def _squash_counters(port):
     return int(info["total_pipelined_squashed_commands"]), int(info["pipeline_squashed_batches"])
 
 
+def _hop_counters(port):
+    """Messages that carried a run's hops to the other thread's shard, and the commands in them."""
+    with RespConn(port) as c:
+        info = parse_info(to_py(c.call("INFO", "ALL")))
+    return int(info["pipeline_squashed_hop_messages"]), int(info["pipeline_squashed_hop_commands"])
+
+
 def _mixed_commands(keys, n, seed):
     """Squashable commands over `keys`: strings, lists, hashes, sets, with some same-key chains
     (INCR, APPEND, LPUSH/RPOP) whose replies show order, and some errors (WRONGTYPE, not an integer)."""
@@ -204,10 +211,15 @@ def test_counters_and_off_switch(damselfly, redis_port):
     assert _squash_counters(on.port) == (16, 2)
     assert _squash_counters(off.port) == (0, 0)
     assert _squash_counters(default.port) == (16, 2)
+    # Each run's 8 hops went to the other thread as one message, and came back as one.
+    assert _hop_counters(on.port) == (2, 16)
+    assert _hop_counters(off.port) == (0, 0)
+    assert _hop_counters(default.port) == (2, 16)
     # CONFIG RESETSTAT clears them with the other transaction counters.
     with RespConn(on.port) as c:
         assert c.call("CONFIG", "RESETSTAT") == ("+", b"OK")
     assert _squash_counters(on.port) == (0, 0)
+    assert _hop_counters(on.port) == (0, 0)
 
 
 def test_runs_hold_one_shard_unless_across_shards(damselfly, redis_port):
@@ -222,6 +234,11 @@ def test_runs_hold_one_shard_unless_across_shards(damselfly, redis_port):
     assert _squash_counters(ordered.port) == (0, 0)
     commands, batches = _squash_counters(across.port)
     assert commands >= 2 and batches >= 1
+    # By default each remote command is a run of its own: one message each. Across shards
+    # the local commands run inline between the remote ones, which still leave together.
+    assert _hop_counters(ordered.port) == (8, 8)
+    messages, hopped = _hop_counters(across.port)
+    assert messages >= 1 and hopped >= 2 * messages
 
 
 def test_monitor_sees_squashed_commands_in_order(damselfly):

@@ -1,0 +1,193 @@
+import DamselflyRuntime
+import DamselflyTransactions
+
+/// The one-key commands of a squashed pipeline run that go to one shard of
+/// another loop, sent there as **one** message and back as one (issue 16:
+/// "one message per destination"), where each would otherwise be a
+/// ``KeyHop`` of its own: an object, a post and an inbox pop each way.
+///
+/// One per connection, reused by every run (``ReplySink/hopBatch``). The
+/// first command of a run to hop posts the batch; it is held in the loop's
+/// post batch until the batch ends, and each later command of the run for
+/// the same shard is added to it while it is still the last task held
+/// (``EventLoop/holdsLast(_:)``), so it keeps its place among everything
+/// else the run posts. Any other hop, an add once the batch has left or a
+/// command for another shard travels as a ``KeyHop``, as before.
+///
+/// On the shard's loop each command runs as its KeyHop would have, in the
+/// order added: at once where its key is free, else queued behind the
+/// transaction holding it. When all are done the batch goes back (once
+/// the journal is durable with `appendfsync always`), and on the origin
+/// each reply goes to its sink, in order.
+///
+/// Invariant behind `@unchecked Sendable`, as for ``SingleShardHop``: the
+/// object is on one thread at a time. The origin fills it while it is held
+/// in its own post batch (nothing has left the thread), the shard's thread
+/// runs and answers the commands after the inbox pop, the origin delivers
+/// after the pop on the way back; each hand-over is a release and an
+/// acquire. `inFlight` is the origin's alone, `pending` the shard's.
+public final class KeyHopBatch: InboxJob, @unchecked Sendable {
+    @usableFromInline
+    struct Entry {
+        let step: KeyStep
+        let operation: any KeyOperation
+        let mode: LockMode
+        let sink: ReplySink
+        var reply: Reply = .ok
+        var queued = false
+    }
+
+    private let shardSet: ShardSet
+    /// The commands of the run in flight, in the order added: a plain
+    /// buffer (entries are moved in and out, no copy-on-write check, no
+    /// generic array path), kept with its capacity from run to run.
+    private var entries = EntryBuffer()
+    /// An empty buffer with capacity, taken as `entries` while a delivery
+    /// walks the last run's (a reply may start the next run at once).
+    private var spare: EntryBuffer? = EntryBuffer()
+    /// The run's destination and origin, and the origin's counters.
+    private var shard: Shard?
+    private var origin: EventLoop?
+    private var stats: TransactionStats?
+    /// Between the first add of a run and its delivery (the origin's).
+    private var inFlight = false
+    /// Set on the shard's thread before the way back.
+    private var returning = false
+    /// Commands not yet answered on the shard's thread, plus one while they are being started.
+    private var pending = 0
+
+    public init(shardSet: ShardSet) {
+        self.shardSet = shardSet
+        super.init()
+    }
+
+    deinit {
+        entries.free()
+        spare?.free()
+    }
+
+    /// Whether a command's hop to `shard` (another loop's) from `loop`, the
+    /// connection's, may join this batch (``add(_:_:mode:sink:shard:from:)``); false: it travels alone.
+    @usableFromInline
+    func accepts(_ shard: Shard, from loop: EventLoop) -> Bool {
+        if inFlight { return shard === self.shard && loop === origin && loop.holdsLast(self) }
+        // Only while the loop batches its posts: the batch must stay on this
+        // thread, held, while the run's later commands are added.
+        return loop.isBatchingPosts
+    }
+
+    /// Adds a command ``accepts(_:from:)`` took; the first of a run posts the batch.
+    @usableFromInline
+    func add(
+        _ step: consuming KeyStep, _ operation: consuming any KeyOperation, mode: LockMode, sink: ReplySink, shard: Shard,
+        from loop: EventLoop
+    ) {
+        entries.append(Entry(step: step, operation: operation, mode: mode, sink: sink))
+        guard !inFlight else { return }
+        inFlight = true
+        self.shard = shard
+        if origin !== loop {
+            origin = loop
+            stats = shardSet.stats[loop.index]
+        }
+        shard.loop.post(job: self)
+    }
+
+    public override func run() {
+        if returning { return deliver() }
+        let shard = self.shard!
+        pending = entries.count + 1
+        for i in 0..<entries.count {
+            let entry = entries.base + i
+            let fingerprint = entry.pointee.step.fingerprint
+            let mode = entry.pointee.mode
+            if shard.keyIsFree(fingerprint, mode) {
+                operate(i, on: shard)
+                shard.afterOperation()
+                pending -= 1
+            } else {
+                // Held by a queued transaction: wait behind it, as a lone hop would.
+                entry.pointee.queued = true
+                let txid = shardSet.takeTxid()
+                shard.enqueueSingle(locks: ShardLockSet(fingerprints: [fingerprint], mode: mode), txid: txid) { [self] shard in
+                    operate(i, on: shard)
+                    commandDone()
+                }
+            }
+        }
+        commandDone()
+    }
+
+    /// Runs command `i` (shard code, which never reaches this object).
+    /// (Moved out and back: read through the pointer, the step and the
+    /// operation were copied, some eight reference counts up and down.)
+    private func operate(_ i: Int, on shard: Shard) {
+        let slot = entries.base + i
+        let entry = slot.move()
+        let reply = entry.step.run(on: shard) { entry.operation.run(&$0) }
+        slot.initialize(to: consume entry)
+        slot.pointee.reply = reply
+    }
+
+    /// Sends the batch back once every command has its reply.
+    private func commandDone() {
+        pending -= 1
+        guard pending == 0 else { return }
+        returning = true
+        let shard = self.shard!
+        let origin = self.origin!
+        if !shard.loop.hasSyncHook {
+            origin.post(job: self)
+        } else {
+            shard.loop.whenDurable { [self] in origin.post(job: self) }
+        }
+    }
+
+    /// On the origin: each reply to its sink, in order. The batch is free for
+    /// the next run first: a reply may let the connection start one at once.
+    private func deliver() {
+        returning = false
+        inFlight = false
+        var done = entries
+        entries = spare ?? EntryBuffer()
+        spare = nil
+        let stats = self.stats!
+        stats.hopBatches.add(1, ordering: .relaxed)
+        stats.batchedHops.add(done.count, ordering: .relaxed)
+        for i in 0..<done.count {
+            let entry = (done.base + i).move()
+            // Counted here, on the origin, as a lone hop's trip is.
+            stats.countSingleShard(queued: entry.queued)
+            entry.sink.complete(entry.reply)
+        }
+        done.count = 0
+        if spare == nil { spare = done } else { done.free() }
+    }
+}
+
+/// ``KeyHopBatch``'s entries: a buffer that grows by doubling and is never
+/// shrunk. Its owner moves entries out (or frees it) before it goes.
+struct EntryBuffer {
+    private(set) var base: UnsafeMutablePointer<KeyHopBatch.Entry>
+    var count = 0
+    private var capacity = 8
+
+    init() { base = .allocate(capacity: capacity) }
+
+    mutating func append(_ entry: consuming KeyHopBatch.Entry) {
+        if count == capacity {
+            let grown = UnsafeMutablePointer<KeyHopBatch.Entry>.allocate(capacity: 2 * capacity)
+            grown.moveInitialize(from: base, count: count)
+            base.deallocate()
+            base = grown
+            capacity *= 2
+        }
+        (base + count).initialize(to: entry)
+        count += 1
+    }
+
+    func free() {
+        base.deinitialize(count: count)
+        base.deallocate()
+    }
+}

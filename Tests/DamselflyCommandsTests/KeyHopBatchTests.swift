@@ -1,0 +1,179 @@
+import DamselflyRESP
+import DamselflyRuntime
+import DamselflyStorage
+@testable import DamselflyTransactions
+import Glibc
+import Synchronization
+import Testing
+@testable import DamselflyCommands
+
+/// ``KeyHopBatch``: the hops of a squashed pipeline run to one shard of
+/// another loop travel as one message there and one back, and each command
+/// still runs, is answered and is counted as its own hop would have been.
+@Suite(.serialized) struct KeyHopBatchTests {
+    /// The replies of a run, in the order they came: (command index, reply).
+    final class Log: Sendable {
+        let entries = Mutex<[(Int, Reply)]>([])
+        var count: Int { entries.withLock { $0.count } }
+    }
+
+    /// A run's sink as the connection's squash slots are: one reply each, in a
+    /// shared log, and the run's batch.
+    final class RunSink: ReplySink, @unchecked Sendable {
+        // Invariant: immutable; `complete` runs on the origin loop and writes the log under its mutex.
+        let index: Int
+        let batch: KeyHopBatch?
+        let log: Log
+
+        init(index: Int, batch: KeyHopBatch?, log: Log) {
+            self.index = index
+            self.batch = batch
+            self.log = log
+        }
+
+        var hopBatch: KeyHopBatch? { batch }
+
+        func complete(_ reply: Reply) { log.entries.withLock { $0.append((index, reply)) } }
+    }
+
+    /// Dispatches `commands` on loop 0 in one task (one post batch, as a
+    /// squashed run is), each with its own sink: sink `i` has the batch when
+    /// `batched[i]`. Returns the log the replies land in.
+    func runOnLoop0(_ h: CommandHarness, _ commands: [[String]], batched: [Bool], batch: KeyHopBatch) -> Log {
+        let log = Log()
+        let done = Atomic<Bool>(false)
+        let engine = h.engine
+        let client = h.clients[0]
+        let loop = h.loops[0]
+        nonisolated(unsafe) let batch = batch
+        loop.post {
+            loop.beginPostBatch()
+            for (i, command) in commands.enumerated() {
+                let sink = RunSink(index: i, batch: batched[i] ? batch : nil, log: log)
+                CommandHarness.dispatch(command.map { Array($0.utf8) }, client: client, engine: engine, sink: sink)
+            }
+            loop.endPostBatch()
+            done.store(true, ordering: .releasing)
+        }
+        while !done.load(ordering: .acquiring) { usleep(100) }
+        return log
+    }
+
+    /// The counters these tests read, taken at once (`#expect` cannot take an atomic).
+    struct Counts {
+        let quick, normal, hopBatches, batchedHops: Int
+        init(_ stats: TransactionStats) {
+            quick = stats.quick.load(ordering: .relaxed)
+            normal = stats.normal.load(ordering: .relaxed)
+            hopBatches = stats.hopBatches.load(ordering: .relaxed)
+            batchedHops = stats.batchedHops.load(ordering: .relaxed)
+        }
+    }
+
+    func waitFor(_ count: Int, in log: Log) -> [(Int, RV)] {
+        let deadline = Clock.monotonicNanos() + 5_000_000_000
+        while log.count < count && Clock.monotonicNanos() < deadline { usleep(100) }
+        return log.entries.withLock { $0.map { ($0.0, RV($0.1)) } }
+    }
+
+    @Test func aRunsHopsToOneShardTravelAsOneMessage() {
+        let h = CommandHarness(loops: 2, shards: 2)
+        defer { h.shutdown() }
+        let k = h.key(onShard: 1, prefix: "k")
+        let n = h.key(onShard: 1, prefix: "n")
+        let stats = h.shardSet.stats[0]
+        let quickBefore = Counts(stats).quick
+        let batch = KeyHopBatch(shardSet: h.shardSet)
+        let commands = [["set", k, "a"], ["incr", n], ["incr", n], ["get", k], ["set", k, "b"], ["get", k]]
+        let log = runOnLoop0(h, commands, batched: Array(repeating: true, count: commands.count), batch: batch)
+        let replies = waitFor(commands.count, in: log)
+        #expect(replies.map(\.0) == Array(0..<commands.count))
+        #expect(replies.map(\.1) == [.ok, .int(1), .int(2), .bulk("a"), .ok, .bulk("b")])
+        #expect(Counts(stats).hopBatches == 1)
+        #expect(Counts(stats).batchedHops == commands.count)
+        #expect(Counts(stats).quick - quickBefore == commands.count)
+
+        // The batch is reused by the next run.
+        let again = runOnLoop0(h, [["incr", n], ["get", k]], batched: [true, true], batch: batch)
+        #expect(waitFor(2, in: again).map(\.1) == [.int(3), .bulk("b")])
+        #expect(Counts(stats).hopBatches == 2)
+        #expect(Counts(stats).batchedHops == commands.count + 2)
+    }
+
+    @Test func aPostBetweenEndsTheBatchSoNothingOvertakesIt() {
+        // INCR (batched), INCR (alone, posted after the batch), INCR (with a
+        // batch sink): the third must not join the batch, which has been
+        // overtaken in the post order; it travels alone, after the second.
+        let h = CommandHarness(loops: 2, shards: 2)
+        defer { h.shutdown() }
+        let n = h.key(onShard: 1, prefix: "n")
+        let stats = h.shardSet.stats[0]
+        let batch = KeyHopBatch(shardSet: h.shardSet)
+        let log = runOnLoop0(h, [["incr", n], ["incr", n], ["incr", n]], batched: [true, false, true], batch: batch)
+        let replies = waitFor(3, in: log).sorted { $0.0 < $1.0 }
+        #expect(replies.map(\.1) == [.int(1), .int(2), .int(3)])
+        #expect(Counts(stats).hopBatches == 1)
+        #expect(Counts(stats).batchedHops == 1)
+    }
+
+    @Test func anotherShardsCommandTravelsAlone() {
+        let h = CommandHarness(loops: 3, shards: 3)
+        defer { h.shutdown() }
+        let a = h.key(onShard: 1, prefix: "a")
+        let b = h.key(onShard: 2, prefix: "b")
+        let stats = h.shardSet.stats[0]
+        let batch = KeyHopBatch(shardSet: h.shardSet)
+        let log = runOnLoop0(h, [["incr", a], ["incr", b], ["incr", a]], batched: [true, true, true], batch: batch)
+        let replies = waitFor(3, in: log).sorted { $0.0 < $1.0 }
+        #expect(replies.map(\.1) == [.int(1), .int(1), .int(2)])
+        // `b` is another shard's: alone. The second `a` comes after a post to
+        // another loop, so the batch is no longer the last task held: alone too.
+        #expect(Counts(stats).hopBatches == 1)
+        #expect(Counts(stats).batchedHops == 1)
+    }
+
+    @Test func aLockedKeyWaitsInTheQueueAndTheBatchComesBackWhole() {
+        let h = CommandHarness(loops: 2, shards: 2)
+        defer { h.shutdown() }
+        let a = h.key(onShard: 1, prefix: "a")
+        let b = h.key(onShard: 1, prefix: "b")
+        let shard = h.shardSet.shards[1]
+        let locks = ShardLockSet(
+            fingerprints: [Array(a.utf8).withUnsafeBytes { lockFingerprint(keyHash: KeyHash.hash($0), database: 0) }],
+            mode: .exclusive)
+        // A transaction scheduled on the shard and not yet armed (a multi-shard
+        // command waiting for its other shards) holds `a` at the head of the queue.
+        let holder = ShardTransaction(txid: h.shardSet.takeTxid(), locks: locks, isGlobal: false)
+        let held = Atomic<Bool>(false)
+        shard.loop.post {
+            shard.locks.acquire(locks)
+            shard.queue.append(holder)
+            held.store(true, ordering: .releasing)
+        }
+        while !held.load(ordering: .acquiring) { usleep(100) }
+
+        let stats = h.shardSet.stats[0]
+        let normalBefore = Counts(stats).normal
+        let quickBefore = Counts(stats).quick
+        let batch = KeyHopBatch(shardSet: h.shardSet)
+        let log = runOnLoop0(h, [["incr", a], ["incr", b], ["incr", a]], batched: [true, true, true], batch: batch)
+        // `b` has run, but the batch waits for both `a`s.
+        usleep(50_000)
+        #expect(log.count == 0)
+        #expect(h.run(["get", b], on: 1) == .bulk("1"))
+
+        let released = Atomic<Bool>(false)
+        shard.loop.post {
+            // The holder runs its step and concludes: the queued `a`s follow, in order.
+            shard.arm(holder, outOfOrder: false, conclude: true) { _ in released.store(true, ordering: .releasing) }
+        }
+        let replies = waitFor(3, in: log)
+        let wasReleased = released.load(ordering: .acquiring)
+        #expect(wasReleased)
+        #expect(replies.map(\.0) == [0, 1, 2])
+        #expect(replies.map(\.1) == [.int(1), .int(1), .int(2)])
+        #expect(Counts(stats).normal - normalBefore == 2)
+        #expect(Counts(stats).quick - quickBefore == 1)
+        #expect(Counts(stats).batchedHops == 3)
+    }
+}
