@@ -175,6 +175,9 @@ cg_start() {
   CG_PID=$!
   LIB_SERVER_PIDS+=("$CG_PID")
   wait_ping "$CG_PORT" "$kind under callgrind" "$CG_OUT.log" 120
+  # Valgrind runs one thread at a time, so a hop to another thread can take milliseconds:
+  # without this, SLOWLOG would record (and copy the arguments of) commands that are not slow.
+  redis-cli -h 127.0.0.1 -p "$CG_PORT" ${LIB_CLI_ARGS[@]+"${LIB_CLI_ARGS[@]}"} CONFIG SET slowlog-log-slower-than -1 >/dev/null
 }
 
 # cg_measure N [ARGS...] — redis-benchmark -c 1 -n N ARGS against the server of cg_start with

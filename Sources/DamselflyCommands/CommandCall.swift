@@ -277,7 +277,7 @@ public struct CommandCall {
         let hash = args.keyHash(i)
         let bytes = args[i]
         let shardSet = self.shardSet
-        let shardIndex = shardSet.shardIndex(of: bytes, hash: hash)
+        let shardIndex = args.keyShard(i, in: shardSet)
         if script == nil && !insideExec && !shardSet.tracking.isActive {
             let shard = shardSet.shards[shardIndex]
             if shard.loop === loop, let key = KeyRef(borrowing: bytes, hash: hash) {
@@ -1034,5 +1034,16 @@ extension CommandArguments {
         let hash = KeyHash.hash(self[i])
         remember(hash: hash, of: i)
         return hash
+    }
+
+    /// The shard of argument `i`'s key in `shardSet`, worked out once per
+    /// command as its hash is (with several threads a squashed command asks
+    /// three times: the run, the migration check, the command).
+    @inlinable
+    public func keyShard(_ i: Int, in shardSet: ShardSet) -> Int {
+        if let known = rememberedShard(of: i) { return known }
+        let shard = shardSet.shardIndex(of: self[i], hash: keyHash(i))
+        remember(shard: shard, of: i)
+        return shard
     }
 }

@@ -42,6 +42,10 @@ public final class CommandArguments {
         /// connection's migration check and the command's own key hash the key once.
         @usableFromInline var hashedIndex: Int = -1
         @usableFromInline var hashedValue: UInt64 = 0
+        /// That argument's shard (-1: not worked out yet), for DamselflyCommands'
+        /// `keyShard(_:in:)`: the squash and migration checks and the command
+        /// itself look it up once.
+        @usableFromInline var hashedShard: Int = -1
 
         @usableFromInline
         init(entries: UnsafeMutablePointer<Entry>, capacity: Int) {
@@ -175,6 +179,19 @@ public final class CommandArguments {
     public func remember(hash: UInt64, of index: Int) {
         state.pointee.hashedIndex = index
         state.pointee.hashedValue = hash
+        state.pointee.hashedShard = -1
+    }
+
+    /// The shard cached for argument `index` by `remember(shard:of:)`, if any.
+    @inlinable
+    public func rememberedShard(of index: Int) -> Int? {
+        state.pointee.hashedIndex == index && state.pointee.hashedShard >= 0 ? state.pointee.hashedShard : nil
+    }
+
+    /// Caches argument `index`'s shard beside its hash (which must be cached already).
+    @inlinable
+    public func remember(shard: Int, of index: Int) {
+        if state.pointee.hashedIndex == index { state.pointee.hashedShard = shard }
     }
 
     /// The receive buffer moved: relative entries follow it. O(1) whatever the number of entries.

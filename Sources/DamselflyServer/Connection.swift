@@ -580,7 +580,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private func squashRunMayStart() -> Bool {
         if squashAcrossShards { return true }
         guard args.count > 1 else { return false }
-        let shard = commandShard >= 0 ? commandShard : engine.shardSet.shardIndex(of: args[1], hash: args.keyHash(1))
+        let shard = commandShard >= 0 ? commandShard : args.keyShard(1, in: engine.shardSet)
         guard shardOwner[shard] != loop.index else { return false }
         squashShard = shard
         return true
@@ -593,7 +593,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     @inline(__always)
     private func squashRunTakes() -> Bool {
         if squashAcrossShards { commandShard = -1; return true }
-        commandShard = engine.shardSet.shardIndex(of: args[1], hash: args.keyHash(1))
+        commandShard = args.keyShard(1, in: engine.shardSet)
         return commandShard == squashShard
     }
 
@@ -697,11 +697,11 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         if spec.isPlainOneKey && args.count > 1 {
             // One key at position 1, most commands: no walk over key positions.
             // A squashed run's check may have worked it out already.
-            owner = commandShard >= 0 ? commandShard : shardSet.shardIndex(of: args[1], hash: args.keyHash(1))
+            owner = commandShard >= 0 ? commandShard : args.keyShard(1, in: shardSet)
         } else {
             guard let keys = keyPositions(spec) else { return nil }
             for i in keys {
-                let shard = shardSet.shardIndex(of: args[i], hash: args.keyHash(i))
+                let shard = args.keyShard(i, in: shardSet)
                 if owner == nil { owner = shard } else if owner != shard { foreignStreak = 0; return nil }
             }
         }
@@ -722,7 +722,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     @inline(__always)
     private func squashedMigrationTarget() -> EventLoop? {
         guard squashRunMayMigrate else { return nil }
-        let owner = commandShard >= 0 ? commandShard : engine.shardSet.shardIndex(of: args[1], hash: args.keyHash(1))
+        let owner = commandShard >= 0 ? commandShard : args.keyShard(1, in: engine.shardSet)
         commandShard = owner
         guard shardOwner[owner] != loop.index else { foreignStreak = 0; return nil }
         if owner == streakShard { foreignStreak += 1 } else { streakShard = owner; foreignStreak = 1 }

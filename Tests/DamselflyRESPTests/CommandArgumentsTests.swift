@@ -23,6 +23,30 @@ import Testing
         #expect(args.count == 0)
     }
 
+    @Test func aRememberedShardBelongsToTheRememberedHash() {
+        let args = CommandArguments()
+        #expect(args.rememberedShard(of: 1) == nil)
+        // No hash for the argument yet: the shard is not kept.
+        args.remember(shard: 3, of: 1)
+        #expect(args.rememberedShard(of: 1) == nil)
+        args.remember(hash: 42, of: 1)
+        #expect(args.rememberedShard(of: 1) == nil)
+        args.remember(shard: 3, of: 1)
+        #expect(args.rememberedShard(of: 1) == 3)
+        #expect(args.rememberedShard(of: 2) == nil)
+        args.remember(shard: 5, of: 2)
+        #expect(args.rememberedShard(of: 1) == 3)
+        // Another argument's hash replaces both; so does the next command.
+        args.remember(hash: 7, of: 2)
+        #expect(args.rememberedShard(of: 1) == nil)
+        #expect(args.rememberedShard(of: 2) == nil)
+        args.remember(shard: 0, of: 2)
+        #expect(args.rememberedShard(of: 2) == 0)
+        args.removeAll()
+        #expect(args.rememberedShard(of: 2) == nil)
+        #expect(args.rememberedHash(of: 2) == nil)
+    }
+
     @Test func growsPastInitialCapacity() {
         let args = CommandArguments()
         let storage = [UInt8](0..<200)
