@@ -277,7 +277,8 @@ public struct CommandCall {
         let hash = args.keyHash(i)
         let bytes = args[i]
         let shardSet = self.shardSet
-        let shardIndex = args.keyShard(i, in: shardSet)
+        // The connection's checks may have worked the shard out (several threads); not kept here.
+        let shardIndex = args.rememberedShard(of: i) ?? shardSet.shardIndex(of: bytes, hash: hash)
         if script == nil && !insideExec && !shardSet.tracking.isActive {
             let shard = shardSet.shards[shardIndex]
             if shard.loop === loop, let key = KeyRef(borrowing: bytes, hash: hash) {

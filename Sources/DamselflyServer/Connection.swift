@@ -1201,12 +1201,9 @@ private final class SquashSlot: ReplySink {
     }
 
     /// The command, its reply, its arguments and its time in µs; the slot is free again.
+    /// Moved out (`take()`), not copied and then cleared: three reference counts fewer each way.
     func finish() -> (CommandSpec, Reply, CommandArguments, Int) {
-        let result = (spec!, reply!, arguments!, Int((doneNanos &- startNanos) / 1000))
         connection = nil
-        spec = nil
-        reply = nil
-        arguments = nil
-        return result
+        return (spec.take()!, reply.take()!, arguments.take()!, Int((doneNanos &- startNanos) / 1000))
     }
 }

@@ -4,18 +4,35 @@ import Synchronization
 import Testing
 
 /// Records what a loop delivers to a socket handler (called on the loop's
-/// thread, read by the test thread).
-final class RecordingHandler: SocketHandler, Sendable {
-    let received = Mutex<[UInt8]>([])
+/// thread, read by the test thread). Under a pthread mutex, not
+/// `Synchronization.Mutex`: ThreadSanitizer sees pthread's ordering, and
+/// reported the test thread's read of what the loop had appended under
+/// `Mutex` as a race (its futex path is outside the instrumented code).
+final class RecordingHandler: SocketHandler, @unchecked Sendable {
+    // Invariant behind @unchecked Sendable: `received` is touched only under `mutex`.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private var received: [UInt8] = []
     let closed = Flag()
 
+    init() { pthread_mutex_init(mutex, nil) }
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
     func socketReceived(_ bytes: UnsafeRawBufferPointer) {
-        received.withLock { $0.append(contentsOf: bytes) }
+        pthread_mutex_lock(mutex)
+        received.append(contentsOf: bytes)
+        pthread_mutex_unlock(mutex)
     }
 
     func socketClosed() { closed.set() }
 
-    var text: String { received.withLock { String(decoding: $0, as: UTF8.self) } }
+    var text: String {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return String(decoding: received, as: UTF8.self)
+    }
 }
 
 /// A value handed from a loop thread to the test thread.
