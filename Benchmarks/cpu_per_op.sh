@@ -10,6 +10,8 @@
 #           PIPELINES, in that order (GET reads what SET wrote, RPOP pops what LPUSH pushed). The
 #           server's utime+stime from /proc/<pid>/stat around each run divided by N is the server
 #           CPU per request; the load generator's own user+sys CPU per request is printed beside it.
+#           A second table gives the server's stime alone: the kernel's share (most of a P1 request,
+#           for every server: one receive and one send per request).
 # queue     damselfly-bench queue mode (Sidekiq's multi_queue_bench shape): QUEUES queues of
 #           ELEMENTS jobs filled with pipelined LPUSH, then drained by one BRPOP connection per
 #           queue; server CPU per job over fill and drain, and the drain's jobs/s. Damselfly runs
@@ -22,12 +24,14 @@
 #           BRPOP on a queue holding N_CG jobs (filled by pipelined LPUSH, not counted).
 #           CG_THREADS="1 2" also runs Damselfly at 2 threads (valgrind runs one thread at a time:
 #           the count includes every instruction of the hops, not what they cost in cache misses).
+#           CG_CLIENTS=50 loads with 50 connections instead of 1 (a loop then finds several
+#           clients' commands per wake-up, as in the CPU-time runs). SLOWLOG is off under callgrind.
 #
 # Env (defaults in brackets): MODE [ops,queue], N [300000], CLIENTS [50], KEYSPACE [100000],
 #   PIPELINES ["1 16"], TESTS ["set get lpush rpop"], THREADS ["1 2"], ROUNDS [1] (medians over
 #   rounds, servers alternating within a round, in reverse order on even rounds: use an even
 #   ROUNDS for before/after figures), QUEUES [4], ELEMENTS [50000], N_CG [20000], CG_QUEUE [1],
-#   CG_THREADS [1] (Damselfly's thread counts under callgrind),
+#   CG_THREADS [1] (Damselfly's thread counts under callgrind), CG_CLIENTS [1],
 #   DAMSELFLY_BIN / BENCH_BIN (default: release builds), DAMSELFLY_FLAGS (extra flags),
 #   BASE_BIN (another damselfly binary, "before": measured beside DAMSELFLY_BIN in every mode),
 #   BASE_FLAGS (flags for the "before" server only, after DAMSELFLY_FLAGS: BASE_BIN=$DAMSELFLY_BIN
@@ -125,13 +129,16 @@ for ((round = 1; round <= ROUNDS; round++)); do
       for p in $PIPELINES; do
         for t in $TESTS; do
           before=$(cpu_ticks "$PID")
+          sys_before=$(sys_ticks "$PID")
           timed "$WORKDIR/gen.time" redis-benchmark -h 127.0.0.1 -p "$PORT" -c "$CLIENTS" -n "$N" -r "$KEYSPACE" \
             -d 32 -P "$p" -t "$t" -q
           after=$(cpu_ticks "$PID")
+          sys_after=$(sys_ticks "$PID")
           w="${t^^} P$p"
           record "$name" "$w" server "$(python3 -c "print(($after - $before) / $TICK * 1e6 / $N)")"
+          record "$name" "$w" kernel "$(python3 -c "print(($sys_after - $sys_before) / $TICK * 1e6 / $N)")"
           record "$name" "$w" generator "$(awk -v n="$N" '{ print ($1 + $2) * 1e6 / n }' "$WORKDIR/gen.time")"
-          echo "round $round $name $w: server $(tail -2 "$results" | head -1 | cut -d'|' -f4) µs/req" >&2
+          echo "round $round $name $w: server $(tail -3 "$results" | head -1 | cut -d'|' -f4) µs/req" >&2
         done
       done
       stop_server "$PID"
@@ -190,7 +197,7 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 echo
 echo "machine: nproc=$(nproc), ${cpu:-unknown CPU}, load average $(cut -d' ' -f1-3 /proc/loadavg);" \
   "redis $(redis-server --version | awk '{print $3}' | sed 's/v=//'); damselfly $(git rev-parse --short HEAD 2>/dev/null || echo '?');" \
-  "N=$N, clients=$CLIENTS, keyspace=$KEYSPACE, rounds=$ROUNDS, N_CG=$N_CG"
+  "N=$N, clients=$CLIENTS, keyspace=$KEYSPACE, rounds=$ROUNDS, N_CG=$N_CG, CG_CLIENTS=${CG_CLIENTS:-1}"
 echo
 python3 - "$results" <<'PY'
 import collections, statistics, sys
@@ -206,7 +213,9 @@ for line in open(sys.argv[1]):
 med = lambda s, w, f: statistics.median(vals[(s, w, f)]) if vals.get((s, w, f)) else None
 fmt = lambda x, d=2: "–" if x is None else f"{x:,.{d}f}"
 ratio = lambda a, b: "–" if a is None or not b else f"{a / b:.2f}"
-for field, unit, digits in (("server", "server CPU µs per request", 2), ("instructions", "instructions per request", 0)):
+for field, unit, digits in (("server", "server CPU µs per request", 2),
+                            ("kernel", "of which in the kernel (stime) µs per request", 2),
+                            ("instructions", "instructions per request", 0)):
     rows = [w for w in order if med("redis-server", w, field) is not None]
     if not rows:
         continue

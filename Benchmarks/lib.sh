@@ -140,6 +140,8 @@ stop_server() {
 # /proc/PID/stat; divide by `getconf CLK_TCK`). Server CPU per request is the difference
 # around a fixed load divided by the requests: steadier than throughput on a shared VM.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# sys_ticks PID — the kernel's part of it (stime).
+sys_ticks() { awk '{ print $15 }' "/proc/$1/stat"; }
 
 # rss_kb PID — the process's resident set (VmRSS) in kB.
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
@@ -180,14 +182,14 @@ cg_start() {
   redis-cli -h 127.0.0.1 -p "$CG_PORT" ${LIB_CLI_ARGS[@]+"${LIB_CLI_ARGS[@]}"} CONFIG SET slowlog-log-slower-than -1 >/dev/null
 }
 
-# cg_measure N [ARGS...] — redis-benchmark -c 1 -n N ARGS against the server of cg_start with
+# cg_measure N [ARGS...] — redis-benchmark -c CG_CLIENTS (1) -n N ARGS against the server of cg_start with
 # instrumentation on, then a dump; prints that dump's instructions divided by N.
 cg_measure() {
   local n=$1 before dump
   shift
   before=$(find "$WORKDIR" -maxdepth 1 -name "$(basename "$CG_OUT").[0-9]*" | wc -l)
   callgrind_control -i on "$CG_PID" >/dev/null 2>&1
-  redis-benchmark -h 127.0.0.1 -p "$CG_PORT" -c 1 -n "$n" "$@" >/dev/null 2>&1
+  redis-benchmark -h 127.0.0.1 -p "$CG_PORT" -c "${CG_CLIENTS:-1}" -n "$n" "$@" >/dev/null 2>&1
   callgrind_control -i off "$CG_PID" >/dev/null 2>&1
   callgrind_control -d "$CG_PID" >/dev/null 2>&1
   dump="$CG_OUT.$((before + 1))"
