@@ -43,8 +43,9 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
     /// generic array path), kept with its capacity from run to run.
     private var entries = EntryBuffer()
     /// An empty buffer with capacity, taken as `entries` while a delivery
-    /// walks the last run's (a reply may start the next run at once).
-    private var spare: EntryBuffer? = EntryBuffer()
+    /// walks the last run's (a reply may start the next run at once). From
+    /// the second run on, the two buffers take turns: no allocation per run.
+    private var spare: EntryBuffer?
     /// The run's destination and origin, and the origin's counters.
     private var shard: Shard?
     private var origin: EventLoop?
@@ -98,7 +99,7 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
         let shard = self.shard!
         pending = entries.count + 1
         for i in 0..<entries.count {
-            let entry = entries.base + i
+            let entry = entries.base! + i
             let fingerprint = entry.pointee.step.fingerprint
             let mode = entry.pointee.mode
             if shard.keyIsFree(fingerprint, mode) {
@@ -122,7 +123,7 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
     /// (Moved out and back: read through the pointer, the step and the
     /// operation were copied, some eight reference counts up and down.)
     private func operate(_ i: Int, on shard: Shard) {
-        let slot = entries.base + i
+        let slot = entries.base! + i
         let entry = slot.move()
         let reply = entry.step.run(on: shard) { entry.operation.run(&$0) }
         slot.initialize(to: consume entry)
@@ -155,7 +156,7 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
         stats.hopBatches.add(1, ordering: .relaxed)
         stats.batchedHops.add(done.count, ordering: .relaxed)
         for i in 0..<done.count {
-            let entry = (done.base + i).move()
+            let entry = (done.base! + i).move()
             // Counted here, on the origin, as a lone hop's trip is.
             stats.countSingleShard(queued: entry.queued)
             entry.sink.complete(entry.reply)
@@ -165,28 +166,30 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
     }
 }
 
-/// ``KeyHopBatch``'s entries: a buffer that grows by doubling and is never
-/// shrunk. Its owner moves entries out (or frees it) before it goes.
+/// ``KeyHopBatch``'s entries: a buffer allocated at the first append (4
+/// entries, some 200 bytes each), grown by doubling and never shrunk. Its
+/// owner moves entries out (or frees it) before it goes.
 struct EntryBuffer {
-    private(set) var base: UnsafeMutablePointer<KeyHopBatch.Entry>
+    private(set) var base: UnsafeMutablePointer<KeyHopBatch.Entry>?
     var count = 0
-    private var capacity = 8
-
-    init() { base = .allocate(capacity: capacity) }
+    private var capacity = 0
 
     mutating func append(_ entry: consuming KeyHopBatch.Entry) {
         if count == capacity {
-            let grown = UnsafeMutablePointer<KeyHopBatch.Entry>.allocate(capacity: 2 * capacity)
-            grown.moveInitialize(from: base, count: count)
-            base.deallocate()
+            let grown = UnsafeMutablePointer<KeyHopBatch.Entry>.allocate(capacity: max(4, 2 * capacity))
+            if let base {
+                grown.moveInitialize(from: base, count: count)
+                base.deallocate()
+            }
             base = grown
-            capacity *= 2
+            capacity = max(4, 2 * capacity)
         }
-        (base + count).initialize(to: entry)
+        (base! + count).initialize(to: entry)
         count += 1
     }
 
     func free() {
+        guard let base else { return }
         base.deinitialize(count: count)
         base.deallocate()
     }
