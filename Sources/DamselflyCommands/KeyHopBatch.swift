@@ -135,13 +135,7 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
         pending -= 1
         guard pending == 0 else { return }
         returning = true
-        let shard = self.shard!
-        let origin = self.origin!
-        if !shard.loop.hasSyncHook {
-            origin.post(job: self)
-        } else {
-            shard.loop.whenDurable { [self] in origin.post(job: self) }
-        }
+        shard!.loop.postWhenDurable(job: self, to: origin!)
     }
 
     /// On the origin: each reply to its sink, in order. The batch is free for

@@ -253,7 +253,7 @@ public final class EventLoop: @unchecked Sendable {
     /// Whether ``syncHook`` is set: tested on every reply and every hop, a
     /// plain load, where the optional closure's test counted its context up and down.
     public private(set) var hasSyncHook = false
-    private var durableActions: [() -> Void] = []
+    @usableFromInline var durableActions: [() -> Void] = []
 
     /// Runs `action` once what this loop journaled so far is on disk: at the
     /// end of the current iteration, after a single fsync (group commit).
@@ -262,6 +262,15 @@ public final class EventLoop: @unchecked Sendable {
     public func whenDurable(_ action: @escaping () -> Void) {
         if !hasSyncHook { return action() }
         durableActions.append(action)
+    }
+
+    /// Posts `job` to `destination` once what this loop journaled so far is
+    /// durable (``whenDurable(_:)``): at once, and with no closure made, without
+    /// a sync hook. A hop's way back from the shard's loop.
+    @inlinable
+    public func postWhenDurable(job: InboxJob, to destination: EventLoop) {
+        if !hasSyncHook { return destination.post(job: job) }
+        durableActions.append { destination.post(job: job) }
     }
 
     @inline(__always)

@@ -709,8 +709,15 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         commandShard = owner
         guard shardOwner[owner] != loop.index else { foreignStreak = 0; return nil }
         if spec.flags.contains(.blocking) { return shardSet.shards[owner].loop }
+        return countForeignStreak(owner)
+    }
+
+    /// One more keyed command in a row on `owner`, another loop's shard: that
+    /// loop once the streak reaches ``Connection/affinityStreak``.
+    @inline(__always)
+    private func countForeignStreak(_ owner: Int) -> EventLoop? {
         if owner == streakShard { foreignStreak += 1 } else { streakShard = owner; foreignStreak = 1 }
-        return foreignStreak >= Connection.affinityStreak ? shardSet.shards[owner].loop : nil
+        return foreignStreak >= Connection.affinityStreak ? engine.shardSet.shards[owner].loop : nil
     }
 
     /// ``migrationTarget(_:)`` for a command joining a squashed run: a plain
@@ -725,8 +732,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         let owner = commandShard >= 0 ? commandShard : args.keyShard(1, in: engine.shardSet)
         commandShard = owner
         guard shardOwner[owner] != loop.index else { foreignStreak = 0; return nil }
-        if owner == streakShard { foreignStreak += 1 } else { streakShard = owner; foreignStreak = 1 }
-        return foreignStreak >= Connection.affinityStreak ? engine.shardSet.shards[owner].loop : nil
+        return countForeignStreak(owner)
     }
 
     /// Whether a command of the run being built may move the connection, as

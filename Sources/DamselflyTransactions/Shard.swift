@@ -127,7 +127,7 @@ public final class Shard: @unchecked Sendable {
     /// inline path): `loop` owns this shard and nothing holds `fingerprint` against `mode`.
     @inline(__always)
     public func runsInline(from loop: EventLoop, _ fingerprint: LockFingerprint, _ mode: LockMode) -> Bool {
-        self.loop === loop && locks.isFree(fingerprint, mode: mode)
+        self.loop === loop && keyIsFree(fingerprint, mode)
     }
 
     /// On this shard's thread: lends the keyspace out (see ``isLent``).

@@ -252,11 +252,7 @@ open class SingleShardHop: InboxJob, @unchecked Sendable {
     /// (`appendfsync always`), as ``Shard/reply(_:to:_:)`` does.
     private func sendBack() {
         returning = true
-        if !shard.loop.hasSyncHook {
-            origin.post(job: self)
-        } else {
-            shard.loop.whenDurable { [self] in origin.post(job: self) }
-        }
+        shard.loop.postWhenDurable(job: self, to: origin)
     }
 }
 
