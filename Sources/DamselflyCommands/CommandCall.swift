@@ -10,6 +10,12 @@ public protocol ReplySink: AnyObject {
     func complete(_ reply: Reply)
     /// Where a command answering here sends its hop to another loop's shard
     /// along with others (a squashed pipeline run's); nil: alone.
+    ///
+    /// A sink that has a batch promises that the command's argument bytes
+    /// stay where they are, unchanged, until ``complete(_:)`` is called: a
+    /// key that travels in the batch is read there in place, not copied
+    /// (the connection keeps its receive buffer from moving while a squashed
+    /// run is out).
     var hopBatch: KeyHopBatch? { get }
 }
 
@@ -21,9 +27,12 @@ extension ReplySink {
 /// its shard.
 public struct KeyRef: @unchecked Sendable {
     // Invariant behind @unchecked Sendable: a borrowing key (``borrowedBits``
-    // non-zero) is made only by ``CommandCall/runOnKey(argument:mode:journal:_:)``
-    // for an operation that runs at once on the connection's own thread, and is
-    // gone when the handler returns; every other key owns its bytes.
+    // non-zero) is made only by ``CommandCall/runOnKey(argument:mode:journal:_:)``,
+    // for an operation that either runs at once on the connection's own thread
+    // (gone when the handler returns) or travels in a ``KeyHopBatch``, whose
+    // sink keeps the bytes in place until the reply (``ReplySink/hopBatch``):
+    // the shard's thread reads them after the batch's post (a release and an
+    // acquire) and before its return; every other key owns its bytes.
     @usableFromInline let owned: [UInt8]
     public let hash: UInt64
     /// A borrowing key's bytes in the receive buffer: the address in the low
@@ -267,7 +276,8 @@ public struct CommandCall {
     /// with the operation built from the key by `makeOperation`. When the
     /// operation can run inline (this loop's shard, the key free, not in a
     /// script or EXEC, nobody tracking keys) its key reads the argument in
-    /// place; otherwise the key is copied as ``key(_:)`` does and the command
+    /// place, and so it does when the command travels in a squashed run's
+    /// ``KeyHopBatch``; otherwise the key is copied as ``key(_:)`` does and the command
     /// takes runOnKey's usual path. Only for operations that use their key
     /// during `run` and keep nothing of it (GET, SET).
     @inlinable
@@ -281,12 +291,20 @@ public struct CommandCall {
         let shardIndex = args.rememberedShard(of: i) ?? shardSet.shardIndex(of: bytes, hash: hash)
         if script == nil && !insideExec && !shardSet.tracking.isActive {
             let shard = shardSet.shards[shardIndex]
-            if shard.loop === loop, let key = KeyRef(borrowing: bytes, hash: hash) {
-                let step = keyStep(key, journal: journal)
-                if shard.runsInline(from: loop, step.fingerprint, mode) {
-                    let operation = makeOperation(key)
-                    return sink.complete(shardSet.runInline(on: shard, from: loop) { step.run(on: shard) { operation.run(&$0) } })
+            if shard.loop === loop {
+                if let key = KeyRef(borrowing: bytes, hash: hash) {
+                    let step = keyStep(key, journal: journal)
+                    if shard.runsInline(from: loop, step.fingerprint, mode) {
+                        let operation = makeOperation(key)
+                        return sink.complete(shardSet.runInline(on: shard, from: loop) { step.run(on: shard) { operation.run(&$0) } })
+                    }
                 }
+            } else if let batch = sink.hopBatch, batch.accepts(shard, from: loop),
+                      let key = KeyRef(borrowing: bytes, hash: hash) {
+                // A squashed run's hop: the sink keeps the bytes in place until
+                // the reply (``ReplySink/hopBatch``), so the key is not copied.
+                return batch.add(
+                    keyStep(key, journal: journal), makeOperation(key), mode: mode, sink: sink, shard: shard, from: loop)
             }
         }
         let key = KeyRef(args.bytes(i), hash: hash)
@@ -1040,7 +1058,9 @@ extension CommandArguments {
     /// The shard of argument `i`'s key in `shardSet`, worked out once per
     /// command as its hash is (with several threads a squashed command asks
     /// three times: the run, the migration check, the command).
-    @inlinable
+    /// Always inlined: called, it cost the caller a retain and a release of
+    /// the arguments and of the shard set, per command.
+    @inlinable @inline(__always)
     public func keyShard(_ i: Int, in shardSet: ShardSet) -> Int {
         if let known = rememberedShard(of: i) { return known }
         let shard = shardSet.shardIndex(of: self[i], hash: keyHash(i))

@@ -42,7 +42,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private var inputEnd = 0
     private var parser: RESPParser
     /// The arguments being parsed. A squashed run gives each of its commands
-    /// its own (``spareArgs``), so that none is overwritten while its command is in flight.
+    /// its own (``SquashSlot/arguments``), so that none is overwritten while its command is in flight.
     private var args = CommandArguments()
     var output: ReplyBuilder
     static let initialInputCapacity = 512
@@ -156,7 +156,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private func receivePlain(_ bytes: UnsafeRawBufferPointer) {
         counters.netInputBytes += bytes.count
         guard !isClosed else { return }
-        if inputEnd - inputStart + bytes.count > server.limits.queryBufferLimit.load(ordering: .relaxed) {
+        if inputEnd - inputStart + heldInput.count + bytes.count > server.limits.queryBufferLimit.load(ordering: .relaxed) {
             // Redis's client-query-buffer-limit: the client is closed without a reply.
             close()
             return
@@ -168,13 +168,30 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             heldInput.append(contentsOf: bytes)
             return
         }
+        if squashCount > 0 && (!heldInput.isEmpty || inputEnd + bytes.count > inputCapacity) {
+            // A squashed run is out: keys of its hops are read in place on
+            // other threads (``ReplySink/hopBatch``), so `input` must not be
+            // compacted or grown until its replies are in. Appending behind
+            // the run's bytes is safe; what would move them waits.
+            heldInput.append(contentsOf: bytes)
+            return
+        }
         appendInput(bytes)
         if !waitingForReply && !migrating { processInput() }
     }
 
     /// Bytes that arrived while this connection's own handler ran (see
-    /// ``socketReceived(_:)``); appended once it returns.
+    /// ``socketReceived(_:)``), or that would have moved `input` while a
+    /// squashed run was out; appended once it returns, or once the run's
+    /// replies are in.
     private var heldInput: [UInt8] = []
+
+    /// Appends the bytes ``receivePlain(_:)`` held back.
+    private func appendHeldInput() {
+        guard !heldInput.isEmpty && !isClosed else { return }
+        heldInput.withUnsafeBytes { appendInput($0) }
+        heldInput.removeAll()
+    }
 
     func socketClosed() {
         guard !isClosed else { return }
@@ -531,11 +548,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private var squashPending = 0
     /// Slot objects, kept for the connection's life and reused by every run.
     private var squashSlots: [SquashSlot] = []
-    /// Argument objects of finished runs, ready for the next.
-    private var spareArgs: [CommandArguments] = []
     /// What a run's commands for another loop's shard travel in, together
-    /// (``SquashSlot/hopBatch``): made by the first run that needs it, reused by every run.
-    fileprivate lazy var squashHopBatch = KeyHopBatch(shardSet: engine.shardSet)
+    /// (``SquashSlot/hopBatch``): made with the first slot, reused by every run.
+    private lazy var squashHopBatch = KeyHopBatch(shardSet: engine.shardSet)
 
     /// Whether the command just parsed may be dispatched in a squashed run,
     /// as far as the command itself goes: one key at position 1 (its shard is
@@ -602,14 +617,17 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private func addToSquashRun(_ spec: CommandSpec) {
         client.noteCommand(spec, subcommandName: nil)
         if monitors.isActive { feedMonitors(spec) }
-        if squashCount == squashSlots.count { squashSlots.append(SquashSlot(index: squashCount)) }
+        if squashCount == squashSlots.count {
+            squashSlots.append(SquashSlot(index: squashCount, hopBatch: squashHopBatch))
+        }
         let slot = squashSlots[squashCount]
         squashCount += 1
         squashPending += 1
-        client.lastCommandAtNanos = slot.start(self, spec, args, inputMoves: inputMoves, now: takeCommandClock())
+        client.lastCommandAtNanos = slot.start(self, spec, inputMoves: inputMoves, now: takeCommandClock())
         runHandler(spec, sink: slot)
-        // The next command is parsed into other arguments: this one's stay as they are.
-        args = spareArgs.popLast() ?? CommandArguments()
+        // The next command is parsed into other arguments (the slot's spare
+        // object, swapped with these): this one's stay as they are.
+        swap(&args, &slot.arguments)
     }
 
     /// Closes the run being built: what its commands posted to other loops
@@ -643,11 +661,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         let protocolVersion = client.protocolVersion
         for i in 0..<count {
             let slot = squashSlots[i]
-            let (spec, reply, arguments, elapsed) = slot.finish()
+            let (spec, reply, elapsed) = slot.finish()
             // Each command's own time, dispatch to reply, not the wait for the run's slowest.
             account(spec, reply, elapsed: elapsed, commandName: spec.name,
-                    args: arguments, argsValid: inputMoves == slot.inputMovesAtStart)
-            spareArgs.append(arguments)
+                    args: slot.arguments, argsValid: inputMoves == slot.inputMovesAtStart)
             if !isClosed {
                 output.protocolVersion = protocolVersion
                 reply.encode(into: &output)
@@ -661,6 +678,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         releaseHeldTrackingMessages()
         // As between single commands: a long pipeline's replies leave in pieces.
         if output.buffer.count >= 1 << 16 { flush() }
+        // Nothing reads the run's keys in place any more: `input` may move.
+        if !heldInput.isEmpty { appendHeldInput() }
     }
 
     /// Calls the handler with `sink` taking its reply; bytes that arrived while
@@ -670,10 +689,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         dispatching = true
         spec.handler(CommandCall(args: args, client: client, engine: engine, spec: spec, sink: sink))
         dispatching = false
-        if !heldInput.isEmpty && !isClosed {
-            heldInput.withUnsafeBytes { appendInput($0) }
-            heldInput.removeAll()
-        }
+        if !heldInput.isEmpty && squashCount == 0 { appendHeldInput() }
     }
 
     // MARK: - Connection migration
@@ -688,28 +704,42 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// inline too (Sidekiq's scheduler on `schedule`, a producer filling one
     /// queue), while a client spreading its keys over shards never moves.
     private func migrationTarget(_ spec: CommandSpec) -> EventLoop? {
-        guard mayMigrate, !migrationRefused, !isClosed, client.multiQueue == nil, subscriptionCount == 0, !isMonitoring, tls == nil,
-              client.tracking == nil,
-              client.watchToken == nil, client.authenticated, !waitingForReply,
-              spec.acceptsArgumentCount(args.count) else { return nil }
-        let shardSet = engine.shardSet
-        var owner: Int? = nil
+        guard mayMigrate, !migrationRefused, spec.acceptsArgumentCount(args.count) else { return nil }
         if spec.isPlainOneKey && args.count > 1 {
             // One key at position 1, most commands: no walk over key positions.
             // A squashed run's check may have worked it out already.
-            owner = commandShard >= 0 ? commandShard : args.keyShard(1, in: shardSet)
-        } else {
-            guard let keys = keyPositions(spec) else { return nil }
-            for i in keys {
-                let shard = args.keyShard(i, in: shardSet)
-                if owner == nil { owner = shard } else if owner != shard { foreignStreak = 0; return nil }
-            }
+            let owner = commandShard >= 0 ? commandShard : args.keyShard(1, in: engine.shardSet)
+            commandShard = owner
+            // The connection's own shard, half the commands of random keys at
+            // two threads: no reason to move, whatever the connection's state,
+            // so the state is checked only for a key elsewhere.
+            guard shardOwner[owner] != loop.index else { foreignStreak = 0; return nil }
+            guard connectionMayMigrate() else { return nil }
+            if spec.flags.contains(.blocking) { return engine.shardSet.shards[owner].loop }
+            return countForeignStreak(owner)
+        }
+        guard connectionMayMigrate() else { return nil }
+        let shardSet = engine.shardSet
+        var owner: Int? = nil
+        guard let keys = keyPositions(spec) else { return nil }
+        for i in keys {
+            let shard = args.keyShard(i, in: shardSet)
+            if owner == nil { owner = shard } else if owner != shard { foreignStreak = 0; return nil }
         }
         guard let owner else { return nil }
         commandShard = owner
         guard shardOwner[owner] != loop.index else { foreignStreak = 0; return nil }
         if spec.flags.contains(.blocking) { return shardSet.shards[owner].loop }
         return countForeignStreak(owner)
+    }
+
+    /// ``migrationTarget(_:)``'s checks of the connection itself: a plain
+    /// client, not in MULTI, subscribed, monitoring, tracking or watching,
+    /// not on TLS, authenticated, not waiting for a reply.
+    @inline(__always)
+    private func connectionMayMigrate() -> Bool {
+        !isClosed && client.multiQueue == nil && subscriptionCount == 0 && !isMonitoring && tls == nil
+            && client.tracking == nil && client.watchToken == nil && client.authenticated && !waitingForReply
     }
 
     /// One more keyed command in a row on `owner`, another loop's shard: that
@@ -1178,26 +1208,36 @@ private final class SquashSlot: ReplySink {
     private var connection: Connection?
     private var spec: CommandSpec?
     private var reply: Reply?
-    private var arguments: CommandArguments?
+    /// The command's arguments while it is in flight and until the next
+    /// run: ``Connection/addToSquashRun(_:)`` swaps them with the
+    /// connection's, so the connection parses on into the object the slot
+    /// held (each slot keeps one for the connection's life; no array of
+    /// spares, no reference counting per command).
+    var arguments = CommandArguments()
     private var startNanos: UInt64 = 0
     private var doneNanos: UInt64 = 0
     private(set) var inputMovesAtStart = 0
 
-    init(index: Int) { self.index = index }
+    init(index: Int, hopBatch: KeyHopBatch) {
+        self.index = index
+        self.hopBatch = hopBatch
+    }
 
     /// Returns the command's start time, which also stamps the client's last command.
     @discardableResult
-    func start(_ connection: Connection, _ spec: CommandSpec, _ arguments: CommandArguments, inputMoves: Int, now: UInt64) -> UInt64 {
+    func start(_ connection: Connection, _ spec: CommandSpec, inputMoves: Int, now: UInt64) -> UInt64 {
         self.connection = connection
         self.spec = spec
-        self.arguments = arguments
         startNanos = now
         inputMovesAtStart = inputMoves
         return startNanos
     }
 
-    /// The connection's batch: the run's hops to one shard leave as one message.
-    var hopBatch: KeyHopBatch? { connection?.squashHopBatch }
+    /// The connection's batch: the run's hops to one shard leave as one
+    /// message. Kept here (a load, where asking the connection for it cost
+    /// some hundred instructions per hop); asked only while the slot's
+    /// command is being dispatched, that is during a run.
+    let hopBatch: KeyHopBatch?
 
     func complete(_ reply: Reply) {
         guard let connection, self.reply == nil else { return }
@@ -1206,10 +1246,11 @@ private final class SquashSlot: ReplySink {
         connection.squashSlotDone()
     }
 
-    /// The command, its reply, its arguments and its time in µs; the slot is free again.
-    /// Moved out (`take()`), not copied and then cleared: three reference counts fewer each way.
-    func finish() -> (CommandSpec, Reply, CommandArguments, Int) {
+    /// The command, its reply and its time in µs (its arguments stay, in
+    /// ``arguments``); the slot is free again.
+    /// Moved out (`take()`), not copied and then cleared: reference counts fewer each way.
+    func finish() -> (CommandSpec, Reply, Int) {
         connection = nil
-        return (spec.take()!, reply.take()!, arguments.take()!, Int((doneNanos &- startNanos) / 1000))
+        return (spec.take()!, reply.take()!, Int((doneNanos &- startNanos) / 1000))
     }
 }

@@ -109,9 +109,17 @@ final class CommandHarness: @unchecked Sendable {
     static func dispatch(_ args: [[UInt8]], client: ClientState, engine: Engine, sink: ReplySink) {
         // The arguments are views into one buffer that lives until the
         // handler returns (handlers copy what they keep).
+        let (arguments, buffer) = Self.arguments(args)
+        defer { buffer.deallocate() }
+        dispatch(arguments, client: client, engine: engine, sink: sink)
+    }
+
+    /// `args` as views into one buffer, which the caller deallocates: after
+    /// the handler returns, or, for a sink with a hop batch, after its reply
+    /// (``ReplySink/hopBatch``: such a sink keeps the bytes in place).
+    static func arguments(_ args: [[UInt8]]) -> (CommandArguments, UnsafeMutableRawPointer) {
         let total = args.reduce(0) { $0 + $1.count }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(total, 1), alignment: 8)
-        defer { buffer.deallocate() }
         let arguments = CommandArguments()
         var offset = 0
         for arg in args {
@@ -121,6 +129,11 @@ final class CommandHarness: @unchecked Sendable {
             arguments.append(UnsafeRawBufferPointer(start: buffer + offset, count: arg.count))
             offset += arg.count
         }
+        return (arguments, buffer)
+    }
+
+    /// ``dispatch(_:client:engine:sink:)`` for arguments already built.
+    static func dispatch(_ arguments: CommandArguments, client: ClientState, engine: Engine, sink: ReplySink) {
         guard let spec = engine.registry.lookup(arguments[0]) else {
             return sink.complete(.error("ERR unknown command '\(arguments.string(0))'"))
         }

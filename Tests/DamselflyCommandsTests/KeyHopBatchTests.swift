@@ -34,18 +34,25 @@ import Testing
     }
 
     /// A run's sink as the connection's squash slots are: one reply each, in a
-    /// shared log, and the run's batch.
+    /// shared log, and the run's batch. It owns its command's argument bytes
+    /// and frees them when it goes, after its reply: as the connection keeps
+    /// its receive buffer in place while a run is out (a batched key is read
+    /// there in place, ``ReplySink/hopBatch``).
     final class RunSink: ReplySink, @unchecked Sendable {
-        // Invariant: immutable; `complete` runs on the origin loop and writes the log under its mutex.
+        // Invariant: immutable; `complete` runs on the origin loop and writes the log (see Log).
         let index: Int
         let batch: KeyHopBatch?
         let log: Log
+        let bytes: UnsafeMutableRawPointer
 
-        init(index: Int, batch: KeyHopBatch?, log: Log) {
+        init(index: Int, batch: KeyHopBatch?, log: Log, bytes: UnsafeMutableRawPointer) {
             self.index = index
             self.batch = batch
             self.log = log
+            self.bytes = bytes
         }
+
+        deinit { bytes.deallocate() }
 
         var hopBatch: KeyHopBatch? { batch }
 
@@ -65,8 +72,9 @@ import Testing
         loop.post {
             loop.beginPostBatch()
             for (i, command) in commands.enumerated() {
-                let sink = RunSink(index: i, batch: batched[i] ? batch : nil, log: log)
-                CommandHarness.dispatch(command.map { Array($0.utf8) }, client: client, engine: engine, sink: sink)
+                let (arguments, bytes) = CommandHarness.arguments(command.map { Array($0.utf8) })
+                let sink = RunSink(index: i, batch: batched[i] ? batch : nil, log: log, bytes: bytes)
+                CommandHarness.dispatch(arguments, client: client, engine: engine, sink: sink)
             }
             loop.endPostBatch()
             done.store(true, ordering: .releasing)
@@ -114,6 +122,40 @@ import Testing
         #expect(waitFor(2, in: again).map(\.1) == [.int(3), .bulk("b")])
         #expect(Counts(stats).hopBatches == 2)
         #expect(Counts(stats).batchedHops == commands.count + 2)
+    }
+
+    @Test func aBatchedKeyIsReadInPlaceALoneHopsKeyIsCopied() {
+        // GET k twice, from the same kind of argument buffer: once in the
+        // batch, once alone. Before the run's posts leave, the key's bytes
+        // are overwritten in both buffers. The lone hop took a copy and finds
+        // `k`; the batched command reads the bytes where they are, so it
+        // looks up the overwritten key (under `k`'s hash): nothing there.
+        let h = CommandHarness(loops: 2, shards: 2)
+        defer { h.shutdown() }
+        let k = h.key(onShard: 1, prefix: "k")
+        #expect(h.run(["set", k, "v"], on: 0) == .ok)
+        let log = Log()
+        let done = Atomic<Bool>(false)
+        let engine = h.engine
+        let client = h.clients[0]
+        let loop = h.loops[0]
+        nonisolated(unsafe) let batch = KeyHopBatch(shardSet: h.shardSet)
+        loop.post {
+            loop.beginPostBatch()
+            for (i, batched) in [true, false].enumerated() {
+                let (arguments, bytes) = CommandHarness.arguments([Array("get".utf8), Array(k.utf8)])
+                let sink = RunSink(index: i, batch: batched ? batch : nil, log: log, bytes: bytes)
+                CommandHarness.dispatch(arguments, client: client, engine: engine, sink: sink)
+                // The key follows "get": its first byte becomes another letter.
+                bytes.storeBytes(of: UInt8(ascii: "z"), toByteOffset: 3, as: UInt8.self)
+            }
+            loop.endPostBatch()
+            done.store(true, ordering: .releasing)
+        }
+        while !done.load(ordering: .acquiring) { usleep(100) }
+        let replies = waitFor(2, in: log).sorted { $0.0 < $1.0 }
+        #expect(replies.map(\.1) == [.null, .bulk("v")])
+        #expect(Counts(h.shardSet.stats[0]).batchedHops == 1)
     }
 
     @Test func aPostBetweenEndsTheBatchSoNothingOvertakesIt() {

@@ -11,6 +11,7 @@ runs each mode makes, and that --pipeline_squash=0 turns it off.
 """
 
 import random
+import time
 
 import pytest
 
@@ -253,3 +254,48 @@ def test_monitor_sees_squashed_commands_in_order(damselfly):
             line = to_py(mon.read_reply()).decode()
             seen.append(line.split('"')[1::2][:2])
     assert [(s[0].upper(), s[1]) for s in seen] == [(c[0], c[1]) for c in cmds]
+
+
+def _conn_on_thread(port, thread, opened):
+    """A connection that landed on `thread` (CLIENT INFO's thread=); the others are kept open
+    in `opened` so that the next one lands elsewhere."""
+    for _ in range(16):
+        c = RespConn(port)
+        opened.append(c)
+        info = to_py(c.call("CLIENT", "INFO")).decode()
+        if f" thread={thread}" in info:
+            return c
+    raise AssertionError(f"no connection landed on thread {thread}")
+
+
+def test_bytes_that_would_move_the_buffer_wait_for_the_run(damselfly):
+    """A run's keys travel to the other thread without a copy, read there in place in the
+    receive buffer, so the buffer must not move while the run is out. Thread 1 sleeps (DEBUG
+    SLEEP) while a client on thread 0 pipelines 20 commands on thread 1's shard and then the
+    head of a big SET: the run leaves and waits; the big SET's 256 KB arrive meanwhile, more
+    than the buffer holds, and wait too. Every reply and every value comes out right."""
+    srv = damselfly("--proactor_threads=2", "--migrate_connections=false")
+    keys = keys_on_shards(2, 10, prefix="pin")[1]
+    opened = []
+    try:
+        sleeper = _conn_on_thread(srv.port, 1, opened)
+        client = _conn_on_thread(srv.port, 0, opened)
+        cmds = [("SET", k, f"value-of-{k}") for k in keys] + [("GET", k) for k in keys]
+        big = b"x" * (256 * 1024)
+        tail = encode("SET", keys[0], big)
+        sleeper.send_raw(encode("DEBUG", "SLEEP", "0.5"))
+        time.sleep(0.05)
+        client.send_raw(b"".join(encode(*c) for c in cmds) + tail[:64])
+        time.sleep(0.1)
+        client.send_raw(tail[64:])
+        replies = [client.read_reply() for _ in range(len(cmds) + 1)]
+        assert sleeper.read_reply() == ("+", b"OK")
+        assert replies == [("+", b"OK")] * 10 + [("$", f"value-of-{k}".encode()) for k in keys] + [("+", b"OK")]
+        assert client.call("GET", keys[0]) == ("$", big)
+        assert [client.call("GET", k) for k in keys[1:]] == [("$", f"value-of-{k}".encode()) for k in keys[1:]]
+    finally:
+        for c in opened:
+            c.close()
+    # The 20 commands went to thread 1 as one run, in one message.
+    assert _squash_counters(srv.port) == (20, 1)
+    assert _hop_counters(srv.port) == (1, 20)
