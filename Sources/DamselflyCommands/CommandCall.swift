@@ -17,10 +17,15 @@ public protocol ReplySink: AnyObject {
     /// (the connection keeps its receive buffer from moving while a squashed
     /// run is out).
     var hopBatch: KeyHopBatch? { get }
+    /// ``complete(_:)`` for a reply that arrived at `nanos` (``Clock/monotonicNanos()``),
+    /// read once for all the replies of a ``KeyHopBatch``; a sink that times
+    /// its command takes it instead of reading the clock.
+    func complete(_ reply: Reply, arrivedAt nanos: UInt64)
 }
 
 extension ReplySink {
     public var hopBatch: KeyHopBatch? { nil }
+    public func complete(_ reply: Reply, arrivedAt nanos: UInt64) { complete(reply) }
 }
 
 /// A key copied out of the receive buffer with its hash, ready to travel to

@@ -34,7 +34,6 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
         let mode: LockMode
         let sink: ReplySink
         var reply: Reply = .ok
-        var queued = false
     }
 
     private let shardSet: ShardSet
@@ -56,6 +55,9 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
     private var returning = false
     /// Commands not yet answered on the shard's thread, plus one while they are being started.
     private var pending = 0
+    /// How many of the run's commands waited in the shard's queue (set on
+    /// the shard's thread, read and cleared on the origin's after the trip back).
+    private var queuedCount = 0
 
     public init(shardSet: ShardSet) {
         self.shardSet = shardSet
@@ -91,7 +93,7 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
             origin = loop
             stats = shardSet.stats[loop.index]
         }
-        shard.loop.post(job: self)
+        shard.loop.post(job: self, from: loop)
     }
 
     public override func run() {
@@ -108,7 +110,7 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
                 pending -= 1
             } else {
                 // Held by a queued transaction: wait behind it, as a lone hop would.
-                entry.pointee.queued = true
+                queuedCount += 1
                 let txid = shardSet.takeTxid()
                 shard.enqueueSingle(locks: ShardLockSet(fingerprints: [fingerprint], mode: mode), txid: txid) { [self] shard in
                     operate(i, on: shard)
@@ -149,11 +151,15 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
         let stats = self.stats!
         stats.hopBatches.add(1, ordering: .relaxed)
         stats.batchedHops.add(done.count, ordering: .relaxed)
+        // Counted here, on the origin, as a lone hop's trip is: quick, or
+        // normal for those that waited in the shard's queue.
+        stats.countSingleShards(done.count, queued: queuedCount)
+        queuedCount = 0
+        // The replies arrived together: one clock reading times them all.
+        let arrived = Clock.monotonicNanos()
         for i in 0..<done.count {
             let entry = (done.base! + i).move()
-            // Counted here, on the origin, as a lone hop's trip is.
-            stats.countSingleShard(queued: entry.queued)
-            entry.sink.complete(entry.reply)
+            entry.sink.complete(entry.reply, arrivedAt: arrived)
         }
         done.count = 0
         if spare == nil { spare = done } else { done.free() }

@@ -188,7 +188,7 @@ public final class ScriptRuntime: @unchecked Sendable {
     let running: [RunningScript]
     /// How many loops run a script now: lets every command skip the BUSY
     /// scan with one load when none does.
-    private let activeCount = Atomic<Int>(0)
+    @usableFromInline let activeCount = Atomic<Int>(0)
 
     public init(loopCount: Int) {
         interpreters = Array(repeating: nil, count: loopCount)
@@ -240,6 +240,10 @@ public final class ScriptRuntime: @unchecked Sendable {
     /// The BUSY error a client gets while a script has run past the time
     /// limit; nil otherwise.
     @inline(__always)
+    /// Whether a script may be running: the one load ``busyError()`` makes
+    /// first, inlined where a command path asks (nearly always false).
+    @inlinable public var mayBeBusy: Bool { activeCount.load(ordering: .acquiring) > 0 }
+
     public func busyError() -> String? {
         guard activeCount.load(ordering: .acquiring) > 0 else { return nil }
         // Every loop's record, this loop's included: a client on the

@@ -470,7 +470,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             emitError("ERR " + text)
             return
         }
-        if let busy = scripts.busyError(), !ScriptRuntime.allowedWhileBusy(spec.name, args) {
+        if scripts.mayBeBusy, let busy = scripts.busyError(), !ScriptRuntime.allowedWhileBusy(spec.name, args) {
             // A script has run past lua_time_limit (Redis's BUSY): on another
             // thread, or on this one, whose hook is serving us now.
             spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
@@ -538,6 +538,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private var parsedAheadBytes = 0
     private var parsedAheadCommand: CommandSpec?
     private var parsedAheadMoves = 0
+    /// The clock reading that starts the commands of the run being built (0: none yet).
+    private var squashRunClock: UInt64 = 0
     /// A squashed run is being built: its commands are dispatched without
     /// waiting for each other's replies, and what they post to other loops is
     /// held by the loop's post batch.
@@ -583,7 +585,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         if let user = client.user, !user.unrestricted.load(ordering: .relaxed) { return false }
         let shardSet = engine.shardSet
         return !shardSet.tracking.isActive && shardSet.keyspaceEvents.flags.load(ordering: .relaxed) == 0
-            && !clientPause.mayBeActive && scripts.busyError() == nil
+            && !clientPause.mayBeActive && (!scripts.mayBeBusy || scripts.busyError() == nil)
             && !replica.isReplica.load(ordering: .relaxed)
     }
 
@@ -623,7 +625,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         let slot = squashSlots[squashCount]
         squashCount += 1
         squashPending += 1
-        client.lastCommandAtNanos = slot.start(self, spec, inputMoves: inputMoves, now: takeCommandClock())
+        // One reading starts every command of the run: they leave within
+        // a microsecond or two of each other, and none waits for another.
+        if squashRunClock == 0 { squashRunClock = takeCommandClock() }
+        client.lastCommandAtNanos = slot.start(self, spec, inputMoves: inputMoves, now: squashRunClock)
         runHandler(spec, sink: slot)
         // The next command is parsed into other arguments (the slot's spare
         // object, swapped with these): this one's stay as they are.
@@ -635,6 +640,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// still out, or writes them all at once when every one is in.
     private func endSquashRun() {
         squashBuilding = false
+        squashRunClock = 0
         loop.endPostBatch()
         if squashPending > 0 {
             waitingForReply = true
@@ -1240,9 +1246,13 @@ private final class SquashSlot: ReplySink {
     let hopBatch: KeyHopBatch?
 
     func complete(_ reply: Reply) {
+        complete(reply, arrivedAt: Clock.monotonicNanos())
+    }
+
+    func complete(_ reply: Reply, arrivedAt nanos: UInt64) {
         guard let connection, self.reply == nil else { return }
         self.reply = reply
-        doneNanos = Clock.monotonicNanos()
+        doneNanos = nanos
         connection.squashSlotDone()
     }
 

@@ -225,7 +225,7 @@ open class SingleShardHop: InboxJob, @unchecked Sendable {
     /// Sends the trip on its way (from the origin).
     @inlinable
     public final func start() {
-        shard.loop.post(job: self)
+        shard.loop.post(job: self, from: origin)
     }
 
     public final override func run() {

@@ -62,6 +62,17 @@ public final class TransactionStats: @unchecked Sendable {
         }
     }
 
+    /// ``countSingleShard(queued:)`` for `count` commands at once, `queued` of
+    /// them normal: the commands of a squashed run's hop batch.
+    @inline(__always)
+    public func countSingleShards(_ count: Int, queued: Int) {
+        if count > queued { quick.add(count - queued, ordering: .relaxed) }
+        if queued > 0 {
+            normal.add(queued, ordering: .relaxed)
+            widths[0].add(queued, ordering: .relaxed)
+        }
+    }
+
     /// Transactions that touched `width` shards.
     public func widthCount(_ width: Int) -> Int {
         widths[width - 1].load(ordering: .relaxed)
