@@ -38,7 +38,9 @@ public struct KeyRef: @unchecked Sendable {
     // sink keeps the bytes in place until the reply (``ReplySink/hopBatch``):
     // the shard's thread reads them after the batch's post (a release and an
     // acquire) and before its return; every other key owns its bytes.
-    @usableFromInline let owned: [UInt8]
+    /// The key's own bytes; nil for a borrowing key (no array to count
+    /// references of, where an empty one cost a retain and a release at every copy).
+    @usableFromInline let owned: [UInt8]?
     public let hash: UInt64
     /// A borrowing key's bytes in the receive buffer: the address in the low
     /// 48 bits, the length in the high 16 (0: the key owns its bytes). One
@@ -49,7 +51,7 @@ public struct KeyRef: @unchecked Sendable {
     /// The key's bytes (a copy, for a borrowing key: what keeps them is the caller's).
     @inlinable public var bytes: [UInt8] {
         if borrowedBits != 0 { return withBytes { [UInt8]($0) } }
-        return owned
+        return owned!
     }
 
     @inlinable
@@ -75,7 +77,7 @@ public struct KeyRef: @unchecked Sendable {
         guard let base = bytes.baseAddress, bytes.count > 0, bytes.count < 1 << 16 else { return nil }
         let address = UInt(bitPattern: base)
         guard address < 1 << 48 else { return nil }
-        self.owned = []
+        self.owned = nil
         self.hash = hash
         self.borrowedBits = address | UInt(bytes.count) << 48
     }
@@ -86,7 +88,7 @@ public struct KeyRef: @unchecked Sendable {
             let base = UnsafeRawPointer(bitPattern: borrowedBits & (1 << 48 - 1))
             return try body(UnsafeRawBufferPointer(start: base, count: Int(borrowedBits >> 48)))
         }
-        return try owned.withUnsafeBytes(body)
+        return try owned!.withUnsafeBytes(body)
     }
 }
 

@@ -30,6 +30,9 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
     @usableFromInline
     struct Entry {
         let step: KeyStep
+        /// In place when it fits an existential's three words (GET's key);
+        /// else a ``StoredOperation`` pointing into ``operations`` (boxed,
+        /// SET's operation was allocated and freed on every hop).
         let operation: any KeyOperation
         let mode: LockMode
         let sink: ReplySink
@@ -41,6 +44,11 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
     /// buffer (entries are moved in and out, no copy-on-write check, no
     /// generic array path), kept with its capacity from run to run.
     private var entries = EntryBuffer()
+    /// Where the run's operations too big to travel in place lie
+    /// (``StoredOperation``): stored by the origin as they are added, run and
+    /// deinitialized on the shard's thread, the memory reused from the start
+    /// once the batch is back.
+    private var operations = OperationArena()
     /// An empty buffer with capacity, taken as `entries` while a delivery
     /// walks the last run's (a reply may start the next run at once). From
     /// the second run on, the two buffers take turns: no allocation per run.
@@ -67,6 +75,7 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
     deinit {
         entries.free()
         spare?.free()
+        operations.free()
     }
 
     /// Whether a command's hop to `shard` (another loop's) from `loop`, the
@@ -81,11 +90,18 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
 
     /// Adds a command ``accepts(_:from:)`` took; the first of a run posts the batch.
     @usableFromInline
-    func add(
-        _ step: consuming KeyStep, _ operation: consuming any KeyOperation, mode: LockMode, sink: ReplySink, shard: Shard,
+    func add<Operation: KeyOperation>(
+        _ step: consuming KeyStep, _ operation: consuming Operation, mode: LockMode, sink: ReplySink, shard: Shard,
         from loop: EventLoop
     ) {
-        entries.append(Entry(step: step, operation: operation, mode: mode, sink: sink))
+        let stored: any KeyOperation
+        if MemoryLayout<Operation>.size <= 3 * MemoryLayout<Int>.size
+            && MemoryLayout<Operation>.alignment <= MemoryLayout<Int>.alignment {
+            stored = operation
+        } else {
+            stored = StoredOperation(pointer: operations.store(operation))
+        }
+        entries.append(Entry(step: step, operation: stored, mode: mode, sink: sink))
         guard !inFlight else { return }
         inFlight = true
         self.shard = shard
@@ -145,6 +161,8 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
     private func deliver() {
         returning = false
         inFlight = false
+        // Every operation ran and is gone: their memory serves the next run.
+        operations.reset()
         var done = entries
         entries = spare ?? EntryBuffer()
         spare = nil
@@ -192,5 +210,65 @@ struct EntryBuffer {
         guard let base else { return }
         base.deinitialize(count: count)
         base.deallocate()
+    }
+}
+
+/// An operation too big for an existential's inline buffer, kept in a
+/// ``KeyHopBatch``'s ``OperationArena``: runs it once, on the shard's thread,
+/// and deinitializes it there (the arena's memory is reused when the batch is back).
+struct StoredOperation<Operation: KeyOperation>: KeyOperation {
+    let pointer: UnsafeMutablePointer<Operation>
+
+    func run(_ context: inout ShardContext) -> Reply {
+        defer { pointer.deinitialize(count: 1) }
+        return pointer.pointee.run(&context)
+    }
+}
+
+/// ``KeyHopBatch``'s operations, each stored in place in chunks of raw
+/// memory (1 KiB, or one operation's size if larger), allocated at the first
+/// use and kept from run to run; never moved once stored. Its owner
+/// deinitializes every operation before ``reset()`` or ``free()``.
+struct OperationArena {
+    /// The first free byte of the chunk being filled, and its end (0: none yet).
+    private var cursor = 0
+    private var end = 0
+    /// Every chunk (start, end), in the order they are filled.
+    private var chunks: [(Int, Int)] = []
+    private var current = -1
+
+    @inline(__always)
+    mutating func store<Operation: KeyOperation>(_ operation: consuming Operation) -> UnsafeMutablePointer<Operation> {
+        let alignment = max(MemoryLayout<Operation>.alignment, 8)
+        let start = (cursor + alignment - 1) & ~(alignment - 1)
+        let size = max(MemoryLayout<Operation>.size, 1)
+        let at = cursor != 0 && start + size <= end ? start : nextChunk(size)
+        cursor = at + size
+        return UnsafeMutableRawPointer(bitPattern: at)!.initializeMemory(as: Operation.self, to: operation)
+    }
+
+    /// The next chunk with room for `size` bytes (chunks are 16-aligned):
+    /// its start, which becomes the current one.
+    private mutating func nextChunk(_ size: Int) -> Int {
+        current += 1
+        while current < chunks.count && chunks[current].1 - chunks[current].0 < size { current += 1 }
+        if current == chunks.count {
+            let capacity = max(1024, size)
+            let start = Int(bitPattern: UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16))
+            chunks.append((start, start + capacity))
+        }
+        end = chunks[current].1
+        return chunks[current].0
+    }
+
+    /// Back to the first chunk (every operation stored was deinitialized).
+    mutating func reset() {
+        current = -1
+        cursor = 0
+        end = 0
+    }
+
+    func free() {
+        for (start, _) in chunks { UnsafeMutableRawPointer(bitPattern: start)!.deallocate() }
     }
 }

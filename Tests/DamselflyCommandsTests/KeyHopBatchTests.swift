@@ -158,6 +158,30 @@ import Testing
         #expect(Counts(h.shardSet.stats[0]).batchedHops == 1)
     }
 
+    @Test func operationsTooBigToTravelInPlaceFillSeveralChunksAndAreReused() {
+        // SET's operation (key, value, options) is bigger than an existential's
+        // three words: it waits in the batch's arena. 60 of them fill several
+        // 1 KiB chunks; the next run stores its own in the same memory.
+        let h = CommandHarness(loops: 2, shards: 2)
+        defer { h.shutdown() }
+        let k = h.key(onShard: 1, prefix: "big")
+        let batch = KeyHopBatch(shardSet: h.shardSet)
+        for round in 0..<2 {
+            let sets = (0..<60).map { ["set", "\(k):\($0)", "value-\(round)-\($0)", "px", "100000"] }
+            let gets = (0..<60).map { ["get", "\(k):\($0)"] }
+            // The keys share `k`'s prefix, not its shard: only those on shard 1 join the batch.
+            let log = runOnLoop0(h, sets + gets, batched: Array(repeating: true, count: 120), batch: batch)
+            let replies = waitFor(120, in: log).sorted { $0.0 < $1.0 }.map(\.1)
+            #expect(replies.count == 120)
+            #expect(Array(replies.prefix(60)) == Array(repeating: .ok, count: 60))
+            #expect(Array(replies.suffix(60)) == (0..<60).map { .bulk("value-\(round)-\($0)") })
+        }
+        // Every command on shard 1, SET and GET, both rounds, went in the batch.
+        let remote = (0..<60).filter { h.shard(of: "\(k):\($0)") == 1 }.count
+        #expect(remote > 16)
+        #expect(Counts(h.shardSet.stats[0]).batchedHops == 2 * 2 * remote)
+    }
+
     @Test func aPostBetweenEndsTheBatchSoNothingOvertakesIt() {
         // INCR (batched), INCR (alone, posted after the batch), INCR (with a
         // batch sink): the third must not join the batch, which has been
