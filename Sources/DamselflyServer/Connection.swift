@@ -669,8 +669,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             let slot = squashSlots[i]
             let (spec, reply, elapsed) = slot.finish()
             // Each command's own time, dispatch to reply, not the wait for the run's slowest.
-            account(spec, reply, elapsed: elapsed, commandName: spec.name,
-                    args: slot.arguments, argsValid: inputMoves == slot.inputMovesAtStart)
+            spec._withUnsafeGuaranteedRef { spec in
+                account(spec, reply, elapsed: elapsed, commandName: spec.name,
+                        args: slot.arguments, argsValid: inputMoves == slot.inputMovesAtStart)
+            }
             if !isClosed {
                 output.protocolVersion = protocolVersion
                 reply.encode(into: &output)
@@ -1212,7 +1214,8 @@ private final class SquashSlot: ReplySink {
     /// Held only while the command is in flight (the reply may come back after
     /// the connection closed); cleared when the run finishes, so no cycle stays.
     private var connection: Connection?
-    private var spec: CommandSpec?
+    /// Unretained: a spec lives as long as its registry (as `currentSpec`).
+    private var spec: Unmanaged<CommandSpec>?
     private var reply: Reply?
     /// The command's arguments while it is in flight and until the next
     /// run: ``Connection/addToSquashRun(_:)`` swaps them with the
@@ -1233,7 +1236,7 @@ private final class SquashSlot: ReplySink {
     @discardableResult
     func start(_ connection: Connection, _ spec: CommandSpec, inputMoves: Int, now: UInt64) -> UInt64 {
         self.connection = connection
-        self.spec = spec
+        self.spec = Unmanaged.passUnretained(spec)
         startNanos = now
         inputMovesAtStart = inputMoves
         return startNanos
@@ -1259,7 +1262,7 @@ private final class SquashSlot: ReplySink {
     /// The command, its reply and its time in µs (its arguments stay, in
     /// ``arguments``); the slot is free again.
     /// Moved out (`take()`), not copied and then cleared: reference counts fewer each way.
-    func finish() -> (CommandSpec, Reply, Int) {
+    func finish() -> (Unmanaged<CommandSpec>, Reply, Int) {
         connection = nil
         return (spec.take()!, reply.take()!, Int((doneNanos &- startNanos) / 1000))
     }
