@@ -3,6 +3,7 @@ import DamselflyACL
 import DamselflyCommands
 import DamselflyRESP
 import DamselflyRuntime
+import DamselflyTransactions
 import DamselflyStorage
 import DamselflyTLS
 import Glibc
@@ -125,6 +126,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         squashAcrossShards = server.config.pipelineSquashAcrossShards
         mayMigrate = threads > 1 && server.config.migrateConnections
         shardOwner = server.engine.shardSet.ownerLoopIndex
+        shardSet = server.engine.shardSet
+        loopIndex = loop.index
     }
 
     deinit {
@@ -528,6 +531,11 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private let squashAcrossShards: Bool
     /// The shard of the run's commands when runs hold one shard's (see above).
     private var squashShard = -1
+    /// The engine's shard set and this loop's index, kept here for the
+    /// per-command shard checks (read through `engine` and `loop`, each cost
+    /// a retain and a release around the calls that use them).
+    private let shardSet: ShardSet
+    private let loopIndex: Int
     /// `ShardSet.ownerLoopIndex`: which loop owns each shard.
     private let shardOwner: [Int]
     /// The command that ended a squashed run, parsed into `args` and left
@@ -583,7 +591,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
               !repliesOff, !skipNextReply, !isMonitoring, !loop.isServingWhileBusy
         else { return false }
         if let user = client.user, !user.unrestricted.load(ordering: .relaxed) { return false }
-        let shardSet = engine.shardSet
+        let shardSet = self.shardSet
         return !shardSet.tracking.isActive && shardSet.keyspaceEvents.flags.load(ordering: .relaxed) == 0
             && !clientPause.mayBeActive && (!scripts.mayBeBusy || scripts.busyError() == nil)
             && !replica.isReplica.load(ordering: .relaxed)
@@ -597,8 +605,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private func squashRunMayStart() -> Bool {
         if squashAcrossShards { return true }
         guard args.count > 1 else { return false }
-        let shard = commandShard >= 0 ? commandShard : args.keyShard(1, in: engine.shardSet)
-        guard shardOwner[shard] != loop.index else { return false }
+        let shard = commandShard >= 0 ? commandShard : args.keyShard(1, in: shardSet)
+        guard shardOwner[shard] != loopIndex else { return false }
         squashShard = shard
         return true
     }
@@ -610,7 +618,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     @inline(__always)
     private func squashRunTakes() -> Bool {
         if squashAcrossShards { commandShard = -1; return true }
-        commandShard = args.keyShard(1, in: engine.shardSet)
+        commandShard = args.keyShard(1, in: shardSet)
         return commandShard == squashShard
     }
 
@@ -679,7 +687,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             }
         }
         if count > 1 {
-            let stats = engine.shardSet.stats[loop.index]
+            let stats = shardSet.stats[loopIndex]
             stats.squashedBatches.add(1, ordering: .relaxed)
             stats.squashedCommands.add(count, ordering: .relaxed)
         }
@@ -716,18 +724,18 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         if spec.isPlainOneKey && args.count > 1 {
             // One key at position 1, most commands: no walk over key positions.
             // A squashed run's check may have worked it out already.
-            let owner = commandShard >= 0 ? commandShard : args.keyShard(1, in: engine.shardSet)
+            let owner = commandShard >= 0 ? commandShard : args.keyShard(1, in: shardSet)
             commandShard = owner
             // The connection's own shard, half the commands of random keys at
             // two threads: no reason to move, whatever the connection's state,
             // so the state is checked only for a key elsewhere.
-            guard shardOwner[owner] != loop.index else { foreignStreak = 0; return nil }
+            guard shardOwner[owner] != loopIndex else { foreignStreak = 0; return nil }
             guard connectionMayMigrate() else { return nil }
             if spec.flags.contains(.blocking) { return engine.shardSet.shards[owner].loop }
             return countForeignStreak(owner)
         }
         guard connectionMayMigrate() else { return nil }
-        let shardSet = engine.shardSet
+        let shardSet = self.shardSet
         var owner: Int? = nil
         guard let keys = keyPositions(spec) else { return nil }
         for i in keys {
@@ -736,7 +744,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         }
         guard let owner else { return nil }
         commandShard = owner
-        guard shardOwner[owner] != loop.index else { foreignStreak = 0; return nil }
+        guard shardOwner[owner] != loopIndex else { foreignStreak = 0; return nil }
         if spec.flags.contains(.blocking) { return shardSet.shards[owner].loop }
         return countForeignStreak(owner)
     }
@@ -767,9 +775,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     @inline(__always)
     private func squashedMigrationTarget() -> EventLoop? {
         guard squashRunMayMigrate else { return nil }
-        let owner = commandShard >= 0 ? commandShard : args.keyShard(1, in: engine.shardSet)
+        let owner = commandShard >= 0 ? commandShard : args.keyShard(1, in: shardSet)
         commandShard = owner
-        guard shardOwner[owner] != loop.index else { foreignStreak = 0; return nil }
+        guard shardOwner[owner] != loopIndex else { foreignStreak = 0; return nil }
         return countForeignStreak(owner)
     }
 
@@ -914,7 +922,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         _ spec: CommandSpec, _ reply: Reply, elapsed: Int, commandName: @autoclosure () -> String,
         args: CommandArguments, argsValid: Bool
     ) {
-        let stats = spec.stats[loop.index]
+        let stats = spec.stats[loopIndex]
         stats.calls.add(1, ordering: .relaxed)
         stats.microseconds.add(elapsed, ordering: .relaxed)
         if server.latency.tracking.load(ordering: .relaxed) {
