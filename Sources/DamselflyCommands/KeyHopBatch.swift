@@ -94,14 +94,14 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
         _ step: consuming KeyStep, _ operation: consuming Operation, mode: LockMode, sink: ReplySink, shard: Shard,
         from loop: EventLoop
     ) {
-        let stored: any KeyOperation
+        // Each branch builds its entry, so the operation moves straight in.
         if MemoryLayout<Operation>.size <= 3 * MemoryLayout<Int>.size
             && MemoryLayout<Operation>.alignment <= MemoryLayout<Int>.alignment {
-            stored = operation
+            entries.append(Entry(step: step, operation: operation, mode: mode, sink: sink))
         } else {
-            stored = StoredOperation(pointer: operations.store(operation))
+            entries.append(
+                Entry(step: step, operation: StoredOperation(pointer: operations.store(operation)), mode: mode, sink: sink))
         }
-        entries.append(Entry(step: step, operation: stored, mode: mode, sink: sink))
         guard !inFlight else { return }
         inFlight = true
         self.shard = shard
