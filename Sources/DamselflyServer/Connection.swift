@@ -132,6 +132,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
 
     deinit {
         input.deallocate()
+        retiredInput?.deallocate()
     }
 
     // MARK: - SocketHandler
@@ -159,7 +160,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private func receivePlain(_ bytes: UnsafeRawBufferPointer) {
         counters.netInputBytes += bytes.count
         guard !isClosed else { return }
-        if inputEnd - inputStart + heldInput.count + bytes.count > server.limits.queryBufferLimit.load(ordering: .relaxed) {
+        if inputEnd - inputStart + bytes.count > server.limits.queryBufferLimit.load(ordering: .relaxed) {
             // Redis's client-query-buffer-limit: the client is closed without a reply.
             close()
             return
@@ -171,30 +172,19 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             heldInput.append(contentsOf: bytes)
             return
         }
-        if squashCount > 0 && (!heldInput.isEmpty || inputEnd + bytes.count > inputCapacity) {
-            // A squashed run is out: keys of its hops are read in place on
-            // other threads (``ReplySink/hopBatch``), so `input` must not be
-            // compacted or grown until its replies are in. Appending behind
-            // the run's bytes is safe; what would move them waits.
-            heldInput.append(contentsOf: bytes)
-            return
-        }
         appendInput(bytes)
         if !waitingForReply && !migrating { processInput() }
     }
 
     /// Bytes that arrived while this connection's own handler ran (see
-    /// ``socketReceived(_:)``), or that would have moved `input` while a
-    /// squashed run was out; appended once it returns, or once the run's
-    /// replies are in.
+    /// ``socketReceived(_:)``); appended once it returns.
     private var heldInput: [UInt8] = []
 
-    /// Appends the bytes ``receivePlain(_:)`` held back.
-    private func appendHeldInput() {
-        guard !heldInput.isEmpty && !isClosed else { return }
-        heldInput.withUnsafeBytes { appendInput($0) }
-        heldInput.removeAll()
-    }
+    /// The receive buffer a squashed run's keys are read from, in place, on
+    /// other threads (``ReplySink/hopBatch``), once ``appendInput(_:)`` had to
+    /// move the live bytes out of it while the run was out: kept, unchanged,
+    /// until the run's replies are in (``finishSquashRun()``).
+    private var retiredInput: UnsafeMutableRawPointer?
 
     func socketClosed() {
         guard !isClosed else { return }
@@ -203,6 +193,27 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     }
 
     private func appendInput(_ bytes: UnsafeRawBufferPointer) {
+        if inputEnd + bytes.count > inputCapacity && squashCount > 0 && retiredInput == nil {
+            // A squashed run is out (or being built) and its keys are read in
+            // place in this buffer: it is neither compacted nor freed until the
+            // run's replies are in. The live bytes move to a new buffer, grown
+            // as below, and this one retires. (A later move in the same run
+            // finds a buffer that holds none of the run's keys.)
+            let live = inputEnd - inputStart
+            var capacity = inputCapacity
+            let needed = live + bytes.count
+            let wanted = min(max(needed, parser.bytesWanted + live), 2 * needed)
+            while capacity < wanted { capacity *= 2 }
+            let fresh = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+            if live > 0 { fresh.copyMemory(from: input + inputStart, byteCount: live) }
+            retiredInput = input
+            input = fresh
+            inputCapacity = capacity
+            inputStart = 0
+            inputEnd = live
+            inputMoves &+= 1
+            parserNeedsRestart()
+        }
         if inputEnd + bytes.count > inputCapacity {
             // Compact first; grow if still short. Only between commands: a
             // waiting command has already copied what it needs.
@@ -694,8 +705,11 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         releaseHeldTrackingMessages()
         // As between single commands: a long pipeline's replies leave in pieces.
         if output.buffer.count >= 1 << 16 { flush() }
-        // Nothing reads the run's keys in place any more: `input` may move.
-        if !heldInput.isEmpty { appendHeldInput() }
+        // Nothing reads the run's keys in place any more.
+        if let retired = retiredInput {
+            retired.deallocate()
+            retiredInput = nil
+        }
     }
 
     /// Calls the handler with `sink` taking its reply; bytes that arrived while
@@ -705,7 +719,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         dispatching = true
         spec.handler(CommandCall(args: args, client: client, engine: engine, spec: spec, sink: sink))
         dispatching = false
-        if !heldInput.isEmpty && squashCount == 0 { appendHeldInput() }
+        if !heldInput.isEmpty && !isClosed {
+            heldInput.withUnsafeBytes { appendInput($0) }
+            heldInput.removeAll()
+        }
     }
 
     // MARK: - Connection migration
