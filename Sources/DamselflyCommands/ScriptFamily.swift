@@ -237,15 +237,15 @@ public final class ScriptRuntime: @unchecked Sendable {
         running[loop].wrote.store(true, ordering: .relaxed)
     }
 
-    /// The BUSY error a client gets while a script has run past the time
-    /// limit; nil otherwise.
-    @inline(__always)
     /// Whether a script may be running: the one load ``busyError()`` makes
     /// first, inlined where a command path asks (nearly always false).
     @inlinable public var mayBeBusy: Bool { activeCount.load(ordering: .acquiring) > 0 }
 
+    /// The BUSY error a client gets while a script has run past the time
+    /// limit; nil otherwise.
+    @inline(__always)
     public func busyError() -> String? {
-        guard activeCount.load(ordering: .acquiring) > 0 else { return nil }
+        guard mayBeBusy else { return nil }
         // Every loop's record, this loop's included: a client on the
         // script's own thread is only ever dispatched while the script runs
         // from the script's hook (EventLoop.serveClientsWhileBusy).

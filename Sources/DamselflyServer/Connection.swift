@@ -125,8 +125,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         squashLimit = threads > 1 ? server.config.pipelineSquash : 0
         squashAcrossShards = server.config.pipelineSquashAcrossShards
         mayMigrate = threads > 1 && server.config.migrateConnections
-        shardOwner = server.engine.shardSet.ownerLoopIndex
         shardSet = server.engine.shardSet
+        shardOwner = shardSet.ownerLoopIndex
         loopIndex = loop.index
     }
 
@@ -200,10 +200,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             // as below, and this one retires. (A later move in the same run
             // finds a buffer that holds none of the run's keys.)
             let live = inputEnd - inputStart
-            var capacity = inputCapacity
-            let needed = live + bytes.count
-            let wanted = min(max(needed, parser.bytesWanted + live), 2 * needed)
-            while capacity < wanted { capacity *= 2 }
+            let capacity = grownInputCapacity(live: live, adding: bytes.count)
             let fresh = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
             if live > 0 { fresh.copyMemory(from: input + inputStart, byteCount: live) }
             retiredInput = input
@@ -226,12 +223,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 parserNeedsRestart()
             }
             if inputEnd + bytes.count > inputCapacity {
-                // Grow by doubling towards a big bulk's declared length, never straight to
-                // it: a client declaring 512 MB and sending 10 bytes reserves ~nothing.
-                var capacity = inputCapacity
-                let needed = inputEnd + bytes.count
-                let wanted = min(max(needed, parser.bytesWanted + inputEnd), 2 * needed)
-                while capacity < wanted { capacity *= 2 }
+                let capacity = grownInputCapacity(live: inputEnd, adding: bytes.count)
                 let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
                 grown.copyMemory(from: input, byteCount: inputEnd)
                 input.deallocate()
@@ -242,6 +234,17 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         }
         (input + inputEnd).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
         inputEnd += bytes.count
+    }
+
+    /// The capacity `input` grows to for `live` bytes and `count` more: by
+    /// doubling towards a big bulk's declared length, never straight to it
+    /// (a client declaring 512 MB and sending 10 bytes reserves ~nothing).
+    private func grownInputCapacity(live: Int, adding count: Int) -> Int {
+        var capacity = inputCapacity
+        let needed = live + count
+        let wanted = min(max(needed, parser.bytesWanted + live), 2 * needed)
+        while capacity < wanted { capacity *= 2 }
+        return capacity
     }
 
     /// The parser keeps offsets relative to the frame start, so moving the
@@ -571,7 +574,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private var squashSlots: [SquashSlot] = []
     /// What a run's commands for another loop's shard travel in, together
     /// (``SquashSlot/hopBatch``): made with the first slot, reused by every run.
-    private lazy var squashHopBatch = KeyHopBatch(shardSet: engine.shardSet)
+    private lazy var squashHopBatch = KeyHopBatch(shardSet: shardSet)
 
     /// Whether the command just parsed may be dispatched in a squashed run,
     /// as far as the command itself goes: one key at position 1 (its shard is
@@ -738,32 +741,37 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// queue), while a client spreading its keys over shards never moves.
     private func migrationTarget(_ spec: CommandSpec) -> EventLoop? {
         guard mayMigrate, !migrationRefused, spec.acceptsArgumentCount(args.count) else { return nil }
+        let owner: Int
         if spec.isPlainOneKey && args.count > 1 {
             // One key at position 1, most commands: no walk over key positions.
             // A squashed run's check may have worked it out already.
-            let owner = commandShard >= 0 ? commandShard : args.keyShard(1, in: shardSet)
-            commandShard = owner
-            // The connection's own shard, half the commands of random keys at
-            // two threads: no reason to move, whatever the connection's state,
-            // so the state is checked only for a key elsewhere.
-            guard shardOwner[owner] != loopIndex else { foreignStreak = 0; return nil }
-            guard connectionMayMigrate() else { return nil }
-            if spec.flags.contains(.blocking) { return engine.shardSet.shards[owner].loop }
-            return countForeignStreak(owner)
+            owner = commandShard >= 0 ? commandShard : args.keyShard(1, in: shardSet)
+        } else {
+            // The walk only for a connection that could move at all.
+            guard connectionMayMigrate(), let keysOwner = keysShard(spec) else { return nil }
+            owner = keysOwner
         }
+        commandShard = owner
+        // The connection's own shard, half the commands of random keys at two
+        // threads: no reason to move, whatever the connection's state, so the
+        // state is checked only for a key elsewhere.
+        guard shardOwner[owner] != loopIndex else { foreignStreak = 0; return nil }
         guard connectionMayMigrate() else { return nil }
-        let shardSet = self.shardSet
-        var owner: Int? = nil
+        if spec.flags.contains(.blocking) { return shardSet.shards[owner].loop }
+        return countForeignStreak(owner)
+    }
+
+    /// The one shard every key of the command lives on (table positions, or
+    /// EVAL/FCALL's declared keys); nil when keyless, or when the keys are
+    /// spread (which also ends the streak).
+    private func keysShard(_ spec: CommandSpec) -> Int? {
         guard let keys = keyPositions(spec) else { return nil }
+        var owner: Int? = nil
         for i in keys {
             let shard = args.keyShard(i, in: shardSet)
             if owner == nil { owner = shard } else if owner != shard { foreignStreak = 0; return nil }
         }
-        guard let owner else { return nil }
-        commandShard = owner
-        guard shardOwner[owner] != loopIndex else { foreignStreak = 0; return nil }
-        if spec.flags.contains(.blocking) { return shardSet.shards[owner].loop }
-        return countForeignStreak(owner)
+        return owner
     }
 
     /// ``migrationTarget(_:)``'s checks of the connection itself: a plain
@@ -780,7 +788,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     @inline(__always)
     private func countForeignStreak(_ owner: Int) -> EventLoop? {
         if owner == streakShard { foreignStreak += 1 } else { streakShard = owner; foreignStreak = 1 }
-        return foreignStreak >= Connection.affinityStreak ? engine.shardSet.shards[owner].loop : nil
+        return foreignStreak >= Connection.affinityStreak ? shardSet.shards[owner].loop : nil
     }
 
     /// ``migrationTarget(_:)`` for a command joining a squashed run: a plain

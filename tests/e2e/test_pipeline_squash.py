@@ -268,12 +268,13 @@ def _conn_on_thread(port, thread, opened):
     raise AssertionError(f"no connection landed on thread {thread}")
 
 
-def test_bytes_that_would_move_the_buffer_wait_for_the_run(damselfly):
+def test_a_buffer_that_must_move_keeps_the_runs_keys(damselfly):
     """A run's keys travel to the other thread without a copy, read there in place in the
-    receive buffer, so the buffer must not move while the run is out. Thread 1 sleeps (DEBUG
-    SLEEP) while a client on thread 0 pipelines 20 commands on thread 1's shard and then the
-    head of a big SET: the run leaves and waits; the big SET's 256 KB arrive meanwhile, more
-    than the buffer holds, and wait too. Every reply and every value comes out right."""
+    receive buffer, so that buffer must stay as it is while the run is out. Thread 1 sleeps
+    (DEBUG SLEEP) while a client on thread 0 pipelines 20 commands on thread 1's shard and then
+    the head of a big SET: the run leaves and waits; the big SET's 256 KB arrive meanwhile, more
+    than the buffer holds, so the live bytes move to a new buffer and the old one is kept until
+    the run's replies are in. Every reply and every value comes out right."""
     srv = damselfly("--proactor_threads=2", "--migrate_connections=false")
     keys = keys_on_shards(2, 10, prefix="pin")[1]
     opened = []
