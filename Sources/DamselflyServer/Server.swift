@@ -181,6 +181,9 @@ public final class Server: @unchecked Sendable {
             tlsListenFD = try listenAlso(config.bind, config.tlsPort, backlog: 4096)
             boundTLSPort = Int(dfly_socket_port(tlsListenFD))
         }
+        // Before the loops allocate: see MemoryTrim.pinThresholds for why the
+        // periodic release needs glibc's thresholds held where they start.
+        if config.memReleaseInterval > 0 { MemoryTrim.pinThresholds() }
         for loop in loops {
             let cpu: Int? = config.pinThreads ? loop.index % Int(dfly_available_cpus()) : nil
             threads.append(LoopThread.spawn(name: "proactor\(loop.index)", cpu: cpu) { loop.run() })

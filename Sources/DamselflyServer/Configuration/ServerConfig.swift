@@ -410,7 +410,7 @@ struct ConfigFlagSpec: Sendable {
         .int("proactor_threads", 0...4096, "I/O threads; 0 = one per CPU available to the process.", \.proactorThreads),
         .int("num_shards", 0...4096, "Data shards; 0 = one per thread; must not exceed proactor_threads.", \.numShards),
         .bool("force_epoll", "Use epoll instead of io_uring for socket I/O.", \.forceEpoll),
-        .int("mem_release_interval", 0...86_400, "Seconds between returns of free memory to the kernel: each io_uring thread's idle receive-buffer pages and glibc malloc's free pages (malloc_trim); 0 = never.", \.memReleaseInterval),
+        .int("mem_release_interval", 0...86_400, "Seconds between returns of free memory to the kernel: each io_uring thread's idle receive-buffer pages and glibc malloc's free pages (malloc_trim, with its trim threshold held at 128 KiB); 0 = never.", \.memReleaseInterval),
         .bool("lock_on_hashtags", "Shard and lock keys by their {hashtag} instead of the whole key.", \.lockOnHashtags),
         .string("dir", "Working directory for snapshot files.", \.dir),
         .string("dbfilename", "Snapshot file name inside dir.", \.dbfilename),
