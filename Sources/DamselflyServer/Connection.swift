@@ -53,9 +53,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private var waitingForReply = false
     /// True while a handler runs, so a reply delivered during it is known to be synchronous.
     private var dispatching = false
-    /// Unowned: a spec lives as long as its registry (storing it strongly
-    /// cost a retain and a release per command).
-    private unowned(unsafe) var currentSpec: CommandSpec?
+    /// Unretained: a spec lives as long as its registry (storing it strongly
+    /// cost a retain and a release per command; as `unowned(unsafe)`, binding
+    /// it in ``complete(_:)`` still took them).
+    private var currentSpec: Unmanaged<CommandSpec>?
     private var commandStartNanos: UInt64 = 0
     /// The clock read when the previous command of this ``processInput()``
     /// pass was answered inline (0: none): the next command's start, so that
@@ -521,7 +522,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             return
         }
         if monitors.isActive && !spec.flags.contains(.admin) { feedMonitors(spec) }
-        currentSpec = spec
+        currentSpec = Unmanaged.passUnretained(spec)
         commandStartNanos = startNanos
         inputMovesAtDispatch = inputMoves
         waitingForReply = true
@@ -918,13 +919,15 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     func complete(_ reply: Reply) {
         guard waitingForReply else { return }
         waitingForReply = false
-        if let spec = currentSpec {
+        if let current = currentSpec {
             // After a hop the argument views are stale if `input` moved
             // meanwhile (more pipelined bytes arrived): then the name only.
             let now = Clock.monotonicNanos()
-            account(spec, reply, elapsed: Int((now &- commandStartNanos) / 1000),
-                    commandName: client.lastCommandName,
-                    args: args, argsValid: dispatching || inputMoves == inputMovesAtDispatch)
+            current._withUnsafeGuaranteedRef { spec in
+                account(spec, reply, elapsed: Int((now &- commandStartNanos) / 1000),
+                        commandName: client.lastCommandName,
+                        args: args, argsValid: dispatching || inputMoves == inputMovesAtDispatch)
+            }
             // Answered inline: the next command of this pass starts from this reading.
             if dispatching { chainedClockNanos = now }
             currentSpec = nil
@@ -945,24 +948,26 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// monitor and histogram, SLOWLOG (with the arguments while `argsValid`).
     private func account(
         _ spec: CommandSpec, _ reply: Reply, elapsed: Int, commandName: @autoclosure () -> String,
-        args: CommandArguments, argsValid: Bool
+        args: @autoclosure () -> CommandArguments, argsValid: Bool
     ) {
-        let stats = spec.stats[loopIndex]
-        stats.calls.add(1, ordering: .relaxed)
-        stats.microseconds.add(elapsed, ordering: .relaxed)
-        if server.latency.tracking.load(ordering: .relaxed) {
-            if spec.hasSubcommands {
-                server.latency.recordSubcommand(commandName(), micros: elapsed)
-            } else {
-                stats.recordLatency(micros: elapsed)
+        // Borrowed: the spec holds its stats for the engine's life (read out of
+        // the array, they were retained and released per command).
+        Unmanaged.passUnretained(spec.stats[loopIndex])._withUnsafeGuaranteedRef { stats in
+            stats.calls.add(1, ordering: .relaxed)
+            stats.microseconds.add(elapsed, ordering: .relaxed)
+            if server.latency.tracking.load(ordering: .relaxed) {
+                if spec.hasSubcommands {
+                    server.latency.recordSubcommand(commandName(), micros: elapsed)
+                } else {
+                    stats.recordLatency(micros: elapsed)
+                }
             }
+            if reply.isError { stats.failedCalls.add(1, ordering: .relaxed) }
         }
         counters.commandsProcessed += 1
-        if case .error(let message) = reply {
-            stats.failedCalls.add(1, ordering: .relaxed)
-            counters.countError(message)
-        }
+        if case .error(let message) = reply { counters.countError(message) }
         if server.slowlog.isSlow(elapsed) {
+            let args = args()
             server.slowlog.record(
                 durationMicros: elapsed,
                 arguments: argsValid ? (0..<args.count).map { args.bytes($0) } : [Array(spec.name.utf8)],
