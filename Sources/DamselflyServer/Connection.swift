@@ -290,12 +290,34 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 inputStart += consumed
             case .command(let consumed):
                 // One lookup serves the migration check and the dispatch.
-                let spec = parsedAheadSpec ?? engine.registry.lookup(args[0])
+                // Bound once, not optional: each `if let` of an optional spec
+                // took a retain and a release (five pairs per command).
+                guard let spec = parsedAheadSpec ?? engine.registry.lookup(args[0]) else {
+                    if squashBuilding {
+                        // Ends the run; parsed again (and refused) once its replies are in.
+                        parsedAheadBytes = consumed
+                        parsedAheadCommand = nil
+                        parsedAheadMoves = inputMoves
+                        endSquashRun()
+                        continue
+                    }
+                    inputStart += consumed
+                    // Inside a busy script's hook: answered at once (see below).
+                    if loop.isServingWhileBusy {
+                        dispatch(nil)
+                        continue
+                    }
+                    commandShard = -1
+                    commandBytes = consumed
+                    migrationRefused = false
+                    dispatchAlone(nil)
+                    continue
+                }
                 if squashBuilding {
                     // A squashed run takes the commands that qualify; the first
                     // that does not ends it and, left unconsumed, is parsed
                     // again once the run's replies are in.
-                    guard let spec, squashCount < squashLimit, commandMaySquash(spec), squashRunTakes(),
+                    guard squashCount < squashLimit, commandMaySquash(spec), squashRunTakes(),
                           squashedMigrationTarget() == nil else {
                         // Parsed already: once the run's replies are in, it is
                         // taken as it is unless the input buffer moved meanwhile.
@@ -315,7 +337,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                     // would touch this thread's shards waits, unparsed, for
                     // the script to end; everything else is answered now
                     // (BUSY, from dispatch, or one that touches no shard).
-                    if let spec, ScriptRuntime.allowedWhileBusy(spec.name, args),
+                    if ScriptRuntime.allowedWhileBusy(spec.name, args),
                        !ScriptRuntime.runsInsideBusyScript(spec.name, args) {
                         resumeAfterBusyScript()
                         return
@@ -324,7 +346,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                     dispatch(spec)
                     continue
                 }
-                if let spec, clientPause.mayBeActive, holdsForPause(spec) {
+                if clientPause.mayBeActive, holdsForPause(spec) {
                     // Left unconsumed: parsed again when the pause ends.
                     flush()
                     isHeldByPause = true
@@ -332,14 +354,14 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                     return
                 }
                 commandShard = -1
-                if let spec, let target = migrationTarget(spec) {
+                if let target = migrationTarget(spec) {
                     // Leave the command unconsumed: the new loop parses it again.
                     if migrate(to: target) { return }
                 }
                 inputStart += consumed
                 commandBytes = consumed
                 migrationRefused = false
-                if let spec, squashLimit > 1, inputStart < inputEnd, spec.isPlainOneKey, squashRunMayStart(),
+                if squashLimit > 1, inputStart < inputEnd, spec.isPlainOneKey, squashRunMayStart(),
                    commandMaySquash(spec), squashRunAllowedNow() {
                     // More pipelined bytes follow: start a squashed run with this command.
                     squashBuilding = true
@@ -348,14 +370,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                     addToSquashRun(spec)
                     continue
                 }
-                beginReply(spec)
-                dispatch(spec)
-                if !waitingForReply {
-                    endReply()
-                    releaseHeldTrackingMessages()
-                }
-                // A long pipeline's replies leave in pieces, so the output limit sees them.
-                if output.buffer.count >= 1 << 16 && !waitingForReply { flush() }
+                dispatchAlone(spec)
             case .protocolError(let message):
                 if squashBuilding {
                     // The run's replies go first; the bad bytes are parsed again after them.
@@ -432,6 +447,20 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         client.multiFailed = false
         MultiFamily.unwatch(client, shardSet: engine.shardSet)
         emitError("EXECABORT Transaction discarded because of: " + reason)
+    }
+
+    /// A command dispatched on its own (not in a squashed run): its reply
+    /// framed, and sent once it is in, unless more pipelined commands follow.
+    @inline(__always)
+    private func dispatchAlone(_ spec: CommandSpec?) {
+        beginReply(spec)
+        dispatch(spec)
+        if !waitingForReply {
+            endReply()
+            releaseHeldTrackingMessages()
+        }
+        // A long pipeline's replies leave in pieces, so the output limit sees them.
+        if output.buffer.count >= 1 << 16 && !waitingForReply { flush() }
     }
 
     /// Runs the parsed command; `spec` is its registry entry (nil: unknown).
