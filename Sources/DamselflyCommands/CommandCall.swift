@@ -48,6 +48,11 @@ public struct KeyRef: @unchecked Sendable {
     /// (three words): a key of two words more cost GET's hop a boxed operation.
     @usableFromInline let borrowedBits: UInt
 
+    /// Whether the key reads its bytes in place (see the invariant above): the
+    /// operation it was made for may read its other arguments in place too
+    /// (``ArgumentBytes``).
+    @inlinable public var isBorrowed: Bool { borrowedBits != 0 }
+
     /// The key's bytes (a copy, for a borrowing key: what keeps them is the caller's).
     @inlinable public var bytes: [UInt8] {
         if borrowedBits != 0 { return withBytes { [UInt8]($0) } }
@@ -89,6 +94,37 @@ public struct KeyRef: @unchecked Sendable {
             return try body(UnsafeRawBufferPointer(start: base, count: Int(borrowedBits >> 48)))
         }
         return try owned!.withUnsafeBytes(body)
+    }
+}
+
+/// Another argument of a command whose operation
+/// ``CommandCall/runOnKey(argument:mode:journal:_:)`` builds: read in place
+/// when the operation's key is (``KeyRef/isBorrowed``), under the key's
+/// invariant (the bytes stay where they are until the reply), else copied.
+/// A one-element LPUSH's value was allocated, copied and freed on every push
+/// only to be copied again into the list.
+public struct ArgumentBytes: @unchecked Sendable {
+    // Invariant behind @unchecked Sendable: that of a borrowing KeyRef, whose
+    // operation alone holds a borrowing value (`owned` nil).
+    @usableFromInline let owned: [UInt8]?
+    @usableFromInline let borrowed: UnsafeRawBufferPointer
+
+    /// Argument `index` of `args`, in place when `inPlace` (the operation's key is borrowed).
+    @inlinable
+    public init(_ args: CommandArguments, _ index: Int, inPlace: Bool) {
+        if inPlace {
+            owned = nil
+            borrowed = args[index]
+        } else {
+            owned = args.bytes(index)
+            borrowed = UnsafeRawBufferPointer(start: nil, count: 0)
+        }
+    }
+
+    @inlinable
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        if let owned { return try owned.withUnsafeBytes(body) }
+        return try body(borrowed)
     }
 }
 

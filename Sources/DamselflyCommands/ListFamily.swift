@@ -317,10 +317,13 @@ public enum ListFamily {
 
     static func push(_ call: CommandCall, toLeft: Bool, onlyIfExists: Bool) {
         guard call.args.count > 3 else {
-            // One element (a queue's LPUSH): copied once, pushed as it is; the key is read in place when inline.
-            let value = call.args.bytes(2)
-            call.runOnKey(argument: 1, mode: .exclusive) {
-                PushOneOperation(key: $0, value: value, toLeft: toLeft, onlyIfExists: onlyIfExists)
+            // One element (a queue's LPUSH): the key and the value are read in place
+            // when inline or in a squashed run's batch, else copied; pushed as they are.
+            let args = call.args
+            call.runOnKey(argument: 1, mode: .exclusive) { key in
+                PushOneOperation(
+                    key: key, value: ArgumentBytes(args, 2, inPlace: key.isBorrowed), toLeft: toLeft,
+                    onlyIfExists: onlyIfExists)
             }
             return
         }
@@ -336,13 +339,13 @@ public enum ListFamily {
     /// (a blocked pop is woken by the key's fingerprint), as runOnKey(argument:) asks.
     struct PushOneOperation: KeyOperation {
         let key: KeyRef
-        let value: [UInt8]
+        let value: ArgumentBytes
         let toLeft: Bool
         let onlyIfExists: Bool
 
         func run(_ ctx: inout ShardContext) -> Reply {
             let pushed = opPush(&ctx, key, toLeft: toLeft, onlyIfExists: onlyIfExists) { list in
-                if toLeft { list.pushFront(value) } else { list.pushBack(value) }
+                value.withBytes { if toLeft { list.pushFront($0) } else { list.pushBack($0) } }
             }
             return lengthReply(pushed)
         }

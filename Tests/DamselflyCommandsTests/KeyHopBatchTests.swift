@@ -158,6 +158,41 @@ import Testing
         #expect(Counts(h.shardSet.stats[0]).batchedHops == 1)
     }
 
+    @Test func aBatchedPushReadsItsValueInPlaceALonePushCopiesIt() {
+        // A one-element LPUSH onto two lists of shard 1, once in the batch and
+        // once alone; before the run's posts leave, the value's first byte is
+        // overwritten in both argument buffers. The lone push copied its value
+        // (`value`); the batched one reads it in place when it runs (`zalue`).
+        let h = CommandHarness(loops: 2, shards: 2)
+        defer { h.shutdown() }
+        ListFamily.register(h.registry)
+        let batched = h.key(onShard: 1, prefix: "batched")
+        let alone = h.key(onShard: 1, prefix: "alone")
+        let log = Log()
+        let done = Atomic<Bool>(false)
+        let engine = h.engine
+        let client = h.clients[0]
+        let loop = h.loops[0]
+        nonisolated(unsafe) let batch = KeyHopBatch(shardSet: h.shardSet)
+        loop.post {
+            loop.beginPostBatch()
+            for (i, key) in [batched, alone].enumerated() {
+                let (arguments, bytes) = CommandHarness.arguments([Array("lpush".utf8), Array(key.utf8), Array("value".utf8)])
+                let sink = RunSink(index: i, batch: i == 0 ? batch : nil, log: log, bytes: bytes)
+                CommandHarness.dispatch(arguments, client: client, engine: engine, sink: sink)
+                // The value follows "lpush" and the key.
+                bytes.storeBytes(of: UInt8(ascii: "z"), toByteOffset: 5 + key.utf8.count, as: UInt8.self)
+            }
+            loop.endPostBatch()
+            done.store(true, ordering: .releasing)
+        }
+        while !done.load(ordering: .acquiring) { usleep(100) }
+        #expect(waitFor(2, in: log).map(\.1) == [.int(1), .int(1)])
+        #expect(h.run(["lrange", batched, "0", "-1"], on: 0) == .array([.bulk("zalue")]))
+        #expect(h.run(["lrange", alone, "0", "-1"], on: 0) == .array([.bulk("value")]))
+        #expect(Counts(h.shardSet.stats[0]).batchedHops == 1)
+    }
+
     @Test func operationsTooBigToTravelInPlaceFillSeveralChunksAndAreReused() {
         // SET's operation (key, value, options) is bigger than an existential's
         // three words: it waits in the batch's arena. 60 of them fill several
