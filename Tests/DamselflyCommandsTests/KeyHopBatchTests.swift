@@ -124,6 +124,32 @@ import Testing
         #expect(Counts(stats).batchedHops == commands.count + 2)
     }
 
+    /// Dispatches `commands` on loop 0 within one post batch, the first in a
+    /// batch and the second alone, and overwrites byte `overwrite` of each
+    /// one's argument buffer with `z` before the run's posts leave (after its
+    /// dispatch); returns their replies, in command order.
+    func dispatchAndOverwrite(_ h: CommandHarness, _ commands: [[String]], overwrite: [Int]) -> [RV] {
+        let log = Log()
+        let done = Atomic<Bool>(false)
+        let engine = h.engine
+        let client = h.clients[0]
+        let loop = h.loops[0]
+        nonisolated(unsafe) let batch = KeyHopBatch(shardSet: h.shardSet)
+        loop.post {
+            loop.beginPostBatch()
+            for (i, command) in commands.enumerated() {
+                let (arguments, bytes) = CommandHarness.arguments(command.map { Array($0.utf8) })
+                let sink = RunSink(index: i, batch: i == 0 ? batch : nil, log: log, bytes: bytes)
+                CommandHarness.dispatch(arguments, client: client, engine: engine, sink: sink)
+                bytes.storeBytes(of: UInt8(ascii: "z"), toByteOffset: overwrite[i], as: UInt8.self)
+            }
+            loop.endPostBatch()
+            done.store(true, ordering: .releasing)
+        }
+        while !done.load(ordering: .acquiring) { usleep(100) }
+        return waitFor(commands.count, in: log).sorted { $0.0 < $1.0 }.map(\.1)
+    }
+
     @Test func aBatchedKeyIsReadInPlaceALoneHopsKeyIsCopied() {
         // GET k twice, from the same kind of argument buffer: once in the
         // batch, once alone. Before the run's posts leave, the key's bytes
@@ -134,27 +160,9 @@ import Testing
         defer { h.shutdown() }
         let k = h.key(onShard: 1, prefix: "k")
         #expect(h.run(["set", k, "v"], on: 0) == .ok)
-        let log = Log()
-        let done = Atomic<Bool>(false)
-        let engine = h.engine
-        let client = h.clients[0]
-        let loop = h.loops[0]
-        nonisolated(unsafe) let batch = KeyHopBatch(shardSet: h.shardSet)
-        loop.post {
-            loop.beginPostBatch()
-            for (i, batched) in [true, false].enumerated() {
-                let (arguments, bytes) = CommandHarness.arguments([Array("get".utf8), Array(k.utf8)])
-                let sink = RunSink(index: i, batch: batched ? batch : nil, log: log, bytes: bytes)
-                CommandHarness.dispatch(arguments, client: client, engine: engine, sink: sink)
-                // The key follows "get": its first byte becomes another letter.
-                bytes.storeBytes(of: UInt8(ascii: "z"), toByteOffset: 3, as: UInt8.self)
-            }
-            loop.endPostBatch()
-            done.store(true, ordering: .releasing)
-        }
-        while !done.load(ordering: .acquiring) { usleep(100) }
-        let replies = waitFor(2, in: log).sorted { $0.0 < $1.0 }
-        #expect(replies.map(\.1) == [.null, .bulk("v")])
+        // The key follows "get": its first byte becomes another letter.
+        let replies = dispatchAndOverwrite(h, [["get", k], ["get", k]], overwrite: [3, 3])
+        #expect(replies == [.null, .bulk("v")])
         #expect(Counts(h.shardSet.stats[0]).batchedHops == 1)
     }
 
@@ -168,26 +176,11 @@ import Testing
         ListFamily.register(h.registry)
         let batched = h.key(onShard: 1, prefix: "batched")
         let alone = h.key(onShard: 1, prefix: "alone")
-        let log = Log()
-        let done = Atomic<Bool>(false)
-        let engine = h.engine
-        let client = h.clients[0]
-        let loop = h.loops[0]
-        nonisolated(unsafe) let batch = KeyHopBatch(shardSet: h.shardSet)
-        loop.post {
-            loop.beginPostBatch()
-            for (i, key) in [batched, alone].enumerated() {
-                let (arguments, bytes) = CommandHarness.arguments([Array("lpush".utf8), Array(key.utf8), Array("value".utf8)])
-                let sink = RunSink(index: i, batch: i == 0 ? batch : nil, log: log, bytes: bytes)
-                CommandHarness.dispatch(arguments, client: client, engine: engine, sink: sink)
-                // The value follows "lpush" and the key.
-                bytes.storeBytes(of: UInt8(ascii: "z"), toByteOffset: 5 + key.utf8.count, as: UInt8.self)
-            }
-            loop.endPostBatch()
-            done.store(true, ordering: .releasing)
-        }
-        while !done.load(ordering: .acquiring) { usleep(100) }
-        #expect(waitFor(2, in: log).map(\.1) == [.int(1), .int(1)])
+        // The value follows "lpush" and the key.
+        let replies = dispatchAndOverwrite(
+            h, [["lpush", batched, "value"], ["lpush", alone, "value"]],
+            overwrite: [5 + batched.utf8.count, 5 + alone.utf8.count])
+        #expect(replies == [.int(1), .int(1)])
         #expect(h.run(["lrange", batched, "0", "-1"], on: 0) == .array([.bulk("zalue")]))
         #expect(h.run(["lrange", alone, "0", "-1"], on: 0) == .array([.bulk("value")]))
         #expect(Counts(h.shardSet.stats[0]).batchedHops == 1)
