@@ -48,6 +48,16 @@ def _browser_or_skip():
         pytest.skip(msg)
 
 
+def is_stale(element):
+    """Whether `element` belongs to a page the browser has left."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    try:
+        element.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -157,6 +167,9 @@ def test_failed_job_shows_in_retries_and_retry_now_runs_it(srv, web, browser, r,
 
     r.set("flaky:fixed", "1")  # the cause is fixed: now retry it by hand
     row.find_element("css selector", "button.retry-one").click()
+    # The browser was on /retries already: the URL alone does not show that the POST's redirect
+    # arrived. The old page's row going stale does (CI once read the row of the page before it).
+    wait_for(lambda: is_stale(row), 5, "the page to be replaced")
     wait_for(lambda: browser.current_url.rstrip("/").endswith("/retries"), 5, "the redirect back to Retries")
     assert not browser.find_elements("css selector", f'tr.entry[data-jid="{jid}"]')
     wait_for(lambda: r.lrange("flaky:ran", 0, -1) == [f"{jid}:swift"], 15, "the retried job to run", [w])
