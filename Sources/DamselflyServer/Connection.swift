@@ -294,11 +294,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 // took a retain and a release (five pairs per command).
                 guard let spec = parsedAheadSpec ?? engine.registry.lookup(args[0]) else {
                     if squashBuilding {
-                        // Ends the run; parsed again (and refused) once its replies are in.
-                        parsedAheadBytes = consumed
-                        parsedAheadCommand = nil
-                        parsedAheadMoves = inputMoves
-                        endSquashRun()
+                        // Ends the run; refused once its replies are in.
+                        endSquashRun(before: consumed, parsedAs: nil)
                         continue
                     }
                     inputStart += consumed
@@ -319,12 +316,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                     // again once the run's replies are in.
                     guard squashCount < squashLimit, commandMaySquash(spec), squashRunTakes(),
                           squashedMigrationTarget() == nil else {
-                        // Parsed already: once the run's replies are in, it is
-                        // taken as it is unless the input buffer moved meanwhile.
-                        parsedAheadBytes = consumed
-                        parsedAheadCommand = spec
-                        parsedAheadMoves = inputMoves
-                        endSquashRun()
+                        endSquashRun(before: consumed, parsedAs: spec)
                         continue
                     }
                     inputStart += consumed
@@ -685,6 +677,18 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         // The next command is parsed into other arguments (the slot's spare
         // object, swapped with these): this one's stay as they are.
         swap(&args, &slot.arguments)
+    }
+
+    /// Closes the run being built before the command just parsed (`consumed`
+    /// bytes, `spec` nil when unknown), which stays unconsumed: once the
+    /// run's replies are in it is taken as parsed, unless the input buffer
+    /// moved meanwhile (then it is parsed again).
+    @inline(__always)
+    private func endSquashRun(before consumed: Int, parsedAs spec: CommandSpec?) {
+        parsedAheadBytes = consumed
+        parsedAheadCommand = spec
+        parsedAheadMoves = inputMoves
+        endSquashRun()
     }
 
     /// Closes the run being built: what its commands posted to other loops
