@@ -291,8 +291,8 @@ public enum BlockingFamily {
             let ctx = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
             for (position, key) in keys.enumerated() {
                 guard let reply = popAt(ctx, key, position) else { continue }
-                // As the full path notes after its apply: every key, for WATCH and tracking.
-                shard.withTracking(tracking) { shard.noteWritten(fingerprints) }
+                // The key popped, as Redis signals it; a WRONGTYPE changed nothing.
+                if !reply.isError { shard.withTracking(tracking) { shard.noteWritten(fingerprints[position]) } }
                 return reply
             }
             return nil
@@ -819,7 +819,11 @@ final class Parking {
         }
         call.runOnKeysTwoPhaseRaw(
             allKeys, mode: .exclusive, check: check, decide: decide, apply: apply, reply: finish,
-            forceTransaction: !(call.engine.singleHopBlocking && singleShard)
+            forceTransaction: !(call.engine.singleHopBlocking && singleShard),
+            // A pop notes its own key written (Redis signals only the key popped): a key
+            // found empty, of another type, or waited on is not. BLMOVE's destination is
+            // left to the usual note.
+            writtenPositions: serve == nil && destination == nil ? [] : nil
         ) { reply in
             if let reply { return answer(reply) }
             // Registered on every shard.

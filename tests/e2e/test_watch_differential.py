@@ -23,6 +23,25 @@ K0B = _K[0][1]  # on K's shard
 STREAM_SETUP = [("XADD", K, "1-1", "f", "v"), ("XADD", K, "2-1", "f", "v"), ("XGROUP", "CREATE", K, "g", "0"),
                 ("XREADGROUP", "GROUP", "g", "c1", "COUNT", "1", "STREAMS", K, ">")]
 
+# BLPOP / BRPOP that find an element or an error at once. Kept apart so that they run on
+# one thread too, where the connection's loop owns every key and the pop runs inline.
+BLOCKING_SCENARIOS = [
+    ("brpop-wrongtype", [("SET", K, "v")], [K], [("BRPOP", K, "1")], False),
+    ("blpop-wrongtype-after-empty", [("SET", K0B, "v")], [K0B], [("BLPOP", K, K0B, "1")], False),
+    ("brpop-ready-before-wrongtype", [("RPUSH", K, "a"), ("SET", K0B, "v")], [K0B], [("BRPOP", K, K0B, "0")], False),
+    ("blpop-other-key-same-shard", [("RPUSH", K0B, "a", "b")], [K], [("BLPOP", K, K0B, "0")], False),
+    ("blpop-other-key-other-shard", [("RPUSH", K2, "a")], [K], [("BLPOP", K, K2, "0")], False),
+    ("brpop-watched-key", [("RPUSH", K, "a", "b")], [K], [("BRPOP", K, "0")], False),
+    ("blpop-second-key-watched", [("RPUSH", K0B, "a")], [K0B], [("BLPOP", K, K0B, "0")], True),
+    ("brpop-times-out", [("RPUSH", K2, "a")], [K, K2], [("BRPOP", K, "0.05")], True),
+    ("blpop-times-out-on-two-shards", [("SET", K0B, "v")], [K, K3], [("BLPOP", K, K3, "0.05")], True),
+    ("bzpopmin-times-out", [], [K], [("BZPOPMIN", K, "0.05")], True),
+    ("bzpopmax-other-key", [("ZADD", K0B, "1", "a")], [K], [("BZPOPMAX", K, K0B, "0")], False),
+    ("blmpop-other-key", [("RPUSH", K2, "a", "b")], [K], [("BLMPOP", "0", "2", K, K2, "LEFT")], False),
+    ("bzmpop-watched-key", [("ZADD", K, "1", "a")], [K], [("BZMPOP", "0", "1", K, "MIN")], False),
+    ("brpop-emptied-watched-key", [("RPUSH", K, "a")], [K], [("BRPOP", K, K2, "0")], True),
+]
+
 # (name, setup, watched keys, commands in between, by another connection)
 SCENARIOS = [
     # -- no-op writes: EXEC runs on redis-server
@@ -79,6 +98,8 @@ SCENARIOS = [
     ("xgroup-delconsumer", STREAM_SETUP, [K], [("XGROUP", "DELCONSUMER", K, "g", "c1")], True),
     ("xgroup-destroy", STREAM_SETUP, [K], [("XGROUP", "DESTROY", K, "g")], True),
     ("xsetid", STREAM_SETUP, [K], [("XSETID", K, "5-5")], True),
+    # -- blocking pops: only the key popped is dirtied (a WRONGTYPE dirties nothing)
+    *BLOCKING_SCENARIOS,
     # -- real changes: EXEC aborts on redis-server
     ("xadd", STREAM_SETUP, [K], [("XADD", K, "3-1", "f", "v")], True),
     ("xgroup-create-mkstream", [], [K], [("XGROUP", "CREATE", K, "g", "0", "MKSTREAM")], True),
@@ -107,6 +128,11 @@ def servers(damselfly_module, redis_server):
     return {"damselfly": damselfly_module("--proactor_threads=4"), "redis": redis_server}
 
 
+@pytest.fixture(scope="module")
+def one_thread(damselfly_module):
+    return damselfly_module("--proactor_threads=1")
+
+
 def _run(server, setup, watched, between, other):
     with server.raw() as c, server.raw() as o:
         c.call("SELECT", "0")
@@ -127,6 +153,13 @@ def test_watch_matches_redis(servers, scenario):
     name, setup, watched, between, other = scenario
     got = {n: _run(s, setup, watched, between, other) for n, s in servers.items()}
     assert got["damselfly"] == got["redis"], name
+
+
+@pytest.mark.parametrize("scenario", BLOCKING_SCENARIOS, ids=[s[0] for s in BLOCKING_SCENARIOS])
+def test_blocking_pop_watch_matches_redis_on_one_thread(servers, one_thread, scenario):
+    """On one thread every key is the connection's own, so a ready pop runs inline."""
+    name, setup, watched, between, other = scenario
+    assert _run(one_thread, setup, watched, between, other) == _run(servers["redis"], setup, watched, between, other), name
 
 
 def test_scenarios_cover_both_outcomes(servers):
