@@ -225,6 +225,7 @@ public enum BlockingFamily {
         case .failure(let error): return call.reply(error.reply)
         case .success(let s): seconds = s
         }
+        if popInline(call, keys: 1..<timeoutIndex, fromLeft: fromLeft) { return }
         let keys = (1..<timeoutIndex).map { call.key($0) }
         let popAt: (ShardContext, KeyRef, Int) -> Reply?
         if fromLeft { popAt = BlockingFamily.popFirstReady } else { popAt = BlockingFamily.popLastReady }
@@ -232,6 +233,50 @@ public enum BlockingFamily {
             parkPop(call, keys, fromLeft: fromLeft, seconds: seconds)
         })
         if !ready { parkPop(call, keys, fromLeft: fromLeft, seconds: seconds) }
+    }
+
+    /// A worker's BLPOP / BRPOP when this loop owns the shard of every key, the keys are
+    /// free and one holds elements (the drain's common case on one thread, or with the
+    /// connection on its queue's thread): popped now, the keys read in place from the
+    /// receive buffer, with none of ``popReady(_:_:giveBack:_:orElse:)``'s key copies,
+    /// closures or lock set built. False, and nothing changed, when the command is not of
+    /// this shape or no key holds an element: the caller takes the usual path, which
+    /// looks again (a parked client needs its own copies of the keys anyway).
+    static func popInline(_ call: CommandCall, keys: Range<Int>, fromLeft: Bool) -> Bool {
+        let shardSet = call.shardSet, loop = call.loop, args = call.args
+        // The same conditions as popReady's; a client that has gone takes the full path,
+        // which hands a popped element back.
+        guard call.canBlock, call.engine.singleHopBlocking, !shardSet.tracking.isActive,
+              !call.client.life.isClosed else { return false }
+        let database = call.client.database, noTouch = call.client.noTouch
+        let firstHash = args.keyHash(keys.lowerBound)
+        let shardIndex = args.rememberedShard(of: keys.lowerBound) ?? shardSet.shardIndex(of: args[keys.lowerBound], hash: firstHash)
+        let shard = shardSet.shards[shardIndex]
+        guard shard.loop === loop else { return false }
+        let reply: Reply? = withUnsafeTemporaryAllocation(of: UInt64.self, capacity: keys.count) { hashes in
+            // Every key on this shard and free before anything is looked at, as the
+            // full path would lock them all.
+            for (slot, i) in keys.enumerated() {
+                let hash = slot == 0 ? firstHash : KeyHash.hash(args[i])
+                hashes[slot] = hash
+                guard slot == 0 || shardSet.shardIndex(of: args[i], hash: hash) == shardIndex,
+                      shard.keyIsFree(lockFingerprint(keyHash: hash, database: database), .exclusive) else { return nil }
+            }
+            return shardSet.runInline(on: shard, from: loop) { () -> Reply? in
+                let ctx = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+                for (slot, i) in keys.enumerated() {
+                    // The bytes stay in place until the command returns: it runs now.
+                    let key = KeyRef(borrowing: args[i], hash: hashes[slot]) ?? KeyRef(args.bytes(i), hash: hashes[slot])
+                    guard let reply = popListReady(ctx, key, fromLeft: fromLeft) else { continue }
+                    if !reply.isError { shard.noteWritten(lockFingerprint(keyHash: key.hash, database: database)) }
+                    return reply
+                }
+                return nil
+            }
+        }
+        guard let reply else { return false }
+        call.sink.complete(reply)
+        return true
     }
 
     /// BLPOP / BRPOP through the full path: ``Parking`` pops, or parks the client.

@@ -90,6 +90,27 @@ import Testing
         #expect(registrations() == 0)
     }
 
+    /// A ready pop whose keys are the connection's loop's own runs inline; a key of another
+    /// shard among them (checked before anything is popped) sends the whole command the
+    /// usual way, so the order of the keys still decides which one is popped.
+    @Test func aPopOnTheLoopsOwnShardKeepsKeyOrderAcrossAnotherShardsKey() {
+        let wrongType = RV.error("WRONGTYPE Operation against a key holding the wrong kind of value")
+        let empty = h.key(onShard: 0, prefix: "empty"), own = h.key(onShard: 0, prefix: "own")
+        let str = h.key(onShard: 0, prefix: "str"), other = h.key(onShard: 1, prefix: "other")
+        h.run(["rpush", own, "a", "b", "c"])
+        h.run(["rpush", other, "z"])
+        h.run(["set", str, "x"])
+        #expect(h.run(["brpop", empty, own, "0"], on: 0) == .array([.bulk(own), .bulk("c")]))
+        // `other` comes before `own`: popped first, though `own` is loop 0's and ready.
+        #expect(h.run(["blpop", empty, other, own, "0"], on: 0) == .array([.bulk(other), .bulk("z")]))
+        #expect(h.run(["exists", other], on: 0) == 0)
+        #expect(h.run(["blpop", empty, str, own, "0"], on: 0) == wrongType)
+        #expect(h.run(["blpop", own, str, "0"], on: 0) == .array([.bulk(own), .bulk("a")]))
+        #expect(h.run(["brpop", own, "0"], on: 0) == .array([.bulk(own), .bulk("b")]))
+        #expect(h.run(["exists", own], on: 0) == 0)
+        #expect(registrations() == 0)
+    }
+
     @Test func timedOutWaitersLeaveNothingBehind() {
         let keys = h.keysOnEveryShard(prefix: "empty")
         let shapes: [[String]] = [
