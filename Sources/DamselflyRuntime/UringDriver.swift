@@ -141,7 +141,8 @@ final class UringDriver {
     private func startSend(_ state: SocketState, slot: Int32) {
         guard !state.pending.isEmpty else { return }
         swap(&state.inflight, &state.pending)
-        state.pending.removeAll(keepingCapacity: true)
+        // The buffer sent last, emptied when its send completed (or never used).
+        if !state.pending.isEmpty { state.pending.removeAll(keepingCapacity: true) }
         state.inflightOffset = 0
         submitSend(state, slot: slot)
     }
