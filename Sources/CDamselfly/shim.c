@@ -106,6 +106,19 @@ int dfly_listen_tcp(const char *host, int port, int backlog) {
 
 int dfly_accept(int listen_fd) { return accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC); }
 
+ssize_t dfly_recv(int fd, void *buf, size_t len) {
+    return syscall(SYS_recvfrom, fd, buf, len, 0, NULL, NULL);
+}
+
+ssize_t dfly_send(int fd, const void *buf, size_t len) {
+    return syscall(SYS_sendto, fd, buf, len, MSG_NOSIGNAL, NULL, 0);
+}
+
+int dfly_epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout) {
+    /* epoll_pwait with no signal mask is epoll_wait (which some architectures lack). */
+    return (int)syscall(SYS_epoll_pwait, epfd, events, maxevents, timeout, NULL, (size_t)8);
+}
+
 int dfly_socket_port(int fd) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);

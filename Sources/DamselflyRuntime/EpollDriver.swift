@@ -75,7 +75,7 @@ final class EpollDriver {
     private func flush(_ state: SocketState, slot: Int32) {
         while !state.pending.isEmpty {
             let written = state.pending.withUnsafeBytes { raw in
-                Glibc.send(state.fd, raw.baseAddress! + state.inflightOffset, raw.count - state.inflightOffset, Int32(MSG_NOSIGNAL))
+                dfly_send(state.fd, raw.baseAddress! + state.inflightOffset, raw.count - state.inflightOffset)
             }
             if written < 0 {
                 if errno == EAGAIN || errno == EWOULDBLOCK {
@@ -179,7 +179,7 @@ final class EpollDriver {
 
     private func dispatchEvents(into events: UnsafeMutablePointer<epoll_event>, scratch: UnsafeMutableRawPointer,
                                 timeout: Int32) -> Int {
-        let n = epoll_wait(epollFD, events, 256, timeout)
+        let n = dfly_epoll_wait(epollFD, events, 256, timeout)
         guard n > 0 else { return 0 }
         for i in 0..<Int(n) {
             let ev = events[i]
@@ -218,7 +218,7 @@ final class EpollDriver {
     private func readAll(_ state: SocketState, slot: Int32, scratch: UnsafeMutableRawPointer) {
         let generation = state.generation
         for _ in 0..<16 {
-            let n = Glibc.recv(state.fd, scratch, 64 * 1024, 0)
+            let n = dfly_recv(state.fd, scratch, 64 * 1024)
             if n > 0 {
                 state.handler?.socketReceived(UnsafeRawBufferPointer(start: scratch, count: n))
                 // The handler may have closed the socket.
