@@ -161,7 +161,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private func receivePlain(_ bytes: UnsafeRawBufferPointer) {
         counters.netInputBytes += bytes.count
         guard !isClosed else { return }
-        if inputEnd - inputStart + bytes.count > server.limits.queryBufferLimit.load(ordering: .relaxed) {
+        if inputEnd - inputStart + heldInput.count + bytes.count > server.limits.queryBufferLimit.load(ordering: .relaxed) {
             // Redis's client-query-buffer-limit: the client is closed without a reply.
             close()
             return

@@ -375,3 +375,28 @@ def test_pipeline_on_script_thread_answered_in_order_after(damselfly, only_damse
     assert [peer.read_reply() for _ in range(3)] == [("+", b"OK"), ("+", b"OK"), ("$", b"e")]
     for c in conns:
         c.close()
+
+
+def test_query_buffer_limit_holds_while_the_clients_own_script_runs(busy_server):
+    """Bytes that reach a connection while its own script runs (its thread's sockets served
+    from the script's hook) count against client-query-buffer-limit as its buffer does,
+    those held aside while its handler is on the stack included: 3 MB of a SET's value
+    sent meanwhile closes the connection, the SET never runs, the server stays up."""
+    conns = [RespConn(busy_server.port, timeout=30) for _ in range(5)]
+    assert conns[1].call("CONFIG", "SET", "client-query-buffer-limit", "1mb") == ("+", b"OK")
+    script = LongScript(conns[0], LOOP)
+    peer = busy_peer(conns[2:])
+    try:  # on the script's own connection, raw, while its EVAL waits for the reply
+        conns[0].sock.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nq\r\n$3000000\r\n")
+        for _ in range(30):
+            conns[0].sock.sendall(b"x" * 100000)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert peer.call("SCRIPT", "KILL") == ("+", b"OK")
+    script.join()
+    _data, closed = conns[0].read_all_until_close(timeout=3)
+    assert closed
+    assert peer.call("EXISTS", "q") == (":", 0)
+    assert peer.call("PING") == ("+", b"PONG")
+    for c in conns[1:]:
+        c.close()
