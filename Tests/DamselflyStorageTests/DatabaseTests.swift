@@ -279,12 +279,15 @@ import Testing
         db.remove(at: live)
         #expect(db.randomEntry(nowMs: 100) == nil)
         #expect(db.count == 0)
-        // Roughly uniform over live keys.
+        // Roughly uniform over live keys. A bucket is picked, then a key in its chain (as
+        // Redis's dictGetRandomKey does): keys that share a bucket get fewer picks (two in
+        // one of nine buckets: about 556 each, not 1,000), so the bounds leave room for that
+        // and for chance (a bound of 500 failed in CI).
         for i in 0..<10 { db.insert("k\(i)", "v") }
         var hits = [String: Int]()
         for _ in 0..<10_000 { hits[db.keyString(at: db.randomEntry(nowMs: 0)!), default: 0] += 1 }
         #expect(hits.count == 10)
-        for (_, n) in hits { #expect(n > 500 && n < 1_600) }
+        for (_, n) in hits { #expect(n > 350 && n < 1_800) }
     }
 
     @Test func memoryAccounting() {
