@@ -865,10 +865,10 @@ final class Parking {
         call.runOnKeysTwoPhaseRaw(
             allKeys, mode: .exclusive, check: check, decide: decide, apply: apply, reply: finish,
             forceTransaction: !(call.engine.singleHopBlocking && singleShard),
-            // A pop notes its own key written (Redis signals only the key popped): a key
-            // found empty, of another type, or waited on is not. BLMOVE's destination is
-            // left to the usual note.
-            writtenPositions: serve == nil && destination == nil ? [] : nil
+            // Each pop notes the keys it writes itself (Redis signals only those: the key
+            // popped, and BLMOVE's destination when it pushed): a key found empty, of
+            // another type, or waited on is not written.
+            writtenPositions: []
         ) { reply in
             if let reply { return answer(reply) }
             // Registered on every shard.

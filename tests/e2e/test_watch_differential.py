@@ -39,6 +39,11 @@ BLOCKING_SCENARIOS = [
     ("bzpopmax-other-key", [("ZADD", K0B, "1", "a")], [K], [("BZPOPMAX", K, K0B, "0")], False),
     ("blmpop-other-key", [("RPUSH", K2, "a", "b")], [K], [("BLMPOP", "0", "2", K, K2, "LEFT")], False),
     ("bzmpop-watched-key", [("ZADD", K, "1", "a")], [K], [("BZMPOP", "0", "1", K, "MIN")], False),
+    ("blmove-times-out-watched-destination", [], [K2], [("BLMOVE", K, K2, "LEFT", "RIGHT", "0.05")], True),
+    ("blmove-wrongtype-destination", [("RPUSH", K, "a"), ("SET", K2, "v")], [K, K2],
+     [("BLMOVE", K, K2, "LEFT", "RIGHT", "0")], False),
+    ("blmove-into-watched-destination", [("RPUSH", K, "a", "b")], [K2], [("BLMOVE", K, K2, "LEFT", "RIGHT", "0")], False),
+    ("brpoplpush-same-shard-watched-source", [("RPUSH", K, "a", "b")], [K], [("BRPOPLPUSH", K, K0B, "0")], False),
     ("brpop-emptied-watched-key", [("RPUSH", K, "a")], [K], [("BRPOP", K, K2, "0")], True),
 ]
 
