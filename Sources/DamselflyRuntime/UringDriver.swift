@@ -290,14 +290,18 @@ final class UringDriver {
             for i in 0..<n {
                 let c = completions[i]
                 let op = c.user_data & 0xff
-                handle(op: op, slot: Int32(truncatingIfNeeded: (c.user_data >> 8) & 0xff_ffff),
-                       generation: UInt32(truncatingIfNeeded: c.user_data >> 32), res: c.res, flags: c.flags)
-                // A send that went out is not work the loop must come round for: what it
-                // leaves to do (the rest of a short send, the next queued bytes, a close) is
-                // a submission, which the next enter makes whether it sleeps or not. Counted,
-                // it cost a request at P1 a third io_uring_enter (the submit that sent the reply
-                // reaps its completion at once, and the loop went round to poll again).
-                if op != Op.send.rawValue || c.res < 0 { handled += 1 }
+                let slot = Int32(truncatingIfNeeded: (c.user_data >> 8) & 0xff_ffff)
+                let generation = UInt32(truncatingIfNeeded: c.user_data >> 32)
+                handle(op: op, slot: slot, generation: generation, res: c.res, flags: c.flags)
+                // A send that went out, leaving nothing more to send, is not work the loop
+                // must come round for. Counted, it cost a request at P1 a third
+                // io_uring_enter: the submit that sent the reply reaps its completion at
+                // once, and the loop went round to poll again. One that started the next
+                // send counts, so that send is submitted at once, not after a
+                // `--poll_before_sleep_us` spin.
+                if op != Op.send.rawValue || c.res < 0 || owner(slot: slot, generation: generation)?.sending == true {
+                    handled += 1
+                }
             }
             if n < 256 { break }
         }
