@@ -289,19 +289,9 @@ final class UringDriver {
             if n == 0 { break }
             for i in 0..<n {
                 let c = completions[i]
-                let op = c.user_data & 0xff
-                let slot = Int32(truncatingIfNeeded: (c.user_data >> 8) & 0xff_ffff)
-                let generation = UInt32(truncatingIfNeeded: c.user_data >> 32)
-                handle(op: op, slot: slot, generation: generation, res: c.res, flags: c.flags)
-                // A send that went out, leaving nothing more to send, is not work the loop
-                // must come round for. Counted, it cost a request at P1 a third
-                // io_uring_enter: the submit that sent the reply reaps its completion at
-                // once, and the loop went round to poll again. One that started the next
-                // send counts, so that send is submitted at once, not after a
-                // `--poll_before_sleep_us` spin.
-                if op != Op.send.rawValue || c.res < 0 || owner(slot: slot, generation: generation)?.sending == true {
-                    handled += 1
-                }
+                let counts = handle(op: c.user_data & 0xff, slot: Int32(truncatingIfNeeded: (c.user_data >> 8) & 0xff_ffff),
+                                    generation: UInt32(truncatingIfNeeded: c.user_data >> 32), res: c.res, flags: c.flags)
+                if counts { handled += 1 }
             }
             if n < 256 { break }
         }
@@ -325,7 +315,14 @@ final class UringDriver {
         dfly_ring_recycle_buffer(ring, bufferMemory + bufferID * bufferSize, UInt32(bufferSize), UInt32(bufferID))
     }
 
-    private func handle(op: UInt64, slot: Int32, generation: UInt32, res: Int32, flags: UInt32) {
+    /// Handles one completion; returns whether it is work the loop must come round
+    /// for. Every completion is, but a send that went out leaving nothing more to
+    /// send: counted, it cost a request at P1 a third io_uring_enter (the submit that
+    /// sent the reply reaps its completion at once, and the loop went round to poll
+    /// again), and what it leaves (a close) is a submission the next enter makes,
+    /// whether it waits or not. One that started the next send counts, so that send
+    /// is submitted at once, not after a `--poll_before_sleep_us` spin.
+    private func handle(op: UInt64, slot: Int32, generation: UInt32, res: Int32, flags: UInt32) -> Bool {
         switch Op(rawValue: op) {
         case .wake:
             armWake()
@@ -333,7 +330,7 @@ final class UringDriver {
             let index = Int(slot)
             guard index >= 0, index < listeners.count else {
                 if res >= 0 { Glibc.close(res) }
-                return
+                return true
             }
             if res >= 0 { listeners[index].onAccept(res) }
             if flags & UInt32(DFLY_CQE_F_MORE) == 0, listeners[index].fd >= 0 { armAccept(index) }
@@ -341,11 +338,15 @@ final class UringDriver {
             // A receive or send is always reaped before its slot is released
             // (`receiving`/`sending` hold it), so a stale one would be a bug;
             // still, never leak its buffer or touch a newer connection.
-            guard let state = owner(slot: slot, generation: generation) else { return recycle(flags: flags) }
+            guard let state = owner(slot: slot, generation: generation) else {
+                recycle(flags: flags)
+                return true
+            }
             handleReceive(state, slot: slot, res: res, flags: flags)
         case .send:
-            guard let state = owner(slot: slot, generation: generation) else { return }
+            guard let state = owner(slot: slot, generation: generation) else { return res < 0 }
             handleSend(state, slot: slot, res: res)
+            return res < 0 || state.sending
         case .cancel:
             // -ENOENT with the receive still ours and running: it was not armed
             // yet when the cancel ran; -EALREADY: it was running and may not
@@ -361,6 +362,7 @@ final class UringDriver {
         case .none:
             break
         }
+        return true
     }
 
     private func handleReceive(_ state: SocketState, slot: Int32, res: Int32, flags: UInt32) {
