@@ -1004,9 +1004,9 @@ public struct ShardContext {
     public func lookupPeek(_ key: KeyRef) -> EntryIndex? {
         let found = key.withBytes { database.find($0, hash: key.hash, nowMs: nowMs) }
         if found != nil {
-            shard.keyspaceHits.add(1, ordering: .relaxed)
+            shard.keyspaceHits.addOwned(1)
         } else {
-            shard.keyspaceMisses.add(1, ordering: .relaxed)
+            shard.keyspaceMisses.addOwned(1)
             notify(.keyMiss, "keymiss", key)
         }
         return found

@@ -1,5 +1,6 @@
 import DamselflyACL
 import DamselflyRESP
+import DamselflyRuntime
 import Synchronization
 
 /// What a command is, for routing and for COMMAND INFO.
@@ -86,6 +87,9 @@ public final class CommandSpec: Sendable {
     public let handler: @Sendable (CommandCall) -> Void
     /// Per-loop call statistics for INFO commandstats.
     public let stats: [CommandStats]
+    /// A container's: each subcommand's per-loop statistics, by full name (`config|get`),
+    /// as Redis counts a container's calls (`cmdstat_config|get`).
+    public let subcommandStats: [String: [CommandStats]]
     /// Which of this write command's replies say it changed nothing.
     public let unchangedWhen: UnchangedReply
     /// Its id in Redis's command table (``ACLCommandTable``), the bit ACL rules set;
@@ -119,6 +123,13 @@ public final class CommandSpec: Sendable {
         self.aclCommandID = ACLCommandTable.id(name)
         self.tableFlags = aclCommandID.map { ACLCommandTable.entries[$0].flags } ?? []
         self.hasSubcommands = aclCommandID.map { !ACLCommandTable.subcommands[$0].isEmpty } ?? false
+        var subcommandStats: [String: [CommandStats]] = [:]
+        if hasSubcommands, let id = aclCommandID {
+            for sub in ACLCommandTable.subcommands[id] {
+                subcommandStats[ACLCommandTable.entries[sub].name] = (0..<max(loops, 1)).map { _ in CommandStats() }
+            }
+        }
+        self.subcommandStats = subcommandStats
         self.isPlainOneKey = firstKey == 1 && lastKey == 1
             && !flags.contains(.blocking) && !flags.contains(.admin) && !flags.contains(.noscript)
             && !tableFlags.contains(.movableKeys) && !hasSubcommands
@@ -140,6 +151,27 @@ public final class CommandSpec: Sendable {
     public func fullName(subcommand: UnsafeRawBufferPointer) -> String {
         guard hasSubcommands, let id = aclCommandID else { return name }
         return ACLCommandTable.entries[ACLCommandTable.id(command: id, firstArgument: Array(subcommand))].name
+    }
+
+    /// The per-loop statistics a call counts in, given its first argument: the command's
+    /// own, or a container's subcommand's (`config|get`); nil for a subcommand Redis's
+    /// table does not have, which Redis refuses before it counts anything.
+    public func statsList(subcommand: UnsafeRawBufferPointer?) -> [CommandStats]? {
+        guard hasSubcommands, let subcommand else { return stats }
+        return subcommandStats[fullName(subcommand: subcommand)]
+    }
+
+    /// Redis's error for a container's known subcommand called with the wrong number of
+    /// arguments (`count`, the container's name included), checked before it runs as
+    /// Redis checks a subcommand's arity; nil when the count is right or the
+    /// subcommand unknown (its handler answers that).
+    public func subcommandArityError(_ subcommand: UnsafeRawBufferPointer, argumentCount count: Int) -> String? {
+        guard hasSubcommands, let id = aclCommandID else { return nil }
+        let sub = ACLCommandTable.id(command: id, firstArgument: Array(subcommand))
+        guard sub != id else { return nil }
+        let arity = ACLCommandTable.entries[sub].arity
+        if arity >= 0 ? count == arity : count >= -arity { return nil }
+        return "ERR wrong number of arguments for '\(ACLCommandTable.entries[sub].name)' command"
     }
 
     /// Whether `reply` may come from a run that changed a key: not an error
@@ -168,29 +200,27 @@ public final class CommandSpec: Sendable {
     }
 }
 
-/// Calls, time and failures of one command on one loop, and its latency histogram
-/// (LATENCY HISTOGRAM): one relaxed add per call into a fixed bucket.
+/// Calls, time and failures of one command (or subcommand) on one loop, and its latency
+/// histogram (INFO latencystats, LATENCY HISTOGRAM). That loop is the only writer
+/// (``Atomic/addOwned(_:)``, plain moves); INFO reads from any thread, and ``reset()``
+/// runs on the loop too (CONFIG RESETSTAT goes round the loops).
 public final class CommandStats: Sendable {
     public let calls = Atomic<Int>(0)
     public let microseconds = Atomic<Int>(0)
     public let rejectedCalls = Atomic<Int>(0)
     public let failedCalls = Atomic<Int>(0)
-    /// ``LatencyBuckets/count`` buckets (a generic argument must be a literal).
-    public let latencyBuckets = InlineArray<21, Atomic<Int>> { (_: Int) in Atomic(0) }
+    public let latency = LatencyHistogram()
     public init() {}
     public func reset() {
         calls.store(0, ordering: .relaxed)
         microseconds.store(0, ordering: .relaxed)
         rejectedCalls.store(0, ordering: .relaxed)
         failedCalls.store(0, ordering: .relaxed)
-        for i in 0..<LatencyBuckets.count { latencyBuckets[i].store(0, ordering: .relaxed) }
+        latency.reset()
     }
     @inlinable
     public func recordLatency(micros: Int) {
-        latencyBuckets[LatencyBuckets.index(micros: micros)].add(1, ordering: .relaxed)
-    }
-    public func latencyCounts() -> [Int] {
-        (0..<LatencyBuckets.count).map { latencyBuckets[$0].load(ordering: .relaxed) }
+        latency.record(micros: micros)
     }
 }
 
@@ -207,16 +237,13 @@ public enum LatencyBuckets {
     @inlinable @inline(__always)
     public static func upperNanos(_ k: Int) -> Int { (129 &<< (3 &+ k)) &- 1 }
 
-    /// The bucket of a call that took `micros`. Runs after every command, nearly always with
-    /// 0 or 1 µs: those (and negatives) are bucket 0 at once, since 1000 ns ≤ 1024 ns. From
-    /// 2 µs on the value is at least 2000 ns, so the power of two below it is 2^10 or more and
-    /// its bucket is never negative; 1 s and more (an overflowing product included) is 1 s.
-    @inlinable @inline(__always)
-    public static func index(micros: Int) -> Int {
-        if micros <= 1 { return 0 }
-        let nanos = micros >= 1_000_000 ? 1_000_000_000 : micros &* 1000
+    /// The bucket of a value of `nanos` (at least 1): bucket 0 up to 1031 ns, else the
+    /// power of two at or below it from 2^10 on, one more above that bucket's upper value.
+    @inlinable
+    public static func index(nanos: Int) -> Int {
         let k = (Int.bitWidth &- 11) &- nanos.leadingZeroBitCount
-        return nanos > upperNanos(k) ? k &+ 1 : k
+        if k <= 0 { return nanos > upperNanos(0) ? 1 : 0 }
+        return min(nanos > upperNanos(k) ? k &+ 1 : k, count - 1)
     }
 
     /// The label of bucket k in LATENCY HISTOGRAM's `histogram_usec`.

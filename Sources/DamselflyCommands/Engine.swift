@@ -112,6 +112,9 @@ public final class LoopCounters: @unchecked Sendable {
     public var rejectedConnections = 0
     public var netInputBytes = 0
     public var netOutputBytes = 0
+    /// Received buffers and sent replies (INFO total_reads_processed / total_writes_processed).
+    public var readsProcessed = 0
+    public var writesProcessed = 0
     public var errorReplies: [String: Int] = [:]
     public var totalErrorReplies = 0
     public let connectedClients = Atomic<Int>(0)
@@ -146,6 +149,8 @@ public final class LoopCounters: @unchecked Sendable {
         rejectedConnections = 0
         netInputBytes = 0
         netOutputBytes = 0
+        readsProcessed = 0
+        writesProcessed = 0
         errorReplies = [:]
         totalErrorReplies = 0
         lastSampleCommands = 0

@@ -182,8 +182,8 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
         answers = spare ?? MovingBuffer()
         spare = nil
         let stats = self.stats!
-        stats.hopBatches.add(1, ordering: .relaxed)
-        stats.batchedHops.add(done.count, ordering: .relaxed)
+        stats.hopBatches.addOwned(1)
+        stats.batchedHops.addOwned(done.count)
         // Counted here, on the origin, as a lone hop's trip is: quick, or
         // normal for those that waited in the shard's queue.
         stats.countSingleShards(done.count, queued: queuedCount)

@@ -895,7 +895,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         let bytes = UnsafeRawBufferPointer(start: out, count: length)
         guard length >= 3, bytes[0] == UInt8(ascii: "-") else { return .raw(Array(bytes)) }
         if dfly_lua_error_precounted() != 0 {
-            call.spec.stats[loop].failedCalls.add(1, ordering: .relaxed)
+            call.spec.stats[loop].failedCalls.addOwned(1)
             return .raw(Array(bytes))
         }
         return .error(String(decoding: bytes[1..<(length - 2)], as: UTF8.self))
@@ -943,13 +943,15 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         func refuse(_ message: String, _ spec: CommandSpec?) -> [UInt8] {
             out.error(message)
             counters.countError(message)
-            spec?.stats[runningLoop].rejectedCalls.add(1, ordering: .relaxed)
+            spec?.statsList(subcommand: commandArguments.count > 1 ? commandArguments[1] : nil)?[runningLoop]
+                .rejectedCalls.addOwned(1)
             return out.buffer
         }
         guard let spec = call.engine.registry.lookup(commandArguments[0]) else {
             return refuse("ERR Unknown Redis command called from script", nil)
         }
-        guard spec.acceptsArgumentCount(argc) else {
+        guard spec.acceptsArgumentCount(argc),
+              !spec.hasSubcommands || spec.subcommandArityError(commandArguments[1], argumentCount: argc) == nil else {
             return refuse("ERR Wrong number of args calling Redis command from script", spec)
         }
         if !call.engine.scripts.settings.denyDisabled.load(ordering: .relaxed), spec.flags.contains(.noscript) || (spec.firstKey == 0 && !ScriptRun.keylessAllowed.contains(spec.name)
@@ -1001,11 +1003,11 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         spec.handler(CommandCall(
             args: commandArguments, client: client, engine: call.engine, spec: spec, sink: self, script: execution))
         // The called command's own statistics, as Redis's call() keeps them for a script's commands.
-        let stats = spec.stats[runningLoop]
-        stats.calls.add(1, ordering: .relaxed)
-        stats.microseconds.add(Int((Clock.monotonicNanos() &- started) / 1000), ordering: .relaxed)
+        let stats = spec.statsList(subcommand: commandArguments.count > 1 ? commandArguments[1] : nil)?[runningLoop]
+        stats?.calls.addOwned(1)
+        stats?.microseconds.addOwned(Int((Clock.monotonicNanos() &- started) / 1000))
         if case .error(let message) = lastReply {
-            stats.failedCalls.add(1, ordering: .relaxed)
+            stats?.failedCalls.addOwned(1)
             counters.countError(message)
         }
         lastReply.encode(into: &out)

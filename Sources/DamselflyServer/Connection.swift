@@ -160,6 +160,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
 
     private func receivePlain(_ bytes: UnsafeRawBufferPointer) {
         counters.netInputBytes += bytes.count
+        counters.readsProcessed += 1
         guard !isClosed else { return }
         if inputEnd - inputStart + heldInput.count + bytes.count > server.limits.queryBufferLimit.load(ordering: .relaxed) {
             // Redis's client-query-buffer-limit: the client is closed without a reply.
@@ -475,14 +476,20 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         }
         client.noteCommand(spec, subcommandName: self.args.count > 1 ? spec.fullName(subcommand: self.args[1]) : nil)
         guard spec.acceptsArgumentCount(args.count) else {
-            spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            countRejected(spec)
             if spec.name == "exec" { return abortExec("wrong number of arguments for 'exec' command") }
             if client.multiQueue != nil { client.multiFailed = true }
             emitError("ERR wrong number of arguments for '\(spec.name)' command")
             return
         }
+        if spec.hasSubcommands, let text = spec.subcommandArityError(args[1], argumentCount: args.count) {
+            countRejected(spec)
+            if client.multiQueue != nil { client.multiFailed = true }
+            emitError(text)
+            return
+        }
         if !client.authenticated && !spec.flags.contains(.noAuth) {
-            spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            countRejected(spec)
             emitError("NOAUTH Authentication required.")
             return
         }
@@ -490,7 +497,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         if client.user?.unrestricted.load(ordering: .relaxed) == false, let user = client.user,
            let refusal = engine.aclRefusal(client, user, spec, args, context: client.multiQueue != nil ? .multi : .toplevel) {
             // A restricted user (the default user never gets here: one flag load).
-            spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            countRejected(spec)
             let text = AclFamily.noPermission(refusal)
             if spec.name == "exec" { return abortExec(text) }
             if client.multiQueue != nil { client.multiFailed = true }
@@ -498,7 +505,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             return
         }
         if spec.flags.contains(.denyOOM) && engine.isOverMemoryLimit {
-            spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            countRejected(spec)
             if client.multiQueue != nil { client.multiFailed = true }
             emitError("OOM command not allowed when used memory > 'maxmemory'.")
             return
@@ -512,21 +519,21 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         if scripts.mayBeBusy, let busy = scripts.busyError(), !ScriptRuntime.allowedWhileBusy(spec.name, args) {
             // A script has run past lua_time_limit (Redis's BUSY): on another
             // thread, or on this one, whose hook is serving us now.
-            spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            countRejected(spec)
             if spec.name == "exec" { return abortExec(busy) }
             if client.multiQueue != nil { client.multiFailed = true }
             emitError(busy)
             return
         }
         if engine.tooFewReplicas.load(ordering: .relaxed) && spec.writesAsRedis {
-            spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            countRejected(spec)
             if client.multiQueue != nil { client.multiFailed = true }
             emitError(Engine.noReplicasError)
             return
         }
         if replica.isReplica.load(ordering: .relaxed), let refusal = replica.refusal(spec) {
             // A replica: READONLY for writes, MASTERDOWN while the link is down (replica-serve-stale-data no).
-            spec.stats[loop.index].rejectedCalls.add(1, ordering: .relaxed)
+            countRejected(spec)
             if client.multiQueue != nil { client.multiFailed = true }
             emitError(refusal)
             return
@@ -736,8 +743,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         }
         if count > 1 {
             let stats = shardSet.stats[loopIndex]
-            stats.squashedBatches.add(1, ordering: .relaxed)
-            stats.squashedCommands.add(count, ordering: .relaxed)
+            stats.squashedBatches.addOwned(1)
+            stats.squashedCommands.addOwned(count)
         }
         releaseHeldTrackingMessages()
         // As between single commands: a long pipeline's replies leave in pieces.
@@ -977,6 +984,16 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         }
     }
 
+    /// A command refused before it ran: a rejected call of it, or of its subcommand
+    /// (`config|get`), as Redis's rejectCommand counts one.
+    private func countRejected(_ spec: CommandSpec) {
+        if !spec.hasSubcommands {
+            spec.stats[loopIndex].rejectedCalls.addOwned(1)
+        } else if let list = spec.statsList(subcommand: args.count > 1 ? args[1] : nil) {
+            list[loopIndex].rejectedCalls.addOwned(1)
+        }
+    }
+
     /// What every answered command counts: INFO commandstats and errorstats, the latency
     /// monitor and histogram, SLOWLOG (with the arguments while `argsValid`).
     private func account(
@@ -984,18 +1001,19 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         args: @autoclosure () -> CommandArguments, argsValid: Bool
     ) {
         // Borrowed: the spec holds its stats for the engine's life (read out of
-        // the array, they were retained and released per command).
-        Unmanaged.passUnretained(spec.stats[loopIndex])._withUnsafeGuaranteedRef { stats in
-            stats.calls.add(1, ordering: .relaxed)
-            stats.microseconds.add(elapsed, ordering: .relaxed)
-            if server.latency.tracking.load(ordering: .relaxed) {
-                if spec.hasSubcommands {
-                    server.latency.recordSubcommand(commandName(), micros: elapsed)
-                } else {
-                    stats.recordLatency(micros: elapsed)
-                }
-            }
-            if reply.isError { stats.failedCalls.add(1, ordering: .relaxed) }
+        // the array, they were retained and released per command). A container's
+        // call counts in its subcommand's (the name it ran under), none for a
+        // subcommand Redis does not know.
+        @inline(__always) func count(_ stats: CommandStats) {
+            stats.calls.addOwned(1)
+            stats.microseconds.addOwned(elapsed)
+            if server.latency.tracking.load(ordering: .relaxed) { stats.recordLatency(micros: elapsed) }
+            if reply.isError { stats.failedCalls.addOwned(1) }
+        }
+        if !spec.hasSubcommands {
+            Unmanaged.passUnretained(spec.stats[loopIndex])._withUnsafeGuaranteedRef { count($0) }
+        } else if let stats = spec.subcommandStats[commandName()]?[loopIndex] {
+            count(stats)
         }
         counters.commandsProcessed += 1
         if case .error(let message) = reply { counters.countError(message) }
@@ -1203,6 +1221,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private func writeOutput() {
         guard !output.isEmpty else { return }
         counters.netOutputBytes += output.buffer.count
+        counters.writesProcessed += 1
         if let tls {
             var cipher: [UInt8] = []
             guard tls.send(&output.buffer, into: &cipher) else { return close() }

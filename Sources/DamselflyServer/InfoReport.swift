@@ -14,8 +14,12 @@ enum InfoReport {
         "server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "errorstats", "cluster",
         "keyspace",
     ]
-    /// `INFO all` / `everything`: the defaults plus commandstats and Damselfly's transaction section.
-    static let allSections = defaultSections + ["commandstats", "transaction"]
+    /// `INFO all` / `everything`: Redis 7.0's order, commandstats and latencystats around
+    /// errorstats, then Damselfly's transaction section.
+    static let allSections = [
+        "server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "commandstats",
+        "errorstats", "latencystats", "cluster", "keyspace", "transaction",
+    ]
     static let runID: String = {
         var generator = SystemRandomNumberGenerator()
         return (0..<40).map { _ in String(Int.random(in: 0..<16, using: &generator), radix: 16) }.joined()
@@ -33,6 +37,8 @@ enum InfoReport {
         var rejected = 0
         var input = 0
         var output = 0
+        var reads = 0
+        var writes = 0
         var errors: [String: Int] = [:]
         var totalErrors = 0
     }
@@ -62,7 +68,7 @@ enum InfoReport {
                 let c = server.engine.loopCounters[target.index]
                 return LoopFigures(
                     commands: c.commandsProcessed, connections: c.connectionsReceived, rejected: c.rejectedConnections,
-                    input: c.netInputBytes, output: c.netOutputBytes, errors: c.errorReplies, totalErrors: c.totalErrorReplies)
+                    input: c.netInputBytes, output: c.netOutputBytes, reads: c.readsProcessed, writes: c.writesProcessed, errors: c.errorReplies, totalErrors: c.totalErrorReplies)
             }, done: { loopFigures in
                 done(format(server: server, sections: wanted, shards: shardFigures, loops: loopFigures))
             })
@@ -197,6 +203,8 @@ enum InfoReport {
                     // MIGRATE opens a connection per call and caches none (clients and the suite read the field).
                     ("migrate_cached_sockets", "0"),
                     ("total_error_replies", String(loops.reduce(0) { $0 + $1.totalErrors })),
+                    ("total_reads_processed", String(loops.reduce(0) { $0 + $1.reads })),
+                    ("total_writes_processed", String(loops.reduce(0) { $0 + $1.writes })),
                     ("connection_migrations", String(server.connectionMigrations.load(ordering: .relaxed))),
                 ])
             case "replication":
@@ -274,9 +282,9 @@ enum InfoReport {
                 ])
             case "commandstats":
                 var lines: [(String, String)] = []
-                for (name, spec) in engine.registry.commands.sorted(by: { $0.key < $1.key }) {
+                for (name, stats) in statsByName(engine.registry) {
                     var calls = 0, usec = 0, rejected = 0, failed = 0
-                    for s in spec.stats {
+                    for s in stats {
                         calls += s.calls.load(ordering: .relaxed)
                         usec += s.microseconds.load(ordering: .relaxed)
                         rejected += s.rejectedCalls.load(ordering: .relaxed)
@@ -287,6 +295,16 @@ enum InfoReport {
                     lines.append(("cmdstat_\(name)", "calls=\(calls),usec=\(usec),usec_per_call=\(format2(perCall)),rejected_calls=\(rejected),failed_calls=\(failed)"))
                 }
                 section("Commandstats", lines)
+            case "latencystats":
+                let percentiles = server.latency.infoPercentiles()
+                var lines: [(String, String)] = []
+                for (name, stats) in statsByName(engine.registry) {
+                    let slots = LatencyHistogram.merged(stats.map(\.latency))
+                    guard let values = LatencyHistogram.percentiles(slots, percentiles) else { continue }
+                    let text = zip(percentiles, values).map { "p\(percentileLabel($0))=\(formatFixed($1, digits: 3))" }
+                    lines.append(("latency_percentiles_usec_\(name)", text.joined(separator: ",")))
+                }
+                section("Latencystats", lines)
             case "errorstats":
                 var merged: [String: Int] = [:]
                 for l in loops { for (k, v) in l.errors { merged[k, default: 0] += v } }
@@ -296,6 +314,27 @@ enum InfoReport {
             }
         }
         return out
+    }
+
+    /// Every command's per-loop statistics by the name INFO gives them, in name order:
+    /// a plain command's own, a container's subcommands' (`config|get`) and its own
+    /// (calls refused for their arity, with no subcommand).
+    static func statsByName(_ registry: CommandRegistry) -> [(String, [CommandStats])] {
+        var out: [(String, [CommandStats])] = []
+        for (name, spec) in registry.commands {
+            out.append((name, spec.stats))
+            for (sub, stats) in spec.subcommandStats { out.append((sub, stats)) }
+        }
+        return out.sorted { $0.0 < $1.0 }
+    }
+
+    /// A percentile as Redis labels it (`p50`, `p99.9`): `%f` with its trailing zeros
+    /// and point trimmed.
+    static func percentileLabel(_ p: Double) -> String {
+        var text = formatFixed(p, digits: 6)
+        while text.hasSuffix("0") { text.removeLast() }
+        if text.hasSuffix(".") { text.removeLast() }
+        return text
     }
 
     static func format2(_ v: Double) -> String { formatFixed(v, digits: 2) }

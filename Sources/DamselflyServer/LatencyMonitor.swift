@@ -27,27 +27,9 @@ final class LatencyMonitor: Sendable {
 
     /// `latency-tracking`: whether calls enter the per-command histograms.
     let tracking = Atomic<Bool>(true)
-    /// The histograms of subcommands (`client|id`), by full name. A plain command's is in
-    /// its ``CommandStats`` (one atomic add, no lock); containers are admin and
-    /// introspection commands, rare enough for one lock per call.
-    private let subcommandHistograms = Mutex<[String: [Int]]>([:])
-
-    func recordSubcommand(_ fullName: String, micros: Int) {
-        let bucket = LatencyBuckets.index(micros: micros)
-        subcommandHistograms.withLock { all in
-            all[fullName, default: [Int](repeating: 0, count: LatencyBuckets.count)][bucket] += 1
-        }
-    }
-
-    func subcommandHistogramSnapshot() -> [String: [Int]] {
-        subcommandHistograms.withLock { $0 }
-    }
-
-    /// CONFIG RESETSTAT.
-    func resetHistograms() {
-        subcommandHistograms.withLock { $0.removeAll() }
-    }
-
+    /// `latency-tracking-info-percentiles`: what INFO latencystats reports, in its order.
+    let infoPercentilesSetting = Mutex<[Double]>([50, 99, 99.9])
+    func infoPercentiles() -> [Double] { infoPercentilesSetting.withLock { $0 } }
     /// Adds a sample; samples of one second merge, keeping the highest latency.
     func record(_ event: String, latencyMs: Int, nowSeconds: Int = Int(Clock.wallMillis() / 1000)) {
         events.withLock { all in
@@ -138,20 +120,16 @@ enum LatencyFamily {
     /// `container|sub` for one; unknown names are skipped.
     static func histogram(_ call: CommandCall, server: Server) -> Reply {
         let registry = call.engine.registry
-        let subcommands = server.latency.subcommandHistogramSnapshot()
-        func plain(_ spec: CommandSpec) -> [Int]? {
-            var counts = [Int](repeating: 0, count: LatencyBuckets.count)
-            for stats in spec.stats {
-                for (k, c) in stats.latencyCounts().enumerated() { counts[k] += c }
-            }
-            return counts.contains { $0 > 0 } ? counts : nil
-        }
         var chosen: [(String, [Int])] = []
+        func add(_ name: String, _ stats: [CommandStats]) {
+            let counts = LatencyHistogram.latencyBuckets(LatencyHistogram.merged(stats.map(\.latency)))
+            if counts.contains(where: { $0 > 0 }) { chosen.append((name, counts)) }
+        }
         func add(_ spec: CommandSpec) {
             if spec.hasSubcommands {
-                chosen += subcommands.filter { $0.key.hasPrefix(spec.name + "|") }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-            } else if let counts = plain(spec) {
-                chosen.append((spec.name, counts))
+                for (name, stats) in spec.subcommandStats.sorted(by: { $0.key < $1.key }) { add(name, stats) }
+            } else {
+                add(spec.name, spec.stats)
             }
         }
         if call.args.count == 2 {
@@ -159,8 +137,8 @@ enum LatencyFamily {
         } else {
             for i in 2..<call.args.count {
                 let name = call.args.string(i).lowercased()
-                if name.contains("|") {
-                    if let counts = subcommands[name] { chosen.append((name, counts)) }
+                if let bar = name.firstIndex(of: "|") {
+                    if let stats = registry.commands[String(name[..<bar])]?.subcommandStats[name] { add(name, stats) }
                 } else if let spec = registry.commands[name] {
                     add(spec)
                 }
@@ -253,5 +231,8 @@ extension LatencyMonitor {
         let text = config.redisParameters["latency-monitor-threshold"] ?? "0"
         thresholdMs.store(Int(text) ?? 0, ordering: .relaxed)
         tracking.store((config.redisParameters["latency-tracking"] ?? "yes") == "yes", ordering: .relaxed)
+        let percentiles = (config.redisParameters["latency-tracking-info-percentiles"] ?? "50 99 99.9")
+            .split(separator: " ").compactMap { Double($0) }
+        infoPercentilesSetting.withLock { $0 = percentiles }
     }
 }

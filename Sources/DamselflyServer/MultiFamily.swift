@@ -239,9 +239,14 @@ final class ExecRunner: ReplySink {
     }
 
     func complete(_ reply: Reply) {
-        let stats = queued[index].spec.stats[call.loop.index]
-        stats.calls.add(1, ordering: .relaxed)
-        if reply.isError { stats.failedCalls.add(1, ordering: .relaxed) }
+        let command = queued[index]
+        let list = command.arguments.count > 1
+            ? command.arguments[1].withUnsafeBytes { command.spec.statsList(subcommand: $0) }
+            : command.spec.statsList(subcommand: nil)
+        if let stats = list?[call.loop.index] {
+            stats.calls.addOwned(1)
+            if reply.isError { stats.failedCalls.addOwned(1) }
+        }
         replies.append(reply)
         index += 1
         if running {

@@ -119,12 +119,22 @@ enum ServerFamily {
         case "set" where call.args.count >= 3:
             call.reply(.error("ERR syntax error"))
         case "resetstat" where call.args.count == 2:
-            for spec in call.engine.registry.commands.values { for s in spec.stats { s.reset() } }
-            for s in call.shardSet.stats { s.reset() }
-            server.latency.resetHistograms()
             for shard in call.shardSet.shards { shard.evictedKeys.store(0, ordering: .relaxed) }
             call.engine.scripts.counters.reset()
-            server.gatherLoops(from: call.loop, { loop in server.engine.loopCounters[loop.index].reset() }, done: { _ in
+            let specs = Array(call.engine.registry.commands.values)
+            let shardSet = call.shardSet
+            // Each loop's counters, and its shards', have that loop as their only
+            // writer (``Atomic/addOwned(_:)``): reset there, or its next store
+            // would put the old count back.
+            server.gatherLoops(from: call.loop, { loop in
+                for spec in specs {
+                    spec.stats[loop.index].reset()
+                    for sub in spec.subcommandStats.values { sub[loop.index].reset() }
+                }
+                shardSet.stats[loop.index].reset()
+                for shard in shardSet.shards where shard.loop === loop { shard.resetStatistics() }
+                server.engine.loopCounters[loop.index].reset()
+            }, done: { _ in
                 call.reply(.ok)
             })
         case "rewrite" where call.args.count == 2:

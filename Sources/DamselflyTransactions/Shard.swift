@@ -68,8 +68,10 @@ public final class Shard: @unchecked Sendable {
     // Published for INFO (written by this shard only).
     public let queueLength = Atomic<Int>(0)
     public let usedMemory = Atomic<Int>(0)
+    /// Counted with ``Atomic/addOwned(_:)``: reset them on this shard's loop (``resetStatistics()``).
     public let keyspaceHits = Atomic<Int>(0)
     public let keyspaceMisses = Atomic<Int>(0)
+    /// Keys expired since the start or the last CONFIG RESETSTAT.
     public let expiredKeys = Atomic<Int>(0)
     /// The keyspace's ``Keyspace/changedDatabases``: the databases whose counters changed since
     /// the last publish mark themselves there (bit i for database i, bit 63 for any from 63
@@ -81,6 +83,9 @@ public final class Shard: @unchecked Sendable {
     private var published: [(used: Int, expired: Int)] = []
     private var usedTotal = 0
     private var expiredTotal = 0
+    /// `expiredTotal` at the last CONFIG RESETSTAT: the databases count expiries
+    /// since their creation, ``expiredKeys`` since the reset.
+    private var expiredAtReset = 0
     /// Write commands since the last successful snapshot (INFO's rdb_changes_since_last_save).
     public let changesSinceSave = Atomic<Int>(0)
     /// Keys evicted under `maxmemory` (INFO's evicted_keys).
@@ -192,7 +197,17 @@ public final class Shard: @unchecked Sendable {
             expiredTotal += published[i].expired
         }
         usedMemory.store(usedTotal, ordering: .relaxed)
-        expiredKeys.store(expiredTotal, ordering: .relaxed)
+        expiredKeys.store(expiredTotal &- expiredAtReset, ordering: .relaxed)
+    }
+
+    /// CONFIG RESETSTAT's part here: keyspace hits and misses and expired keys
+    /// back to zero. Call on this shard's loop, the counters' only writer.
+    public func resetStatistics() {
+        keyspaceHits.store(0, ordering: .relaxed)
+        keyspaceMisses.store(0, ordering: .relaxed)
+        publishStats()
+        expiredAtReset = expiredTotal
+        expiredKeys.store(0, ordering: .relaxed)
     }
 
     /// ``publishStats()`` for the databases an operation changed: the published sums move by
@@ -221,7 +236,7 @@ public final class Shard: @unchecked Sendable {
             }
         }
         usedMemory.store(usedTotal, ordering: .relaxed)
-        expiredKeys.store(expiredTotal, ordering: .relaxed)
+        expiredKeys.store(expiredTotal &- expiredAtReset, ordering: .relaxed)
     }
 
     // MARK: - Transaction queue

@@ -118,7 +118,7 @@ public final class ShardSet: Sendable {
     /// shard's after-operation work (blocked clients served, counters published).
     @inlinable
     public func runInline<R>(on shard: Shard, from loop: EventLoop, _ body: () -> R) -> R {
-        stats[loop.index].inline.add(1, ordering: .relaxed)
+        stats[loop.index].inline.addOwned(1)
         let result = body()
         shard.afterOperation()
         return result

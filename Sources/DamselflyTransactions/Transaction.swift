@@ -98,11 +98,11 @@ public final class Transaction {
                 // histories by transaction, which needs one order everywhere.
                 outOfOrder = !isGlobal && outcomes.allSatisfy { $0.1 } && !shardSet.inOrderOnly.load(ordering: .relaxed)
                 if isGlobal {
-                    stats.global.add(1, ordering: .relaxed)
+                    stats.global.addOwned(1)
                 } else if outOfOrder {
-                    stats.outOfOrder.add(1, ordering: .relaxed)
+                    stats.outOfOrder.addOwned(1)
                 } else {
-                    stats.normal.add(1, ordering: .relaxed)
+                    stats.normal.addOwned(1)
                 }
                 stats.countWidth(participants.count)
                 done()

@@ -1,7 +1,10 @@
+import DamselflyRuntime
 import Synchronization
 
 /// Counters of the paths transactions took, kept per coordinating thread
-/// (written by that thread only, read by INFO from any thread).
+/// (written by that thread only, read by INFO from any thread). The counters of every
+/// command's path are bumped with ``Atomic/addOwned(_:)``, plain moves, so ``reset()``
+/// runs on that thread too; the rare ones a watchdog may bump stay locked adds.
 ///
 /// Field names follow Dragonfly v1.14's `# Transaction` section.
 public final class TransactionStats: @unchecked Sendable {
@@ -47,7 +50,7 @@ public final class TransactionStats: @unchecked Sendable {
 
     @inline(__always)
     public func countWidth(_ width: Int) {
-        widths[min(max(width, 1), maxWidth) - 1].add(1, ordering: .relaxed)
+        widths[min(max(width, 1), maxWidth) - 1].addOwned(1)
     }
 
     /// A single-shard command that went to its shard: normal (width 1) when it
@@ -55,10 +58,10 @@ public final class TransactionStats: @unchecked Sendable {
     @inline(__always)
     public func countSingleShard(queued: Bool) {
         if queued {
-            normal.add(1, ordering: .relaxed)
+            normal.addOwned(1)
             countWidth(1)
         } else {
-            quick.add(1, ordering: .relaxed)
+            quick.addOwned(1)
         }
     }
 
@@ -66,10 +69,10 @@ public final class TransactionStats: @unchecked Sendable {
     /// them normal: the commands of a squashed run's hop batch.
     @inline(__always)
     public func countSingleShards(_ count: Int, queued: Int) {
-        if count > queued { quick.add(count - queued, ordering: .relaxed) }
+        if count > queued { quick.addOwned(count - queued) }
         if queued > 0 {
-            normal.add(queued, ordering: .relaxed)
-            widths[0].add(queued, ordering: .relaxed)
+            normal.addOwned(queued)
+            widths[0].addOwned(queued)
         }
     }
 

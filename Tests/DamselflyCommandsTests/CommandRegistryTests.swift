@@ -40,8 +40,8 @@ import Testing
 
     // MARK: - Latency buckets
 
-    /// The formula `LatencyBuckets.index(micros:)` used before its fast path, kept here to
-    /// compare with: clamp to [0, 1 s] in ns, bucket 0 up to 1024 ns, else the power of two
+    /// The formula the bucket of a call's microseconds was once computed with, kept here to
+    /// compare ``LatencyBuckets/index(nanos:)`` with: clamp to [0, 1 s] in ns, bucket 0 up to 1024 ns, else the power of two
     /// below, one more when above that bucket's upper value.
     static func referenceBucket(micros: Int) -> Int {
         let nanos = min(max(micros, 0) * 1000, 1_000_000_000)
@@ -49,6 +49,11 @@ import Testing
         let k = max(0, (Int.bitWidth - 1 - nanos.leadingZeroBitCount) - 10)
         let upper = (1 << (10 + k)) + (1 << (3 + k)) - 1
         return nanos > upper ? k + 1 : k
+    }
+
+    /// What Redis records for a call of `micros`: its nanoseconds, at least 1, at most 1 s.
+    static func recordedNanos(micros: Int) -> Int {
+        micros <= 0 ? 1 : micros >= 1_000_000 ? 1_000_000_000 : micros * 1000
     }
 
     @Test func latencyBucketIndexMatchesTheReferenceFormula() {
@@ -70,11 +75,11 @@ import Testing
         for micros in inputs {
             // The old formula trapped on products past Int.max; the clamp is what it meant.
             let expected = micros > Int.max / 1000 ? LatencyBuckets.count - 1 : Self.referenceBucket(micros: micros)
-            if LatencyBuckets.index(micros: micros) != expected { mismatches.append(micros) }
+            if LatencyBuckets.index(nanos: Self.recordedNanos(micros: micros)) != expected { mismatches.append(micros) }
         }
         #expect(mismatches.isEmpty, "first mismatches: \(mismatches.prefix(10))")
-        #expect(LatencyBuckets.index(micros: Int.max) == LatencyBuckets.count - 1)
-        #expect(LatencyBuckets.index(micros: 1_000_000_000) == LatencyBuckets.count - 1)
+        #expect(LatencyBuckets.index(nanos: Self.recordedNanos(micros: Int.max)) == LatencyBuckets.count - 1)
+        #expect(LatencyBuckets.index(nanos: 1_000_000_000) == LatencyBuckets.count - 1)
     }
 
     @Test func latencyBucketUpperBoundsAreRedisValues() {
