@@ -951,7 +951,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
             return refuse("ERR Unknown Redis command called from script", nil)
         }
         guard spec.acceptsArgumentCount(argc),
-              !spec.hasSubcommands || spec.subcommandArityError(commandArguments[1], argumentCount: argc) == nil else {
+              !spec.hasSubcommands || argc < 2 || spec.subcommandArityError(commandArguments[1], argumentCount: argc) == nil else {
             return refuse("ERR Wrong number of args calling Redis command from script", spec)
         }
         if !call.engine.scripts.settings.denyDisabled.load(ordering: .relaxed), spec.flags.contains(.noscript) || (spec.firstKey == 0 && !ScriptRun.keylessAllowed.contains(spec.name)

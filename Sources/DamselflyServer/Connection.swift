@@ -482,7 +482,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             emitError("ERR wrong number of arguments for '\(spec.name)' command")
             return
         }
-        if spec.hasSubcommands, let text = spec.subcommandArityError(args[1], argumentCount: args.count) {
+        if spec.hasSubcommands, args.count > 1, let text = spec.subcommandArityError(args[1], argumentCount: args.count) {
             countRejected(spec)
             if client.multiQueue != nil { client.multiFailed = true }
             emitError(text)
@@ -1002,8 +1002,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     ) {
         // Borrowed: the spec holds its stats for the engine's life (read out of
         // the array, they were retained and released per command). A container's
-        // call counts in its subcommand's (the name it ran under), none for a
-        // subcommand Redis does not know.
+        // call counts in its subcommand's (the name it ran under, noted at
+        // dispatch), none for a subcommand Redis does not know.
         @inline(__always) func count(_ stats: CommandStats) {
             stats.calls.addOwned(1)
             stats.microseconds.addOwned(elapsed)
@@ -1012,8 +1012,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         }
         if !spec.hasSubcommands {
             Unmanaged.passUnretained(spec.stats[loopIndex])._withUnsafeGuaranteedRef { count($0) }
-        } else if let stats = spec.subcommandStats[commandName()]?[loopIndex] {
-            count(stats)
+        } else if let subcommand = client.lastSubcommandName {
+            if let stats = spec.subcommandStats[subcommand]?[loopIndex] { count(stats) }
+        } else {
+            count(spec.stats[loopIndex])  // no subcommand (COMMAND alone): the container's own
         }
         counters.commandsProcessed += 1
         if case .error(let message) = reply { counters.countError(message) }
