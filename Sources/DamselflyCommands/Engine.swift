@@ -120,16 +120,28 @@ public final class LoopCounters: @unchecked Sendable {
     public let connectedClients = Atomic<Int>(0)
     /// Commands per second over the last sampling period, published by the loop.
     public let instantaneousOps = Atomic<Int>(0)
+    /// KiB per second received and sent over the last sampling period, in hundredths
+    /// (INFO instantaneous_input_kbps / instantaneous_output_kbps, printed with two decimals).
+    public let instantaneousInputCentiKbps = Atomic<Int>(0)
+    public let instantaneousOutputCentiKbps = Atomic<Int>(0)
     private var lastSampleCommands = 0
+    private var lastSampleInput = 0
+    private var lastSampleOutput = 0
     private var lastSampleNanos: UInt64 = 0
 
-    /// Called by the loop's own timer: refreshes ``instantaneousOps``.
+    /// Called by the loop's own timer: refreshes ``instantaneousOps`` and the byte rates.
     public func sampleOps(nowNanos: UInt64) {
         if lastSampleNanos != 0, nowNanos > lastSampleNanos {
-            let rate = Double(commandsProcessed - lastSampleCommands) * 1e9 / Double(nowNanos - lastSampleNanos)
+            let perSecond = 1e9 / Double(nowNanos - lastSampleNanos)
+            let rate = Double(commandsProcessed - lastSampleCommands) * perSecond
             instantaneousOps.store(Int(rate.rounded()), ordering: .relaxed)
+            let kibPerSecond = perSecond / 1024 * 100
+            instantaneousInputCentiKbps.store(Int((Double(netInputBytes - lastSampleInput) * kibPerSecond).rounded()), ordering: .relaxed)
+            instantaneousOutputCentiKbps.store(Int((Double(netOutputBytes - lastSampleOutput) * kibPerSecond).rounded()), ordering: .relaxed)
         }
         lastSampleCommands = commandsProcessed
+        lastSampleInput = netInputBytes
+        lastSampleOutput = netOutputBytes
         lastSampleNanos = nowNanos
     }
     public let blockedClients = Atomic<Int>(0)
@@ -154,5 +166,7 @@ public final class LoopCounters: @unchecked Sendable {
         errorReplies = [:]
         totalErrorReplies = 0
         lastSampleCommands = 0
+        lastSampleInput = 0
+        lastSampleOutput = 0
     }
 }

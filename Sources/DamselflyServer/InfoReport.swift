@@ -86,11 +86,13 @@ enum InfoReport {
             out += "# \(title)\r\n"
             for (k, v) in lines { out += "\(k):\(v)\r\n" }
         }
-        var connected = 0, blocked = 0, opsPerSecond = 0
+        var connected = 0, blocked = 0, opsPerSecond = 0, inputCentiKbps = 0, outputCentiKbps = 0
         for c in engine.loopCounters {
             connected += c.connectedClients.load(ordering: .relaxed)
             blocked += c.blockedClients.load(ordering: .relaxed)
             opsPerSecond += c.instantaneousOps.load(ordering: .relaxed)
+            inputCentiKbps += c.instantaneousInputCentiKbps.load(ordering: .relaxed)
+            outputCentiKbps += c.instantaneousOutputCentiKbps.load(ordering: .relaxed)
         }
         server.notePeakMemory()
         let used = engine.usedMemory
@@ -180,6 +182,8 @@ enum InfoReport {
                     ("instantaneous_ops_per_sec", String(opsPerSecond)),
                     ("total_net_input_bytes", String(loops.reduce(0) { $0 + $1.input })),
                     ("total_net_output_bytes", String(loops.reduce(0) { $0 + $1.output })),
+                    ("instantaneous_input_kbps", format2(Double(inputCentiKbps) / 100)),
+                    ("instantaneous_output_kbps", format2(Double(outputCentiKbps) / 100)),
                     ("rejected_connections", String(loops.reduce(0) { $0 + $1.rejected })),
                     ("expired_keys", String(expired)),
                     ("evicted_keys", String(shardSet.shards.reduce(0) { $0 + $1.evictedKeys.load(ordering: .relaxed) })),

@@ -139,3 +139,33 @@ def test_resetstat_zeroes_keyspace_hits_misses_and_expired_keys(damselfly, redis
             assert after[field] == 0, (srv, field)
         c.get("hit")
         assert c.info("stats")["keyspace_hits"] == 1
+
+
+def test_instantaneous_kbps_follow_the_traffic(damselfly, redis_server):
+    import threading
+    d = damselfly("--proactor_threads=2")
+    for srv in (d, redis_server):
+        stop = threading.Event()
+
+        def traffic():
+            c = srv.client()
+            payload = "x" * 2000
+            while not stop.is_set():
+                p = c.pipeline(transaction=False)
+                for i in range(20):
+                    p.set(f"kbps:{i}", payload)
+                    p.get(f"kbps:{i}")
+                p.execute()
+
+        t = threading.Thread(target=traffic)
+        t.start()
+        try:
+            time.sleep(2.3)
+            text = raw_info(srv, "stats")
+        finally:
+            stop.set()
+            t.join()
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        for name in ("instantaneous_input_kbps", "instantaneous_output_kbps"):
+            assert re.fullmatch(r"\d+\.\d\d", fields[name]), (srv, name, fields[name])
+            assert float(fields[name]) > 10, (srv, name, fields[name])
