@@ -132,7 +132,9 @@ enum ServerFamily {
                     for sub in spec.subcommandStats.values { sub[loop.index].reset() }
                 }
                 shardSet.stats[loop.index].reset()
-                for shard in shardSet.shards where shard.loop === loop { shard.resetStatistics() }
+                // A shard lent to a script's thread resets when it is back: its
+                // published figures are the borrower's to write meanwhile.
+                for shard in shardSet.shards where shard.loop === loop { shard.whenAvailable { shard.resetStatistics() } }
                 server.engine.loopCounters[loop.index].reset()
             }, done: { _ in
                 call.reply(.ok)

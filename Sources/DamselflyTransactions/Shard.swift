@@ -201,7 +201,8 @@ public final class Shard: @unchecked Sendable {
     }
 
     /// CONFIG RESETSTAT's part here: keyspace hits and misses and expired keys
-    /// back to zero. Call on this shard's loop, the counters' only writer.
+    /// back to zero. Call on this shard's loop, the counters' only writer, while
+    /// the keyspace is not lent (``whenAvailable(_:)``).
     public func resetStatistics() {
         keyspaceHits.store(0, ordering: .relaxed)
         keyspaceMisses.store(0, ordering: .relaxed)

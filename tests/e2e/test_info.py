@@ -169,3 +169,31 @@ def test_instantaneous_kbps_follow_the_traffic(damselfly, redis_server):
         for name in ("instantaneous_input_kbps", "instantaneous_output_kbps"):
             assert re.fullmatch(r"\d+\.\d\d", fields[name]), (srv, name, fields[name])
             assert float(fields[name]) > 10, (srv, name, fields[name])
+
+
+def test_resetstat_while_a_script_borrows_the_shards(damselfly):
+    """CONFIG RESETSTAT while a script holds every shard (keys on both threads): a
+    lent shard resets once it is back, and the server keeps serving."""
+    import threading
+    d = damselfly("--proactor_threads=2")
+    keys = [f"lend:{i}" for i in range(8)]
+    c = d.client()
+    for k in keys:
+        c.set(k, "v")
+    script = "local n = 0 for i = 1, 30000 do for _, k in ipairs(KEYS) do if redis.call('get', k) then n = n + 1 end end end return n"
+    result = {}
+
+    def run():
+        result["n"] = d.client().eval(script, len(keys), *keys)
+
+    t = threading.Thread(target=run)
+    t.start()
+    r = d.client()
+    while t.is_alive():
+        assert r.config_resetstat()
+    t.join()
+    assert result["n"] == 30000 * len(keys)
+    assert r.config_resetstat()
+    r.get(keys[0])
+    stats = r.info("stats")
+    assert stats["keyspace_hits"] == 1 and stats["keyspace_misses"] == 0
