@@ -153,25 +153,28 @@ public final class CommandSpec: Sendable {
         return ACLCommandTable.entries[ACLCommandTable.id(command: id, firstArgument: Array(subcommand))].name
     }
 
-    /// The per-loop statistics a call counts in, given its first argument: the command's
-    /// own, or a container's subcommand's (`config|get`); nil for a subcommand Redis's
-    /// table does not have, which Redis refuses before it counts anything.
-    public func statsList(subcommand: UnsafeRawBufferPointer?) -> [CommandStats]? {
-        guard hasSubcommands, let subcommand else { return stats }
-        return subcommandStats[fullName(subcommand: subcommand)]
+    /// The per-loop statistics a call counts in, given the name it runs under
+    /// (``fullName(subcommand:)``; nil with no subcommand): the command's own, or a
+    /// container's subcommand's (`config|get`); nil for a subcommand Redis's table does
+    /// not have, which Redis refuses before it counts anything.
+    public func statsList(fullName: String?) -> [CommandStats]? {
+        guard hasSubcommands, let fullName else { return stats }
+        return subcommandStats[fullName]
     }
 
-    /// Redis's error for a container's known subcommand called with the wrong number of
-    /// arguments (`count`, the container's name included), checked before it runs as
-    /// Redis checks a subcommand's arity; nil when the count is right or the
-    /// subcommand unknown (its handler answers that).
-    public func subcommandArityError(_ subcommand: UnsafeRawBufferPointer, argumentCount count: Int) -> String? {
-        guard hasSubcommands, let id = aclCommandID else { return nil }
-        let sub = ACLCommandTable.id(command: id, firstArgument: Array(subcommand))
-        guard sub != id else { return nil }
-        let arity = ACLCommandTable.entries[sub].arity
-        if arity >= 0 ? count == arity : count >= -arity { return nil }
-        return "ERR wrong number of arguments for '\(ACLCommandTable.entries[sub].name)' command"
+    /// ``statsList(fullName:)`` given the call's first argument, if any.
+    public func statsList(subcommand: UnsafeRawBufferPointer?) -> [CommandStats]? {
+        statsList(fullName: subcommand.map { fullName(subcommand: $0) })
+    }
+
+    /// Redis's error for a container's known subcommand (its ``fullName(subcommand:)``)
+    /// called with the wrong number of arguments (`count`, the container's name
+    /// included), checked before it runs as Redis checks a subcommand's arity; nil when
+    /// the count is right or the subcommand unknown (its handler answers that).
+    public func subcommandArityError(fullName: String, argumentCount count: Int) -> String? {
+        guard hasSubcommands, let sub = ACLCommandTable.ids[fullName], ACLCommandTable.parents[sub] >= 0,
+              !Self.arity(ACLCommandTable.entries[sub].arity, accepts: count) else { return nil }
+        return "ERR wrong number of arguments for '\(fullName)' command"
     }
 
     /// Whether `reply` may come from a run that changed a key: not an error
@@ -196,6 +199,12 @@ public final class CommandSpec: Sendable {
     /// Whether `count` arguments (the name included) satisfy the arity.
     @inlinable
     public func acceptsArgumentCount(_ count: Int) -> Bool {
+        Self.arity(arity, accepts: count)
+    }
+
+    /// Redis's arity rule: exactly `arity` arguments, or at least `-arity` when negative.
+    @inlinable
+    public static func arity(_ arity: Int, accepts count: Int) -> Bool {
         arity >= 0 ? count == arity : count >= -arity
     }
 }
@@ -217,10 +226,6 @@ public final class CommandStats: Sendable {
         rejectedCalls.store(0, ordering: .relaxed)
         failedCalls.store(0, ordering: .relaxed)
         latency.reset()
-    }
-    @inlinable
-    public func recordLatency(micros: Int) {
-        latency.record(micros: micros)
     }
 }
 

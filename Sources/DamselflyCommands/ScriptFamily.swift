@@ -940,18 +940,20 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         /// A call refused before it runs: an error of the statistics and a rejected call of
         /// the command (Redis's scriptCall), so the script's own error reply, which passes
         /// this one on, is not counted again (dfly_lua_error_precounted).
+        /// The name a container's call runs under (`config|get`); nil for a plain command or a container alone.
+        var subcommand: String? = nil
         func refuse(_ message: String, _ spec: CommandSpec?) -> [UInt8] {
             out.error(message)
             counters.countError(message)
-            spec?.statsList(subcommand: commandArguments.count > 1 ? commandArguments[1] : nil)?[runningLoop]
-                .rejectedCalls.addOwned(1)
+            spec?.statsList(fullName: subcommand)?[runningLoop].rejectedCalls.addOwned(1)
             return out.buffer
         }
         guard let spec = call.engine.registry.lookup(commandArguments[0]) else {
             return refuse("ERR Unknown Redis command called from script", nil)
         }
+        if spec.hasSubcommands && argc > 1 { subcommand = spec.fullName(subcommand: commandArguments[1]) }
         guard spec.acceptsArgumentCount(argc),
-              !spec.hasSubcommands || argc < 2 || spec.subcommandArityError(commandArguments[1], argumentCount: argc) == nil else {
+              subcommand.flatMap({ spec.subcommandArityError(fullName: $0, argumentCount: argc) }) == nil else {
             return refuse("ERR Wrong number of args calling Redis command from script", spec)
         }
         if !call.engine.scripts.settings.denyDisabled.load(ordering: .relaxed), spec.flags.contains(.noscript) || (spec.firstKey == 0 && !ScriptRun.keylessAllowed.contains(spec.name)
@@ -1003,7 +1005,7 @@ final class ScriptRun: ReplySink, @unchecked Sendable {
         spec.handler(CommandCall(
             args: commandArguments, client: client, engine: call.engine, spec: spec, sink: self, script: execution))
         // The called command's own statistics, as Redis's call() keeps them for a script's commands.
-        let stats = spec.statsList(subcommand: commandArguments.count > 1 ? commandArguments[1] : nil)?[runningLoop]
+        let stats = spec.statsList(fullName: subcommand)?[runningLoop]
         stats?.calls.addOwned(1)
         stats?.microseconds.addOwned(Int((Clock.monotonicNanos() &- started) / 1000))
         if case .error(let message) = lastReply {

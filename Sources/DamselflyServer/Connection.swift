@@ -482,7 +482,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             emitError("ERR wrong number of arguments for '\(spec.name)' command")
             return
         }
-        if spec.hasSubcommands, args.count > 1, let text = spec.subcommandArityError(args[1], argumentCount: args.count) {
+        if let subcommand = client.lastSubcommandName,
+           let text = spec.subcommandArityError(fullName: subcommand, argumentCount: args.count) {
             countRejected(spec)
             if client.multiQueue != nil { client.multiFailed = true }
             emitError(text)
@@ -987,11 +988,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// A command refused before it ran: a rejected call of it, or of its subcommand
     /// (`config|get`), as Redis's rejectCommand counts one.
     private func countRejected(_ spec: CommandSpec) {
-        if !spec.hasSubcommands {
-            spec.stats[loopIndex].rejectedCalls.addOwned(1)
-        } else if let list = spec.statsList(subcommand: args.count > 1 ? args[1] : nil) {
-            list[loopIndex].rejectedCalls.addOwned(1)
-        }
+        spec.statsList(fullName: client.lastSubcommandName)?[loopIndex].rejectedCalls.addOwned(1)
     }
 
     /// What every answered command counts: INFO commandstats and errorstats, the latency
@@ -1007,15 +1004,13 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         @inline(__always) func count(_ stats: CommandStats) {
             stats.calls.addOwned(1)
             stats.microseconds.addOwned(elapsed)
-            if server.latency.tracking.load(ordering: .relaxed) { stats.recordLatency(micros: elapsed) }
+            if server.latency.tracking.load(ordering: .relaxed) { stats.latency.record(micros: elapsed) }
             if reply.isError { stats.failedCalls.addOwned(1) }
         }
         if !spec.hasSubcommands {
             Unmanaged.passUnretained(spec.stats[loopIndex])._withUnsafeGuaranteedRef { count($0) }
-        } else if let subcommand = client.lastSubcommandName {
-            if let stats = spec.subcommandStats[subcommand]?[loopIndex] { count(stats) }
-        } else {
-            count(spec.stats[loopIndex])  // no subcommand (COMMAND alone): the container's own
+        } else if let stats = spec.statsList(fullName: client.lastSubcommandName)?[loopIndex] {
+            count(stats)
         }
         counters.commandsProcessed += 1
         if case .error(let message) = reply { counters.countError(message) }
