@@ -110,7 +110,7 @@ public struct ArgumentBytes: @unchecked Sendable {
     @usableFromInline let borrowed: UnsafeRawBufferPointer
 
     /// Argument `index` of `args`, in place when `inPlace` (the operation's key is borrowed).
-    @inlinable
+    @inlinable @inline(__always)
     public init(_ args: CommandArguments, _ index: Int, inPlace: Bool) {
         if inPlace {
             owned = nil
@@ -125,6 +125,14 @@ public struct ArgumentBytes: @unchecked Sendable {
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         if let owned { return try owned.withUnsafeBytes(body) }
         return try body(borrowed)
+    }
+
+    /// The bytes as a string value to store: a copied argument's array as it is, one
+    /// read in place copied once (``StoredValue/string(_:)``).
+    @inlinable
+    public var storedString: StoredValue {
+        if let owned { return .string(owned) }
+        return .string(borrowed)
     }
 }
 
@@ -316,7 +324,9 @@ public struct CommandCall {
     }
 
     /// ``runOnKey(_:mode:journal:operation:)`` for the key in argument `i`,
-    /// with the operation built from the key by `makeOperation`. When the
+    /// with the operation built from the key and the arguments by `makeOperation`
+    /// (passed in, not captured: a closure that captured the arguments retained them
+    /// around the call, one that captured the call copied it whole). When the
     /// operation can run inline (this loop's shard, the key free, not in a
     /// script or EXEC, nobody tracking keys) its key reads the argument in
     /// place, and so it does when the command travels in a squashed run's
@@ -325,7 +335,7 @@ public struct CommandCall {
     /// during `run` and keep nothing of it (GET, SET).
     @inlinable
     public func runOnKey<Operation: KeyOperation>(
-        argument i: Int, mode: LockMode, journal: Bool = true, _ makeOperation: (KeyRef) -> Operation
+        argument i: Int, mode: LockMode, journal: Bool = true, _ makeOperation: (KeyRef, CommandArguments) -> Operation
     ) {
         let hash = args.keyHash(i)
         let bytes = args[i]
@@ -338,7 +348,7 @@ public struct CommandCall {
                 if let key = KeyRef(borrowing: bytes, hash: hash) {
                     let step = keyStep(key, journal: journal)
                     if shard.runsInline(from: loop, step.fingerprint, mode) {
-                        let operation = makeOperation(key)
+                        let operation = makeOperation(key, args)
                         return sink.complete(shardSet.runInline(on: shard, from: loop) { step.run(on: shard) { operation.run(&$0) } })
                     }
                 }
@@ -347,11 +357,11 @@ public struct CommandCall {
                 // A squashed run's hop: the sink keeps the bytes in place until
                 // the reply (``ReplySink/hopBatch``), so the key is not copied.
                 return batch.add(
-                    keyStep(key, journal: journal), makeOperation(key), mode: mode, sink: sink, shard: shard, from: loop)
+                    keyStep(key, journal: journal), makeOperation(key, args), mode: mode, sink: sink, shard: shard, from: loop)
             }
         }
         let key = KeyRef(args.bytes(i), hash: hash)
-        runOnKey(key, shardIndex: shardIndex, mode: mode, journal: journal, operation: makeOperation(key))
+        runOnKey(key, shardIndex: shardIndex, mode: mode, journal: journal, operation: makeOperation(key, args))
     }
 
     /// What ``runOnKey(_:mode:journal:operation:)`` needs besides the operation.
@@ -365,7 +375,7 @@ public struct CommandCall {
             key: key, fingerprint: lockFingerprint(keyHash: key.hash, database: database), database: database,
             noTouch: client.noTouch, journalArgs: journalArgs, fixTTL: fixTTL,
             ttlOnly: fixTTL && CommandCall.expireCommands.contains(spec.name), tracking: trackingOp([key]),
-            writes: writes, spec: spec, script: script)
+            writes: writes, unchangedWhen: spec.unchangedWhen, script: script)
     }
 
     /// runOnKey's other paths (its key is locked on this loop's shard, inside a script or EXEC).
@@ -866,14 +876,16 @@ struct KeyStep {
     @usableFromInline let ttlOnly: Bool
     @usableFromInline let tracking: TrackingOp?
     @usableFromInline let writes: Bool
-    /// Unowned for the reason ``CommandCall/spec`` is.
-    @usableFromInline unowned(unsafe) let spec: CommandSpec
+    /// The command's ``CommandSpec/unchangedWhen``: the rule, not the spec, which
+    /// was retained around every write's check.
+    @usableFromInline let unchangedWhen: UnchangedReply
     @usableFromInline let script: ScriptExecution?
 
     @inlinable
     init(
         key: KeyRef, fingerprint: LockFingerprint, database: Int, noTouch: Bool, journalArgs: [[UInt8]]?,
-        fixTTL: Bool, ttlOnly: Bool, tracking: TrackingOp?, writes: Bool, spec: CommandSpec, script: ScriptExecution?
+        fixTTL: Bool, ttlOnly: Bool, tracking: TrackingOp?, writes: Bool, unchangedWhen: UnchangedReply,
+        script: ScriptExecution?
     ) {
         self.key = key
         self.fingerprint = fingerprint
@@ -884,7 +896,7 @@ struct KeyStep {
         self.ttlOnly = ttlOnly
         self.tracking = tracking
         self.writes = writes
-        self.spec = spec
+        self.unchangedWhen = unchangedWhen
         self.script = script
     }
 
@@ -910,7 +922,7 @@ struct KeyStep {
             }
             if writes {
                 script?.wrote = true
-                shard.noteWritten(fingerprint, changed: spec.mayHaveChanged(reply))
+                shard.noteWritten(fingerprint, changed: unchangedWhen.mayHaveChanged(reply))
             }
             return reply
         }
@@ -930,7 +942,8 @@ public struct ShardContext {
     /// destination's shard: the source's shard sends push and pop in Redis's order).
     public var notificationsMuted = false
 
-    @inlinable
+    /// Always inlined: called, it retains what it stores beyond what the inlined form does.
+    @inlinable @inline(__always)
     public init(shard: Shard, databaseIndex: Int, noTouch: Bool = false) {
         self.shard = shard
         self.databaseIndex = databaseIndex
@@ -940,7 +953,8 @@ public struct ShardContext {
         // A mark left by an operation that no write consumed must not
         // silence the next command here.
         shard.keysUnchanged = false
-        shard.onlyWritten = nil
+        // Tested first: the store released the old value, nil nearly always, on every operation.
+        if shard.onlyWritten != nil { shard.onlyWritten = nil }
         shard.bookkeepingOnly = false
     }
 

@@ -68,6 +68,27 @@ public enum UnchangedReply: UInt8, Sendable {
         "lmove": .nullOrEmpty, "rpoplpush": .nullOrEmpty, "zpopmin": .nullOrEmpty, "zpopmax": .nullOrEmpty,
         "lmpop": .nullOrEmpty, "zmpop": .nullOrEmpty,
     ]
+
+    /// Whether `reply` may come from a run that changed a key: not an error
+    /// (a write command checks before it modifies), not a reply that says
+    /// nothing happened. On the rule, not the spec: a one-key step keeps the
+    /// rule (one byte), where reading it through the spec retained the spec
+    /// around the call.
+    @inlinable
+    public func mayHaveChanged(_ reply: Reply) -> Bool {
+        switch reply {
+        case .error: return false
+        case .integer(let n):
+            switch self {
+            case .zero: return n != 0
+            case .notPositive: return n > 0
+            case .never, .nullOrEmpty: return true
+            }
+        case .null, .nullArray: return self != .nullOrEmpty
+        case .array(let a), .set(let a): return !(a.isEmpty && self == .nullOrEmpty)
+        default: return true
+        }
+    }
 }
 
 /// Parses and schedules one command on the connection's thread. It must
@@ -177,24 +198,9 @@ public final class CommandSpec: Sendable {
         return "ERR wrong number of arguments for '\(fullName)' command"
     }
 
-    /// Whether `reply` may come from a run that changed a key: not an error
-    /// (a write command checks before it modifies), not a reply that says
-    /// nothing happened.
+    /// Whether `reply` may come from a run that changed a key (``UnchangedReply/mayHaveChanged(_:)``).
     @inlinable
-    public func mayHaveChanged(_ reply: Reply) -> Bool {
-        switch reply {
-        case .error: return false
-        case .integer(let n):
-            switch unchangedWhen {
-            case .zero: return n != 0
-            case .notPositive: return n > 0
-            case .never, .nullOrEmpty: return true
-            }
-        case .null, .nullArray: return unchangedWhen != .nullOrEmpty
-        case .array(let a), .set(let a): return !(a.isEmpty && unchangedWhen == .nullOrEmpty)
-        default: return true
-        }
-    }
+    public func mayHaveChanged(_ reply: Reply) -> Bool { unchangedWhen.mayHaveChanged(reply) }
 
     /// Whether `count` arguments (the name included) satisfy the arity.
     @inlinable

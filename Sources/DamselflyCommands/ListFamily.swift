@@ -319,8 +319,7 @@ public enum ListFamily {
         guard call.args.count > 3 else {
             // One element (a queue's LPUSH): the key and the value are read in place
             // when inline or in a squashed run's batch, else copied; pushed as they are.
-            let args = call.args
-            call.runOnKey(argument: 1, mode: .exclusive) { key in
+            call.runOnKey(argument: 1, mode: .exclusive) { key, args in
                 PushOneOperation(
                     key: key, value: ArgumentBytes(args, 2, inPlace: key.isBorrowed), toLeft: toLeft,
                     onlyIfExists: onlyIfExists)
@@ -382,7 +381,7 @@ public enum ListFamily {
         guard call.args.count <= 3 else { return call.reply(call.arityError) }
         guard call.args.count == 3 else {
             // No count: one element, with no array around it; the key is read in place when inline.
-            call.runOnKey(argument: 1, mode: .exclusive) { PopOneOperation(key: $0, fromLeft: fromLeft) }
+            call.runOnKey(argument: 1, mode: .exclusive) { key, _ in PopOneOperation(key: key, fromLeft: fromLeft) }
             return
         }
         let key = call.key(1)

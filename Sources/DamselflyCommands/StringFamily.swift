@@ -12,7 +12,7 @@ public enum StringFamily {
     public static func register(_ r: CommandRegistry) {
         let g = "string"
         r.register("get", arity: 2, flags: [.readonly, .fast], firstKey: 1, lastKey: 1, keyStep: 1, group: g) { call in
-            call.runOnKey(argument: 1, mode: .shared) { GetOperation(key: $0) }
+            call.runOnKey(argument: 1, mode: .shared) { key, _ in GetOperation(key: key) }
         }
         r.register("set", arity: -3, flags: [.write, .denyOOM], firstKey: 1, lastKey: 1, keyStep: 1, group: g, handler: set)
         r.register("setnx", arity: 3, flags: [.write, .denyOOM, .fast], firstKey: 1, lastKey: 1, keyStep: 1, group: g) { call in
@@ -201,8 +201,10 @@ public enum StringFamily {
             }
             expireAt = at
         }
-        let value = call.args.bytes(2)
-        call.runOnKey(argument: 1, mode: .exclusive) { SetOperation(key: $0, value: value, options: options, expireAt: expireAt) }
+        // The value is read in place where the key is (see PushOneOperation): one copy, into the store.
+        call.runOnKey(argument: 1, mode: .exclusive) {
+            SetOperation(key: $0, value: ArgumentBytes($1, 2, inPlace: $0.isBorrowed), options: options, expireAt: expireAt)
+        }
     }
 
     /// GET on its shard (a value: no closure allocated on the inline path).
@@ -214,7 +216,7 @@ public enum StringFamily {
     /// SET on its shard, its options parsed.
     private struct SetOperation: KeyOperation {
         let key: KeyRef
-        let value: [UInt8]
+        let value: ArgumentBytes
         let options: SetOptions
         let expireAt: Int64?
 
@@ -229,7 +231,7 @@ public enum StringFamily {
                 ctx.markUnchanged()
                 return options.get ? old : .null
             }
-            ctx.store(key, .string(value), found: found, expireAtMs: expireAt, keepTTL: options.keepTTL)
+            ctx.store(key, value.storedString, found: found, expireAtMs: expireAt, keepTTL: options.keepTTL)
             ctx.notify(.string, "set", key)
             if expireAt != nil { ctx.notify(.generic, "expire", key) }
             return options.get ? old : .ok

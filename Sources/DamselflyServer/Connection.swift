@@ -280,7 +280,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 parsedAheadCommand = nil
             } else {
                 parsedAheadBytes = 0
-                outcome = parser.parse(view, into: args)
+                // Borrowed, not retained: `args` is this connection's, swapped only
+                // between commands (a squashed run's slots), never during a parse.
+                outcome = Unmanaged.passUnretained(args)._withUnsafeGuaranteedRef { parser.parse(view, into: $0) }
             }
             switch outcome {
             case .needMoreData:

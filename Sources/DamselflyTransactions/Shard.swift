@@ -87,6 +87,7 @@ public final class Shard: @unchecked Sendable {
     /// since their creation, ``expiredKeys`` since the reset.
     private var expiredAtReset = 0
     /// Write commands since the last successful snapshot (INFO's rdb_changes_since_last_save).
+    /// Written on the shard's thread only (the snapshot resets it there): `addOwned`.
     public let changesSinceSave = Atomic<Int>(0)
     /// Keys evicted under `maxmemory` (INFO's evicted_keys).
     public let evictedKeys = Atomic<Int>(0)

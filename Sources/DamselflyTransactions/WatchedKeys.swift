@@ -1,3 +1,4 @@
+import DamselflyRuntime
 import Synchronization
 
 /// One connection's WATCH state: set dirty by a shard when a watched key is
@@ -48,7 +49,7 @@ extension Shard {
             keysUnchanged = false
             return
         }
-        if changed { changesSinceSave.add(1, ordering: .relaxed) }
+        if changed { changesSinceSave.addOwned(1) }
     }
 
     /// Called after a write command ran on these keys: dirties WATCHers and
@@ -72,7 +73,7 @@ extension Shard {
             if fingerprints.isEmpty { return }
         }
         guard changed else { return }
-        changesSinceSave.add(1, ordering: .relaxed)
+        changesSinceSave.addOwned(1)
         if signalsModified && !watches.isEmpty {
             for f in fingerprints { watches.touch(f) }
         }
