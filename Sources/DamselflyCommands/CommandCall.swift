@@ -127,6 +127,13 @@ public struct ArgumentBytes: @unchecked Sendable {
         return try body(borrowed)
     }
 
+    /// The bytes as an array: a copied argument's as it is, one read in place copied once.
+    @inlinable
+    public var array: [UInt8] {
+        if let owned { return owned }
+        return [UInt8](borrowed)
+    }
+
     /// The bytes as a string value to store: a copied argument's array as it is, one
     /// read in place copied once (``StoredValue/string(_:)``).
     @inlinable

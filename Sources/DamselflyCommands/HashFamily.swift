@@ -157,6 +157,15 @@ public enum HashFamily {
 
     static func hset(_ call: CommandCall, replyOK: Bool) {
         guard call.args.count % 2 == 0 else { return call.reply(call.arityError) }
+        guard call.args.count > 4 else {
+            // One field: the key, the field and the value read in place when inline or
+            // in a squashed run's batch, else copied (as LPUSH's one element).
+            return call.runOnKey(argument: 1, mode: .exclusive) { key, args in
+                SetOneOperation(
+                    key: key, field: ArgumentBytes(args, 2, inPlace: key.isBorrowed),
+                    value: ArgumentBytes(args, 3, inPlace: key.isBorrowed), replyOK: replyOK)
+            }
+        }
         let key = call.key(1)
         var pairs: [([UInt8], [UInt8])] = []
         pairs.reserveCapacity((call.args.count - 2) / 2)
@@ -165,22 +174,39 @@ public enum HashFamily {
             pairs.append((call.args.bytes(i), call.args.bytes(i + 1)))
             i += 2
         }
-        call.runOnKey(key, mode: .exclusive) { ctx in
-            let added = write(&ctx, key) { hash -> Int in
-                // Redis's hashTypeTryConversion: any long argument converts first.
-                if hash.isListpack && pairs.contains(where: {
-                    $0.0.count > HashValue.maxListpackValue || $0.1.count > HashValue.maxListpackValue
-                }) {
-                    hash.convertToTable()
-                }
-                var added = 0
-                for (f, v) in pairs where hash.set(f, v) { added += 1 }
-                return added
-            }
-            guard let added else { return .wrongType }
-            ctx.notify(.hash, "hset", key)
-            return replyOK ? .ok : .integer(added)
+        call.runOnKey(key, mode: .exclusive) { ctx in opSet(&ctx, key, pairs, replyOK: replyOK) }
+    }
+
+    /// A one-field HSET/HMSET on its shard, as a value: no closure, key copy or pair
+    /// array on the inline path. Keeps nothing of its key after `run`.
+    struct SetOneOperation: KeyOperation {
+        let key: KeyRef
+        let field: ArgumentBytes
+        let value: ArgumentBytes
+        let replyOK: Bool
+
+        func run(_ ctx: inout ShardContext) -> Reply {
+            opSet(&ctx, key, CollectionOfOne((field.array, value.array)), replyOK: replyOK)
         }
+    }
+
+    static func opSet<Pairs: Collection<([UInt8], [UInt8])>>(
+        _ ctx: inout ShardContext, _ key: KeyRef, _ pairs: Pairs, replyOK: Bool
+    ) -> Reply {
+        let added = write(&ctx, key) { hash -> Int in
+            // Redis's hashTypeTryConversion: any long argument converts first.
+            if hash.isListpack && pairs.contains(where: {
+                $0.0.count > HashValue.maxListpackValue || $0.1.count > HashValue.maxListpackValue
+            }) {
+                hash.convertToTable()
+            }
+            var added = 0
+            for (f, v) in pairs where hash.set(f, v) { added += 1 }
+            return added
+        }
+        guard let added else { return .wrongType }
+        ctx.notify(.hash, "hset", key)
+        return replyOK ? .ok : .integer(added)
     }
 
     static func opSetNX(_ ctx: inout ShardContext, _ key: KeyRef, _ field: [UInt8], _ value: [UInt8]) -> Reply {

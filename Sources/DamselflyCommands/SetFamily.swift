@@ -15,6 +15,13 @@ public enum SetFamily {
     public static func register(_ r: CommandRegistry) {
         let g = "set"
         r.register("sadd", arity: -3, flags: [.write, .denyOOM, .fast], firstKey: 1, lastKey: 1, keyStep: 1, group: g) { call in
+            guard call.args.count > 3 else {
+                // One member: the key and the member read in place when inline or in a
+                // squashed run's batch, else copied (as LPUSH's one element).
+                return call.runOnKey(argument: 1, mode: .exclusive) { key, args in
+                    AddOneOperation(key: key, member: ArgumentBytes(args, 2, inPlace: key.isBorrowed))
+                }
+            }
             let key = call.key(1)
             let members = (2..<call.args.count).map { call.args.bytes($0) }
             call.runOnKey(key, mode: .exclusive) { ctx in opAdd(&ctx, key, members) }
@@ -114,12 +121,21 @@ public enum SetFamily {
 
     // MARK: - Single key
 
-    static func opAdd(_ ctx: inout ShardContext, _ key: KeyRef, _ members: [[UInt8]]) -> Reply {
+    /// A one-member SADD on its shard, as a value: no closure, key copy or member
+    /// array on the inline path. Keeps nothing of its key after `run`.
+    struct AddOneOperation: KeyOperation {
+        let key: KeyRef
+        let member: ArgumentBytes
+
+        func run(_ ctx: inout ShardContext) -> Reply { opAdd(&ctx, key, CollectionOfOne(member.array)) }
+    }
+
+    static func opAdd<Members: Collection<[UInt8]>>(_ ctx: inout ShardContext, _ key: KeyRef, _ members: Members) -> Reply {
         switch lookup(&ctx, key, write: true) {
         case .wrongType:
             return .wrongType
         case .missing:
-            let set = SetValue(firstMember: members[0])
+            let set = SetValue(firstMember: members.first!)
             var added = 0
             for m in members where set.add(m) { added += 1 }
             ctx.store(key, .set(set))

@@ -178,6 +178,17 @@ public enum SortedSetFamily {
         if flags.incr && elements > 2 {
             return call.reply(.error("ERR INCR option supports a single increment-element pair"))
         }
+        let options = flags
+        if elements == 2 {
+            // One element: the key and the member read in place when inline or in a
+            // squashed run's batch, else copied (as LPUSH's one element).
+            guard let score = call.double(scoreIndex) else { return call.reply(.notFloat) }
+            let memberIndex = scoreIndex + 1
+            return call.runOnKey(argument: 1, mode: .exclusive) { key, args in
+                AddOneOperation(
+                    key: key, score: score, member: ArgumentBytes(args, memberIndex, inPlace: key.isBorrowed), flags: options)
+            }
+        }
         var pairs: [ZEntry] = []
         pairs.reserveCapacity(elements / 2)
         var i = scoreIndex
@@ -187,14 +198,26 @@ public enum SortedSetFamily {
             i += 2
         }
         let key = call.key(1)
-        let options = flags
         call.runOnKey(key, mode: .exclusive) { ctx in opAdd(ctx, key, options, pairs) }
+    }
+
+    /// A one-element ZADD/ZINCRBY on its shard, as a value: no closure, key copy or
+    /// element array on the inline path. Keeps nothing of its key after `run`.
+    struct AddOneOperation: KeyOperation {
+        let key: KeyRef
+        let score: Double
+        let member: ArgumentBytes
+        let flags: AddFlags
+
+        func run(_ ctx: inout ShardContext) -> Reply {
+            opAdd(ctx, key, flags, CollectionOfOne(ZEntry(score: score, member: member.array)))
+        }
     }
 
     static let nanError = Reply.error("ERR resulting score is not a number (NaN)")
 
     /// Redis's `zaddGenericCommand` + `zsetAdd` on the shard.
-    static func opAdd(_ ctx: ShardContext, _ key: KeyRef, _ flags: AddFlags, _ pairs: [ZEntry]) -> Reply {
+    static func opAdd<Pairs: Collection<ZEntry>>(_ ctx: ShardContext, _ key: KeyRef, _ flags: AddFlags, _ pairs: Pairs) -> Reply {
         var added = 0, updated = 0, processed = 0
         var lastScore = 0.0
         var failed = false
@@ -231,7 +254,7 @@ public enum SortedSetFamily {
                 }
             }
         } else if !flags.xx {
-            let z = SortedSetValue(firstMemberLength: pairs[0].member.count)
+            let z = SortedSetValue(firstMemberLength: pairs.first!.member.count)
             for pair in pairs where !addOne(z, pair) {
                 failed = true
                 break

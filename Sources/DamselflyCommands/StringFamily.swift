@@ -333,8 +333,16 @@ public enum StringFamily {
     // MARK: - Counters
 
     static func incrementBy(_ call: CommandCall, _ delta: Int64) {
-        let key = call.key(1)
-        call.runOnKey(key, mode: .exclusive) { ctx in
+        call.runOnKey(argument: 1, mode: .exclusive) { key, _ in IncrementOperation(key: key, delta: delta) }
+    }
+
+    /// INCR/DECR/INCRBY/DECRBY on their shard, as a value: no closure or key copy on
+    /// the inline path. Keeps nothing of its key after `run`.
+    struct IncrementOperation: KeyOperation {
+        let key: KeyRef
+        let delta: Int64
+
+        func run(_ ctx: inout ShardContext) -> Reply {
             var current: Int64 = 0
             let found = ctx.lookupWrite(key)
             if let found {

@@ -49,13 +49,15 @@ def _hop_counters(port):
 
 
 def _mixed_commands(keys, n, seed):
-    """Squashable commands over `keys`: strings, lists, hashes, sets, with some same-key chains
-    (INCR, APPEND, LPUSH/RPOP) whose replies show order, and some errors (WRONGTYPE, not an integer)."""
+    """Squashable commands over `keys`: strings, lists, hashes, sets, sorted sets, with some
+    same-key chains (INCR, APPEND, LPUSH/RPOP, ZINCRBY) whose replies show order, and some errors
+    (WRONGTYPE, not an integer). The one-element writes (SADD, HSET, HMSET, ZADD, INCR, DECRBY)
+    and LRANGE, whose reply is encoded on the shard, read their arguments in place in a run."""
     rnd = random.Random(seed)
     cmds = []
     for i in range(n):
         k = rnd.choice(keys)
-        op = rnd.randrange(14)
+        op = rnd.randrange(20)
         if op == 0:
             cmds.append(("SET", "s:" + k, f"v{i}"))
         elif op == 1:
@@ -82,8 +84,20 @@ def _mixed_commands(keys, n, seed):
             cmds.append(("INCR", "s:" + k))  # not an integer once s:k holds text
         elif op == 12:
             cmds.append(("STRLEN", "s:" + k))
-        else:
+        elif op == 13:
             cmds.append(("LLEN", "l:" + k))
+        elif op == 14:
+            cmds.append(("ZADD", "z:" + k, rnd.choice(["1", "2.5", "-inf", "x"]), f"m{i % 6}"))
+        elif op == 15:
+            cmds.append(("ZINCRBY", "z:" + k, 2, f"m{i % 6}"))
+        elif op == 16:
+            cmds.append(("LRANGE", "l:" + k, rnd.choice([0, 1, -3]), rnd.choice([-1, 2, 100])))
+        elif op == 17:
+            cmds.append(("HMSET", "h:" + k, f"f{i % 5}", "x" * rnd.choice([1, 70])))
+        elif op == 18:
+            cmds.append(("DECRBY", "n:" + k, rnd.choice([1, 7, -3])))
+        else:
+            cmds.append(("ZSCORE", "z:" + k, f"m{i % 6}"))
     return cmds
 
 
