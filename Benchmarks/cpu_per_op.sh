@@ -24,6 +24,8 @@
 #           BRPOP on a queue holding N_CG jobs (filled by pipelined LPUSH, not counted).
 #           CG_THREADS="1 2" also runs Damselfly at 2 threads (valgrind runs one thread at a time:
 #           the count includes every instruction of the hops, not what they cost in cache misses).
+#           CG_RANGE=1 adds LRANGE 0 99 of a 100-element list (filled first, not counted).
+#           TESTS takes any redis-benchmark -t name (sadd, hset, zadd, incr, mset, ...).
 #           CG_CLIENTS=50 loads with 50 connections instead of 1 (a loop then finds several
 #           clients' commands per wake-up, as in the CPU-time runs). SLOWLOG is off under callgrind.
 #
@@ -31,7 +33,7 @@
 #   PIPELINES ["1 16"], TESTS ["set get lpush rpop"], THREADS ["1 2"], ROUNDS [1] (medians over
 #   rounds, servers alternating within a round, in reverse order on even rounds: use an even
 #   ROUNDS for before/after figures), QUEUES [4], ELEMENTS [50000], N_CG [20000], CG_QUEUE [1],
-#   CG_THREADS [1] (Damselfly's thread counts under callgrind), CG_CLIENTS [1],
+#   CG_THREADS [1] (Damselfly's thread counts under callgrind), CG_CLIENTS [1], CG_RANGE [0],
 #   DAMSELFLY_BIN / BENCH_BIN (default: release builds), DAMSELFLY_FLAGS (extra flags),
 #   BASE_BIN (another damselfly binary, "before": measured beside DAMSELFLY_BIN in every mode),
 #   BASE_FLAGS (flags for the "before" server only, after DAMSELFLY_FLAGS: BASE_BIN=$DAMSELFLY_BIN
@@ -188,6 +190,13 @@ if has callgrind; then
       redis-benchmark -h 127.0.0.1 -p "$CG_PORT" -c 1 -n "$N_CG" -P 16 lpush queue:cg "$JOB" >/dev/null 2>&1
       record "$name" "BRPOP P1 (ready queue)" instructions "$(cg_measure "$N_CG" brpop queue:cg 1)"
       echo "callgrind $name BRPOP P1 (ready queue): $(tail -1 "$results" | cut -d'|' -f4) instructions/req" >&2
+    fi
+    if [[ ${CG_RANGE:-0} == 1 ]]; then
+      # LRANGE of a whole 100-element list (redis-benchmark's LRANGE_100 shape, without the
+      # LPUSHes its -t lrange_100 runs first): the list is filled beforehand, not counted.
+      redis-benchmark -h 127.0.0.1 -p "$CG_PORT" -c 1 -n 100 -P 16 rpush list:cg "element:__rand_int__" >/dev/null 2>&1
+      record "$name" "LRANGE 0 99 P1" instructions "$(cg_measure "$((N_CG / 10))" lrange list:cg 0 99)"
+      echo "callgrind $name LRANGE 0 99 P1: $(tail -1 "$results" | cut -d'|' -f4) instructions/req" >&2
     fi
     stop_server "$CG_PID"
   done

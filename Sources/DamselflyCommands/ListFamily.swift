@@ -212,13 +212,22 @@ public enum ListFamily {
         guard let found = ctx.lookupRead(key) else { return .array([]) }
         guard case .list(let list) = ctx.database.value(at: found) else { return .wrongType }
         guard let (from, to) = clampRange(start, end, count: list.count) else { return .array([]) }
-        var replies: [Reply] = []
-        replies.reserveCapacity(to - from + 1)
+        // Encoded here, into one array of its exact size (RESP2 and RESP3 frame an array of
+        // bulk strings alike), as Redis writes the elements straight into the client's
+        // buffer: an array and a `Reply` per element, then the array of them, cost some
+        // 1,000 instructions per element to build, encode and free (1.5 × redis-server's LRANGE).
+        var size = ReplyBuilder.arrayHeaderSize(to - from + 1)
         list.forEach(from: from) { data, i in
-            replies.append(.bulk(ByteArrayOps.copy(data)))
+            size &+= ReplyBuilder.bulkSize(data.count)
             return i < to
         }
-        return .array(replies)
+        var out = ReplyBuilder(protocolVersion: 2, capacity: size)
+        out.arrayHeader(to - from + 1)
+        list.forEach(from: from) { data, i in
+            out.bulk(data)
+            return i < to
+        }
+        return .raw(out.buffer)
     }
 
     static func opSet(_ ctx: inout ShardContext, _ key: KeyRef, _ index: Int64?, _ value: [UInt8]) -> Reply {

@@ -131,6 +131,15 @@ public struct ReplyBuilder: Sendable {
         header(UInt8(ascii: ":"), v)
     }
 
+    /// The bytes ``bulk(_:)`` writes for a payload of `count` bytes (a reply encoded
+    /// ahead sizes its buffer once with this).
+    @inlinable
+    public static func bulkSize(_ count: Int) -> Int { 1 &+ RESPDigits.count(count) &+ 4 &+ count }
+
+    /// The bytes ``arrayHeader(_:)`` writes for `n` elements.
+    @inlinable
+    public static func arrayHeaderSize(_ n: Int) -> Int { 1 &+ RESPDigits.count(n) &+ 2 }
+
     /// `$len\r\n<bytes>\r\n`
     @inlinable
     public mutating func bulk(_ bytes: UnsafeRawBufferPointer) {

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import difftools as dt
 from difftools import fresh
-from resp import RespConn
+from resp import RespConn, encode
 from util import keys_on_shards
 
 SEED = 7_0_15
@@ -196,6 +196,41 @@ def test_list_differential_long_lists(pair, proto):
         compared = dt.compare_sequence(dc, rc, commands)
         assert snapshot(dc) == snapshot(rc)
     print(f"\nlist differential long lists[resp{proto}]: compared {compared} commands")
+
+
+@pytest.mark.parametrize("proto", [2, 3], ids=["resp2", "resp3"])
+def test_lrange_reply_in_every_context(pair, proto):
+    """LRANGE's reply is encoded on the shard, once, into the bytes the client gets: the same
+    bytes as Redis's, in RESP2 and RESP3, on its own, in a pipeline, inside MULTI/EXEC and as a
+    script's redis.call result (converted to a Lua table and back), for elements of every shape
+    (empty, integers, binary, long enough to fill several nodes) and every range."""
+    d, r = pair
+    values = ["", "0", "-5", "9223372036854775807", "x" * 64, "y" * 9000, "\r\n$3\r\n*1", bytes(range(256))]
+    values += ["e%d" % i for i in range(120)]
+    with RespConn(d.port) as dc, RespConn(r.port) as rc:
+        for conn in (dc, rc):
+            fresh(conn, proto)
+            conn.call("RPUSH", KEYS[0], *values)
+            conn.call("SET", STRING_KEYS[1], "text")
+        ranges = [("0", "-1"), ("0", "0"), ("-1", "-1"), ("5", "2"), ("100", "1000"), ("-1000", "3"),
+                  ("1", "7"), ("127", "130"), ("x", "1")]
+        for start, end in ranges:
+            for cmd in (["LRANGE", KEYS[0], start, end], ["LRANGE", KEYS[5], start, end],
+                        ["LRANGE", STRING_KEYS[1], start, end]):
+                assert dc.call(*cmd) == rc.call(*cmd), cmd
+        pipeline = [["LRANGE", KEYS[0], s, e] for s, e in ranges] + [["LLEN", KEYS[0]]]
+        for conn in (dc, rc):
+            conn.send_raw(b"".join(encode(*c) for c in pipeline))
+        assert [dc.read_reply() for _ in pipeline] == [rc.read_reply() for _ in pipeline]
+        for conn in (dc, rc):
+            conn.call("MULTI")
+            conn.call("LRANGE", KEYS[0], "0", "9")
+            conn.call("LRANGE", KEYS[0], "-3", "-1")
+        assert dc.call("EXEC") == rc.call("EXEC")
+        script = "return redis.call('LRANGE', KEYS[1], ARGV[1], ARGV[2])"
+        for start, end in ranges[:-1]:
+            cmd = ["EVAL", script, "1", KEYS[0], start, end]
+            assert dc.call(*cmd) == rc.call(*cmd), cmd
 
 
 def test_list_encoding_switch_over(pair):
