@@ -301,6 +301,8 @@ public enum StringFamily {
         guard call.args.count % 2 == 1 else { return call.reply(call.arityError) }
         var keys: [KeyRef] = []
         var values: [[UInt8]] = []
+        keys.reserveCapacity(call.args.count / 2)
+        values.reserveCapacity(call.args.count / 2)
         var i = 1
         while i < call.args.count {
             keys.append(call.key(i))
