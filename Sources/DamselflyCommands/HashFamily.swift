@@ -46,10 +46,16 @@ public enum HashFamily {
             let key = call.key(1)
             call.runOnKey(key, mode: .shared) { ctx in
                 read(&ctx, key, empty: .map([])) { hash in
-                    var pairs: [(Reply, Reply)] = []
-                    pairs.reserveCapacity(hash.count)
-                    hash.forEach { f, v in pairs.append((.bulk(f), .bulk(v))) }
-                    return .map(pairs)
+                    // Encoded here, once, into a body of its exact size; the connection
+                    // writes the header its protocol wants (``Reply/encodedMap(pairs:body:)``).
+                    var size = 0
+                    hash.forEachInPlace { f, v in size &+= ReplyBuilder.bulkSize(f.count) &+ ReplyBuilder.bulkSize(v.count) }
+                    var out = ReplyBuilder(protocolVersion: 2, capacity: size)
+                    hash.forEachInPlace { f, v in
+                        out.bulk(f)
+                        out.bulk(v)
+                    }
+                    return .encodedMap(pairs: hash.count, body: out.buffer)
                 }
             }
         }

@@ -27,6 +27,11 @@ public enum Reply: Sendable {
     case verbatim(String)
     /// Bytes already encoded for the client's protocol.
     case raw([UInt8])
+    /// A map of `pairs` field-value pairs whose elements are already encoded (bulk
+    /// strings, the same in both protocols, written on the shard): only the header
+    /// follows the client's protocol (RESP3 `%n`, RESP2 `*2n`). HGETALL: a `Reply`
+    /// per field and value cost more than the command itself.
+    case encodedMap(pairs: Int, body: [UInt8])
     /// No reply at all (the command already replied, or QUIT-like flows).
     case none
 
@@ -72,6 +77,9 @@ public enum Reply: Sendable {
         case .boolean(let b): out.boolean(b)
         case .verbatim(let s): out.verbatim(s)
         case .raw(let bytes): out.appendRaw(bytes)
+        case .encodedMap(let pairs, let body):
+            out.mapHeader(pairs)
+            out.appendRaw(body)
         case .none: break
         }
     }

@@ -90,6 +90,21 @@ public final class HashValue {
         }
     }
 
+    /// ``forEach(_:)`` with each field and value read where it is stored: no array
+    /// made per element (a reply encoded on the shard copies them once, into itself).
+    public func forEachInPlace(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) {
+        if let table {
+            table.forEachSlot { slot in
+                table.key(at: slot).withUnsafeBytes { field in table.value(at: slot).withUnsafeBytes { body(field, $0) } }
+            }
+        } else {
+            packed.forEach { _, f, v in
+                body(f, v)
+                return true
+            }
+        }
+    }
+
     /// A uniformly random (field, value) (the hash must not be empty).
     public func randomPair<G: RandomNumberGenerator>(using rng: inout G) -> ([UInt8], [UInt8]) {
         if let table {

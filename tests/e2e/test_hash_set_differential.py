@@ -23,7 +23,7 @@ import random
 import pytest
 
 from difftools import fresh
-from resp import RespConn
+from resp import RespConn, encode
 from util import keys_on_shards
 
 SEED = 7031
@@ -366,6 +366,41 @@ def test_hash_set_differential(pair, proto, n, seed):
                     runner.fail(["<snapshot>"], a, b, "keyspace differs")
         assert snapshot(dc, proto) == snapshot(rc, proto)
     print(f"\nhash/set differential[resp{proto}]: compared {runner.compared} commands (seed {seed})")
+
+
+@pytest.mark.parametrize("proto", [2, 3], ids=["resp2", "resp3"])
+def test_hgetall_reply_in_every_context(pair, proto):
+    """HGETALL's fields and values are encoded on the shard and the header by the connection
+    for its protocol (RESP2 `*2n`, RESP3 `%n`): the same bytes as Redis's for a listpack hash
+    (insertion order), the same pairs for a hashtable one, on its own, pipelined, inside
+    MULTI/EXEC and as a script's redis.call result; an empty or missing hash and a key of
+    another type as Redis answers them."""
+    d, r = pair
+    small, big, empty = HKEYS[0], HKEYS[5], HKEYS[2]
+    pairs = ["", "empty-field", "n", "-12", "bin", "\x00\r\n$1\r\n", "long", "v" * 60]
+    with RespConn(d.port) as dc, RespConn(r.port) as rc:
+        for conn in (dc, rc):
+            fresh(conn, proto)
+            conn.call("HSET", small, *pairs)
+            conn.call("HSET", big, *[x for i in range(300) for x in (f"f{i}", "w" * (i % 80))])
+            conn.call("SET", STRKEYS[0], "text")
+        for key in (small, empty, STRKEYS[0]):
+            assert dc.call("HGETALL", key) == rc.call("HGETALL", key), key
+        assert hgetall_dict(dc.call("HGETALL", big)) == hgetall_dict(rc.call("HGETALL", big))
+        pipeline = [["HGETALL", small], ["HLEN", small], ["HGETALL", small], ["HGETALL", empty]]
+        for conn in (dc, rc):
+            conn.send_raw(b"".join(encode(*c) for c in pipeline))
+        assert [dc.read_reply() for _ in pipeline] == [rc.read_reply() for _ in pipeline]
+        for conn in (dc, rc):
+            conn.call("MULTI")
+            conn.call("HGETALL", small)
+            conn.call("HGETALL", empty)
+        assert dc.call("EXEC") == rc.call("EXEC")
+        cmd = ["EVAL", "return redis.call('HGETALL', KEYS[1])", "1", small]
+        assert dc.call(*cmd) == rc.call(*cmd)
+        got = dc.call("EVAL", "return redis.call('HGETALL', KEYS[1])", "1", big)
+        want = rc.call("EVAL", "return redis.call('HGETALL', KEYS[1])", "1", big)
+        assert hgetall_dict(got) == hgetall_dict(want)
 
 
 def _grow_and_shrink(conn, add, remove, key, members, probe):
