@@ -24,7 +24,8 @@
 #           BRPOP on a queue holding N_CG jobs (filled by pipelined LPUSH, not counted).
 #           CG_THREADS="1 2" also runs Damselfly at 2 threads (valgrind runs one thread at a time:
 #           the count includes every instruction of the hops, not what they cost in cache misses).
-#           CG_RANGE=1 adds LRANGE 0 99 of a 100-element list (filled first, not counted).
+#           CG_RANGE=1 adds LRANGE 0 99 of a 100-element list and HGETALL of a 100-field hash
+#           (filled first, not counted).
 #           TESTS takes any redis-benchmark -t name (sadd, hset, zadd, incr, mset, ...).
 #           CG_CLIENTS=50 loads with 50 connections instead of 1 (a loop then finds several
 #           clients' commands per wake-up, as in the CPU-time runs). SLOWLOG is off under callgrind.
@@ -197,6 +198,11 @@ if has callgrind; then
       redis-benchmark -h 127.0.0.1 -p "$CG_PORT" -c 1 -n 100 -P 16 rpush list:cg "element:__rand_int__" >/dev/null 2>&1
       record "$name" "LRANGE 0 99 P1" instructions "$(cg_measure "$((N_CG / 10))" lrange list:cg 0 99)"
       echo "callgrind $name LRANGE 0 99 P1: $(tail -1 "$results" | cut -d'|' -f4) instructions/req" >&2
+      # HGETALL of a 100-field hash of short values (a listpack in both servers: under 128 fields).
+      for i in $(seq 100); do echo "HSET hash:cg field:$i value:$i"; done |
+        redis-cli -h 127.0.0.1 -p "$CG_PORT" ${LIB_CLI_ARGS[@]+"${LIB_CLI_ARGS[@]}"} >/dev/null
+      record "$name" "HGETALL (100 fields) P1" instructions "$(cg_measure "$((N_CG / 10))" hgetall hash:cg)"
+      echo "callgrind $name HGETALL (100 fields) P1: $(tail -1 "$results" | cut -d'|' -f4) instructions/req" >&2
     fi
     stop_server "$CG_PID"
   done
