@@ -64,6 +64,21 @@ func libcG17(_ value: Double) -> String {
         }
     }
 
+    /// A reply encoded ahead sizes its buffer with these: each must be what the writer writes.
+    @Test func bulkAndHeaderSizesAreWhatIsWritten() {
+        var value = 1
+        var lengths = [0]
+        for _ in 0..<7 {
+            lengths += [value - 1, value, value + 1]
+            value *= 10
+        }
+        for n in lengths where n >= 0 {
+            let payload = [UInt8](repeating: 0x78, count: n)
+            #expect(encoded(2) { $0.bulk(payload) }.utf8.count == ReplyBuilder.bulkSize(n), "bulk of \(n)")
+            #expect(encoded(2) { $0.arrayHeader(n) }.utf8.count == ReplyBuilder.arrayHeaderSize(n), "header of \(n)")
+        }
+    }
+
     @Test func nullsAndHeaders() {
         #expect(encoded(2) { $0.null() } == "$-1\r\n")
         #expect(encoded(3) { $0.null() } == "_\r\n")
