@@ -338,8 +338,9 @@ public struct CommandCall {
     /// script or EXEC, nobody tracking keys) its key reads the argument in
     /// place, and so it does when the command travels in a squashed run's
     /// ``KeyHopBatch``; otherwise the key is copied as ``key(_:)`` does and the command
-    /// takes runOnKey's usual path. Only for operations that use their key
-    /// during `run` and keep nothing of it (GET, SET).
+    /// takes runOnKey's usual path. Only for operations that use their key (and
+    /// their ``ArgumentBytes``) during `run` and keep nothing of it: what they store,
+    /// they copy (GET, SET, one-element LPUSH, SADD, HSET, ZADD, INCR).
     @inlinable
     public func runOnKey<Operation: KeyOperation>(
         argument i: Int, mode: LockMode, journal: Bool = true, _ makeOperation: (KeyRef, CommandArguments) -> Operation

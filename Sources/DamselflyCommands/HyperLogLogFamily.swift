@@ -93,7 +93,7 @@ public enum HyperLogLogFamily {
                 if !failed { ctx.markUnchanged() }
             } else if updated > 1 {
                 // Redis counts every register raised toward the next save.
-                ctx.shard.changesSinceSave.add(updated - 1, ordering: .relaxed)
+                ctx.shard.changesSinceSave.addOwned(updated - 1)
             }
             if !failed && updated > 0 { ctx.notify(.string, "pfadd", key) }
             return reply
