@@ -72,6 +72,9 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
     private var shard: Shard?
     private var origin: EventLoop?
     private var stats: TransactionStats?
+    /// Keys whose lookups the shard started ahead (``lookAhead(on:)``), counted on the origin.
+    private var lookedAhead = 0
+    private let lookahead: Bool
     /// Between the first add of a run and its delivery (the origin's).
     private var inFlight = false
     /// Set on the shard's thread before the way back.
@@ -82,8 +85,11 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
     /// the shard's thread, read and cleared on the origin's after the trip back).
     private var queuedCount = 0
 
-    public init(shardSet: ShardSet) {
+    /// `lookahead`: start the memory reads of a run's key lookups together
+    /// when it arrives (`--pipeline_lookahead` above 0).
+    public init(shardSet: ShardSet, lookahead: Bool = true) {
         self.shardSet = shardSet
+        self.lookahead = lookahead
         super.init()
     }
 
@@ -132,6 +138,7 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
         if returning { return deliver() }
         let shard = self.shard!
         pending = entries.count + 1
+        if lookahead && entries.count > 1 { lookAhead(on: shard) }
         for i in 0..<entries.count {
             let entry = entries.base! + i
             let fingerprint = entry.pointee.step.fingerprint
@@ -151,6 +158,27 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
             }
         }
         commandDone()
+    }
+
+    /// Starts the memory reads of every command's key lookup, one stage for
+    /// the whole run at a time (``Database/prefetchBucket(hash:)``): the
+    /// misses of a run's random keys overlap instead of coming one by one.
+    private func lookAhead(on shard: Shard) {
+        let count = entries.count
+        lookedAhead = count
+        let base = entries.base!
+        for i in 0..<count {
+            let step = base + i
+            shard.database(step.pointee.step.database).prefetchBucket(hash: step.pointee.step.key.hash)
+        }
+        for i in 0..<count {
+            let step = base + i
+            shard.database(step.pointee.step.database).prefetchEntry(hash: step.pointee.step.key.hash)
+        }
+        for i in 0..<count {
+            let step = base + i
+            shard.database(step.pointee.step.database).prefetchValue(hash: step.pointee.step.key.hash)
+        }
     }
 
     /// Runs command `i` (shard code, which never reaches this object) and
@@ -184,6 +212,10 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
         let stats = self.stats!
         stats.hopBatches.addOwned(1)
         stats.batchedHops.addOwned(done.count)
+        if lookedAhead > 0 {
+            stats.prefetchedKeys.addOwned(lookedAhead)
+            lookedAhead = 0
+        }
         // Counted here, on the origin, as a lone hop's trip is: quick, or
         // normal for those that waited in the shard's queue.
         stats.countSingleShards(done.count, queued: queuedCount)

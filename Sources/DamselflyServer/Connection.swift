@@ -124,6 +124,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         output = ReplyBuilder(protocolVersion: 2, capacity: Self.initialOutputCapacity)
         let threads = server.loops.count
         squashLimit = threads > 1 ? server.config.pipelineSquash : 0
+        lookaheadLimit = server.config.pipelineLookahead
         squashAcrossShards = server.config.pipelineSquashAcrossShards
         mayMigrate = threads > 1 && server.config.migrateConnections
         shardSet = server.engine.shardSet
@@ -258,6 +259,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private func processInput() {
         // A reading left by the last command is good only within this pass.
         defer { chainedClockNanos = 0 }
+        if inputEnd - inputStart > Connection.shortestPipelinedPair && lookaheadLimit > 0 { lookAhead() }
         // After QUIT nothing more is run: pipelined commands behind it are dropped, as Redis does.
         while !waitingForReply && !isHeldByPause && !isClosed && !client.closeRequested && inputStart < inputEnd {
             let view = UnsafeRawBufferPointer(start: input + inputStart, count: inputEnd - inputStart)
@@ -283,6 +285,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 // Borrowed, not retained: `args` is this connection's, swapped only
                 // between commands (a squashed run's slots), never during a parse.
                 outcome = Unmanaged.passUnretained(args)._withUnsafeGuaranteedRef { parser.parse(view, into: $0) }
+                if case .command = outcome { takeLookahead() }
             }
             switch outcome {
             case .needMoreData:
@@ -384,6 +387,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         if inputStart == inputEnd && !waitingForReply {
             inputStart = 0
             inputEnd = 0
+            lookaheadEnd = 0
+            lookaheadKeys.removeAll(keepingCapacity: true)
+            lookaheadNext = 0
         }
         if !waitingForReply { flush() }
         if client.closeRequested && !waitingForReply { close() }
@@ -564,6 +570,121 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         }
     }
 
+    // MARK: - Look-ahead
+
+    /// Fewer bytes than two of the shortest commands with a key ("*2\r\n$1\r\nx\r\n$1\r\nk\r\n"):
+    /// no pipeline to look ahead in.
+    static let shortestPipelinedPair = 2 * 22
+    /// `--pipeline_lookahead`: the most pipelined commands looked at in one go
+    /// (16 by default, as Redis 8 prefetches for 16 commands; 0: off).
+    private let lookaheadLimit: Int
+    /// Input offset up to which pipelined commands have been looked at, good
+    /// while `inputMoves` is still `lookaheadMoves` (reset with the buffer).
+    private var lookaheadEnd = 0
+    private var lookaheadMoves = 0
+    /// The keys looked at and not yet parsed, in input order (from `lookaheadNext`).
+    private var lookaheadKeys: [LookaheadKey] = []
+    private var lookaheadNext = 0
+
+    /// A pipelined command's argument 1 seen ahead of its parse: where its
+    /// bytes lie in `input`, its hash and shard (handed to the command's
+    /// arguments when it is parsed, instead of hashed again), and its
+    /// database when this loop owns the shard (borrowed: databases live as
+    /// long as the server).
+    private struct LookaheadKey {
+        let address: UnsafeRawPointer
+        let count: Int
+        let hash: UInt64
+        let shard: Int
+        let database: Unmanaged<Database>?
+    }
+
+    /// Starts the memory reads of the lookups of the pipelined commands
+    /// waiting in the input (up to `lookaheadLimit`), each stage for the
+    /// whole batch before the next (``Database/prefetchBucket(hash:)``), so
+    /// the cache misses of a batch of random keys overlap instead of each
+    /// command waiting for its own in turn. Keys on other loops' shards are
+    /// left to them (``KeyHopBatch`` does the same for a squashed run). A lone
+    /// command (pipeline 1) is not looked at: it runs at once, with nothing
+    /// to overlap.
+    private func lookAhead() {
+        var at = inputStart
+        if lookaheadMoves == inputMoves && lookaheadEnd > at {
+            at = lookaheadEnd
+        } else {
+            lookaheadKeys.removeAll(keepingCapacity: true)
+            lookaheadNext = 0
+        }
+        let view = UnsafeRawBufferPointer(start: input, count: inputEnd)
+        guard var command = RESPLookahead.command(in: view, at: at),
+              at > inputStart || command.end < inputEnd else { return }
+        if lookaheadNext > 0 {
+            lookaheadKeys.removeFirst(lookaheadNext)
+            lookaheadNext = 0
+        }
+        let first = lookaheadKeys.count
+        let databaseIndex = client.database
+        var looked = 0
+        while true {
+            if let key = command.key, let address = key.baseAddress {
+                let hash = KeyHash.hash(key)
+                if let shard = shardSet.shardIndexWithoutPlacing(of: key, hash: hash) {
+                    var database: Unmanaged<Database>? = nil
+                    if shardOwner[shard] == loopIndex {
+                        let owned = shardSet.shards[shard].database(databaseIndex)
+                        owned.prefetchBucket(hash: hash)
+                        database = Unmanaged.passUnretained(owned)
+                    }
+                    lookaheadKeys.append(LookaheadKey(address: address, count: key.count, hash: hash,
+                                                      shard: shard, database: database))
+                }
+            }
+            at = command.end
+            looked += 1
+            guard looked < lookaheadLimit, let next = RESPLookahead.command(in: view, at: at) else { break }
+            command = next
+        }
+        lookaheadEnd = at
+        lookaheadMoves = inputMoves
+        let stats = shardSet.stats[loopIndex]
+        stats.lookaheadKeys.addOwned(lookaheadKeys.count - first)
+        var prefetched = 0
+        for i in first..<lookaheadKeys.count {
+            let key = lookaheadKeys[i]
+            guard let database = key.database else { continue }
+            database._withUnsafeGuaranteedRef { $0.prefetchEntry(hash: key.hash) }
+            prefetched += 1
+        }
+        stats.prefetchedKeys.addOwned(prefetched)
+        for i in first..<lookaheadKeys.count {
+            let key = lookaheadKeys[i]
+            key.database?._withUnsafeGuaranteedRef { $0.prefetchValue(hash: key.hash) }
+        }
+    }
+
+    /// The command just parsed: when its argument 1 was looked at ahead
+    /// (the same bytes, in a buffer that has not moved), its hash and shard
+    /// are handed to the arguments.
+    @inline(__always)
+    private func takeLookahead() {
+        guard lookaheadNext < lookaheadKeys.count else { return }
+        guard lookaheadMoves == inputMoves, args.count > 1, let address = args[1].baseAddress else {
+            lookaheadKeys.removeAll(keepingCapacity: true)
+            lookaheadNext = 0
+            return
+        }
+        while lookaheadNext < lookaheadKeys.count {
+            let key = lookaheadKeys[lookaheadNext]
+            if key.address > address { return }
+            lookaheadNext += 1
+            if key.address == address && key.count == args[1].count {
+                args.remember(hash: key.hash, of: 1)
+                args.remember(shard: key.shard, of: 1)
+                return
+            }
+        }
+    }
+
     // MARK: - Pipeline squashing
 
     /// `--pipeline_squash`: the most commands one squashed run holds (0 or 1: off).
@@ -606,7 +727,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private var squashSlots: [SquashSlot] = []
     /// What a run's commands for another loop's shard travel in, together
     /// (``SquashSlot/hopBatch``): made with the first slot, reused by every run.
-    private lazy var squashHopBatch = KeyHopBatch(shardSet: shardSet)
+    private lazy var squashHopBatch = KeyHopBatch(shardSet: shardSet, lookahead: lookaheadLimit > 0)
 
     /// Whether the command just parsed may be dispatched in a squashed run,
     /// as far as the command itself goes: one key at position 1 (its shard is

@@ -247,6 +247,7 @@ enum InfoReport {
             case "transaction":
                 var global = 0, normal = 0, ooo = 0, quick = 0, inline = 0, cancels = 0, timeouts = 0, stuck = 0
                 var squashedBatches = 0, squashedCommands = 0, hopBatches = 0, batchedHops = 0
+                var lookaheadKeys = 0, prefetchedKeys = 0
                 var widths = [Int](repeating: 0, count: shardSet.count)
                 for s in shardSet.stats {
                     global += s.global.load(ordering: .relaxed)
@@ -261,6 +262,8 @@ enum InfoReport {
                     squashedCommands += s.squashedCommands.load(ordering: .relaxed)
                     hopBatches += s.hopBatches.load(ordering: .relaxed)
                     batchedHops += s.batchedHops.load(ordering: .relaxed)
+                    lookaheadKeys += s.lookaheadKeys.load(ordering: .relaxed)
+                    prefetchedKeys += s.prefetchedKeys.load(ordering: .relaxed)
                     for w in 1...shardSet.count { widths[w - 1] += s.widthCount(w) }
                 }
                 let queued = shardSet.shards.reduce(0) { $0 + $1.queueLength.load(ordering: .relaxed) }
@@ -278,6 +281,9 @@ enum InfoReport {
                     // Ours: a run's hops to one shard of another thread, sent as one message.
                     ("pipeline_squashed_hop_messages", String(hopBatches)),
                     ("pipeline_squashed_hop_commands", String(batchedHops)),
+                    // Ours: pipelined keys read ahead of their parse, and lookups started ahead.
+                    ("pipeline_lookahead_keys", String(lookaheadKeys)),
+                    ("pipeline_prefetched_keys", String(prefetchedKeys)),
                     ("eval_io_coordination_total", String(scriptCounters.ioCoordination.load(ordering: .relaxed))),
                     ("eval_shardlocal_coordination_total",
                      String(scriptCounters.shardLocalCoordination.load(ordering: .relaxed))),

@@ -61,6 +61,14 @@ public final class ShardSet: Sendable {
         return KeyHash.shard(of: key, hash: hash, shardCount: shards.count, lockOnHashtags: lockOnHashtags)
     }
 
+    /// `shardIndex(of:hash:)` without its side effect: nil for a key placed
+    /// round robin, whose first sight takes the next shard in turn (a look
+    /// ahead at what may not even be a key must not).
+    public func shardIndexWithoutPlacing(of key: UnsafeRawBufferPointer, hash: UInt64) -> Int? {
+        if let roundRobin, roundRobin.placementName(key) != nil { return nil }
+        return KeyHash.shard(of: key, hash: hash, shardCount: shards.count, lockOnHashtags: lockOnHashtags)
+    }
+
     public func takeTxid() -> UInt64 { nextTxid.add(1, ordering: .relaxed).newValue }
 
     /// The last transaction ID handed out (replication: transactions after it start after a given moment).

@@ -33,6 +33,11 @@ public final class TransactionStats: @unchecked Sendable {
     /// loop and back (a `KeyHopBatch`), and the commands they carried.
     public let hopBatches = Atomic<Int>(0)
     public let batchedHops = Atomic<Int>(0)
+    /// Pipelined commands' keys read ahead of their parse (hash and shard
+    /// handed to the parse), and keys whose lookups were started ahead, by
+    /// the connection on its own loop's shards or by a squashed run's shard.
+    public let lookaheadKeys = Atomic<Int>(0)
+    public let prefetchedKeys = Atomic<Int>(0)
     /// How many shards each id-taking transaction touched: index w-1.
     private let widths: UnsafeMutablePointer<Atomic<Int>>
     public let maxWidth: Int
@@ -94,6 +99,8 @@ public final class TransactionStats: @unchecked Sendable {
         squashedCommands.store(0, ordering: .relaxed)
         hopBatches.store(0, ordering: .relaxed)
         batchedHops.store(0, ordering: .relaxed)
+        lookaheadKeys.store(0, ordering: .relaxed)
+        prefetchedKeys.store(0, ordering: .relaxed)
         for i in 0..<maxWidth { widths[i].store(0, ordering: .relaxed) }
     }
 }

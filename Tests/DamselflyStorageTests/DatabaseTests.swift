@@ -16,6 +16,42 @@ import Testing
         #expect(db.find("a") == nil)
     }
 
+    /// The look-ahead's stages read the table only: on an empty table, on free
+    /// slots, on every kind of value (an `.int`'s number is not an address)
+    /// and on hashes that are absent or share a bucket, they leave every key
+    /// and value as it was, and reach nothing out of bounds.
+    @Test func prefetchStagesChangeNothing() {
+        let db = Database()
+        func stages(_ key: String) {
+            let hash = withBytes(key) { KeyHash.hash($0) }
+            db.prefetchBucket(hash: hash)
+            db.prefetchEntry(hash: hash)
+            db.prefetchValue(hash: hash)
+        }
+        stages("nothing yet")
+        var keys: [String] = []
+        for i in 0..<500 {
+            let key = "k\(i)"
+            keys.append(key)
+            // Integers, short and long strings.
+            db.insert(key, i % 3 == 0 ? "\(i)" : String(repeating: "v", count: i % 3 == 1 ? 8 : 200))
+        }
+        for i in stride(from: 0, to: 500, by: 7) { db.remove("k\(i)") }  // free slots in chains
+        for key in keys + (0..<500).map({ "absent\($0)" }) { stages(key) }
+        stages("")
+        for (i, key) in keys.enumerated() {
+            if i % 7 == 0 {
+                #expect(db.find(key) == nil)
+                continue
+            }
+            guard let found = db.find(key) else {
+                Issue.record("\(key) lost")
+                continue
+            }
+            #expect(db.valueString(at: found) == (i % 3 == 0 ? "\(i)" : String(repeating: "v", count: i % 3 == 1 ? 8 : 200)))
+        }
+    }
+
     @Test func randomOperationsAgreeWithDictionary() {
         let db = Database()
         var reference: [String: (value: String, index: EntryIndex)] = [:]

@@ -17,7 +17,7 @@ Sidekiq's ``queues`` set does not match ``queue:`` and stays hash-placed.
 import pytest
 
 from conftest import parse_info, parse_kv_list
-from resp import RespConn, to_py
+from resp import RespConn, encode, to_py
 from util import key_on_shard, shard_of
 
 NUM = 4
@@ -137,3 +137,18 @@ def test_without_prefix_queues_follow_the_hash(damselfly, only_damselfly):
         assert [p.shard_of(q) for q in QUEUES] == [shard_of(q, NUM) for q in QUEUES]
     finally:
         p.close()
+
+
+def test_a_look_ahead_takes_no_placement(rr):
+    """A pipelined command's argument 1 is read ahead of its parse (issue 16's look-ahead); a
+    queue name there that is not a key (ECHO, PUBLISH) must not take a place in the turn."""
+    srv, p = rr
+    with RespConn(srv.port) as c:
+        cmds = []
+        for i, q in enumerate(QUEUES):
+            cmds += [("ECHO", f"queue:not-a-queue-{i}"), ("PUBLISH", f"queue:channel-{i}", "m"),
+                     ("RPUSH", q, f"job{i}")]
+        c.send_raw(b"".join(encode(*cmd) for cmd in cmds))
+        replies = [c.read_reply() for _ in cmds]
+        assert replies[2::3] == [(":", 1)] * len(QUEUES), replies
+        assert [p.shard_of(q) for q in QUEUES] == [i % NUM for i in range(8)]

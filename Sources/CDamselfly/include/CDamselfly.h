@@ -13,6 +13,10 @@
 /// XXH64 of a byte range with a seed (libxxhash).
 uint64_t dfly_xxh64(const void *data, size_t length, uint64_t seed);
 
+/// Asks the CPU to start loading the cache line that holds `address`, for a
+/// read soon; a hint only, which never faults whatever the address.
+static inline void dfly_prefetch(const void *address) { __builtin_prefetch(address, 0, 3); }
+
 /// Pins the calling thread to one CPU; returns 0 on success.
 int dfly_pin_current_thread(int cpu);
 /// Names the calling thread (at most 15 characters are kept).

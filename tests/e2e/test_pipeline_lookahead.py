@@ -1,0 +1,164 @@
+"""Pipeline look-ahead (issue 16 §3): before a connection parses the pipelined commands waiting in
+its input, it reads each one's argument 1 ahead, hashes it, starts the memory reads of that key's
+lookup when its shard is the connection's own (a squashed run's shard does the same for the run's
+keys), and hands the hash and shard to the command's parse.
+
+What could go wrong is a hash or shard handed to the wrong command (a key in a buffer that moved,
+an argument 1 that is not a key, a frame cut between two reads) or a round-robin placement taken
+by a look at something that is not a queue. Differential: the same pipelines, in one write and cut
+into pieces that arrive apart, to Damselfly at 1, 2 and 4 threads and to redis-server; the replies
+must be equal. The INFO counters show that the look-ahead took place, and not for lone commands
+or with --pipeline_lookahead=0.
+"""
+
+import random
+import time
+
+import pytest
+
+from conftest import parse_info
+from resp import RespConn, encode, to_py
+from util import spread_keys
+
+
+@pytest.fixture(scope="module")
+def redis_port(redis_server):
+    return redis_server.port
+
+
+def _counters(port):
+    with RespConn(port) as c:
+        info = parse_info(to_py(c.call("INFO", "TRANSACTION")))
+    return int(info["pipeline_lookahead_keys"]), int(info["pipeline_prefetched_keys"])
+
+
+def _flush(port):
+    with RespConn(port) as c:
+        assert c.call("FLUSHALL") == ("+", b"OK")
+
+
+def _send(port, cmds, pieces=None, seed=0):
+    """The commands in one write, or cut at random byte offsets into `pieces` writes that arrive
+    apart; the replies, in order."""
+    data = b"".join(encode(*cmd) for cmd in cmds)
+    with RespConn(port) as c:
+        if not pieces:
+            c.send_raw(data)
+        else:
+            rnd = random.Random(seed)
+            cuts = sorted(rnd.sample(range(1, len(data)), pieces - 1))
+            for a, b in zip([0] + cuts, cuts + [len(data)]):
+                c.send_raw(data[a:b])
+                time.sleep(0.002)
+        return [c.read_reply() for _ in cmds]
+
+
+def _commands(keys, n, seed):
+    """Pipelines whose argument 1 is a key (strings, lists, hashes, counters, hashtags), is not
+    a key (ECHO, PUBLISH, OBJECT's subcommand, CONFIG GET, CLIENT SETNAME), or is absent (PING);
+    SELECT in the middle, multi-key commands, errors."""
+    rnd = random.Random(seed)
+    cmds = []
+    for i in range(n):
+        k = rnd.choice(keys)
+        op = rnd.randrange(18)
+        if op == 0:
+            cmds.append(("SET", k, f"v{i}"))
+        elif op == 1:
+            cmds.append(("GET", k))
+        elif op == 2:
+            cmds.append(("INCR", "n:" + k))
+        elif op == 3:
+            cmds.append(("RPUSH", "l:" + k, i))
+        elif op == 4:
+            cmds.append(("LPOP", "l:" + k))
+        elif op == 5:
+            cmds.append(("HSET", "h:" + k, f"f{i % 3}", i))
+        elif op == 6:
+            cmds.append(("HGETALL", "h:" + k))
+        elif op == 7:
+            cmds.append(("ECHO", k))
+        elif op == 8:
+            cmds.append(("PUBLISH", k, "m"))
+        elif op == 9:
+            cmds.append(("OBJECT", "ENCODING", k))
+        elif op == 10:
+            cmds.append(("PING",))
+        elif op == 11:
+            cmds.append(("SELECT", rnd.choice([0, 1])))
+        elif op == 12:
+            cmds.append(("EXISTS", k, rnd.choice(keys)))
+        elif op == 13:
+            cmds.append(("MSET", k, f"m{i}", rnd.choice(keys), f"m{i}"))
+        elif op == 14:
+            cmds.append(("SET", "{tag}" + k, "x" * rnd.choice([1, 50, 3000])))
+        elif op == 15:
+            cmds.append(("STRLEN", "{tag}" + k))
+        elif op == 16:
+            cmds.append(("CONFIG", "GET", "maxmemory"))
+        else:
+            cmds.append(("INCR", k))  # not an integer once k holds text
+    cmds.append(("SELECT", 0))
+    return cmds
+
+
+@pytest.mark.parametrize("lookahead", [16, 0])
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_pipelines_match_redis(damselfly, redis_port, threads, lookahead):
+    srv = damselfly(f"--proactor_threads={threads}", f"--pipeline_lookahead={lookahead}")
+    keys = spread_keys(threads, 6, prefix="la")
+    looked_before, prefetched_before = _counters(srv.port)
+    for seed, n, pieces in ((1, 40, None), (2, 500, None), (3, 500, 7), (4, 2000, 40)):
+        _flush(srv.port)
+        _flush(redis_port)
+        cmds = _commands(keys, n, seed)
+        got = _send(srv.port, cmds, pieces, seed)
+        want = _send(redis_port, cmds, pieces, seed)
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert g == w, f"seed {seed} command {i} {cmds[i]}: {g!r} != {w!r}"
+    looked, prefetched = _counters(srv.port)
+    if lookahead:
+        assert looked > looked_before, "no key was read ahead"
+        assert prefetched > prefetched_before, "no lookup was started ahead"
+    else:
+        assert (looked, prefetched) == (looked_before, prefetched_before), "--pipeline_lookahead=0 read ahead"
+
+
+def test_keys_read_ahead_survive_buffer_moves(damselfly, redis_port):
+    """Big values among small commands make the input buffer grow and compact while keys read
+    ahead still wait for their parse (a hash kept for a key's old address must not be used)."""
+    srv = damselfly("--proactor_threads=2")
+    keys = spread_keys(2, 4, prefix="mv")
+    rnd = random.Random(9)
+    cmds = []
+    for i in range(300):
+        k = rnd.choice(keys)
+        if i % 25 == 0:
+            cmds.append(("SET", k, "b" * rnd.choice([70_000, 300_000])))
+        elif i % 2:
+            cmds.append(("STRLEN", k))
+        else:
+            cmds.append(("APPEND", k, f"+{i}"))
+    for pieces in (None, 13, 90):
+        _flush(srv.port)
+        _flush(redis_port)
+        got = _send(srv.port, cmds, pieces, 5)
+        want = _send(redis_port, cmds, pieces, 5)
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert g == w, f"pieces {pieces} command {i} {cmds[i][:2]}: {g!r} != {w!r}"
+
+
+def test_a_lone_command_is_not_read_ahead(damselfly):
+    """Pipeline 1: each command runs as soon as it is parsed, with nothing to overlap."""
+    srv = damselfly("--proactor_threads=1")
+    with RespConn(srv.port) as c:
+        looked, prefetched = _counters(srv.port)
+        for i in range(50):
+            assert c.call("SET", f"lone:{i}", "v") == ("+", b"OK")
+            assert c.call("GET", f"lone:{i}") == ("$", b"v")
+        assert _counters(srv.port) == (looked, prefetched)
+        # Pipelined, the same commands are.
+        c.send_raw(b"".join(encode("GET", f"lone:{i}") for i in range(50)))
+        assert [c.read_reply() for _ in range(50)] == [("$", b"v")] * 50
+        after = _counters(srv.port)
+        assert after[0] > looked and after[1] > prefetched
