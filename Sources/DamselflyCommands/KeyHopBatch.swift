@@ -161,23 +161,27 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
     }
 
     /// Starts the memory reads of every command's key lookup, one stage for
-    /// the whole run at a time (``Database/prefetchBucket(hash:)``): the
+    /// the whole run at a time (``Database/BucketTable/prefetchBucket(hash:)``): the
     /// misses of a run's random keys overlap instead of coming one by one.
+    /// (Keys of another database than the first command's, after a SELECT
+    /// inside the run, are not helped.)
     private func lookAhead(on shard: Shard) {
         let count = entries.count
-        lookedAhead = count
         let base = entries.base!
-        for i in 0..<count {
-            let step = base + i
-            shard.database(step.pointee.step.database).prefetchBucket(hash: step.pointee.step.key.hash)
-        }
-        for i in 0..<count {
-            let step = base + i
-            shard.database(step.pointee.step.database).prefetchEntry(hash: step.pointee.step.key.hash)
-        }
-        for i in 0..<count {
-            let step = base + i
-            shard.database(step.pointee.step.database).prefetchValue(hash: step.pointee.step.key.hash)
+        let databaseIndex = base.pointee.step.database
+        let database = shard.database(databaseIndex)
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: count) { hashes in
+            var n = 0
+            database.withBucketTable { table in
+                for i in 0..<count where (base + i).pointee.step.database == databaseIndex {
+                    let hash = (base + i).pointee.step.key.hash
+                    table.prefetchBucket(hash: hash)
+                    hashes[n] = hash
+                    n += 1
+                }
+            }
+            database.prefetchEntriesAndValues(UnsafeBufferPointer(rebasing: hashes[0..<n]))
+            lookedAhead = n
         }
     }
 

@@ -130,11 +130,14 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         shardSet = server.engine.shardSet
         shardOwner = shardSet.ownerLoopIndex
         loopIndex = loop.index
+        ownShard = shardOwner.firstIndex(of: loop.index) ?? -1
     }
 
     deinit {
         input.deallocate()
         retiredInput?.deallocate()
+        lookaheadKeys?.deallocate()
+        lookaheadHashes?.deallocate()
     }
 
     // MARK: - SocketHandler
@@ -259,7 +262,6 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private func processInput() {
         // A reading left by the last command is good only within this pass.
         defer { chainedClockNanos = 0 }
-        if inputEnd - inputStart > Connection.shortestPipelinedPair && lookaheadLimit > 0 { lookAhead() }
         // After QUIT nothing more is run: pipelined commands behind it are dropped, as Redis does.
         while !waitingForReply && !isHeldByPause && !isClosed && !client.closeRequested && inputStart < inputEnd {
             let view = UnsafeRawBufferPointer(start: input + inputStart, count: inputEnd - inputStart)
@@ -285,7 +287,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                 // Borrowed, not retained: `args` is this connection's, swapped only
                 // between commands (a squashed run's slots), never during a parse.
                 outcome = Unmanaged.passUnretained(args)._withUnsafeGuaranteedRef { parser.parse(view, into: $0) }
-                if case .command = outcome { takeLookahead() }
+                if case .command(let consumed) = outcome {
+                    takeLookahead()
+                    lookAheadIfPipelined(after: consumed)
+                }
             }
             switch outcome {
             case .needMoreData:
@@ -387,9 +392,12 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         if inputStart == inputEnd && !waitingForReply {
             inputStart = 0
             inputEnd = 0
-            lookaheadEnd = 0
-            lookaheadKeys.removeAll(keepingCapacity: true)
-            lookaheadNext = 0
+            if lookaheadEnd != 0 {
+                // Keys read ahead in these bytes are all parsed; new bytes will land where they were.
+                lookaheadEnd = 0
+                lookaheadCount = 0
+                lookaheadNext = 0
+            }
         }
         if !waitingForReply { flush() }
         if client.closeRequested && !waitingForReply { close() }
@@ -572,9 +580,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
 
     // MARK: - Look-ahead
 
-    /// Fewer bytes than two of the shortest commands with a key ("*2\r\n$1\r\nx\r\n$1\r\nk\r\n"):
-    /// no pipeline to look ahead in.
-    static let shortestPipelinedPair = 2 * 22
+    /// The shortest frame with a key ("*2\r\n$1\r\nx\r\n$1\r\nk\r\n"): fewer bytes
+    /// after a command are no pipeline to look ahead in.
+    static let shortestKeyedFrame = 22
     /// `--pipeline_lookahead`: the most pipelined commands looked at in one go
     /// (16 by default, as Redis 8 prefetches for 16 commands; 0: off).
     private let lookaheadLimit: Int
@@ -582,84 +590,110 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// while `inputMoves` is still `lookaheadMoves` (reset with the buffer).
     private var lookaheadEnd = 0
     private var lookaheadMoves = 0
-    /// The keys looked at and not yet parsed, in input order (from `lookaheadNext`).
-    private var lookaheadKeys: [LookaheadKey] = []
+    /// The keys looked at and not yet parsed, in input order
+    /// (`lookaheadKeys[lookaheadNext..<lookaheadCount]`), and the hashes of
+    /// those on this loop's shard, for their lookups' later stages. Both
+    /// hold `lookaheadLimit + 1` (the command just parsed and those behind it),
+    /// made by the first look-ahead (a connection that never pipelines costs
+    /// nothing more) and kept for the connection's life.
+    private var lookaheadKeys: UnsafeMutablePointer<LookaheadKey>?
+    private var lookaheadCount = 0
     private var lookaheadNext = 0
+    private var lookaheadHashes: UnsafeMutablePointer<UInt64>?
 
     /// A pipelined command's argument 1 seen ahead of its parse: where its
-    /// bytes lie in `input`, its hash and shard (handed to the command's
-    /// arguments when it is parsed, instead of hashed again), and its
-    /// database when this loop owns the shard (borrowed: databases live as
-    /// long as the server).
+    /// bytes lie in `input`, and its hash and shard, handed to the command's
+    /// arguments when it is parsed instead of worked out again.
     private struct LookaheadKey {
         let address: UnsafeRawPointer
         let count: Int
         let hash: UInt64
         let shard: Int
-        let database: Unmanaged<Database>?
     }
 
-    /// Starts the memory reads of the lookups of the pipelined commands
-    /// waiting in the input (up to `lookaheadLimit`), each stage for the
-    /// whole batch before the next (``Database/prefetchBucket(hash:)``), so
-    /// the cache misses of a batch of random keys overlap instead of each
-    /// command waiting for its own in turn. Keys on other loops' shards are
-    /// left to them (``KeyHopBatch`` does the same for a squashed run). A lone
-    /// command (pipeline 1) is not looked at: it runs at once, with nothing
-    /// to overlap.
-    private func lookAhead() {
-        var at = inputStart
-        if lookaheadMoves == inputMoves && lookaheadEnd > at {
-            at = lookaheadEnd
-        } else {
-            lookaheadKeys.removeAll(keepingCapacity: true)
-            lookaheadNext = 0
+    /// The command just parsed took `consumed` bytes: when more wait behind
+    /// it that no look-ahead has walked yet, look ahead from there. Pipeline
+    /// 1 pays this comparison only: the parse tells where the command ends.
+    @inline(__always)
+    private func lookAheadIfPipelined(after consumed: Int) {
+        let next = inputStart + consumed
+        guard inputEnd - next >= Connection.shortestKeyedFrame, lookaheadLimit > 0,
+              lookaheadMoves != inputMoves || lookaheadEnd <= next else { return }
+        lookAhead(from: next)
+    }
+
+    /// Starts the memory reads of the lookups of the command just parsed and
+    /// of the pipelined commands waiting behind it, from `start` (up to
+    /// `lookaheadLimit` of them), each stage for the whole batch before the
+    /// next (``Database/BucketTable/prefetchBucket(hash:)``): the cache misses of a batch
+    /// of random keys overlap instead of each command waiting for its own in
+    /// turn. Keys on other loops' shards are left to them (``KeyHopBatch``
+    /// does the same for a squashed run), and so are those of a second shard
+    /// of this loop's (with more shards than threads), which go unhelped.
+    private func lookAhead(from start: Int) {
+        if lookaheadKeys == nil {
+            lookaheadKeys = .allocate(capacity: lookaheadLimit + 1)
+            lookaheadHashes = .allocate(capacity: lookaheadLimit + 1)
         }
-        let view = UnsafeRawBufferPointer(start: input, count: inputEnd)
-        guard var command = RESPLookahead.command(in: view, at: at),
-              at > inputStart || command.end < inputEnd else { return }
-        if lookaheadNext > 0 {
-            lookaheadKeys.removeFirst(lookaheadNext)
-            lookaheadNext = 0
-        }
-        let first = lookaheadKeys.count
-        let databaseIndex = client.database
-        var looked = 0
-        while true {
-            if let key = command.key, let address = key.baseAddress {
-                let hash = KeyHash.hash(key)
+        let keys = lookaheadKeys.unsafelyUnwrapped
+        let hashes = lookaheadHashes.unsafelyUnwrapped
+        // Everything walked before lies before `start`: parsed already.
+        lookaheadCount = 0
+        lookaheadNext = 0
+        lookaheadMoves = inputMoves
+        // This loop's shard (the first, with more shards than threads: keys
+        // of its others go unhelped) and its database, its table lent for
+        // the whole walk: bound once, as each read of a property cost a
+        // retain and a release per key.
+        let shardSet = self.shardSet
+        let local = ownShard
+        var localCount = 0
+        var at = start
+        let walk = { (table: Database.BucketTable?) in
+            @inline(__always)
+            func note(_ key: UnsafeRawBufferPointer, hash: UInt64, shard: Int) {
+                keys[self.lookaheadCount] = LookaheadKey(address: key.baseAddress!, count: key.count, hash: hash, shard: shard)
+                self.lookaheadCount += 1
+                guard shard == local, let table else { return }
+                table.prefetchBucket(hash: hash)
+                hashes[localCount] = hash
+                localCount += 1
+            }
+            let args = self.args
+            // The command just parsed: its lookup overlaps the walk of the others.
+            if args.count > 1, args[1].baseAddress != nil {
+                let key = args[1]
+                let hash = args.keyHash(1)
                 if let shard = shardSet.shardIndexWithoutPlacing(of: key, hash: hash) {
-                    var database: Unmanaged<Database>? = nil
-                    if shardOwner[shard] == loopIndex {
-                        let owned = shardSet.shards[shard].database(databaseIndex)
-                        owned.prefetchBucket(hash: hash)
-                        database = Unmanaged.passUnretained(owned)
-                    }
-                    lookaheadKeys.append(LookaheadKey(address: address, count: key.count, hash: hash,
-                                                      shard: shard, database: database))
+                    args.remember(shard: shard, of: 1)
+                    note(key, hash: hash, shard: shard)
+                    self.lookaheadNext = 1
                 }
             }
-            at = command.end
-            looked += 1
-            guard looked < lookaheadLimit, let next = RESPLookahead.command(in: view, at: at) else { break }
-            command = next
+            let view = UnsafeRawBufferPointer(start: self.input, count: self.inputEnd)
+            var looked = 0
+            while looked < self.lookaheadLimit, let command = RESPLookahead.command(in: view, at: at) {
+                if let key = command.key, key.baseAddress != nil {
+                    let hash = KeyHash.hash(key)
+                    if let shard = shardSet.shardIndexWithoutPlacing(of: key, hash: hash) {
+                        note(key, hash: hash, shard: shard)
+                    }
+                }
+                at = command.end
+                looked += 1
+            }
+        }
+        let database = local >= 0 ? shardSet.shards[local].database(client.database) : nil
+        if let database {
+            database.withBucketTable { walk($0) }
+        } else {
+            walk(nil)
         }
         lookaheadEnd = at
-        lookaheadMoves = inputMoves
+        database?.prefetchEntriesAndValues(UnsafeBufferPointer(start: hashes, count: localCount))
         let stats = shardSet.stats[loopIndex]
-        stats.lookaheadKeys.addOwned(lookaheadKeys.count - first)
-        var prefetched = 0
-        for i in first..<lookaheadKeys.count {
-            let key = lookaheadKeys[i]
-            guard let database = key.database else { continue }
-            database._withUnsafeGuaranteedRef { $0.prefetchEntry(hash: key.hash) }
-            prefetched += 1
-        }
-        stats.prefetchedKeys.addOwned(prefetched)
-        for i in first..<lookaheadKeys.count {
-            let key = lookaheadKeys[i]
-            key.database?._withUnsafeGuaranteedRef { $0.prefetchValue(hash: key.hash) }
-        }
+        stats.lookaheadKeys.addOwned(lookaheadCount)
+        stats.prefetchedKeys.addOwned(localCount)
     }
 
     /// The command just parsed: when its argument 1 was looked at ahead
@@ -667,14 +701,14 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     /// are handed to the arguments.
     @inline(__always)
     private func takeLookahead() {
-        guard lookaheadNext < lookaheadKeys.count else { return }
+        guard lookaheadNext < lookaheadCount else { return }
         guard lookaheadMoves == inputMoves, args.count > 1, let address = args[1].baseAddress else {
-            lookaheadKeys.removeAll(keepingCapacity: true)
+            lookaheadCount = 0
             lookaheadNext = 0
             return
         }
-        while lookaheadNext < lookaheadKeys.count {
-            let key = lookaheadKeys[lookaheadNext]
+        while lookaheadNext < lookaheadCount {
+            let key = lookaheadKeys.unsafelyUnwrapped[lookaheadNext]
             if key.address > address { return }
             lookaheadNext += 1
             if key.address == address && key.count == args[1].count {
@@ -705,6 +739,8 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private let loopIndex: Int
     /// `ShardSet.ownerLoopIndex`: which loop owns each shard.
     private let shardOwner: [Int]
+    /// The first shard this loop owns (-1: none), whose keys the look-ahead helps.
+    private let ownShard: Int
     /// The command that ended a squashed run, parsed into `args` and left
     /// unconsumed (its length, above 0 while it waits; its spec; `inputMoves`
     /// then): taken as it is once the run's replies are in, instead of parsed

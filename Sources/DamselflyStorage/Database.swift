@@ -204,37 +204,56 @@ public final class Database {
     /// change nothing, and a key that is not there, or not first in its
     /// chain, is simply not helped.
 
-    /// Stage 1: the bucket of `hash`.
+    /// Calls `body` with the bucket table and its mask, for a batch's stage 1
+    /// (``prefetchBucket(hash:in:)``): one access to the table for the batch,
+    /// where each access costs a retain and a release. Nothing may insert into
+    /// or remove from this database during the call.
     @inlinable
-    public func prefetchBucket(hash: UInt64) {
-        buckets.withUnsafeBufferPointer { dfly_prefetch($0.baseAddress! + Int(truncatingIfNeeded: hash & mask)) }
+    public func withBucketTable<R>(_ body: (BucketTable) throws -> R) rethrows -> R {
+        try buckets.withUnsafeBufferPointer { try body(BucketTable(heads: $0.baseAddress!, mask: mask)) }
     }
 
-    /// Stage 2: the first entry of that bucket's chain.
-    @inlinable
-    public func prefetchEntry(hash: UInt64) {
-        let index = buckets[Int(truncatingIfNeeded: hash & mask)]
-        guard index >= 0, let base = entries.base else { return }
-        dfly_prefetch(base + Int(index))
-    }
-
-    /// Stage 3: the heap object of that entry's value, when its hash is `hash`: its
-    /// header (the reference count a read or a replacement touches first) and the
-    /// line after it (a short string's bytes). The payload's first word is that
-    /// object's address for every case but `.int`, whose number is prefetched
-    /// harmlessly.
-    @inlinable
-    public func prefetchValue(hash: UInt64) {
-        let index = buckets[Int(truncatingIfNeeded: hash & mask)]
-        guard index >= 0, let base = entries.base else { return }
-        let entry = base + Int(index)
-        guard entry.pointee.hash == hash else { return }
-        let word = withUnsafePointer(to: &entry.pointee.value) {
-            UnsafeRawPointer($0).load(as: UInt.self)
+    /// A database's bucket heads, lent by ``withBucketTable(_:)``.
+    public struct BucketTable {
+        @usableFromInline let heads: UnsafePointer<Int32>
+        @usableFromInline let mask: UInt64
+        @inlinable init(heads: UnsafePointer<Int32>, mask: UInt64) {
+            self.heads = heads
+            self.mask = mask
         }
-        guard let object = UnsafeRawPointer(bitPattern: word) else { return }
-        dfly_prefetch(object)
-        dfly_prefetch(object + 32)
+
+        /// Stage 1: the bucket of `hash`.
+        @inlinable
+        public func prefetchBucket(hash: UInt64) {
+            dfly_prefetch(heads + Int(truncatingIfNeeded: hash & mask))
+        }
+    }
+
+    /// Stages 2 and 3 for a batch whose buckets were prefetched: each
+    /// bucket's first entry, then the heap object of that entry's value when
+    /// its hash is the key's (its header, the reference count a read or a
+    /// replacement touches first, and the line after it, a short string's
+    /// bytes). A payload's first word is its object's address for every case
+    /// but `.int`, whose number is prefetched harmlessly.
+    public func prefetchEntriesAndValues(_ hashes: UnsafeBufferPointer<UInt64>) {
+        guard let base = entries.base, !hashes.isEmpty else { return }
+        let mask = self.mask
+        buckets.withUnsafeBufferPointer { table in
+            for hash in hashes {
+                let index = table[Int(truncatingIfNeeded: hash & mask)]
+                if index >= 0 { dfly_prefetch(base + Int(index)) }
+            }
+            for hash in hashes {
+                let index = table[Int(truncatingIfNeeded: hash & mask)]
+                guard index >= 0 else { continue }
+                let entry = base + Int(index)
+                guard entry.pointee.hash == hash else { continue }
+                let word = UnsafeRawPointer(entry).load(fromByteOffset: Entry.valueOffset, as: UInt.self)
+                guard let object = UnsafeRawPointer(bitPattern: word) else { continue }
+                dfly_prefetch(object)
+                dfly_prefetch(object + 32)
+            }
+        }
     }
 
     // MARK: Values

@@ -51,6 +51,9 @@ struct Entry {
     /// Last access in unix seconds (OBJECT IDLETIME); seconds fit 32 bits until 2106.
     @usableFromInline var accessSeconds: UInt32
 
+    /// Where `value` lies in an entry: its payload's first word is its heap object's address.
+    static let valueOffset = MemoryLayout<Entry>.offset(of: \Entry.value)!
+
     @usableFromInline static var noTTL: Int32 { -1 }
     @usableFromInline static var freeSlot: Int32 { -2 }
     @usableFromInline static var persistent: Int64 { .max }

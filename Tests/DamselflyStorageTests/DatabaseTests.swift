@@ -24,9 +24,8 @@ import Testing
         let db = Database()
         func stages(_ key: String) {
             let hash = withBytes(key) { KeyHash.hash($0) }
-            db.prefetchBucket(hash: hash)
-            db.prefetchEntry(hash: hash)
-            db.prefetchValue(hash: hash)
+            db.withBucketTable { $0.prefetchBucket(hash: hash) }
+            [hash].withUnsafeBufferPointer { db.prefetchEntriesAndValues($0) }
         }
         stages("nothing yet")
         var keys: [String] = []
@@ -38,6 +37,10 @@ import Testing
         }
         for i in stride(from: 0, to: 500, by: 7) { db.remove("k\(i)") }  // free slots in chains
         for key in keys + (0..<500).map({ "absent\($0)" }) { stages(key) }
+        // A whole batch at once, as a connection's look-ahead gives it.
+        let hashes = keys.map { key in withBytes(key) { KeyHash.hash($0) } }
+        hashes.withUnsafeBufferPointer { db.prefetchEntriesAndValues($0) }
+        #expect(Entry.valueOffset == 16)  // after the hash and the expiry time
         stages("")
         for (i, key) in keys.enumerated() {
             if i % 7 == 0 {
