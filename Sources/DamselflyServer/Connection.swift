@@ -619,8 +619,19 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         let next = inputStart + consumed
         guard inputEnd - next >= Connection.shortestKeyedFrame, lookaheadLimit > 0,
               lookaheadMoves != inputMoves || lookaheadEnd <= next else { return }
+        if lookaheadPause > 0 {
+            lookaheadPause -= 1
+            return
+        }
         lookAhead(from: next)
     }
+
+    /// Pipelined commands left without a look-ahead after one found every key
+    /// the same (a producer filling one queue, a worker on one counter): that
+    /// key is in cache, and the walk would cost some 25 % of each command for
+    /// nothing. Looked at again after these many, in case the keys change.
+    static let lookaheadPauseCommands = 256
+    private var lookaheadPause = 0
 
     /// Starts the memory reads of the lookups of the command just parsed and
     /// of the pipelined commands waiting behind it, from `start` (up to
@@ -649,9 +660,13 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         let local = ownShard
         var localCount = 0
         var at = start
+        var firstHash: UInt64 = 0
+        var sameKeys = 0
         let walk = { (table: Database.BucketTable?) in
             @inline(__always)
             func note(_ key: UnsafeRawBufferPointer, hash: UInt64, shard: Int) {
+                if self.lookaheadCount == 0 { firstHash = hash }
+                if hash == firstHash { sameKeys += 1 }
                 keys[self.lookaheadCount] = LookaheadKey(address: key.baseAddress!, count: key.count, hash: hash, shard: shard)
                 self.lookaheadCount += 1
                 guard shard == local, let table else { return }
@@ -690,6 +705,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             walk(nil)
         }
         lookaheadEnd = at
+        if lookaheadCount > 1 && sameKeys == lookaheadCount { lookaheadPause = Connection.lookaheadPauseCommands }
         database?.prefetchEntriesAndValues(UnsafeBufferPointer(start: hashes, count: localCount))
         let stats = shardSet.stats[loopIndex]
         stats.lookaheadKeys.addOwned(lookaheadCount)

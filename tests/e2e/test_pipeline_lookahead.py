@@ -162,3 +162,26 @@ def test_a_lone_command_is_not_read_ahead(damselfly):
         assert [c.read_reply() for _ in range(50)] == [("$", b"v")] * 50
         after = _counters(srv.port)
         assert after[0] > looked and after[1] > prefetched
+
+
+def test_one_key_pipelines_pause_the_look_ahead(damselfly, redis_port):
+    """A batch whose keys are all one (a producer filling one queue) has nothing to overlap: the
+    connection stops looking ahead for a while (256 commands), then looks again."""
+    srv = damselfly("--proactor_threads=1")
+    _flush(redis_port)
+    one_key = [("RPUSH", "queue:one", f"job{i}") for i in range(600)]
+    spread = [("SET", f"spread:{i}", i) for i in range(600)]
+    with RespConn(srv.port) as c, RespConn(redis_port) as r:
+        looked, _ = _counters(srv.port)
+        for conn in (c, r):
+            conn.send_raw(b"".join(encode(*cmd) for cmd in one_key))
+        assert [c.read_reply() for _ in one_key] == [r.read_reply() for _ in one_key]
+        paused, _ = _counters(srv.port)
+        # Without the pause every command's key would be read ahead once (600).
+        assert 0 < paused - looked <= 4 * 17, paused - looked
+        for conn in (c, r):
+            conn.send_raw(b"".join(encode(*cmd) for cmd in spread))
+        assert [c.read_reply() for _ in spread] == [r.read_reply() for _ in spread]
+        resumed, _ = _counters(srv.port)
+        # The pause ends within 256 commands; the rest are read ahead.
+        assert resumed - paused >= 600 - 256 - 17, resumed - paused
