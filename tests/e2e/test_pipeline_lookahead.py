@@ -16,9 +16,8 @@ import time
 
 import pytest
 
-from conftest import parse_info
-from resp import RespConn, encode, to_py
-from util import spread_keys
+from resp import RespConn, encode
+from util import flushall, info_ints, spread_keys
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +26,7 @@ def redis_port(redis_server):
 
 
 def _counters(port):
-    with RespConn(port) as c:
-        info = parse_info(to_py(c.call("INFO", "TRANSACTION")))
-    return int(info["pipeline_lookahead_keys"]), int(info["pipeline_prefetched_keys"])
-
-
-def _flush(port):
-    with RespConn(port) as c:
-        assert c.call("FLUSHALL") == ("+", b"OK")
+    return info_ints(port, "TRANSACTION", "pipeline_lookahead_keys", "pipeline_prefetched_keys")
 
 
 def _send(port, cmds, pieces=None, seed=0):
@@ -53,51 +45,35 @@ def _send(port, cmds, pieces=None, seed=0):
         return [c.read_reply() for _ in cmds]
 
 
+# Each maker takes (key, i, rnd, keys) and gives one command.
+_MAKERS = [
+    lambda k, i, rnd, keys: ("SET", k, f"v{i}"),
+    lambda k, i, rnd, keys: ("GET", k),
+    lambda k, i, rnd, keys: ("INCR", "n:" + k),
+    lambda k, i, rnd, keys: ("RPUSH", "l:" + k, i),
+    lambda k, i, rnd, keys: ("LPOP", "l:" + k),
+    lambda k, i, rnd, keys: ("HSET", "h:" + k, f"f{i % 3}", i),
+    lambda k, i, rnd, keys: ("HGETALL", "h:" + k),
+    lambda k, i, rnd, keys: ("ECHO", k),
+    lambda k, i, rnd, keys: ("PUBLISH", k, "m"),
+    lambda k, i, rnd, keys: ("OBJECT", "ENCODING", k),
+    lambda k, i, rnd, keys: ("PING",),
+    lambda k, i, rnd, keys: ("SELECT", rnd.choice([0, 1])),
+    lambda k, i, rnd, keys: ("EXISTS", k, rnd.choice(keys)),
+    lambda k, i, rnd, keys: ("MSET", k, f"m{i}", rnd.choice(keys), f"m{i}"),
+    lambda k, i, rnd, keys: ("SET", "{tag}" + k, "x" * rnd.choice([1, 50, 3000])),
+    lambda k, i, rnd, keys: ("STRLEN", "{tag}" + k),
+    lambda k, i, rnd, keys: ("CONFIG", "GET", "maxmemory"),
+    lambda k, i, rnd, keys: ("INCR", k),  # not an integer once k holds text
+]
+
+
 def _commands(keys, n, seed):
     """Pipelines whose argument 1 is a key (strings, lists, hashes, counters, hashtags), is not
-    a key (ECHO, PUBLISH, OBJECT's subcommand, CONFIG GET, CLIENT SETNAME), or is absent (PING);
-    SELECT in the middle, multi-key commands, errors."""
+    a key (ECHO, PUBLISH, OBJECT's subcommand, CONFIG GET), or is absent (PING); SELECT in the
+    middle, multi-key commands, errors."""
     rnd = random.Random(seed)
-    cmds = []
-    for i in range(n):
-        k = rnd.choice(keys)
-        op = rnd.randrange(18)
-        if op == 0:
-            cmds.append(("SET", k, f"v{i}"))
-        elif op == 1:
-            cmds.append(("GET", k))
-        elif op == 2:
-            cmds.append(("INCR", "n:" + k))
-        elif op == 3:
-            cmds.append(("RPUSH", "l:" + k, i))
-        elif op == 4:
-            cmds.append(("LPOP", "l:" + k))
-        elif op == 5:
-            cmds.append(("HSET", "h:" + k, f"f{i % 3}", i))
-        elif op == 6:
-            cmds.append(("HGETALL", "h:" + k))
-        elif op == 7:
-            cmds.append(("ECHO", k))
-        elif op == 8:
-            cmds.append(("PUBLISH", k, "m"))
-        elif op == 9:
-            cmds.append(("OBJECT", "ENCODING", k))
-        elif op == 10:
-            cmds.append(("PING",))
-        elif op == 11:
-            cmds.append(("SELECT", rnd.choice([0, 1])))
-        elif op == 12:
-            cmds.append(("EXISTS", k, rnd.choice(keys)))
-        elif op == 13:
-            cmds.append(("MSET", k, f"m{i}", rnd.choice(keys), f"m{i}"))
-        elif op == 14:
-            cmds.append(("SET", "{tag}" + k, "x" * rnd.choice([1, 50, 3000])))
-        elif op == 15:
-            cmds.append(("STRLEN", "{tag}" + k))
-        elif op == 16:
-            cmds.append(("CONFIG", "GET", "maxmemory"))
-        else:
-            cmds.append(("INCR", k))  # not an integer once k holds text
+    cmds = [rnd.choice(_MAKERS)(rnd.choice(keys), i, rnd, keys) for i in range(n)]
     cmds.append(("SELECT", 0))
     return cmds
 
@@ -109,8 +85,8 @@ def test_pipelines_match_redis(damselfly, redis_port, threads, lookahead):
     keys = spread_keys(threads, 6, prefix="la")
     looked_before, prefetched_before = _counters(srv.port)
     for seed, n, pieces in ((1, 40, None), (2, 500, None), (3, 500, 7), (4, 2000, 40)):
-        _flush(srv.port)
-        _flush(redis_port)
+        flushall(srv.port)
+        flushall(redis_port)
         cmds = _commands(keys, n, seed)
         got = _send(srv.port, cmds, pieces, seed)
         want = _send(redis_port, cmds, pieces, seed)
@@ -140,8 +116,8 @@ def test_keys_read_ahead_survive_buffer_moves(damselfly, redis_port):
         else:
             cmds.append(("APPEND", k, f"+{i}"))
     for pieces in (None, 13, 90):
-        _flush(srv.port)
-        _flush(redis_port)
+        flushall(srv.port)
+        flushall(redis_port)
         got = _send(srv.port, cmds, pieces, 5)
         want = _send(redis_port, cmds, pieces, 5)
         for i, (g, w) in enumerate(zip(got, want)):
@@ -168,7 +144,7 @@ def test_one_key_pipelines_pause_the_look_ahead(damselfly, redis_port):
     """A batch whose keys are all one (a producer filling one queue) has nothing to overlap: the
     connection stops looking ahead for a while (256 commands), then looks again."""
     srv = damselfly("--proactor_threads=1")
-    _flush(redis_port)
+    flushall(redis_port)
     one_key = [("RPUSH", "queue:one", f"job{i}") for i in range(600)]
     spread = [("SET", f"spread:{i}", i) for i in range(600)]
     with RespConn(srv.port) as c, RespConn(redis_port) as r:

@@ -15,9 +15,8 @@ import time
 
 import pytest
 
-from conftest import parse_info
 from resp import RespConn, encode, to_py
-from util import keys_on_shards, spread_keys
+from util import flushall, info_ints, keys_on_shards, spread_keys
 
 # The two kinds of run: one shard's commands (the default), or any shards' (Dragonfly's).
 MODES = ["--pipeline_squash_across_shards=false", "--pipeline_squash_across_shards=true"]
@@ -30,22 +29,13 @@ def _send(port, cmds):
         return [c.read_reply() for _ in cmds]
 
 
-def _flush(port):
-    with RespConn(port) as c:
-        assert c.call("FLUSHALL") == ("+", b"OK")
-
-
 def _squash_counters(port):
-    with RespConn(port) as c:
-        info = parse_info(to_py(c.call("INFO", "ALL")))
-    return int(info["total_pipelined_squashed_commands"]), int(info["pipeline_squashed_batches"])
+    return info_ints(port, "ALL", "total_pipelined_squashed_commands", "pipeline_squashed_batches")
 
 
 def _hop_counters(port):
     """Messages that carried a run's hops to the other thread's shard, and the commands in them."""
-    with RespConn(port) as c:
-        info = parse_info(to_py(c.call("INFO", "ALL")))
-    return int(info["pipeline_squashed_hop_messages"]), int(info["pipeline_squashed_hop_commands"])
+    return info_ints(port, "ALL", "pipeline_squashed_hop_messages", "pipeline_squashed_hop_commands")
 
 
 def _mixed_commands(keys, n, seed):
@@ -113,8 +103,8 @@ def test_squashable_pipeline_matches_redis(damselfly, redis_port, threads, mode)
     keys = spread_keys(threads, 8, prefix="sq")
     before, _ = _squash_counters(srv.port)
     for seed, n in ((1, 50), (2, 400), (3, 3000)):
-        _flush(srv.port)
-        _flush(redis_port)
+        flushall(srv.port)
+        flushall(redis_port)
         cmds = _mixed_commands(keys, n, seed)
         got = _send(srv.port, cmds)
         want = _send(redis_port, cmds)
@@ -153,15 +143,15 @@ def test_runs_broken_by_other_commands_match_redis(damselfly, redis_port, thread
     srv = damselfly(f"--proactor_threads={threads}", "--pipeline_squash=32", mode)
     keys = spread_keys(threads, 4, prefix="br")
     cmds = _mixed_with_breaks(keys)
-    _flush(srv.port)
-    _flush(redis_port)
+    flushall(srv.port)
+    flushall(redis_port)
     got = _send(srv.port, cmds)
     want = _send(redis_port, cmds)
     for i, (g, w) in enumerate(zip(got, want)):
         assert g == w, f"command {i} {cmds[i]}: {g!r} != {w!r}"
     # Twice in a row, to catch state a run leaves behind.
     got = _send(srv.port, cmds)
-    _flush(redis_port)
+    flushall(redis_port)
     _send(redis_port, cmds)
     assert got == _send(redis_port, cmds)
 
@@ -175,7 +165,7 @@ def test_quit_in_the_middle_of_a_run(damselfly, redis_port, threads, mode):
     tail = [("SET", k, "after") for k in keys] + [("SET", "after-quit", "1")]
     results = []
     for port in (srv.port, redis_port):
-        _flush(port)
+        flushall(port)
         with RespConn(port) as c:
             c.send_raw(b"".join(encode(*cmd) for cmd in head + [("QUIT",)] + tail))
             replies = [c.read_reply() for _ in head + [("QUIT",)]]
@@ -208,7 +198,7 @@ def _grouped_commands():
 
 def _assert_replies_as_redis(redis_port, cmds, *servers):
     """The pipeline, sent to redis-server (flushed first) and to each server, answers alike."""
-    _flush(redis_port)
+    flushall(redis_port)
     want = _send(redis_port, cmds)
     for srv in servers:
         assert _send(srv.port, cmds) == want, srv.port

@@ -1,4 +1,4 @@
-"""Shared helpers: key placement on Damselfly's shards."""
+"""Shared helpers: key placement on Damselfly's shards, INFO fields, FLUSHALL."""
 
 import xxhash
 
@@ -83,3 +83,18 @@ def wait_for(predicate, timeout=20.0, step=0.05, what="condition"):
             return
         time.sleep(step)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def info_ints(port, section, *fields):
+    """The INFO `section` fields as ints, read on a connection of its own."""
+    from conftest import parse_info
+    from resp import RespConn, to_py
+    with RespConn(port) as c:
+        info = parse_info(to_py(c.call("INFO", section)))
+    return tuple(int(info[f]) for f in fields)
+
+
+def flushall(port):
+    from resp import RespConn
+    with RespConn(port) as c:
+        assert c.call("FLUSHALL") == ("+", b"OK")
