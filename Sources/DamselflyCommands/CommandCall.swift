@@ -625,6 +625,7 @@ public struct CommandCall {
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
                 let positions = byShard[shard.index]!
                 shard.withTracking(tracking, keys: positions) {
+                    if positions.count > 1 { context.prefetch(keys, at: positions) }
                     results.append(perShard(&context, positions))
                     if writes {
                         script.wrote = true
@@ -643,6 +644,7 @@ public struct CommandCall {
                 let positions = byShard[shard.index]!
                 if let journalArgs, shard.index == firstShard { shard.journal?.append(database: database, journalArgs) }
                 return shard.withTracking(tracking, keys: positions) {
+                    if positions.count > 1 { context.prefetch(keys, at: positions) }
                     let result = perShard(&context, positions)
                     if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
                     return result
@@ -655,6 +657,7 @@ public struct CommandCall {
             shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, { shard in
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
                 let result = shard.withTracking(tracking, keys: positions) {
+                    if positions.count > 1 { context.prefetch(keys, at: positions) }
                     let result = perShard(&context, positions)
                     if writes { shard.noteWritten(fingerprints) }
                     return result
@@ -672,6 +675,7 @@ public struct CommandCall {
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
                 let positions = positionsByShard[shard.index]!
                 let result = shard.withTracking(tracking, keys: positions) {
+                    if positions.count > 1 { context.prefetch(keys, at: positions) }
                     let result = perShard(&context, positions)
                     if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
                     return result
@@ -981,6 +985,25 @@ public struct ShardContext {
     /// as Redis signals no modified key there. Consumed like ``markUnchanged()``.
     @inlinable
     public func markBookkeepingOnly() { shard.bookkeepingOnly = true }
+
+    /// Starts the lookups of a command's keys on this shard together (the
+    /// bucket, entry and value of each, one stage for all at a time:
+    /// ``Database/BucketTable/prefetchBucket(hash:)``), so that a command over
+    /// many random keys (MGET, MSET, DEL) overlaps their cache misses instead
+    /// of waiting for each in turn. A hint: it changes nothing.
+    public func prefetch(_ keys: [KeyRef], at positions: [Int]) {
+        let database = self.database
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: positions.count) { hashes in
+            database.withBucketTable { table in
+                for (i, position) in positions.enumerated() {
+                    let hash = keys[position].hash
+                    table.prefetchBucket(hash: hash)
+                    hashes[i] = hash
+                }
+            }
+            database.prefetchEntriesAndValues(UnsafeBufferPointer(hashes))
+        }
+    }
 
     /// Tells the shard that this write command's operation changed nothing
     /// here, so no WATCHer is dirtied and no blocked client woken (Redis

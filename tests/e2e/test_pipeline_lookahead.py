@@ -8,7 +8,9 @@ an argument 1 that is not a key, a frame cut between two reads) or a round-robin
 by a look at something that is not a queue. Differential: the same pipelines, in one write and cut
 into pieces that arrive apart, to Damselfly at 1, 2 and 4 threads and to redis-server; the replies
 must be equal. The INFO counters show that the look-ahead took place, and not for lone commands
-or with --pipeline_lookahead=0.
+or with --pipeline_lookahead=0. A command over many keys starts their lookups together on each
+shard the same way: its replies are checked on every path (one shard, a transaction, MULTI, a
+script).
 """
 
 import random
@@ -161,3 +163,27 @@ def test_one_key_pipelines_pause_the_look_ahead(damselfly, redis_port):
         resumed, _ = _counters(srv.port)
         # The pause ends within 256 commands; the rest are read ahead.
         assert resumed - paused >= 600 - 256 - 17, resumed - paused
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_multi_key_commands_match_redis(damselfly, redis_port, threads):
+    """A command over several keys of one shard starts their lookups together (the same stages,
+    inside the command): MGET, MSET, EXISTS, DEL over many keys, alone (one shard or a
+    transaction over several), inside MULTI and inside a script, against redis-server."""
+    srv = damselfly(f"--proactor_threads={threads}")
+    keys = spread_keys(threads, 12, prefix="mk")
+    rnd = random.Random(11)
+    script = "return {redis.call('MSET', unpack(ARGV)), redis.call('MGET', unpack(KEYS))}"
+    cmds = []
+    for i in range(40):
+        some = rnd.sample(keys, rnd.choice([2, 5, len(keys)]))
+        pairs = [x for k in some for x in (k, f"v{i}:{k}")]
+        cmds += [("MSET", *pairs), ("MGET", *rnd.sample(keys, 7)), ("EXISTS", *some),
+                 ("MULTI",), ("MGET", *some), ("DEL", *rnd.sample(some, len(some) // 2)), ("EXEC",),
+                 ("EVAL", script, len(some), *some, *pairs[: 2 * len(some)])]
+    for port in (srv.port, redis_port):
+        flushall(port)
+    got = _send(srv.port, cmds)
+    want = _send(redis_port, cmds)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g == w, f"command {i} {cmds[i][:3]}: {g!r} != {w!r}"
