@@ -994,11 +994,16 @@ public struct ShardContext {
     public func prefetch(_ keys: [KeyRef], at positions: [Int]) {
         let database = self.database
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: positions.count) { hashes in
-            database.withBucketTable { table in
-                for (i, position) in positions.enumerated() {
-                    let hash = keys[position].hash
-                    table.prefetchBucket(hash: hash)
-                    hashes[i] = hash
+            // Through buffer pointers: a key read out of the array was copied (retained).
+            keys.withUnsafeBufferPointer { keys in
+                positions.withUnsafeBufferPointer { positions in
+                    database.withBucketTable { table in
+                        for i in 0..<positions.count {
+                            let hash = keys[positions[i]].hash
+                            table.prefetchBucket(hash: hash)
+                            hashes[i] = hash
+                        }
+                    }
                 }
             }
             database.prefetchEntriesAndValues(UnsafeBufferPointer(hashes))
