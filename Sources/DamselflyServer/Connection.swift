@@ -618,7 +618,9 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private func lookAheadIfPipelined(after consumed: Int) {
         let next = inputStart + consumed
         guard inputEnd - next >= Connection.shortestKeyedFrame, lookaheadLimit > 0,
-              lookaheadMoves != inputMoves || lookaheadEnd <= next else { return }
+              lookaheadMoves != inputMoves || lookaheadEnd <= next,
+              // Inside a busy script's hook this thread's shards are the script's.
+              !loop.isServingWhileBusy else { return }
         if lookaheadPause > 0 {
             lookaheadPause -= 1
             return
@@ -628,7 +630,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
 
     /// Pipelined commands left without a look-ahead after one found every key
     /// the same (a producer filling one queue, a worker on one counter): that
-    /// key is in cache, and the walk would cost some 25 % of each command for
+    /// key is in cache, and the walk would cost some 10 % of each command for
     /// nothing. Looked at again after these many, in case the keys change.
     static let lookaheadPauseCommands = 256
     private var lookaheadPause = 0
