@@ -988,25 +988,18 @@ public struct ShardContext {
 
     /// Starts the lookups of a command's keys on this shard together (the
     /// bucket, entry and value of each, one stage for all at a time:
-    /// ``Database/BucketTable/prefetchBucket(hash:)``), so that a command over
-    /// many random keys (MGET, MSET, DEL) overlaps their cache misses instead
-    /// of waiting for each in turn. A hint: it changes nothing.
+    /// ``Database/prefetch(_:)``), so that a command over many random keys
+    /// (MGET, MSET, DEL) overlaps their cache misses instead of waiting for
+    /// each in turn. A hint: it changes nothing.
     public func prefetch(_ keys: [KeyRef], at positions: [Int]) {
-        let database = self.database
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: positions.count) { hashes in
             // Through buffer pointers: a key read out of the array was copied (retained).
             keys.withUnsafeBufferPointer { keys in
                 positions.withUnsafeBufferPointer { positions in
-                    database.withBucketTable { table in
-                        for i in 0..<positions.count {
-                            let hash = keys[positions[i]].hash
-                            table.prefetchBucket(hash: hash)
-                            hashes[i] = hash
-                        }
-                    }
+                    for i in 0..<positions.count { hashes[i] = keys[positions[i]].hash }
                 }
             }
-            database.prefetchEntriesAndValues(UnsafeBufferPointer(hashes))
+            database.prefetch(UnsafeBufferPointer(hashes))
         }
     }
 

@@ -161,26 +161,21 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
     }
 
     /// Starts the memory reads of every command's key lookup, one stage for
-    /// the whole run at a time (``Database/BucketTable/prefetchBucket(hash:)``): the
-    /// misses of a run's random keys overlap instead of coming one by one.
-    /// (Keys of another database than the first command's, after a SELECT
-    /// inside the run, are not helped.)
+    /// the whole run at a time (``Database/prefetch(_:)``): the misses of a
+    /// run's random keys overlap instead of coming one by one. (Keys of
+    /// another database than the first command's, after a SELECT inside the
+    /// run, are not helped.)
     private func lookAhead(on shard: Shard) {
         let count = entries.count
         let base = entries.base!
         let databaseIndex = base.pointee.step.database
-        let database = shard.database(databaseIndex)
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: count) { hashes in
             var n = 0
-            database.withBucketTable { table in
-                for i in 0..<count where (base + i).pointee.step.database == databaseIndex {
-                    let hash = (base + i).pointee.step.key.hash
-                    table.prefetchBucket(hash: hash)
-                    hashes[n] = hash
-                    n += 1
-                }
+            for i in 0..<count where (base + i).pointee.step.database == databaseIndex {
+                hashes[n] = (base + i).pointee.step.key.hash
+                n += 1
             }
-            database.prefetchEntriesAndValues(UnsafeBufferPointer(rebasing: hashes[0..<n]))
+            shard.database(databaseIndex).prefetch(UnsafeBufferPointer(rebasing: hashes[0..<n]))
             lookedAhead = n
         }
     }

@@ -664,7 +664,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         var at = start
         var firstHash: UInt64 = 0
         var sameKeys = 0
-        let walk = { (table: Database.BucketTable?) in
+        func walk(_ table: Database.BucketTable?) {
             @inline(__always)
             func note(_ key: UnsafeRawBufferPointer, hash: UInt64, shard: Int) {
                 if self.lookaheadCount == 0 { firstHash = hash }

@@ -204,8 +204,19 @@ public final class Database {
     /// change nothing, and a key that is not there, or not first in its
     /// chain, is simply not helped.
 
+    /// The three stages for a batch of keys known in advance (a command's
+    /// keys, a squashed run's): every bucket, then every first entry, then
+    /// every value.
+    public func prefetch(_ hashes: UnsafeBufferPointer<UInt64>) {
+        withBucketTable { table in
+            for hash in hashes { table.prefetchBucket(hash: hash) }
+        }
+        prefetchEntriesAndValues(hashes)
+    }
+
     /// Calls `body` with the bucket table and its mask, for a batch's stage 1
-    /// (``prefetchBucket(hash:in:)``): one access to the table for the batch,
+    /// (``BucketTable/prefetchBucket(hash:)``) while the batch's keys are still
+    /// being found (a connection's walk of its input): one access to the table for the batch,
     /// where each access costs a retain and a release. Nothing may insert into
     /// or remove from this database during the call.
     @inlinable

@@ -58,7 +58,7 @@ public final class ShardSet: Sendable {
     @inlinable
     public func shardIndex(of key: UnsafeRawBufferPointer, hash: UInt64) -> Int {
         if let roundRobin, let shard = roundRobin.shard(of: key) { return shard }
-        return KeyHash.shard(of: key, hash: hash, shardCount: shards.count, lockOnHashtags: lockOnHashtags)
+        return hashedShardIndex(of: key, hash: hash)
     }
 
     /// `shardIndex(of:hash:)` without its side effect: nil for a key placed
@@ -66,7 +66,13 @@ public final class ShardSet: Sendable {
     /// ahead at what may not even be a key must not).
     public func shardIndexWithoutPlacing(of key: UnsafeRawBufferPointer, hash: UInt64) -> Int? {
         if let roundRobin, roundRobin.placementName(key) != nil { return nil }
-        return KeyHash.shard(of: key, hash: hash, shardCount: shards.count, lockOnHashtags: lockOnHashtags)
+        return hashedShardIndex(of: key, hash: hash)
+    }
+
+    /// The shard of a key not placed round robin: by its hash (or its hashtag's).
+    @inlinable @inline(__always)
+    func hashedShardIndex(of key: UnsafeRawBufferPointer, hash: UInt64) -> Int {
+        KeyHash.shard(of: key, hash: hash, shardCount: shards.count, lockOnHashtags: lockOnHashtags)
     }
 
     public func takeTxid() -> UInt64 { nextTxid.add(1, ordering: .relaxed).newValue }
