@@ -27,6 +27,9 @@
 #           CG_RANGE=1 adds LRANGE 0 99 of a 100-element list and HGETALL of a 100-field hash
 #           (filled first, not counted).
 #           TESTS takes any redis-benchmark -t name (sadd, hset, zadd, incr, mset, ...).
+#           In ops mode TESTS also takes push (Sidekiq 6's push: MULTI, SADD queues default,
+#           LPUSH queue:qN job, EXEC, as one request) and push-pipelined (Sidekiq 7's: the SADD
+#           and LPUSH pipelined), sent by damselfly-bench --shape over 64 queues.
 #           CG_CLIENTS=50 loads with 50 connections instead of 1 (a loop then finds several
 #           clients' commands per wake-up, as in the CPU-time runs). SLOWLOG is off under callgrind.
 #
@@ -66,7 +69,7 @@ has() { [[ " ${modes[*]} " == *" $1 "* ]]; }
 
 need_tools redis-server redis-benchmark redis-cli python3
 resolve_damselfly_bin
-if has queue && [[ -z "${BENCH_BIN:-}" ]]; then
+if { has queue || [[ " $TESTS " == *" push"* ]]; } && [[ -z "${BENCH_BIN:-}" ]]; then
   swift build -c release --product damselfly-bench
   BENCH_BIN=.build/release/damselfly-bench
 fi
@@ -133,8 +136,18 @@ for ((round = 1; round <= ROUNDS; round++)); do
         for t in $TESTS; do
           before=$(cpu_ticks "$PID")
           sys_before=$(sys_ticks "$PID")
-          timed "$WORKDIR/gen.time" redis-benchmark -h 127.0.0.1 -p "$PORT" -c "$CLIENTS" -n "$N" -r "$KEYSPACE" \
-            -d 32 -P "$p" -t "$t" -q
+          case $t in
+            push | push-pipelined)
+              # Sidekiq's push (damselfly-bench --shape): a MULTI block or a pipelined pair per
+              # request, into one of 64 queues; one generator thread, CLIENTS connections.
+              timed "$WORKDIR/gen.time" "$BENCH_BIN" --port="$PORT" --threads=1 --clients="$CLIENTS" \
+                --pipeline="$p" --requests=$((N / CLIENTS)) --shape="$t" --key-prefix=queue:q --key-maximum=63 --quiet
+              ;;
+            *)
+              timed "$WORKDIR/gen.time" redis-benchmark -h 127.0.0.1 -p "$PORT" -c "$CLIENTS" -n "$N" -r "$KEYSPACE" \
+                -d 32 -P "$p" -t "$t" -q
+              ;;
+          esac
           after=$(cpu_ticks "$PID")
           sys_after=$(sys_ticks "$PID")
           w="${t^^} P$p"

@@ -32,6 +32,26 @@ enum StreamPhase: String {
     case fill, drain, all
 }
 
+/// What one key/value-mode request is.
+enum RequestShape: String {
+    /// `SET key value` or `GET key`, by `--ratio`.
+    case kv
+    /// Sidekiq 6's push: `MULTI`, `SADD queues default`, `LPUSH <key> <job>`, `EXEC`
+    /// (four replies; one request). The key names the queue.
+    case push
+    /// Sidekiq 7's push: `SADD queues default` and `LPUSH <key> <job>` pipelined (two replies).
+    case pushPipelined = "push-pipelined"
+
+    /// The replies one request gets.
+    var replies: Int {
+        switch self {
+        case .kv: 1
+        case .push: 4
+        case .pushPipelined: 2
+        }
+    }
+}
+
 /// The command line, memtier_benchmark-style (`--flag=value` or `--flag value`).
 struct BenchOptions {
     var host = "127.0.0.1"
@@ -55,6 +75,7 @@ struct BenchOptions {
     var warmupSeconds = 0.0
     var jsonOut: String? = nil
     var quiet = false
+    var shape = RequestShape.kv
 
     // Queue mode (Sidekiq multi_queue_bench shape).
     var queues: Int? = nil
@@ -87,6 +108,9 @@ struct BenchOptions {
       --requests=N                 requests per connection (default 10000)
       --test-time=S                run S seconds instead of a request count
       --ratio=SET:GET              mix of SET and GET (default 1:10)
+      --shape=kv|push|push-pipelined  each request a SET or GET (default); Sidekiq 6's push
+                                   (MULTI, SADD queues default, LPUSH <key> <job>, EXEC); or
+                                   Sidekiq 7's (the SADD and LPUSH pipelined). The key is the queue.
       --key-pattern=R|S|G          uniform, sequential, gaussian (default R)
       --key-minimum=N --key-maximum=N   key number range (default 0..1000000)
       --key-width=N                zero-pad key numbers to N digits (default: digits of key-maximum)
@@ -169,6 +193,9 @@ struct BenchOptions {
                 }
                 o.setRatio = s
                 o.getRatio = g
+            case "shape":
+                guard let shape = RequestShape(rawValue: v) else { fail("--shape: expected kv, push or push-pipelined") }
+                o.shape = shape
             case "key-pattern":
                 // memtier accepts "R:R" (set pattern : get pattern); one pattern serves both here.
                 let first = String(v.split(separator: ":").first ?? "")

@@ -13,10 +13,20 @@ struct CommandTemplate {
     let width: Int
 
     init(_ args: [[UInt8]], keyArgument: Int, prefixLength: Int, width: Int) {
+        self.init(commands: [args], keyCommand: 0, keyArgument: keyArgument, prefixLength: prefixLength, width: width)
+    }
+
+    /// Several commands sent as one request (a MULTI block): the key is argument
+    /// `keyArgument` of command `keyCommand`.
+    init(commands: [[[UInt8]]], keyCommand: Int, keyArgument: Int, prefixLength: Int, width: Int) {
         var encoded: [UInt8] = []
-        RESPEncodeCommand(args, into: &encoded)
-        // Find the key argument: skip "*N\r\n" then ("$len\r\n" + arg + "\r\n") for the ones before it.
         var offset = 0
+        for (c, args) in commands.enumerated() {
+            if c == keyCommand { offset = encoded.count }
+            RESPEncodeCommand(args, into: &encoded)
+        }
+        let args = commands[keyCommand]
+        // Find the key argument: skip "*N\r\n" then ("$len\r\n" + arg + "\r\n") for the ones before it.
         func skipLine() { while encoded[offset] != 0x0A { offset += 1 }; offset += 1 }
         skipLine()
         for i in 0..<keyArgument { skipLine(); offset += args[i].count + 2 }
@@ -96,7 +106,8 @@ final class KVClient {
     var recvCapacity: Int
     var recvLength = 0
     var parsedOffset = 0
-    /// Command kind per position of the batch in flight: 0 = SET, 1 = GET.
+    /// Kind per reply of the batch in flight: 0 = SET (or a push's last reply), 1 = GET,
+    /// 2 = a reply before a push's last (not counted).
     let kinds: UnsafeMutablePointer<UInt8>
     var expected = 0
     var received = 0
@@ -113,7 +124,7 @@ final class KVClient {
         sendBuffer = .allocate(byteCount: maxCommand * options.pipeline, alignment: 8)
         recvCapacity = max(64 * 1024, (options.dataSize + 32) * options.pipeline * 2)
         recvBuffer = .allocate(byteCount: recvCapacity, alignment: 8)
-        kinds = .allocate(capacity: options.pipeline)
+        kinds = .allocate(capacity: options.pipeline * options.shape.replies)
         remaining = options.requests
         cycle = cycleStart
         self.keys = keys
@@ -168,6 +179,23 @@ final class KVWorker: @unchecked Sendable {
         if measured && options.testTime == nil { n = min(n, c.remaining); c.remaining -= n }
         let cycleLength = options.setRatio + options.getRatio
         var length = 0
+        let replies = options.shape.replies
+        if replies > 1 {
+            // A push per request: its replies but the last are not counted.
+            for i in 0..<n {
+                length &+= setTemplate.write(to: c.sendBuffer + length, key: c.keys.next())
+                for r in 0..<replies - 1 { c.kinds[i * replies + r] = 2 }
+                c.kinds[i * replies + replies - 1] = 0
+            }
+            c.sendLength = length
+            c.sendOffset = 0
+            c.expected = n * replies
+            c.received = 0
+            c.batchMeasured = measured
+            c.batchStart = monotonicNanos()
+            flush(c)
+            return true
+        }
         for i in 0..<n {
             let isSet = c.cycle < options.setRatio
             c.cycle += 1
@@ -267,8 +295,11 @@ final class KVWorker: @unchecked Sendable {
             }
             guard let (consumed, isError) = step else { break }
             if isError { errors += 1 }
-            if c.kinds[c.received] == 0 {
+            let kind = c.kinds[c.received]
+            if kind == 0 {
                 sets += 1
+            } else if kind == 2 {
+                // A push's reply before its last.
             } else {
                 gets += 1
                 let first = bytes[c.parsedOffset]
@@ -358,7 +389,20 @@ func runKeyValue(_ options: BenchOptions) -> BenchReport {
     let placeholder = Array(options.keyPrefix.utf8) + Array(repeating: UInt8(ascii: "0"), count: width)
     let value = [UInt8](repeating: UInt8(ascii: "x"), count: options.dataSize)
     let prefixLength = options.keyPrefix.utf8.count
-    let setTemplate = CommandTemplate([Array("SET".utf8), placeholder, value], keyArgument: 1, prefixLength: prefixLength, width: width)
+    let setTemplate: CommandTemplate
+    // A Sidekiq-shaped job for the push shapes (about 200 bytes, as multi_queue_bench's).
+    let job = Array(#"{"class":"HardJob","args":[1,2,3],"retry":true,"queue":"default","jid":"b4a577edbccf1d805744efa9","created_at":1700000000.1234567,"enqueued_at":1700000000.1234568}"#.utf8)
+    let sadd: [[UInt8]] = [Array("SADD".utf8), Array("queues".utf8), Array("default".utf8)]
+    let lpush: [[UInt8]] = [Array("LPUSH".utf8), placeholder, job]
+    switch options.shape {
+    case .kv:
+        setTemplate = CommandTemplate([Array("SET".utf8), placeholder, value], keyArgument: 1, prefixLength: prefixLength, width: width)
+    case .push:
+        setTemplate = CommandTemplate(commands: [[Array("MULTI".utf8)], sadd, lpush, [Array("EXEC".utf8)]], keyCommand: 2,
+                                      keyArgument: 1, prefixLength: prefixLength, width: width)
+    case .pushPipelined:
+        setTemplate = CommandTemplate(commands: [sadd, lpush], keyCommand: 1, keyArgument: 1, prefixLength: prefixLength, width: width)
+    }
     let getTemplate = CommandTemplate([Array("GET".utf8), placeholder], keyArgument: 1, prefixLength: prefixLength, width: width)
     let maxCommand = max(setTemplate.count, getTemplate.count)
 

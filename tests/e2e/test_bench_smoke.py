@@ -109,11 +109,31 @@ def test_kv_sequential_pattern(bench_bin, server, tmp_path):
     assert c.exists("seq:001") and c.exists("seq:320") and not c.exists("seq:000")
 
 
+@pytest.mark.parametrize("shape", ["push", "push-pipelined"])
+def test_push_shapes(bench_bin, server, redis_server, tmp_path, shape):
+    """--shape: Sidekiq's push as one request (a MULTI block, or a pipelined pair), every job
+    landing in its queue, against Damselfly and redis-server alike."""
+    for srv in (server, redis_server):
+        c = srv.client()
+        c.flushall()
+        r, _ = run_bench(bench_bin, tmp_path, srv.port, "--threads=1", "--clients=3", "--pipeline=4",
+                         "--requests=200", f"--shape={shape}", "--key-prefix=queue:q", "--key-maximum=7", "--quiet")
+        assert r["errors"] == 0 and r["failure"] is None
+        assert r["total_ops"] == 600 and r["commands"]["SET"]["ops"] == 600
+        assert c.smembers("queues") == {b"default"}
+        queues = c.keys("queue:q*")
+        assert 0 < len(queues) <= 8
+        assert sum(c.llen(q) for q in queues) == 600
+        assert b'"class":"HardJob"' in c.lindex(queues[0], 0)
+
+
 def test_bad_flags_exit_2(bench_bin, tmp_path):
     p = subprocess.run([bench_bin, "--ratio=abc"], capture_output=True, timeout=RUN_TIMEOUT_S)
     assert p.returncode == 2 and b"--ratio" in p.stderr
     p = subprocess.run([bench_bin, "--no-such-flag=1"], capture_output=True, timeout=RUN_TIMEOUT_S)
     assert p.returncode == 2
+    p = subprocess.run([bench_bin, "--shape=pop"], capture_output=True, timeout=RUN_TIMEOUT_S)
+    assert p.returncode == 2 and b"--shape" in p.stderr
 
 
 def test_connection_refused_fails(bench_bin, tmp_path):
