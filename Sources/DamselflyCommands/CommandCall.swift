@@ -669,25 +669,24 @@ public struct CommandCall {
         }
         let transaction = multiShardTransaction(keys, byShard, mode: mode)
         let positionsByShard = byShard
-        transaction.schedule {
-            let participants = transaction.participants
-            transaction.execute(conclude: true, { shard in
-                var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
-                let positions = positionsByShard[shard.index]!
-                let result = shard.withTracking(tracking, keys: positions) {
-                    if positions.count > 1 { context.prefetch(keys, at: positions) }
-                    let result = perShard(&context, positions)
-                    if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
-                    return result
-                }
-                if let journalArgs {
-                    shard.journal?.appendTransaction(
-                        txid: transaction.txid, participants: participants.count, database: database,
-                        command: shard.index == participants.first ? journalArgs : nil)
-                }
+        let participants = transaction.participants
+        // Scheduled and run in one round trip where it can (``Transaction/run(_:done:)``).
+        transaction.run({ shard in
+            var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+            let positions = positionsByShard[shard.index]!
+            let result = shard.withTracking(tracking, keys: positions) {
+                if positions.count > 1 { context.prefetch(keys, at: positions) }
+                let result = perShard(&context, positions)
+                if writes { shard.noteWritten(positions.map { fingerprints[$0] }) }
                 return result
-            }, done: { results in sink.complete(merge(results)) })
-        }
+            }
+            if let journalArgs {
+                shard.journal?.appendTransaction(
+                    txid: transaction.txid, participants: participants.count, database: database,
+                    command: shard.index == participants.first ? journalArgs : nil)
+            }
+            return result
+        }, done: { results in sink.complete(merge(results)) })
     }
 
     /// Runs a two-step atomic command over several keys: `check` runs on

@@ -172,6 +172,135 @@ public final class Transaction {
         }
     }
 
+    /// ``schedule(_:)`` followed by one concluding ``execute(conclude:_:undo:done:)``
+    /// step, in one round trip when every participant of another loop is on
+    /// the same one (always, with two threads).
+    ///
+    /// The participants of this loop are scheduled here first. Their answers
+    /// are final: a shard refuses only at scheduling. One message then
+    /// schedules the other loop's participants and, if all accept, arms them
+    /// with the step at once; it can decide out-of-order there, as it carries
+    /// whether this loop's locks were free. Every lock is queued before the
+    /// step runs anywhere, as in the two-round path, so no other client sees
+    /// the transaction half done. This loop's participants are armed when the
+    /// other loop's results come back, so a refusal there (nothing ran
+    /// anywhere) only withdraws the transaction here and starts it again with
+    /// a fresh id. The oldest transaction is at the head of every queue it is
+    /// in, its remote steps run, then its local ones: no cycle of waits.
+    ///
+    /// Several other loops (more than two threads), or a global transaction,
+    /// take the two rounds.
+    public func run<R>(_ step: @escaping (Shard) -> R, done: @escaping ([R]) -> Void) {
+        var remote: EventLoop? = nil
+        for shardIndex in participants {
+            let other = shardSet.shards[shardIndex].loop
+            guard other !== loop else { continue }
+            if let remote, remote !== other { return runInTwoRounds(step, done: done) }
+            remote = other
+        }
+        guard let remote, !isGlobal else { return runInTwoRounds(step, done: done) }
+        scheduleAndArm(remote, step, done: done)
+    }
+
+    private func runInTwoRounds<R>(_ step: @escaping (Shard) -> R, done: @escaping ([R]) -> Void) {
+        schedule { [self] in execute(conclude: true, step, done: done) }
+    }
+
+    private func scheduleAndArm<R>(_ remote: EventLoop, _ step: @escaping (Shard) -> R, done: @escaping ([R]) -> Void) {
+        let stats = shardSet.stats[loop.index]
+        txid = shardSet.takeTxid()
+        entries = zip(participants, lockSets).map { _, locks in
+            ShardTransaction(txid: txid, locks: locks, isGlobal: false, participants: participants.count)
+        }
+        if shardSet.watchdogOn.load(ordering: .relaxed) {
+            for entry in entries { entry.coordinator = self }
+        }
+        var local: [Int] = []
+        var remoteIndexes: [Int] = []
+        var localFree = true
+        for (i, shardIndex) in participants.enumerated() {
+            let shard = shardSet.shards[shardIndex]
+            guard shard.loop === loop else {
+                remoteIndexes.append(i)
+                continue
+            }
+            let outcome = shard.schedule(entries[i])
+            guard outcome.accepted else {
+                stats.scheduleCancels.add(1, ordering: .relaxed)
+                for j in local { shardSet.shards[participants[j]].cancel(entries[j]) }
+                return scheduleAndArm(remote, step, done: done)
+            }
+            local.append(i)
+            localFree = localFree && outcome.lockGranted
+        }
+        let entries = self.entries
+        let shards = remoteIndexes.map { shardSet.shards[participants[$0]] }
+        let inOrderOnly = shardSet.inOrderOnly.load(ordering: .relaxed)
+        let loop = self.loop
+        remote.post { [self] in
+            var accepted: [Int] = []
+            var free = localFree && !inOrderOnly
+            for (k, shard) in shards.enumerated() {
+                let outcome = shard.schedule(entries[remoteIndexes[k]])
+                guard outcome.accepted else {
+                    // Nothing ran anywhere: withdraw here, then the coordinator does.
+                    for j in accepted { shards[j].cancel(entries[remoteIndexes[j]]) }
+                    loop.post { [self] in
+                        stats.scheduleCancels.add(1, ordering: .relaxed)
+                        for j in local { shardSet.shards[participants[j]].cancel(entries[j]) }
+                        scheduleAndArm(remote, step, done: done)
+                    }
+                    return
+                }
+                accepted.append(k)
+                free = free && outcome.lockGranted
+            }
+            let outOfOrder = free
+            let gather = Gather<R>(count: shards.count) { [self] results in
+                remote.whenDurable { loop.post { [self] in armHere(local, remoteIndexes, results, outOfOrder, step, done) } }
+            }
+            for (k, shard) in shards.enumerated() {
+                shard.arm(entries[remoteIndexes[k]], outOfOrder: outOfOrder, conclude: true) { shard in
+                    gather.deliver(k, step(shard))
+                }
+            }
+        }
+    }
+
+    /// The other loop's part ran: counts the transaction, then runs the step
+    /// on this loop's participants.
+    private func armHere<R>(
+        _ local: [Int], _ remoteIndexes: [Int], _ remoteResults: [R], _ outOfOrder: Bool,
+        _ step: @escaping (Shard) -> R, _ done: @escaping ([R]) -> Void
+    ) {
+        // Abandoned meanwhile by the watchdog: only what could be taken back ran.
+        guard !abandoned else { return }
+        let stats = shardSet.stats[loop.index]
+        self.outOfOrder = outOfOrder
+        if outOfOrder { stats.outOfOrder.addOwned(1) } else { stats.normal.addOwned(1) }
+        stats.countWidth(participants.count)
+        var results = [R?](repeating: nil, count: participants.count)
+        for (k, i) in remoteIndexes.enumerated() { results[i] = remoteResults[k] }
+        let finish: () -> Void = { [self] in
+            stepsDone &+= 1
+            done(results.map { $0! })
+        }
+        guard !local.isEmpty else { return finish() }
+        var remaining = local.count
+        for i in local {
+            shardSet.shards[participants[i]].arm(entries[i], outOfOrder: outOfOrder, conclude: true) { [self] shard in
+                let result = step(shard)
+                // Delivered after the shard finished its bookkeeping.
+                loop.defer_ { [self] in
+                    guard !abandoned else { return }
+                    results[i] = result
+                    remaining -= 1
+                    if remaining == 0 { finish() }
+                }
+            }
+        }
+    }
+
     /// A shard reported this transaction waiting past the watchdog's bound.
     /// Every participant holds the step back and says whether anything that
     /// cannot be taken back ran there; then the transaction is abandoned

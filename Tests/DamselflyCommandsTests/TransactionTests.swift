@@ -157,26 +157,36 @@ import Testing
     }
 
     @Test func multiShardWritesAreNeverSeenHalfDone() {
-        let h = CommandHarness()
+        neverSeenHalfDone(CommandHarness())
+    }
+
+    /// The same with two loops: every multi-shard command is scheduled and
+    /// run in one round trip (``Transaction/run(_:done:)``).
+    @Test func multiShardWritesInOneRoundTripAreNeverSeenHalfDone() {
+        neverSeenHalfDone(CommandHarness(loops: 2, shards: 2))
+    }
+
+    func neverSeenHalfDone(_ h: CommandHarness) {
+        let loops = h.loops.count
         let keys = h.keysOnEveryShard(prefix: "atomic")
         h.run(["mset"] + keys.flatMap { [$0, "init"] })
         let deadline = Clock.monotonicNanos() + 1_500_000_000
         let reads = SharedCounter(), writes = SharedCounter(), mixes = SharedCounter(), failures = SharedCounter()
-        // Threads 0..<4 write from loops 0..<4; threads 4..<7 read from loops 3, 0, 1.
+        // Threads 0..<4 write from loops 0..<4; threads 4..<7 read from loops 3, 0, 1 (modulo the loops).
         Self.onThreads(7) { t in
             var n = 0
             while Clock.monotonicNanos() < deadline {
                 n += 1
                 if t < 4 {
                     let value = "w\(t)-\(n)"
-                    let reply = h.run(["mset"] + keys.flatMap { [$0, value] }, on: t)
+                    let reply = h.run(["mset"] + keys.flatMap { [$0, value] }, on: t % loops)
                     if reply != .ok { failures.add() }
                     writes.add()
                 } else {
                     // Every order of the keys, so the transaction's shard order is exercised.
                     let ordered = n % 2 == 0 ? keys : keys.reversed()
-                    let reply = h.run(["mget"] + ordered, on: (t + 3) % 4)
-                    guard let values = reply.items?.map(\.string), values.count == 4, values.allSatisfy({ $0 != nil }) else {
+                    let reply = h.run(["mget"] + ordered, on: (t + 3) % 4 % loops)
+                    guard let values = reply.items?.map(\.string), values.count == keys.count, values.allSatisfy({ $0 != nil }) else {
                         failures.add()
                         continue
                     }
@@ -365,6 +375,41 @@ import Testing
         #expect(h.run(["mset", a, "x", b, "y"], on: 3) == .ok)
         #expect(h.run(["mget", a, b]) == .array([.bulk("x"), .bulk("y")]))
         #expect(watchdogCounts(h) == (2, 0))
+    }
+
+    /// One round trip (two loops, ``Transaction/run(_:done:)``): the other
+    /// loop's part runs first and this loop's after it. Held on the other
+    /// loop's shard, nothing of an MSET has run, so the watchdog abandons it;
+    /// held on this loop's shard, the other part ran, so it is only reported.
+    @Test func watchdogAndOneRoundTrip() {
+        let h = CommandHarness(loops: 2, shards: 2)
+        let log = Shared<[String]>([])
+        h.shardSet.startWatchdog(timeoutMillis: 100) { line in log.withLock { $0.append(line) } }
+        let (a, b) = (h.key(onShard: 0), h.key(onShard: 1))
+        #expect(h.shardSet.shards[0].loop === h.loops[0] && h.shardSet.shards[1].loop === h.loops[1])
+        func fingerprint(_ key: String) -> LockFingerprint {
+            Array(key.utf8).withUnsafeBytes { lockFingerprint(keyHash: KeyHash.hash($0), database: 0) }
+        }
+        // b (the other loop's) held: abandoned, nothing written.
+        var holder = Holder(h, locksByShard: [(1, ShardLockSet(fingerprints: [fingerprint(b)], mode: .exclusive))])
+        #expect(h.run(["mset", a, "x", b, "y"], on: 0) == .error(CommandCall.abandonedError))
+        #expect(watchdogCounts(h) == (1, 0))
+        holder.release()
+        #expect(TransactionTests.waitUntil { queueLengths(h) == [0, 0] }, "\(queueLengths(h))")
+        #expect(h.run(["mget", a, b]) == .array([.null, .null]))
+        // a (this loop's) held: b's part ran; reported once, then finished.
+        holder = Holder(h, locksByShard: [(0, ShardLockSet(fingerprints: [fingerprint(a)], mode: .exclusive))])
+        let reply = h.start(["mset", a, "x", b, "y"].map { Array($0.utf8) }, on: 0)
+        #expect(TransactionTests.waitUntil { watchdogCounts(h).stuck == 1 }, "\(watchdogCounts(h))")
+        #expect(reply.take() == nil)
+        #expect(h.run(["get", b], on: 1) == .bulk("y"))
+        holder.release()
+        #expect(TransactionTests.waitUntil { reply.take() != nil })
+        #expect(reply.take().map(RV.init) == .ok)
+        #expect(h.run(["mget", a, b]) == .array([.bulk("x"), .bulk("y")]))
+        #expect(TransactionTests.waitUntil { queueLengths(h) == [0, 0] }, "\(queueLengths(h))")
+        #expect(watchdogCounts(h) == (1, 1))
+        #expect(log.withLock { $0.count } == 2)
     }
 
     @Test func watchdogOnlyReportsATransactionThatAlreadyRanSomewhere() {
