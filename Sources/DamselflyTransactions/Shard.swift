@@ -245,11 +245,22 @@ public final class Shard: @unchecked Sendable {
 
     /// Tries to schedule a multi-shard (or global) transaction here.
     ///
-    /// VLL's rule: accept when the transaction's id is newer than anything
-    /// that already ran here, and either its locks are free (it may then run
-    /// out of order) or it is newer than every queued transaction (so it
-    /// simply queues at the tail). Otherwise refuse; the coordinator cancels
-    /// it everywhere and retries with a fresh id.
+    /// VLL's rule: accept when the transaction's id is newer than any
+    /// coordinated transaction that already ran here, and either its locks
+    /// are free (it may then run out of order) or it is newer than every
+    /// queued coordinated transaction (so it queues behind them all).
+    /// Otherwise refuse; the coordinator cancels it everywhere and retries
+    /// with a fresh id.
+    ///
+    /// Queued single-shard commands (``enqueueSingle(locks:txid:_:)``) count
+    /// for neither: one that ran does not raise `committedTxid`, and an older
+    /// transaction is queued ahead of those still waiting. The rule keeps two
+    /// transactions of several shards from running in opposite orders on two
+    /// of them; a single-shard command is ordered on its one shard only, by
+    /// the queue, so it can be no part of such a cycle. Counting them made a
+    /// hot key (Sidekiq's `queues`, in every push) refuse nearly every
+    /// multi-shard schedule whose message crossed a queued command's id
+    /// (two refusals per transaction at two threads).
     func schedule(_ entry: ShardTransaction) -> (accepted: Bool, lockGranted: Bool) {
         assertOnShard()
         guard entry.txid > committedTxid else { return (false, false) }
@@ -259,7 +270,7 @@ public final class Shard: @unchecked Sendable {
         } else {
             free = locks.isFree(entry.locks)
         }
-        let tail = queue.last?.txid ?? 0
+        let tail = queue.last(where: { $0.participants > 0 || $0.isGlobal })?.txid ?? 0
         guard free || entry.txid > tail else { return (false, false) }
         if entry.isGlobal { locks.acquireGlobal() } else { locks.acquire(entry.locks) }
         entry.lockGranted = free
@@ -344,7 +355,8 @@ public final class Shard: @unchecked Sendable {
     private func runStep(_ entry: ShardTransaction, _ step: (Shard) -> Void) {
         entry.pendingStep = nil
         entry.noteStepRuns()
-        if entry.txid > committedTxid { committedTxid = entry.txid }
+        // A queued single-shard command does not count (see ``schedule(_:)``).
+        if entry.participants > 0 || entry.isGlobal, entry.txid > committedTxid { committedTxid = entry.txid }
         // Replication: a coordinated transaction's writes here, from its first
         // step to its conclusion (EXEC's hops and a lent script's writes
         // included), form this shard's part of one unit of the stream.

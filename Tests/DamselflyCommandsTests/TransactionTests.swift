@@ -286,6 +286,46 @@ import Testing
         for shard in h.shardSet.shards { #expect(shard.queueLength.load(ordering: .relaxed) == 0) }
     }
 
+    /// A queued single-shard command counts for neither half of VLL's rule:
+    /// an older coordinated transaction is queued ahead of it (not refused
+    /// for being older than the tail), and once it ran it does not make an
+    /// older coordinated transaction too old either. Coordinated ones still do.
+    @Test func queuedSingleShardCommandsDoNotRefuseOlderTransactions() {
+        let h = CommandHarness(loops: 1, shards: 1)
+        let shard = h.shardSet.shards[0]
+        let key = Array("k".utf8).withUnsafeBytes { lockFingerprint(keyHash: KeyHash.hash($0), database: 0) }
+        let locks = ShardLockSet(fingerprints: [key], mode: .exclusive)
+        let log = Shared<[String]>([])
+        let finished = Atomic<Bool>(false)
+        h.loops[0].post {
+            func entry(_ txid: UInt64) -> ShardTransaction {
+                ShardTransaction(txid: txid, locks: locks, isGlobal: false, participants: 2)
+            }
+            func record(_ s: String) -> (Shard) -> Void { { _ in log.withLock { $0.append(s) } } }
+            let a = entry(10)
+            log.withLock { $0.append("a \(shard.schedule(a))") }
+            shard.enqueueSingle(locks: locks, txid: 20, record("single 20 ran"))
+            // Older than the queued single-shard command, the key busy: queued ahead of it.
+            let b = entry(15)
+            log.withLock { $0.append("b \(shard.schedule(b))") }
+            shard.arm(a, outOfOrder: false, conclude: true, record("a ran"))
+            shard.arm(b, outOfOrder: false, conclude: true, record("b ran"))
+            // The single-shard command (20) ran: 17 is still newer than every coordinated one (15).
+            let c = entry(17)
+            log.withLock { $0.append("c \(shard.schedule(c))") }
+            shard.arm(c, outOfOrder: false, conclude: true, record("c ran"))
+            // A coordinated one that ran (17) still makes an older one (16) too old.
+            log.withLock { $0.append("d \(shard.schedule(entry(16)))") }
+            finished.store(true, ordering: .releasing)
+        }
+        #expect(TransactionTests.waitUntil { finished.load(ordering: .acquiring) })
+        #expect(log.withLock { $0 } == [
+            "a (accepted: true, lockGranted: true)", "b (accepted: true, lockGranted: false)",
+            "a ran", "b ran", "single 20 ran",
+            "c (accepted: true, lockGranted: true)", "c ran", "d (accepted: false, lockGranted: false)",
+        ])
+    }
+
     // MARK: - Watchdog (--tx_schedule_timeout_ms)
 
     /// A transaction started on loop 0 that takes `locksByShard` (every shard
