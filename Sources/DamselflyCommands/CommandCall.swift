@@ -17,6 +17,10 @@ public protocol ReplySink: AnyObject {
     /// (the connection keeps its receive buffer from moving while a squashed
     /// run is out).
     var hopBatch: KeyHopBatch? { get }
+    /// Where a command inside a squashed EXEC leaves its shard work, to run
+    /// with the other commands' under the transaction's locks (``ExecBatch``);
+    /// nil: each piece is a plain hop of its own.
+    var execBatch: ExecBatch? { get }
     /// ``complete(_:)`` for a reply that arrived at `nanos` (``Clock/monotonicNanos()``),
     /// read once for all the replies of a ``KeyHopBatch``; a sink that times
     /// its command takes it instead of reading the clock.
@@ -25,6 +29,7 @@ public protocol ReplySink: AnyObject {
 
 extension ReplySink {
     public var hopBatch: KeyHopBatch? { nil }
+    public var execBatch: ExecBatch? { nil }
     public func complete(_ reply: Reply, arrivedAt nanos: UInt64) { complete(reply) }
 }
 
@@ -440,7 +445,7 @@ public struct CommandCall {
             return sink.complete(operation(shard))
         }
         if insideExec {
-            shardSet.hop(from: loop, to: shardIndex, operation, done: { reply in sink.complete(reply) })
+            execHop(shardIndex, operation, done: { reply in sink.complete(reply) })
             return
         }
         shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, operation, done: { reply in sink.complete(reply) })
@@ -547,8 +552,20 @@ public struct CommandCall {
     func hopEach<R>(_ plan: [Int], _ work: @escaping (Shard) -> R, done: @escaping ([R]) -> Void) {
         let gather = Gather<R>(count: plan.count, done: done)
         for (i, shardIndex) in plan.enumerated() {
-            shardSet.hop(from: loop, to: shardIndex, work, done: { gather.deliver(i, $0) })
+            execHop(shardIndex, work, done: { gather.deliver(i, $0) })
         }
+    }
+
+    /// Inside EXEC, every piece of shard work: left in the squashed EXEC's
+    /// batch while it collects its commands' work, else a plain hop (the
+    /// EXEC transaction holds the locks).
+    @usableFromInline
+    func execHop<R>(_ shardIndex: Int, _ work: @escaping (Shard) -> R, done: @escaping (R) -> Void) {
+        if let batch = sink.execBatch, batch.collecting {
+            return batch.add(shardIndex, work, done: done)
+        }
+        sink.execBatch?.noteLateHop()
+        shardSet.hop(from: loop, to: shardIndex, work, done: done)
     }
 
     /// Runs `body` on this connection's thread with every shard's keyspace
@@ -768,6 +785,20 @@ public struct CommandCall {
         }
         if insideExec {
             let plan = byShard.keys.sorted()
+            if plan.count == 1, let positions = byShard[plan[0]] {
+                // One shard: both steps in one piece of work, as outside EXEC
+                // (and all of a command's work is then handed over at once,
+                // which a squashed EXEC's batch needs).
+                execHop(plan[0], { shard -> R in
+                    var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+                    let decision = decide([check(&context, positions)])
+                    if let journalArgs { shard.journal?.append(database: database, journalArgs) }
+                    apply(&context, positions, decision)
+                    if writes { note(shard, positions) }
+                    return reply(decision)
+                }, done: { result in completion(result) })
+                return
+            }
             hopEach(plan, { shard in
                 var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
                 return check(&context, byShard[shard.index]!)

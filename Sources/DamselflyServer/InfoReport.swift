@@ -247,7 +247,7 @@ enum InfoReport {
             case "transaction":
                 var global = 0, normal = 0, ooo = 0, quick = 0, inline = 0, cancels = 0, timeouts = 0, stuck = 0
                 var squashedBatches = 0, squashedCommands = 0, hopBatches = 0, batchedHops = 0
-                var lookaheadKeys = 0, prefetchedKeys = 0
+                var lookaheadKeys = 0, prefetchedKeys = 0, squashedExecs = 0, execSquashedCommands = 0
                 var widths = [Int](repeating: 0, count: shardSet.count)
                 for s in shardSet.stats {
                     global += s.global.load(ordering: .relaxed)
@@ -264,6 +264,8 @@ enum InfoReport {
                     batchedHops += s.batchedHops.load(ordering: .relaxed)
                     lookaheadKeys += s.lookaheadKeys.load(ordering: .relaxed)
                     prefetchedKeys += s.prefetchedKeys.load(ordering: .relaxed)
+                    squashedExecs += s.multiSquashExecutions.load(ordering: .relaxed)
+                    execSquashedCommands += s.multiSquashCommands.load(ordering: .relaxed)
                     for w in 1...shardSet.count { widths[w - 1] += s.widthCount(w) }
                 }
                 let queued = shardSet.shards.reduce(0) { $0 + $1.queueLength.load(ordering: .relaxed) }
@@ -284,6 +286,9 @@ enum InfoReport {
                     // Ours: pipelined keys read ahead of their parse, and lookups started ahead.
                     ("pipeline_lookahead_keys", String(lookaheadKeys)),
                     ("pipeline_prefetched_keys", String(prefetchedKeys)),
+                    // Dragonfly's name for EXECs whose commands ran squashed; the command count is ours.
+                    ("multi_squash_execution_total", String(squashedExecs)),
+                    ("multi_squash_commands_total", String(execSquashedCommands)),
                     ("eval_io_coordination_total", String(scriptCounters.ioCoordination.load(ordering: .relaxed))),
                     ("eval_shardlocal_coordination_total",
                      String(scriptCounters.shardLocalCoordination.load(ordering: .relaxed))),

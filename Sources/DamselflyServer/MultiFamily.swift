@@ -13,7 +13,10 @@ import DamselflyTransactions
 /// has no keys but touches the keyspace (FLUSHDB, KEYS, ...) — waits until it
 /// is at the head of every shard queue, checks WATCH, and then runs the
 /// commands one after another straight on their shards: nothing else can
-/// touch those keys until the last one is done.
+/// touch those keys until the last one is done. Without WATCH, a block of
+/// commands whose keys each lie on one shard runs squashed instead
+/// (``SquashedExec``, `--multi_exec_squash`): each shard's share as one
+/// operation, in one round trip.
 enum MultiFamily {
     /// Commands that run at once even inside MULTI. UNWATCH is not one of
     /// them: Redis queues it (and runs it, harmlessly, inside EXEC).
@@ -110,6 +113,9 @@ enum MultiFamily {
         var global = false
         var byShard: [Int: [LockFingerprint]] = [:]
         var database = client.database
+        // Squashed (see ExecBatch): no WATCH, and every command has keys, all
+        // on one shard, and nothing that reaches past them.
+        var squash = server.config.multiExecSquash && token == nil && watched.isEmpty
         for command in queued {
             let spec = command.spec
             if spec.name == "select" || spec.name == "move" || spec.name == "copy" || spec.name == "swapdb"
@@ -121,10 +127,16 @@ enum MultiFamily {
             if positions.isEmpty && spec.firstKey == 0 && spec.group != "connection" && spec.group != "server" && spec.group != "transactions" {
                 global = true
             }
+            if squash && (positions.isEmpty || !SquashedExec.admits(spec)) { squash = false }
+            var commandShard = -1
             for p in positions {
                 let key = KeyRef(command.arguments[p])
                 let shard = key.withBytes { shardSet.shardIndex(of: $0, hash: key.hash) }
                 byShard[shard, default: []].append(lockFingerprint(keyHash: key.hash, database: database))
+                if commandShard != shard {
+                    if commandShard >= 0 { squash = false }
+                    commandShard = shard
+                }
             }
             if spec.name == "select", command.arguments.count == 2,
                let n = Int(String(decoding: command.arguments[1], as: UTF8.self)) {
@@ -144,10 +156,12 @@ enum MultiFamily {
             ExecRunner(call: call, queued: queued) { finish($0) }.start()
             return
         }
-        let transaction = Transaction(
-            shardSet: shardSet, loop: call.loop,
-            locksByShard: byShard.map { ($0.key, ShardLockSet(fingerprints: $0.value, mode: .exclusive)) },
-            global: global)
+        let locks = byShard.sorted { $0.key < $1.key }.map { ($0.key, ShardLockSet(fingerprints: $0.value, mode: .exclusive)) }
+        if squash && !global {
+            SquashedExec(call: call, queued: queued, locks: locks) { finish($0) }.start()
+            return
+        }
+        let transaction = Transaction(shardSet: shardSet, loop: call.loop, locksByShard: locks, global: global)
         transaction.label = "exec"
         transaction.onAbandon = {
             unwatch(client, shardSet: shardSet)
@@ -239,14 +253,7 @@ final class ExecRunner: ReplySink {
     }
 
     func complete(_ reply: Reply) {
-        let command = queued[index]
-        let list = command.arguments.count > 1
-            ? command.arguments[1].withUnsafeBytes { command.spec.statsList(subcommand: $0) }
-            : command.spec.statsList(subcommand: nil)
-        if let stats = list?[call.loop.index] {
-            stats.calls.addOwned(1)
-            if reply.isError { stats.failedCalls.addOwned(1) }
-        }
+        ExecRunner.count(queued[index], reply, on: call.loop)
         replies.append(reply)
         index += 1
         if running {
@@ -254,5 +261,174 @@ final class ExecRunner: ReplySink {
         } else {
             runFromCurrent()
         }
+    }
+}
+
+extension ExecRunner {
+    /// A command run by EXEC, in its stats (calls, and failed calls).
+    static func count(_ command: QueuedCommand, _ reply: Reply, on loop: EventLoop) {
+        let list = command.arguments.count > 1
+            ? command.arguments[1].withUnsafeBytes { command.spec.statsList(subcommand: $0) }
+            : command.spec.statsList(subcommand: nil)
+        if let stats = list?[loop.index] {
+            stats.calls.addOwned(1)
+            if reply.isError { stats.failedCalls.addOwned(1) }
+        }
+    }
+}
+
+/// EXEC with its commands' shard work squashed (`--multi_exec_squash`,
+/// ``ExecBatch``): the handlers run first, one after another on the
+/// connection's loop, leaving their work in the batch; then one operation
+/// per shard runs that shard's pieces in order, under locks on every key of
+/// the transaction: on one shard as a single-shard command (inline when it
+/// is this loop's and the keys are free), on several as one transaction
+/// step that concludes it. Nothing else touches those keys in between, so
+/// no client sees the transaction half done, as with the one-command-at-a-
+/// time path; the commands of different shards run at the same time.
+final class SquashedExec: ReplySink {
+    /// One queued command's place: its arguments (kept until its work has
+    /// run, which may read them) and its reply.
+    final class Slot: ReplySink {
+        let arguments = CommandArguments()
+        var reply: Reply?
+        unowned let owner: SquashedExec
+        init(owner: SquashedExec) { self.owner = owner }
+        var execBatch: ExecBatch? { owner.batch }
+        func complete(_ reply: Reply) {
+            self.reply = reply
+            owner.slotDone()
+        }
+    }
+
+    private let call: CommandCall
+    private let queued: [QueuedCommand]
+    private let locks: [(Int, ShardLockSet)]
+    private let done: ([Reply]) -> Void
+    let batch = ExecBatch()
+    private var slots: [Slot] = []
+    private var pending = 0
+    private var ran = false
+    private var keepAlive: SquashedExec?
+
+    /// Whether EXEC may run `spec`'s shard work in a batch, as far as the
+    /// command goes: keys at table positions (EXEC checks they are all on one
+    /// shard), nothing that blocks, reaches past them or administers the
+    /// server. The same test as a squashed pipeline's, less the one key: a
+    /// command with all its keys on one shard hands all its shard work over
+    /// while its handler runs (one piece; the two-step commands' steps run as
+    /// one piece on one shard).
+    static func admits(_ spec: CommandSpec) -> Bool {
+        spec.firstKey > 0 && !spec.flags.contains(.blocking) && !spec.flags.contains(.admin)
+            && !spec.flags.contains(.noscript) && !spec.tableFlags.contains(.movableKeys) && !spec.hasSubcommands
+    }
+
+    init(call: CommandCall, queued: [QueuedCommand], locks: [(Int, ShardLockSet)], done: @escaping ([Reply]) -> Void) {
+        self.call = call
+        self.queued = queued
+        self.locks = locks
+        self.done = done
+    }
+
+    /// Not a sink itself: each command answers to its slot.
+    func complete(_ reply: Reply) {}
+
+    func start() {
+        keepAlive = self
+        let stats = call.shardSet.stats[call.loop.index]
+        stats.multiSquashExecutions.addOwned(1)
+        stats.multiSquashCommands.addOwned(queued.count)
+        pending = queued.count
+        batch.collecting = true
+        for command in queued {
+            let slot = Slot(owner: self)
+            slots.append(slot)
+            for argument in command.arguments {
+                argument.withUnsafeBytes { slot.arguments.append($0) }
+            }
+            if let user = call.client.user, !user.unrestricted.load(ordering: .relaxed),
+               let refusal = call.engine.aclRefusal(call.client, user, command.spec, slot.arguments, context: .multi) {
+                // Allowed when queued; the rules changed before EXEC.
+                slot.complete(.error(AclFamily.execRefusal(refusal)))
+                continue
+            }
+            command.spec.handler(CommandCall(
+                args: slot.arguments, client: call.client, engine: call.engine, spec: command.spec, sink: slot,
+                insideExec: true))
+        }
+        batch.collecting = false
+        guard !batch.pieces.isEmpty else { return ranEverywhere() }
+        let shardSet = call.shardSet
+        // One shard: a single-shard command's path (a transaction of its own
+        // with replicas, whose stream takes EXEC's writes as one unit).
+        if locks.count == 1, batch.pieces.allSatisfy({ $0.shard == locks[0].0 }), !shardSet.inOrderOnly.load(ordering: .relaxed) {
+            let batch = self.batch
+            shardSet.runSingleShard(from: call.loop, shard: locks[0].0, locks: locks[0].1, { shard in
+                batch.run(on: shard)
+            }, done: { [self] deliveries in
+                for deliver in deliveries { deliver() }
+                ranEverywhere()
+            })
+            return
+        }
+        let transaction = Transaction(shardSet: shardSet, loop: call.loop, locksByShard: locks)
+        transaction.label = "exec"
+        transaction.onAbandon = { [self] in
+            keepAlive = nil
+            call.reply(.error(CommandCall.abandonedError))
+        }
+        let batch = self.batch
+        // Scheduled and run in one round trip where it can (``Transaction/run(_:done:)``).
+        transaction.run({ shard in
+            // Clients blocked on these keys are served after the whole
+            // block, so they see its final state.
+            shard.suspendServing()
+            let deliveries = batch.run(on: shard)
+            shard.resumeServing()
+            return deliveries
+        }, done: { [self] results in
+            for deliveries in results {
+                for deliver in deliveries { deliver() }
+            }
+            ranEverywhere()
+        })
+    }
+
+    /// The transaction's operations ran. Pieces for a shard it did not lock
+    /// (a command whose work is not where its keys are) go now, by plain
+    /// hops, one after another in their order, as EXEC's commands did before
+    /// the batch; none is expected.
+    private func ranEverywhere() {
+        let rest = batch.pieces.filter { piece in !locks.contains { $0.0 == piece.shard } }
+        runLeft(rest[...])
+    }
+
+    private func runLeft(_ rest: ArraySlice<ExecBatch.Piece>) {
+        guard let piece = rest.first else {
+            ran = true
+            return finishIfDone()
+        }
+        call.shardSet.hop(from: call.loop, to: piece.shard, { shard in piece.run(shard) }, done: { [self] deliver in
+            deliver()
+            runLeft(rest.dropFirst())
+        })
+    }
+
+    fileprivate func slotDone() {
+        pending -= 1
+        finishIfDone()
+    }
+
+    private func finishIfDone() {
+        guard ran, pending == 0, keepAlive != nil else { return }
+        keepAlive = nil
+        var replies: [Reply] = []
+        replies.reserveCapacity(slots.count)
+        for (command, slot) in zip(queued, slots) {
+            let reply = slot.reply ?? .error("ERR EXEC lost a reply")
+            ExecRunner.count(command, reply, on: call.loop)
+            replies.append(reply)
+        }
+        done(replies)
     }
 }

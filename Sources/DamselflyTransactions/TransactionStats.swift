@@ -38,6 +38,10 @@ public final class TransactionStats: @unchecked Sendable {
     /// the connection on its own loop's shards or by a squashed run's shard.
     public let lookaheadKeys = Atomic<Int>(0)
     public let prefetchedKeys = Atomic<Int>(0)
+    /// EXECs whose commands' shard work ran squashed, one operation per
+    /// shard (`--multi_exec_squash`), and the commands in them.
+    public let multiSquashExecutions = Atomic<Int>(0)
+    public let multiSquashCommands = Atomic<Int>(0)
     /// How many shards each id-taking transaction touched: index w-1.
     private let widths: UnsafeMutablePointer<Atomic<Int>>
     public let maxWidth: Int
@@ -101,6 +105,8 @@ public final class TransactionStats: @unchecked Sendable {
         batchedHops.store(0, ordering: .relaxed)
         lookaheadKeys.store(0, ordering: .relaxed)
         prefetchedKeys.store(0, ordering: .relaxed)
+        multiSquashExecutions.store(0, ordering: .relaxed)
+        multiSquashCommands.store(0, ordering: .relaxed)
         for i in 0..<maxWidth { widths[i].store(0, ordering: .relaxed) }
     }
 }

@@ -81,6 +81,9 @@ public struct ServerConfig: Sendable, Equatable {
     /// --pipeline_lookahead: the most pipelined commands whose keys are read, and whose
     /// lookups are started, ahead of their parse (0 = off).
     public var pipelineLookahead: Int = 16
+    /// --multi_exec_squash: EXEC sends its commands' work to each shard as one
+    /// operation, under the transaction's locks, instead of one hop per command.
+    public var multiExecSquash: Bool = true
     /// --poll_before_sleep_us: how long a loop keeps polling its inbox after its last work before it sleeps.
     public var pollBeforeSleepMicros: Int = 0
     /// --appendonly: journal every write (per-shard files) and replay them at start-up.
@@ -424,6 +427,7 @@ struct ConfigFlagSpec: Sendable {
         .int("pipeline_squash", 0...1024, "Pipelined commands of one key each are dispatched together, up to this many, without waiting for each other's replies, and answered in order; a run holds the commands of one other thread's shard (see pipeline_squash_across_shards) and goes there as one message (0 = off: each command waits for the one before; no effect with one thread).", \.pipelineSquash),
         .bool("pipeline_squash_across_shards", "A squashed run may also hold commands of different shards, one message per thread (Dragonfly's squashing): fewer round trips, but another client may see a pipeline's writes to different shards take effect out of order. Off: a run holds one shard's commands, and every client sees them in order.", \.pipelineSquashAcrossShards),
         .int("pipeline_lookahead", 0...1024, "Pipelined commands waiting in a connection's input whose keys are read ahead, up to this many: the memory reads of their lookups start together and overlap, instead of each command waiting for its own (0 = off).", \.pipelineLookahead),
+        .bool("multi_exec_squash", "EXEC runs the queued commands of each shard as one operation there, all shards at once, under the transaction's locks (one round trip instead of one per command; commands with keys on several shards, WATCH, and keyless or whole-keyspace commands keep one command at a time).", \.multiExecSquash),
         .int("poll_before_sleep_us", 0...100_000, "Microseconds a thread keeps polling for messages from other threads before it sleeps (0 = sleep at once); trades CPU for hop latency.", \.pollBeforeSleepMicros),
         .bool("appendonly", "Journal every write command (one file per shard) and replay the journal at start-up.", \.appendonly),
         .string("appendfsync", "When the journal is fsynced: always (before the reply), everysec or no.", \.appendfsync),
