@@ -24,6 +24,13 @@ public struct ShardLockSet: Sendable {
         self.fingerprints = fingerprints
         self.mode = mode
     }
+
+    /// Whether the two could not be held at once: a key in both, and one of them exclusive.
+    func conflicts(with other: ShardLockSet) -> Bool {
+        if mode == .shared && other.mode == .shared { return false }
+        for fingerprint in fingerprints where other.fingerprints.contains(fingerprint) { return true }
+        return false
+    }
 }
 
 /// Per-shard table of intent-lock counts (Dragonfly's `IntentLock` per key).

@@ -247,10 +247,9 @@ public final class Shard: @unchecked Sendable {
     ///
     /// VLL's rule: accept when the transaction's id is newer than any
     /// coordinated transaction that already ran here, and either its locks
-    /// are free (it may then run out of order) or it is newer than every
-    /// queued coordinated transaction (so it queues behind them all).
-    /// Otherwise refuse; the coordinator cancels it everywhere and retries
-    /// with a fresh id.
+    /// are free (it may then run out of order) or it can take its place in
+    /// id order (``mayQueueInOrder(_:)``). Otherwise refuse; the coordinator
+    /// cancels it everywhere and retries with a fresh id.
     ///
     /// Queued single-shard commands (``enqueueSingle(locks:txid:_:)``) count
     /// for neither: one that ran does not raise `committedTxid`, and an older
@@ -270,12 +269,35 @@ public final class Shard: @unchecked Sendable {
         } else {
             free = locks.isFree(entry.locks)
         }
-        let tail = queue.last(where: { $0.participants > 0 || $0.isGlobal })?.txid ?? 0
-        guard free || entry.txid > tail else { return (false, false) }
+        guard free || mayQueueInOrder(entry) else { return (false, false) }
         if entry.isGlobal { locks.acquireGlobal() } else { locks.acquire(entry.locks) }
         entry.lockGranted = free
         insertSorted(entry)
         return (true, free)
+    }
+
+    /// Whether `entry`, whose locks are busy here, may take its place in id
+    /// order behind the older transactions and ahead of the newer ones:
+    /// unless a newer coordinated transaction that conflicts with it may
+    /// already be ahead of it, here or elsewhere — it was granted its locks
+    /// free (it may run out of order), or one of its steps ran here — or
+    /// either is global. Otherwise the queue keeps every shard's coordinated
+    /// transactions in id order, the order VLL's argument needs (the oldest
+    /// is at the head of every queue it is in), and the newer one simply
+    /// waits behind it. Only a newer one that cannot wait refuses it.
+    ///
+    /// VLL's plain rule refused `entry` whenever anything newer was queued:
+    /// at two threads a message with an older id crosses the other thread's
+    /// newer schedules on a hot key (Sidekiq's `queues`) nearly every time.
+    private func mayQueueInOrder(_ entry: ShardTransaction) -> Bool {
+        for queued in queue.reversed() {
+            // The queue is in id order: the rest is older.
+            if queued.txid < entry.txid { break }
+            guard queued.participants > 0 || queued.isGlobal else { continue }
+            if entry.isGlobal || queued.isGlobal { return false }
+            if (queued.lockGranted || queued.ranHere) && queued.locks.conflicts(with: entry.locks) { return false }
+        }
+        return true
     }
 
     private func insertSorted(_ entry: ShardTransaction) {
@@ -410,6 +432,8 @@ final class ShardTransaction: @unchecked Sendable {
     var undo: ((Shard) -> Void)?
     /// A step that ran here and cannot be taken back: no abort from then on.
     var ranIrreversibly = false
+    /// Some step ran here (an older transaction may no longer queue ahead).
+    var ranHere = false
     /// Sweeps that found this entry armed and still waiting for its turn.
     var waitedSweeps = 0
     /// A step held back while the coordinator decides whether to abandon it.
@@ -417,6 +441,7 @@ final class ShardTransaction: @unchecked Sendable {
 
     @inline(__always)
     func noteStepRuns() {
+        ranHere = true
         if let pendingUndo {
             let earlier = undo
             undo = earlier.map { first in { shard in pendingUndo(shard); first(shard) } } ?? pendingUndo

@@ -326,6 +326,53 @@ import Testing
         ])
     }
 
+    /// An older transaction whose keys are busy takes its place in id order,
+    /// ahead of newer ones that wait in the queue; it is refused only by a
+    /// newer conflicting one that may already be ahead of it: granted its
+    /// locks free (it may run out of order), or with a step run here.
+    @Test func olderTransactionQueuesAheadOfNewerOnesThatWait() {
+        let h = CommandHarness(loops: 1, shards: 1)
+        let shard = h.shardSet.shards[0]
+        func locks(_ name: String) -> ShardLockSet {
+            let fingerprint = Array(name.utf8).withUnsafeBytes { lockFingerprint(keyHash: KeyHash.hash($0), database: 0) }
+            return ShardLockSet(fingerprints: [fingerprint], mode: .exclusive)
+        }
+        let log = Shared<[String]>([])
+        let finished = Atomic<Bool>(false)
+        h.loops[0].post {
+            func entry(_ txid: UInt64, _ key: String) -> ShardTransaction {
+                ShardTransaction(txid: txid, locks: locks(key), isGlobal: false, participants: 2)
+            }
+            func note(_ s: String) { log.withLock { $0.append(s) } }
+            func record(_ s: String) -> (Shard) -> Void { { _ in note(s) } }
+            // k: held by 5, 20 waits behind it, then 10 arrives.
+            let (e5, e20, e10) = (entry(5, "k"), entry(20, "k"), entry(10, "k"))
+            note("5 \(shard.schedule(e5).accepted) 20 \(shard.schedule(e20).accepted) 10 \(shard.schedule(e10).accepted)")
+            shard.arm(e20, outOfOrder: false, conclude: true, record("20 ran"))
+            shard.arm(e10, outOfOrder: false, conclude: true, record("10 ran"))
+            shard.arm(e5, outOfOrder: false, conclude: true, record("5 ran"))
+            // j: 30 granted free (it may run out of order): the older 25 is refused.
+            let e30 = entry(30, "j")
+            note("30 \(shard.schedule(e30).lockGranted) 25 \(shard.schedule(entry(25, "j")).accepted)")
+            shard.arm(e30, outOfOrder: false, conclude: true, record("30 ran"))
+            // m: 50 waits behind 41, then runs a first step and stays: the older 45 is refused.
+            let (e41, e50) = (entry(41, "m"), entry(50, "m"))
+            note("41 \(shard.schedule(e41).lockGranted) 50 \(shard.schedule(e50).lockGranted)")
+            shard.arm(e41, outOfOrder: false, conclude: true, record("41 ran"))
+            shard.arm(e50, outOfOrder: false, conclude: false, record("50 step 1 ran"))
+            note("45 \(shard.schedule(entry(45, "m")).accepted)")
+            shard.arm(e50, outOfOrder: false, conclude: true, record("50 step 2 ran"))
+            finished.store(true, ordering: .releasing)
+        }
+        #expect(TransactionTests.waitUntil { finished.load(ordering: .acquiring) })
+        #expect(log.withLock { $0 } == [
+            "5 true 20 true 10 true", "5 ran", "10 ran", "20 ran",
+            "30 true 25 false", "30 ran",
+            "41 true 50 false", "41 ran", "50 step 1 ran", "45 false", "50 step 2 ran",
+        ])
+        #expect(shard.queueLength.load(ordering: .relaxed) == 0)
+    }
+
     // MARK: - Watchdog (--tx_schedule_timeout_ms)
 
     /// A transaction started on loop 0 that takes `locksByShard` (every shard
