@@ -126,6 +126,15 @@ public final class CommandSpec: Sendable {
     /// dispatch without waiting for the command before (pipeline squashing),
     /// decided once here instead of per command.
     public let isPlainOneKey: Bool
+    /// Runs at once even inside MULTI instead of being queued (EXEC, DISCARD,
+    /// MULTI, WATCH, QUIT, RESET: Redis's rule; UNWATCH is queued, and runs,
+    /// harmlessly, inside EXEC), decided once here instead of a string lookup
+    /// per queued command.
+    public let runsAtOnceInMulti: Bool
+    /// Queued in MULTI, makes EXEC lock every shard whole: it changes the
+    /// database mid-block (SELECT, SWAPDB), or names keys beyond its table
+    /// positions (MOVE, COPY to another database; SORT's patterns and STORE).
+    public let execLocksEveryShard: Bool
 
     public init(
         _ name: String, arity: Int, flags: CommandFlags, firstKey: Int = 0, lastKey: Int = 0, keyStep: Int = 0,
@@ -154,6 +163,8 @@ public final class CommandSpec: Sendable {
         self.isPlainOneKey = firstKey == 1 && lastKey == 1
             && !flags.contains(.blocking) && !flags.contains(.admin) && !flags.contains(.noscript)
             && !tableFlags.contains(.movableKeys) && !hasSubcommands
+        self.runsAtOnceInMulti = ["exec", "discard", "multi", "watch", "quit", "reset"].contains(name)
+        self.execLocksEveryShard = ["select", "move", "copy", "swapdb", "sort", "sort_ro"].contains(name)
     }
 
     /// A write in Redis's table: Damselfly's own `.write` less the commands Redis marks only

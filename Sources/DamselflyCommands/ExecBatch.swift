@@ -35,7 +35,10 @@ public final class ExecBatch: @unchecked Sendable {
     /// Open while the EXEC's handlers run: pieces go into the batch.
     public var collecting = false
 
-    public init() {}
+    /// `commands`: how many pieces to make room for (one per command, most often).
+    public init(commands: Int) {
+        pieces.reserveCapacity(commands)
+    }
 
     func add<R>(_ shardIndex: Int, _ work: @escaping (Shard) -> R, done: @escaping (R) -> Void) {
         pieces.append(Piece(shard: shardIndex) { shard in
@@ -51,6 +54,7 @@ public final class ExecBatch: @unchecked Sendable {
     /// Runs `shard`'s pieces in order (on its loop); returns their deliveries.
     public func run(on shard: Shard) -> [() -> Void] {
         var deliveries: [() -> Void] = []
+        deliveries.reserveCapacity(pieces.count)
         for piece in pieces where piece.shard == shard.index {
             deliveries.append(piece.run(shard))
         }

@@ -560,7 +560,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
             emitError("ERR Command not allowed inside a transaction")
             return
         }
-        if client.multiQueue != nil && !MultiFamily.immediate.contains(spec.name) {
+        if client.multiQueue != nil && !spec.runsAtOnceInMulti {
             client.multiQueue!.append(QueuedCommand(spec: spec, arguments: (0..<args.count).map { args.bytes($0) }))
             output.protocolVersion = client.protocolVersion
             output.simpleString("QUEUED")

@@ -18,10 +18,6 @@ import DamselflyTransactions
 /// (``SquashedExec``, `--multi_exec_squash`): each shard's share as one
 /// operation, in one round trip.
 enum MultiFamily {
-    /// Commands that run at once even inside MULTI. UNWATCH is not one of
-    /// them: Redis queues it (and runs it, harmlessly, inside EXEC).
-    static let immediate: Set<String> = ["exec", "discard", "multi", "watch", "quit", "reset"]
-
     static func register(_ r: CommandRegistry, server: Server) {
         let g = "transactions"
         r.register("multi", arity: 1, flags: [.fast, .loading, .stale, .noscript], group: g) { call in
@@ -118,11 +114,7 @@ enum MultiFamily {
         var squash = server.config.multiExecSquash && token == nil && watched.isEmpty
         for command in queued {
             let spec = command.spec
-            if spec.name == "select" || spec.name == "move" || spec.name == "copy" || spec.name == "swapdb"
-                || spec.name == "sort" || spec.name == "sort_ro" {
-                // (SORT's patterns and STORE destination name keys beyond its table positions.)
-                global = true
-            }
+            if spec.execLocksEveryShard { global = true }
             let positions = command.keyPositions
             if positions.isEmpty && spec.firstKey == 0 && spec.group != "connection" && spec.group != "server" && spec.group != "transactions" {
                 global = true
@@ -138,7 +130,7 @@ enum MultiFamily {
                     commandShard = shard
                 }
             }
-            if spec.name == "select", command.arguments.count == 2,
+            if spec.execLocksEveryShard, spec.name == "select", command.arguments.count == 2,
                let n = Int(String(decoding: command.arguments[1], as: UTF8.self)) {
                 database = n
             }
@@ -305,7 +297,7 @@ final class SquashedExec: ReplySink {
     private let queued: [QueuedCommand]
     private let locks: [(Int, ShardLockSet)]
     private let done: ([Reply]) -> Void
-    let batch = ExecBatch()
+    let batch: ExecBatch
     private var slots: [Slot] = []
     private var pending = 0
     private var ran = false
@@ -328,6 +320,8 @@ final class SquashedExec: ReplySink {
         self.queued = queued
         self.locks = locks
         self.done = done
+        batch = ExecBatch(commands: queued.count)
+        slots.reserveCapacity(queued.count)
     }
 
     /// Not a sink itself: each command answers to its slot.

@@ -733,7 +733,7 @@ final class MasterExecutor: ReplySink, @unchecked Sendable {
             arguments.removeAll()
             for arg in command { arg.withUnsafeBytes { arguments.append($0) } }
             guard let spec = registry.lookup(arguments[0]), spec.acceptsArgumentCount(arguments.count) else { continue }
-            if client.multiQueue != nil && !MultiFamily.immediate.contains(spec.name) {
+            if client.multiQueue != nil && !spec.runsAtOnceInMulti {
                 client.multiQueue!.append(QueuedCommand(spec: spec, arguments: command))
                 continue
             }
