@@ -149,6 +149,13 @@ enum MultiFamily {
             return
         }
         let locks = byShard.sorted { $0.key < $1.key }.map { ($0.key, ShardLockSet(fingerprints: $0.value, mode: .exclusive)) }
+        // Over several shards the squashed commands run at once: keep them one
+        // at a time while someone may see their order (keyspace notifications,
+        // client tracking's invalidations), as pipeline squashing does.
+        if squash && byShard.count > 1
+            && (shardSet.keyspaceEvents.flags.load(ordering: .relaxed) != 0 || shardSet.tracking.isActive) {
+            squash = false
+        }
         if squash && !global {
             SquashedExec(call: call, queued: queued, locks: locks) { finish($0) }.start()
             return

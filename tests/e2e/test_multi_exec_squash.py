@@ -157,52 +157,47 @@ def test_two_threads_never_seen_half_done(servers, only_damselfly):
     errors, stop = [], threading.Event()
     done = {"writes": 0, "reads": 0}
 
-    def writer():
-        try:
-            with RespConn(port) as c:
-                while not stop.is_set():
-                    rep = c.pipeline([["MULTI"], ["INCR", a], ["INCR", b], ["EXEC"]])
-                    vals = [v[1] for v in rep[-1][1]]
-                    if vals[0] != vals[1]:
-                        errors.append(("exec", vals))
-                    done["writes"] += 1
-        except Exception as e:  # noqa: BLE001
-            errors.append(("writer", repr(e)))
+    def until_stopped(name, body):
+        """A client thread: `body(conn)` over and over until the stop; any exception is an error."""
+        def run():
+            try:
+                with RespConn(port) as c:
+                    while not stop.is_set():
+                        body(c)
+            except Exception as e:  # noqa: BLE001
+                errors.append((name, repr(e)))
+        return threading.Thread(target=run)
 
-    def reader():
-        try:
-            with RespConn(port) as c:
-                while not stop.is_set():
-                    m = [int(v) for v in to_py(c.call("MGET", a, b))]
-                    if m[0] != m[1]:
-                        errors.append(("mget", m))
-                    rep = c.pipeline([["MULTI"], ["GET", a], ["GET", b], ["EXEC"]])
-                    vals = [int(v[1]) for v in rep[-1][1]]
-                    if vals[0] != vals[1]:
-                        errors.append(("exec-get", vals))
-                    first = int(to_py(c.call("GET", a)))
-                    second = int(to_py(c.call("GET", b)))
-                    if second < first:
-                        errors.append(("get-get", first, second))
-                    done["reads"] += 1
-        except Exception as e:  # noqa: BLE001
-            errors.append(("reader", repr(e)))
+    def write(c):
+        rep = c.pipeline([["MULTI"], ["INCR", a], ["INCR", b], ["EXEC"]])
+        vals = [v[1] for v in rep[-1][1]]
+        if vals[0] != vals[1]:
+            errors.append(("exec", vals))
+        done["writes"] += 1
 
-    def msetter():
-        try:
-            with RespConn(port) as c:
-                n = 0
-                while not stop.is_set():
-                    n += 1
-                    c.call("MSET", a + ":m", str(n), b + ":m", str(n))
-                    got = [int(v) for v in to_py(c.call("MGET", a + ":m", b + ":m"))]
-                    if got[0] != got[1]:
-                        errors.append(("mset", got))
-        except Exception as e:  # noqa: BLE001
-            errors.append(("msetter", repr(e)))
+    def read(c):
+        m = [int(v) for v in to_py(c.call("MGET", a, b))]
+        if m[0] != m[1]:
+            errors.append(("mget", m))
+        rep = c.pipeline([["MULTI"], ["GET", a], ["GET", b], ["EXEC"]])
+        vals = [int(v[1]) for v in rep[-1][1]]
+        if vals[0] != vals[1]:
+            errors.append(("exec-get", vals))
+        first = int(to_py(c.call("GET", a)))
+        second = int(to_py(c.call("GET", b)))
+        if second < first:
+            errors.append(("get-get", first, second))
+        done["reads"] += 1
 
-    threads = [threading.Thread(target=writer) for _ in range(2)]
-    threads += [threading.Thread(target=reader) for _ in range(2)] + [threading.Thread(target=msetter) for _ in range(2)]
+    def mset(c):
+        n = done["msets"] = done.get("msets", 0) + 1
+        c.call("MSET", a + ":m", str(n), b + ":m", str(n))
+        got = [int(v) for v in to_py(c.call("MGET", a + ":m", b + ":m"))]
+        if got[0] != got[1]:
+            errors.append(("mset", got))
+
+    threads = [until_stopped(name, body) for name, body in
+               (("writer", write), ("writer", write), ("reader", read), ("reader", read), ("msetter", mset), ("msetter", mset))]
     for t in threads:
         t.start()
     time.sleep(3)
@@ -213,3 +208,32 @@ def test_two_threads_never_seen_half_done(servers, only_damselfly):
     assert done["writes"] > 50 and done["reads"] > 50, done
     with RespConn(port) as c:
         assert to_py(c.call("MGET", a, b)) == [str(done["writes"]).encode()] * 2
+
+
+def keyevents_of_block(port, block):
+    """The keyspace events (channel, key) a block's commands send, in the order a subscriber gets them."""
+    with RespConn(port) as admin, RespConn(port) as sub, RespConn(port) as c:
+        admin.call("FLUSHALL")
+        admin.call("CONFIG", "SET", "notify-keyspace-events", "KEA")
+        try:
+            sub.call("PSUBSCRIBE", "__keyevent@0__:*")
+            c.pipeline(block)
+            c.call("SET", "end-marker", "1")
+            events = []
+            while True:
+                msg = to_py(sub.read_reply())
+                events.append((msg[2], msg[3]))
+                if msg[3] == b"end-marker":
+                    return events
+        finally:
+            admin.call("CONFIG", "SET", "notify-keyspace-events", "")
+
+
+@pytest.mark.parametrize("cfg", [(2, True), (4, True)], ids=["2t", "4t"])
+def test_keyspace_events_keep_the_block_order(servers, redis_server, cfg):
+    """With notifications on, a block over several shards runs one command at a time: a subscriber
+    gets its events in command order, as from Redis (squashed, the shards would run at once)."""
+    (a, b, _), (x, y, _) = shard_keys(cfg[0], "ev")
+    block = [["MULTI"], ["SET", a, "1"], ["LPUSH", x, "j"], ["SET", b, "2"], ["INCR", a], ["RPUSH", y, "k"],
+             ["DEL", x], ["EXEC"]]
+    assert keyevents_of_block(servers[cfg].port, block) == keyevents_of_block(redis_server.port, block)
