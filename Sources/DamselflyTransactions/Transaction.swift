@@ -81,9 +81,9 @@ public final class Transaction {
         self.isGlobal = true
     }
 
-    /// Queues the transaction on every participant; `done` runs on the loop once all accepted.
-    public func schedule(_ done: @escaping () -> Void) {
-        let stats = shardSet.stats[loop.index]
+    /// A fresh transaction id, and an entry for every participant under it
+    /// (each knowing its coordinator while the watchdog is on).
+    private func takeID() {
         txid = shardSet.takeTxid()
         entries = zip(participants, lockSets).map { _, locks in
             ShardTransaction(txid: txid, locks: locks, isGlobal: isGlobal, participants: participants.count)
@@ -91,6 +91,12 @@ public final class Transaction {
         if shardSet.watchdogOn.load(ordering: .relaxed) {
             for entry in entries { entry.coordinator = self }
         }
+    }
+
+    /// Queues the transaction on every participant; `done` runs on the loop once all accepted.
+    public func schedule(_ done: @escaping () -> Void) {
+        let stats = shardSet.stats[loop.index]
+        takeID()
         let gather = Gather<(Bool, Bool)>(count: participants.count) { [self] outcomes in
             if outcomes.allSatisfy({ $0.0 }) {
                 // With replicas, transactions run in txid order on every shard
@@ -208,13 +214,7 @@ public final class Transaction {
 
     private func scheduleAndArm<R>(_ remote: EventLoop, _ step: @escaping (Shard) -> R, done: @escaping ([R]) -> Void) {
         let stats = shardSet.stats[loop.index]
-        txid = shardSet.takeTxid()
-        entries = zip(participants, lockSets).map { _, locks in
-            ShardTransaction(txid: txid, locks: locks, isGlobal: false, participants: participants.count)
-        }
-        if shardSet.watchdogOn.load(ordering: .relaxed) {
-            for entry in entries { entry.coordinator = self }
-        }
+        takeID()
         var local: [Int] = []
         var remoteIndexes: [Int] = []
         var localFree = true
