@@ -27,7 +27,7 @@
 #           CG_RANGE=1 adds LRANGE 0 99 of a 100-element list and HGETALL of a 100-field hash
 #           (filled first, not counted).
 #           TESTS takes any redis-benchmark -t name (sadd, hset, zadd, incr, mset, ...).
-#           In ops mode TESTS also takes push (Sidekiq 6's push: MULTI, SADD queues default,
+#           TESTS also takes push (Sidekiq 6's push: MULTI, SADD queues default,
 #           LPUSH queue:qN job, EXEC, as one request) and push-pipelined (Sidekiq 7's: the SADD
 #           and LPUSH pipelined), sent by damselfly-bench --shape over 64 queues.
 #           CG_CLIENTS=50 loads with 50 connections instead of 1 (a loop then finds several
@@ -194,7 +194,14 @@ if has callgrind; then
     redis-benchmark -h 127.0.0.1 -p "$CG_PORT" -c 1 -n 2000 -r "$KEYSPACE" -d 32 -t set >/dev/null 2>&1
     for p in $PIPELINES; do
       for t in $TESTS; do
-        record "$name" "${t^^} P$p" instructions "$(cg_measure "$N_CG" -r "$KEYSPACE" -d 32 -P "$p" -t "$t")"
+        case $t in
+          push | push-pipelined)
+            record "$name" "${t^^} P$p" instructions "$(cg_measure_run "$N_CG" "$BENCH_BIN" --port="$CG_PORT" \
+              --threads=1 --clients="${CG_CLIENTS:-1}" --pipeline="$p" --requests=$((N_CG / ${CG_CLIENTS:-1})) \
+              --shape="$t" --key-prefix=queue:q --key-maximum=63 --quiet)"
+            ;;
+          *) record "$name" "${t^^} P$p" instructions "$(cg_measure "$N_CG" -r "$KEYSPACE" -d 32 -P "$p" -t "$t")" ;;
+        esac
         echo "callgrind $name ${t^^} P$p: $(tail -1 "$results" | cut -d'|' -f4) instructions/req" >&2
       done
     done

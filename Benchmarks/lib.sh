@@ -151,6 +151,7 @@ rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 #
 #   cg_start redis|damselfly [EXTRA FLAGS...]   # sets CG_PID, CG_PORT (WORKDIR must exist)
 #   cg_measure N [redis-benchmark ARGS...]      # prints instructions per request of N requests
+#   cg_measure_run N COMMAND...                 # the same, N requests sent by COMMAND
 #   stop_server "$CG_PID"
 #
 # Damselfly ($CG_DAMSELFLY_BIN, default $DAMSELFLY_BIN) runs at 1 thread with epoll (valgrind
@@ -185,11 +186,18 @@ cg_start() {
 # cg_measure N [ARGS...] — redis-benchmark -c CG_CLIENTS (1) -n N ARGS against the server of cg_start with
 # instrumentation on, then a dump; prints that dump's instructions divided by N.
 cg_measure() {
+  local n=$1
+  shift
+  cg_measure_run "$n" redis-benchmark -h 127.0.0.1 -p "$CG_PORT" -c "${CG_CLIENTS:-1}" -n "$n" "$@"
+}
+
+# cg_measure_run N COMMAND... — cg_measure with any load generator: COMMAND sends the N requests.
+cg_measure_run() {
   local n=$1 before dump
   shift
   before=$(find "$WORKDIR" -maxdepth 1 -name "$(basename "$CG_OUT").[0-9]*" | wc -l)
   callgrind_control -i on "$CG_PID" >/dev/null 2>&1
-  redis-benchmark -h 127.0.0.1 -p "$CG_PORT" -c "${CG_CLIENTS:-1}" -n "$n" "$@" >/dev/null 2>&1
+  "$@" >/dev/null 2>&1
   callgrind_control -i off "$CG_PID" >/dev/null 2>&1
   callgrind_control -d "$CG_PID" >/dev/null 2>&1
   dump="$CG_OUT.$((before + 1))"
