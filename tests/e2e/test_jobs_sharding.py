@@ -96,8 +96,10 @@ def test_blmove_into_private_list_is_single_shard(queued):
             return r1, r2
         dc, dw, (r1, r2) = delta(srv, ack_and_requeue)
         assert r1 == (":", 1) and r2[-1][0] == "*", r2
-        # EXEC runs as one scheduled transaction of width 1 (counted as ooo/normal, w1).
-        assert multi_shard(dc, dw)[0] == 0 and dw["w1"] == 1 and dc["global"] == 0, (dc, dw)
+        # EXEC's two commands run squashed (--multi_exec_squash) as one single-shard operation:
+        # no transaction id at all, the LREM before it likewise.
+        assert multi_shard(dc, dw) == (0, 0) and dw["w1"] == 0, (dc, dw)
+        assert dc["inline"] + dc["quick"] == 2, dc
 
         # Negative control: a private list without the hashtag lands elsewhere for most queues.
         def untagged():
