@@ -285,7 +285,7 @@ extension ExecRunner {
 /// step that concludes it. Nothing else touches those keys in between, so
 /// no client sees the transaction half done, as with the one-command-at-a-
 /// time path; the commands of different shards run at the same time.
-final class SquashedExec: ReplySink {
+final class SquashedExec {
     /// One queued command's place: its arguments (kept until its work has
     /// run, which may read them) and its reply.
     final class Slot: ReplySink {
@@ -330,9 +330,6 @@ final class SquashedExec: ReplySink {
         batch = ExecBatch(commands: queued.count)
         slots.reserveCapacity(queued.count)
     }
-
-    /// Not a sink itself: each command answers to its slot.
-    func complete(_ reply: Reply) {}
 
     func start() {
         keepAlive = self
