@@ -21,6 +21,30 @@ import Testing
         func complete(_ reply: Reply) { self.reply = reply }
     }
 
+    /// Runs `commands`' handlers inside EXEC on loop 0 (call it there), as a
+    /// squashed EXEC does: each answers to a slot and leaves its shard work in
+    /// the batch. The arguments' buffers are the caller's to free.
+    static func collect(_ h: CommandHarness, _ commands: [[String]]) -> (ExecBatch, [Slot], [UnsafeMutableRawPointer]) {
+        let batch = ExecBatch(commands: commands.count)
+        batch.collecting = true
+        var slots: [Slot] = []
+        var buffers: [UnsafeMutableRawPointer] = []
+        for command in commands {
+            let slot = Slot(batch)
+            slots.append(slot)
+            let (arguments, buffer) = CommandHarness.arguments(command.map { Array($0.utf8) })
+            buffers.append(buffer)
+            guard let spec = h.engine.registry.lookup(arguments[0]), spec.acceptsArgumentCount(arguments.count) else {
+                slot.complete(.error("ERR wrong number of arguments"))
+                continue
+            }
+            spec.handler(CommandCall(args: arguments, client: h.clients[0], engine: h.engine, spec: spec,
+                                     sink: slot, insideExec: true))
+        }
+        batch.collecting = false
+        return (batch, slots, buffers)
+    }
+
     /// Commands' handlers inside EXEC leave one piece each for their shard and
     /// answer nothing yet; each shard runs its own pieces, in the order they
     /// were handed over, and the deliveries answer the commands.
@@ -30,24 +54,7 @@ import Testing
         let done = Atomic<Bool>(false)
         let seen = Shared<[String]>([])
         h.loops[0].post {
-            let commands = [["set", "k", "1"], ["incr", "k"], ["get", "k"], ["get"]]
-            let batch = ExecBatch(commands: commands.count)
-            batch.collecting = true
-            var slots: [Slot] = []
-            var buffers: [UnsafeMutableRawPointer] = []
-            for command in commands {
-                let slot = Slot(batch)
-                slots.append(slot)
-                let (arguments, buffer) = CommandHarness.arguments(command.map { Array($0.utf8) })
-                buffers.append(buffer)
-                guard let spec = h.engine.registry.lookup(arguments[0]), spec.acceptsArgumentCount(arguments.count) else {
-                    slot.complete(.error("ERR wrong number of arguments"))
-                    continue
-                }
-                spec.handler(CommandCall(args: arguments, client: h.clients[0], engine: h.engine, spec: spec,
-                                         sink: slot, insideExec: true))
-            }
-            batch.collecting = false
+            let (batch, slots, buffers) = Self.collect(h, [["set", "k", "1"], ["incr", "k"], ["get", "k"], ["get"]])
             // Nothing ran yet: three pieces wait, the arity error answered at once.
             seen.withLock { $0.append("pieces \(batch.pieces.count) replies \(slots.filter { $0.reply != nil }.count)") }
             for deliver in batch.run(on: shard) { deliver() }
@@ -72,21 +79,7 @@ import Testing
         let done = Atomic<Bool>(false)
         let seen = Shared<[String]>([])
         h.loops[0].post {
-            let commands = [["set", b, "y"], ["rename", a, a2], ["get", b]]
-            let batch = ExecBatch(commands: commands.count)
-            batch.collecting = true
-            var slots: [Slot] = []
-            var buffers: [UnsafeMutableRawPointer] = []
-            for command in commands {
-                let slot = Slot(batch)
-                slots.append(slot)
-                let (arguments, buffer) = CommandHarness.arguments(command.map { Array($0.utf8) })
-                buffers.append(buffer)
-                let spec = h.engine.registry.lookup(arguments[0])!
-                spec.handler(CommandCall(args: arguments, client: h.clients[0], engine: h.engine, spec: spec,
-                                         sink: slot, insideExec: true))
-            }
-            batch.collecting = false
+            let (batch, slots, buffers) = Self.collect(h, [["set", b, "y"], ["rename", a, a2], ["get", b]])
             seen.withLock { $0.append("shards \(batch.pieces.map(\.shard))") }
             // Shard 0's share here, shard 1's on its own loop.
             for deliver in batch.run(on: h.shardSet.shards[0]) { deliver() }
