@@ -759,6 +759,16 @@ public struct CommandCall {
         }
         let journalArgs = journalArguments()
         let firstShard = byShard.keys.min() ?? 0
+        /// Both steps at once, all the keys being on `shard`: one operation
+        /// outside EXEC, one piece of work inside it.
+        func bothSteps(_ shard: Shard, _ positions: [Int]) -> R {
+            var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
+            let decision = decide([check(&context, positions)])
+            apply(&context, positions, decision)
+            if writes { note(shard, positions) }
+            if let journalArgs { shard.journal?.append(database: database, journalArgs) }
+            return reply(decision)
+        }
         if let script {
             let plan = byShard.keys.sorted()
             guard let shards = scriptShards(script, plan) else {
@@ -789,14 +799,7 @@ public struct CommandCall {
                 // One shard: both steps in one piece of work, as outside EXEC
                 // (and all of a command's work is then handed over at once,
                 // which a squashed EXEC's batch needs).
-                execHop(plan[0], { shard -> R in
-                    var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
-                    let decision = decide([check(&context, positions)])
-                    if let journalArgs { shard.journal?.append(database: database, journalArgs) }
-                    apply(&context, positions, decision)
-                    if writes { note(shard, positions) }
-                    return reply(decision)
-                }, done: { result in completion(result) })
+                execHop(plan[0], { shard in bothSteps(shard, positions) }, done: { result in completion(result) })
                 return
             }
             hopEach(plan, { shard in
@@ -818,12 +821,7 @@ public struct CommandCall {
         if byShard.count == 1, !forceTransaction, let (shardIndex, positions) = byShard.first {
             let locks = ShardLockSet(fingerprints: fingerprints, mode: mode)
             shardSet.runSingleShard(from: loop, shard: shardIndex, locks: locks, { shard in
-                var context = ShardContext(shard: shard, databaseIndex: database, noTouch: noTouch)
-                let decision = decide([check(&context, positions)])
-                apply(&context, positions, decision)
-                if writes { note(shard, positions) }
-                if let journalArgs { shard.journal?.append(database: database, journalArgs) }
-                return reply(decision)
+                bothSteps(shard, positions)
             }, done: { result in completion(result) })
             return
         }
