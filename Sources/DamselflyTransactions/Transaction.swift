@@ -93,6 +93,21 @@ public final class Transaction {
         }
     }
 
+    /// Every participant accepted: how the transaction runs, and its count in
+    /// the coordinating loop's statistics.
+    private func noteScheduled(outOfOrder: Bool) {
+        let stats = shardSet.stats[loop.index]
+        self.outOfOrder = outOfOrder
+        if isGlobal {
+            stats.global.addOwned(1)
+        } else if outOfOrder {
+            stats.outOfOrder.addOwned(1)
+        } else {
+            stats.normal.addOwned(1)
+        }
+        stats.countWidth(participants.count)
+    }
+
     /// Queues the transaction on every participant; `done` runs on the loop once all accepted.
     public func schedule(_ done: @escaping () -> Void) {
         let stats = shardSet.stats[loop.index]
@@ -102,15 +117,7 @@ public final class Transaction {
                 // With replicas, transactions run in txid order on every shard
                 // (no out-of-order): the replication stream merges the shards'
                 // histories by transaction, which needs one order everywhere.
-                outOfOrder = !isGlobal && outcomes.allSatisfy { $0.1 } && !shardSet.inOrderOnly.load(ordering: .relaxed)
-                if isGlobal {
-                    stats.global.addOwned(1)
-                } else if outOfOrder {
-                    stats.outOfOrder.addOwned(1)
-                } else {
-                    stats.normal.addOwned(1)
-                }
-                stats.countWidth(participants.count)
+                noteScheduled(outOfOrder: !isGlobal && outcomes.allSatisfy { $0.1 } && !shardSet.inOrderOnly.load(ordering: .relaxed))
                 done()
                 return
             }
@@ -275,28 +282,21 @@ public final class Transaction {
     ) {
         // Abandoned meanwhile by the watchdog: only what could be taken back ran.
         guard !abandoned else { return }
-        let stats = shardSet.stats[loop.index]
-        self.outOfOrder = outOfOrder
-        if outOfOrder { stats.outOfOrder.addOwned(1) } else { stats.normal.addOwned(1) }
-        stats.countWidth(participants.count)
-        var results = [R?](repeating: nil, count: participants.count)
-        for (k, i) in remoteIndexes.enumerated() { results[i] = remoteResults[k] }
-        let finish: () -> Void = { [self] in
+        noteScheduled(outOfOrder: outOfOrder)
+        let gather = Gather<R>(count: local.count) { [self] localResults in
+            guard !abandoned else { return }
+            var results = [R?](repeating: nil, count: participants.count)
+            for (k, i) in remoteIndexes.enumerated() { results[i] = remoteResults[k] }
+            for (k, i) in local.enumerated() { results[i] = localResults[k] }
             stepsDone &+= 1
             done(results.map { $0! })
         }
-        guard !local.isEmpty else { return finish() }
-        var remaining = local.count
-        for i in local {
-            shardSet.shards[participants[i]].arm(entries[i], outOfOrder: outOfOrder, conclude: true) { [self] shard in
+        let loop = self.loop
+        for (k, i) in local.enumerated() {
+            shardSet.shards[participants[i]].arm(entries[i], outOfOrder: outOfOrder, conclude: true) { shard in
                 let result = step(shard)
                 // Delivered after the shard finished its bookkeeping.
-                loop.defer_ { [self] in
-                    guard !abandoned else { return }
-                    results[i] = result
-                    remaining -= 1
-                    if remaining == 0 { finish() }
-                }
+                loop.defer_ { gather.deliver(k, result) }
             }
         }
     }
