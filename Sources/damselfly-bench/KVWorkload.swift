@@ -187,31 +187,24 @@ final class KVWorker: @unchecked Sendable {
                 for r in 0..<replies - 1 { c.kinds[i * replies + r] = 2 }
                 c.kinds[i * replies + replies - 1] = 0
             }
-            c.sendLength = length
-            c.sendOffset = 0
-            c.expected = n * replies
-            c.received = 0
-            c.batchMeasured = measured
-            c.batchStart = monotonicNanos()
-            flush(c)
-            return true
-        }
-        for i in 0..<n {
-            let isSet = c.cycle < options.setRatio
-            c.cycle += 1
-            if c.cycle == cycleLength { c.cycle = 0 }
-            let key = c.keys.next()
-            if isSet {
-                length &+= setTemplate.write(to: c.sendBuffer + length, key: key)
-                c.kinds[i] = 0
-            } else {
-                length &+= getTemplate.write(to: c.sendBuffer + length, key: key)
-                c.kinds[i] = 1
+        } else {
+            for i in 0..<n {
+                let isSet = c.cycle < options.setRatio
+                c.cycle += 1
+                if c.cycle == cycleLength { c.cycle = 0 }
+                let key = c.keys.next()
+                if isSet {
+                    length &+= setTemplate.write(to: c.sendBuffer + length, key: key)
+                    c.kinds[i] = 0
+                } else {
+                    length &+= getTemplate.write(to: c.sendBuffer + length, key: key)
+                    c.kinds[i] = 1
+                }
             }
         }
         c.sendLength = length
         c.sendOffset = 0
-        c.expected = n
+        c.expected = n * replies
         c.received = 0
         c.batchMeasured = measured
         c.batchStart = monotonicNanos()
