@@ -230,13 +230,9 @@ final class ExecRunner: ReplySink {
         while index < queued.count {
             let command = queued[index]
             arguments.removeAll()
-            for argument in command.arguments {
-                argument.withUnsafeBytes { arguments.append($0) }
-            }
-            if let user = call.client.user, !user.unrestricted.load(ordering: .relaxed),
-               let refusal = call.engine.aclRefusal(call.client, user, command.spec, arguments, context: .multi) {
-                // Allowed when queued; the rules changed before EXEC.
-                replies.append(.error(AclFamily.execRefusal(refusal)))
+            command.view(into: arguments)
+            if let refusal = ExecRunner.refusal(call, command, arguments) {
+                replies.append(refusal)
                 index += 1
                 continue
             }
@@ -263,7 +259,26 @@ final class ExecRunner: ReplySink {
     }
 }
 
+extension QueuedCommand {
+    /// Appends views of the command's arguments to `arguments` (valid while the command lives).
+    func view(into arguments: CommandArguments) {
+        for argument in self.arguments {
+            argument.withUnsafeBytes { arguments.append($0) }
+        }
+    }
+}
+
 extension ExecRunner {
+    /// The reply of a queued command the client's ACL rules no longer allow
+    /// at EXEC (allowed when it was queued; the rules changed since), nil
+    /// when it may run. Like Redis, such a command is not run and not counted.
+    static func refusal(_ call: CommandCall, _ command: QueuedCommand, _ arguments: CommandArguments) -> Reply? {
+        guard let user = call.client.user, !user.unrestricted.load(ordering: .relaxed),
+              let refusal = call.engine.aclRefusal(call.client, user, command.spec, arguments, context: .multi)
+        else { return nil }
+        return .error(AclFamily.execRefusal(refusal))
+    }
+
     /// A command run by EXEC, in its stats (calls, and failed calls).
     static func count(_ command: QueuedCommand, _ reply: Reply, on loop: EventLoop) {
         let list = command.arguments.count > 1
@@ -291,6 +306,8 @@ final class SquashedExec {
     final class Slot: ReplySink {
         let arguments = CommandArguments()
         var reply: Reply?
+        /// Refused by ACL at EXEC: not run, so not counted (as ``ExecRunner``).
+        var refused = false
         unowned let owner: SquashedExec
         init(owner: SquashedExec) { self.owner = owner }
         var execBatch: ExecBatch? { owner.batch }
@@ -341,13 +358,10 @@ final class SquashedExec {
         for command in queued {
             let slot = Slot(owner: self)
             slots.append(slot)
-            for argument in command.arguments {
-                argument.withUnsafeBytes { slot.arguments.append($0) }
-            }
-            if let user = call.client.user, !user.unrestricted.load(ordering: .relaxed),
-               let refusal = call.engine.aclRefusal(call.client, user, command.spec, slot.arguments, context: .multi) {
-                // Allowed when queued; the rules changed before EXEC.
-                slot.complete(.error(AclFamily.execRefusal(refusal)))
+            command.view(into: slot.arguments)
+            if let refusal = ExecRunner.refusal(call, command, slot.arguments) {
+                slot.refused = true
+                slot.complete(refusal)
                 continue
             }
             command.spec.handler(CommandCall(
@@ -424,7 +438,7 @@ final class SquashedExec {
         replies.reserveCapacity(slots.count)
         for (command, slot) in zip(queued, slots) {
             let reply = slot.reply ?? .error("ERR EXEC lost a reply")
-            ExecRunner.count(command, reply, on: call.loop)
+            if !slot.refused { ExecRunner.count(command, reply, on: call.loop) }
             replies.append(reply)
         }
         done(replies)

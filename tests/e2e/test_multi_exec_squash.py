@@ -238,3 +238,27 @@ def test_keyspace_events_keep_the_block_order(servers, redis_server, cfg):
     block = [["MULTI"], ["SET", a, "1"], ["LPUSH", x, "j"], ["SET", b, "2"], ["INCR", a], ["RPUSH", y, "k"],
              ["DEL", x], ["EXEC"]]
     assert keyevents_of_block(servers[cfg].port, block) == keyevents_of_block(redis_server.port, block)
+
+
+def acl_changed_before_exec(port):
+    """A user queues SET and GET, loses SET before EXEC: the block's replies, and whether the
+    refused SET was counted in INFO commandstats (Redis neither runs nor counts it)."""
+    with RespConn(port) as admin, RespConn(port) as c:
+        admin.call("FLUSHALL")
+        admin.call("CONFIG", "RESETSTAT")
+        admin.call("ACL", "SETUSER", "sq", "on", ">pw", "+@all", "~*")
+        try:
+            c.call("AUTH", "sq", "pw")
+            queued = [c.call("MULTI"), c.call("SET", "acl:k", "v"), c.call("GET", "acl:k")]
+            admin.call("ACL", "SETUSER", "sq", "-set")
+            replies = to_py(c.call("EXEC"))
+            stats = to_py(admin.call("INFO", "commandstats"))
+            set_calls = [line for line in stats.split(b"\r\n") if line.startswith(b"cmdstat_set:")]
+            return queued, [r if not isinstance(r, Exception) else str(r) for r in replies], set_calls
+        finally:
+            admin.call("ACL", "DELUSER", "sq")
+
+
+@pytest.mark.parametrize("cfg", [(2, True), (2, False)], ids=["squash-on", "squash-off"])
+def test_acl_refusal_at_exec_equal_redis(servers, redis_server, cfg):
+    assert acl_changed_before_exec(servers[cfg].port) == acl_changed_before_exec(redis_server.port)
