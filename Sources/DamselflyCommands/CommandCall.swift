@@ -324,6 +324,10 @@ public struct CommandCall {
                 }
                 return KeyHop(call: self, shard: shard, step: keyStep(key, journal: journal), mode: mode, operation: operation).start()
             }
+            // A squashed run in order: the command waits in it, runs with it.
+            if let batch = sink.hopBatch, batch.isCollectingInOrder {
+                return batch.add(keyStep(key, journal: journal), operation, mode: mode, sink: sink, shard: shard, from: loop)
+            }
             // The inline path (this loop owns the shard, the key is free): the
             // operation runs now, with no closure, lock array or reply hop built.
             let step = keyStep(key, journal: journal)
@@ -359,6 +363,13 @@ public struct CommandCall {
             let shard = shardSet.shards[shardIndex]
             if shard.loop === loop {
                 if let key = KeyRef(borrowing: bytes, hash: hash) {
+                    // A squashed run in order: the command waits in it (its
+                    // bytes stay in place as for a hop), and runs with it.
+                    if let batch = sink.hopBatch, batch.isCollectingInOrder {
+                        return batch.add(
+                            keyStep(key, journal: journal), makeOperation(key, args), mode: mode, sink: sink, shard: shard,
+                            from: loop)
+                    }
                     let step = keyStep(key, journal: journal)
                     if shard.runsInline(from: loop, step.fingerprint, mode) {
                         let operation = makeOperation(key, args)

@@ -26,7 +26,22 @@ import DamselflyTransactions
 /// runs and answers the commands after the inbox pop, the origin delivers
 /// after the pop on the way back; each hand-over is a release and an
 /// acquire. `inFlight` is the origin's alone, `pending` the shard's.
-public final class KeyHopBatch: InboxJob, @unchecked Sendable {
+///
+/// **In order over two shards** (`--pipeline_squash_transactions`): a run may
+/// also hold this loop's commands between the other shard's. Then nothing
+/// leaves or runs while the run is built: each command's work waits in the
+/// batch (an entry, or collected work, ``RunCollector``), and when the run
+/// ends the batch runs as one transaction over both shards, every key of the
+/// run locked on each: the other shard's commands first, in one round trip,
+/// then this loop's, each shard's in the pipeline's order. No other client
+/// sees one shard's part without the other's, so no one can see the
+/// pipeline's writes out of order; without this, such a run ended at each
+/// change of shard and waited for a round trip every time. A run that ends
+/// up holding the other shard's commands only leaves as a plain batch.
+/// Steps on the two shards may run at once (the two-round path of a
+/// transaction): each touches only its own entries, places' answers and
+/// work; `places` and `works` are not changed while the run is out.
+public final class KeyHopBatch: InboxJob, @unchecked Sendable, RunCollector {
     /// What a command needs on the shard's thread, consumed there when it runs.
     @usableFromInline
     struct Entry: ~Copyable {
@@ -85,6 +100,39 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
     /// the shard's thread, read and cleared on the origin's after the trip back).
     private var queuedCount = 0
 
+    /// One command of a run in order: its shard, and its entry (`item` ≥ 0,
+    /// an index into `entries`) or its collected work (`-1 - item` into `works`).
+    struct Place {
+        let shard: Int
+        let item: Int
+    }
+
+    /// Work a command of a run in order handed to ``ShardSet/runSingleShard(from:shard:locks:_:done:)``:
+    /// run on its shard, it leaves what delivers its result back on the origin.
+    final class Work {
+        let locks: ShardLockSet
+        let run: (Shard) -> () -> Void
+        var delivery: (() -> Void)?
+        init(locks: ShardLockSet, run: @escaping (Shard) -> () -> Void) {
+            self.locks = locks
+            self.run = run
+        }
+    }
+
+    /// A run in order is being built (see the type's comment).
+    public private(set) var isCollectingInOrder = false
+    /// The run in order's commands, in the pipeline's order; a spare buffer
+    /// takes turns with it, as `spare` does for `answers`.
+    private var places = MovingBuffer<Place>()
+    private var sparePlaces: MovingBuffer<Place>?
+    private var works: [Work] = []
+    /// The run in order's shard on the origin's loop, once a command has work there.
+    private var localShard: Shard?
+    /// The sink of the command whose handler runs, for work collected without
+    /// one (the connection sets it before each handler of a run in order).
+    public var currentSink: ReplySink?
+    private static let nowhere = DiscardingSink()
+
     /// `lookahead`: start the memory reads of a run's key lookups together
     /// when it arrives (`--pipeline_lookahead` above 0).
     public init(shardSet: ShardSet, lookahead: Bool = true) {
@@ -104,6 +152,7 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
     /// connection's, may join this batch (``add(_:_:mode:sink:shard:from:)``); false: it travels alone.
     @usableFromInline
     func accepts(_ shard: Shard, from loop: EventLoop) -> Bool {
+        if isCollectingInOrder { return self.shard == nil || shard === self.shard }
         if inFlight { return shard === self.shard && loop === origin && loop.holdsLast(self) }
         // Only while the loop batches its posts: the batch must stay on this
         // thread, held, while the run's later commands are added.
@@ -124,6 +173,11 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
             entries.append(Entry(step: step, operation: StoredOperation(pointer: operations.store(operation)), mode: mode))
         }
         answers.append(Answer(sink: sink))
+        if isCollectingInOrder {
+            places.append(Place(shard: shard.index, item: entries.count - 1))
+            if shard.loop === loop { localShard = shard } else { self.shard = shard }
+            return
+        }
         guard !inFlight else { return }
         inFlight = true
         self.shard = shard
@@ -135,6 +189,11 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
     }
 
     public override func run() {
+        switch trip {
+        case .home: break
+        case .there: return runThere()
+        case .back: return backHere()
+        }
         if returning { return deliver() }
         let shard = self.shard!
         pending = entries.count + 1
@@ -181,11 +240,273 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
     }
 
     /// Runs command `i` (shard code, which never reaches this object) and
-    /// consumes its entry. (Moved out: run in place through the pointer, the
+    /// consumes its entry; its reply goes to answer `answer` (`i` but in a run in order).
+    /// (Moved out: run in place through the pointer, the
     /// step and the operation were copied, +114 instructions per GET.)
-    private func operate(_ i: Int, on shard: Shard) {
+    private func operate(_ i: Int, answer: Int? = nil, on shard: Shard) {
         let entry = (entries.base! + i).move()
-        answers.base![i].reply = entry.step.run(on: shard) { entry.operation.run(&$0) }
+        answers.base![answer ?? i].reply = entry.step.run(on: shard) { entry.operation.run(&$0) }
+    }
+
+    // MARK: - Runs in order over two shards
+
+    /// Starts building a run in order on `loop` (the connection's): from now
+    /// until ``endRunInOrder(from:)`` every command's shard work waits in the batch.
+    public func beginRunInOrder(from loop: EventLoop) {
+        isCollectingInOrder = true
+        shard = nil
+        localShard = nil
+        if origin !== loop {
+            origin = loop
+            stats = shardSet.stats[loop.index]
+        }
+        shardSet.collectors[loop.index].current = self
+    }
+
+    /// ``RunCollector``: work handed to `runSingleShard` while the run is built.
+    public func collect<R>(shard shardIndex: Int, locks: ShardLockSet, _ operation: @escaping (Shard) -> R,
+                           done: @escaping (R) -> Void) {
+        works.append(Work(locks: locks) { shard in
+            let result = operation(shard)
+            return { done(result) }
+        })
+        places.append(Place(shard: shardIndex, item: -works.count))
+        answers.append(Answer(sink: currentSink ?? KeyHopBatch.nowhere))
+        let target = shardSet.shards[shardIndex]
+        if target.loop === origin { localShard = target } else if shard == nil { shard = target }
+    }
+
+    /// The run is built: it leaves, as a plain batch when it holds the other
+    /// shard's commands only, else as one transaction over its shards.
+    public func endRunInOrder(from loop: EventLoop) {
+        isCollectingInOrder = false
+        currentSink = nil
+        shardSet.collectors[loop.index].current = nil
+        guard places.count > 0 else { return }
+        if localShard == nil && works.isEmpty, let shard {
+            // Entries for the other shard only: the plain batch, whose answers are in the same order.
+            places.count = 0
+            inFlight = true
+            shard.loop.post(job: self, from: loop)
+            return
+        }
+        inFlight = true
+        stats!.squashTransactions.addOwned(1)
+        let locks = locks(of: 0..<places.count)
+        if locks.count == 1 {
+            return runSegments(from: 0)
+        }
+        // (Not with replicas: from then on transactions run in id order only, ``ShardSet/inOrderOnly``.)
+        if locks.count == 2, let local = localShard, let remote = shard, remote.loop !== loop,
+           !shardSet.inOrderOnly.load(ordering: .relaxed) {
+            // The common case, this loop's shard and one other loop's: the
+            // keys are held here while the other part runs there, at once,
+            // then this part runs; one round trip, no transaction object.
+            let here = locks[0].0 == local.index ? locks[0].1 : locks[1].1
+            guard local.locksAreFree(here) else {
+                // Busy here: each shard's part in turn, in the pipeline's order.
+                return runSegments(from: 0)
+            }
+            held = local.hold(here, txid: shardSet.takeTxid())
+            trip = .there
+            remote.loop.post(job: self, from: loop)
+            return
+        }
+        // Any other mix of shards: one transaction over all of them.
+        let transaction = Transaction(shardSet: shardSet, loop: loop, locksByShard: locks)
+        transaction.label = "pipeline"
+        transaction.onAbandon = { [self] in abandonInOrder() }
+        // Scheduled and run in one round trip where it can (``Transaction/run(_:done:)``).
+        transaction.run({ [self] shard in
+            runPlaces(0..<places.count, on: shard)
+            return 0
+        }, done: { [self] _ in deliverInOrder() })
+    }
+
+    /// The locks of places `range`, per shard in shard order: every key,
+    /// exclusive where any of its commands there writes.
+    private func locks(of range: Range<Int>) -> [(Int, ShardLockSet)] {
+        // Two shards most often: a list, not a dictionary.
+        var locks: [(Int, ShardLockSet)] = []
+        locks.reserveCapacity(2)
+        func lock(_ shardIndex: Int, _ fingerprint: LockFingerprint, _ mode: LockMode) {
+            var k = 0
+            while k < locks.count && locks[k].0 != shardIndex { k += 1 }
+            if k == locks.count {
+                locks.append((shardIndex, ShardLockSet(fingerprints: [], mode: .shared)))
+                locks[k].1.fingerprints.reserveCapacity(range.count)
+            }
+            locks[k].1.fingerprints.append(fingerprint)
+            if mode == .exclusive { locks[k].1.mode = .exclusive }
+        }
+        for p in range {
+            let place = places.base![p]
+            if place.item >= 0 {
+                let entry = entries.base! + place.item
+                lock(place.shard, entry.pointee.step.fingerprint, entry.pointee.mode)
+            } else {
+                let work = works[-1 - place.item]
+                for fingerprint in work.locks.fingerprints { lock(place.shard, fingerprint, work.locks.mode) }
+            }
+        }
+        if locks.count == 2 && locks[0].0 > locks[1].0 { locks.swapAt(0, 1) }
+        if locks.count > 2 { locks.sort { $0.0 < $1.0 } }
+        return locks
+    }
+
+    /// The run's trip when it runs in order over two loops: at home (building,
+    /// or back with the plain batch's), on its way there, on its way back.
+    enum Trip { case home, there, back }
+    private var trip = Trip.home
+    /// The keys held on this loop's shard while the other part runs.
+    private var held: ShardTransaction?
+    /// Whether the other part found its keys free and ran (set there).
+    private var ranThere = false
+    /// This loop's part ran under the held keys, and whether the origin waits for it.
+    private var heldRan = false
+    private var waitingForHeld = false
+
+    /// On the other shard's loop: its part runs now if every key is free;
+    /// else nothing runs (waiting there could close a cycle with a run the
+    /// other way holding those keys), and the origin takes each shard's part in turn.
+    private func runThere() {
+        let shard = self.shard!
+        let index = shard.index
+        var free = true
+        for p in 0..<places.count where places.base![p].shard == index {
+            let item = places.base![p].item
+            if item >= 0 {
+                let entry = entries.base! + item
+                free = shard.keyIsFree(entry.pointee.step.fingerprint, entry.pointee.mode)
+            } else {
+                free = shard.locksAreFree(works[-1 - item].locks)
+            }
+            if !free { break }
+        }
+        ranThere = free
+        if free { runPlaces(0..<places.count, on: shard) }
+        trip = .back
+        shard.loop.postWhenDurable(job: self, to: origin!)
+    }
+
+    /// Back on the origin: this loop's part runs under the held keys, or,
+    /// the other part refused, the keys go back and each part runs in turn.
+    private func backHere() {
+        trip = .home
+        let local = localShard!
+        let held = self.held!
+        self.held = nil
+        guard ranThere else {
+            local.releaseHeld(held)
+            return runSegments(from: 0)
+        }
+        heldRan = false
+        waitingForHeld = false
+        local.runHeld(held) { [self] shard in
+            runPlaces(0..<places.count, on: shard)
+            // Answered after the shard's bookkeeping (a reply may start the next run).
+            if waitingForHeld { shard.loop.defer_ { [self] in deliverInOrder() } } else { heldRan = true }
+        }
+        if heldRan { deliverInOrder() } else { waitingForHeld = true }
+    }
+
+    /// The places from `start` on, one shard's consecutive places after the
+    /// other's, each group a single-shard command of its own: the pipeline's
+    /// order, a round trip per group on another loop.
+    private func runSegments(from start: Int) {
+        guard start < places.count else { return deliverInOrder() }
+        let shardIndex = places.base![start].shard
+        var end = start + 1
+        while end < places.count && places.base![end].shard == shardIndex { end += 1 }
+        let locks = locks(of: start..<end)[0].1
+        shardSet.runSingleShard(from: origin!, shard: shardIndex, locks: locks, { [self] shard in
+            runPlaces(start..<end, on: shard)
+            return 0
+        }, done: { [self] _ in runSegments(from: end) })
+    }
+
+    /// On `shard`'s thread: the run's commands in `range` for it, in order,
+    /// each as a hop's would run (blocked clients served after each).
+    private func runPlaces(_ range: Range<Int>, on shard: Shard) {
+        let index = shard.index
+        let base = places.base!
+        if lookahead && range.count > 1, let first = entries.base {
+            // The lookups' memory reads started together, as ``lookAhead(on:)`` does.
+            let databaseIndex = first.pointee.step.database
+            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: range.count) { hashes in
+                var n = 0
+                for p in range where base[p].shard == index && base[p].item >= 0 {
+                    let entry = UnsafePointer(first + base[p].item)
+                    guard entry.pointee.step.database == databaseIndex else { continue }
+                    hashes[n] = entry.pointee.step.key.hash
+                    n += 1
+                }
+                if n > 1 { shard.database(databaseIndex).prefetch(UnsafeBufferPointer(rebasing: hashes[0..<n])) }
+            }
+        }
+        for p in range where base[p].shard == index {
+            let item = base[p].item
+            if item >= 0 {
+                operate(item, answer: p, on: shard)
+            } else {
+                let work = works[-1 - item]
+                work.delivery = work.run(shard)
+            }
+            shard.afterOperation()
+        }
+    }
+
+    /// On the origin, every shard's part done: each command answered in the
+    /// pipeline's order. The batch is free for the next run first.
+    private func deliverInOrder() {
+        inFlight = false
+        operations.reset()
+        entries.count = 0
+        var done = answers
+        answers = spare ?? MovingBuffer()
+        spare = nil
+        var order = places
+        places = sparePlaces ?? MovingBuffer()
+        sparePlaces = nil
+        let works = self.works
+        self.works.removeAll(keepingCapacity: true)
+        let arrived = Clock.monotonicNanos()
+        for p in 0..<order.count {
+            let item = order.base![p].item
+            let answer = (done.base! + p).move()
+            if item >= 0 {
+                answer.sink.complete(answer.reply, arrivedAt: arrived)
+            } else {
+                works[-1 - item].delivery?()
+            }
+        }
+        done.count = 0
+        order.count = 0
+        if spare == nil { spare = done } else { done.free() }
+        if sparePlaces == nil { sparePlaces = order } else { order.free() }
+    }
+
+    /// The watchdog abandoned the run's transaction before anything of it
+    /// ran: every command is answered with the abandonment's error.
+    private func abandonInOrder() {
+        for p in 0..<places.count where places.base![p].item >= 0 {
+            (entries.base! + places.base![p].item).deinitialize(count: 1)
+        }
+        for p in 0..<answers.count { answers.base![p].reply = .error(CommandCall.abandonedError) }
+        works.removeAll(keepingCapacity: true)
+        var done = answers
+        answers = spare ?? MovingBuffer()
+        spare = nil
+        places.count = 0
+        entries.count = 0
+        operations.reset()
+        inFlight = false
+        for p in 0..<done.count {
+            let answer = (done.base! + p).move()
+            answer.sink.complete(answer.reply)
+        }
+        done.count = 0
+        if spare == nil { spare = done } else { done.free() }
     }
 
     /// Sends the batch back once every command has its reply.
@@ -228,6 +549,12 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable {
         done.count = 0
         if spare == nil { spare = done } else { done.free() }
     }
+}
+
+/// Where a reply with no command behind it goes (see ``KeyHopBatch/currentSink``).
+/// It has no state, so it is `Sendable`.
+private final class DiscardingSink: ReplySink, Sendable {
+    func complete(_ reply: Reply) {}
 }
 
 /// ``KeyHopBatch``'s entries and answers: a buffer allocated at the first

@@ -126,6 +126,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         squashLimit = threads > 1 ? server.config.pipelineSquash : 0
         lookaheadLimit = server.config.pipelineLookahead
         squashAcrossShards = server.config.pipelineSquashAcrossShards
+        squashInOrder = !squashAcrossShards && server.config.pipelineSquashTransactions
         mayMigrate = threads > 1 && server.config.migrateConnections
         shardSet = server.engine.shardSet
         shardOwner = shardSet.ownerLoopIndex
@@ -370,6 +371,11 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
                     squashBuilding = true
                     squashRunMayMigrate = mayMigrate && tls == nil && client.tracking == nil && client.watchToken == nil
                     loop.beginPostBatch()
+                    if squashInOrder {
+                        squashRunInOrder = true
+                        squashLocalShard = -1
+                        squashHopBatch.beginRunInOrder(from: loop)
+                    }
                     addToSquashRun(spec)
                     continue
                 }
@@ -750,6 +756,13 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private let squashAcrossShards: Bool
     /// The shard of the run's commands when runs hold one shard's (see above).
     private var squashShard = -1
+    /// `--pipeline_squash_transactions`: a run of another loop's shard also
+    /// takes this loop's shard's commands between them, and runs in order as
+    /// one transaction over both (``KeyHopBatch``, "In order over two shards").
+    private let squashInOrder: Bool
+    /// The run being built is one in order; its shard of this loop (-1: none yet).
+    private var squashRunInOrder = false
+    private var squashLocalShard = -1
     /// The engine's shard set and this loop's index, kept here for the
     /// per-command shard checks (read through `engine` and `loop`, each cost
     /// a retain and a release around the calls that use them).
@@ -840,7 +853,12 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private func squashRunTakes() -> Bool {
         if squashAcrossShards { commandShard = -1; return true }
         commandShard = args.keyShard(1, in: shardSet)
-        return commandShard == squashShard
+        if commandShard == squashShard { return true }
+        // In order: this loop's commands (of one of its shards) join too.
+        guard squashRunInOrder, shardOwner[commandShard] == loopIndex,
+              squashLocalShard < 0 || squashLocalShard == commandShard else { return false }
+        squashLocalShard = commandShard
+        return true
     }
 
     /// Runs the handler of a command that joins the squashed run (``commandMaySquash(_:)``
@@ -858,6 +876,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         // a microsecond or two of each other, and none waits for another.
         if squashRunClock == 0 { squashRunClock = takeCommandClock() }
         client.lastCommandAtNanos = slot.start(self, spec, inputMoves: inputMoves, now: squashRunClock)
+        if squashRunInOrder { squashHopBatch.currentSink = slot }
         runHandler(spec, sink: slot)
         // The next command is parsed into other arguments (the slot's spare
         // object, swapped with these): this one's stay as they are.
@@ -882,6 +901,10 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
     private func endSquashRun() {
         squashBuilding = false
         squashRunClock = 0
+        if squashRunInOrder {
+            squashRunInOrder = false
+            squashHopBatch.endRunInOrder(from: loop)
+        }
         loop.endPostBatch()
         if squashPending > 0 {
             waitingForReply = true

@@ -246,7 +246,7 @@ enum InfoReport {
                 section("Keyspace", lines)
             case "transaction":
                 var global = 0, normal = 0, ooo = 0, quick = 0, inline = 0, cancels = 0, timeouts = 0, stuck = 0
-                var squashedBatches = 0, squashedCommands = 0, hopBatches = 0, batchedHops = 0
+                var squashedBatches = 0, squashedCommands = 0, hopBatches = 0, batchedHops = 0, squashTransactions = 0
                 var lookaheadKeys = 0, prefetchedKeys = 0, squashedExecs = 0, execSquashedCommands = 0
                 var widths = [Int](repeating: 0, count: shardSet.count)
                 for s in shardSet.stats {
@@ -262,6 +262,7 @@ enum InfoReport {
                     squashedCommands += s.squashedCommands.load(ordering: .relaxed)
                     hopBatches += s.hopBatches.load(ordering: .relaxed)
                     batchedHops += s.batchedHops.load(ordering: .relaxed)
+                    squashTransactions += s.squashTransactions.load(ordering: .relaxed)
                     lookaheadKeys += s.lookaheadKeys.load(ordering: .relaxed)
                     prefetchedKeys += s.prefetchedKeys.load(ordering: .relaxed)
                     squashedExecs += s.multiSquashExecutions.load(ordering: .relaxed)
@@ -283,6 +284,8 @@ enum InfoReport {
                     // Ours: a run's hops to one shard of another thread, sent as one message.
                     ("pipeline_squashed_hop_messages", String(hopBatches)),
                     ("pipeline_squashed_hop_commands", String(batchedHops)),
+                    // Ours: runs over this thread's shard and another's, run in order as one transaction.
+                    ("pipeline_squashed_transactions", String(squashTransactions)),
                     // Ours: pipelined keys read ahead of their parse, and lookups started ahead.
                     ("pipeline_lookahead_keys", String(lookaheadKeys)),
                     ("pipeline_prefetched_keys", String(prefetchedKeys)),

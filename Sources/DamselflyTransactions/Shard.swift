@@ -293,7 +293,7 @@ public final class Shard: @unchecked Sendable {
         for queued in queue.reversed() {
             // The queue is in id order: the rest is older.
             if queued.txid < entry.txid { break }
-            guard queued.participants > 0 || queued.isGlobal else { continue }
+            guard queued.participants > 0 || queued.isGlobal || queued.isHold else { continue }
             if entry.isGlobal || queued.isGlobal { return false }
             if (queued.lockGranted || queued.ranHere) && queued.locks.conflicts(with: entry.locks) { return false }
         }
@@ -332,6 +332,35 @@ public final class Shard: @unchecked Sendable {
         entry.pendingUndo = undo
         entry.concludeAfterStep = conclude
         poll()
+    }
+
+    /// Holds `locks`, free now, for a step that comes later (``runHeld(_:_:)``,
+    /// or ``releaseHeld(_:)`` if it will not run): a squashed pipeline run in
+    /// order holds its keys on its connection's shard while the part of the
+    /// run on another loop's shard runs (see `KeyHopBatch`). Queued with a
+    /// fresh id and granted, so whatever conflicts with it waits behind it;
+    /// an older coordinated transaction that conflicts is refused rather
+    /// than queued ahead of it (``mayQueueInOrder(_:)``), as it would be
+    /// ahead of a transaction whose step may have run elsewhere.
+    public func hold(_ locks: ShardLockSet, txid: UInt64) -> ShardTransaction {
+        assertOnShard()
+        let entry = ShardTransaction(txid: txid, locks: locks, isGlobal: false)
+        entry.isHold = true
+        entry.lockGranted = true
+        self.locks.acquire(locks)
+        insertSorted(entry)
+        return entry
+    }
+
+    /// Runs `step` under the locks of ``hold(_:txid:)`` (at once, unless a
+    /// transaction's step is running here) and releases them.
+    public func runHeld(_ entry: ShardTransaction, _ step: @escaping (Shard) -> Void) {
+        arm(entry, outOfOrder: true, conclude: true, step)
+    }
+
+    /// Releases the locks of ``hold(_:txid:)`` without a step.
+    public func releaseHeld(_ entry: ShardTransaction) {
+        cancel(entry)
     }
 
     /// Queues a single-shard command whose keys are busy: it gets a fresh
@@ -405,7 +434,7 @@ public final class Shard: @unchecked Sendable {
 
 /// A transaction's presence on one shard: its locks and the step it was
 /// armed with. Created by the coordinator, then used only on the shard.
-final class ShardTransaction: @unchecked Sendable {
+public final class ShardTransaction: @unchecked Sendable {
     // Invariant: after being posted to its shard, touched only on that shard's thread.
     let txid: UInt64
     let locks: ShardLockSet
@@ -420,6 +449,8 @@ final class ShardTransaction: @unchecked Sendable {
     let participants: Int
     /// Replication's unit was opened here (see ``Shard/runStep``).
     var unitOpened = false
+    /// Locks held for a step that comes later (``Shard/hold(_:txid:)``).
+    var isHold = false
 
     // The watchdog's view (Shard+Watchdog.swift); all nil / zero when it is off.
     /// The coordinating transaction, while the watchdog is on and this entry is

@@ -30,6 +30,11 @@ public final class ShardSet: Sendable {
     /// Keyspace notifications of every shard's databases (see ``KeyspaceEvents``).
     public let keyspaceEvents: KeyspaceEvents
 
+    /// Per loop: what takes the single-shard work its commands start while
+    /// a connection there collects a squashed run that runs as one
+    /// transaction (``RunCollector``); nil otherwise.
+    public let collectors: [CollectorSlot]
+
     public init(
         loops: [EventLoop], shardCount: Int, databaseCount: Int, lockOnHashtags: Bool, roundRobinPrefix: String = "",
         keyspaceEvents: KeyspaceEvents = KeyspaceEvents()
@@ -43,6 +48,7 @@ public final class ShardSet: Sendable {
         self.shards = (0..<shardCount).map { Shard(index: $0, loop: loops[$0], databaseCount: databaseCount, events: keyspaceEvents) }
         self.ownerLoopIndex = (0..<shardCount).map { loops[$0].index }
         self.stats = loops.map { _ in TransactionStats(maxWidth: max(shardCount, 1)) }
+        self.collectors = loops.map { _ in CollectorSlot() }
         for shard in shards {
             shard.peers = shards
             shard.trackingHub = tracking
@@ -95,6 +101,9 @@ public final class ShardSet: Sendable {
         _ operation: @escaping (Shard) -> R,
         done: @escaping (R) -> Void
     ) {
+        if let collector = collectors[loop.index].current {
+            return collector.collect(shard: shardIndex, locks: locks, operation, done: done)
+        }
         let shard = shards[shardIndex]
         let stats = self.stats[loop.index]
         if shard.loop === loop {
@@ -323,4 +332,22 @@ public final class Gather<R>: @unchecked Sendable {
         remaining -= 1
         if remaining == 0 { done(results.map { $0! }) }
     }
+}
+
+/// Takes the work a loop's commands hand to ``ShardSet/runSingleShard(from:shard:locks:_:done:)``
+/// while a connection there collects a squashed pipeline run that runs as
+/// one transaction (`--pipeline_squash_transactions`): the work waits in the
+/// run, with its locks, instead of running or leaving now, so that it runs
+/// in the pipeline's order with the run's other commands.
+public protocol RunCollector: AnyObject {
+    func collect<R>(shard: Int, locks: ShardLockSet, _ operation: @escaping (Shard) -> R, done: @escaping (R) -> Void)
+}
+
+/// One loop's ``RunCollector`` while it collects.
+///
+/// Invariant behind `@unchecked Sendable`: `current` is read and written
+/// only on its own loop's thread (set and cleared around a run's handlers).
+public final class CollectorSlot: @unchecked Sendable {
+    public var current: RunCollector?
+    init() {}
 }

@@ -153,6 +153,7 @@ public final class Transaction {
     /// `undo` (a step that does not conclude) takes the step back on a shard
     /// where it ran if the watchdog abandons the transaction; without it, a
     /// step that ran anywhere rules the abandonment out.
+    @_specialize(where R == Int)
     public func execute<R>(conclude: Bool, _ step: @escaping (Shard) -> R, undo: ((Shard) -> Void)? = nil,
                            done: @escaping ([R]) -> Void) {
         let undo = conclude ? nil : undo
@@ -203,6 +204,7 @@ public final class Transaction {
     ///
     /// Several other loops (more than two threads), or a global transaction,
     /// take the two rounds.
+    @_specialize(where R == Int)
     public func run<R>(_ step: @escaping (Shard) -> R, done: @escaping ([R]) -> Void) {
         var remote: EventLoop? = nil
         for shardIndex in participants {

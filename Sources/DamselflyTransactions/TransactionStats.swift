@@ -33,6 +33,9 @@ public final class TransactionStats: @unchecked Sendable {
     /// loop and back (a `KeyHopBatch`), and the commands they carried.
     public let hopBatches = Atomic<Int>(0)
     public let batchedHops = Atomic<Int>(0)
+    /// Squashed runs that held this loop's shard's commands and another
+    /// loop's, run in order as one transaction (`--pipeline_squash_transactions`).
+    public let squashTransactions = Atomic<Int>(0)
     /// Pipelined commands' keys read ahead of their parse (hash and shard
     /// handed to the parse), and keys whose lookups were started ahead, by
     /// the connection on its own loop's shards or by a squashed run's shard.
@@ -100,6 +103,7 @@ public final class TransactionStats: @unchecked Sendable {
         scheduleTimeouts.store(0, ordering: .relaxed)
         stuck.store(0, ordering: .relaxed)
         squashedBatches.store(0, ordering: .relaxed)
+        squashTransactions.store(0, ordering: .relaxed)
         squashedCommands.store(0, ordering: .relaxed)
         hopBatches.store(0, ordering: .relaxed)
         batchedHops.store(0, ordering: .relaxed)

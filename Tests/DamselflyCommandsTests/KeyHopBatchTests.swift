@@ -286,4 +286,124 @@ import Testing
         #expect(Counts(stats).quick - quickBefore == 1)
         #expect(Counts(stats).batchedHops == 3)
     }
+
+    // MARK: - Runs in order over two shards (`--pipeline_squash_transactions`)
+
+    /// Dispatches `commands` on loop 0 as one run in order (the connection's
+    /// calls around a run's handlers); returns the log the replies land in.
+    func runInOrderOnLoop0(_ h: CommandHarness, _ commands: [[String]], batch: KeyHopBatch) -> Log {
+        let log = Log()
+        let done = Atomic<Bool>(false)
+        let engine = h.engine
+        let client = h.clients[0]
+        let loop = h.loops[0]
+        nonisolated(unsafe) let batch = batch
+        loop.post {
+            loop.beginPostBatch()
+            batch.beginRunInOrder(from: loop)
+            for (i, command) in commands.enumerated() {
+                let (arguments, bytes) = CommandHarness.arguments(command.map { Array($0.utf8) })
+                let sink = RunSink(index: i, batch: batch, log: log, bytes: bytes)
+                batch.currentSink = sink
+                CommandHarness.dispatch(arguments, client: client, engine: engine, sink: sink)
+            }
+            batch.endRunInOrder(from: loop)
+            loop.endPostBatch()
+            done.store(true, ordering: .releasing)
+        }
+        while !done.load(ordering: .acquiring) { usleep(100) }
+        return log
+    }
+
+    /// An exclusive lock on `key` held on `shard`'s loop (as a run in order holds its keys there).
+    func hold(_ h: CommandHarness, _ key: String, on shardIndex: Int) -> ShardTransaction {
+        let shard = h.shardSet.shards[shardIndex]
+        let locks = ShardLockSet(
+            fingerprints: [Array(key.utf8).withUnsafeBytes { lockFingerprint(keyHash: KeyHash.hash($0), database: 0) }],
+            mode: .exclusive)
+        nonisolated(unsafe) var entry: ShardTransaction?
+        let held = Atomic<Bool>(false)
+        shard.loop.post {
+            entry = shard.hold(locks, txid: h.shardSet.takeTxid())
+            held.store(true, ordering: .releasing)
+        }
+        while !held.load(ordering: .acquiring) { usleep(100) }
+        return entry!
+    }
+
+    @Test func aRunInOrderOverBothShardsIsOneTransactionInOneRoundTrip() {
+        let h = CommandHarness(loops: 2, shards: 2)
+        defer { h.shutdown() }
+        let here = h.key(onShard: 0, prefix: "here")
+        let there = h.key(onShard: 1, prefix: "there")
+        let stats = h.shardSet.stats[0]
+        let batch = KeyHopBatch(shardSet: h.shardSet)
+        // Alternating shards, same-key chains on both: each reply shows the order on its key.
+        let commands = [
+            ["incr", there], ["incr", here], ["set", "\(here):s", "a"], ["incr", there], ["get", "\(here):s"],
+            ["incr", here], ["append", "\(here):s", "b"], ["get", there],
+        ]
+        let log = runInOrderOnLoop0(h, commands, batch: batch)
+        let replies = waitFor(commands.count, in: log)
+        #expect(replies.map(\.0) == Array(0..<commands.count))
+        #expect(replies.map(\.1) == [.int(1), .int(1), .ok, .int(2), .bulk("a"), .int(2), .int(2), .bulk("2")])
+        #expect(stats.squashTransactions.load(ordering: .relaxed) == 1)
+        // Both shards' locks are released: each key runs inline / quick again.
+        #expect(h.run(["incr", here], on: 0) == .int(3))
+        #expect(h.run(["incr", there], on: 0) == .int(3))
+        #expect(h.shardSet.shards[0].queueLength.load(ordering: .relaxed) == 0)
+
+        // The batch is reused; a run that ends up with the other shard's commands only is a plain batch.
+        let again = runInOrderOnLoop0(h, [["incr", there], ["get", there]], batch: batch)
+        #expect(waitFor(2, in: again).map(\.1) == [.int(4), .bulk("4")])
+        #expect(stats.squashTransactions.load(ordering: .relaxed) == 1)
+        #expect(stats.hopBatches.load(ordering: .relaxed) == 1)
+    }
+
+    @Test func aRunInOrderWhoseKeysAreBusyThereRunsItsPartsInTurn() {
+        let h = CommandHarness(loops: 2, shards: 2)
+        defer { h.shutdown() }
+        let here = h.key(onShard: 0, prefix: "here")
+        let there = h.key(onShard: 1, prefix: "there")
+        let blocker = hold(h, there, on: 1)
+        let batch = KeyHopBatch(shardSet: h.shardSet)
+        // `there` is busy on shard 1: the part there is refused, nothing runs
+        // anywhere, and the run's parts go one after another in the pipeline's order.
+        let log = runInOrderOnLoop0(h, [["set", here, "1"], ["set", there, "2"], ["incr", here]], batch: batch)
+        usleep(50_000)
+        // The first part (shard 0) ran; the second waits for `there`; nothing is answered yet.
+        #expect(log.count == 0)
+        #expect(h.run(["get", here], on: 0) == .bulk("1"))
+        let shard1 = h.shardSet.shards[1]
+        nonisolated(unsafe) let entry = blocker
+        shard1.loop.post { shard1.releaseHeld(entry) }
+        let replies = waitFor(3, in: log)
+        #expect(replies.map(\.0) == [0, 1, 2])
+        #expect(replies.map(\.1) == [.ok, .ok, .int(2)])
+        #expect(h.run(["get", there], on: 0) == .bulk("2"))
+        #expect(h.shardSet.shards[0].queueLength.load(ordering: .relaxed) == 0)
+        #expect(h.shardSet.shards[1].queueLength.load(ordering: .relaxed) == 0)
+    }
+
+    @Test func anOlderTransactionThatConflictsIsRefusedRatherThanQueuedAheadOfAHold() {
+        // A hold is granted and may already have let its run's other part run:
+        // an older coordinated transaction on its key must not slip in ahead.
+        let h = CommandHarness(loops: 2, shards: 2)
+        defer { h.shutdown() }
+        let key = h.key(onShard: 0, prefix: "held")
+        let fingerprint = Array(key.utf8).withUnsafeBytes { lockFingerprint(keyHash: KeyHash.hash($0), database: 0) }
+        let older = h.shardSet.takeTxid()
+        let entry = hold(h, key, on: 0)
+        let shard = h.shardSet.shards[0]
+        let outcome = Atomic<Int>(-1)
+        nonisolated(unsafe) let held = entry
+        shard.loop.post {
+            let locks = ShardLockSet(fingerprints: [fingerprint], mode: .exclusive)
+            let coordinated = ShardTransaction(txid: older, locks: locks, isGlobal: false, participants: 2)
+            outcome.store(shard.schedule(coordinated).accepted ? 1 : 0, ordering: .releasing)
+            shard.releaseHeld(held)
+        }
+        while outcome.load(ordering: .acquiring) < 0 { usleep(100) }
+        #expect(outcome.load(ordering: .acquiring) == 0)
+    }
 }

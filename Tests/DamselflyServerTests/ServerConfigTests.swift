@@ -378,7 +378,7 @@ private func parseError(_ arguments: [String], env: [String: String] = [:]) -> C
         "tx_schedule_timeout_ms",
         "pin_threads", "flagfile", "slowlog_log_slower_than", "slowlog_max_len", "hz",
         "save", "appendonly", "appendfsync", "appendfilename", "poll_before_sleep_us", "migrate_connections", "pipeline_squash",
-        "pipeline_squash_across_shards", "pipeline_lookahead", "multi_exec_squash",
+        "pipeline_squash_across_shards", "pipeline_squash_transactions", "pipeline_lookahead", "multi_exec_squash",
         "lua_time_limit", "default_lua_flags", "client_query_buffer_limit", "client_output_buffer_limit",
         "mem_release_interval", "aclfile", "maxmemory_policy", "maxmemory_samples", "lfu_log_factor", "lfu_decay_time",
         "notify_keyspace_events", "cluster_mode", "replicaof",

@@ -7,7 +7,8 @@ pipelines of squashable commands only, and pipelines where MULTI, a blocking pop
 SELECT or QUIT end a run in the middle — in both modes: runs of one shard's commands (the
 default, which keeps every client's view of the order) and runs across shards
 (--pipeline_squash_across_shards). The INFO counters show that squashing took place, which
-runs each mode makes, and that --pipeline_squash=0 turns it off.
+runs each mode makes, and that --pipeline_squash=0 turns it off. Readers running beside a
+writer's pipelines never see its writes to different shards out of order.
 """
 
 import random
@@ -18,8 +19,13 @@ import pytest
 from resp import RespConn, encode, to_py
 from util import flushall, info_ints, keys_on_shards, spread_keys
 
-# The two kinds of run: one shard's commands (the default), or any shards' (Dragonfly's).
-MODES = ["--pipeline_squash_across_shards=false", "--pipeline_squash_across_shards=true"]
+# The kinds of run: another thread's shard's commands with this thread's between them, run in
+# order as one transaction (the default); one shard's commands only; any shards' (Dragonfly's).
+MODES = [
+    "--pipeline_squash_across_shards=false",
+    "--pipeline_squash_transactions=false",
+    "--pipeline_squash_across_shards=true",
+]
 
 
 def _send(port, cmds):
@@ -31,6 +37,11 @@ def _send(port, cmds):
 
 def _squash_counters(port):
     return info_ints(port, "ALL", "total_pipelined_squashed_commands", "pipeline_squashed_batches")
+
+
+def _transaction_runs(port):
+    """Runs over this thread's shard and another's, run in order as one transaction."""
+    return info_ints(port, "ALL", "pipeline_squashed_transactions")[0]
 
 
 def _hop_counters(port):
@@ -206,44 +217,98 @@ def _assert_replies_as_redis(redis_port, cmds, *servers):
 
 def test_counters_and_off_switch(damselfly, redis_port):
     cmds = _grouped_commands()
-    on = damselfly("--proactor_threads=2", "--pipeline_squash=32")
+    on = damselfly("--proactor_threads=2", "--pipeline_squash=32", "--pipeline_squash_transactions=false")
     off = damselfly("--proactor_threads=2", "--pipeline_squash=0")
-    # On by default, with runs of one shard's commands.
+    # On by default, with runs in order over both shards.
     default = damselfly("--proactor_threads=2")
     _assert_replies_as_redis(redis_port, cmds, on, off, default)
-    # The other thread's group: its 8 SETs are one run and its 8 GETs another (the local
-    # group runs inline, one command at a time).
+    # Runs of one shard: the other thread's group, its 8 SETs are one run and its 8 GETs
+    # another (the local group runs inline, one command at a time).
     assert _squash_counters(on.port) == (16, 2)
     assert _squash_counters(off.port) == (0, 0)
-    assert _squash_counters(default.port) == (16, 2)
+    # In order: from the first command on the other thread's shard to the end, one run
+    # (the first group runs inline when it is this thread's), one transaction.
+    assert _squash_counters(default.port) in ((24, 1), (32, 1))
+    assert _transaction_runs(default.port) == 1
+    assert _transaction_runs(on.port) == 0
     # Each run's 8 hops went to the other thread as one message, and came back as one.
     assert _hop_counters(on.port) == (2, 16)
     assert _hop_counters(off.port) == (0, 0)
-    assert _hop_counters(default.port) == (2, 16)
     # CONFIG RESETSTAT clears them with the other transaction counters.
-    with RespConn(on.port) as c:
-        assert c.call("CONFIG", "RESETSTAT") == ("+", b"OK")
-    assert _squash_counters(on.port) == (0, 0)
-    assert _hop_counters(on.port) == (0, 0)
+    for srv in (on, default):
+        with RespConn(srv.port) as c:
+            assert c.call("CONFIG", "RESETSTAT") == ("+", b"OK")
+        assert _squash_counters(srv.port) == (0, 0)
+        assert _hop_counters(srv.port) == (0, 0)
+        assert _transaction_runs(srv.port) == 0
 
 
-def test_runs_hold_one_shard_unless_across_shards(damselfly, redis_port):
-    """Keys alternating between the shards: by default no two consecutive commands share a
-    shard, so nothing is squashed and each command waits for the one before (no client can
-    see the second of two writes before the first); across shards, the runs take them all."""
+def test_runs_hold_one_shard_unless_in_order_or_across_shards(damselfly, redis_port):
+    """Keys alternating between the shards: with runs of one shard no two consecutive
+    commands share one, so nothing is squashed and each command waits for the one before (no
+    client can see the second of two writes before the first); in order (the default), one
+    run takes them all and runs as one transaction; across shards, the runs take them all."""
     keys = spread_keys(2, 8, prefix="alt")
     cmds = [("SET", k, "v") for k in keys]
-    ordered = damselfly("--proactor_threads=2")
+    one_shard = damselfly("--proactor_threads=2", "--pipeline_squash_transactions=false")
+    in_order = damselfly("--proactor_threads=2")
     across = damselfly("--proactor_threads=2", "--pipeline_squash_across_shards=true")
-    _assert_replies_as_redis(redis_port, cmds, ordered, across)
-    assert _squash_counters(ordered.port) == (0, 0)
+    _assert_replies_as_redis(redis_port, cmds, one_shard, in_order, across)
+    assert _squash_counters(one_shard.port) == (0, 0)
+    # The first command runs inline when it is this thread's; the rest is one run.
+    assert _squash_counters(in_order.port) in ((15, 1), (16, 1))
+    assert _transaction_runs(in_order.port) == 1
     commands, batches = _squash_counters(across.port)
     assert commands >= 2 and batches >= 1
-    # By default each remote command is a run of its own: one message each. Across shards
-    # the local commands run inline between the remote ones, which still leave together.
-    assert _hop_counters(ordered.port) == (8, 8)
+    # With runs of one shard each remote command is a run of its own: one message each.
+    # Across shards the local commands run inline between the remote ones, which still
+    # leave together.
+    assert _hop_counters(one_shard.port) == (8, 8)
     messages, hopped = _hop_counters(across.port)
     assert messages >= 1 and hopped >= 2 * messages
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+def test_readers_never_see_a_pipelines_writes_out_of_order(damselfly, threads):
+    """A writer pipelines rounds of SETs over keys alternating between the shards, each round
+    writing its number to every key in turn; readers pipeline GETs of the same keys in reverse
+    order. A reader that sees round r on a later key must see r or more on every earlier key:
+    the runs in order (the default) hold both shards' keys until their last command has run.
+    (Across shards, --pipeline_squash_across_shards, a reader may see a later key first.)"""
+    import threading
+
+    srv = damselfly(f"--proactor_threads={threads}", "--migrate_connections=false")
+    keys = spread_keys(threads, 6, prefix="seen")
+    stop = threading.Event()
+    errors = []
+
+    def write():
+        with RespConn(srv.port) as c:
+            for r in range(1, 400):
+                c.send_raw(b"".join(encode("SET", k, r) for k in keys))
+                for _ in keys:
+                    c.read_reply()
+        stop.set()
+
+    def read():
+        with RespConn(srv.port) as c:
+            while not stop.is_set() and not errors:
+                c.send_raw(b"".join(encode("GET", k) for k in reversed(keys)))
+                seen = [int(to_py(c.read_reply()) or 0) for _ in keys]
+                # seen[0] is the last key written; every key written before it was read after it.
+                for later, earlier in zip(seen, seen[1:]):
+                    if earlier < later:
+                        errors.append(seen)
+                        break
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    writer = threading.Thread(target=write)
+    for t in readers + [writer]:
+        t.start()
+    for t in [writer] + readers:
+        t.join(60)
+    assert not errors, f"a reader saw a later key's round before an earlier key's: {errors[0]}"
+    assert _transaction_runs(srv.port) > 0
 
 
 def test_monitor_sees_squashed_commands_in_order(damselfly):

@@ -78,6 +78,9 @@ public struct ServerConfig: Sendable, Equatable {
     /// --pipeline_squash_across_shards: a squashed run may hold commands of different shards
     /// (Dragonfly's squashing; their effects may then be seen out of order by other clients).
     public var pipelineSquashAcrossShards: Bool = false
+    /// --pipeline_squash_transactions: a squashed run also takes this thread's shard's commands
+    /// between another thread's, and runs as one transaction over both (in order, one round trip).
+    public var pipelineSquashTransactions: Bool = true
     /// --pipeline_lookahead: the most pipelined commands whose keys are read, and whose
     /// lookups are started, ahead of their parse (0 = off).
     public var pipelineLookahead: Int = 16
@@ -426,6 +429,7 @@ struct ConfigFlagSpec: Sendable {
         .bool("migrate_connections", "Move a connection to the thread owning the shard its commands use (a blocking pop at once; other commands after 16 in a row on one shard), so they run inline.", \.migrateConnections),
         .int("pipeline_squash", 0...1024, "Pipelined commands of one key each are dispatched together, up to this many, without waiting for each other's replies, and answered in order; a run holds the commands of one other thread's shard (see pipeline_squash_across_shards) and goes there as one message (0 = off: each command waits for the one before; no effect with one thread).", \.pipelineSquash),
         .bool("pipeline_squash_across_shards", "A squashed run may also hold commands of different shards, one message per thread (Dragonfly's squashing): fewer round trips, but another client may see a pipeline's writes to different shards take effect out of order. Off: a run holds one shard's commands, and every client sees them in order.", \.pipelineSquashAcrossShards),
+        .bool("pipeline_squash_transactions", "A squashed run of one other thread's shard also takes this thread's shard's commands between them, and runs as one transaction over the two shards (their keys locked on both): one round trip for the run, and every client still sees the pipeline's writes in order. Off: a run ends at each change of shard. No effect with pipeline_squash_across_shards.", \.pipelineSquashTransactions),
         .int("pipeline_lookahead", 0...1024, "Pipelined commands waiting in a connection's input whose keys are read ahead, up to this many: the memory reads of their lookups start together and overlap, instead of each command waiting for its own (0 = off).", \.pipelineLookahead),
         .bool("multi_exec_squash", "EXEC runs the queued commands of each shard as one operation there, all shards at once, under the transaction's locks (one round trip instead of one per command; commands with keys on several shards, WATCH, and keyless or whole-keyspace commands keep one command at a time).", \.multiExecSquash),
         .int("poll_before_sleep_us", 0...100_000, "Microseconds a thread keeps polling for messages from other threads before it sleeps (0 = sleep at once); trades CPU for hop latency.", \.pollBeforeSleepMicros),
