@@ -128,9 +128,14 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable, RunCollector {
     private var works: [Work] = []
     /// The run in order's shard on the origin's loop, once a command has work there.
     private var localShard: Shard?
+    /// The run holds two shards of the origin's loop (more shards than loops;
+    /// the connection keeps to one, this is the batch's own guard).
+    private var spansMoreShards = false
     /// The sink of the command whose handler runs, for work collected without
     /// one (the connection sets it before each handler of a run in order).
-    public var currentSink: ReplySink?
+    /// Not retained (set per command, a retain and a release each time): the
+    /// connection's slots outlive its batch's runs, and it is cleared when the run ends.
+    public unowned(unsafe) var currentSink: ReplySink?
     private static let nowhere = DiscardingSink()
 
     /// `lookahead`: start the memory reads of a run's key lookups together
@@ -175,7 +180,12 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable, RunCollector {
         answers.append(Answer(sink: sink))
         if isCollectingInOrder {
             places.append(Place(shard: shard.index, item: entries.count - 1))
-            if shard.loop === loop { localShard = shard } else { self.shard = shard }
+            if shard.loop === loop {
+                if let local = localShard, local !== shard { spansMoreShards = true }
+                localShard = shard
+            } else {
+                self.shard = shard
+            }
             return
         }
         guard !inFlight else { return }
@@ -256,6 +266,7 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable, RunCollector {
         isCollectingInOrder = true
         shard = nil
         localShard = nil
+        spansMoreShards = false
         if origin !== loop {
             origin = loop
             stats = shardSet.stats[loop.index]
@@ -292,17 +303,14 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable, RunCollector {
         }
         inFlight = true
         stats!.squashTransactions.addOwned(1)
-        let locks = locks(of: 0..<places.count)
-        if locks.count == 1 {
-            return runSegments(from: 0)
-        }
         // (Not with replicas: from then on transactions run in id order only, ``ShardSet/inOrderOnly``.)
-        if locks.count == 2, let local = localShard, let remote = shard, remote.loop !== loop,
+        if works.isEmpty, !spansMoreShards, let local = localShard, let remote = shard, remote.loop !== loop,
            !shardSet.inOrderOnly.load(ordering: .relaxed) {
             // The common case, this loop's shard and one other loop's: the
             // keys are held here while the other part runs there, at once,
             // then this part runs; one round trip, no transaction object.
-            let here = locks[0].0 == local.index ? locks[0].1 : locks[1].1
+            // (The part there checks its keys one by one.)
+            let here = localLocks(local.index)
             guard local.locksAreFree(here) else {
                 // Busy here: each shard's part in turn, in the pipeline's order.
                 return runSegments(from: 0)
@@ -311,6 +319,10 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable, RunCollector {
             trip = .there
             remote.loop.post(job: self, from: loop)
             return
+        }
+        let locks = locks(of: 0..<places.count)
+        if locks.count == 1 {
+            return runSegments(from: 0)
         }
         // Any other mix of shards: one transaction over all of them.
         let transaction = Transaction(shardSet: shardSet, loop: loop, locksByShard: locks)
@@ -321,6 +333,20 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable, RunCollector {
             runPlaces(0..<places.count, on: shard)
             return 0
         }, done: { [self] _ in deliverInOrder() })
+    }
+
+    /// The locks of the run's entries on shard `index`: every key, exclusive
+    /// where any of its commands writes (entries only: no collected work).
+    private func localLocks(_ index: Int) -> ShardLockSet {
+        var fingerprints: [LockFingerprint] = []
+        fingerprints.reserveCapacity(places.count)
+        var mode = LockMode.shared
+        for p in 0..<places.count where places.base![p].shard == index {
+            let entry = entries.base! + places.base![p].item
+            fingerprints.append(entry.pointee.step.fingerprint)
+            if entry.pointee.mode == .exclusive { mode = .exclusive }
+        }
+        return ShardLockSet(fingerprints: fingerprints, mode: mode)
     }
 
     /// The locks of places `range`, per shard in shard order: every key,

@@ -876,7 +876,7 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         // a microsecond or two of each other, and none waits for another.
         if squashRunClock == 0 { squashRunClock = takeCommandClock() }
         client.lastCommandAtNanos = slot.start(self, spec, inputMoves: inputMoves, now: squashRunClock)
-        if squashRunInOrder { squashHopBatch.currentSink = slot }
+        if squashRunInOrder { slot.hopBatch?.currentSink = slot }
         runHandler(spec, sink: slot)
         // The next command is parsed into other arguments (the slot's spare
         // object, swapped with these): this one's stay as they are.

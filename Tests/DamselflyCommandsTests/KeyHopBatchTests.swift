@@ -61,8 +61,10 @@ import Testing
 
     /// Dispatches `commands` on loop 0 in one task (one post batch, as a
     /// squashed run is), each with its own sink: sink `i` has the batch when
-    /// `batched[i]`. Returns the log the replies land in.
-    func runOnLoop0(_ h: CommandHarness, _ commands: [[String]], batched: [Bool], batch: KeyHopBatch) -> Log {
+    /// `batched[i]`. `inOrder`: as one run in order over two shards (the
+    /// connection's calls around such a run's handlers). Returns the log the replies land in.
+    func runOnLoop0(_ h: CommandHarness, _ commands: [[String]], batched: [Bool], batch: KeyHopBatch,
+                    inOrder: Bool = false) -> Log {
         let log = Log()
         let done = Atomic<Bool>(false)
         let engine = h.engine
@@ -71,11 +73,14 @@ import Testing
         nonisolated(unsafe) let batch = batch
         loop.post {
             loop.beginPostBatch()
+            if inOrder { batch.beginRunInOrder(from: loop) }
             for (i, command) in commands.enumerated() {
                 let (arguments, bytes) = CommandHarness.arguments(command.map { Array($0.utf8) })
                 let sink = RunSink(index: i, batch: batched[i] ? batch : nil, log: log, bytes: bytes)
+                if inOrder { batch.currentSink = sink }
                 CommandHarness.dispatch(arguments, client: client, engine: engine, sink: sink)
             }
+            if inOrder { batch.endRunInOrder(from: loop) }
             loop.endPostBatch()
             done.store(true, ordering: .releasing)
         }
@@ -289,30 +294,9 @@ import Testing
 
     // MARK: - Runs in order over two shards (`--pipeline_squash_transactions`)
 
-    /// Dispatches `commands` on loop 0 as one run in order (the connection's
-    /// calls around a run's handlers); returns the log the replies land in.
+    /// Dispatches `commands` on loop 0 as one run in order; returns the log the replies land in.
     func runInOrderOnLoop0(_ h: CommandHarness, _ commands: [[String]], batch: KeyHopBatch) -> Log {
-        let log = Log()
-        let done = Atomic<Bool>(false)
-        let engine = h.engine
-        let client = h.clients[0]
-        let loop = h.loops[0]
-        nonisolated(unsafe) let batch = batch
-        loop.post {
-            loop.beginPostBatch()
-            batch.beginRunInOrder(from: loop)
-            for (i, command) in commands.enumerated() {
-                let (arguments, bytes) = CommandHarness.arguments(command.map { Array($0.utf8) })
-                let sink = RunSink(index: i, batch: batch, log: log, bytes: bytes)
-                batch.currentSink = sink
-                CommandHarness.dispatch(arguments, client: client, engine: engine, sink: sink)
-            }
-            batch.endRunInOrder(from: loop)
-            loop.endPostBatch()
-            done.store(true, ordering: .releasing)
-        }
-        while !done.load(ordering: .acquiring) { usleep(100) }
-        return log
+        runOnLoop0(h, commands, batched: Array(repeating: true, count: commands.count), batch: batch, inOrder: true)
     }
 
     /// An exclusive lock on `key` held on `shard`'s loop (as a run in order holds its keys there).

@@ -221,5 +221,6 @@ def test_every_command_then_close(damselfly, tmp_path, threads, engine):
         for k in keys["list"]:
             assert to_py(admin.call("LLEN", k)) == 20
         blocked = blocked_clients_settled(admin, poll=0.05)
-        assert blocked == 0, "closed connections stayed parked"
+        # On failure, the clients still there (flags=b: parked; cmd=: what they ran) name the path.
+        assert blocked == 0, "closed connections stayed parked:\n" + to_py(admin.call("CLIENT", "LIST")).decode()
         assert sent > 300
