@@ -60,6 +60,15 @@ public final class BlockedClientRegistry: @unchecked Sendable {
         parked.removeValue(forKey: ObjectIdentifier(blocked))
     }
 
+    /// Asks every parked client's connection whether its peer has gone
+    /// unnoticed (``ClientState/checkPeer``): one system call each, from the
+    /// loop's timer once a second. A parked client whose close was missed
+    /// is then unparked within a second instead of never.
+    public func checkPeers() {
+        guard !parked.isEmpty else { return }
+        for (_, entry) in parked { entry.client.checkPeer?() }
+    }
+
     /// Times out every waiter whose deadline passed.
     public func expire(nowNanos: UInt64) {
         guard !parked.isEmpty else { return }

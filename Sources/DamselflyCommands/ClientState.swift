@@ -75,6 +75,9 @@ public final class ClientState {
     public var trackingBroadcasts: TrackingBroadcastBuffer?
     /// The waiter of a blocking command this client is parked on.
     public var blockedOn: BlockedClient?
+    /// Set by the connection: closes it when its peer has gone without its
+    /// loop hearing of it (``BlockedClientRegistry/checkPeers()``).
+    public var checkPeer: (() -> Void)?
     /// Whether the connection is still there, for the threads that work on
     /// its behalf (set once by the connection when it closes; a migrated
     /// connection gets a fresh client, so a migration is not a close).

@@ -508,6 +508,18 @@ public final class EventLoop: @unchecked Sendable {
         }
     }
 
+    /// Whether the peer has closed `socket` while this loop has not heard of
+    /// it yet: one `recv(MSG_PEEK)`. The multishot receive of io_uring can
+    /// miss an end of file that races with the data before it (a kernel race,
+    /// liburing issue #1549); a client parked on a blocking command would
+    /// then wait for ever, and could be served a job no one reads.
+    public func peerHasClosed(_ socket: SocketID) -> Bool {
+        switch driver! {
+        case .uring(let d): return d.peerHasClosed(socket: socket)
+        case .epoll(let d): return d.peerHasClosed(socket: socket)
+        }
+    }
+
     /// Closes the socket once what was written so far is sent.
     public func close(_ socket: SocketID) {
         driver.close(loop: self, socket: socket)

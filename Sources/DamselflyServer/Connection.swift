@@ -132,6 +132,11 @@ final class Connection: SocketHandler, ReplySink, @unchecked Sendable {
         shardOwner = shardSet.ownerLoopIndex
         loopIndex = loop.index
         ownShard = shardOwner.firstIndex(of: loop.index) ?? -1
+        client.checkPeer = { [weak self] in
+            // Closed here as the server closes a connection: the driver's socket too.
+            guard let self, !isClosed, loop.peerHasClosed(socket) else { return }
+            close()
+        }
     }
 
     deinit {

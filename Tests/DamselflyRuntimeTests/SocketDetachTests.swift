@@ -182,4 +182,45 @@ private func read(_ fd: Int32, count: Int) -> String {
         #expect(reused.isSet)
         #expect(handedOver.value == 0)
     }
+
+    /// `EventLoop.peerHasClosed`: false while the peer is there (with or
+    /// without bytes waiting), true once it has closed, whether or not the
+    /// loop has heard of the close yet (the check the loops make of parked
+    /// clients, for an end of file io_uring's multishot receive missed).
+    @Test(arguments: [false, true])
+    func peerHasClosedPeeksForEndOfFile(ioUring: Bool) {
+        let a = RunningLoop(index: 0, preferIOUring: ioUring)
+        defer { a.shutdown() }
+        guard a.loop.usesIOUring == ioUring else { return }
+        let (client, server) = socketPair()
+        let handler = RecordingHandler()
+        let id = Slot<SocketID>()
+        a.loop.post { id.set(a.loop.register(fd: server, handler: handler)) }
+        #expect(waitUntil { id.get != nil })
+        func ask() -> Bool {
+            let answer = Slot<Bool>()
+            a.loop.post { answer.set(a.loop.peerHasClosed(id.get!)) }
+            #expect(waitUntil { answer.get != nil })
+            return answer.get ?? false
+        }
+        send(client, "x")
+        #expect(waitUntil { handler.text == "x" })
+        #expect(!ask())
+        // The peer closes while the loop is busy in a task, so it cannot have
+        // heard of the end of file yet (as when its receive missed it): the peek sees it.
+        let seen = Slot<(before: Bool, after: Bool)>()
+        a.loop.post {
+            let before = a.loop.peerHasClosed(id.get!)
+            Glibc.shutdown(client, Int32(SHUT_WR))
+            usleep(20_000)
+            seen.set((before, a.loop.peerHasClosed(id.get!)))
+        }
+        #expect(waitUntil { seen.get != nil })
+        #expect(seen.get?.before == false)
+        #expect(seen.get?.after == true)
+        // Then the loop hears of it, and the socket is gone: nothing left to ask about.
+        #expect(waitUntil { handler.closed.isSet })
+        #expect(!ask())
+        Glibc.close(client)
+    }
 }
