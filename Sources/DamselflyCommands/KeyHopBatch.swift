@@ -30,17 +30,19 @@ import DamselflyTransactions
 /// **In order over two shards** (`--pipeline_squash_transactions`): a run may
 /// also hold this loop's commands between the other shard's. Then nothing
 /// leaves or runs while the run is built: each command's work waits in the
-/// batch (an entry, or collected work, ``RunCollector``), and when the run
-/// ends the batch runs as one transaction over both shards, every key of the
-/// run locked on each: the other shard's commands first, in one round trip,
-/// then this loop's, each shard's in the pipeline's order. No other client
-/// sees one shard's part without the other's, so no one can see the
-/// pipeline's writes out of order; without this, such a run ended at each
-/// change of shard and waited for a round trip every time. A run that ends
-/// up holding the other shard's commands only leaves as a plain batch.
-/// Steps on the two shards may run at once (the two-round path of a
-/// transaction): each touches only its own entries, places' answers and
-/// work; `places` and `works` are not changed while the run is out.
+/// batch (an entry, or collected work, ``RunCollector``). When the run ends,
+/// its keys on this loop's shard are held (``Shard/hold(_:txid:)``), the
+/// batch goes to the other shard, whose part runs at once if all its keys
+/// are free (else nothing runs there), and back here this loop's part runs
+/// under the held keys: one round trip, each shard's commands in the
+/// pipeline's order, and no other client sees one shard's part without the
+/// other's, so no one can see the pipeline's writes out of order. A refused
+/// part, or keys busy here, runs the run's stretches of one shard in turn; a
+/// run over other mixes of shards (or with replicas) runs as one
+/// ``Transaction``, whose steps on different shards may run at once: each
+/// touches only its own entries, places' answers and work, and `places` and
+/// `works` are not changed while the run is out. A run that ends up holding
+/// the other shard's commands only leaves as a plain batch.
 public final class KeyHopBatch: InboxJob, @unchecked Sendable, RunCollector {
     /// What a command needs on the shard's thread, consumed there when it runs.
     @usableFromInline
@@ -488,9 +490,7 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable, RunCollector {
         inFlight = false
         operations.reset()
         entries.count = 0
-        var done = answers
-        answers = spare ?? MovingBuffer()
-        spare = nil
+        let done = takeAnswers()
         var order = places
         places = sparePlaces ?? MovingBuffer()
         sparePlaces = nil
@@ -506,9 +506,8 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable, RunCollector {
                 works[-1 - item].delivery?()
             }
         }
-        done.count = 0
+        keepAsSpare(done)
         order.count = 0
-        if spare == nil { spare = done } else { done.free() }
         if sparePlaces == nil { sparePlaces = order } else { order.free() }
     }
 
@@ -520,9 +519,7 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable, RunCollector {
         }
         for p in 0..<answers.count { answers.base![p].reply = .error(CommandCall.abandonedError) }
         works.removeAll(keepingCapacity: true)
-        var done = answers
-        answers = spare ?? MovingBuffer()
-        spare = nil
+        let done = takeAnswers()
         places.count = 0
         entries.count = 0
         operations.reset()
@@ -531,6 +528,21 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable, RunCollector {
             let answer = (done.base! + p).move()
             answer.sink.complete(answer.reply)
         }
+        keepAsSpare(done)
+    }
+
+    /// The run's answers, taken for delivery; the batch answers into the
+    /// spare buffer from now on (a reply may start the next run at once).
+    private func takeAnswers() -> MovingBuffer<Answer> {
+        let done = answers
+        answers = spare ?? MovingBuffer()
+        spare = nil
+        return done
+    }
+
+    /// A delivered run's answer buffer (every answer moved out), kept as the
+    /// spare unless the next run already took one.
+    private func keepAsSpare(_ done: consuming MovingBuffer<Answer>) {
         done.count = 0
         if spare == nil { spare = done } else { done.free() }
     }
@@ -552,9 +564,7 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable, RunCollector {
         inFlight = false
         // Every operation ran and is gone: their memory serves the next run.
         operations.reset()
-        var done = answers
-        answers = spare ?? MovingBuffer()
-        spare = nil
+        let done = takeAnswers()
         let stats = self.stats!
         stats.hopBatches.addOwned(1)
         stats.batchedHops.addOwned(done.count)
@@ -572,8 +582,7 @@ public final class KeyHopBatch: InboxJob, @unchecked Sendable, RunCollector {
             let answer = (done.base! + i).move()
             answer.sink.complete(answer.reply, arrivedAt: arrived)
         }
-        done.count = 0
-        if spare == nil { spare = done } else { done.free() }
+        keepAsSpare(done)
     }
 }
 

@@ -1,3 +1,5 @@
+import Glibc
+
 /// What a loop calls back on for a connected socket. Implemented by the
 /// server's `Connection`; every call happens on the socket's own loop thread.
 public protocol SocketHandler: AnyObject {
@@ -59,6 +61,14 @@ final class SocketState {
     /// Bytes accepted for sending and not yet acknowledged by the kernel: what
     /// `client-output-buffer-limit` measures.
     var queuedBytes: Int { pending.count + inflight.count - inflightOffset }
+
+    /// Whether the peer has closed a socket still open here: a peek at it
+    /// reads end of file (data not yet read, or none and not closed: false).
+    var peerHasClosed: Bool {
+        guard !dead, !closeRequested else { return false }
+        var byte: UInt8 = 0
+        return Glibc.recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) == 0
+    }
 
     init(fd: Int32, generation: UInt32) {
         self.fd = fd

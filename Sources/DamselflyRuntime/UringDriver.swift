@@ -129,12 +129,8 @@ final class UringDriver {
         sockets.lookup(socket)?.queuedBytes ?? 0
     }
 
-    /// Whether the peer has closed a socket still open here: a peek at it
-    /// reads end of file (data not yet read, or none and not closed: false).
     func peerHasClosed(socket: SocketID) -> Bool {
-        guard let state = sockets.lookup(socket), !state.dead, !state.closeRequested else { return false }
-        var byte: UInt8 = 0
-        return Glibc.recv(state.fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) == 0
+        sockets.lookup(socket)?.peerHasClosed ?? false
     }
 
     func write(socket: SocketID, bytes: inout [UInt8]) {

@@ -215,11 +215,13 @@ public final class Server: @unchecked Sendable {
             let counters = engine.loopCounters[loop.index]
             let blocked = engine.blockedClients[loop.index]
             loop.post {
-                loop.addPeriodicTimer(intervalMillis: 1000) { counters.sampleOps(nowNanos: Clock.monotonicNanos()) }
+                loop.addPeriodicTimer(intervalMillis: 1000) {
+                    counters.sampleOps(nowNanos: Clock.monotonicNanos())
+                    // Parked clients whose close the loop missed (EventLoop.peerHasClosed).
+                    blocked.checkPeers()
+                }
                 // Blocking-command timeouts, to the millisecond or two.
                 loop.addPeriodicTimer(intervalMillis: 2) { blocked.expire(nowNanos: Clock.monotonicNanos()) }
-                // Parked clients whose close the loop missed (EventLoop.peerHasClosed).
-                loop.addPeriodicTimer(intervalMillis: 1000) { blocked.checkPeers() }
                 // Clients held by a CLIENT PAUSE whose deadline passed go on (one check of an empty list otherwise).
                 loop.addPeriodicTimer(intervalMillis: 10) { clientPause.resumeIfEnded(on: loop) }
             }
